@@ -1,0 +1,142 @@
+//! Isotropic Gaussian mixtures with closed-form log Z.
+
+use super::{RowEnergy, log_sum_exp};
+use crate::error::{Error, Result, check_finite, check_positive};
+use ndarray::Array2;
+use rand::{Rng, RngExt};
+use rand_distr::{Distribution, StandardNormal};
+use std::f64::consts::PI;
+
+/// `F(y) = -log sum_k w_k exp(-|y - m_k|^2 / (2 s_k^2))`.
+///
+/// The weights are used as given (not normalised), so
+/// `log Z = log sum_k w_k (2 pi s_k^2)^(d/2)`. Evaluated with a log-sum-exp,
+/// so states far from every mode give large finite energies, not `inf`.
+#[derive(Clone, Debug)]
+pub struct Mixture {
+    log_w: Vec<f64>,
+    weights: Vec<f64>,
+    means: Array2<f64>,
+    std: Vec<f64>,
+}
+
+impl Mixture {
+    /// `weights` (K, > 0), `means` (K x d), `std` (K, > 0).
+    pub fn new(weights: Vec<f64>, means: Array2<f64>, std: Vec<f64>) -> Result<Self> {
+        let k = weights.len();
+        if k == 0 || means.nrows() != k || std.len() != k || means.ncols() == 0 {
+            return Err(Error::shape(
+                "mixture",
+                format!("weights (K), means (K, d), std (K) with K = {k}"),
+                format!("means {:?}, std ({})", means.shape(), std.len()),
+            ));
+        }
+        for w in &weights {
+            check_positive("weights", *w)?;
+        }
+        for s in &std {
+            check_positive("std", *s)?;
+        }
+        if means.iter().any(|v| !v.is_finite()) {
+            return Err(Error::param("means", "contains a non-finite number"));
+        }
+        check_finite("weights", &weights)?;
+        Ok(Mixture {
+            log_w: weights.iter().map(|w| w.ln()).collect(),
+            weights,
+            means,
+            std,
+        })
+    }
+
+    /// Number of components.
+    pub fn n_components(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Component means (K x d).
+    pub fn means(&self) -> &Array2<f64> {
+        &self.means
+    }
+
+    /// Component standard deviations.
+    pub fn stds(&self) -> &[f64] {
+        &self.std
+    }
+
+    /// Probability mass of each component under `exp(-F)/Z`.
+    pub fn component_mass(&self) -> Vec<f64> {
+        let d = self.means.ncols() as f64;
+        let lm: Vec<f64> = (0..self.weights.len())
+            .map(|k| self.log_w[k] + 0.5 * d * (2.0 * PI * self.std[k] * self.std[k]).ln())
+            .collect();
+        let lz = log_sum_exp(&lm);
+        lm.iter().map(|v| (v - lz).exp()).collect()
+    }
+
+    /// One exact draw from `exp(-F)/Z`: a component by its mass, then its Gaussian.
+    pub fn sample_exact<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [f64]) {
+        let mass = self.component_mass();
+        let u: f64 = rng.random();
+        let mut acc = 0.0;
+        let mut k = mass.len() - 1;
+        for (i, m) in mass.iter().enumerate() {
+            acc += m;
+            if u < acc {
+                k = i;
+                break;
+            }
+        }
+        for (j, o) in out.iter_mut().enumerate() {
+            let z: f64 = StandardNormal.sample(rng);
+            *o = self.means[[k, j]] + self.std[k] * z;
+        }
+    }
+
+    fn log_terms(&self, y: &[f64], terms: &mut [f64]) {
+        for (k, t) in terms.iter_mut().enumerate() {
+            let m = self.means.row(k);
+            let mut d2 = 0.0;
+            for (a, b) in y.iter().zip(m.iter()) {
+                d2 += (a - b) * (a - b);
+            }
+            *t = self.log_w[k] - d2 / (2.0 * self.std[k] * self.std[k]);
+        }
+    }
+}
+
+impl RowEnergy for Mixture {
+    fn state_dim(&self) -> usize {
+        self.means.ncols()
+    }
+    fn energy(&self, y: &[f64]) -> f64 {
+        let mut terms = vec![0.0; self.weights.len()];
+        self.log_terms(y, &mut terms);
+        -log_sum_exp(&terms)
+    }
+    fn energy_grad(&self, y: &[f64], grad: &mut [f64]) -> f64 {
+        let mut terms = vec![0.0; self.weights.len()];
+        self.log_terms(y, &mut terms);
+        let lse = log_sum_exp(&terms);
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        // dF/dy = sum_k r_k (y - m_k) / s_k^2, r_k the responsibilities.
+        for k in 0..terms.len() {
+            let r = (terms[k] - lse).exp();
+            if r == 0.0 {
+                continue;
+            }
+            let c = r / (self.std[k] * self.std[k]);
+            for (j, g) in grad.iter_mut().enumerate() {
+                *g += c * (y[j] - self.means[[k, j]]);
+            }
+        }
+        -lse
+    }
+    fn known_log_z(&self) -> Option<f64> {
+        let d = self.means.ncols() as f64;
+        let lm: Vec<f64> = (0..self.weights.len())
+            .map(|k| self.log_w[k] + 0.5 * d * (2.0 * PI * self.std[k] * self.std[k]).ln())
+            .collect();
+        Some(log_sum_exp(&lm))
+    }
+}

@@ -1,0 +1,337 @@
+//! Conditional MLP energies with a hand-written batched backward pass.
+
+use super::{ConditionalEnergy, add_row, sigmoid, softplus};
+use crate::error::{Error, Result};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
+use rayon::prelude::*;
+
+/// Rows per parallel block: each block is one set of matrix products.
+const MLP_BLOCK: usize = 64;
+
+/// Pointwise non-linearity of a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `a * sigmoid(a)`.
+    Silu,
+    /// `max(a, 0)`.
+    Relu,
+    /// `tanh(a)`.
+    Tanh,
+    /// `log(1 + exp(a))`.
+    Softplus,
+    /// The identity.
+    None,
+}
+
+impl Activation {
+    /// Parses `silu`, `relu`, `tanh`, `softplus`, `none`.
+    pub fn parse(name: &str) -> Option<Activation> {
+        Some(match name {
+            "silu" => Activation::Silu,
+            "relu" => Activation::Relu,
+            "tanh" => Activation::Tanh,
+            "softplus" => Activation::Softplus,
+            "none" | "linear" | "identity" => Activation::None,
+            _ => return None,
+        })
+    }
+
+    #[inline]
+    fn apply(self, a: f64) -> f64 {
+        match self {
+            Activation::Silu => a * sigmoid(a),
+            Activation::Relu => a.max(0.0),
+            Activation::Tanh => a.tanh(),
+            Activation::Softplus => softplus(a),
+            Activation::None => a,
+        }
+    }
+
+    #[inline]
+    fn derivative(self, a: f64) -> f64 {
+        match self {
+            Activation::Silu => {
+                let s = sigmoid(a);
+                s * (1.0 + a * (1.0 - s))
+            }
+            Activation::Relu => {
+                if a > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Tanh => {
+                let t = a.tanh();
+                1.0 - t * t
+            }
+            Activation::Softplus => sigmoid(a),
+            Activation::None => 1.0,
+        }
+    }
+}
+
+/// One dense layer: `h_out = act(h_in W + bias)`, W is (in x out).
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// Weights, (in x out).
+    pub weight: Array2<f64>,
+    /// Bias, (out).
+    pub bias: Array1<f64>,
+    /// Non-linearity applied after the affine map.
+    pub activation: Activation,
+}
+
+/// Gradients of a weighted sum of energies with respect to the MLP's parameters.
+#[derive(Clone, Debug)]
+pub struct MlpGrads {
+    /// One per layer, shaped like the layer's weight.
+    pub weights: Vec<Array2<f64>>,
+    /// One per layer, shaped like the layer's bias.
+    pub biases: Vec<Array1<f64>>,
+}
+
+/// `F(x, y) = net([x ; y]) + 0.5 * l2 * |y|^2`, `net` a stack of dense
+/// layers whose last has one output. The `l2` term keeps `exp(-F)`
+/// normalisable in `y` when the network alone does not.
+///
+/// Gradients with respect to `y` come from a batched backward pass (matrix
+/// products per block of 64 rows); [`Mlp::param_grad`] gives the gradient
+/// with respect to the weights and biases, for training.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    x_dim: usize,
+    l2: f64,
+    layers: Vec<Layer>,
+}
+
+struct Tape {
+    /// Inputs of each layer (h_0 = [x ; y], h_1, ...).
+    inputs: Vec<Array2<f64>>,
+    /// Pre-activations of each layer.
+    pre: Vec<Array2<f64>>,
+    energy: Array1<f64>,
+}
+
+impl Mlp {
+    /// Builds and checks an MLP: shapes chain, the last layer has one output,
+    /// the first takes `x_dim + y_dim` inputs with `y_dim >= 1`, all finite, `l2 >= 0`.
+    pub fn new(x_dim: usize, l2: f64, layers: Vec<Layer>) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::param("layers", "an MLP needs at least one layer"));
+        }
+        if !(l2.is_finite() && l2 >= 0.0) {
+            return Err(Error::param(
+                "l2",
+                format!("must be finite and >= 0, got {l2}"),
+            ));
+        }
+        for (i, l) in layers.iter().enumerate() {
+            if l.bias.len() != l.weight.ncols() {
+                return Err(Error::shape(
+                    format!("layers[{i}].bias"),
+                    format!("({})", l.weight.ncols()),
+                    format!("({})", l.bias.len()),
+                ));
+            }
+            if i > 0 && layers[i - 1].weight.ncols() != l.weight.nrows() {
+                return Err(Error::shape(
+                    format!("layers[{i}].weight"),
+                    format!(
+                        "({}, _) to follow layer {} with {} outputs",
+                        layers[i - 1].weight.ncols(),
+                        i - 1,
+                        layers[i - 1].weight.ncols()
+                    ),
+                    format!("{:?}", l.weight.shape()),
+                ));
+            }
+            if l.weight.iter().chain(l.bias.iter()).any(|v| !v.is_finite()) {
+                return Err(Error::param(
+                    format!("layers[{i}]"),
+                    "contains a non-finite number",
+                ));
+            }
+        }
+        let last = layers.last().expect("non-empty");
+        if last.weight.ncols() != 1 {
+            return Err(Error::shape(
+                format!("layers[{}].weight", layers.len() - 1),
+                "one output column (an energy is a scalar)",
+                format!("{:?}", last.weight.shape()),
+            ));
+        }
+        if layers[0].weight.nrows() <= x_dim {
+            return Err(Error::shape(
+                "layers[0].weight",
+                format!("more than x_dim = {x_dim} input rows (x_dim + y_dim)"),
+                format!("{:?}", layers[0].weight.shape()),
+            ));
+        }
+        Ok(Mlp { x_dim, l2, layers })
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Mutable layers, for training (shapes must be kept).
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+
+    /// The `l2` coefficient.
+    pub fn l2(&self) -> f64 {
+        self.l2
+    }
+
+    fn forward(&self, x: ArrayView2<f64>, y: ArrayView2<f64>) -> Tape {
+        let n = y.nrows();
+        let mut h = Array2::zeros((n, self.x_dim + y.ncols()));
+        h.slice_mut(s![.., ..self.x_dim]).assign(&x);
+        h.slice_mut(s![.., self.x_dim..]).assign(&y);
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut pre = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let mut z = h.dot(&layer.weight);
+            add_row(z.view_mut(), layer.bias.view());
+            let act = layer.activation;
+            let out = z.mapv(|a| act.apply(a));
+            inputs.push(h);
+            pre.push(z);
+            h = out;
+        }
+        let mut energy = h.column(0).to_owned();
+        if self.l2 > 0.0 {
+            Zip::from(&mut energy)
+                .and(y.rows())
+                .for_each(|e, r| *e += 0.5 * self.l2 * r.dot(&r));
+        }
+        Tape {
+            inputs,
+            pre,
+            energy,
+        }
+    }
+
+    /// Backward pass from `dF_i/d(out_i) = coef_i`; returns dz of each layer.
+    fn backward(&self, tape: &Tape, coef: Option<ArrayView2<f64>>) -> Vec<Array2<f64>> {
+        let n = tape.energy.len();
+        let mut delta = match coef {
+            Some(c) => c.to_owned(),
+            None => Array2::ones((n, 1)),
+        };
+        let mut dz_all = vec![Array2::zeros((0, 0)); self.layers.len()];
+        for l in (0..self.layers.len()).rev() {
+            let act = self.layers[l].activation;
+            let mut dz = delta;
+            Zip::from(&mut dz)
+                .and(&tape.pre[l])
+                .for_each(|d, &a| *d *= act.derivative(a));
+            if l > 0 {
+                delta = dz.dot(&self.layers[l].weight.t());
+            } else {
+                delta = Array2::zeros((0, 0));
+            }
+            dz_all[l] = dz;
+        }
+        dz_all
+    }
+
+    fn block(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView2<f64>,
+        mut e: ArrayViewMut1<f64>,
+        grad: Option<ArrayViewMut2<f64>>,
+    ) {
+        let tape = self.forward(x, y);
+        e.assign(&tape.energy);
+        if let Some(mut g) = grad {
+            let dz = self.backward(&tape, None);
+            let wy = self.layers[0].weight.slice(s![self.x_dim.., ..]);
+            let gy = dz[0].dot(&wy.t());
+            g.assign(&gy);
+            if self.l2 > 0.0 {
+                g.scaled_add(self.l2, &y);
+            }
+        }
+    }
+
+    /// `sum_i coef_i * dF(x_i, y_i)/d(theta)` for every weight and bias.
+    /// `coef` has one entry per row; a loss's gradient w.r.t. each energy
+    /// goes there, so one call gives the loss's parameter gradient.
+    pub fn param_grad(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView2<f64>,
+        coef: &[f64],
+    ) -> Result<MlpGrads> {
+        let n = y.nrows();
+        if x.nrows() != n
+            || coef.len() != n
+            || x.ncols() != self.x_dim
+            || y.ncols() != ConditionalEnergy::y_dim(self)
+        {
+            return Err(Error::shape(
+                "param_grad",
+                format!(
+                    "x ({n}, {}), y ({n}, {}), coef ({n})",
+                    self.x_dim,
+                    ConditionalEnergy::y_dim(self)
+                ),
+                format!(
+                    "x {:?}, y {:?}, coef ({})",
+                    x.shape(),
+                    y.shape(),
+                    coef.len()
+                ),
+            ));
+        }
+        let tape = self.forward(x, y);
+        let c = Array2::from_shape_vec((n, 1), coef.to_vec()).expect("n x 1");
+        let dz = self.backward(&tape, Some(c.view()));
+        let weights = (0..self.layers.len())
+            .map(|l| tape.inputs[l].t().dot(&dz[l]))
+            .collect();
+        let biases = dz.iter().map(|d| d.sum_axis(Axis(0))).collect();
+        Ok(MlpGrads { weights, biases })
+    }
+}
+
+impl ConditionalEnergy for Mlp {
+    fn x_dim(&self) -> usize {
+        self.x_dim
+    }
+    fn y_dim(&self) -> usize {
+        self.layers[0].weight.nrows() - self.x_dim
+    }
+    fn energy_batch(&self, x: ArrayView2<f64>, y: ArrayView2<f64>, mut energy: ArrayViewMut1<f64>) {
+        energy
+            .axis_chunks_iter_mut(Axis(0), MLP_BLOCK)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(b, eb)| {
+                let r = b * MLP_BLOCK..b * MLP_BLOCK + eb.len();
+                self.block(x.slice(s![r.clone(), ..]), y.slice(s![r, ..]), eb, None);
+            });
+    }
+    fn energy_grad_batch(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView2<f64>,
+        mut energy: ArrayViewMut1<f64>,
+        mut grad: ArrayViewMut2<f64>,
+    ) {
+        energy
+            .axis_chunks_iter_mut(Axis(0), MLP_BLOCK)
+            .into_par_iter()
+            .zip(grad.axis_chunks_iter_mut(Axis(0), MLP_BLOCK))
+            .enumerate()
+            .for_each(|(b, (eb, gb))| {
+                let r = b * MLP_BLOCK..b * MLP_BLOCK + eb.len();
+                self.block(x.slice(s![r.clone(), ..]), y.slice(s![r, ..]), eb, Some(gb));
+            });
+    }
+}

@@ -1,0 +1,425 @@
+//! The parallel energy core.
+//!
+//! An energy `F(y)` scores a state `y` (low = likely); the target density at
+//! inverse temperature `beta` is proportional to `exp(-beta F(y))`. Every
+//! sampler in boltz talks to energies through one batched call: the energies
+//! (and gradients) of an `n x d` array whose rows are the states of `n`
+//! chains. Implementations split the rows into fixed-size blocks
+//! ([`ROW_BLOCK`] or a family's own) and spread the blocks over rayon's
+//! threads; since a block's result never depends on which thread computed
+//! it, the output is bit-identical for any number of threads.
+//!
+//! Three ways to provide an energy:
+//! - implement [`Energy`] directly, for energies that gain from batching
+//!   (neural energies become matrix products);
+//! - implement [`RowEnergy`] (one state at a time) and get [`Energy`] for
+//!   free, parallel over rows;
+//! - wrap a closure with [`FnEnergy`].
+//!
+//! Conditional energies `F(x, y)` implement [`ConditionalEnergy`];
+//! [`Conditioned`] fixes the context `x` (one for all chains, or one per
+//! chain) and is an [`Energy`] in `y`. Binary states (RBM visibles) are rows
+//! of 0.0/1.0 in the same arrays; [`Energy::space`] says which kind a model has.
+
+mod funnel;
+mod gaussian;
+mod mixture;
+mod mlp;
+mod rbm;
+mod ring;
+
+pub use funnel::Funnel;
+pub use gaussian::{DiagGaussian, FullGaussian};
+pub use mixture::Mixture;
+pub use mlp::{Activation, Layer, Mlp, MlpGrads};
+pub use rbm::Rbm;
+pub use ring::Ring;
+
+use crate::error::{Error, Result};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Rows per parallel block for row-wise energies. Fixed, never derived from
+/// the thread count, so results do not depend on it.
+pub const ROW_BLOCK: usize = 16;
+
+/// The kind of state a model lives on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum StateSpace {
+    /// Real vectors in R^d.
+    Continuous,
+    /// Vectors of 0.0 / 1.0 in {0, 1}^d.
+    Binary,
+}
+
+/// A batched energy: the core interface every kernel, driver and estimator uses.
+///
+/// Shapes: `y` is `n x d` (one state per row), `energy` has length `n`,
+/// `grad` is `n x d`. Callers guarantee the shapes (checked entry points are
+/// [`evaluate`] and [`evaluate_with_grad`]). A non-finite value is allowed as
+/// output: samplers treat it as a divergence.
+pub trait Energy: Send + Sync {
+    /// Dimension `d` of a state.
+    fn dim(&self) -> usize;
+
+    /// Writes `F(y_i)` for every row `i` of `y` into `energy`.
+    fn energy_batch(&self, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>);
+
+    /// Writes `F(y_i)` into `energy` and `dF/dy (y_i)` into row `i` of `grad`.
+    fn energy_grad_batch(
+        &self,
+        y: ArrayView2<f64>,
+        energy: ArrayViewMut1<f64>,
+        grad: ArrayViewMut2<f64>,
+    );
+
+    /// Exact `log Z = log integral exp(-F(y)) dy` at beta = 1, where known in
+    /// closed form (natural log; for binary models a sum over states).
+    fn log_z(&self) -> Option<f64> {
+        None
+    }
+
+    /// Continuous or binary states.
+    fn space(&self) -> StateSpace {
+        StateSpace::Continuous
+    }
+
+    /// The number of rows this energy must be called with, if fixed (a
+    /// conditional energy with one context per chain); `None` = any.
+    fn fixed_rows(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// An energy written one state at a time; [`Energy`] follows, parallel over rows.
+///
+/// Its methods are named apart from [`Energy`]'s (`state_dim`, `known_log_z`)
+/// so that calls on a type that has both are never ambiguous.
+pub trait RowEnergy: Send + Sync {
+    /// Dimension of a state.
+    fn state_dim(&self) -> usize;
+    /// `F(y)`.
+    fn energy(&self, y: &[f64]) -> f64;
+    /// `F(y)`, with `dF/dy` written into `grad` (same length as `y`).
+    fn energy_grad(&self, y: &[f64], grad: &mut [f64]) -> f64;
+    /// Exact log Z at beta = 1, if known.
+    fn known_log_z(&self) -> Option<f64> {
+        None
+    }
+}
+
+impl<T: RowEnergy> Energy for T {
+    fn dim(&self) -> usize {
+        self.state_dim()
+    }
+    fn energy_batch(&self, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>) {
+        par_rows(y, energy, |row, e| *e = self.energy(row));
+    }
+    fn energy_grad_batch(
+        &self,
+        y: ArrayView2<f64>,
+        energy: ArrayViewMut1<f64>,
+        grad: ArrayViewMut2<f64>,
+    ) {
+        par_rows_grad(y, energy, grad, |row, e, g| *e = self.energy_grad(row, g));
+    }
+    fn log_z(&self) -> Option<f64> {
+        self.known_log_z()
+    }
+}
+
+/// Runs `f(row, &mut energy)` over the rows of `y`, in parallel blocks of
+/// [`ROW_BLOCK`] rows.
+pub fn par_rows<F>(y: ArrayView2<f64>, mut energy: ArrayViewMut1<f64>, f: F)
+where
+    F: Fn(&[f64], &mut f64) + Sync,
+{
+    y.axis_chunks_iter(Axis(0), ROW_BLOCK)
+        .into_par_iter()
+        .zip(energy.axis_chunks_iter_mut(Axis(0), ROW_BLOCK))
+        .for_each(|(yb, mut eb)| {
+            let mut buf = Vec::new();
+            for (row, e) in yb.outer_iter().zip(eb.iter_mut()) {
+                f(row_slice(&row, &mut buf), e);
+            }
+        });
+}
+
+/// Runs `f(row, &mut energy, grad_row)` over the rows of `y`, in parallel
+/// blocks of [`ROW_BLOCK`] rows.
+pub fn par_rows_grad<F>(
+    y: ArrayView2<f64>,
+    mut energy: ArrayViewMut1<f64>,
+    mut grad: ArrayViewMut2<f64>,
+    f: F,
+) where
+    F: Fn(&[f64], &mut f64, &mut [f64]) + Sync,
+{
+    y.axis_chunks_iter(Axis(0), ROW_BLOCK)
+        .into_par_iter()
+        .zip(energy.axis_chunks_iter_mut(Axis(0), ROW_BLOCK))
+        .zip(grad.axis_chunks_iter_mut(Axis(0), ROW_BLOCK))
+        .for_each(|((yb, mut eb), mut gb)| {
+            let mut buf = Vec::new();
+            let mut gbuf = vec![0.0; yb.ncols()];
+            for ((row, e), mut grow) in yb.outer_iter().zip(eb.iter_mut()).zip(gb.outer_iter_mut())
+            {
+                match grow.as_slice_mut() {
+                    Some(g) => f(row_slice(&row, &mut buf), e, g),
+                    None => {
+                        f(row_slice(&row, &mut buf), e, &mut gbuf);
+                        grow.assign(&ArrayView1::from(&gbuf[..]));
+                    }
+                }
+            }
+        });
+}
+
+fn row_slice<'a>(row: &'a ArrayView1<'a, f64>, buf: &'a mut Vec<f64>) -> &'a [f64] {
+    match row.as_slice() {
+        Some(s) => s,
+        None => {
+            buf.clear();
+            buf.extend(row.iter());
+            &buf[..]
+        }
+    }
+}
+
+/// Energies of the rows of `y`, with the shape checked.
+pub fn evaluate(energy: &dyn Energy, y: ArrayView2<f64>) -> Result<Array1<f64>> {
+    check_rows(energy, y)?;
+    let mut e = Array1::zeros(y.nrows());
+    energy.energy_batch(y, e.view_mut());
+    Ok(e)
+}
+
+/// Energies and gradients of the rows of `y`, with the shape checked.
+pub fn evaluate_with_grad(
+    energy: &dyn Energy,
+    y: ArrayView2<f64>,
+) -> Result<(Array1<f64>, Array2<f64>)> {
+    check_rows(energy, y)?;
+    let mut e = Array1::zeros(y.nrows());
+    let mut g = Array2::zeros(y.raw_dim());
+    energy.energy_grad_batch(y, e.view_mut(), g.view_mut());
+    Ok((e, g))
+}
+
+/// Checks that `y` has the energy's dimension (and row count, if fixed).
+pub fn check_rows(energy: &dyn Energy, y: ArrayView2<f64>) -> Result<()> {
+    if y.ncols() != energy.dim() {
+        return Err(Error::shape(
+            "states",
+            format!("(n, {})", energy.dim()),
+            format!("{:?}", y.shape()),
+        ));
+    }
+    if let Some(n) = energy.fixed_rows()
+        && y.nrows() != n
+    {
+        return Err(Error::shape(
+            "states (one context per row)",
+            format!("({n}, {})", energy.dim()),
+            format!("{:?}", y.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// A closure as an energy. With a gradient closure the gradient is exact;
+/// without one ([`FnEnergy::value_only`]) it is taken by central differences
+/// (step `1e-6 * max(1, |y_j|)`, costing `2 d` extra evaluations per state).
+pub struct FnEnergy<F, G> {
+    dim: usize,
+    f: F,
+    g: Option<G>,
+}
+
+impl<F, G> FnEnergy<F, G>
+where
+    F: Fn(&[f64]) -> f64 + Send + Sync,
+    G: Fn(&[f64], &mut [f64]) + Send + Sync,
+{
+    /// An energy `f` on R^dim with gradient `g(y, grad_out)`.
+    pub fn new(dim: usize, f: F, g: G) -> Self {
+        FnEnergy { dim, f, g: Some(g) }
+    }
+}
+
+impl<F> FnEnergy<F, fn(&[f64], &mut [f64])>
+where
+    F: Fn(&[f64]) -> f64 + Send + Sync,
+{
+    /// An energy `f` on R^dim whose gradient is taken by central differences.
+    pub fn value_only(dim: usize, f: F) -> Self {
+        FnEnergy { dim, f, g: None }
+    }
+}
+
+impl<F, G> RowEnergy for FnEnergy<F, G>
+where
+    F: Fn(&[f64]) -> f64 + Send + Sync,
+    G: Fn(&[f64], &mut [f64]) + Send + Sync,
+{
+    fn state_dim(&self) -> usize {
+        self.dim
+    }
+    fn energy(&self, y: &[f64]) -> f64 {
+        (self.f)(y)
+    }
+    fn energy_grad(&self, y: &[f64], grad: &mut [f64]) -> f64 {
+        match &self.g {
+            Some(g) => g(y, grad),
+            None => {
+                let mut p = y.to_vec();
+                for j in 0..y.len() {
+                    let h = 1e-6 * y[j].abs().max(1.0);
+                    p[j] = y[j] + h;
+                    let up = (self.f)(&p);
+                    p[j] = y[j] - h;
+                    let down = (self.f)(&p);
+                    p[j] = y[j];
+                    grad[j] = (up - down) / (2.0 * h);
+                }
+            }
+        }
+        (self.f)(y)
+    }
+}
+
+/// A conditional energy `F(x, y)`: a context `x` in R^x_dim and a state `y`
+/// in R^y_dim. Row `i` of `x` goes with row `i` of `y`; gradients are with
+/// respect to `y`.
+pub trait ConditionalEnergy: Send + Sync {
+    /// Dimension of the context `x`.
+    fn x_dim(&self) -> usize;
+    /// Dimension of the state `y`.
+    fn y_dim(&self) -> usize;
+    /// `F(x_i, y_i)` for every row.
+    fn energy_batch(&self, x: ArrayView2<f64>, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>);
+    /// `F(x_i, y_i)` and `dF/dy` for every row.
+    fn energy_grad_batch(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView2<f64>,
+        energy: ArrayViewMut1<f64>,
+        grad: ArrayViewMut2<f64>,
+    );
+    /// Exact `log Z(x)` at beta = 1 for one context, where the family has one.
+    fn log_z_at(&self, _x: ArrayView1<f64>) -> Option<f64> {
+        None
+    }
+}
+
+/// A conditional energy with its context fixed: an [`Energy`] in `y`.
+///
+/// The context array has one row (shared by every chain) or one row per
+/// chain (then [`Energy::fixed_rows`] is that number).
+#[derive(Clone)]
+pub struct Conditioned {
+    model: Arc<dyn ConditionalEnergy>,
+    context: Array2<f64>,
+}
+
+impl Conditioned {
+    /// Fixes `context` (k x x_dim, k >= 1) for `model`.
+    pub fn new(model: Arc<dyn ConditionalEnergy>, context: Array2<f64>) -> Result<Self> {
+        if context.ncols() != model.x_dim() || context.nrows() == 0 {
+            return Err(Error::shape(
+                "context",
+                format!("(k >= 1, {})", model.x_dim()),
+                format!("{:?}", context.shape()),
+            ));
+        }
+        if context.iter().any(|v| !v.is_finite()) {
+            return Err(Error::param("context", "contains a non-finite number"));
+        }
+        Ok(Conditioned { model, context })
+    }
+
+    /// The contexts, one row each.
+    pub fn context(&self) -> ArrayView2<'_, f64> {
+        self.context.view()
+    }
+
+    /// The underlying conditional model.
+    pub fn model(&self) -> &Arc<dyn ConditionalEnergy> {
+        &self.model
+    }
+
+    fn context_for(&self, n: usize) -> ArrayView2<'_, f64> {
+        if self.context.nrows() == 1 {
+            self.context
+                .broadcast((n, self.context.ncols()))
+                .expect("one-row context broadcasts")
+        } else {
+            self.context.view()
+        }
+    }
+}
+
+impl Energy for Conditioned {
+    fn dim(&self) -> usize {
+        self.model.y_dim()
+    }
+    fn energy_batch(&self, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>) {
+        let x = self.context_for(y.nrows());
+        self.model.energy_batch(x, y, energy);
+    }
+    fn energy_grad_batch(
+        &self,
+        y: ArrayView2<f64>,
+        energy: ArrayViewMut1<f64>,
+        grad: ArrayViewMut2<f64>,
+    ) {
+        let x = self.context_for(y.nrows());
+        self.model.energy_grad_batch(x, y, energy, grad);
+    }
+    fn log_z(&self) -> Option<f64> {
+        if self.context.nrows() == 1 {
+            self.model.log_z_at(self.context.row(0))
+        } else {
+            None
+        }
+    }
+    fn fixed_rows(&self) -> Option<usize> {
+        (self.context.nrows() > 1).then_some(self.context.nrows())
+    }
+}
+
+/// `log(sum(exp(v)))`, computed stably; `-inf` for an empty slice or all `-inf`.
+pub fn log_sum_exp(v: &[f64]) -> f64 {
+    let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !m.is_finite() {
+        return m;
+    }
+    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+/// `log(1 + exp(a))`, stable for large |a|.
+#[inline]
+pub fn softplus(a: f64) -> f64 {
+    if a > 0.0 {
+        a + (-a).exp().ln_1p()
+    } else {
+        a.exp().ln_1p()
+    }
+}
+
+/// `1 / (1 + exp(-a))`.
+#[inline]
+pub fn sigmoid(a: f64) -> f64 {
+    if a >= 0.0 {
+        1.0 / (1.0 + (-a).exp())
+    } else {
+        let e = a.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Adds `bias` to every row of `m`.
+pub(crate) fn add_row(mut m: ArrayViewMut2<f64>, bias: ArrayView1<f64>) {
+    Zip::from(m.rows_mut()).for_each(|mut r| r += &bias);
+}

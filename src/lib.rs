@@ -1,0 +1,28 @@
+//! boltz samples from energy-based models.
+//!
+//! An energy `F(y)` (or `F(x, y)` with a context `x`) scores states: low
+//! energy means likely. At inverse temperature `beta` the target is the
+//! Gibbs-Boltzmann density `exp(-beta F(y)) / Z`. boltz provides
+//! - a parallel, batched energy core ([`energy`]) with the reference
+//!   families (Gaussian, mixture, funnel, ring, MLP, RBM);
+//! - exact references ([`exact`]): enumeration and quadrature;
+//! - the reference suite of targets ([`suite`]) and model files ([`io`]).
+//!
+//! # Reproducibility contract
+//! A run is a pure function of its seed: chain `i` draws only from its own
+//! ChaCha stream keyed by `(seed, i)` ([`rng`]); energies are computed in
+//! blocks of rows whose size never depends on the thread count, and
+//! reductions over chains are done in chain order. Output is bit-identical
+//! for any number of rayon threads.
+
+pub mod energy;
+pub mod error;
+pub mod exact;
+pub mod io;
+pub mod model;
+pub mod rng;
+pub mod suite;
+
+pub use energy::{ConditionalEnergy, Conditioned, Energy, RowEnergy, StateSpace};
+pub use error::{Error, Result};
+pub use model::{Family, Model};
