@@ -15,12 +15,15 @@
 //! reductions over chains are done in chain order. Output is bit-identical
 //! for any number of rayon threads.
 
+pub mod diagnostics;
 pub mod energy;
 pub mod error;
 pub mod exact;
 pub mod io;
+pub mod kernels;
 pub mod model;
 pub mod rng;
+pub mod sampler;
 pub mod suite;
 
 pub use energy::{ConditionalEnergy, Conditioned, Energy, RowEnergy, StateSpace};

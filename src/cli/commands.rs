@@ -1,7 +1,11 @@
 //! One function per subcommand.
 
-use boltz::error::Result;
+use super::{SampleArgs, SamplerName};
+use boltz::diagnostics;
+use boltz::error::{Error, Result};
 use boltz::io::{read_npy, write_npy};
+use boltz::kernels::{BinaryGibbs, Hmc, Kernel, Mala, RbmGibbs, Rwm, Ula, UlaConfig};
+use boltz::sampler::{Observer, Phase, Progress, SampleConfig};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -56,5 +60,320 @@ pub fn energy(
         let e = boltz::energy::evaluate(energy.as_ref(), y.view())?;
         write_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
     }
+    Ok(())
+}
+
+/// Parses `LO,HI`.
+fn parse_pair(name: &str, s: &str) -> Result<(f64, f64)> {
+    let parts: Vec<&str> = s.split(',').collect();
+    match parts.as_slice() {
+        [a, b] => match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            _ => Err(Error::param(
+                name,
+                format!("expected two numbers LO,HI, got `{s}`"),
+            )),
+        },
+        _ => Err(Error::param(name, format!("expected LO,HI, got `{s}`"))),
+    }
+}
+
+/// Builds the kernel the user asked for.
+fn build_kernel(
+    args: &SampleArgs,
+    model: &boltz::Model,
+    binary: bool,
+) -> Result<(Box<dyn Kernel>, bool)> {
+    let fixed = match args.step_size.as_str() {
+        "auto" => None,
+        s => Some(s.parse::<f64>().map_err(|_| {
+            Error::param(
+                "--step-size",
+                format!("expected `auto` or a number, got `{s}`"),
+            )
+        })?),
+    };
+    if let Some(s) = fixed {
+        boltz::error::check_positive("--step-size", s)?;
+    }
+    if binary && args.sampler != SamplerName::Gibbs {
+        return Err(Error::param(
+            "--sampler",
+            format!(
+                "model `{}` has binary states: use --sampler gibbs",
+                model.name
+            ),
+        ));
+    }
+    if !binary && args.sampler == SamplerName::Gibbs {
+        return Err(Error::param(
+            "--sampler",
+            format!(
+                "gibbs needs binary states; model `{}` is continuous",
+                model.name
+            ),
+        ));
+    }
+    let start = fixed.unwrap_or(0.1);
+    let target = args.target_accept;
+    let kernel: Box<dyn Kernel> = match args.sampler {
+        SamplerName::Ula => {
+            let step = fixed.ok_or_else(|| {
+                Error::param(
+                    "--step-size",
+                    "ula has no acceptance rate to tune against: give a number",
+                )
+            })?;
+            if args.noise.is_none() && args.grad_clip.is_none() && args.clamp.is_none() {
+                Box::new(Ula::new(step)?)
+            } else {
+                Box::new(Ula::practice(UlaConfig {
+                    step_size: step,
+                    noise: args.noise.unwrap_or((2.0 * step).sqrt()),
+                    grad_clip: args.grad_clip,
+                    clamp: args
+                        .clamp
+                        .as_deref()
+                        .map(|c| parse_pair("--clamp", c))
+                        .transpose()?,
+                })?)
+            }
+        }
+        SamplerName::Mala => {
+            let k = Mala::new(start)?;
+            Box::new(match target {
+                Some(t) => k.with_target_accept(t)?,
+                None => k,
+            })
+        }
+        SamplerName::Hmc => {
+            let k = Hmc::new(start, args.leapfrog, args.jitter)?;
+            Box::new(match target {
+                Some(t) => k.with_target_accept(t)?,
+                None => k,
+            })
+        }
+        SamplerName::Rwm => Box::new(Rwm::new(start)?),
+        SamplerName::Gibbs => match model.rbm() {
+            Some(rbm) => Box::new(RbmGibbs::new(rbm.clone(), args.beta, true)?),
+            None => Box::new(BinaryGibbs),
+        },
+    };
+    Ok((kernel, fixed.is_none()))
+}
+
+/// A progress bar on stderr (only on a terminal, and not with --quiet).
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(quiet: bool, total: u64) -> Self {
+        use std::io::IsTerminal;
+        if quiet || !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let pb = indicatif::ProgressBar::new(total);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        Bar(Some(pb))
+    }
+    fn finish(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Bar {
+    fn observe(&mut self, p: &Progress) {
+        if let Some(pb) = &self.0 {
+            pb.set_position(p.step as u64);
+            let phase = match p.phase {
+                Phase::Warmup => "warm-up",
+                Phase::Sampling => "sampling",
+            };
+            pb.set_message(format!(
+                "{phase} accept {:.2} step {:.3e} div {}",
+                p.accept_rate, p.step_size, p.divergences
+            ));
+        }
+    }
+}
+
+pub fn sample(args: &SampleArgs) -> Result<()> {
+    let model = boltz::model::load(&args.model)?;
+    let ctx = args
+        .context
+        .as_deref()
+        .map(|p| read_matrix(p, "context"))
+        .transpose()?;
+    let energy = model.energy(ctx)?;
+    let binary = energy.space() == boltz::StateSpace::Binary;
+    let (mut kernel, auto) = build_kernel(args, &model, binary)?;
+    let config = SampleConfig {
+        n_chains: args.chains,
+        warmup: args.warmup,
+        draws: args.draws,
+        thin: args.thin,
+        seed: args.seed,
+        beta: args.beta,
+        adapt_step_size: auto,
+        shared_step_size: args.shared_step,
+        adapt_mass: !args.no_adapt_mass,
+        record_energies: true,
+        observe_every: 10,
+        ..SampleConfig::new()
+    };
+    config.validate(energy.dim())?;
+    let init = args
+        .init
+        .as_deref()
+        .map(|p| read_matrix(p, "init"))
+        .transpose()?;
+    let mut bar = Bar::new(
+        args.quiet,
+        (config.warmup + config.draws * config.thin) as u64,
+    );
+    let out = boltz::sampler::sample(energy.as_ref(), kernel.as_mut(), &config, init, &mut bar)?;
+    bar.finish();
+    let (c, d, k) = out.samples.dim();
+    write_npy(
+        &args.out,
+        &[c, d, k],
+        out.samples.as_slice().expect("standard layout"),
+    )?;
+    if let (Some(path), Some(e)) = (&args.energies, &out.energies) {
+        write_npy(path, &[c, d], e.as_slice().expect("standard layout"))?;
+    }
+    let summaries = diagnostics::summarize(out.samples.view())?;
+    let ov = diagnostics::overview(&summaries);
+    let s = &out.stats;
+    let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len() as f64;
+    let divergences: usize = s.divergences.iter().sum();
+    let report = serde_json::json!({
+        "model": model.name,
+        "sampler": s.kernel,
+        "dim": k,
+        "chains": c,
+        "draws": d,
+        "warmup": config.warmup,
+        "thin": config.thin,
+        "seed": config.seed,
+        "beta": config.beta,
+        "acceptance": acceptance,
+        "acceptance_per_chain": s.acceptance,
+        "divergences": divergences,
+        "divergences_per_chain": s.divergences,
+        "warmup_divergences": s.warmup_divergences,
+        "step_size": s.step_size,
+        "inv_mass": s.inv_mass,
+        "ess_bulk_min": ov.ess_bulk_min,
+        "ess_tail_min": ov.ess_tail_min,
+        "rhat_max": ov.rhat_max,
+        "grad_evals": s.grad_evals,
+        "energy_evals": s.energy_evals,
+        "wall_s": s.wall_s,
+    });
+    if let Some(path) = &args.report {
+        boltz::io::write_json_atomic(path, &report)?;
+    }
+    println!(
+        "{} on {}: {c} chains x {d} draws x {k} dims -> {}",
+        s.kernel,
+        model.name,
+        args.out.display()
+    );
+    println!("  acceptance    {acceptance:.3}");
+    println!(
+        "  divergences   {divergences} (warm-up {})",
+        s.warmup_divergences
+    );
+    println!("  step size     {:.4e}", s.step_size);
+    println!("  ess bulk min  {:.1}", ov.ess_bulk_min);
+    println!("  ess tail min  {:.1}", ov.ess_tail_min);
+    println!("  rhat max      {:.4}", ov.rhat_max);
+    println!("  grad evals    {}", s.grad_evals);
+    println!("  wall s        {:.3}", s.wall_s);
+    if energy.fixed_rows().is_some() {
+        println!(
+            "  note: each chain has its own context, so chains target different laws and R-hat does not apply"
+        );
+    } else if ov.rhat_max > 1.01 {
+        println!("  warning: R-hat above 1.01: the chains disagree; run longer or check the model");
+    }
+    Ok(())
+}
+
+pub fn diagnose(samples: &Path, json: bool) -> Result<()> {
+    let arr = read_npy(samples)?;
+    let x = match arr.shape.len() {
+        3 => arr
+            .into_dyn()
+            .into_dimensionality::<ndarray::Ix3>()
+            .expect("3-D"),
+        2 => arr
+            .into_dyn()
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("2-D")
+            .insert_axis(ndarray::Axis(2)),
+        _ => {
+            return Err(Error::shape(
+                format!("samples ({})", samples.display()),
+                "(chains, draws, dim) or (chains, draws)",
+                format!("{:?}", arr.shape),
+            ));
+        }
+    };
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(Error::param(
+            format!("samples ({})", samples.display()),
+            "contains non-finite values",
+        ));
+    }
+    let summaries = diagnostics::summarize(x.view())?;
+    let ov = diagnostics::overview(&summaries);
+    if json {
+        let v = serde_json::json!({
+            "chains": x.shape()[0], "draws": x.shape()[1], "dim": x.shape()[2],
+            "ess_bulk_min": ov.ess_bulk_min, "ess_tail_min": ov.ess_tail_min, "rhat_max": ov.rhat_max,
+            "coordinates": summaries,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serialisable")
+        );
+        return Ok(());
+    }
+    println!(
+        "{} chains x {} draws x {} dims",
+        x.shape()[0],
+        x.shape()[1],
+        x.shape()[2]
+    );
+    println!(
+        "{:>5} {:>12} {:>12} {:>10} {:>9} {:>9} {:>7}",
+        "coord", "mean", "sd", "mcse", "ess_bulk", "ess_tail", "rhat"
+    );
+    let show = summaries.len().min(20);
+    for (j, s) in summaries.iter().enumerate().take(show) {
+        println!(
+            "{j:>5} {:>12.5} {:>12.5} {:>10.2e} {:>9.1} {:>9.1} {:>7.4}",
+            s.mean, s.sd, s.mcse_mean, s.ess_bulk, s.ess_tail, s.rhat
+        );
+    }
+    if summaries.len() > show {
+        println!(
+            "  ... {} more coordinates (use --json for all)",
+            summaries.len() - show
+        );
+    }
+    println!(
+        "ess_bulk_min {:.1}  ess_tail_min {:.1}  rhat_max {:.4}",
+        ov.ess_bulk_min, ov.ess_tail_min, ov.rhat_max
+    );
     Ok(())
 }

@@ -18,6 +18,97 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The samplers `boltz sample` offers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SamplerName {
+    /// Unadjusted Langevin.
+    Ula,
+    /// Metropolis-adjusted Langevin.
+    Mala,
+    /// Hamiltonian Monte Carlo (leapfrog).
+    Hmc,
+    /// Random-walk Metropolis.
+    Rwm,
+    /// Gibbs: block Gibbs for RBMs, single-site heat bath for other binary models.
+    Gibbs,
+}
+
+/// Options of `boltz sample`.
+#[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct SampleArgs {
+    /// A suite target name or a model file (JSON).
+    #[arg(long)]
+    pub model: String,
+    /// The transition kernel.
+    #[arg(long, value_enum)]
+    pub sampler: SamplerName,
+    /// Number of chains.
+    #[arg(long, default_value_t = 4)]
+    pub chains: usize,
+    /// Warm-up steps (step size and mass adaptation).
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: usize,
+    /// Recorded draws per chain.
+    #[arg(long, default_value_t = 1000)]
+    pub draws: usize,
+    /// Steps per recorded draw.
+    #[arg(long, default_value_t = 1)]
+    pub thin: usize,
+    /// `auto` (tuned during warm-up towards the kernel's usual acceptance) or a number.
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+    pub step_size: String,
+    /// ULA noise standard deviation (default sqrt(2 step_size), the exact Langevin discretisation).
+    #[arg(long)]
+    pub noise: Option<f64>,
+    /// ULA: clamp each gradient entry to [-C, C].
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// ULA: clamp positions to the box LO,HI after each step.
+    #[arg(long, value_name = "LO,HI", allow_hyphen_values = true)]
+    pub clamp: Option<String>,
+    /// HMC leapfrog steps per transition.
+    #[arg(long, default_value_t = 16)]
+    pub leapfrog: usize,
+    /// HMC step-size jitter, uniform in step * (1 +- J).
+    #[arg(long, default_value_t = 0.2)]
+    pub jitter: f64,
+    /// Acceptance rate targeted by step-size adaptation (default: the kernel's usual).
+    #[arg(long)]
+    pub target_accept: Option<f64>,
+    /// One step size shared by all chains (adapted on their mean acceptance)
+    /// instead of one per chain.
+    #[arg(long)]
+    pub shared_step: bool,
+    /// Do not adapt a diagonal mass matrix during warm-up.
+    #[arg(long)]
+    pub no_adapt_mass: bool,
+    /// Inverse temperature: the target is exp(-beta F).
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Seed: chain i uses ChaCha stream (seed, i).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Contexts of a conditional model: (1, x_dim) or (chains, x_dim).
+    #[arg(long)]
+    pub context: Option<PathBuf>,
+    /// Starting positions, (chains, dim) npy.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Output samples, (chains, draws, dim) npy.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Output energies F of the draws, (chains, draws) npy.
+    #[arg(long)]
+    pub energies: Option<PathBuf>,
+    /// Write the run's report as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -44,6 +135,17 @@ pub enum Command {
         /// Output gradients dF/dy, (n, d) npy.
         #[arg(long)]
         grad: Option<PathBuf>,
+    },
+    /// Run chains of a sampler on a model and report diagnostics.
+    Sample(Box<SampleArgs>),
+    /// Diagnostics (R-hat, bulk and tail ESS, MCSE) of any (chains, draws, dim) npy array.
+    Diagnose {
+        /// Samples, (chains, draws, dim) or (chains, draws) npy.
+        #[arg(long)]
+        samples: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -108,5 +210,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             out,
             grad,
         } => commands::energy(&model, &points, context.as_deref(), &out, grad.as_deref()),
+        Command::Sample(args) => commands::sample(&args),
+        Command::Diagnose { samples, json } => commands::diagnose(&samples, json),
     }
 }

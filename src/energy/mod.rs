@@ -423,3 +423,56 @@ pub fn sigmoid(a: f64) -> f64 {
 pub(crate) fn add_row(mut m: ArrayViewMut2<f64>, bias: ArrayView1<f64>) {
     Zip::from(m.rows_mut()).for_each(|mut r| r += &bias);
 }
+
+/// `beta * F`: an energy at inverse temperature `beta`, so that every kernel
+/// (which targets `exp(-E)`) samples `exp(-beta F)` unchanged.
+pub struct Scaled<'a> {
+    inner: &'a dyn Energy,
+    beta: f64,
+}
+
+impl<'a> Scaled<'a> {
+    /// `beta * inner`; `beta` must be finite and > 0.
+    pub fn new(inner: &'a dyn Energy, beta: f64) -> Result<Self> {
+        crate::error::check_positive("beta", beta)?;
+        Ok(Scaled { inner, beta })
+    }
+}
+
+impl Energy for Scaled<'_> {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn energy_batch(&self, y: ArrayView2<f64>, mut energy: ArrayViewMut1<f64>) {
+        self.inner.energy_batch(y, energy.view_mut());
+        if self.beta != 1.0 {
+            energy.mapv_inplace(|e| e * self.beta);
+        }
+    }
+    fn energy_grad_batch(
+        &self,
+        y: ArrayView2<f64>,
+        mut energy: ArrayViewMut1<f64>,
+        mut grad: ArrayViewMut2<f64>,
+    ) {
+        self.inner
+            .energy_grad_batch(y, energy.view_mut(), grad.view_mut());
+        if self.beta != 1.0 {
+            energy.mapv_inplace(|e| e * self.beta);
+            grad.mapv_inplace(|g| g * self.beta);
+        }
+    }
+    fn log_z(&self) -> Option<f64> {
+        if self.beta == 1.0 {
+            self.inner.log_z()
+        } else {
+            None
+        }
+    }
+    fn space(&self) -> StateSpace {
+        self.inner.space()
+    }
+    fn fixed_rows(&self) -> Option<usize> {
+        self.inner.fixed_rows()
+    }
+}

@@ -1,0 +1,347 @@
+//! Transition kernels: one file per kernel, each a pure transition of a
+//! batch of chains.
+//!
+//! A kernel's [`Kernel::step`] moves every chain once: it proposes for all
+//! chains, evaluates the energy core once per batch (once per leapfrog step
+//! for HMC), and accepts or rejects per chain with the chain's own random
+//! stream. Kernels target `exp(-E)` for the energy they are given; the
+//! driver passes `beta * F` ([`crate::energy::Scaled`]) to sample at
+//! inverse temperature `beta`. Parameters are checked in the constructors;
+//! a step cannot fail: a proposal whose energy or gradient is not finite is
+//! rejected and counted as a divergence.
+
+mod adapt;
+mod gibbs;
+mod hmc;
+mod mala;
+mod rwm;
+mod ula;
+
+pub use adapt::{DualAveraging, MassAdapter};
+pub use gibbs::{BinaryGibbs, RbmGibbs};
+pub use hmc::Hmc;
+pub use mala::Mala;
+pub use rwm::Rwm;
+pub use ula::{Ula, UlaConfig};
+
+use crate::energy::Energy;
+use crate::error::{Error, Result};
+use crate::rng::ChainRng;
+use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+
+/// Chains per parallel block in kernel loops (each chain is independent, so
+/// the block size affects speed only, never results).
+const CHAIN_BLOCK: usize = 16;
+
+/// Positions of a batch of chains with their cached energies and gradients,
+/// plus scratch space for proposals (allocated once).
+#[derive(Clone, Debug)]
+pub struct ChainState {
+    /// Positions, one chain per row (n x d).
+    pub position: Array2<f64>,
+    /// Energy `E` of each position (as the kernel sees it, i.e. `beta F`).
+    pub energy: Array1<f64>,
+    /// `dE/dy` at each position (n x d); zeros for kernels without gradients.
+    pub grad: Array2<f64>,
+    proposal: Array2<f64>,
+    proposal_energy: Array1<f64>,
+    proposal_grad: Array2<f64>,
+    momentum: Array2<f64>,
+    aux: Array2<f64>,
+}
+
+impl ChainState {
+    /// Evaluates `energy` (and its gradient) at `position`. Every chain must
+    /// start at a finite energy.
+    pub fn new(energy: &dyn Energy, position: Array2<f64>) -> Result<Self> {
+        crate::energy::check_rows(energy, position.view())?;
+        let (n, d) = position.dim();
+        let mut st = ChainState {
+            energy: Array1::zeros(n),
+            grad: Array2::zeros((n, d)),
+            proposal: position.clone(),
+            proposal_energy: Array1::zeros(n),
+            proposal_grad: Array2::zeros((n, d)),
+            momentum: Array2::zeros((n, d)),
+            aux: Array2::zeros((n, 2)),
+            position,
+        };
+        energy.energy_grad_batch(st.position.view(), st.energy.view_mut(), st.grad.view_mut());
+        if let Some(i) = st.energy.iter().position(|e| !e.is_finite()) {
+            return Err(Error::param(
+                "initial state",
+                format!("chain {i} starts at a non-finite energy ({})", st.energy[i]),
+            ));
+        }
+        Ok(st)
+    }
+
+    /// Number of chains.
+    pub fn n_chains(&self) -> usize {
+        self.position.nrows()
+    }
+
+    /// Dimension of a state.
+    pub fn dim(&self) -> usize {
+        self.position.ncols()
+    }
+
+    /// Re-evaluates energies and gradients at the current positions.
+    pub fn refresh(&mut self, energy: &dyn Energy) {
+        energy.energy_grad_batch(
+            self.position.view(),
+            self.energy.view_mut(),
+            self.grad.view_mut(),
+        );
+    }
+}
+
+/// What one step did to one chain.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ChainStep {
+    /// Metropolis acceptance probability `min(1, alpha)` (1 for unadjusted
+    /// and Gibbs kernels, 0 after a divergence).
+    pub accept_prob: f64,
+    /// Whether the proposal was taken.
+    pub accepted: bool,
+    /// Whether the proposal had a non-finite energy or gradient (or, for
+    /// HMC, an energy error above 1000).
+    pub divergent: bool,
+}
+
+/// A Markov transition on a batch of chains.
+pub trait Kernel: Send + Sync {
+    /// Short name (`mala`, `hmc`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Moves every chain once. Chain `i` draws only from `rngs[i]` and
+    /// reports in `steps[i]`.
+    fn step(
+        &self,
+        energy: &dyn Energy,
+        state: &mut ChainState,
+        rngs: &mut [ChainRng],
+        steps: &mut [ChainStep],
+    );
+
+    /// The step sizes (the kernel's own units: see each kernel), one for
+    /// all chains or one per chain.
+    fn step_sizes(&self) -> &StepSizes;
+
+    /// Sets the step sizes (finite, > 0; the driver only passes such values).
+    fn set_step_sizes(&mut self, step_sizes: StepSizes);
+
+    /// The acceptance rate step-size adaptation aims for; `None` if the
+    /// kernel has no step size to adapt (ULA, Gibbs).
+    fn target_accept(&self) -> Option<f64>;
+
+    /// Energy-gradient evaluations per chain per step.
+    fn grad_evals_per_step(&self) -> usize;
+
+    /// Sets a diagonal inverse mass matrix (preconditioner); returns false
+    /// if the kernel has none.
+    fn set_inv_mass(&mut self, _inv_mass: Vec<f64>) -> bool {
+        false
+    }
+
+    /// The diagonal inverse mass matrix, if the kernel has one set.
+    fn inv_mass(&self) -> Option<&[f64]> {
+        None
+    }
+}
+
+/// Step sizes: one shared by all chains, or one per chain (what warm-up
+/// adaptation produces: each chain tunes its own, as Stan and nuts-rs do,
+/// so a chain that starts far out in a steep region shrinks its step
+/// instead of being stuck at the shared one).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepSizes(Vec<f64>);
+
+impl StepSizes {
+    /// The same step for every chain.
+    pub fn uniform(step: f64) -> Self {
+        StepSizes(vec![step])
+    }
+    /// One step per chain.
+    pub fn per_chain(steps: Vec<f64>) -> Self {
+        StepSizes(steps)
+    }
+    /// The step of chain `chain`.
+    #[inline]
+    pub fn get(&self, chain: usize) -> f64 {
+        if self.0.len() == 1 {
+            self.0[0]
+        } else {
+            self.0[chain]
+        }
+    }
+    /// The steps as stored (length 1 when uniform).
+    pub fn as_slice(&self) -> &[f64] {
+        &self.0
+    }
+    /// The median step (the figure a report shows).
+    pub fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
+        }
+    }
+    /// The steps for `n` chains, expanded.
+    pub fn expand(&self, n: usize) -> Vec<f64> {
+        (0..n).map(|i| self.get(i)).collect()
+    }
+}
+
+/// Mutable views of one block of chains, for the parallel kernel loops.
+pub(crate) struct Block<'a> {
+    /// Index of the block's first chain.
+    pub first: usize,
+    pub position: ArrayViewMut2<'a, f64>,
+    pub energy: ArrayViewMut1<'a, f64>,
+    pub grad: ArrayViewMut2<'a, f64>,
+    pub proposal: ArrayViewMut2<'a, f64>,
+    pub proposal_energy: ArrayViewMut1<'a, f64>,
+    pub proposal_grad: ArrayViewMut2<'a, f64>,
+    pub momentum: ArrayViewMut2<'a, f64>,
+    /// Two per-chain scalars a kernel may use within a step.
+    pub aux: ArrayViewMut2<'a, f64>,
+    pub rngs: &'a mut [ChainRng],
+    pub steps: &'a mut [ChainStep],
+}
+
+impl Block<'_> {
+    /// Takes the proposal of chain `i` (position, energy, gradient).
+    pub fn accept(&mut self, i: usize) {
+        self.position.row_mut(i).assign(&self.proposal.row(i));
+        self.grad.row_mut(i).assign(&self.proposal_grad.row(i));
+        self.energy[i] = self.proposal_energy[i];
+    }
+
+    /// True if chain `i`'s proposal has a finite energy and gradient.
+    pub fn proposal_finite(&self, i: usize, check_grad: bool) -> bool {
+        self.proposal_energy[i].is_finite()
+            && (!check_grad || self.proposal_grad.row(i).iter().all(|g| g.is_finite()))
+    }
+}
+
+/// Runs `f` on every block of chains in parallel.
+pub(crate) fn for_each_block<F>(
+    state: &mut ChainState,
+    rngs: &mut [ChainRng],
+    steps: &mut [ChainStep],
+    f: F,
+) where
+    F: Fn(Block<'_>) + Sync + Send,
+{
+    let ax = Axis(0);
+    state
+        .position
+        .axis_chunks_iter_mut(ax, CHAIN_BLOCK)
+        .into_par_iter()
+        .zip(state.energy.axis_chunks_iter_mut(ax, CHAIN_BLOCK))
+        .zip(state.grad.axis_chunks_iter_mut(ax, CHAIN_BLOCK))
+        .zip(state.proposal.axis_chunks_iter_mut(ax, CHAIN_BLOCK))
+        .zip(state.proposal_energy.axis_chunks_iter_mut(ax, CHAIN_BLOCK))
+        .zip(state.proposal_grad.axis_chunks_iter_mut(ax, CHAIN_BLOCK))
+        .zip(state.momentum.axis_chunks_iter_mut(ax, CHAIN_BLOCK))
+        .zip(state.aux.axis_chunks_iter_mut(ax, CHAIN_BLOCK))
+        .zip(rngs.par_chunks_mut(CHAIN_BLOCK))
+        .zip(steps.par_chunks_mut(CHAIN_BLOCK))
+        .enumerate()
+        .for_each(
+            |(
+                k,
+                (
+                    (
+                        (
+                            (
+                                (
+                                    ((((position, energy), grad), proposal), proposal_energy),
+                                    proposal_grad,
+                                ),
+                                momentum,
+                            ),
+                            aux,
+                        ),
+                        rngs,
+                    ),
+                    steps,
+                ),
+            )| {
+                f(Block {
+                    first: k * CHAIN_BLOCK,
+                    position,
+                    energy,
+                    grad,
+                    proposal,
+                    proposal_energy,
+                    proposal_grad,
+                    momentum,
+                    aux,
+                    rngs,
+                    steps,
+                })
+            },
+        );
+}
+
+/// Evaluates the energy (and gradient) of every chain's proposal.
+pub(crate) fn evaluate_proposals(energy: &dyn Energy, state: &mut ChainState, with_grad: bool) {
+    if with_grad {
+        energy.energy_grad_batch(
+            state.proposal.view(),
+            state.proposal_energy.view_mut(),
+            state.proposal_grad.view_mut(),
+        );
+    } else {
+        energy.energy_batch(state.proposal.view(), state.proposal_energy.view_mut());
+    }
+}
+
+/// Metropolis decision for one chain: records the step and returns whether
+/// to accept. `log_alpha` NaN or a non-finite proposal count as a divergence.
+#[inline]
+pub(crate) fn metropolis(
+    log_alpha: f64,
+    finite: bool,
+    rng: &mut ChainRng,
+    step: &mut ChainStep,
+) -> bool {
+    use rand::RngExt;
+    let u: f64 = rng.random();
+    if !finite || log_alpha.is_nan() {
+        *step = ChainStep {
+            accept_prob: 0.0,
+            accepted: false,
+            divergent: true,
+        };
+        return false;
+    }
+    let accept_prob = log_alpha.min(0.0).exp();
+    let accepted = u < accept_prob;
+    *step = ChainStep {
+        accept_prob,
+        accepted,
+        divergent: false,
+    };
+    accepted
+}
+
+/// Checks an optional diagonal inverse mass matrix.
+pub(crate) fn check_inv_mass(inv_mass: &[f64]) -> bool {
+    inv_mass.iter().all(|m| m.is_finite() && *m > 0.0)
+}
+
+/// `sum_j a_j^2 w_j` (or `sum a_j^2` without weights).
+#[inline]
+pub(crate) fn weighted_sq(a: ArrayView1<f64>, w: Option<&[f64]>) -> f64 {
+    match w {
+        Some(w) => a.iter().zip(w).map(|(x, w)| x * x * w).sum(),
+        None => a.iter().map(|x| x * x).sum(),
+    }
+}

@@ -1,0 +1,92 @@
+//! Random-walk Metropolis.
+
+use super::{
+    ChainState, ChainStep, Kernel, StepSizes, check_inv_mass, evaluate_proposals, for_each_block,
+    metropolis,
+};
+use crate::energy::Energy;
+use crate::error::{Result, check_positive};
+use crate::rng::ChainRng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Random-walk Metropolis: `y' = y + s sqrt(W) xi`, `xi ~ N(0, I)`,
+/// accepted with probability `min(1, exp(E(y) - E(y')))`. `s` is the
+/// proposal's standard deviation (times `sqrt(W_j)` with a diagonal
+/// preconditioner `W`). Usual target acceptance 0.234 (Roberts, Gelman &
+/// Gilks 1997). Uses no gradient.
+#[derive(Clone, Debug)]
+pub struct Rwm {
+    step_size: StepSizes,
+    inv_mass: Option<Vec<f64>>,
+}
+
+impl Rwm {
+    /// RWM with proposal standard deviation `step_size` (> 0).
+    pub fn new(step_size: f64) -> Result<Self> {
+        check_positive("step_size", step_size)?;
+        Ok(Rwm {
+            step_size: StepSizes::uniform(step_size),
+            inv_mass: None,
+        })
+    }
+}
+
+impl Kernel for Rwm {
+    fn name(&self) -> &'static str {
+        "rwm"
+    }
+
+    fn step(
+        &self,
+        energy: &dyn Energy,
+        state: &mut ChainState,
+        rngs: &mut [ChainRng],
+        steps: &mut [ChainStep],
+    ) {
+        let w = self.inv_mass.as_deref();
+        for_each_block(state, rngs, steps, |mut b| {
+            for i in 0..b.rngs.len() {
+                let s = self.step_size.get(b.first + i);
+                let rng = &mut b.rngs[i];
+                for j in 0..b.position.ncols() {
+                    let sj = w.map_or(s, |w| s * w[j].sqrt());
+                    let xi: f64 = StandardNormal.sample(rng);
+                    b.proposal[[i, j]] = b.position[[i, j]] + sj * xi;
+                }
+            }
+        });
+        evaluate_proposals(energy, state, false);
+        for_each_block(state, rngs, steps, |mut b| {
+            for i in 0..b.rngs.len() {
+                let finite = b.proposal_finite(i, false);
+                let log_alpha = b.energy[i] - b.proposal_energy[i];
+                if metropolis(log_alpha, finite, &mut b.rngs[i], &mut b.steps[i]) {
+                    b.position.row_mut(i).assign(&b.proposal.row(i));
+                    b.energy[i] = b.proposal_energy[i];
+                }
+            }
+        });
+    }
+
+    fn step_sizes(&self) -> &StepSizes {
+        &self.step_size
+    }
+    fn set_step_sizes(&mut self, step_sizes: StepSizes) {
+        self.step_size = step_sizes;
+    }
+    fn target_accept(&self) -> Option<f64> {
+        Some(0.234)
+    }
+    fn grad_evals_per_step(&self) -> usize {
+        0
+    }
+    fn set_inv_mass(&mut self, inv_mass: Vec<f64>) -> bool {
+        if check_inv_mass(&inv_mass) {
+            self.inv_mass = Some(inv_mass);
+        }
+        true
+    }
+    fn inv_mass(&self) -> Option<&[f64]> {
+        self.inv_mass.as_deref()
+    }
+}

@@ -1,0 +1,162 @@
+//! Unadjusted Langevin dynamics (ULA), in the textbook and the EBM-practice forms.
+
+use super::{ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block};
+use crate::energy::Energy;
+use crate::error::{Error, Result, check_positive};
+use crate::rng::ChainRng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Settings of [`Ula`] in the EBM-practice form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UlaConfig {
+    /// Multiplies the gradient: `y' = y - step_size * grad + noise * xi`.
+    pub step_size: f64,
+    /// Standard deviation of the added Gaussian noise (>= 0).
+    pub noise: f64,
+    /// Clamp each gradient entry to `[-c, c]` before the step (IGEBM uses 0.01).
+    pub grad_clip: Option<f64>,
+    /// Clamp positions to the box `[lo, hi]` after the step (images: [0, 1]).
+    pub clamp: Option<(f64, f64)>,
+}
+
+/// Unadjusted Langevin: `y' = y - step_size * grad E(y) + noise * xi`.
+///
+/// With `noise = sqrt(2 step_size)` this is the Euler-Maruyama
+/// discretisation of the Langevin diffusion targeting `exp(-E)`
+/// ([`Ula::new`]); its stationary law is biased by O(step_size) (for a
+/// Gaussian of variance s^2 it has variance `s^2 / (1 - step_size / (2 s^2))`).
+/// With a separate `noise`, gradient clipping and a box ([`Ula::practice`]) it
+/// is the sampler of short-run EBM training (Nijkamp et al. 2019; Du & Mordatch
+/// 2019). Nothing is rejected: a chain whose new state has a non-finite
+/// energy or gradient stays at its last finite state and the step counts as
+/// a divergence.
+#[derive(Clone, Debug)]
+pub struct Ula {
+    config: UlaConfig,
+    steps: StepSizes,
+    coupled: bool,
+}
+
+impl Ula {
+    /// Textbook ULA with time step `step_size`: noise `sqrt(2 step_size)`.
+    pub fn new(step_size: f64) -> Result<Self> {
+        check_positive("step_size", step_size)?;
+        Ok(Ula {
+            config: UlaConfig {
+                step_size,
+                noise: (2.0 * step_size).sqrt(),
+                grad_clip: None,
+                clamp: None,
+            },
+            steps: StepSizes::uniform(step_size),
+            coupled: true,
+        })
+    }
+
+    /// The EBM-practice form with separate step and noise.
+    pub fn practice(config: UlaConfig) -> Result<Self> {
+        check_positive("step_size", config.step_size)?;
+        if !(config.noise.is_finite() && config.noise >= 0.0) {
+            return Err(Error::param(
+                "noise",
+                format!("must be finite and >= 0, got {}", config.noise),
+            ));
+        }
+        if let Some(c) = config.grad_clip {
+            check_positive("grad_clip", c)?;
+        }
+        if let Some((lo, hi)) = config.clamp
+            && !(lo.is_finite() && hi.is_finite() && lo < hi)
+        {
+            return Err(Error::param(
+                "clamp",
+                format!("needs finite lo < hi, got [{lo}, {hi}]"),
+            ));
+        }
+        Ok(Ula {
+            steps: StepSizes::uniform(config.step_size),
+            config,
+            coupled: false,
+        })
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> &UlaConfig {
+        &self.config
+    }
+}
+
+impl Kernel for Ula {
+    fn name(&self) -> &'static str {
+        "ula"
+    }
+
+    fn step(
+        &self,
+        energy: &dyn Energy,
+        state: &mut ChainState,
+        rngs: &mut [ChainRng],
+        steps: &mut [ChainStep],
+    ) {
+        let c = &self.config;
+        for_each_block(state, rngs, steps, |mut b| {
+            for i in 0..b.rngs.len() {
+                let step = self.steps.get(b.first + i);
+                let noise = if self.coupled {
+                    (2.0 * step).sqrt()
+                } else {
+                    c.noise
+                };
+                let rng = &mut b.rngs[i];
+                for j in 0..b.position.ncols() {
+                    let mut g = b.grad[[i, j]];
+                    if let Some(clip) = c.grad_clip {
+                        g = g.clamp(-clip, clip);
+                    }
+                    let xi: f64 = StandardNormal.sample(rng);
+                    let mut y = b.position[[i, j]] - step * g + noise * xi;
+                    if let Some((lo, hi)) = c.clamp {
+                        y = y.clamp(lo, hi);
+                    }
+                    b.proposal[[i, j]] = y;
+                }
+            }
+        });
+        evaluate_proposals(energy, state, true);
+        for_each_block(state, rngs, steps, |mut b| {
+            for i in 0..b.rngs.len() {
+                if b.proposal_finite(i, true) {
+                    b.accept(i);
+                    b.steps[i] = ChainStep {
+                        accept_prob: 1.0,
+                        accepted: true,
+                        divergent: false,
+                    };
+                } else {
+                    b.steps[i] = ChainStep {
+                        accept_prob: 0.0,
+                        accepted: false,
+                        divergent: true,
+                    };
+                }
+            }
+        });
+    }
+
+    fn step_sizes(&self) -> &StepSizes {
+        &self.steps
+    }
+    fn set_step_sizes(&mut self, step_sizes: StepSizes) {
+        self.config.step_size = step_sizes.median();
+        if self.coupled {
+            self.config.noise = (2.0 * self.config.step_size).sqrt();
+        }
+        self.steps = step_sizes;
+    }
+    fn target_accept(&self) -> Option<f64> {
+        None
+    }
+    fn grad_evals_per_step(&self) -> usize {
+        1
+    }
+}

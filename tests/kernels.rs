@@ -1,0 +1,455 @@
+//! Statistical tests of every kernel against known answers.
+//!
+//! Fixed seeds make every test deterministic; the false-failure rate stated
+//! with each test is the chance that a *correct* sampler fails it for a
+//! random seed. Tolerances come from Monte Carlo error: ESS-based standard
+//! errors for moments, KS and chi-square tests on draws thinned to be
+//! nearly independent (thinning by the chain's integrated autocorrelation time).
+
+use boltz::diagnostics::{chi_square_test, ess_bulk, ess_mean, ess_tail, ks_test};
+use boltz::energy::{Energy, FnEnergy};
+use boltz::kernels::{BinaryGibbs, Hmc, Kernel, Mala, RbmGibbs, Rwm, Ula};
+use boltz::model;
+use boltz::sampler::{NoObserver, SampleConfig, SampleOutput, sample};
+use ndarray::{Array2, ArrayView2, Axis, s};
+use statrs::distribution::{ContinuousCDF, Normal};
+use std::sync::Arc;
+
+fn run(
+    energy: &dyn Energy,
+    kernel: &mut dyn Kernel,
+    chains: usize,
+    warmup: usize,
+    draws: usize,
+    thin: usize,
+    seed: u64,
+) -> SampleOutput {
+    let mut c = SampleConfig::new();
+    c.n_chains = chains;
+    c.warmup = warmup;
+    c.draws = draws;
+    c.thin = thin;
+    c.seed = seed;
+    sample(energy, kernel, &c, None, &mut NoObserver).unwrap()
+}
+
+/// Draws of one coordinate as (chains, draws).
+fn coord(out: &SampleOutput, j: usize) -> Array2<f64> {
+    out.samples.index_axis(Axis(2), j).to_owned()
+}
+
+/// Thins (chains, draws) to one draw per two autocorrelation times (the
+/// longer of the bulk's and the tails'), so that the pooled draws are
+/// close enough to independent for KS and chi-square tests (one time alone
+/// left chi-square statistics inflated by ~10% for RWM).
+fn thinned(x: ArrayView2<f64>) -> Vec<f64> {
+    let ess = ess_bulk(x).min(ess_tail(x)).max(1.0);
+    let step = 2 * ((x.len() as f64 / ess).ceil() as usize).max(1);
+    let mut v = Vec::new();
+    for row in x.rows() {
+        v.extend(row.iter().step_by(step).copied());
+    }
+    v
+}
+
+/// z-score of the mean of `x` against `truth`, with the standard error
+/// `sd / sqrt(ESS)` from the true standard deviation `sd` of one draw and
+/// the estimated ESS (the sample sd of a skewed quantity such as y^2
+/// correlates with its mean and would distort the tails of z).
+fn z_mean(x: ArrayView2<f64>, truth: f64, sd: f64) -> f64 {
+    let m = x.sum() / x.len() as f64;
+    (m - truth) / (sd / ess_mean(x).sqrt())
+}
+
+/// Checks means and variances (z < 4) and a KS test per coordinate of
+/// `gauss-ill` against N(0, var_i). 200 z-tests at P(|z| > 4) = 6.3e-5 and
+/// 100 KS tests at 1e-4 give a false-failure rate of about 2% per kernel.
+fn check_gauss_ill(out: &SampleOutput, var: impl Fn(usize) -> f64, name: &str) {
+    let mut worst_z = 0.0f64;
+    let mut worst_p = 1.0f64;
+    for j in 0..100 {
+        let x = coord(out, j);
+        // y ~ N(0, v): sd(y) = sqrt(v), sd(y^2) = sqrt(2) v.
+        let zm = z_mean(x.view(), 0.0, var(j).sqrt());
+        let zv = z_mean(x.mapv(|v| v * v).view(), var(j), 2f64.sqrt() * var(j));
+        assert!(zm.abs() < 4.0, "{name}: coordinate {j} mean z = {zm}");
+        assert!(zv.abs() < 4.0, "{name}: coordinate {j} variance z = {zv}");
+        let sd = var(j).sqrt();
+        let normal = Normal::new(0.0, sd).unwrap();
+        let (_, p) = ks_test(&thinned(x.view()), |v| normal.cdf(v));
+        assert!(p > 1e-4, "{name}: coordinate {j} KS p = {p}");
+        worst_z = worst_z.max(zm.abs()).max(zv.abs());
+        worst_p = worst_p.min(p);
+    }
+    eprintln!(
+        "{name}: worst |z| {worst_z:.2}, worst KS p {worst_p:.2e}, acceptance {:.3}, step {:.4}",
+        out.stats.acceptance.iter().sum::<f64>() / out.stats.acceptance.len() as f64,
+        out.stats.step_size
+    );
+}
+
+fn gauss_ill() -> (Arc<dyn Energy>, Vec<f64>) {
+    let m = model::load("gauss-ill").unwrap();
+    let std: Vec<f64> = (0..100)
+        .map(|i| 0.1 * 10f64.powf(i as f64 / 99.0))
+        .collect();
+    (m.energy(None).unwrap(), std)
+}
+
+#[test]
+fn mala_on_gauss_ill() {
+    let (e, std) = gauss_ill();
+    let out = run(
+        e.as_ref(),
+        &mut Mala::new(0.01).unwrap(),
+        8,
+        1000,
+        2000,
+        2,
+        11,
+    );
+    check_gauss_ill(&out, |j| std[j] * std[j], "mala");
+}
+
+#[test]
+fn hmc_on_gauss_ill() {
+    let (e, std) = gauss_ill();
+    let out = run(
+        e.as_ref(),
+        &mut Hmc::new(0.1, 10, 0.2).unwrap(),
+        8,
+        1000,
+        1000,
+        1,
+        12,
+    );
+    check_gauss_ill(&out, |j| std[j] * std[j], "hmc");
+}
+
+#[test]
+fn rwm_on_gauss_ill() {
+    let (e, std) = gauss_ill();
+    let out = run(
+        e.as_ref(),
+        &mut Rwm::new(0.1).unwrap(),
+        8,
+        2000,
+        2500,
+        20,
+        13,
+    );
+    check_gauss_ill(&out, |j| std[j] * std[j], "rwm");
+}
+
+#[test]
+fn ula_on_gauss_ill_matches_its_discretised_stationary_law() {
+    // ULA is biased: on N(0, s^2) with time step h its stationary variance
+    // is s^2 / (1 - h / (2 s^2)) (an AR(1) recursion), which the test uses.
+    let (e, std) = gauss_ill();
+    let h = 0.002;
+    let out = run(
+        e.as_ref(),
+        &mut Ula::new(h).unwrap(),
+        16,
+        3000,
+        2000,
+        20,
+        14,
+    );
+    check_gauss_ill(
+        &out,
+        |j| std[j] * std[j] / (1.0 - h / (2.0 * std[j] * std[j])),
+        "ula",
+    );
+}
+
+#[test]
+fn hmc_on_funnel_recovers_v_and_reports_divergences() {
+    // v ~ N(0, 9) exactly. 128 chains give about 250 effectively
+    // independent draws of v after thinning, enough for the KS test to see
+    // a variance of 6 instead of 9. KS at alpha = 1e-3 (false-failure rate
+    // 0.1%). The neck makes leapfrog diverge: the divergences must be
+    // counted, not hidden.
+    let e = model::load("funnel").unwrap().energy(None).unwrap();
+    let normal = Normal::new(0.0, 3.0).unwrap();
+    let mut c = SampleConfig::new();
+    (c.n_chains, c.warmup, c.draws, c.seed, c.adapt_mass) = (128, 1000, 5000, 21, false);
+    let mut k = Hmc::new(0.1, 16, 0.3)
+        .unwrap()
+        .with_target_accept(0.95)
+        .unwrap();
+    let out = sample(e.as_ref(), &mut k, &c, None, &mut NoObserver).unwrap();
+    let v = coord(&out, 0);
+    let (_, p) = ks_test(&thinned(v.view()), |x| normal.cdf(x));
+    let div: usize = out.stats.divergences.iter().sum();
+    let var = v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64;
+    eprintln!(
+        "hmc funnel: KS p {p:.3}, var(v) {var:.2}, divergences {div}, ess_bulk(v) {:.0}, R-hat(v) {:.3}",
+        ess_bulk(v.view()),
+        boltz::diagnostics::rhat(v.view())
+    );
+    assert!(p > 1e-3, "v marginal KS p = {p}");
+    assert!(
+        div > 0,
+        "the funnel's neck should produce divergences, and they are reported"
+    );
+}
+
+#[test]
+fn mala_on_funnel_is_either_right_or_flagged() {
+    // MALA has one global step: small enough for the neck it cannot cross
+    // the mouth, and its v-marginal comes out too narrow in any test-sized
+    // budget (variance about 6 instead of 9). What boltz guarantees is that
+    // this does not pass silently: either v passes the KS test (alpha 1e-3)
+    // or the run's own diagnostics flag it (R-hat of v above 1.1).
+    let e = model::load("funnel").unwrap().energy(None).unwrap();
+    let normal = Normal::new(0.0, 3.0).unwrap();
+    let mut c = SampleConfig::new();
+    (c.n_chains, c.warmup, c.draws, c.seed, c.adapt_mass) = (128, 2000, 10000, 21, false);
+    let mut k = Mala::new(0.1).unwrap().with_target_accept(0.95).unwrap();
+    let out = sample(e.as_ref(), &mut k, &c, None, &mut NoObserver).unwrap();
+    let v = coord(&out, 0);
+    let (_, p) = ks_test(&thinned(v.view()), |x| normal.cdf(x));
+    let r = boltz::diagnostics::rhat(v.view());
+    let var = v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64;
+    eprintln!(
+        "mala funnel: KS p {p:.4}, var(v) {var:.2}, R-hat(v) {r:.3}, divergences {}",
+        out.stats.divergences.iter().sum::<usize>()
+    );
+    assert!(
+        p > 1e-3 || r > 1.1,
+        "a biased v-marginal (KS p {p}) went unflagged (R-hat {r})"
+    );
+}
+
+#[test]
+fn gmm_ring_chains_stay_in_their_modes() {
+    // Modes 10 standard deviations apart: local kernels do not cross. Each
+    // chain's deviations from its own mode's mean are N(0, 0.3^2) per
+    // coordinate; KS at 1e-3 for each of 2 coordinates x 2 kernels
+    // (false-failure rate 0.4%).
+    let m = model::load("gmm-ring").unwrap();
+    let e = m.energy(None).unwrap();
+    let means: Vec<(f64, f64)> = (0..8)
+        .map(|k| {
+            let a = 2.0 * std::f64::consts::PI * k as f64 / 8.0;
+            (4.0 * a.cos(), 4.0 * a.sin())
+        })
+        .collect();
+    let nearest = |x: f64, y: f64| {
+        (0..8)
+            .min_by(|&a, &b| {
+                let da = (x - means[a].0).powi(2) + (y - means[a].1).powi(2);
+                let db = (x - means[b].0).powi(2) + (y - means[b].1).powi(2);
+                da.total_cmp(&db)
+            })
+            .unwrap()
+    };
+    let normal = Normal::new(0.0, 0.3).unwrap();
+    for (name, kernel) in [
+        (
+            "mala",
+            Box::new(Mala::new(0.01).unwrap()) as Box<dyn Kernel>,
+        ),
+        ("hmc", Box::new(Hmc::new(0.1, 8, 0.2).unwrap())),
+    ] {
+        let mut k = kernel;
+        let out = run(e.as_ref(), k.as_mut(), 32, 1000, 2000, 1, 31);
+        let mut crossed = 0;
+        let mut dev = [Array2::zeros((32, 2000)), Array2::zeros((32, 2000))];
+        let mut modes = std::collections::BTreeSet::new();
+        for c in 0..32 {
+            let mode = nearest(out.samples[[c, 0, 0]], out.samples[[c, 0, 1]]);
+            modes.insert(mode);
+            let mut left = false;
+            for t in 0..2000 {
+                let (x, y) = (out.samples[[c, t, 0]], out.samples[[c, t, 1]]);
+                left |= nearest(x, y) != mode;
+                dev[0][[c, t]] = x - means[mode].0;
+                dev[1][[c, t]] = y - means[mode].1;
+            }
+            crossed += usize::from(left);
+        }
+        eprintln!(
+            "{name} gmm-ring: {crossed} of 32 chains crossed between modes; {} modes occupied",
+            modes.len()
+        );
+        assert_eq!(
+            crossed, 0,
+            "{name}: modes 10 sd apart should not mix by local moves"
+        );
+        for (j, d) in dev.iter().enumerate() {
+            let (_, p) = ks_test(&thinned(d.view()), |v| normal.cdf(v));
+            assert!(p > 1e-3, "{name}: deviation coordinate {j} KS p = {p}");
+        }
+    }
+}
+
+#[test]
+fn gibbs_on_rbm20_matches_enumeration() {
+    // The number of active visibles: its exact law by enumeration over the
+    // 2^20 hidden states; chi-square at alpha = 1e-3 on draws thinned to
+    // the statistic's autocorrelation time (false-failure rate 0.1% per kernel).
+    let m = model::load("rbm20").unwrap();
+    let rbm = m.rbm().unwrap().clone();
+    let exact = boltz::exact::rbm_visible_marginal_counts(&rbm).unwrap();
+    let e = m.energy(None).unwrap();
+    let kernels: Vec<(&str, Box<dyn Kernel>, usize)> = vec![
+        (
+            "block gibbs",
+            Box::new(RbmGibbs::new(rbm.clone(), 1.0, true).unwrap()),
+            2000,
+        ),
+        ("single-site gibbs", Box::new(BinaryGibbs), 600),
+    ];
+    for (name, mut k, draws) in kernels {
+        let out = run(e.as_ref(), k.as_mut(), 64, 200, draws, 1, 41);
+        let counts = out.samples.sum_axis(Axis(2));
+        let draws_thin = thinned(counts.view());
+        let mut observed = vec![0.0; 65];
+        for c in &draws_thin {
+            observed[*c as usize] += 1.0;
+        }
+        let (stat, dof, p) = chi_square_test(&observed, &exact).unwrap();
+        eprintln!(
+            "{name} rbm20: {} thinned draws, chi2 {stat:.1} on {dof} dof, p {p:.3}",
+            draws_thin.len()
+        );
+        assert!(p > 1e-3, "{name}: chi-square p = {p}");
+    }
+}
+
+#[test]
+fn metropolis_kernels_on_a_skewed_target() {
+    // F(y) = y + exp(-y): the standard Gumbel density exp(-y - exp(-y)),
+    // CDF exp(-exp(-y)). A wrong proposal density or acceptance ratio
+    // shows here although Gaussian targets hide it. 20 equiprobable bins,
+    // chi-square at alpha = 1e-3 per kernel (false-failure rate 0.3%).
+    let e = FnEnergy::new(
+        1,
+        |y: &[f64]| y[0] + (-y[0]).exp(),
+        |y: &[f64], g: &mut [f64]| g[0] = 1.0 - (-y[0]).exp(),
+    );
+    let edges: Vec<f64> = (1..20).map(|k| -(-(k as f64 / 20.0).ln()).ln()).collect();
+    let kernels: Vec<(&str, Box<dyn Kernel>)> = vec![
+        ("mala", Box::new(Mala::new(0.5).unwrap())),
+        ("hmc", Box::new(Hmc::new(0.5, 3, 0.0).unwrap())),
+        ("rwm", Box::new(Rwm::new(1.0).unwrap())),
+    ];
+    for (name, mut k) in kernels {
+        let out = run(&e, k.as_mut(), 16, 1000, 10000, 1, 51);
+        let draws = thinned(coord(&out, 0).view());
+        let mut observed = vec![0.0; 20];
+        for v in &draws {
+            observed[edges.partition_point(|e| e < v)] += 1.0;
+        }
+        let (stat, dof, p) = chi_square_test(&observed, &[0.05; 20]).unwrap();
+        eprintln!(
+            "{name} gumbel: {} thinned draws, chi2 {stat:.1} on {dof} dof, p {p:.3}",
+            draws.len()
+        );
+        assert!(p > 1e-3, "{name}: chi-square p = {p}");
+        let (_, pk) = ks_test(&draws, |y| (-(-y).exp()).exp());
+        assert!(pk > 1e-3, "{name}: KS p = {pk}");
+    }
+}
+
+#[test]
+fn output_is_bit_identical_for_one_and_two_threads() {
+    let go = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut bits = Vec::new();
+            let (e, _) = gauss_ill();
+            for mut k in [
+                Box::new(Mala::new(0.01).unwrap()) as Box<dyn Kernel>,
+                Box::new(Hmc::new(0.1, 5, 0.2).unwrap()),
+                Box::new(Rwm::new(0.1).unwrap()),
+                Box::new(Ula::new(0.001).unwrap()),
+            ] {
+                let out = run(e.as_ref(), k.as_mut(), 40, 100, 50, 1, 7);
+                bits.extend(out.samples.iter().map(|v| v.to_bits()));
+                bits.push(out.stats.step_size.to_bits());
+            }
+            let m = model::load("rbm500").unwrap();
+            let e = m.energy(None).unwrap();
+            let out = run(
+                e.as_ref(),
+                &mut RbmGibbs::new(m.rbm().unwrap().clone(), 1.0, true).unwrap(),
+                70,
+                10,
+                20,
+                1,
+                8,
+            );
+            bits.extend(
+                out.samples
+                    .iter()
+                    .chain(out.energies.as_ref().unwrap().iter())
+                    .map(|v| v.to_bits()),
+            );
+            let m = model::load("mlp").unwrap();
+            let ctx = boltz::suite::mlp_contexts()
+                .unwrap()
+                .slice(s![..100, ..])
+                .to_owned();
+            let e = m.energy(Some(ctx)).unwrap();
+            let mut c = SampleConfig::new();
+            c.n_chains = 100;
+            c.warmup = 0;
+            c.draws = 10;
+            let out = sample(
+                e.as_ref(),
+                &mut Ula::new(0.01).unwrap(),
+                &c,
+                None,
+                &mut NoObserver,
+            )
+            .unwrap();
+            bits.extend(out.samples.iter().map(|v| v.to_bits()));
+            bits
+        })
+    };
+    assert_eq!(go(1), go(2));
+}
+
+#[test]
+fn non_finite_proposals_are_divergences_not_nan() {
+    // An energy that is +inf outside |y| < 1: every proposal across the
+    // wall is rejected (and counted), and no NaN reaches the output.
+    let e = FnEnergy::new(
+        1,
+        |y: &[f64]| {
+            if y[0].abs() < 1.0 {
+                0.5 * y[0] * y[0]
+            } else {
+                f64::NAN
+            }
+        },
+        |y: &[f64], g: &mut [f64]| g[0] = y[0],
+    );
+    for mut k in [
+        Box::new(Mala::new(0.5).unwrap()) as Box<dyn Kernel>,
+        Box::new(Hmc::new(0.5, 4, 0.0).unwrap()),
+        Box::new(Rwm::new(1.0).unwrap()),
+        Box::new(Ula::new(0.3).unwrap()),
+    ] {
+        let mut c = SampleConfig::new();
+        c.n_chains = 8;
+        c.warmup = 0;
+        c.draws = 500;
+        let init = Array2::zeros((8, 1));
+        let out = sample(&e, k.as_mut(), &c, Some(init), &mut NoObserver).unwrap();
+        assert!(
+            out.samples.iter().all(|v| v.is_finite() && v.abs() < 1.0),
+            "{}",
+            k.name()
+        );
+        let div: usize = out.stats.divergences.iter().sum();
+        assert!(div > 0, "{}: divergences counted", k.name());
+        let _ = s![..];
+    }
+}
