@@ -15,6 +15,7 @@
 //! reductions over chains are done in chain order. Output is bit-identical
 //! for any number of rayon threads.
 
+pub mod ais;
 pub mod diagnostics;
 pub mod energy;
 pub mod error;

@@ -2,6 +2,7 @@
 //! (0 success, 2 bad input or usage, 1 failure while running).
 
 mod commands;
+mod logz;
 
 use boltz::Error;
 use clap::{Parser, Subcommand};
@@ -138,6 +139,28 @@ pub enum Command {
     },
     /// Run chains of a sampler on a model and report diagnostics.
     Sample(Box<SampleArgs>),
+    /// log Z of a model: exact where possible, else AIS with error bars.
+    Logz {
+        #[command(flatten)]
+        args: Box<logz::LogzArgs>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// log P(y|x) = -beta F(x, y) - log Z(x) of points under every context.
+    Prob {
+        #[command(flatten)]
+        args: Box<logz::LogzArgs>,
+        /// Points y, (N, y_dim) npy.
+        #[arg(long)]
+        points: PathBuf,
+        /// Output, (contexts, N) npy.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write log Z per context, standard errors and settings as JSON.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Diagnostics (R-hat, bulk and tail ESS, MCSE) of any (chains, draws, dim) npy array.
     Diagnose {
         /// Samples, (chains, draws, dim) or (chains, draws) npy.
@@ -212,5 +235,12 @@ fn run(cli: Cli) -> Result<(), Error> {
         } => commands::energy(&model, &points, context.as_deref(), &out, grad.as_deref()),
         Command::Sample(args) => commands::sample(&args),
         Command::Diagnose { samples, json } => commands::diagnose(&samples, json),
+        Command::Logz { args, json } => logz::logz(&args, json),
+        Command::Prob {
+            args,
+            points,
+            out,
+            report,
+        } => logz::prob(&args, &points, &out, report.as_deref()),
     }
 }

@@ -1,6 +1,6 @@
 //! Bernoulli-Bernoulli restricted Boltzmann machines.
 
-use super::{Energy, StateSpace, add_row, sigmoid, softplus};
+use super::{Energy, StateSpace, add_row, sigmoid, sum_softplus};
 use crate::error::{Error, Result};
 use crate::rng::ChainRng;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
@@ -108,10 +108,24 @@ impl Rbm {
     /// draws only from `rngs[i]`. Returns nothing: it cannot fail.
     pub fn gibbs_sweep(
         &self,
+        v: ArrayViewMut2<f64>,
+        rngs: &mut [ChainRng],
+        t: f64,
+        base_bias: Option<ArrayView1<f64>>,
+    ) {
+        self.gibbs_sweep_from(v, rngs, t, base_bias, None);
+    }
+
+    /// [`Rbm::gibbs_sweep`] given the hidden activations `c + W^T v` of the
+    /// current `v` (from [`Rbm::hidden_activations`]), which saves one of
+    /// the sweep's two matrix products when the caller has them already.
+    pub fn gibbs_sweep_from(
+        &self,
         mut v: ArrayViewMut2<f64>,
         rngs: &mut [ChainRng],
         t: f64,
         base_bias: Option<ArrayView1<f64>>,
+        hidden_act: Option<ArrayView2<f64>>,
     ) {
         let vb: Array1<f64> = match base_bias {
             Some(b0) => &b0 * (1.0 - t) + &self.b * t,
@@ -121,14 +135,29 @@ impl Rbm {
         v.axis_chunks_iter_mut(Axis(0), RBM_BLOCK)
             .into_par_iter()
             .zip(rngs.par_chunks_mut(RBM_BLOCK))
-            .for_each(|(mut vblk, rblk)| {
-                let mut a = vblk.dot(&self.w);
+            .enumerate()
+            .for_each(|(k, (mut vblk, rblk))| {
+                let mut a = match hidden_act {
+                    Some(act) => act
+                        .slice(ndarray::s![k * RBM_BLOCK..k * RBM_BLOCK + vblk.nrows(), ..])
+                        .mapv(|x| t * x),
+                    None => {
+                        let mut a = vblk.dot(&self.w);
+                        Zip::from(a.rows_mut()).for_each(|mut row| {
+                            row.zip_mut_with(&ch, |x, cj| *x = t * *x + cj);
+                        });
+                        a
+                    }
+                };
                 Zip::from(a.rows_mut())
                     .and(rblk.as_mut())
                     .for_each(|mut row, rng| {
-                        for (x, cj) in row.iter_mut().zip(ch.iter()) {
-                            let p = sigmoid(t * *x + cj);
-                            *x = if rng.random::<f64>() < p { 1.0 } else { 0.0 };
+                        for x in row.iter_mut() {
+                            *x = if rng.random::<f64>() < sigmoid(*x) {
+                                1.0
+                            } else {
+                                0.0
+                            };
                         }
                     });
                 let bact = a.dot(&self.w.t());
@@ -144,6 +173,19 @@ impl Rbm {
             });
     }
 
+    /// Hidden pre-activations `c + W^T v` of each row of `v` (n x H).
+    pub fn hidden_activations(&self, v: ArrayView2<f64>) -> Array2<f64> {
+        let mut a = Array2::zeros((v.nrows(), self.n_hidden()));
+        a.axis_chunks_iter_mut(Axis(0), RBM_BLOCK)
+            .into_par_iter()
+            .zip(v.axis_chunks_iter(Axis(0), RBM_BLOCK))
+            .for_each(|(mut ab, vb)| {
+                ab.assign(&vb.dot(&self.w));
+                add_row(ab.view_mut(), self.c.view());
+            });
+        a
+    }
+
     fn block_energy(
         &self,
         y: ArrayView2<f64>,
@@ -154,7 +196,7 @@ impl Rbm {
         add_row(a.view_mut(), self.c.view());
         let yb = y.dot(&self.b);
         for ((ei, row), ybi) in e.iter_mut().zip(a.rows()).zip(yb.iter()) {
-            *ei = -ybi - row.iter().map(|&x| softplus(x)).sum::<f64>();
+            *ei = -ybi - sum_softplus(row.iter().copied());
         }
         if let Some(mut g) = grad {
             a.mapv_inplace(sigmoid);

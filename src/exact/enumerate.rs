@@ -1,6 +1,6 @@
 //! Exact sums over binary states.
 
-use crate::energy::{Energy, Rbm, StateSpace, sigmoid, softplus};
+use crate::energy::{Energy, Rbm, StateSpace, sigmoid, sum_softplus};
 use crate::error::{Error, Result};
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -105,7 +105,7 @@ impl HiddenState {
     }
     /// `log p*(h) = c.h + sum_i softplus(b_i + (W h)_i)`.
     fn log_weight(&self) -> f64 {
-        self.ch + self.act.iter().map(|&a| softplus(a)).sum::<f64>()
+        self.ch + sum_softplus(self.act.iter().copied())
     }
 }
 

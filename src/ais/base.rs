@@ -1,0 +1,210 @@
+//! Normalised base distributions `p0` that annealing starts from.
+
+use crate::energy::{Energy, sigmoid, softplus};
+use crate::error::{Error, Result, check_finite, check_positive};
+use crate::rng::ChainRng;
+use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+/// A normalised base density with exact draws. Its energy is
+/// `E0(y) = -log p0(y)` (so `exp(-E0)` integrates to exactly 1).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Base {
+    /// `N(mean, diag(std^2))`.
+    Gaussian {
+        /// Mean per coordinate.
+        mean: Vec<f64>,
+        /// Standard deviation per coordinate.
+        std: Vec<f64>,
+    },
+    /// Independent Bernoulli visibles with `P(y_i = 1) = p_i`, as
+    /// `p_i = sigmoid(logit_i)` (the base-rate model of Salakhutdinov &
+    /// Murray 2008 uses the data's pixel means).
+    Bernoulli {
+        /// Log-odds per coordinate.
+        logit: Vec<f64>,
+    },
+}
+
+impl Base {
+    /// `N(0, scale^2 I)` in `dim` dimensions.
+    pub fn isotropic(dim: usize, scale: f64) -> Result<Base> {
+        check_positive("base scale", scale)?;
+        Ok(Base::Gaussian {
+            mean: vec![0.0; dim],
+            std: vec![scale; dim],
+        })
+    }
+
+    /// A diagonal Gaussian base (finite means, positive stds).
+    pub fn gaussian(mean: Vec<f64>, std: Vec<f64>) -> Result<Base> {
+        check_finite("base mean", &mean)?;
+        if mean.len() != std.len() {
+            return Err(Error::shape(
+                "base",
+                format!("std of length {}", mean.len()),
+                format!("{}", std.len()),
+            ));
+        }
+        for s in &std {
+            check_positive("base std", *s)?;
+        }
+        Ok(Base::Gaussian { mean, std })
+    }
+
+    /// Bernoulli base from probabilities, clipped to `[clip, 1 - clip]`.
+    pub fn bernoulli(probs: &[f64], clip: f64) -> Result<Base> {
+        if !(0.0..0.5).contains(&clip) {
+            return Err(Error::param("clip", "must be in [0, 0.5)"));
+        }
+        check_finite("base probabilities", probs)?;
+        let logit = probs
+            .iter()
+            .map(|p| {
+                let p = p.clamp(clip, 1.0 - clip);
+                (p / (1.0 - p)).ln()
+            })
+            .collect::<Vec<f64>>();
+        check_finite("base logits (probabilities 0 or 1 need clip > 0)", &logit)?;
+        Ok(Base::Bernoulli { logit })
+    }
+
+    /// The base-rate model of the bundled digits: pixel means clipped to [0.01, 0.99].
+    pub fn digits_base_rate() -> Result<Base> {
+        let d = crate::suite::digits()?;
+        let means = d.mean_axis(Axis(0)).expect("non-empty");
+        Base::bernoulli(means.as_slice().expect("contiguous"), 0.01)
+    }
+
+    /// Dimension.
+    pub fn dim(&self) -> usize {
+        match self {
+            Base::Gaussian { mean, .. } => mean.len(),
+            Base::Bernoulli { logit } => logit.len(),
+        }
+    }
+
+    /// One exact draw into `out`.
+    pub fn sample(&self, rng: &mut ChainRng, out: &mut [f64]) {
+        match self {
+            Base::Gaussian { mean, std } => {
+                for ((o, m), s) in out.iter_mut().zip(mean).zip(std) {
+                    let z: f64 = StandardNormal.sample(rng);
+                    *o = m + s * z;
+                }
+            }
+            Base::Bernoulli { logit } => {
+                for (o, l) in out.iter_mut().zip(logit) {
+                    *o = f64::from(u8::from(rng.random::<f64>() < sigmoid(*l)));
+                }
+            }
+        }
+    }
+
+    /// The state-independent part of `E0`: `sum_i log(sqrt(2 pi) std_i)`
+    /// (Gaussian) or `sum_i softplus(logit_i)` (Bernoulli).
+    fn log_normaliser(&self) -> f64 {
+        match self {
+            Base::Gaussian { std, .. } => std
+                .iter()
+                .map(|s| (s * (2.0 * std::f64::consts::PI).sqrt()).ln())
+                .sum(),
+            Base::Bernoulli { logit } => logit.iter().map(|l| softplus(*l)).sum(),
+        }
+    }
+}
+
+impl Energy for Base {
+    fn dim(&self) -> usize {
+        Base::dim(self)
+    }
+    fn energy_batch(&self, y: ArrayView2<f64>, mut energy: ArrayViewMut1<f64>) {
+        energy.fill(0.0);
+        self.mix_into(y, energy, None, 0.0);
+    }
+    fn energy_grad_batch(
+        &self,
+        y: ArrayView2<f64>,
+        mut energy: ArrayViewMut1<f64>,
+        mut grad: ArrayViewMut2<f64>,
+    ) {
+        energy.fill(0.0);
+        grad.fill(0.0);
+        self.mix_into(y, energy, Some(grad), 0.0);
+    }
+    fn log_z(&self) -> Option<f64> {
+        Some(0.0)
+    }
+    fn space(&self) -> crate::energy::StateSpace {
+        match self {
+            Base::Gaussian { .. } => crate::energy::StateSpace::Continuous,
+            Base::Bernoulli { .. } => crate::energy::StateSpace::Binary,
+        }
+    }
+}
+
+impl Base {
+    /// Mixes the base into a target's energies and gradients in place:
+    /// `e <- b e + (1 - b) E0`, `g <- b g + (1 - b) grad E0` (the geometric
+    /// path's energy at `b`).
+    pub(crate) fn mix_into(
+        &self,
+        y: ArrayView2<f64>,
+        mut energy: ArrayViewMut1<f64>,
+        grad: Option<ArrayViewMut2<f64>>,
+        b: f64,
+    ) {
+        let a = 1.0 - b;
+        let c = self.log_normaliser();
+        // Per coordinate: the state-dependent part of E0 and its derivative.
+        let term = |i: usize, v: f64| -> (f64, f64) {
+            match self {
+                Base::Gaussian { mean, std } => {
+                    let z = (v - mean[i]) / std[i];
+                    (0.5 * z * z, z / std[i])
+                }
+                Base::Bernoulli { logit } => (-v * logit[i], -logit[i]),
+            }
+        };
+        match grad {
+            Some(mut g) => {
+                ndarray::Zip::from(y.rows())
+                    .and(&mut energy)
+                    .and(g.rows_mut())
+                    .par_for_each(|row, e, mut gr| {
+                        let mut e0 = c;
+                        for (i, (v, gv)) in row.iter().zip(gr.iter_mut()).enumerate() {
+                            let (t, d) = term(i, *v);
+                            e0 += t;
+                            *gv = b * *gv + a * d;
+                        }
+                        *e = b * *e + a * e0;
+                    });
+            }
+            None => {
+                ndarray::Zip::from(y.rows())
+                    .and(&mut energy)
+                    .par_for_each(|row, e| {
+                        let e0: f64 = c + row
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| term(i, *v).0)
+                            .sum::<f64>();
+                        *e = b * *e + a * e0;
+                    });
+            }
+        }
+    }
+}
+
+/// Draws `n` rows from the base, row `i` from `rngs[i]`.
+pub(crate) fn sample_rows(base: &Base, rngs: &mut [ChainRng], mut out: ArrayViewMut2<f64>) {
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(rngs.par_iter_mut())
+        .for_each(|(mut row, rng)| {
+            base.sample(rng, row.as_slice_mut().expect("standard layout"));
+        });
+}
