@@ -44,10 +44,13 @@ pub struct LogzArgs {
     /// A fixed step size (default: tuned per temperature by a pilot run, then frozen).
     #[arg(long)]
     pub step_size: Option<f64>,
-    /// Base N(0, S^2 I) (default: a Gaussian fitted by a short MCMC pilot;
-    /// binary models use the digits' base-rate model).
+    /// Base N(M, S^2 I) with this S (default: a Gaussian fitted by a short
+    /// MCMC pilot; binary models use the digits' base-rate model).
     #[arg(long)]
     pub base_scale: Option<f64>,
+    /// Mean M of the base N(M, S^2 I) (every coordinate; with --base-scale).
+    #[arg(long, default_value_t = 0.0, requires = "base_scale")]
+    pub base_mean: f64,
     /// Also run reverse AIS from exact draws (suite Gaussians, mixtures,
     /// funnel) for an upper bound.
     #[arg(long)]
@@ -260,8 +263,8 @@ fn run(args: &LogzArgs) -> Result<Outcome> {
             report.log_z = e;
         }
         "quadrature" => {
-            let lz = quadrature(&model, contexts.as_ref(), args.beta, args.seed)?;
-            report.stderr = vec![0.0; lz.len()];
+            let (lz, err) = quadrature(&model, contexts.as_ref(), args.beta, args.seed)?;
+            report.stderr = err;
             report.ess = vec![f64::NAN; lz.len()];
             report.log_z = lz;
         }
@@ -360,19 +363,21 @@ fn setup(
         None => model.energy(None)?,
     };
     let base = match args.base_scale {
-        Some(s) => Base::isotropic(energy.dim(), s)?,
+        Some(s) => Base::gaussian(vec![args.base_mean; energy.dim()], vec![s; energy.dim()])?,
         None => ais::pilot_base(energy.as_ref(), cfg.beta, cfg.seed)?,
     };
     Ok((base, energy, cond))
 }
 
-/// 1-2 dim quadrature on a box fitted to a short pilot, or the ring's radial formula.
+/// 1-2 dim quadrature on a box fitted to a short pilot, or the ring's
+/// radial formula: log Z per context and an error estimate (the change
+/// from halving the grid; the radial rule's is below 1e-10).
 fn quadrature(
     model: &Model,
     contexts: Option<&Array2<f64>>,
     beta: f64,
     seed: u64,
-) -> Result<Vec<f64>> {
+) -> Result<(Vec<f64>, Vec<f64>)> {
     if let Family::Ring(r) = &model.family {
         if beta != 1.0 {
             return Err(Error::param(
@@ -384,11 +389,13 @@ fn quadrature(
             .cloned()
             .or_else(|| model.default_context.clone())
             .expect("ring has a default context");
-        return Ok(ctx
+        let lz: Vec<f64> = ctx
             .rows()
             .into_iter()
             .map(|x| r.log_z_from_norm2(x.dot(&x)))
-            .collect());
+            .collect();
+        let err = vec![1e-10; lz.len()];
+        return Ok((lz, err));
     }
     if model.conditional().is_some() || model.dim() > 2 || matches!(model.family, Family::Rbm(_)) {
         return Err(Error::param(
@@ -405,12 +412,13 @@ fn quadrature(
     let Base::Gaussian { mean, std } = base else {
         unreachable!("pilot bases are Gaussian")
     };
-    // The pilot base has twice the pilot's sd: +-12 of those is +-24 pilot sds.
+    // The pilot base has 1.5 times the pilot's sd: +-12 of those is +-18 pilot sds.
     let lo: Vec<f64> = mean.iter().zip(&std).map(|(m, s)| m - 12.0 * s).collect();
     let hi: Vec<f64> = mean.iter().zip(&std).map(|(m, s)| m + 12.0 * s).collect();
     let scaled = boltz::energy::Scaled::new(e.as_ref(), beta)?;
     let n = if model.dim() == 1 { 20000 } else { 1500 };
-    Ok(vec![boltz::exact::log_z_grid(&scaled, &lo, &hi, n)?])
+    let (lz, err) = boltz::exact::log_z_grid_with_error(&scaled, &lo, &hi, n)?;
+    Ok((vec![lz], vec![err]))
 }
 
 pub fn logz(args: &LogzArgs, json: bool) -> Result<()> {

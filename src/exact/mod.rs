@@ -6,4 +6,4 @@ mod enumerate;
 mod quadrature;
 
 pub use enumerate::{MAX_ENUMERATED_BITS, enumerate_log_z, rbm_log_z, rbm_visible_marginal_counts};
-pub use quadrature::{log_integrate_1d, log_z_grid};
+pub use quadrature::{log_integrate_1d, log_z_grid, log_z_grid_with_error};

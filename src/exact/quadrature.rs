@@ -33,6 +33,20 @@ pub fn log_integrate_1d<F: Fn(f64) -> f64>(log_f: F, a: f64, b: f64, n: usize) -
     m + (s * h / 3.0).ln()
 }
 
+/// [`log_z_grid`] with an error estimate: the difference between the rule
+/// on `n` and on `n / 2` intervals per axis (Simpson's error falls 16-fold
+/// per halving, so this over-estimates the error of the finer rule).
+pub fn log_z_grid_with_error(
+    energy: &dyn Energy,
+    lo: &[f64],
+    hi: &[f64],
+    n: usize,
+) -> Result<(f64, f64)> {
+    let fine = log_z_grid(energy, lo, hi, n)?;
+    let coarse = log_z_grid(energy, lo, hi, (n / 2).max(2))?;
+    Ok((fine, (fine - coarse).abs()))
+}
+
 /// `log Z = log int exp(-F(y)) dy` over the box `[lo, hi]` for an energy of
 /// dimension 1 or 2, by a tensor Simpson rule with `n` intervals per axis.
 /// Mass outside the box is ignored: choose a box that holds it.
