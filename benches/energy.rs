@@ -141,5 +141,39 @@ fn diagnostics(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, energy_grad, kernel_steps, diagnostics);
+/// W3: unadjusted Langevin negatives on `mlp`, 1024 chains (one per
+/// bundled context) x 100 steps, step 0.01, noise sqrt(2 * 0.01), y0 ~ N(0, I).
+fn w3_negatives(c: &mut Criterion) {
+    use boltz::negatives::{Init, Method, NegativeSampler};
+    let pool = pool();
+    let mut g = c.benchmark_group(format!("w3/{}threads", threads()));
+    g.sample_size(10);
+    let e = target("mlp", 1024);
+    let kernel = Ula::new(0.01).unwrap();
+    g.throughput(Throughput::Elements(1024 * 100));
+    g.bench_function("ula_mlp_1024x100", |b| {
+        pool.install(|| {
+            b.iter(|| {
+                let mut s = NegativeSampler::new(
+                    Method::ShortRun,
+                    Init::Gaussian { std: 1.0 },
+                    1024,
+                    32,
+                    0,
+                )
+                .unwrap();
+                s.generate(e.as_ref(), &kernel, 100, None).unwrap()
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    energy_grad,
+    kernel_steps,
+    diagnostics,
+    w3_negatives
+);
 criterion_main!(benches);

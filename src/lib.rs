@@ -23,6 +23,7 @@ pub mod exact;
 pub mod io;
 pub mod kernels;
 pub mod model;
+pub mod negatives;
 pub mod rng;
 pub mod sampler;
 pub mod suite;

@@ -3,6 +3,7 @@
 
 mod commands;
 mod logz;
+mod negatives;
 
 use boltz::Error;
 use clap::{Parser, Subcommand};
@@ -161,6 +162,8 @@ pub enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Negative samples for contrastive training (short-run, replay buffer, CD, PCD).
+    Negatives(Box<negatives::NegativesArgs>),
     /// Diagnostics (R-hat, bulk and tail ESS, MCSE) of any (chains, draws, dim) npy array.
     Diagnose {
         /// Samples, (chains, draws, dim) or (chains, draws) npy.
@@ -236,6 +239,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Sample(args) => commands::sample(&args),
         Command::Diagnose { samples, json } => commands::diagnose(&samples, json),
         Command::Logz { args, json } => logz::logz(&args, json),
+        Command::Negatives(args) => negatives::negatives(&args),
         Command::Prob {
             args,
             points,

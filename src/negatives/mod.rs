@@ -1,0 +1,396 @@
+//! Negative samples for contrastive training: short-run chains from noise,
+//! CD-k from the positives, persistent chains (PCD), and a replay buffer
+//! (IGEBM / JEM style), driven by any kernel; plus the contrastive losses.
+//!
+//! An EBM is trained by pushing energy down on data (positives) and up on
+//! samples from the model (negatives); with positives alone the energy
+//! collapses. A [`NegativeSampler`] keeps everything a run needs between
+//! calls (persistent chains, the buffer, every random stream), and its
+//! [`NegativeState`] can be saved and restored so that a resumed run
+//! continues bit-identically.
+
+pub mod losses;
+
+pub use losses::{Loss, LossGrad};
+
+use crate::energy::{Energy, StateSpace};
+use crate::error::{Error, Result};
+use crate::kernels::{ChainState, ChainStep, Kernel};
+use crate::rng::{ChainRng, RngState, aux_rng, chain_rngs, restore_rng, save_rng};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Where fresh chains start.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Init {
+    /// Each coordinate uniform on `[lo, hi]` (images: [0, 1] or [-1, 1]).
+    Uniform {
+        /// Lower end.
+        lo: f64,
+        /// Upper end.
+        hi: f64,
+    },
+    /// Each coordinate `N(0, std^2)`.
+    Gaussian {
+        /// Standard deviation.
+        std: f64,
+    },
+    /// Fair coin flips (binary models).
+    Bernoulli,
+}
+
+impl Init {
+    fn draw(&self, rng: &mut ChainRng, out: &mut [f64]) {
+        for o in out.iter_mut() {
+            *o = match *self {
+                Init::Uniform { lo, hi } => lo + (hi - lo) * rng.random::<f64>(),
+                Init::Gaussian { std } => {
+                    let z: f64 = StandardNormal.sample(rng);
+                    std * z
+                }
+                Init::Bernoulli => f64::from(u8::from(rng.random::<bool>())),
+            };
+        }
+    }
+}
+
+/// How the chains of each call start.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Method {
+    /// K steps from fresh noise every call (Nijkamp et al. 2019).
+    ShortRun,
+    /// K steps from the positives (contrastive divergence, CD-k).
+    Cd,
+    /// K steps from where the previous call's chains ended (persistent CD,
+    /// Tieleman 2008); the first call starts from noise.
+    Pcd,
+    /// K steps from random entries of a buffer of past negatives, except a
+    /// fraction `reinit` started from fresh noise; results are written back
+    /// (Du & Mordatch 2019; Grathwohl et al. 2020).
+    Replay {
+        /// Buffer capacity (>= 1).
+        capacity: usize,
+        /// Probability that a chain starts from noise instead of the buffer, in [0, 1].
+        reinit: f64,
+    },
+}
+
+/// Everything a [`NegativeSampler`] carries between calls: what a
+/// checkpoint must hold to resume bit-identically.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NegativeState {
+    /// Format version of this structure.
+    pub version: u32,
+    /// The settings the state was made with (a resume must match them).
+    pub method: Method,
+    /// Initialisation of fresh chains.
+    pub init: Init,
+    /// Chains per call.
+    pub n_chains: usize,
+    /// State dimension.
+    pub dim: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// Calls made so far.
+    pub calls: u64,
+    /// Persistent chains (PCD), row-major (n_chains x dim), empty before the first call.
+    pub persistent: Vec<f64>,
+    /// Replay buffer entries, row-major (len x dim).
+    pub buffer: Vec<f64>,
+    /// Next buffer slot to overwrite once the buffer is full (ring order).
+    pub buffer_next: usize,
+    /// Each chain slot's random stream.
+    pub chain_rngs: Vec<RngState>,
+    /// The stream for buffer choices and re-initialisation.
+    pub aux_rng: RngState,
+}
+
+/// Statistics of one call.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct NegativeStats {
+    /// Mean energy of the positives given (NaN without positives).
+    pub energy_pos: f64,
+    /// Mean energy of the negatives returned.
+    pub energy_neg: f64,
+    /// `energy_neg - energy_pos`: the energy gap training widens and then holds.
+    pub energy_gap: f64,
+    /// Mean acceptance probability over steps and chains (1 for ULA / Gibbs).
+    pub acceptance: f64,
+    /// Non-finite proposals (rejected, or ULA chains reset), all steps and chains.
+    pub divergences: usize,
+    /// Mean Euclidean distance between each chain's start and end.
+    pub distance_moved: f64,
+    /// Chains started from fresh noise in this call.
+    pub reinitialised: usize,
+}
+
+/// One call's negatives.
+#[derive(Clone, Debug)]
+pub struct NegativeBatch {
+    /// The negatives, (n_chains, dim).
+    pub negatives: Array2<f64>,
+    /// Their energies `F` (at beta = 1).
+    pub energies: Array1<f64>,
+    /// What the call did.
+    pub stats: NegativeStats,
+}
+
+/// Generates negatives call after call, keeping persistent chains, the
+/// replay buffer and every random stream.
+pub struct NegativeSampler {
+    state: NegativeState,
+    rngs: Vec<ChainRng>,
+    aux: ChainRng,
+}
+
+const STATE_VERSION: u32 = 1;
+
+impl NegativeSampler {
+    /// A new sampler: `n_chains` chains of dimension `dim` per call.
+    pub fn new(method: Method, init: Init, n_chains: usize, dim: usize, seed: u64) -> Result<Self> {
+        if n_chains == 0 {
+            return Err(Error::param("chains", "must be >= 1"));
+        }
+        if let Method::Replay { capacity, reinit } = method {
+            if capacity == 0 {
+                return Err(Error::param("buffer", "must be >= 1"));
+            }
+            if !(0.0..=1.0).contains(&reinit) {
+                return Err(Error::param(
+                    "reinit",
+                    format!("must be in [0, 1], got {reinit}"),
+                ));
+            }
+        }
+        match init {
+            Init::Uniform { lo, hi } if !(lo.is_finite() && hi.is_finite() && lo < hi) => {
+                return Err(Error::param(
+                    "init",
+                    format!("uniform box needs finite lo < hi, got [{lo}, {hi}]"),
+                ));
+            }
+            Init::Gaussian { std } => crate::error::check_positive("init std", std)?,
+            _ => {}
+        }
+        let rngs = chain_rngs(seed, n_chains);
+        let aux = aux_rng(seed, 7);
+        let state = NegativeState {
+            version: STATE_VERSION,
+            method,
+            init,
+            n_chains,
+            dim,
+            seed,
+            calls: 0,
+            persistent: vec![],
+            buffer: vec![],
+            buffer_next: 0,
+            chain_rngs: vec![],
+            aux_rng: save_rng(&aux),
+        };
+        Ok(NegativeSampler { state, rngs, aux })
+    }
+
+    /// Restores a sampler from a saved state.
+    pub fn restore(state: NegativeState) -> Result<Self> {
+        if state.version != STATE_VERSION {
+            return Err(Error::param(
+                "state",
+                format!(
+                    "format version {} (this boltz reads {STATE_VERSION})",
+                    state.version
+                ),
+            ));
+        }
+        if state.chain_rngs.len() != state.n_chains
+            || !state.buffer.len().is_multiple_of(state.dim.max(1))
+            || !(state.persistent.is_empty()
+                || state.persistent.len() == state.n_chains * state.dim)
+        {
+            return Err(Error::param(
+                "state",
+                "inconsistent sizes (corrupt state file?)",
+            ));
+        }
+        let rngs = state.chain_rngs.iter().map(restore_rng).collect();
+        let aux = restore_rng(&state.aux_rng);
+        Ok(NegativeSampler { state, rngs, aux })
+    }
+
+    /// The complete state, for saving.
+    pub fn state(&self) -> NegativeState {
+        let mut s = self.state.clone();
+        s.chain_rngs = self.rngs.iter().map(save_rng).collect();
+        s.aux_rng = save_rng(&self.aux);
+        s
+    }
+
+    /// Entries in the replay buffer.
+    pub fn buffer_len(&self) -> usize {
+        self.state.buffer.len() / self.state.dim.max(1)
+    }
+
+    /// Runs `steps` transitions of `kernel` on `energy` from this call's
+    /// starting points and returns the negatives. `positives` (n_chains x
+    /// dim) are needed for CD (the starts) and used for the energy gap.
+    pub fn generate(
+        &mut self,
+        energy: &dyn Energy,
+        kernel: &dyn Kernel,
+        steps: usize,
+        positives: Option<ArrayView2<f64>>,
+    ) -> Result<NegativeBatch> {
+        let (n, d) = (self.state.n_chains, self.state.dim);
+        if energy.dim() != d {
+            return Err(Error::shape(
+                "negatives",
+                format!("an energy of dimension {d}"),
+                format!("{}", energy.dim()),
+            ));
+        }
+        if let Some(p) = positives
+            && p.ncols() != d
+        {
+            return Err(Error::shape(
+                "positives",
+                format!("(m, {d})"),
+                format!("{:?}", p.shape()),
+            ));
+        }
+        if energy.space() == StateSpace::Binary && !matches!(self.state.init, Init::Bernoulli) {
+            return Err(Error::param(
+                "init",
+                "a binary model needs Bernoulli initialisation",
+            ));
+        }
+        let mut start = Array2::zeros((n, d));
+        let mut reinitialised = 0;
+        let mut replay_slots: Vec<Option<usize>> = vec![None; n];
+        match self.state.method.clone() {
+            Method::ShortRun => {
+                for i in 0..n {
+                    self.state.init.draw(
+                        &mut self.rngs[i],
+                        start.row_mut(i).as_slice_mut().expect("standard layout"),
+                    );
+                }
+                reinitialised = n;
+            }
+            Method::Cd => {
+                let p = positives.ok_or_else(|| {
+                    Error::param("data", "CD starts its chains at the positives: give them")
+                })?;
+                if p.nrows() != n {
+                    return Err(Error::shape(
+                        "positives for CD",
+                        format!("({n}, {d}), one per chain"),
+                        format!("{:?}", p.shape()),
+                    ));
+                }
+                start.assign(&p);
+            }
+            Method::Pcd => {
+                if self.state.persistent.is_empty() {
+                    for i in 0..n {
+                        self.state.init.draw(
+                            &mut self.rngs[i],
+                            start.row_mut(i).as_slice_mut().expect("standard layout"),
+                        );
+                    }
+                    reinitialised = n;
+                } else {
+                    start.assign(
+                        &ArrayView2::from_shape((n, d), &self.state.persistent)
+                            .expect("checked size"),
+                    );
+                }
+            }
+            Method::Replay { reinit, .. } => {
+                let len = self.buffer_len();
+                for i in 0..n {
+                    let fresh = len == 0 || self.aux.random::<f64>() < reinit;
+                    if fresh {
+                        self.state.init.draw(
+                            &mut self.rngs[i],
+                            start.row_mut(i).as_slice_mut().expect("standard layout"),
+                        );
+                        reinitialised += 1;
+                    } else {
+                        let k = self.aux.random_range(0..len);
+                        start.row_mut(i).assign(
+                            &ArrayView2::from_shape((len, d), &self.state.buffer)
+                                .expect("checked size")
+                                .row(k),
+                        );
+                        replay_slots[i] = Some(k);
+                    }
+                }
+            }
+        }
+        let mut state = ChainState::new(energy, start.clone()).map_err(|e| match e {
+            Error::InvalidParameter { reason, .. } => {
+                Error::Numerical(format!("negative chains: {reason}"))
+            }
+            other => other,
+        })?;
+        let mut chain_steps = vec![ChainStep::default(); n];
+        let (mut acc, mut divergences) = (0.0, 0usize);
+        for _ in 0..steps {
+            kernel.step(energy, &mut state, &mut self.rngs, &mut chain_steps);
+            acc += chain_steps.iter().map(|s| s.accept_prob).sum::<f64>() / n as f64;
+            divergences += chain_steps.iter().filter(|s| s.divergent).count();
+        }
+        // Gibbs kernels may leave energies stale: recompute them.
+        let mut energies = Array1::zeros(n);
+        energy.energy_batch(state.position.view(), energies.view_mut());
+        let negatives = state.position;
+        let moved = (&negatives - &start)
+            .map_axis(Axis(1), |r| r.dot(&r).sqrt())
+            .sum()
+            / n as f64;
+        // Write back.
+        match self.state.method.clone() {
+            Method::Pcd => self.state.persistent = negatives.iter().copied().collect(),
+            Method::Replay { capacity, .. } => {
+                for i in 0..n {
+                    let row = negatives.row(i);
+                    let len = self.buffer_len();
+                    match replay_slots[i] {
+                        Some(k) => self.state.buffer[k * d..(k + 1) * d]
+                            .copy_from_slice(row.as_slice().expect("standard layout")),
+                        None if len < capacity => self.state.buffer.extend(row.iter()),
+                        None => {
+                            let k = self.state.buffer_next % capacity;
+                            self.state.buffer[k * d..(k + 1) * d]
+                                .copy_from_slice(row.as_slice().expect("standard layout"));
+                            self.state.buffer_next = (k + 1) % capacity;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.state.calls += 1;
+        let energy_pos = match positives {
+            Some(p) => crate::energy::evaluate(energy, p)
+                .map(|e| e.mean().unwrap_or(f64::NAN))
+                .unwrap_or(f64::NAN),
+            None => f64::NAN,
+        };
+        let energy_neg = energies.mean().unwrap_or(f64::NAN);
+        Ok(NegativeBatch {
+            negatives,
+            energies,
+            stats: NegativeStats {
+                energy_pos,
+                energy_neg,
+                energy_gap: energy_neg - energy_pos,
+                acceptance: if steps > 0 { acc / steps as f64 } else { 1.0 },
+                divergences,
+                distance_moved: moved,
+                reinitialised,
+            },
+        })
+    }
+}
