@@ -54,6 +54,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file that cannot be written (disk full, read-only folder, a folder
+    /// in the way): a failure while running, so the CLI exits 1.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A name that is not one of the suite's targets.
     #[error(
         "unknown model `{0}` (not a suite target, and no such file); `boltz suite` lists the targets"
@@ -78,7 +88,7 @@ impl Error {
                         | std::io::ErrorKind::InvalidData
                 ) && !matches!(source.kind(), std::io::ErrorKind::StorageFull)
             }
-            Error::Numerical(_) => false,
+            Error::Numerical(_) | Error::Write { .. } => false,
             _ => true,
         }
     }

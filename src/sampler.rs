@@ -4,9 +4,12 @@
 use crate::energy::{Energy, Scaled, StateSpace};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainState, ChainStep, DualAveraging, Kernel, MassAdapter, StepSizes};
-use crate::rng::{ChainRng, chain_rngs};
-use ndarray::{Array2, Array3, Axis};
+use crate::rng::{ChainRng, RngState, chain_rngs, restore_rng, save_rng};
+use ndarray::{Array2, Array3};
 use rand::RngExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Settings of a sampling run. [`SampleConfig::new`] gives the defaults;
@@ -143,7 +146,7 @@ pub struct Progress {
 }
 
 /// Called by the driver as a run goes (progress bars, logging, checkpoints).
-pub trait Observer {
+pub trait Observer: Send {
     /// Receives the run's progress.
     fn observe(&mut self, progress: &Progress);
 }
@@ -190,6 +193,9 @@ pub struct SampleOutput {
     pub stats: RunStats,
     /// The chains' final positions, energies and gradients (of `beta F`).
     pub final_state: ChainState,
+    /// False when the run was stopped early: `samples` then holds the draws
+    /// recorded so far.
+    pub complete: bool,
 }
 
 /// Initial positions: each coordinate uniform on (-2, 2) (Stan's default)
@@ -295,23 +301,168 @@ fn initial_step_sizes(
     eps
 }
 
+/// Checkpointing and interruption of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Control {
+    /// Write a checkpoint here (atomically) every `checkpoint_every` steps,
+    /// and when the run is stopped.
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints (0 = only when stopped).
+    pub checkpoint_every: usize,
+    /// A flag another thread (a signal handler) sets to stop the run after
+    /// the current step; the run then returns what it has, marked partial.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// A description of the run's settings stored in checkpoints;
+    /// [`resume`] refuses a checkpoint whose settings differ.
+    pub settings: String,
+}
+
+/// Everything the driver carries from one step to the next: with the
+/// energy and the kernel's construction settings, a run continues from it
+/// bit-identically ([`resume`]).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct RunState {
+    version: u32,
+    settings: String,
+    config: SampleConfig,
+    t: usize,
+    positions: Vec<f64>,
+    rngs: Vec<RngState>,
+    step_sizes: StepSizes,
+    inv_mass: Option<Vec<f64>>,
+    dual: Option<Vec<DualAveraging>>,
+    mass: MassAdapter,
+    adapt_target: Option<f64>,
+    adapt_mass: bool,
+    acceptance: Vec<f64>,
+    divergences: Vec<usize>,
+    warmup_divergences: usize,
+    total_divergences: usize,
+    draw: usize,
+    elapsed_s: f64,
+    /// Recorded draws so far, draw-major: `(draw, chain, dim)`, so the
+    /// recorded part is a prefix and checkpoints write only that.
+    #[serde(skip)]
+    samples: Vec<f64>,
+    /// Recorded energies so far, `(draw, chain)`.
+    #[serde(skip)]
+    energies: Option<Vec<f64>>,
+}
+
+const CHECKPOINT_MAGIC: &[u8; 8] = b"BOLTZCK1";
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// Writes a checkpoint: magic, header length, JSON header, then the
+/// recorded draws and energies as little-endian f64 (atomically).
+fn write_checkpoint(path: &Path, st: &RunState) -> Result<()> {
+    let header = serde_json::to_vec(st).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+    let mut out = Vec::with_capacity(
+        16 + header.len() + 8 * (st.samples.len() + st.energies.as_ref().map_or(0, Vec::len)),
+    );
+    out.extend_from_slice(CHECKPOINT_MAGIC);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    let n = st.config.n_chains;
+    let d = st.positions.len() / n.max(1);
+    let recorded = st.samples[..st.draw * n * d]
+        .iter()
+        .chain(st.energies.iter().flat_map(|e| e[..st.draw * n].iter()));
+    for v in recorded {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    crate::io::write_atomic(path, &out)
+}
+
+fn read_checkpoint(path: &Path) -> Result<RunState> {
+    let bad = |r: &str| Error::Npy {
+        path: path.into(),
+        reason: format!("not a usable boltz checkpoint: {r}"),
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() < 16 || &bytes[..8] != CHECKPOINT_MAGIC {
+        return Err(bad("bad magic bytes"));
+    }
+    let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+    let end = 16usize
+        .checked_add(hlen)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| bad("truncated header"))?;
+    let mut st: RunState =
+        serde_json::from_slice(&bytes[16..end]).map_err(|e| bad(&e.to_string()))?;
+    if st.version != CHECKPOINT_VERSION {
+        return Err(bad(&format!(
+            "format version {} (this boltz reads {CHECKPOINT_VERSION})",
+            st.version
+        )));
+    }
+    let c = &st.config;
+    let d = st.positions.len() / c.n_chains.max(1);
+    if st.draw > c.draws {
+        return Err(bad("more draws recorded than configured"));
+    }
+    let n_samples = c
+        .n_chains
+        .checked_mul(st.draw)
+        .and_then(|x| x.checked_mul(d))
+        .ok_or_else(|| bad("absurd sizes"))?;
+    let n_energies = if c.record_energies {
+        c.n_chains * st.draw
+    } else {
+        0
+    };
+    if bytes.len() - end != 8 * (n_samples + n_energies)
+        || st.positions.len() != c.n_chains * d
+        || st.rngs.len() != c.n_chains
+    {
+        return Err(bad("sizes do not match (truncated or corrupt)"));
+    }
+    let vals: Vec<f64> = bytes[end..]
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    // Re-grow to the full size the run fills.
+    let mut samples = vals[..n_samples].to_vec();
+    samples.resize(c.n_chains * c.draws * d, 0.0);
+    st.samples = samples;
+    st.energies = c.record_energies.then(|| {
+        let mut e = vals[n_samples..].to_vec();
+        e.resize(c.n_chains * c.draws, 0.0);
+        e
+    });
+    Ok(st)
+}
+
 /// Runs `config.n_chains` chains of `kernel` on `exp(-beta F)`.
 ///
 /// Warm-up (`config.warmup` steps): with `adapt_step_size` each chain's
 /// step size starts from a doubling/halving search and follows its own dual
-/// averaging towards the kernel's target acceptance; with `adapt_mass` (kernels with a
-/// preconditioner) a diagonal inverse mass matrix is estimated from the
-/// pooled variances of two windows (from 15% to 40% and from 40% to 90% of
-/// warm-up), the step size being searched again after each; the last 10%
-/// tunes the step size alone. Then `draws * thin` steps, recording every
-/// `thin`-th. `init` gives starting positions (n_chains x dim), else
-/// [`initial_positions`]. The output is a pure function of `config.seed`.
+/// averaging towards the kernel's target acceptance (or one shared step on
+/// the chains' mean acceptance with `shared_step_size`); with `adapt_mass`
+/// (kernels with a preconditioner) a diagonal inverse mass matrix is
+/// estimated from the pooled variances of two windows (from 15% to 40% and
+/// from 40% to 90% of warm-up), the step sizes being searched again after
+/// each; the last 10% tunes the step sizes alone. Then `draws * thin`
+/// steps, recording every `thin`-th. `init` gives starting positions
+/// (n_chains x dim), else [`initial_positions`]. The output is a pure
+/// function of `config.seed`.
 pub fn sample(
     energy: &dyn Energy,
     kernel: &mut dyn Kernel,
     config: &SampleConfig,
     init: Option<Array2<f64>>,
     observer: &mut dyn Observer,
+) -> Result<SampleOutput> {
+    sample_with(energy, kernel, config, init, observer, &Control::default())
+}
+
+/// [`sample`] with checkpoints and a stop flag.
+pub fn sample_with(
+    energy: &dyn Energy,
+    kernel: &mut dyn Kernel,
+    config: &SampleConfig,
+    init: Option<Array2<f64>>,
+    observer: &mut dyn Observer,
+    control: &Control,
 ) -> Result<SampleOutput> {
     let start = Instant::now();
     let d = energy.dim();
@@ -341,98 +492,196 @@ pub fn sample(
         }
         None => initial_positions(target, &mut rngs)?,
     };
-    let mut state = ChainState::new(target, y0)?;
-    let mut steps = vec![ChainStep::default(); n];
-
+    let state = ChainState::new(target, y0)?;
     let adapt_target = kernel
         .target_accept()
         .filter(|_| config.adapt_step_size && config.warmup > 0);
     let adapt_mass = config.adapt_mass && config.warmup >= 20 && kernel.set_inv_mass(vec![1.0; d]);
-    let (w1, w2, w3) = if adapt_mass {
+    let mut dual = None;
+    if let Some(t) = adapt_target {
+        let eps = initial_step_sizes(kernel, target, &state, &rngs, t);
+        dual = Some(start_dual(eps, t, config.shared_step_size));
+    }
+    let run = RunState {
+        version: CHECKPOINT_VERSION,
+        settings: control.settings.clone(),
+        config: config.clone(),
+        t: 0,
+        positions: state.position.iter().copied().collect(),
+        rngs: rngs.iter().map(save_rng).collect(),
+        step_sizes: kernel.step_sizes().clone(),
+        inv_mass: kernel.inv_mass().map(<[f64]>::to_vec),
+        dual,
+        mass: MassAdapter::new(d),
+        adapt_target,
+        adapt_mass,
+        acceptance: vec![0.0; n],
+        divergences: vec![0; n],
+        warmup_divergences: 0,
+        total_divergences: 0,
+        draw: 0,
+        elapsed_s: 0.0,
+        samples: vec![0.0; n * config.draws * d],
+        energies: config.record_energies.then(|| vec![0.0; n * config.draws]),
+    };
+    in_pool(|| drive(target, kernel, run, state, rngs, observer, control, start))
+}
+
+/// Continues the run saved in `checkpoint` to its end (or to the next
+/// stop), bit-identical to an uninterrupted run. `settings` must equal the
+/// [`Control::settings`] the run was started with; the energy and kernel
+/// must be built as they were (the kernel's adapted step sizes and mass
+/// matrix are restored from the checkpoint).
+pub fn resume(
+    energy: &dyn Energy,
+    kernel: &mut dyn Kernel,
+    checkpoint: &Path,
+    observer: &mut dyn Observer,
+    control: &Control,
+) -> Result<SampleOutput> {
+    let start = Instant::now();
+    let run = read_checkpoint(checkpoint)?;
+    if run.settings != control.settings {
+        return Err(Error::param(
+            "--resume",
+            format!(
+                "{} was written by a run with other settings ({}); resume with the same ones",
+                checkpoint.display(),
+                run.settings
+            ),
+        ));
+    }
+    let config = run.config.clone();
+    let d = energy.dim();
+    if run.positions.len() != config.n_chains * d {
+        return Err(Error::param(
+            "--resume",
+            "the checkpoint's dimension does not match the model",
+        ));
+    }
+    let scaled = Scaled::new(energy, config.beta)?;
+    let target: &dyn Energy = &scaled;
+    let positions =
+        Array2::from_shape_vec((config.n_chains, d), run.positions.clone()).expect("checked size");
+    let state = ChainState::new(target, positions)?;
+    let rngs: Vec<ChainRng> = run.rngs.iter().map(restore_rng).collect();
+    kernel.set_step_sizes(run.step_sizes.clone());
+    if let Some(m) = &run.inv_mass {
+        kernel.set_inv_mass(m.clone());
+    }
+    in_pool(|| drive(target, kernel, run, state, rngs, observer, control, start))
+}
+
+/// Runs `f` on a worker thread of the current rayon pool, so that the many
+/// small parallel calls of each step are forked from inside the pool rather
+/// than injected from outside (an injection costs microseconds; a step of a
+/// small model makes dozens). Results do not depend on it.
+pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
+fn start_dual(eps: Vec<f64>, target: f64, shared: bool) -> Vec<DualAveraging> {
+    if shared {
+        vec![DualAveraging::new(
+            StepSizes::per_chain(eps).median(),
+            target,
+        )]
+    } else {
+        eps.iter().map(|e| DualAveraging::new(*e, target)).collect()
+    }
+}
+
+/// The step loop shared by [`sample_with`] and [`resume`].
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    target: &dyn Energy,
+    kernel: &mut dyn Kernel,
+    mut run: RunState,
+    mut state: ChainState,
+    mut rngs: Vec<ChainRng>,
+    observer: &mut dyn Observer,
+    control: &Control,
+    start: Instant,
+) -> Result<SampleOutput> {
+    let config = run.config.clone();
+    let (n, d) = (config.n_chains, target.dim());
+    let mut steps = vec![ChainStep::default(); n];
+    let (w1, w2, w3) = if run.adapt_mass {
         let w = config.warmup;
         (w * 15 / 100, w * 40 / 100, w * 90 / 100)
     } else {
         (config.warmup, config.warmup, config.warmup)
     };
-    let shared = config.shared_step_size;
-    // Per chain: one dual-averaging state per chain. Shared: one, fed the
-    // mean acceptance, starting from the median of the per-chain searches.
-    let start_dual = |eps: Vec<f64>, t: f64| -> Vec<DualAveraging> {
-        if shared {
-            vec![DualAveraging::new(StepSizes::per_chain(eps).median(), t)]
-        } else {
-            eps.iter().map(|e| DualAveraging::new(*e, t)).collect()
-        }
-    };
-    let mut dual: Option<Vec<DualAveraging>> = None;
-    if let Some(t) = adapt_target {
-        let eps = initial_step_sizes(kernel, target, &state, &rngs, t);
-        dual = Some(start_dual(eps, t));
-    }
-    let mut mass = MassAdapter::new(d);
-
     let total = config.warmup + config.draws * config.thin;
-    let mut samples = Array3::zeros((n, config.draws, d));
-    let mut energies = config
-        .record_energies
-        .then(|| Array2::zeros((n, config.draws)));
-    let mut acceptance = vec![0.0; n];
-    let mut divergences = vec![0usize; n];
-    let mut warmup_divergences = 0usize;
-    let mut total_divergences = 0usize;
     let (mut since_accept, mut since_steps) = (0.0, 0usize);
-    let mut draw = 0usize;
-
-    for t in 0..total {
+    let snapshot =
+        |run: &mut RunState, state: &ChainState, rngs: &[ChainRng], kernel: &dyn Kernel| {
+            run.positions = state.position.iter().copied().collect();
+            run.rngs = rngs.iter().map(save_rng).collect();
+            run.step_sizes = kernel.step_sizes().clone();
+            run.inv_mass = kernel.inv_mass().map(<[f64]>::to_vec);
+            run.elapsed_s += start.elapsed().as_secs_f64();
+        };
+    let mut complete = true;
+    while run.t < total {
+        let t = run.t;
         kernel.step(target, &mut state, &mut rngs, &mut steps);
         let acc = mean_accept(&steps);
         since_accept += acc;
         since_steps += 1;
         let div = steps.iter().filter(|s| s.divergent).count();
-        total_divergences += div;
+        run.total_divergences += div;
         if t < config.warmup {
-            warmup_divergences += div;
-            if let (Some(da), Some(tg)) = (dual.as_mut(), adapt_target) {
-                let eps: Vec<f64> = da
-                    .iter_mut()
-                    .zip(&steps)
-                    .map(|(d, s)| d.update(s.accept_prob))
-                    .collect();
+            run.warmup_divergences += div;
+            if let (Some(da), Some(tg)) = (run.dual.as_mut(), run.adapt_target) {
+                let eps: Vec<f64> = if config.shared_step_size {
+                    vec![da[0].update(acc)]
+                } else {
+                    da.iter_mut()
+                        .zip(&steps)
+                        .map(|(d, s)| d.update(s.accept_prob))
+                        .collect()
+                };
                 kernel.set_step_sizes(StepSizes::per_chain(eps));
-                if adapt_mass && (t + 1 == w2 || t + 1 == w3) {
-                    kernel.set_inv_mass(mass.inv_mass());
-                    mass = MassAdapter::new(d);
+                if run.adapt_mass && (t + 1 == w2 || t + 1 == w3) {
+                    kernel.set_inv_mass(run.mass.inv_mass());
+                    run.mass = MassAdapter::new(d);
                     let eps = initial_step_sizes(kernel, target, &state, &rngs, tg);
-                    *da = eps.iter().map(|e| DualAveraging::new(*e, tg)).collect();
+                    *da = start_dual(eps, tg, config.shared_step_size);
                 }
                 if t + 1 == config.warmup {
                     kernel.set_step_sizes(StepSizes::per_chain(
                         da.iter().map(DualAveraging::final_step_size).collect(),
                     ));
                 }
-            } else if adapt_mass && (t + 1 == w2 || t + 1 == w3) {
-                kernel.set_inv_mass(mass.inv_mass());
-                mass = MassAdapter::new(d);
+            } else if run.adapt_mass && (t + 1 == w2 || t + 1 == w3) {
+                kernel.set_inv_mass(run.mass.inv_mass());
+                run.mass = MassAdapter::new(d);
             }
-            if adapt_mass && t >= w1 && t < w3 {
-                mass.add(state.position.view());
+            if run.adapt_mass && t >= w1 && t < w3 {
+                run.mass.add(state.position.view());
             }
         } else {
             for (i, s) in steps.iter().enumerate() {
-                acceptance[i] += s.accept_prob;
-                divergences[i] += usize::from(s.divergent);
+                run.acceptance[i] += s.accept_prob;
+                run.divergences[i] += usize::from(s.divergent);
             }
             let k = t - config.warmup;
             if (k + 1).is_multiple_of(config.thin) {
-                samples
-                    .index_axis_mut(Axis(1), draw)
-                    .assign(&state.position);
-                if let Some(e) = energies.as_mut() {
-                    e.column_mut(draw).assign(&(&state.energy / config.beta));
+                let draw = run.draw;
+                for c in 0..n {
+                    let off = (draw * n + c) * d;
+                    run.samples[off..off + d].copy_from_slice(
+                        state.position.row(c).as_slice().expect("standard layout"),
+                    );
+                    if let Some(e) = run.energies.as_mut() {
+                        e[draw * n + c] = state.energy[c] / config.beta;
+                    }
                 }
-                draw += 1;
+                run.draw += 1;
             }
         }
+        run.t += 1;
         if (t + 1).is_multiple_of(config.observe_every) || t + 1 == total {
             observer.observe(&Progress {
                 phase: if t < config.warmup {
@@ -443,32 +692,80 @@ pub fn sample(
                 step: t + 1,
                 total,
                 accept_rate: since_accept / since_steps as f64,
-                divergences: total_divergences,
+                divergences: run.total_divergences,
                 step_size: kernel.step_sizes().median(),
             });
             since_accept = 0.0;
             since_steps = 0;
         }
+        let stop = control
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst));
+        let due = control.checkpoint_every > 0
+            && run.t.is_multiple_of(control.checkpoint_every)
+            && run.t < total;
+        if let Some(path) = &control.checkpoint
+            && (due || stop)
+        {
+            let mut snap = run.clone();
+            snapshot(&mut snap, &state, &rngs, kernel);
+            snap.elapsed_s = run.elapsed_s + start.elapsed().as_secs_f64();
+            write_checkpoint(path, &snap)?;
+        }
+        if stop {
+            complete = run.t >= total;
+            break;
+        }
     }
-    let sampling_steps = (config.draws * config.thin) as f64;
-    acceptance.iter_mut().for_each(|a| *a /= sampling_steps);
-    let steps_total = total as u64 * n as u64;
+    let sampling_steps = (run.t.saturating_sub(config.warmup)) as f64;
+    let acceptance = run
+        .acceptance
+        .iter()
+        .map(|a| {
+            if sampling_steps > 0.0 {
+                a / sampling_steps
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
+    let steps_total = run.t as u64 * n as u64;
     let stats = RunStats {
         kernel: kernel.name().to_string(),
         acceptance,
-        divergences,
-        warmup_divergences,
+        divergences: run.divergences.clone(),
+        warmup_divergences: run.warmup_divergences,
         step_size: kernel.step_sizes().median(),
         step_sizes: kernel.step_sizes().expand(n),
         inv_mass: kernel.inv_mass().map(<[f64]>::to_vec),
         grad_evals: steps_total * kernel.grad_evals_per_step() as u64 + n as u64,
         energy_evals: steps_total * kernel.grad_evals_per_step().max(1) as u64 + n as u64,
-        wall_s: start.elapsed().as_secs_f64(),
+        wall_s: run.elapsed_s + start.elapsed().as_secs_f64(),
     };
+    let draws_done = run.draw;
+    // Draw-major storage to the (chains, draws, dim) the caller gets.
+    let mut samples = Array3::zeros((n, draws_done, d));
+    for (draw, block) in run.samples.chunks_exact(n * d).take(draws_done).enumerate() {
+        for c in 0..n {
+            samples
+                .slice_mut(ndarray::s![c, draw, ..])
+                .assign(&ndarray::ArrayView1::from(&block[c * d..(c + 1) * d]));
+        }
+    }
+    let energies = run.energies.map(|e| {
+        let mut out = Array2::zeros((n, draws_done));
+        for (draw, block) in e.chunks_exact(n).take(draws_done).enumerate() {
+            out.column_mut(draw)
+                .assign(&ndarray::ArrayView1::from(block));
+        }
+        out
+    });
     Ok(SampleOutput {
         samples,
         energies,
         stats,
         final_state: state,
+        complete,
     })
 }

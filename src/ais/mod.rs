@@ -901,6 +901,10 @@ fn to_estimates(p: &Pass, particles: usize) -> Vec<Estimate> {
 
 /// Forward AIS: `log Z` of `exp(-beta F)` for each context, with error bars.
 pub fn ais(problem: &AisProblem<'_>, config: &AisConfig) -> Result<AisResult> {
+    crate::sampler::in_pool(|| ais_inner(problem, config))
+}
+
+fn ais_inner(problem: &AisProblem<'_>, config: &AisConfig) -> Result<AisResult> {
     let start = Instant::now();
     config.validate()?;
     let (betas, steps, pilot_evals) = plan(problem, config)?;
@@ -987,6 +991,14 @@ pub fn ais(problem: &AisProblem<'_>, config: &AisConfig) -> Result<AisResult> {
 /// `log Z_upper = -(logsumexp(log w_rev) - log N)`. The same temperatures
 /// and steps as a forward run with `config` are used.
 pub fn reverse_ais(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    samples: ArrayView2<f64>,
+) -> Result<AisResult> {
+    crate::sampler::in_pool(|| reverse_inner(problem, config, samples))
+}
+
+fn reverse_inner(
     problem: &AisProblem<'_>,
     config: &AisConfig,
     samples: ArrayView2<f64>,

@@ -5,7 +5,7 @@ use boltz::diagnostics;
 use boltz::error::{Error, Result};
 use boltz::io::{read_npy, write_npy};
 use boltz::kernels::{BinaryGibbs, Hmc, Kernel, Mala, RbmGibbs, Rwm, Ula, UlaConfig};
-use boltz::sampler::{Observer, Phase, Progress, SampleConfig};
+use boltz::sampler::{Control, Observer, Phase, Progress, SampleConfig};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -204,6 +204,33 @@ impl Observer for Bar {
     }
 }
 
+/// The settings a checkpoint must match on resume: everything that shapes
+/// the run, not where its outputs go.
+fn sample_settings(a: &SampleArgs) -> String {
+    format!(
+        "model={} sampler={:?} chains={} warmup={} draws={} thin={} step_size={} noise={:?} grad_clip={:?} clamp={:?} leapfrog={} jitter={} target_accept={:?} shared_step={} no_adapt_mass={} beta={} seed={} context={:?} init={:?}",
+        a.model,
+        a.sampler,
+        a.chains,
+        a.warmup,
+        a.draws,
+        a.thin,
+        a.step_size,
+        a.noise,
+        a.grad_clip,
+        a.clamp,
+        a.leapfrog,
+        a.jitter,
+        a.target_accept,
+        a.shared_step,
+        a.no_adapt_mass,
+        a.beta,
+        a.seed,
+        a.context,
+        a.init
+    )
+}
+
 pub fn sample(args: &SampleArgs) -> Result<()> {
     let model = boltz::model::load(&args.model)?;
     let ctx = args
@@ -234,11 +261,29 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         .as_deref()
         .map(|p| read_matrix(p, "init"))
         .transpose()?;
+    let control = Control {
+        checkpoint: args.checkpoint.clone(),
+        checkpoint_every: args.checkpoint_every,
+        stop: Some(super::signals().stop.clone()),
+        settings: sample_settings(args),
+    };
     let mut bar = Bar::new(
         args.quiet,
         (config.warmup + config.draws * config.thin) as u64,
     );
-    let out = boltz::sampler::sample(energy.as_ref(), kernel.as_mut(), &config, init, &mut bar)?;
+    let out = match &args.resume {
+        Some(path) => {
+            boltz::sampler::resume(energy.as_ref(), kernel.as_mut(), path, &mut bar, &control)?
+        }
+        None => boltz::sampler::sample_with(
+            energy.as_ref(),
+            kernel.as_mut(),
+            &config,
+            init,
+            &mut bar,
+            &control,
+        )?,
+    };
     bar.finish();
     let (c, d, k) = out.samples.dim();
     write_npy(
@@ -255,6 +300,7 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len() as f64;
     let divergences: usize = s.divergences.iter().sum();
     let report = serde_json::json!({
+        "partial": !out.complete,
         "model": model.name,
         "sampler": s.kernel,
         "dim": k,
@@ -298,6 +344,16 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     println!("  rhat max      {:.4}", ov.rhat_max);
     println!("  grad evals    {}", s.grad_evals);
     println!("  wall s        {:.3}", s.wall_s);
+    if !out.complete {
+        println!(
+            "  interrupted: {d} of {} draws written{}",
+            config.draws,
+            args.checkpoint.as_ref().map_or(String::new(), |p| format!(
+                "; resume with --resume {}",
+                p.display()
+            ))
+        );
+    }
     if energy.fixed_rows().is_some() {
         println!(
             "  note: each chain has its own context, so chains target different laws and R-hat does not apply"

@@ -241,6 +241,16 @@ impl NegativeSampler {
         steps: usize,
         positives: Option<ArrayView2<f64>>,
     ) -> Result<NegativeBatch> {
+        crate::sampler::in_pool(|| self.generate_inner(energy, kernel, steps, positives))
+    }
+
+    fn generate_inner(
+        &mut self,
+        energy: &dyn Energy,
+        kernel: &dyn Kernel,
+        steps: usize,
+        positives: Option<ArrayView2<f64>>,
+    ) -> Result<NegativeBatch> {
         let (n, d) = (self.state.n_chains, self.state.dim);
         if energy.dim() != d {
             return Err(Error::shape(
