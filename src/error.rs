@@ -69,6 +69,9 @@ pub enum Error {
         "unknown model `{0}` (not a suite target, and no such file); `boltz suite` lists the targets"
     )]
     UnknownModel(String),
+    /// A run stopped by a signal (its state saved where asked).
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// A numerical failure that makes a result meaningless (all weights -inf, ...).
     #[error("numerical failure: {0}")]
     Numerical(String),
@@ -88,7 +91,7 @@ impl Error {
                         | std::io::ErrorKind::InvalidData
                 ) && !matches!(source.kind(), std::io::ErrorKind::StorageFull)
             }
-            Error::Numerical(_) | Error::Write { .. } => false,
+            Error::Numerical(_) | Error::Write { .. } | Error::Interrupted(_) => false,
             _ => true,
         }
     }

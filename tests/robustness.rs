@@ -153,6 +153,47 @@ fn sigint_and_sigterm_stop_with_a_checkpoint_and_partial_output() {
 }
 
 #[test]
+fn ais_killed_after_a_checkpoint_resumes_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let base = [
+        "logz",
+        "--model",
+        "gmm-far",
+        "--method",
+        "ais",
+        "--particles",
+        "512",
+        "--temps",
+        "3000",
+        "--json",
+    ];
+    let full: serde_json::Value = serde_json::from_str(&assert_ok(&boltz(p, &base))).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--checkpoint", "ais.json", "--checkpoint-every", "200"]);
+    let mut child = spawn(p, &args);
+    assert!(wait_for(&p.join("ais.json"), &mut child));
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut resume = args.clone();
+    resume.extend(["--resume", "ais.json"]);
+    let res: serde_json::Value = serde_json::from_str(&assert_ok(&boltz(p, &resume))).unwrap();
+    for key in ["log_z", "stderr", "ess"] {
+        assert_eq!(
+            full[key].as_f64().unwrap().to_bits(),
+            res[key].as_f64().unwrap().to_bits(),
+            "{key}"
+        );
+    }
+    let mut other: Vec<&str> = base
+        .iter()
+        .map(|a| if *a == "512" { "256" } else { a })
+        .collect();
+    other.extend(["--resume", "ais.json"]);
+    assert_fails(&boltz(p, &other), 2, "other settings");
+}
+
+#[test]
 fn negatives_loop_killed_mid_call_continues_identically() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
@@ -609,6 +650,34 @@ fn table_of_bad_invocations() {
             "adir",
         ),
         (vec!["--threads", "0", "suite"], 2, "threads"),
+        (
+            vec![
+                "logz",
+                "--model",
+                "gauss-ill",
+                "--method",
+                "ais",
+                "--particles",
+                "100000000000",
+            ],
+            2,
+            "GiB",
+        ),
+        (
+            vec![
+                "negatives",
+                "--model",
+                "m.json",
+                "--data",
+                "y.npy",
+                "--buffer",
+                "1000000000000",
+                "--out",
+                "n.npy",
+            ],
+            2,
+            "GiB",
+        ),
     ];
     assert!(cases.len() >= 30);
     for (args, code, needle) in cases {

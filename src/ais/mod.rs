@@ -639,6 +639,46 @@ enum Plan {
 }
 
 /// One annealing pass (forward from the base, or reverse from `start`).
+/// Checkpointing and interruption of the estimating pass of [`ais_with`].
+#[derive(Clone, Debug, Default)]
+pub struct AisControl {
+    /// Write the pass's state here (atomically) every `every` temperatures
+    /// and when stopped.
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Temperatures between checkpoints (0 = only when stopped).
+    pub every: usize,
+    /// Set by another thread to stop after the current temperature.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Continue from this checkpoint.
+    pub resume: Option<std::path::PathBuf>,
+    /// The run's settings; a checkpoint with other settings is refused.
+    pub settings: String,
+}
+
+/// Everything the estimating pass carries between temperatures.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct PassState {
+    version: u32,
+    settings: String,
+    k: usize,
+    positions: Vec<f64>,
+    rngs: Vec<crate::rng::RngState>,
+    resample_rng: crate::rng::RngState,
+    log_weights: Vec<f64>,
+    log_z: Vec<f64>,
+    var: Vec<f64>,
+    acc_sum: f64,
+    acc_n: usize,
+    divergences: usize,
+    resamplings: usize,
+    evals: u64,
+    betas_used: Vec<f64>,
+    steps_used: Vec<f64>,
+}
+
+const PASS_VERSION: u32 = 1;
+
+#[allow(clippy::too_many_arguments)]
 fn pass(
     problem: &AisProblem<'_>,
     config: &AisConfig,
@@ -646,6 +686,7 @@ fn pass(
     seed: u64,
     plan: Plan,
     reverse_from: Option<ArrayView2<f64>>,
+    control: Option<&AisControl>,
 ) -> Result<Pass> {
     let groups = problem.groups;
     let n = groups * particles;
@@ -685,6 +726,51 @@ fn pass(
     let mut steps_used = Vec::new();
     let mut k = 0usize;
     let mut resample_rng = aux_rng(seed, 1);
+    if let Some(path) = control.and_then(|c| c.resume.as_ref()) {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let st: PassState = serde_json::from_str(&text).map_err(|e| Error::Npy {
+            path: path.clone(),
+            reason: format!("not a usable AIS checkpoint: {e}"),
+        })?;
+        let settings = &control.expect("resume implies control").settings;
+        if st.version != PASS_VERSION || &st.settings != settings {
+            return Err(Error::param(
+                "--resume",
+                format!(
+                    "{} was written by a run with other settings ({}); resume with the same ones",
+                    path.display(),
+                    st.settings
+                ),
+            ));
+        }
+        if st.positions.len() != n * d
+            || st.rngs.len() != n
+            || st.log_weights.len() != n
+            || st.log_z.len() != groups
+        {
+            return Err(Error::Npy {
+                path: path.clone(),
+                reason: "not a usable AIS checkpoint: sizes do not match".into(),
+            });
+        }
+        state = ChainState::new(
+            problem.base,
+            Array2::from_shape_vec((n, d), st.positions).expect("checked size"),
+        )?;
+        rngs = st.rngs.iter().map(crate::rng::restore_rng).collect();
+        resample_rng = crate::rng::restore_rng(&st.resample_rng);
+        logw = Array2::from_shape_vec((groups, particles), st.log_weights).expect("checked size");
+        (log_z, var, acc_sum, acc_n, divergences, resamplings, evals) = (
+            st.log_z,
+            st.var,
+            st.acc_sum,
+            st.acc_n,
+            st.divergences,
+            st.resamplings,
+            st.evals,
+        );
+        (betas_used, steps_used, k) = (st.betas_used, st.steps_used, st.k);
+    }
     loop {
         let b_from = *betas_used.last().expect("non-empty");
         path.prepare(state.position.view(), &mut evals);
@@ -799,7 +885,50 @@ fn pass(
             }
         }
         k += 1;
-        if (!reverse && b_to >= 1.0) || (reverse && b_to <= 0.0) {
+        let done = (!reverse && b_to >= 1.0) || (reverse && b_to <= 0.0);
+        if let Some(c) = control
+            && !done
+        {
+            let stop = c
+                .stop
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
+            let due = c.every > 0 && k.is_multiple_of(c.every);
+            if let Some(path) = &c.checkpoint
+                && (due || stop)
+            {
+                let st = PassState {
+                    version: PASS_VERSION,
+                    settings: c.settings.clone(),
+                    k,
+                    positions: state.position.iter().copied().collect(),
+                    rngs: rngs.iter().map(crate::rng::save_rng).collect(),
+                    resample_rng: crate::rng::save_rng(&resample_rng),
+                    log_weights: logw.iter().copied().collect(),
+                    log_z: log_z.clone(),
+                    var: var.clone(),
+                    acc_sum,
+                    acc_n,
+                    divergences,
+                    resamplings,
+                    evals,
+                    betas_used: betas_used.clone(),
+                    steps_used: steps_used.clone(),
+                };
+                crate::io::write_json_atomic(path, &st)?;
+            }
+            if stop {
+                return Err(Error::Interrupted(format!(
+                    "AIS stopped at temperature {k}{}",
+                    c.checkpoint.as_ref().map_or(String::new(), |p| format!(
+                        "; state saved to {}, continue with --resume {}",
+                        p.display(),
+                        p.display()
+                    ))
+                )));
+            }
+        }
+        if done {
             break;
         }
     }
@@ -859,6 +988,7 @@ fn plan(problem: &AisProblem<'_>, config: &AisConfig) -> Result<(Vec<f64>, Vec<f
             start_step,
         },
         None,
+        None,
     )?;
     let betas = match fixed {
         Some(b) => b,
@@ -901,12 +1031,55 @@ fn to_estimates(p: &Pass, particles: usize) -> Vec<Estimate> {
 
 /// Forward AIS: `log Z` of `exp(-beta F)` for each context, with error bars.
 pub fn ais(problem: &AisProblem<'_>, config: &AisConfig) -> Result<AisResult> {
-    crate::sampler::in_pool(|| ais_inner(problem, config))
+    ais_with(problem, config, &AisControl::default())
 }
 
-fn ais_inner(problem: &AisProblem<'_>, config: &AisConfig) -> Result<AisResult> {
+/// [`ais`] with checkpoints of the estimating pass, a stop flag and resume.
+/// A resumed run's result is bit-identical to an uninterrupted one (the
+/// pilot is deterministic and simply run again).
+pub fn ais_with(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    control: &AisControl,
+) -> Result<AisResult> {
+    crate::sampler::in_pool(|| ais_inner(problem, config, control))
+}
+
+/// Most memory an AIS run may hold, in bytes.
+pub const MAX_AIS_BYTES: usize = 8 << 30;
+
+/// Refuses runs whose particle state (about 8 arrays of particles x dim
+/// f64: positions, proposals, gradients, momenta, cached components) would
+/// not fit in [`MAX_AIS_BYTES`].
+fn check_memory(problem: &AisProblem<'_>, config: &AisConfig) -> Result<()> {
+    let bytes = problem
+        .groups
+        .checked_mul(config.particles)
+        .and_then(|n| n.checked_mul(problem.energy.dim().max(1)))
+        .and_then(|x| x.checked_mul(64));
+    match bytes {
+        Some(b) if b <= MAX_AIS_BYTES => Ok(()),
+        _ => Err(Error::param(
+            "particles",
+            format!(
+                "{} contexts x {} particles x {} dims would need more than {} GiB",
+                problem.groups,
+                config.particles,
+                problem.energy.dim(),
+                MAX_AIS_BYTES >> 30
+            ),
+        )),
+    }
+}
+
+fn ais_inner(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    control: &AisControl,
+) -> Result<AisResult> {
     let start = Instant::now();
     config.validate()?;
+    check_memory(problem, config)?;
     let (betas, steps, pilot_evals) = plan(problem, config)?;
     let main = pass(
         problem,
@@ -918,6 +1091,7 @@ fn ais_inner(problem: &AisProblem<'_>, config: &AisConfig) -> Result<AisResult> 
             steps: steps.clone(),
         },
         None,
+        Some(control),
     )?;
     let mut estimates = to_estimates(&main, config.particles);
     let mut warnings = Vec::new();
@@ -964,6 +1138,7 @@ fn ais_inner(problem: &AisProblem<'_>, config: &AisConfig) -> Result<AisResult> 
                 steps: steps.clone(),
             },
             None,
+            None,
         )?;
         evals += p.evals;
         repeats.push(to_estimates(&p, config.particles));
@@ -1005,6 +1180,7 @@ fn reverse_inner(
 ) -> Result<AisResult> {
     let start = Instant::now();
     config.validate()?;
+    check_memory(problem, config)?;
     let n = problem.groups * config.particles;
     if samples.dim() != (n, problem.energy.dim()) {
         return Err(Error::shape(
@@ -1034,6 +1210,7 @@ fn reverse_inner(
             steps: shifted,
         },
         Some(samples),
+        None,
     )?;
     let log_z0 = make_path(problem, config, 1)?.log_z0();
     // The pass started its log Z at log Z0 (the forward start). In reverse,

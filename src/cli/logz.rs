@@ -76,6 +76,39 @@ pub struct LogzArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Save the AIS state here (atomically) every --checkpoint-every
+    /// temperatures and on SIGINT / SIGTERM.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Temperatures between checkpoints (0: only on interruption).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Continue the AIS run saved in this checkpoint (same settings required).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+}
+
+/// The settings an AIS checkpoint must match: everything but where files go.
+fn ais_settings(a: &LogzArgs) -> String {
+    format!(
+        "model={} method={:?} particles={} temps={} schedule={} cess={} kernel={:?} leapfrog={} steps_per_temp={} step_size={:?} base_scale={:?} base_mean={} resample={:?} context={:?} beta={} seed={}",
+        a.model,
+        a.method,
+        a.particles,
+        a.temps,
+        a.schedule,
+        a.cess,
+        a.kernel,
+        a.leapfrog,
+        a.steps_per_temp,
+        a.step_size,
+        a.base_scale,
+        a.base_mean,
+        a.resample,
+        a.context,
+        a.beta,
+        a.seed
+    )
 }
 
 /// The result printed by `logz` (and written by `prob --report`).
@@ -277,7 +310,14 @@ fn run(args: &LogzArgs) -> Result<Outcome> {
                 }
                 (_, None) => AisProblem::new(problem_energy.clone(), &base)?,
             };
-            let res = ais::ais(&problem, &cfg)?;
+            let control = ais::AisControl {
+                checkpoint: args.checkpoint.clone(),
+                every: args.checkpoint_every,
+                stop: Some(super::signals().stop.clone()),
+                resume: args.resume.clone(),
+                settings: ais_settings(args),
+            };
+            let res = ais::ais_with(&problem, &cfg, &control)?;
             report.log_z = res.estimates.iter().map(|e| e.log_z).collect();
             report.stderr = res.estimates.iter().map(|e| e.stderr).collect();
             report.ess = res.estimates.iter().map(|e| e.ess).collect();

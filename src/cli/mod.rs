@@ -275,6 +275,14 @@ pub fn main() -> i32 {
         }
         Err(e) => {
             eprintln!("error: {}", one_line(&e.to_string()));
+            if let Error::Interrupted(_) = e {
+                let s = signals();
+                return if s.terminate.load(std::sync::atomic::Ordering::SeqCst) {
+                    143
+                } else {
+                    130
+                };
+            }
             if e.is_input() { 2 } else { 1 }
         }
     }

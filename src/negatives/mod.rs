@@ -156,6 +156,16 @@ impl NegativeSampler {
             if capacity == 0 {
                 return Err(Error::param("buffer", "must be >= 1"));
             }
+            if capacity
+                .checked_mul(dim.max(1))
+                .and_then(|x| x.checked_mul(8))
+                .is_none_or(|b| b > 8 << 30)
+            {
+                return Err(Error::param(
+                    "buffer",
+                    format!("{capacity} entries of dimension {dim} would take more than 8 GiB"),
+                ));
+            }
             if !(0.0..=1.0).contains(&reinit) {
                 return Err(Error::param(
                     "reinit",
