@@ -112,8 +112,11 @@ impl Model {
     pub fn energy(&self, context: Option<Array2<f64>>) -> Result<Arc<dyn Energy>> {
         match self.conditional() {
             Some(c) => {
+                // A conditional model with x_dim 0 is an ordinary energy in y.
+                let empty = (c.x_dim() == 0).then(|| Array2::zeros((1, 0)));
                 let ctx = context
                     .or_else(|| self.default_context.clone())
+                    .or(empty)
                     .ok_or_else(|| {
                         Error::param(
                             "context",

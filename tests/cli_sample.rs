@@ -256,3 +256,66 @@ fn impossible_settings_are_refused_before_work() {
         "1024 contexts",
     );
 }
+
+#[test]
+fn drifting_chains_and_overflowing_energies_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // F(y) = y_1 + y_2: not normalisable, ULA runs off to -infinity.
+    std::fs::write(p.join("lin.json"), r#"{"kind": "mlp", "x_dim": 0, "layers": [{"weight": [[1.0], [1.0]], "bias": [0], "activation": "none"}]}"#).unwrap();
+    let out = assert_ok(&boltz(
+        p,
+        &[
+            "sample",
+            "--model",
+            "lin.json",
+            "--sampler",
+            "ula",
+            "--step-size",
+            "0.5",
+            "--warmup",
+            "0",
+            "--draws",
+            "2000",
+            "--out",
+            "d.npy",
+            "--quiet",
+        ],
+    ));
+    assert!(out.contains("drift off"), "{out}");
+    // Huge weights: energies overflow to inf; proposals there are divergences, outputs stay finite.
+    std::fs::write(
+        p.join("huge.json"),
+        r#"{"kind": "mixture", "weights": [1e300], "means": [[0.0, 0.0]], "std": [1e-150]}"#,
+    )
+    .unwrap();
+    let out = boltz(
+        p,
+        &[
+            "sample",
+            "--model",
+            "huge.json",
+            "--sampler",
+            "mala",
+            "--chains",
+            "4",
+            "--warmup",
+            "20",
+            "--draws",
+            "20",
+            "--out",
+            "h.npy",
+            "--report",
+            "r.json",
+            "--quiet",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    if out.status.success() {
+        let s = read(&p.join("h.npy"));
+        assert!(s.data.iter().all(|v| v.is_finite()));
+    } else {
+        assert!(err.starts_with("error: "), "{err}");
+    }
+}

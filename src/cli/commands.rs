@@ -204,6 +204,29 @@ impl Observer for Bar {
     }
 }
 
+/// A warning when the chains run off (the density is not normalisable along
+/// some direction, e.g. an `mlp` without `l2`): the mean norm of the last
+/// draws is over 100 and over 10 times that of the first draws.
+fn drift_warning(samples: ndarray::ArrayView3<f64>) -> Option<String> {
+    let (c, d, _) = samples.dim();
+    if d < 2 {
+        return None;
+    }
+    let norm = |t: usize| {
+        (0..c)
+            .map(|i| {
+                samples
+                    .slice(ndarray::s![i, t, ..])
+                    .dot(&samples.slice(ndarray::s![i, t, ..]))
+                    .sqrt()
+            })
+            .sum::<f64>()
+            / c as f64
+    };
+    let (first, last) = (norm(0), norm(d - 1));
+    (last > 100.0 && last > 10.0 * first.max(1.0)).then(|| format!("the chains drift off (mean |y| from {first:.3e} to {last:.3e}): the density may not be normalisable (an mlp without l2?)"))
+}
+
 /// The settings a checkpoint must match on resume: everything that shapes
 /// the run, not where its outputs go.
 fn sample_settings(a: &SampleArgs) -> String {
@@ -344,6 +367,9 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     println!("  rhat max      {:.4}", ov.rhat_max);
     println!("  grad evals    {}", s.grad_evals);
     println!("  wall s        {:.3}", s.wall_s);
+    if let Some(w) = drift_warning(out.samples.view()) {
+        println!("  warning: {w}");
+    }
     if !out.complete {
         println!(
             "  interrupted: {d} of {} draws written{}",
