@@ -1,8 +1,8 @@
 //! Hamiltonian Monte Carlo with a leapfrog integrator.
 
 use super::{
-    ChainState, ChainStep, Kernel, StepSizes, check_inv_mass, evaluate_proposals, for_each_block,
-    metropolis, weighted_sq,
+    ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block, metropolis,
+    weighted_sq,
 };
 use crate::energy::Energy;
 use crate::error::{Error, Result, check_positive};
@@ -144,25 +144,11 @@ impl Kernel for Hmc {
         });
     }
 
-    fn step_sizes(&self) -> &StepSizes {
-        &self.step_size
-    }
-    fn set_step_sizes(&mut self, step_sizes: StepSizes) {
-        self.step_size = step_sizes;
-    }
+    tuned_kernel_methods!();
     fn target_accept(&self) -> Option<f64> {
         Some(self.target)
     }
     fn grad_evals_per_step(&self) -> usize {
         self.n_steps
-    }
-    fn set_inv_mass(&mut self, inv_mass: Vec<f64>) -> bool {
-        if check_inv_mass(&inv_mass) {
-            self.inv_mass = Some(inv_mass);
-        }
-        true
-    }
-    fn inv_mass(&self) -> Option<&[f64]> {
-        self.inv_mass.as_deref()
     }
 }

@@ -10,6 +10,30 @@
 //! a step cannot fail: a proposal whose energy or gradient is not finite is
 //! rejected and counted as a divergence.
 
+/// The step-size and preconditioner methods of [`Kernel`] for kernels with
+/// fields `step_size: StepSizes` and `inv_mass: Option<Vec<f64>>` (MALA,
+/// HMC, RWM): one definition instead of three copies. An invalid inverse
+/// mass (non-finite or non-positive entries) is ignored.
+macro_rules! tuned_kernel_methods {
+    () => {
+        fn step_sizes(&self) -> &StepSizes {
+            &self.step_size
+        }
+        fn set_step_sizes(&mut self, step_sizes: StepSizes) {
+            self.step_size = step_sizes;
+        }
+        fn set_inv_mass(&mut self, inv_mass: Vec<f64>) -> bool {
+            if super::check_inv_mass(&inv_mass) {
+                self.inv_mass = Some(inv_mass);
+            }
+            true
+        }
+        fn inv_mass(&self) -> Option<&[f64]> {
+            self.inv_mass.as_deref()
+        }
+    };
+}
+
 mod adapt;
 mod gibbs;
 mod hmc;

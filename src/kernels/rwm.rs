@@ -1,8 +1,7 @@
 //! Random-walk Metropolis.
 
 use super::{
-    ChainState, ChainStep, Kernel, StepSizes, check_inv_mass, evaluate_proposals, for_each_block,
-    metropolis,
+    ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block, metropolis,
 };
 use crate::energy::Energy;
 use crate::error::{Result, check_positive};
@@ -68,25 +67,11 @@ impl Kernel for Rwm {
         });
     }
 
-    fn step_sizes(&self) -> &StepSizes {
-        &self.step_size
-    }
-    fn set_step_sizes(&mut self, step_sizes: StepSizes) {
-        self.step_size = step_sizes;
-    }
+    tuned_kernel_methods!();
     fn target_accept(&self) -> Option<f64> {
         Some(0.234)
     }
     fn grad_evals_per_step(&self) -> usize {
         0
-    }
-    fn set_inv_mass(&mut self, inv_mass: Vec<f64>) -> bool {
-        if check_inv_mass(&inv_mass) {
-            self.inv_mass = Some(inv_mass);
-        }
-        true
-    }
-    fn inv_mass(&self) -> Option<&[f64]> {
-        self.inv_mass.as_deref()
     }
 }
