@@ -317,8 +317,12 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     if let (Some(path), Some(e)) = (&args.energies, &out.energies) {
         write_npy(path, &[c, d], e.as_slice().expect("standard layout"))?;
     }
-    let summaries = diagnostics::summarize(out.samples.view())?;
-    let ov = diagnostics::overview(&summaries);
+    // An interrupted run may have fewer than 4 draws: no diagnostics then.
+    let ov = if out.samples.shape()[1] >= 4 {
+        diagnostics::overview(&diagnostics::summarize(out.samples.view())?)
+    } else {
+        diagnostics::Overview { ess_bulk_min: f64::NAN, ess_tail_min: f64::NAN, rhat_max: f64::NAN }
+    };
     let s = &out.stats;
     let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len() as f64;
     let divergences: usize = s.divergences.iter().sum();
