@@ -321,7 +321,11 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     let ov = if out.samples.shape()[1] >= 4 {
         diagnostics::overview(&diagnostics::summarize(out.samples.view())?)
     } else {
-        diagnostics::Overview { ess_bulk_min: f64::NAN, ess_tail_min: f64::NAN, rhat_max: f64::NAN }
+        diagnostics::Overview {
+            ess_bulk_min: f64::NAN,
+            ess_tail_min: f64::NAN,
+            rhat_max: f64::NAN,
+        }
     };
     let s = &out.stats;
     let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len() as f64;

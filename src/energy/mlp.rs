@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zi
 use rayon::prelude::*;
 
 /// Rows per parallel block: each block is one set of matrix products.
-const MLP_BLOCK: usize = 64;
+const MLP_BLOCK: usize = 256;
 
 /// Pointwise non-linearity of a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,26 +47,22 @@ impl Activation {
         }
     }
 
+    /// `(f(a), f'(a))` with one exponential at most (silu and softplus
+    /// share the sigmoid, tanh its value).
     #[inline]
-    fn derivative(self, a: f64) -> f64 {
+    fn apply_with_derivative(self, a: f64) -> (f64, f64) {
         match self {
             Activation::Silu => {
                 let s = sigmoid(a);
-                s * (1.0 + a * (1.0 - s))
-            }
-            Activation::Relu => {
-                if a > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
+                (a * s, s * (1.0 + a * (1.0 - s)))
             }
             Activation::Tanh => {
                 let t = a.tanh();
-                1.0 - t * t
+                (t, 1.0 - t * t)
             }
-            Activation::Softplus => sigmoid(a),
-            Activation::None => 1.0,
+            Activation::Softplus => (softplus(a), sigmoid(a)),
+            Activation::Relu => (a.max(0.0), if a > 0.0 { 1.0 } else { 0.0 }),
+            Activation::None => (a, 1.0),
         }
     }
 }
@@ -108,8 +104,9 @@ pub struct Mlp {
 struct Tape {
     /// Inputs of each layer (h_0 = [x ; y], h_1, ...).
     inputs: Vec<Array2<f64>>,
-    /// Pre-activations of each layer.
-    pre: Vec<Array2<f64>>,
+    /// Derivatives of each layer's activation at its pre-activations
+    /// (empty when no gradient is needed).
+    deriv: Vec<Array2<f64>>,
     energy: Array1<f64>,
 }
 
@@ -186,21 +183,33 @@ impl Mlp {
         self.l2
     }
 
-    fn forward(&self, x: ArrayView2<f64>, y: ArrayView2<f64>) -> Tape {
+    fn forward(&self, x: ArrayView2<f64>, y: ArrayView2<f64>, need_grad: bool) -> Tape {
         let n = y.nrows();
         let mut h = Array2::zeros((n, self.x_dim + y.ncols()));
         h.slice_mut(s![.., ..self.x_dim]).assign(&x);
         h.slice_mut(s![.., self.x_dim..]).assign(&y);
         let mut inputs = Vec::with_capacity(self.layers.len());
-        let mut pre = Vec::with_capacity(self.layers.len());
+        let mut deriv = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let mut z = h.dot(&layer.weight);
             add_row(z.view_mut(), layer.bias.view());
             let act = layer.activation;
-            let out = z.mapv(|a| act.apply(a));
-            inputs.push(h);
-            pre.push(z);
-            h = out;
+            if need_grad {
+                // z becomes the derivative in place; out the activation.
+                let mut out = Array2::zeros(z.raw_dim());
+                Zip::from(&mut out).and(&mut z).for_each(|o, a| {
+                    let (f, df) = act.apply_with_derivative(*a);
+                    *o = f;
+                    *a = df;
+                });
+                deriv.push(z);
+                inputs.push(h);
+                h = out;
+            } else {
+                z.mapv_inplace(|a| act.apply(a));
+                inputs.push(h);
+                h = z;
+            }
         }
         let mut energy = h.column(0).to_owned();
         if self.l2 > 0.0 {
@@ -210,7 +219,7 @@ impl Mlp {
         }
         Tape {
             inputs,
-            pre,
+            deriv,
             energy,
         }
     }
@@ -224,11 +233,8 @@ impl Mlp {
         };
         let mut dz_all = vec![Array2::zeros((0, 0)); self.layers.len()];
         for l in (0..self.layers.len()).rev() {
-            let act = self.layers[l].activation;
             let mut dz = delta;
-            Zip::from(&mut dz)
-                .and(&tape.pre[l])
-                .for_each(|d, &a| *d *= act.derivative(a));
+            dz *= &tape.deriv[l];
             if l > 0 {
                 delta = dz.dot(&self.layers[l].weight.t());
             } else {
@@ -246,7 +252,7 @@ impl Mlp {
         mut e: ArrayViewMut1<f64>,
         grad: Option<ArrayViewMut2<f64>>,
     ) {
-        let tape = self.forward(x, y);
+        let tape = self.forward(x, y, grad.is_some());
         e.assign(&tape.energy);
         if let Some(mut g) = grad {
             let dz = self.backward(&tape, None);
@@ -289,7 +295,7 @@ impl Mlp {
                 ),
             ));
         }
-        let tape = self.forward(x, y);
+        let tape = self.forward(x, y, true);
         let c = Array2::from_shape_vec((n, 1), coef.to_vec()).expect("n x 1");
         let dz = self.backward(&tape, Some(c.view()));
         let weights = (0..self.layers.len())
