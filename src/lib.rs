@@ -5,7 +5,16 @@
 //! Gibbs-Boltzmann density `exp(-beta F(y)) / Z`. boltz provides
 //! - a parallel, batched energy core ([`energy`]) with the reference
 //!   families (Gaussian, mixture, funnel, ring, MLP, RBM);
-//! - exact references ([`exact`]): enumeration and quadrature;
+//! - transition kernels ([`kernels`]: ULA, MALA, HMC, RWM, Gibbs) and the
+//!   chain driver with warm-up adaptation, checkpoints and observers
+//!   ([`sampler`]);
+//! - negative samples for contrastive training and the contrastive losses
+//!   ([`negatives`]);
+//! - annealed importance sampling of log Z and log P(y|x), with reverse-AIS
+//!   bounds ([`ais`]), and exact references ([`exact`]): enumeration and
+//!   quadrature;
+//! - diagnostics: R-hat, bulk and tail ESS, MCSE, KS and chi-square tests
+//!   ([`diagnostics`]);
 //! - the reference suite of targets ([`suite`]) and model files ([`io`]).
 //!
 //! # Reproducibility contract

@@ -91,6 +91,9 @@ fn parse_init(s: &str, binary: bool) -> Result<Init> {
 }
 
 pub fn negatives(args: &NegativesArgs) -> Result<()> {
+    // A SIGINT / SIGTERM during the call lets it finish (a call is short)
+    // and save its state; the command then exits 130 / 143.
+    let _ = super::signals();
     let model = boltz::model::load(&args.model)?;
     let data = read_matrix(&args.data, "data")?;
     let chains = args.chains.unwrap_or(data.nrows());
