@@ -3,7 +3,9 @@
 
 use crate::energy::{Energy, Scaled, StateSpace};
 use crate::error::{Error, Result};
-use crate::kernels::{ChainState, ChainStep, DualAveraging, Kernel, MassAdapter, StepSizes};
+use crate::kernels::{
+    ChainState, ChainStep, DualAveraging, Kernel, MassAdapter, StepSizes, mean_accept,
+};
 use crate::rng::{ChainRng, RngState, chain_rngs, restore_rng, save_rng};
 use ndarray::{Array2, Array3};
 use rand::RngExt;
@@ -235,10 +237,6 @@ pub fn initial_positions(energy: &dyn Energy, rngs: &mut [ChainRng]) -> Result<A
     Err(Error::Numerical(
         "no finite-energy starting point found in 100 draws per chain".into(),
     ))
-}
-
-fn mean_accept(steps: &[ChainStep]) -> f64 {
-    steps.iter().map(|s| s.accept_prob).sum::<f64>() / steps.len() as f64
 }
 
 /// For each chain, doubles or halves its step size until one trial step's

@@ -89,8 +89,9 @@ fn logz_is_byte_identical_for_one_and_two_threads() {
     for model in ["gmm-far", "rbm20"] {
         let mut outs = Vec::new();
         for threads in ["1", "2"] {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_boltz"))
-                .args([
+            let out = boltz_threads(
+                p,
+                &[
                     "logz",
                     "--model",
                     model,
@@ -101,11 +102,9 @@ fn logz_is_byte_identical_for_one_and_two_threads() {
                     "--temps",
                     "50",
                     "--json",
-                ])
-                .env("RAYON_NUM_THREADS", threads)
-                .current_dir(p)
-                .output()
-                .unwrap();
+                ],
+                Some(threads),
+            );
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             outs.push((
                 v["log_z"].as_f64().unwrap().to_bits(),

@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 #[test]
 fn sample_every_suite_target() {
@@ -99,8 +98,9 @@ fn sample_output_is_byte_identical_for_one_and_two_threads() {
         let mut files = Vec::new();
         for threads in ["1", "2"] {
             let name = format!("s{threads}.npy");
-            let out = Command::new(env!("CARGO_BIN_EXE_boltz"))
-                .args([
+            let out = boltz_threads(
+                p,
+                &[
                     "sample",
                     "--model",
                     model,
@@ -117,11 +117,9 @@ fn sample_output_is_byte_identical_for_one_and_two_threads() {
                     "--out",
                     &name,
                     "--quiet",
-                ])
-                .env("RAYON_NUM_THREADS", threads)
-                .current_dir(p)
-                .output()
-                .unwrap();
+                ],
+                Some(threads),
+            );
             assert!(
                 out.status.success(),
                 "{}",

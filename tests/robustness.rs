@@ -779,12 +779,7 @@ fn every_command_is_deterministic_across_thread_counts() {
     for cmd in cmds {
         let mut outs = Vec::new();
         for threads in ["1", "2"] {
-            let out = Command::new(env!("CARGO_BIN_EXE_boltz"))
-                .args(&cmd)
-                .env("RAYON_NUM_THREADS", threads)
-                .current_dir(p)
-                .output()
-                .unwrap();
+            let out = boltz_threads(p, &cmd, Some(threads));
             assert!(
                 out.status.success(),
                 "{cmd:?}: {}",

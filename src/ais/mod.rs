@@ -343,9 +343,15 @@ impl Path<'_> {
             ..
         } = self
         {
-            state.energy.assign(&(e0 * (1.0 - b) + f * b));
+            ndarray::Zip::from(&mut state.energy)
+                .and(e0)
+                .and(f)
+                .for_each(|e, &z, &t| *e = z * (1.0 - b) + t * b);
             if *grad {
-                state.grad.assign(&(g0 * (1.0 - b) + gf * b));
+                ndarray::Zip::from(&mut state.grad)
+                    .and(g0)
+                    .and(gf)
+                    .par_for_each(|g, &z, &t| *g = z * (1.0 - b) + t * b);
             }
         }
     }
@@ -404,7 +410,7 @@ impl Path<'_> {
                     });
                 }
             }
-            acc += steps.iter().map(|s| s.accept_prob).sum::<f64>() / steps.len() as f64;
+            acc += crate::kernels::mean_accept(steps);
             *divergences += steps.iter().filter(|s| s.divergent).count();
         }
         acc / n_steps as f64

@@ -356,6 +356,11 @@ pub(crate) fn metropolis(
     accepted
 }
 
+/// Mean acceptance probability of one step over chains, summed in chain order.
+pub(crate) fn mean_accept(steps: &[ChainStep]) -> f64 {
+    steps.iter().map(|s| s.accept_prob).sum::<f64>() / steps.len() as f64
+}
+
 /// Checks an optional diagonal inverse mass matrix.
 pub(crate) fn check_inv_mass(inv_mass: &[f64]) -> bool {
     inv_mass.iter().all(|m| m.is_finite() && *m > 0.0)

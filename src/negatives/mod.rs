@@ -358,7 +358,7 @@ impl NegativeSampler {
         let (mut acc, mut divergences) = (0.0, 0usize);
         for _ in 0..steps {
             kernel.step(energy, &mut state, &mut self.rngs, &mut chain_steps);
-            acc += chain_steps.iter().map(|s| s.accept_prob).sum::<f64>() / n as f64;
+            acc += crate::kernels::mean_accept(&chain_steps);
             divergences += chain_steps.iter().filter(|s| s.divergent).count();
         }
         // Gibbs kernels may leave energies stale: recompute them.

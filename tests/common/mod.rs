@@ -4,14 +4,22 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs the `boltz` binary with `args` in `dir`.
+/// Runs the `boltz` binary with `args` in `dir` (rayon's default threads).
 pub fn boltz(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_boltz"))
-        .args(args)
+    boltz_threads(dir, args, None)
+}
+
+/// Runs the `boltz` binary with `args` in `dir`, with `RAYON_NUM_THREADS`
+/// set to `threads` if given (unset otherwise).
+pub fn boltz_threads(dir: &Path, args: &[&str], threads: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_boltz"));
+    cmd.args(args)
         .current_dir(dir)
-        .env_remove("RAYON_NUM_THREADS")
-        .output()
-        .expect("run boltz")
+        .env_remove("RAYON_NUM_THREADS");
+    if let Some(t) = threads {
+        cmd.env("RAYON_NUM_THREADS", t);
+    }
+    cmd.output().expect("run boltz")
 }
 
 /// Asserts a failed run: exit code `code`, one `error:` line on stderr, no panic.
