@@ -15,7 +15,9 @@
 //!   quadrature;
 //! - diagnostics: R-hat, bulk and tail ESS, MCSE, KS and chi-square tests
 //!   ([`diagnostics`]);
-//! - the reference suite of targets ([`suite`]) and model files ([`io`]).
+//! - the reference suite of targets ([`suite`]) and model files ([`io`]);
+//! - the suite's workloads as checked, timed measurements ([`bench`]) and
+//!   samplers compared on a user's own model ([`compare`]).
 //!
 //! # Reproducibility contract
 //! A run is a pure function of its seed: chain `i` draws only from its own
@@ -25,6 +27,8 @@
 //! for any number of rayon threads.
 
 pub mod ais;
+pub mod bench;
+pub mod compare;
 pub mod diagnostics;
 pub mod energy;
 pub mod error;

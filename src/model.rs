@@ -98,6 +98,43 @@ impl Model {
         self.conditional().map_or(0, |c| c.x_dim())
     }
 
+    /// Exact mean and variance of each coordinate of `exp(-F)/Z` at beta = 1,
+    /// where the family gives them in closed form (Gaussians, isotropic
+    /// mixtures, the funnel); `None` otherwise. Used to check samplers'
+    /// estimates (`boltz compare`, `boltz bench`).
+    pub fn moments(&self) -> Option<(Vec<f64>, Vec<f64>)> {
+        match &self.family {
+            Family::Gaussian(g) => {
+                Some((g.mean().to_vec(), g.std().iter().map(|s| s * s).collect()))
+            }
+            Family::FullGaussian(g) => Some((g.mean().to_vec(), g.variances())),
+            Family::Mixture(m) => {
+                let mass = m.component_mass();
+                let (k, d) = m.means().dim();
+                let mut mean = vec![0.0; d];
+                let mut second = vec![0.0; d];
+                for c in 0..k {
+                    let s2 = m.stds()[c] * m.stds()[c];
+                    for j in 0..d {
+                        let mu = m.means()[[c, j]];
+                        mean[j] += mass[c] * mu;
+                        second[j] += mass[c] * (s2 + mu * mu);
+                    }
+                }
+                let var = (0..d).map(|j| second[j] - mean[j] * mean[j]).collect();
+                Some((mean, var))
+            }
+            Family::Funnel(f) => {
+                // v ~ N(0, s^2); x_i | v ~ N(0, e^v), so var x_i = E e^v = e^(s^2/2).
+                let s2 = f.scale() * f.scale();
+                let mut var = vec![(0.5 * s2).exp(); f.dim()];
+                var[0] = s2;
+                Some((vec![0.0; f.dim()], var))
+            }
+            _ => None,
+        }
+    }
+
     /// The RBM, for Gibbs kernels and enumeration.
     pub fn rbm(&self) -> Option<&Arc<Rbm>> {
         match &self.family {

@@ -1,6 +1,7 @@
 //! Command-line front end: subcommands, one-line errors, exit codes
 //! (0 success, 2 bad input or usage, 1 failure while running).
 
+mod bench;
 mod commands;
 mod logz;
 mod negatives;
@@ -175,6 +176,12 @@ pub enum Command {
     },
     /// Negative samples for contrastive training (short-run, replay buffer, CD, PCD).
     Negatives(Box<negatives::NegativesArgs>),
+    /// Run the suite's workloads (W1-W6), check and time them, and write
+    /// results/bench.jsonl and the table in results/README.md.
+    Bench(Box<bench::BenchArgs>),
+    /// Run several samplers on one model with the same seed and compare
+    /// ESS per second and per gradient, acceptance, R-hat and moment errors.
+    Compare(Box<bench::CompareArgs>),
     /// Diagnostics (R-hat, bulk and tail ESS, MCSE) of any (chains, draws, dim) npy array.
     Diagnose {
         /// Samples, (chains, draws, dim) or (chains, draws) npy.
@@ -309,6 +316,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Diagnose { samples, json } => commands::diagnose(&samples, json),
         Command::Logz { args, json } => logz::logz(&args, json),
         Command::Negatives(args) => negatives::negatives(&args),
+        Command::Bench(args) => bench::bench(&args),
+        Command::Compare(args) => bench::compare(&args),
         Command::Prob {
             args,
             points,

@@ -159,6 +159,31 @@ impl FullGaussian {
         })
     }
 
+    /// The mean.
+    pub fn mean(&self) -> &[f64] {
+        self.mean.as_slice().expect("contiguous")
+    }
+
+    /// Diagonal of the covariance `P^{-1} = L^{-T} L^{-1}`: `var_i` is the
+    /// squared norm of row `i` of `L^{-T}`, i.e. of column `i` of `L^{-1}`.
+    pub fn variances(&self) -> Vec<f64> {
+        let d = self.mean.len();
+        let mut var = vec![0.0; d];
+        let mut col = vec![0.0; d];
+        for i in 0..d {
+            // Solve L c = e_i by forward substitution; var_i = |c|^2.
+            for r in 0..d {
+                let mut s = if r == i { 1.0 } else { 0.0 };
+                for k in 0..r {
+                    s -= self.chol[[r, k]] * col[k];
+                }
+                col[r] = s / self.chol[[r, r]];
+            }
+            var[i] = col.iter().map(|c| c * c).sum();
+        }
+        var
+    }
+
     /// One exact draw: solves `L^T u = z` and returns `mean + u`.
     pub fn sample_exact<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [f64]) {
         let d = self.mean.len();

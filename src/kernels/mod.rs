@@ -357,7 +357,7 @@ pub(crate) fn metropolis(
 }
 
 /// Mean acceptance probability of one step over chains, summed in chain order.
-pub(crate) fn mean_accept(steps: &[ChainStep]) -> f64 {
+pub fn mean_accept(steps: &[ChainStep]) -> f64 {
     steps.iter().map(|s| s.accept_prob).sum::<f64>() / steps.len() as f64
 }
 

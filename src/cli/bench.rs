@@ -1,0 +1,265 @@
+//! `boltz bench` (the suite's workloads into results/) and `boltz compare`
+//! (samplers side by side on one model).
+
+use super::commands::read_matrix;
+use boltz::bench::{self, BenchOptions, Measurement, Workload};
+use boltz::compare::{self, CompareConfig, SamplerKind};
+use boltz::io::{write_atomic, write_json_atomic};
+use boltz::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Options of `boltz bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads to run, comma-separated (W1..W6; default all).
+    #[arg(long, value_delimiter = ',', default_value = "W1,W2,W3,W4,W5,W6")]
+    pub workloads: Vec<String>,
+    /// Folder for bench.jsonl and README.md.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Timed repeats per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Seed of the first timed repeat.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Tiny sizes for a smoke run (figures not comparable with the suite's).
+    #[arg(long)]
+    pub quick: bool,
+    /// Also measure 1-thread speed-ups (W1, W3, W5) and cost exponents in
+    /// chains and dimension (W1).
+    #[arg(long)]
+    pub scaling: bool,
+    /// Exit with status 1 when a check of what was timed fails.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the JSON lines on stdout instead of the table.
+    #[arg(long)]
+    pub jsonl: bool,
+}
+
+/// Options of `boltz compare`.
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// A suite target name or a model file (JSON).
+    #[arg(long)]
+    pub model: String,
+    /// Samplers, comma-separated (ula, mala, hmc, rwm, gibbs).
+    #[arg(long, value_delimiter = ',', default_value = "mala,hmc,rwm,ula")]
+    pub samplers: Vec<String>,
+    /// Chains per sampler.
+    #[arg(long, default_value_t = 4)]
+    pub chains: usize,
+    /// Warm-up steps per sampler.
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: usize,
+    /// Recorded draws per chain.
+    #[arg(long, default_value_t = 1000)]
+    pub draws: usize,
+    /// Seed, the same for every sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// ULA's step size (default: the step MALA's warm-up adapts to).
+    #[arg(long)]
+    pub ula_step: Option<f64>,
+    /// Contexts of a conditional model: (1, x_dim) or (chains, x_dim).
+    #[arg(long)]
+    pub context: Option<PathBuf>,
+    /// Folder for compare.json, compare.md and compare.svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+const BEGIN: &str = "<!-- boltz bench: begin (generated; edit outside these markers) -->";
+const END: &str = "<!-- boltz bench: end -->";
+
+fn git(args: &[&str]) -> Option<String> {
+    let o = std::process::Command::new("git").args(args).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// The commit the binary runs from (with `+dirty` for local changes).
+fn commit() -> String {
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(c) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty { format!("{c}+dirty") } else { c }
+        }
+        None => "unknown (not a git checkout)".into(),
+    }
+}
+
+/// Reads earlier measurements; a missing file is empty, a malformed line an error.
+fn read_jsonl(path: &Path) -> Result<Vec<Measurement>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                Error::param(
+                    "bench.jsonl",
+                    format!("{}:{}: not a measurement ({e})", path.display(), i + 1),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Puts the generated section into README.md, keeping everything outside
+/// the markers (the hand-written analysis).
+fn update_readme(path: &Path, section: &str) -> Result<()> {
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            format!("# boltz results\n\n{BEGIN}\n{END}\n")
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(a), Some(b)) if a < b => format!(
+            "{}{BEGIN}\n{section}{END}{}",
+            &old[..a],
+            &old[b + END.len()..]
+        ),
+        _ => format!("{old}\n{BEGIN}\n{section}{END}\n"),
+    };
+    write_atomic(path, new.as_bytes())
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let mut workloads = args
+        .workloads
+        .iter()
+        .map(|w| Workload::parse(w))
+        .collect::<Result<Vec<_>>>()?;
+    workloads.sort();
+    workloads.dedup();
+    let opts = BenchOptions {
+        repeats: args.repeats,
+        quick: args.quick,
+        seed: args.seed,
+        scaling: args.scaling,
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let jsonl = args.out.join("bench.jsonl");
+    let mut all = read_jsonl(&jsonl)?;
+    let mut fresh = Vec::new();
+    for w in &workloads {
+        eprintln!("boltz bench: {} ...", w.name());
+        let ms = bench::run(
+            &[*w],
+            &BenchOptions {
+                scaling: false,
+                ..opts.clone()
+            },
+        )?;
+        for m in &ms {
+            if args.jsonl {
+                println!("{}", serde_json::to_string(m).expect("serialisable"));
+            }
+        }
+        fresh.extend(ms);
+    }
+    if args.scaling {
+        eprintln!("boltz bench: scaling ...");
+        let ms = bench::scaling(&workloads, &opts)?;
+        if args.jsonl {
+            for m in &ms {
+                println!("{}", serde_json::to_string(m).expect("serialisable"));
+            }
+        }
+        fresh.extend(ms);
+    }
+    // Replace earlier records of the workloads just run; keep the others.
+    let ran: Vec<String> = fresh.iter().map(|m| m.workload.clone()).collect();
+    all.retain(|m| !ran.contains(&m.workload));
+    all.extend(fresh.iter().cloned());
+    all.sort_by(|a, b| a.workload.cmp(&b.workload));
+    let mut text = String::new();
+    for m in &all {
+        text.push_str(&serde_json::to_string(m).expect("serialisable"));
+        text.push('\n');
+    }
+    write_atomic(&jsonl, text.as_bytes())?;
+    let section = format!(
+        "Measured by `boltz bench{}{}` on {} (commit {}, {}, {} rayon threads{}).\nEach figure is the median of the timed repeats after one untimed warm-up run; `checks` says whether what was timed was also right (the notes say how it was checked).\n\n{}",
+        if args.quick { " --quick" } else { "" },
+        if args.scaling { " --scaling" } else { "" },
+        bench::machine(),
+        commit(),
+        bench::today(),
+        rayon::current_num_threads(),
+        if args.quick {
+            "; QUICK sizes, not comparable"
+        } else {
+            ""
+        },
+        bench::markdown_table(&all)
+    );
+    update_readme(&args.out.join("README.md"), &section)?;
+    if !args.jsonl {
+        print!("{}", bench::markdown_table(&fresh));
+    }
+    let failed = fresh.iter().filter(|m| !m.ok).count();
+    eprintln!(
+        "boltz bench: {} measurements -> {} and {}{}",
+        fresh.len(),
+        jsonl.display(),
+        args.out.join("README.md").display(),
+        if failed > 0 {
+            format!("; {failed} with a FAILED check (see notes)")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 && args.strict {
+        return Err(Error::Numerical(format!(
+            "{failed} measurements failed their checks"
+        )));
+    }
+    Ok(())
+}
+
+pub fn compare(args: &CompareArgs) -> Result<()> {
+    let model = boltz::model::load(&args.model)?;
+    let ctx = args
+        .context
+        .as_deref()
+        .map(|p| read_matrix(p, "context"))
+        .transpose()?;
+    let energy = model.energy(ctx)?;
+    let samplers = args
+        .samplers
+        .iter()
+        .map(|s| SamplerKind::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let config = CompareConfig {
+        chains: args.chains,
+        warmup: args.warmup,
+        draws: args.draws,
+        seed: args.seed,
+        ula_step: args.ula_step,
+    };
+    let report = compare::compare(&model, energy, &samplers, &config)?;
+    let md = report.markdown();
+    print!("{md}");
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        write_json_atomic(&dir.join("compare.json"), &report)?;
+        write_atomic(&dir.join("compare.md"), md.as_bytes())?;
+        write_atomic(&dir.join("compare.svg"), report.svg().as_bytes())?;
+        eprintln!(
+            "wrote {}, compare.md and compare.svg",
+            dir.join("compare.json").display()
+        );
+    }
+    Ok(())
+}
