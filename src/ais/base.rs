@@ -5,7 +5,6 @@ use crate::error::{Error, Result, check_finite, check_positive};
 use crate::rng::ChainRng;
 use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use rand::RngExt;
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 /// A normalised base density with exact draws. Its energy is
@@ -90,9 +89,9 @@ impl Base {
     pub fn sample(&self, rng: &mut ChainRng, out: &mut [f64]) {
         match self {
             Base::Gaussian { mean, std } => {
+                crate::rng::fill_standard_normal(rng, out);
                 for ((o, m), s) in out.iter_mut().zip(mean).zip(std) {
-                    let z: f64 = StandardNormal.sample(rng);
-                    *o = m + s * z;
+                    *o = m + s * *o;
                 }
             }
             Base::Bernoulli { logit } => {

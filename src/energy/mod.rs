@@ -90,6 +90,13 @@ pub trait Energy: Send + Sync {
     fn fixed_rows(&self) -> Option<usize> {
         None
     }
+
+    /// The energy as a [`RowEnergy`], if it is written one state at a time:
+    /// kernels then run a whole step chain by chain (cache-resident) instead
+    /// of in batched passes. Results are the same either way.
+    fn as_row(&self) -> Option<&dyn RowEnergy> {
+        None
+    }
 }
 
 /// An energy written one state at a time; [`Energy`] follows, parallel over rows.
@@ -127,7 +134,58 @@ impl<T: RowEnergy> Energy for T {
     fn log_z(&self) -> Option<f64> {
         self.known_log_z()
     }
+    fn as_row(&self) -> Option<&dyn RowEnergy> {
+        Some(self)
+    }
 }
+
+macro_rules! lanes {
+    ($(#[$doc:meta])* $name:ident, $($a:ident),+) => {
+        $(#[$doc])*
+        #[inline(always)]
+        pub fn $name($($a: &[f64],)+ f: impl Fn($(lanes!(@f64 $a)),+) -> f64) -> f64 {
+            let n = lanes!(@first $($a),+).len();
+            $(let $a = &$a[..n];)+
+            let mut acc = [0.0f64; 8];
+            let full = n - n % 8;
+            let mut j = 0;
+            while j < full {
+                $(let $a: &[f64; 8] = $a[j..j + 8].try_into().expect("8 lanes");)+
+                for k in 0..8 {
+                    acc[k] += f($($a[k]),+);
+                }
+                j += 8;
+            }
+            for k in 0..n - full {
+                acc[k] += f($($a[full + k]),+);
+            }
+            ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+        }
+    };
+    (@f64 $a:ident) => { f64 };
+    (@first $a:ident $(, $rest:ident)*) => { $a };
+}
+
+lanes!(
+    /// `sum_j f(a_j)` accumulated in 8 independent lanes (combined pairwise
+    /// at the end), so the adds do not wait on each other and the loop
+    /// vectorises. The order of the adds is fixed: the result is
+    /// deterministic, though it can differ from a left-to-right sum in the
+    /// last bits. Slices after the first must be at least as long.
+    sum_lanes1, a
+);
+lanes!(
+    /// [`sum_lanes1`] over two slices: `sum_j f(a_j, b_j)`.
+    sum_lanes2, a, b
+);
+lanes!(
+    /// [`sum_lanes1`] over three slices: `sum_j f(a_j, b_j, c_j)`.
+    sum_lanes3, a, b, c
+);
+lanes!(
+    /// [`sum_lanes1`] over four slices: `sum_j f(a_j, b_j, c_j, d_j)`.
+    sum_lanes4, a, b, c, d
+);
 
 /// Runs `f(row, &mut energy)` over the rows of `y`, in parallel blocks of
 /// [`ROW_BLOCK`] rows.
@@ -497,5 +555,37 @@ impl Energy for Scaled<'_> {
     }
     fn fixed_rows(&self) -> Option<usize> {
         self.inner.fixed_rows()
+    }
+    fn as_row(&self) -> Option<&dyn RowEnergy> {
+        // At beta = 1 the scaling is the identity: the inner rows serve.
+        if self.beta == 1.0 {
+            self.inner.as_row()
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+
+    #[test]
+    fn lane_sums_match_plain_sums() {
+        for n in [0usize, 1, 7, 8, 9, 16, 100, 1001] {
+            let a: Vec<f64> = (0..n)
+                .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
+                .collect();
+            let b: Vec<f64> = (0..n).map(|i| ((i * 11 % 13) as f64) / 3.0).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| x * y + x).sum();
+            let lanes = sum_lanes2(&a, &b, |x, y| x * y + x);
+            assert!(
+                (plain - lanes).abs() <= 1e-12 * (1.0 + plain.abs()),
+                "n {n}"
+            );
+            let sq = sum_lanes1(&a, |x| x * x);
+            let sq_plain: f64 = a.iter().map(|x| x * x).sum();
+            assert!((sq - sq_plain).abs() <= 1e-12 * (1.0 + sq_plain));
+        }
     }
 }

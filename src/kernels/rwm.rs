@@ -5,8 +5,7 @@ use super::{
 };
 use crate::energy::Energy;
 use crate::error::{Result, check_positive};
-use crate::rng::ChainRng;
-use rand_distr::{Distribution, StandardNormal};
+use crate::rng::{ChainRng, fill_standard_normal};
 
 /// Random-walk Metropolis: `y' = y + s sqrt(W) xi`, `xi ~ N(0, I)`,
 /// accepted with probability `min(1, exp(E(y) - E(y')))`. `s` is the
@@ -47,10 +46,13 @@ impl Kernel for Rwm {
             for i in 0..b.rngs.len() {
                 let s = self.step_size.get(b.first + i);
                 let rng = &mut b.rngs[i];
-                for j in 0..b.position.ncols() {
+                let mut p = b.proposal.row_mut(i);
+                let p = p.as_slice_mut().expect("standard layout");
+                fill_standard_normal(rng, p);
+                let y = b.position.row(i);
+                for (j, pj) in p.iter_mut().enumerate() {
                     let sj = w.map_or(s, |w| s * w[j].sqrt());
-                    let xi: f64 = StandardNormal.sample(rng);
-                    b.proposal[[i, j]] = b.position[[i, j]] + sj * xi;
+                    *pj = y[j] + sj * *pj;
                 }
             }
         });

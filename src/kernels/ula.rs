@@ -3,8 +3,7 @@
 use super::{ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block};
 use crate::energy::Energy;
 use crate::error::{Error, Result, check_positive};
-use crate::rng::ChainRng;
-use rand_distr::{Distribution, StandardNormal};
+use crate::rng::{ChainRng, fill_standard_normal};
 
 /// Settings of [`Ula`] in the EBM-practice form.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,18 +106,30 @@ impl Kernel for Ula {
                 } else {
                     c.noise
                 };
-                let rng = &mut b.rngs[i];
-                for j in 0..b.position.ncols() {
-                    let mut g = b.grad[[i, j]];
-                    if let Some(clip) = c.grad_clip {
-                        g = g.clamp(-clip, clip);
+                let d = b.position.ncols();
+                let r = i * d..(i + 1) * d;
+                let xi = &mut b.momentum.as_slice_mut().expect("standard layout")[r.clone()];
+                fill_standard_normal(&mut b.rngs[i], xi);
+                let y = &b.position.as_slice().expect("standard layout")[r.clone()];
+                let g = &b.grad.as_slice().expect("standard layout")[r.clone()];
+                let xi = &b.momentum.as_slice().expect("standard layout")[r.clone()];
+                let out = &mut b.proposal.as_slice_mut().expect("standard layout")[r];
+                if c.grad_clip.is_none() && c.clamp.is_none() {
+                    for j in 0..d {
+                        out[j] = y[j] - step * g[j] + noise * xi[j];
                     }
-                    let xi: f64 = StandardNormal.sample(rng);
-                    let mut y = b.position[[i, j]] - step * g + noise * xi;
-                    if let Some((lo, hi)) = c.clamp {
-                        y = y.clamp(lo, hi);
+                } else {
+                    for j in 0..d {
+                        let mut gj = g[j];
+                        if let Some(clip) = c.grad_clip {
+                            gj = gj.clamp(-clip, clip);
+                        }
+                        let mut v = y[j] - step * gj + noise * xi[j];
+                        if let Some((lo, hi)) = c.clamp {
+                            v = v.clamp(lo, hi);
+                        }
+                        out[j] = v;
                     }
-                    b.proposal[[i, j]] = y;
                 }
             }
         });

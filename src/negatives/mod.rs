@@ -42,6 +42,11 @@ pub enum Init {
 
 impl Init {
     fn draw(&self, rng: &mut ChainRng, out: &mut [f64]) {
+        if let Init::Gaussian { std } = *self {
+            crate::rng::fill_standard_normal(rng, out);
+            out.iter_mut().for_each(|o| *o *= std);
+            return;
+        }
         for o in out.iter_mut() {
             *o = match *self {
                 Init::Uniform { lo, hi } => lo + (hi - lo) * rng.random::<f64>(),
