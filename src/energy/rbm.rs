@@ -4,7 +4,6 @@ use super::{Energy, StateSpace, add_row, sigmoid, sum_softplus};
 use crate::error::{Error, Result};
 use crate::rng::ChainRng;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
-use rand::RngExt;
 use rayon::prelude::*;
 
 /// Rows per parallel block for RBM products.
@@ -22,6 +21,8 @@ const RBM_BLOCK: usize = 64;
 #[derive(Clone, Debug)]
 pub struct Rbm {
     w: Array2<f64>,
+    /// `W^T` (H x V), contiguous rows for the visible conditionals.
+    wt: Array2<f64>,
     b: Array1<f64>,
     c: Array1<f64>,
 }
@@ -57,6 +58,7 @@ impl Rbm {
             ));
         }
         Ok(Rbm {
+            wt: weights.t().as_standard_layout().into_owned(),
             w: weights,
             b: Array1::from(visible_bias),
             c: Array1::from(hidden_bias),
@@ -132,44 +134,40 @@ impl Rbm {
             None => &self.b * t,
         };
         let ch = &self.c * t;
-        v.axis_chunks_iter_mut(Axis(0), RBM_BLOCK)
+        let (nv, nh) = self.w.dim();
+        let p = SweepParams {
+            w: self.w.as_slice().expect("standard layout"),
+            wt: self.wt.as_slice().expect("standard layout"),
+            nv,
+            nh,
+            t,
+            ch: ch.as_slice().expect("contiguous"),
+            vb: vb.as_slice().expect("contiguous"),
+        };
+        let level = simd_level();
+        v.axis_chunks_iter_mut(Axis(0), SWEEP_BLOCK)
             .into_par_iter()
-            .zip(rngs.par_chunks_mut(RBM_BLOCK))
+            .zip(rngs.par_chunks_mut(SWEEP_BLOCK))
             .enumerate()
             .for_each(|(k, (mut vblk, rblk))| {
-                let mut a = match hidden_act {
-                    Some(act) => act
-                        .slice(ndarray::s![k * RBM_BLOCK..k * RBM_BLOCK + vblk.nrows(), ..])
-                        .mapv(|x| t * x),
-                    None => {
-                        let mut a = vblk.dot(&self.w);
-                        Zip::from(a.rows_mut()).for_each(|mut row| {
-                            row.zip_mut_with(&ch, |x, cj| *x = t * *x + cj);
-                        });
-                        a
-                    }
-                };
-                Zip::from(a.rows_mut())
-                    .and(rblk.as_mut())
-                    .for_each(|mut row, rng| {
-                        for x in row.iter_mut() {
-                            *x = if rng.random::<f64>() < sigmoid(*x) {
-                                1.0
-                            } else {
-                                0.0
-                            };
-                        }
-                    });
-                let bact = a.dot(&self.w.t());
-                Zip::from(vblk.rows_mut())
-                    .and(bact.rows())
-                    .and(rblk)
-                    .for_each(|mut vrow, arow, rng| {
-                        for ((vi, ai), bi) in vrow.iter_mut().zip(arow.iter()).zip(vb.iter()) {
-                            let p = sigmoid(t * ai + bi);
-                            *vi = if rng.random::<f64>() < p { 1.0 } else { 0.0 };
-                        }
-                    });
+                let act = hidden_act.map(|a| {
+                    a.slice_move(ndarray::s![
+                        k * SWEEP_BLOCK..k * SWEEP_BLOCK + vblk.nrows(),
+                        ..
+                    ])
+                    .as_standard_layout()
+                    .into_owned()
+                });
+                let mut scratch = Scratch::new(vblk.nrows(), nv, nh);
+                let vs = vblk.as_slice_mut().expect("standard layout");
+                sweep_block(
+                    level,
+                    &p,
+                    vs,
+                    rblk,
+                    &mut scratch,
+                    act.as_ref().map(|a| a.as_slice().expect("standard layout")),
+                );
             });
     }
 
@@ -237,5 +235,405 @@ impl Energy for Rbm {
     }
     fn space(&self) -> StateSpace {
         StateSpace::Binary
+    }
+}
+
+/// What a sweep of one chain needs, shared by all chains.
+struct SweepParams<'a> {
+    w: &'a [f64],
+    wt: &'a [f64],
+    nv: usize,
+    nh: usize,
+    t: f64,
+    ch: &'a [f64],
+    vb: &'a [f64],
+}
+
+/// Chains swept together: the weights a tile needs stay in L1 cache while
+/// every chain of the block uses them.
+const SWEEP_BLOCK: usize = 32;
+
+/// Scratch space for sweeping one block of chains.
+struct Scratch {
+    /// Hidden activations, then hidden states, (chains x H).
+    act: Vec<f64>,
+    /// Visible activations, (chains x V).
+    bact: Vec<f64>,
+    /// Per chain, the indices of the units that are on (visible, then hidden).
+    idx: Vec<u32>,
+    /// Per chain, how many units are on.
+    on: Vec<usize>,
+    /// Per chain, a cursor into its on-list (row-tiled sums).
+    cur: Vec<usize>,
+    bits: Vec<u8>,
+}
+
+impl Scratch {
+    fn new(chains: usize, nv: usize, nh: usize) -> Self {
+        let m = nv.max(nh);
+        Scratch {
+            act: vec![0.0; chains * nh],
+            bact: vec![0.0; chains * nv],
+            idx: vec![0; chains * m],
+            on: vec![0; chains],
+            cur: vec![0; chains],
+            bits: vec![0u8; 4 * m],
+        }
+    }
+}
+
+/// `exp(x)` for `x` in [-708, 708] (clamped outside), to about 2 ulp:
+/// `x = k ln 2 + r` with `|r| <= ln 2 / 2`, `exp(r)` by its degree-13
+/// Taylor polynomial (remainder below 1e-17) and `2^k` from the exponent
+/// bits. Branch-free plain arithmetic, so loops over it vectorise, and the
+/// same operations in the same order on every instruction set: results do
+/// not depend on the SIMD level.
+#[inline(always)]
+pub fn exp_poly(x: f64) -> f64 {
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let x = x.clamp(-708.0, 708.0);
+    let k = (x * std::f64::consts::LOG2_E).round();
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    // Horner, 1/13! .. 1/1!.
+    let mut p = 1.0 / 6_227_020_800.0;
+    p = p * r + 1.0 / 479_001_600.0;
+    p = p * r + 1.0 / 39_916_800.0;
+    p = p * r + 1.0 / 3_628_800.0;
+    p = p * r + 1.0 / 362_880.0;
+    p = p * r + 1.0 / 40_320.0;
+    p = p * r + 1.0 / 5_040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    // 2^k for k in [-1022, 1022]: adding 2^52 + 1023 puts the integer
+    // k + 1023 in the low mantissa bits; shifted into the exponent field it
+    // is 2^k (no float-to-integer conversion, which AVX2 lacks).
+    let biased = (k + (4_503_599_627_370_496.0 + 1023.0)).to_bits();
+    let scale = f64::from_bits(biased << 52);
+    p * scale
+}
+
+/// Replaces each `a_j` by a Bernoulli draw, 1 with probability
+/// `sigmoid(a_j)`, from 32-bit uniforms `u_j = (bits_j + 1/2) 2^-32`:
+/// `[u_j (1 + exp(-a_j)) < 1]`. Probabilities are exact to the 2^-32 grid
+/// of `u`.
+#[inline(always)]
+fn bernoulli_sigmoid(a: &mut [f64], bits: &[u8]) {
+    const SCALE: f64 = 1.0 / 4_294_967_296.0;
+    for (x, b) in a.iter_mut().zip(bits.chunks_exact(4)) {
+        let u = (f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) + 0.5) * SCALE;
+        *x = if u * (1.0 + exp_poly(-*x)) < 1.0 {
+            1.0
+        } else {
+            0.0
+        };
+    }
+}
+
+/// Indices `j` with `x_j != 0`, compacted without branches; returns the count.
+#[inline(always)]
+fn compact_on(x: &[f64], idx: &mut [u32]) -> usize {
+    let mut on = 0;
+    for (j, &xj) in x.iter().enumerate() {
+        idx[on] = j as u32;
+        on += usize::from(xj != 0.0);
+    }
+    on
+}
+
+/// For every chain `c` of a block and every column `j`:
+/// `out[c][j] = sum over the on-list of c (increasing) of rows[i][j]`.
+/// Columns go in tiles of `TILE`, so a tile of every row is loaded into L1
+/// once and serves all chains, and each chain's tile accumulates in
+/// registers. Every element is summed in the same order whatever the tile
+/// width, so results do not depend on it.
+#[inline(always)]
+fn sum_selected_rows<const TILE: usize>(
+    rows: &[f64],
+    width: usize,
+    idx: &[u32],
+    stride: usize,
+    on: &[usize],
+    out: &mut [f64],
+) {
+    let chains = on.len();
+    let mut j0 = 0;
+    while j0 < width {
+        if j0 + TILE <= width {
+            for c in 0..chains {
+                let mut acc = [0.0f64; TILE];
+                for &i in &idx[c * stride..c * stride + on[c]] {
+                    let r: &[f64; TILE] = rows[i as usize * width + j0..][..TILE]
+                        .try_into()
+                        .expect("tile");
+                    for k in 0..TILE {
+                        acc[k] += r[k];
+                    }
+                }
+                out[c * width + j0..][..TILE].copy_from_slice(&acc);
+            }
+        } else {
+            let n = width - j0;
+            for c in 0..chains {
+                let o = &mut out[c * width + j0..c * width + width];
+                o.fill(0.0);
+                for &i in &idx[c * stride..c * stride + on[c]] {
+                    let r = &rows[i as usize * width + j0..i as usize * width + width];
+                    for k in 0..n {
+                        o[k] += r[k];
+                    }
+                }
+            }
+        }
+        j0 += TILE;
+    }
+}
+
+/// [`sum_selected_rows`] for rows exactly `W` wide (the visible layer of
+/// the suite's RBMs is 64): each chain's whole output row accumulates in
+/// registers, and the rows go in tiles of `ROWS`, so a tile of rows is
+/// loaded into L1 once and serves every chain of the block. Each chain's
+/// on-list is sorted, so a cursor per chain finds its rows in a tile. Same
+/// order of additions as [`sum_selected_rows`]: same results.
+#[inline(always)]
+fn sum_selected_rows_narrow<const W: usize, const ROWS: usize>(
+    rows: &[f64],
+    idx: &[u32],
+    stride: usize,
+    on: &[usize],
+    cur: &mut [usize],
+    out: &mut [f64],
+) {
+    let chains = on.len();
+    let n_rows = rows.len() / W;
+    cur[..chains].fill(0);
+    let mut r0 = 0;
+    while r0 < n_rows {
+        let r1 = (r0 + ROWS) as u32;
+        for c in 0..chains {
+            let o: &mut [f64; W] = (&mut out[c * W..(c + 1) * W]).try_into().expect("row");
+            let mut acc = if r0 == 0 { [0.0f64; W] } else { *o };
+            let list = &idx[c * stride + cur[c]..c * stride + on[c]];
+            let mut k = 0;
+            while k < list.len() && list[k] < r1 {
+                let r: &[f64; W] = rows[list[k] as usize * W..][..W].try_into().expect("row");
+                for e in 0..W {
+                    acc[e] += r[e];
+                }
+                k += 1;
+            }
+            cur[c] += k;
+            *o = acc;
+        }
+        r0 += ROWS;
+    }
+}
+
+/// One sweep `v -> h -> v` of a block of chains (`v` holds their rows).
+/// Binary states make each product a sum of selected rows: `W^T v` adds the
+/// rows of `W` of the visibles that are on, `W h` the rows of `W^T` of the
+/// hiddens that are on. Chain `i` draws only from `rngs[i]`: 32-bit
+/// uniforms for the hiddens, then for the visibles.
+#[inline(always)]
+fn sweep_block_body<const TILE: usize>(
+    p: &SweepParams<'_>,
+    v: &mut [f64],
+    rngs: &mut [ChainRng],
+    s: &mut Scratch,
+    hidden_act: Option<&[f64]>,
+) {
+    use rand::Rng;
+    let (nv, nh) = (p.nv, p.nh);
+    let chains = rngs.len();
+    let m = nv.max(nh);
+    let act = &mut s.act[..chains * nh];
+    match hidden_act {
+        Some(a) => {
+            for (x, y) in act.iter_mut().zip(a) {
+                *x = p.t * y;
+            }
+        }
+        None => {
+            for c in 0..chains {
+                s.on[c] = compact_on(&v[c * nv..(c + 1) * nv], &mut s.idx[c * m..(c + 1) * m]);
+            }
+            sum_selected_rows::<TILE>(p.w, nh, &s.idx, m, &s.on[..chains], act);
+            for row in act.chunks_exact_mut(nh) {
+                for j in 0..nh {
+                    row[j] = p.t * row[j] + p.ch[j];
+                }
+            }
+        }
+    }
+    // Hidden states overwrite their activations (0/1 values).
+    for c in 0..chains {
+        let bits = &mut s.bits[..4 * nh];
+        rngs[c].fill_bytes(bits);
+        let h = &mut act[c * nh..(c + 1) * nh];
+        bernoulli_sigmoid(h, bits);
+        s.on[c] = compact_on(h, &mut s.idx[c * m..(c + 1) * m]);
+    }
+    let bact = &mut s.bact[..chains * nv];
+    if nv == 64 {
+        sum_selected_rows_narrow::<64, 64>(p.wt, &s.idx, m, &s.on[..chains], &mut s.cur, bact);
+    } else {
+        sum_selected_rows::<TILE>(p.wt, nv, &s.idx, m, &s.on[..chains], bact);
+    }
+    for c in 0..chains {
+        let b = &mut bact[c * nv..(c + 1) * nv];
+        for i in 0..nv {
+            b[i] = p.t * b[i] + p.vb[i];
+        }
+        let bits = &mut s.bits[..4 * nv];
+        rngs[c].fill_bytes(bits);
+        bernoulli_sigmoid(b, bits);
+        v[c * nv..(c + 1) * nv].copy_from_slice(b);
+    }
+}
+
+/// Instruction sets the sweep is compiled for, chosen once at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SimdLevel {
+    /// The baseline (SSE2 on x86-64).
+    Base,
+    /// AVX2.
+    Avx2,
+    /// AVX-512F.
+    Avx512,
+}
+
+/// The best level this CPU has (`BOLTZ_SIMD=base|avx2|avx512` caps it).
+pub(crate) fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = std::env::var("BOLTZ_SIMD").unwrap_or_default();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if cap != "base" && cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
+                return SimdLevel::Avx512;
+            }
+            if cap != "base" && std::arch::is_x86_feature_detected!("avx2") {
+                return SimdLevel::Avx2;
+            }
+        }
+        let _ = cap;
+        SimdLevel::Base
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sweep_block_avx512(
+    p: &SweepParams<'_>,
+    v: &mut [f64],
+    rngs: &mut [ChainRng],
+    s: &mut Scratch,
+    hidden_act: Option<&[f64]>,
+) {
+    sweep_block_body::<64>(p, v, rngs, s, hidden_act)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sweep_block_avx2(
+    p: &SweepParams<'_>,
+    v: &mut [f64],
+    rngs: &mut [ChainRng],
+    s: &mut Scratch,
+    hidden_act: Option<&[f64]>,
+) {
+    sweep_block_body::<32>(p, v, rngs, s, hidden_act)
+}
+
+/// One block's sweep at the given SIMD level. Every level runs the same
+/// operations in the same order (element-wise, no fused multiply-add), so
+/// the result is bit-identical whatever the CPU.
+fn sweep_block(
+    level: SimdLevel,
+    p: &SweepParams<'_>,
+    v: &mut [f64],
+    rngs: &mut [ChainRng],
+    s: &mut Scratch,
+    hidden_act: Option<&[f64]>,
+) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
+        SimdLevel::Avx512 => unsafe { sweep_block_avx512(p, v, rngs, s, hidden_act) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
+        SimdLevel::Avx2 => unsafe { sweep_block_avx2(p, v, rngs, s, hidden_act) },
+        _ => sweep_block_body::<16>(p, v, rngs, s, hidden_act),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_poly_is_accurate_to_a_few_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -700.0;
+        while x < 700.0 {
+            let rel = (exp_poly(x) - x.exp()).abs() / x.exp();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 1e-15, "max relative error {worst}");
+        assert_eq!(exp_poly(0.0), 1.0);
+        assert!(exp_poly(-1e6) > 0.0 && exp_poly(1e6).is_finite());
+    }
+
+    #[test]
+    fn every_simd_level_gives_the_same_sweeps() {
+        // The dispatched kernels (AVX-512, AVX2, baseline) and tile widths
+        // must agree bit for bit; a 64-visible and a 10-visible RBM cover
+        // the narrow and the general paths.
+        for (nv, nh) in [(64usize, 100usize), (10, 37)] {
+            let w = Array2::from_shape_fn((nv, nh), |(i, j)| {
+                ((i * 7 + j * 13) % 17) as f64 / 17.0 - 0.5
+            });
+            let rbm = Rbm::new(w, vec![0.1; nv], vec![-0.2; nh]).unwrap();
+            let (vb, ch) = (rbm.b.clone(), rbm.c.clone());
+            let p = SweepParams {
+                w: rbm.w.as_slice().unwrap(),
+                wt: rbm.wt.as_slice().unwrap(),
+                nv,
+                nh,
+                t: 0.7,
+                ch: ch.as_slice().unwrap(),
+                vb: vb.as_slice().unwrap(),
+            };
+            let n = 40;
+            let v0: Vec<f64> = (0..n * nv)
+                .map(|k| f64::from(u8::from(k % 3 == 0)))
+                .collect();
+            let run = |level: SimdLevel| {
+                let mut v = v0.clone();
+                let mut rngs = crate::rng::chain_rngs(9, n);
+                let mut s = Scratch::new(n, nv, nh);
+                for _ in 0..20 {
+                    sweep_block(level, &p, &mut v, &mut rngs, &mut s, None);
+                }
+                v
+            };
+            let base = run(SimdLevel::Base);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    assert_eq!(run(SimdLevel::Avx2), base);
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    assert_eq!(run(SimdLevel::Avx512), base);
+                }
+            }
+            assert!(base.iter().any(|x| *x == 1.0) && base.iter().any(|x| *x == 0.0));
+        }
     }
 }
