@@ -35,6 +35,7 @@ pub mod error;
 pub mod exact;
 pub mod io;
 pub mod kernels;
+pub mod linalg;
 pub mod model;
 pub mod negatives;
 pub mod rng;

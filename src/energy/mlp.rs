@@ -1,7 +1,9 @@
 //! Conditional MLP energies with a hand-written batched backward pass.
 
+use super::exp_poly;
 use super::{ConditionalEnergy, add_row, sigmoid, softplus};
 use crate::error::{Error, Result};
+use crate::linalg::{SimdLevel, matmul};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
 use rayon::prelude::*;
 
@@ -191,7 +193,8 @@ impl Mlp {
         let mut inputs = Vec::with_capacity(self.layers.len());
         let mut deriv = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let mut z = h.dot(&layer.weight);
+            let mut z = Array2::zeros((n, layer.weight.ncols()));
+            matmul(h.view(), layer.weight.view(), z.view_mut(), false);
             add_row(z.view_mut(), layer.bias.view());
             let act = layer.activation;
             if need_grad {
@@ -236,7 +239,9 @@ impl Mlp {
             let mut dz = delta;
             dz *= &tape.deriv[l];
             if l > 0 {
-                delta = dz.dot(&self.layers[l].weight.t());
+                let w = &self.layers[l].weight;
+                delta = Array2::zeros((n, w.nrows()));
+                matmul(dz.view(), w.t(), delta.view_mut(), false);
             } else {
                 delta = Array2::zeros((0, 0));
             }
@@ -245,6 +250,9 @@ impl Mlp {
         dz_all
     }
 
+    /// Energies (and gradients) of one block of rows, in a per-thread
+    /// workspace (no allocation once warm): forward through the layers with
+    /// the activation's derivative kept, then the backward pass for `dF/dy`.
     fn block(
         &self,
         x: ArrayView2<f64>,
@@ -252,17 +260,105 @@ impl Mlp {
         mut e: ArrayViewMut1<f64>,
         grad: Option<ArrayViewMut2<f64>>,
     ) {
-        let tape = self.forward(x, y, grad.is_some());
-        e.assign(&tape.energy);
-        if let Some(mut g) = grad {
-            let dz = self.backward(&tape, None);
+        thread_local! {
+            static WORK: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let n = y.nrows();
+        let nl = self.layers.len();
+        let need_grad = grad.is_some();
+        let in0 = self.layers[0].weight.nrows();
+        let level = crate::linalg::simd_level();
+        WORK.with(|cell| {
+            let mut work = cell.borrow_mut();
+            // Buffers: 0 = input, 1 + 2l = output of layer l, 2 + 2l = its
+            // derivative, then two for the backward pass.
+            let widths: Vec<usize> = self.layers.iter().map(|l| l.weight.ncols()).collect();
+            let maxw = widths.iter().copied().chain([in0]).max().unwrap_or(1);
+            let mut sizes = vec![n * in0];
+            for w in &widths {
+                sizes.push(n * w);
+                sizes.push(n * w);
+            }
+            sizes.push(n * maxw);
+            sizes.push(n * maxw);
+            if work.len() < sizes.len() {
+                work.resize(sizes.len(), Vec::new());
+            }
+            for (b, &len) in work.iter_mut().zip(&sizes) {
+                if b.len() < len {
+                    b.resize(len, 0.0);
+                }
+            }
+            let (first, rest) = work.split_at_mut(1);
+            let mut h0 =
+                ArrayViewMut2::from_shape((n, in0), &mut first[0][..n * in0]).expect("shape");
+            h0.slice_mut(s![.., ..self.x_dim]).assign(&x);
+            h0.slice_mut(s![.., self.x_dim..]).assign(&y);
+            // Forward.
+            for l in 0..nl {
+                let layer = &self.layers[l];
+                let w = widths[l];
+                let (before, after) = rest.split_at_mut(2 * l);
+                let input: &[f64] = if l == 0 {
+                    &first[0][..n * in0]
+                } else {
+                    &before[2 * l - 2][..n * widths[l - 1]]
+                };
+                let in_w = layer.weight.nrows();
+                let (outb, derb) = after.split_at_mut(1);
+                let z = &mut derb[0][..n * w];
+                let a = ArrayView2::from_shape((n, in_w), input).expect("shape");
+                let mut zv = ArrayViewMut2::from_shape((n, w), &mut *z).expect("shape");
+                matmul(a, layer.weight.view(), zv.view_mut(), false);
+                add_row(zv, layer.bias.view());
+                activate(level, layer.activation, z, &mut outb[0][..n * w], need_grad);
+            }
+            let last = &rest[2 * nl - 2][..n];
+            for i in 0..n {
+                e[i] = last[i];
+            }
+            if self.l2 > 0.0 {
+                Zip::from(&mut e)
+                    .and(y.rows())
+                    .for_each(|e, r| *e += 0.5 * self.l2 * r.dot(&r));
+            }
+            let Some(mut g) = grad else { return };
+            // Backward: dz_l = delta_l * f'_l, delta_{l-1} = dz_l W_l^T.
+            let (layers_buf, back) = rest.split_at_mut(2 * nl);
+            let (da, db) = back.split_at_mut(1);
+            // Both buffers hold n * maxw; each use slices what it needs.
+            let mut dz: &mut [f64] = &mut da[0][..];
+            dz[..n * widths[nl - 1]].copy_from_slice(&layers_buf[2 * nl - 1][..n * widths[nl - 1]]);
+            let mut spare: &mut [f64] = &mut db[0][..];
+            for l in (1..nl).rev() {
+                let w = widths[l];
+                let in_w = widths[l - 1];
+                let next = &mut spare[..n * in_w];
+                matmul(
+                    ArrayView2::from_shape((n, w), &dz[..n * w]).expect("shape"),
+                    self.layers[l].weight.t(),
+                    ArrayViewMut2::from_shape((n, in_w), &mut *next).expect("shape"),
+                    false,
+                );
+                let d = &layers_buf[2 * l - 1][..n * in_w];
+                for (v, dv) in next.iter_mut().zip(d) {
+                    *v *= dv;
+                }
+                let old = std::mem::take(&mut dz);
+                dz = next;
+                spare = old;
+            }
             let wy = self.layers[0].weight.slice(s![self.x_dim.., ..]);
-            let gy = dz[0].dot(&wy.t());
-            g.assign(&gy);
+            matmul(
+                ArrayView2::from_shape((n, widths[0]), &dz[..n * widths[0]]).expect("shape"),
+                wy.t(),
+                g.view_mut(),
+                false,
+            );
             if self.l2 > 0.0 {
                 g.scaled_add(self.l2, &y);
             }
-        }
+        });
     }
 
     /// `sum_i coef_i * dF(x_i, y_i)/d(theta)` for every weight and bias.
@@ -339,5 +435,67 @@ impl ConditionalEnergy for Mlp {
                 let r = b * MLP_BLOCK..b * MLP_BLOCK + eb.len();
                 self.block(x.slice(s![r.clone(), ..]), y.slice(s![r, ..]), eb, Some(gb));
             });
+    }
+}
+
+/// Applies `act` to `z` into `out`; with `deriv`, `z` is overwritten by the
+/// derivative at `z`. SiLU (the suite's MLP) runs a branch-free loop on
+/// [`exp_poly`] that vectorises; the others call their scalar forms.
+#[inline(always)]
+fn activate_body(act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
+    match (act, deriv) {
+        (Activation::Silu, true) => {
+            for (zi, oi) in z.iter_mut().zip(out.iter_mut()) {
+                let a = *zi;
+                let s = 1.0 / (1.0 + exp_poly(-a));
+                *oi = a * s;
+                *zi = s * (1.0 + a * (1.0 - s));
+            }
+        }
+        (Activation::Silu, false) => {
+            for (zi, oi) in z.iter().zip(out.iter_mut()) {
+                // a * s exactly as with the derivative: same bits either way.
+                let s = 1.0 / (1.0 + exp_poly(-*zi));
+                *oi = *zi * s;
+            }
+        }
+        (_, true) => {
+            for (zi, oi) in z.iter_mut().zip(out.iter_mut()) {
+                let (f, df) = act.apply_with_derivative(*zi);
+                *oi = f;
+                *zi = df;
+            }
+        }
+        (_, false) => {
+            for (zi, oi) in z.iter().zip(out.iter_mut()) {
+                *oi = act.apply(*zi);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn activate_avx512(act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
+    activate_body(act, z, out, deriv)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn activate_avx2(act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
+    activate_body(act, z, out, deriv)
+}
+
+/// [`activate_body`] at the CPU's SIMD level; the same operations in the
+/// same order at every level, so results do not depend on it.
+fn activate(level: SimdLevel, act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
+        SimdLevel::Avx512 => unsafe { activate_avx512(act, z, out, deriv) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
+        SimdLevel::Avx2 => unsafe { activate_avx2(act, z, out, deriv) },
+        _ => activate_body(act, z, out, deriv),
     }
 }

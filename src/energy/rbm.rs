@@ -1,7 +1,8 @@
 //! Bernoulli-Bernoulli restricted Boltzmann machines.
 
-use super::{Energy, StateSpace, add_row, sigmoid, sum_softplus};
+use super::{Energy, StateSpace, add_row, exp_poly, sigmoid, sum_softplus};
 use crate::error::{Error, Result};
+use crate::linalg::{SimdLevel, simd_level};
 use crate::rng::ChainRng;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 use rayon::prelude::*;
@@ -282,42 +283,6 @@ impl Scratch {
     }
 }
 
-/// `exp(x)` for `x` in [-708, 708] (clamped outside), to about 2 ulp:
-/// `x = k ln 2 + r` with `|r| <= ln 2 / 2`, `exp(r)` by its degree-13
-/// Taylor polynomial (remainder below 1e-17) and `2^k` from the exponent
-/// bits. Branch-free plain arithmetic, so loops over it vectorise, and the
-/// same operations in the same order on every instruction set: results do
-/// not depend on the SIMD level.
-#[inline(always)]
-pub fn exp_poly(x: f64) -> f64 {
-    const LN2_HI: f64 = 0.693_147_180_369_123_8;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    let x = x.clamp(-708.0, 708.0);
-    let k = (x * std::f64::consts::LOG2_E).round();
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    // Horner, 1/13! .. 1/1!.
-    let mut p = 1.0 / 6_227_020_800.0;
-    p = p * r + 1.0 / 479_001_600.0;
-    p = p * r + 1.0 / 39_916_800.0;
-    p = p * r + 1.0 / 3_628_800.0;
-    p = p * r + 1.0 / 362_880.0;
-    p = p * r + 1.0 / 40_320.0;
-    p = p * r + 1.0 / 5_040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    // 2^k for k in [-1022, 1022]: adding 2^52 + 1023 puts the integer
-    // k + 1023 in the low mantissa bits; shifted into the exponent field it
-    // is 2^k (no float-to-integer conversion, which AVX2 lacks).
-    let biased = (k + (4_503_599_627_370_496.0 + 1023.0)).to_bits();
-    let scale = f64::from_bits(biased << 52);
-    p * scale
-}
-
 /// Replaces each `a_j` by a Bernoulli draw, 1 with probability
 /// `sigmoid(a_j)`, from 32-bit uniforms `u_j = (bits_j + 1/2) 2^-32`:
 /// `[u_j (1 + exp(-a_j)) < 1]`. Probabilities are exact to the 2^-32 grid
@@ -494,36 +459,6 @@ fn sweep_block_body<const TILE: usize>(
         bernoulli_sigmoid(b, bits);
         v[c * nv..(c + 1) * nv].copy_from_slice(b);
     }
-}
-
-/// Instruction sets the sweep is compiled for, chosen once at run time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SimdLevel {
-    /// The baseline (SSE2 on x86-64).
-    Base,
-    /// AVX2.
-    Avx2,
-    /// AVX-512F.
-    Avx512,
-}
-
-/// The best level this CPU has (`BOLTZ_SIMD=base|avx2|avx512` caps it).
-pub(crate) fn simd_level() -> SimdLevel {
-    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let cap = std::env::var("BOLTZ_SIMD").unwrap_or_default();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if cap != "base" && cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
-                return SimdLevel::Avx512;
-            }
-            if cap != "base" && std::arch::is_x86_feature_detected!("avx2") {
-                return SimdLevel::Avx2;
-            }
-        }
-        let _ = cap;
-        SimdLevel::Base
-    })
 }
 
 #[cfg(target_arch = "x86_64")]
