@@ -17,6 +17,8 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 const NR: usize = 32;
 /// Rows of `A` per register tile.
 const MR: usize = 6;
+/// Inner-dimension chunk: a KC x NR chunk of a panel is 32 KiB (L1).
+const KC: usize = 128;
 
 /// Instruction sets the hand-vectorised loops are compiled for, chosen
 /// once at run time.
@@ -112,7 +114,7 @@ fn avx512() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{MR, NR};
+    use super::{KC, MR, NR};
     use ndarray::{ArrayView2, ArrayViewMut2};
     use std::arch::x86_64::*;
 
@@ -222,25 +224,34 @@ mod avx512 {
             for p in 0..n.div_ceil(NR) {
                 let j0 = p * NR;
                 let w = NR.min(n - j0);
-                let mut i = 0;
-                while i < m {
-                    let r = MR.min(m - i);
-                    // SAFETY: the panel, the rows i..i+r of a and the tile
-                    // of c at (i, j0) of width w lie inside their buffers.
-                    unsafe {
-                        let panel = pb.as_ptr().add(p * k * NR);
-                        let at = ap.add(i * lda);
-                        let ct = cp.offset(i as isize * ldc + j0 as isize * csc);
-                        match r {
-                            6 => tile::<6>(k, at, lda, panel, ct, ldc, csc, w, accumulate),
-                            5 => tile::<5>(k, at, lda, panel, ct, ldc, csc, w, accumulate),
-                            4 => tile::<4>(k, at, lda, panel, ct, ldc, csc, w, accumulate),
-                            3 => tile::<3>(k, at, lda, panel, ct, ldc, csc, w, accumulate),
-                            2 => tile::<2>(k, at, lda, panel, ct, ldc, csc, w, accumulate),
-                            _ => tile::<1>(k, at, lda, panel, ct, ldc, csc, w, accumulate),
+                // Inner dimension in chunks of KC: a chunk of the panel
+                // (KC x 32 doubles) stays in L1 while every row block uses it.
+                let mut k0 = 0;
+                while k0 < k {
+                    let kc = KC.min(k - k0);
+                    let acc = accumulate || k0 > 0;
+                    let mut i = 0;
+                    while i < m {
+                        let r = MR.min(m - i);
+                        // SAFETY: the panel chunk, the rows i..i+r of a
+                        // (columns k0..k0+kc) and the tile of c at (i, j0)
+                        // of width w lie inside their buffers.
+                        unsafe {
+                            let panel = pb.as_ptr().add(p * k * NR + k0 * NR);
+                            let at = ap.add(i * lda + k0);
+                            let ct = cp.offset(i as isize * ldc + j0 as isize * csc);
+                            match r {
+                                6 => tile::<6>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                5 => tile::<5>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                4 => tile::<4>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                3 => tile::<3>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                2 => tile::<2>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                _ => tile::<1>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                            }
                         }
+                        i += r;
                     }
-                    i += r;
+                    k0 += kc;
                 }
             }
         });

@@ -43,12 +43,79 @@ pub struct Annealed<'a> {
     target: &'a dyn Energy,
     base: &'a Base,
     b: f64,
+    parts: Option<&'a std::sync::Mutex<Parts>>,
+}
+
+/// The target's and the base's energies (and gradients) of the last batch
+/// an [`Annealed`] energy evaluated, kept apart so that the AIS driver can
+/// reuse those of accepted proposals instead of evaluating them again.
+#[derive(Default)]
+struct Parts {
+    f: Array1<f64>,
+    gf: Array2<f64>,
+    e0: Array1<f64>,
+    g0: Array2<f64>,
+}
+
+impl Parts {
+    fn resize(&mut self, n: usize, d: usize, grad: bool) {
+        if self.f.len() != n {
+            self.f = Array1::zeros(n);
+            self.e0 = Array1::zeros(n);
+        }
+        let gd = if grad { (n, d) } else { (0, 0) };
+        if self.gf.dim() != gd {
+            self.gf = Array2::zeros(gd);
+            self.g0 = Array2::zeros(gd);
+        }
+    }
 }
 
 impl<'a> Annealed<'a> {
     /// The path's energy at `b` in [0, 1].
     pub fn new(target: &'a dyn Energy, base: &'a Base, b: f64) -> Self {
-        Annealed { target, base, b }
+        Annealed {
+            target,
+            base,
+            b,
+            parts: None,
+        }
+    }
+
+    /// Same, keeping the target's and base's parts of each batch in `parts`.
+    fn with_parts(
+        target: &'a dyn Energy,
+        base: &'a Base,
+        b: f64,
+        parts: &'a std::sync::Mutex<Parts>,
+    ) -> Self {
+        Annealed {
+            target,
+            base,
+            b,
+            parts: Some(parts),
+        }
+    }
+
+    /// `b F + (1 - b) E0` from the parts (the same arithmetic as
+    /// `Base::mix_into` and `Path::refresh`, so the same bits).
+    fn mix_parts(
+        &self,
+        p: &Parts,
+        mut energy: ArrayViewMut1<f64>,
+        grad: Option<ArrayViewMut2<f64>>,
+    ) {
+        let (b, a) = (self.b, 1.0 - self.b);
+        ndarray::Zip::from(&mut energy)
+            .and(&p.f)
+            .and(&p.e0)
+            .for_each(|e, &f, &e0| *e = b * f + a * e0);
+        if let Some(mut g) = grad {
+            ndarray::Zip::from(&mut g)
+                .and(&p.gf)
+                .and(&p.g0)
+                .par_for_each(|g, &f, &e0| *g = b * f + a * e0);
+        }
     }
 }
 
@@ -57,6 +124,14 @@ impl Energy for Annealed<'_> {
         self.target.dim()
     }
     fn energy_batch(&self, y: ArrayView2<f64>, mut energy: ArrayViewMut1<f64>) {
+        if let Some(parts) = self.parts {
+            let mut p = parts.lock().expect("not poisoned");
+            p.resize(y.nrows(), y.ncols(), false);
+            self.target.energy_batch(y, p.f.view_mut());
+            self.base.energy_batch(y, p.e0.view_mut());
+            self.mix_parts(&p, energy, None);
+            return;
+        }
         self.target.energy_batch(y, energy.view_mut());
         self.base.mix_into(y, energy, None, self.b);
     }
@@ -66,6 +141,17 @@ impl Energy for Annealed<'_> {
         mut energy: ArrayViewMut1<f64>,
         mut grad: ArrayViewMut2<f64>,
     ) {
+        if let Some(parts) = self.parts {
+            let mut p = parts.lock().expect("not poisoned");
+            p.resize(y.nrows(), y.ncols(), true);
+            let p = &mut *p;
+            self.target
+                .energy_grad_batch(y, p.f.view_mut(), p.gf.view_mut());
+            self.base
+                .energy_grad_batch(y, p.e0.view_mut(), p.g0.view_mut());
+            self.mix_parts(p, energy, Some(grad));
+            return;
+        }
         self.target
             .energy_grad_batch(y, energy.view_mut(), grad.view_mut());
         self.base.mix_into(y, energy, Some(grad), self.b);
@@ -267,6 +353,11 @@ enum Path<'a> {
         gf: Array2<f64>,
         g0: Array2<f64>,
         grad: bool,
+        /// Parts of the last proposals' energies (see [`Parts`]).
+        parts: std::sync::Mutex<Parts>,
+        /// Whether `f`, `e0`, `gf`, `g0` hold the current positions' values
+        /// (kept up to date through transitions; lost on resampling).
+        fresh: bool,
     },
     Rbm {
         rbm: Rbm,
@@ -288,8 +379,13 @@ impl Path<'_> {
                 gf,
                 g0,
                 grad,
+                fresh,
                 ..
             } => {
+                if *fresh {
+                    return;
+                }
+                *fresh = true;
                 *evals += x.nrows() as u64;
                 if *grad {
                     target.energy_grad_batch(x, f.view_mut(), gf.view_mut());
@@ -309,6 +405,13 @@ impl Path<'_> {
                 *act = rbm.hidden_activations(x);
                 *dv = x.dot(&(&rbm.visible_bias() - &*base_logit));
             }
+        }
+    }
+
+    /// Marks the cached values stale (positions changed outside a transition).
+    fn invalidate(&mut self) {
+        if let Path::Geometric { fresh, .. } = self {
+            *fresh = false;
         }
     }
 
@@ -377,12 +480,33 @@ impl Path<'_> {
                     target,
                     base,
                     kernel,
+                    f,
+                    e0,
+                    gf,
+                    g0,
+                    parts,
+                    fresh,
                     ..
                 } => {
                     kernel.set_step_sizes(StepSizes::uniform(eps));
-                    let annealed = Annealed::new(target, base, b);
+                    let annealed = Annealed::with_parts(target, base, b, parts);
                     kernel.step(&annealed, state, rngs, steps);
                     *evals += (state.n_chains() * kernel.grad_evals_per_step().max(1)) as u64;
+                    // Accepted proposals bring their parts along: the next
+                    // temperature's increments need no new evaluation.
+                    let p = parts.get_mut().expect("not poisoned");
+                    let with_grad = p.gf.nrows() == f.len() && gf.nrows() == f.len();
+                    for (i, s) in steps.iter().enumerate() {
+                        if s.accepted {
+                            f[i] = p.f[i];
+                            e0[i] = p.e0[i];
+                            if with_grad {
+                                gf.row_mut(i).assign(&p.gf.row(i));
+                                g0.row_mut(i).assign(&p.g0.row(i));
+                            }
+                        }
+                    }
+                    *fresh = *fresh && (with_grad || gf.is_empty());
                 }
                 Path::Rbm {
                     rbm,
@@ -574,6 +698,8 @@ fn make_path<'p>(problem: &'p AisProblem<'_>, config: &AisConfig, n: usize) -> R
         gf: Array2::zeros(if grad { (n, d) } else { (0, 0) }),
         g0: Array2::zeros(if grad { (n, d) } else { (0, 0) }),
         grad,
+        parts: std::sync::Mutex::new(Parts::default()),
+        fresh: false,
     })
 }
 
@@ -860,6 +986,7 @@ fn pass(
                 }
             }
             if moved {
+                path.invalidate();
                 path.prepare(state.position.view(), &mut evals);
             }
         }

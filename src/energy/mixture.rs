@@ -93,6 +93,21 @@ impl Mixture {
         }
     }
 
+    /// Runs `f` on the component log-terms of `y`, in a stack buffer for
+    /// up to 16 components (no allocation per call).
+    fn with_terms<R>(&self, y: &[f64], f: impl FnOnce(&mut [f64]) -> R) -> R {
+        let k = self.weights.len();
+        if k <= 16 {
+            let mut buf = [0.0f64; 16];
+            self.log_terms(y, &mut buf[..k]);
+            f(&mut buf[..k])
+        } else {
+            let mut buf = vec![0.0; k];
+            self.log_terms(y, &mut buf);
+            f(&mut buf)
+        }
+    }
+
     fn log_terms(&self, y: &[f64], terms: &mut [f64]) {
         for (k, t) in terms.iter_mut().enumerate() {
             let m = self.means.row(k);
@@ -110,27 +125,28 @@ impl RowEnergy for Mixture {
         self.means.ncols()
     }
     fn energy(&self, y: &[f64]) -> f64 {
-        let mut terms = vec![0.0; self.weights.len()];
-        self.log_terms(y, &mut terms);
-        -log_sum_exp(&terms)
+        self.with_terms(y, |terms| -lse_in_place(terms))
     }
     fn energy_grad(&self, y: &[f64], grad: &mut [f64]) -> f64 {
-        let mut terms = vec![0.0; self.weights.len()];
-        self.log_terms(y, &mut terms);
-        let lse = log_sum_exp(&terms);
-        grad.iter_mut().for_each(|g| *g = 0.0);
-        // dF/dy = sum_k r_k (y - m_k) / s_k^2, r_k the responsibilities.
-        for k in 0..terms.len() {
-            let r = (terms[k] - lse).exp();
-            if r == 0.0 {
-                continue;
+        self.with_terms(y, |terms| {
+            // terms become exp(t_k - max); r_k = terms_k / sum.
+            let lse = lse_in_place(terms);
+            let sum: f64 = terms.iter().sum();
+            grad.iter_mut().for_each(|g| *g = 0.0);
+            // dF/dy = sum_k r_k (y - m_k) / s_k^2, r_k the responsibilities.
+            for k in 0..terms.len() {
+                let r = terms[k] / sum;
+                if r == 0.0 {
+                    continue;
+                }
+                let c = r / (self.std[k] * self.std[k]);
+                let m = self.means.row(k);
+                for (j, g) in grad.iter_mut().enumerate() {
+                    *g += c * (y[j] - m[j]);
+                }
             }
-            let c = r / (self.std[k] * self.std[k]);
-            for (j, g) in grad.iter_mut().enumerate() {
-                *g += c * (y[j] - self.means[[k, j]]);
-            }
-        }
-        -lse
+            -lse
+        })
     }
     fn known_log_z(&self) -> Option<f64> {
         let d = self.means.ncols() as f64;
@@ -139,4 +155,19 @@ impl RowEnergy for Mixture {
             .collect();
         Some(log_sum_exp(&lm))
     }
+}
+
+/// `log sum_k exp(t_k)`, leaving `t_k` replaced by `exp(t_k - max t)` (one
+/// exponential per term, shared with the responsibilities).
+fn lse_in_place(t: &mut [f64]) -> f64 {
+    let max = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    let mut sum = 0.0;
+    for v in t.iter_mut() {
+        *v = super::exp_poly(*v - max);
+        sum += *v;
+    }
+    max + sum.ln()
 }
