@@ -1,5 +1,7 @@
 //! Criterion benchmarks of the hot loops: batched energy + gradient per
-//! family, one step of each kernel, a Gibbs sweep and the diagnostics.
+//! family (64 and 1024 chains; Gaussians of dimension 10, 100, 1000), one
+//! step of ULA, MALA and HMC (a whole trajectory), a Gibbs sweep on rbm500,
+//! AIS temperature steps, the diagnostics, and the W3 workload.
 //! Every group runs in an explicit rayon pool whose size is in its name
 //! (`BOLTZ_BENCH_THREADS`, default 2).
 
@@ -60,7 +62,7 @@ fn energy_grad(c: &mut Criterion) {
         let e = energy::DiagGaussian::new(vec![0.0; d], vec![1.0; d]).unwrap();
         cases.push((format!("gauss{d}"), Arc::new(e), false));
     }
-    for name in ["gmm-far", "funnel", "rbm500"] {
+    for name in ["gmm-ring", "gmm-far", "funnel", "rbm500"] {
         cases.push((name.to_string(), target(name, 0), name.starts_with("rbm")));
     }
     for n in [64, 1024] {
@@ -97,6 +99,7 @@ fn kernel_steps(c: &mut Criterion) {
     let n = 1024;
     let cases: Vec<(&str, &str, Box<dyn Kernel>)> = vec![
         ("mala", "gauss-ill", Box::new(Mala::new(0.01).unwrap())),
+        ("ula", "gauss-ill", Box::new(Ula::new(0.01).unwrap())),
         ("ula", "mlp", Box::new(Ula::new(0.01).unwrap())),
         (
             "hmc16",
@@ -169,10 +172,52 @@ fn w3_negatives(c: &mut Criterion) {
     g.finish();
 }
 
+/// AIS temperature steps: 1024 particles x 50 temperatures (one MALA step
+/// or Gibbs sweep each, fixed step, linear schedule), so that set-up is a
+/// small part; throughput counts particle-temperatures.
+fn ais_steps(c: &mut Criterion) {
+    use boltz::ais::{self, AisConfig, AisKernel, AisProblem, Base, Schedule, ScheduleChoice};
+    let pool = pool();
+    let mut g = c.benchmark_group(format!("ais_temperature/{}threads", threads()));
+    g.sample_size(10);
+    let temps = 50;
+    for name in ["gmm-ring", "gmm-far", "rbm20"] {
+        let m = model::load(name).unwrap();
+        let e = m.energy(None).unwrap();
+        let mut cfg = AisConfig::new();
+        cfg.temps = temps;
+        cfg.schedule = ScheduleChoice::Fixed(Schedule::Linear);
+        let base = match m.rbm() {
+            Some(_) => {
+                cfg.kernel = AisKernel::Gibbs;
+                Base::digits_base_rate().unwrap()
+            }
+            None => {
+                cfg.step_size = Some(0.05);
+                Base::isotropic(e.dim(), 4.0).unwrap()
+            }
+        };
+        g.throughput(Throughput::Elements((cfg.particles * temps) as u64));
+        g.bench_function(format!("{name}/1024x{temps}"), |b| {
+            pool.install(|| {
+                b.iter(|| {
+                    let problem = match m.rbm() {
+                        Some(r) => AisProblem::rbm(r, e.clone(), &base).unwrap(),
+                        None => AisProblem::new(e.clone(), &base).unwrap(),
+                    };
+                    ais::ais(&problem, &cfg).unwrap()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     energy_grad,
     kernel_steps,
+    ais_steps,
     diagnostics,
     w3_negatives
 );

@@ -30,9 +30,8 @@ def fmt(x, digits=4):
         return "-"
     if isinstance(x, str):
         return x
-    if x == 0 or abs(x) >= 1e-3 and abs(x) < 1e6:
-        s = f"{x:.{digits}g}"
-        return f"{float(s):,}" if abs(x) >= 1000 else s
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
     return f"{x:.{digits}g}"
 
 
@@ -92,7 +91,8 @@ def w2(out, boltz, peers):
         pat = r"v mean [^;]*P\(v<-3\)[^;]*|pooled var/s\^2 in \[[^\]]*\]" if target == "funnel" else r"pooled var/s\^2 in \[[^\]]*\]"
         for r in sorted(bt, key=lambda r: -r["value"]):
             label = excerpt(r["notes"], r"boltz \w+ \(target accept [0-9.]+\)")
-            chk = excerpt(r["notes"], r"var\(v\) [^,;]*|pooled var/s\^2 in \[[^\]]*\]")
+            chk = excerpt(r["notes"], r"var\(v\) [^;]*?\)|pooled var/s\^2 in \[[^\]]*\]")
+            chk += "; worst R-hat " + excerpt(r["notes"], r"(?<=worst R-hat )[0-9.]+")
             out.append(f"| {label} | f64 | {fmt(r['value'])} | {chk}; {'unbiased within MC error' if r['ok'] else 'FAILED its check (biased or not mixed)'} |")
         for r in sorted(pt, key=lambda r: -r["value"]):
             out.append(f"| {r['peer']} | {dtype_of(r)} | {fmt(r['value'])} | {excerpt(r['notes'], pat)} |")
@@ -119,7 +119,7 @@ def w4(out, boltz, peers):
     out.append("Wall ratio: boltz at the peers' settings (linear grid, N(0, 16 I) base, fixed MALA step; "
                "rbm20: base-rate model, 1 Gibbs sweep) over the hand-written JAX AIS in f64 (target <= 0.5). "
                "Errors: |log Z_hat - log Z| with the reported standard error.\n")
-    out.append("| target | boltz, peers' settings: err (se), wall s | JAX AIS f64: err (se), wall s | wall ratio | boltz defaults: err (se), wall s | best peer err (who) | defaults no worse? |")
+    out.append("| target | boltz, peers' settings: err (se), wall s | JAX AIS f64: err (se), wall s | wall ratio | boltz defaults: err (se), wall s | peer with the smallest err: err (se) | defaults / that peer: err, se |")
     out.append("|---|---|---|---|---|---|---|")
     for target in ["gmm-ring", "gmm-far", "funnel", "rbm20"]:
         bp = next((r for r in b if r["target"] == f"{target} (peers)"), None)
@@ -129,11 +129,12 @@ def w4(out, boltz, peers):
         best = min(pt, key=lambda r: r["value"]) if pt else None
         cell = lambda r: f"{fmt(r['value'], 3)} ({fmt(se_of(r), 2)}), {fmt(r['wall_s'], 3)}" if r else "-"
         ratio = bp["wall_s"] / jx["wall_s"] if bp and jx else None
-        no_worse = ""
+        cmp = ""
         if bd and best:
-            no_worse = "yes" if bd["value"] <= best["value"] else f"no ({fmt(bd['value'] / best['value'], 3)}x)"
+            se_b, se_p = se_of(bd), se_of(best)
+            cmp = f"{fmt(bd['value'] / best['value'], 3)}, " + (f"{fmt(se_b / se_p, 3)}" if se_b and se_p else "- (no se reported)")
         out.append(f"| {target} | {cell(bp)} | {cell(jx)} | {fmt(ratio, 3)} | {cell(bd)} | "
-                   f"{fmt(best['value'], 3) if best else '-'} ({best['peer'] if best else '-'}) | {no_worse} |")
+                   f"{best['peer'] + ': ' + fmt(best['value'], 3) + ' (' + fmt(se_of(best), 2) + ')' if best else '-'} | {cmp} |")
     out.append("\nAll peer W4 rows:\n")
     out.append("| peer | target | err | se | wall s |")
     out.append("|---|---|---|---|---|")

@@ -21,7 +21,7 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SamplerKind {
-    /// Unadjusted Langevin (biased at any finite step; its step is MALA's tuned one).
+    /// Unadjusted Langevin (biased at any finite step; its step comes from MALA's warm-up).
     Ula,
     /// Metropolis-adjusted Langevin.
     Mala,
@@ -74,7 +74,9 @@ pub struct CompareConfig {
     pub draws: usize,
     /// The seed, the same for every sampler.
     pub seed: u64,
-    /// ULA's step; `None` = the step MALA's warm-up adapts to on this model.
+    /// ULA's step; `None` = the step MALA's warm-up adapts to on this model,
+    /// times the smallest entry of its adapted inverse mass (the stiffest
+    /// direction's step, as ULA runs unpreconditioned).
     pub ula_step: Option<f64>,
 }
 
@@ -160,6 +162,18 @@ fn kernel_for(kind: SamplerKind, model: &Model, ula_step: f64) -> Result<Box<dyn
     })
 }
 
+/// ULA's step from a MALA run: MALA's step is in preconditioned units
+/// (per coordinate `eps * w_j`); ULA runs unpreconditioned, so it takes the
+/// step of the stiffest direction, `eps * min_j w_j`, where a larger one
+/// would diverge.
+fn ula_step_from(stats: &crate::sampler::RunStats) -> f64 {
+    let w = stats
+        .inv_mass
+        .as_ref()
+        .map_or(1.0, |w| w.iter().copied().fold(f64::INFINITY, f64::min));
+    stats.step_size * if w.is_finite() && w > 0.0 { w } else { 1.0 }
+}
+
 /// Errors of the draws' means and variances against the exact moments.
 fn moment_errors(
     samples: ArrayView3<f64>,
@@ -242,7 +256,7 @@ pub fn compare(
             c.warmup = config.warmup.max(100);
             c.shared_step_size = true;
             let o = sample(energy.as_ref(), &mut k, &c, None, &mut NoObserver)?;
-            ula_step = Some(o.stats.step_size);
+            ula_step = Some(ula_step_from(&o.stats));
         }
         let mut kernel = kernel_for(kind, model, ula_step.unwrap_or(0.01))?;
         let mut c = cfg.clone();
@@ -252,10 +266,11 @@ pub fn compare(
         let ov = diagnostics::overview(&sums);
         let s = &out.stats;
         let wall = s.wall_s;
-        let evals = if s.grad_evals > 0 {
-            s.grad_evals
-        } else {
+        // Gradient-free samplers are charged per energy evaluation.
+        let evals = if matches!(kind, SamplerKind::Rwm | SamplerKind::Gibbs) {
             s.energy_evals
+        } else {
+            s.grad_evals
         };
         let (mean_error, mean_error_z, var_error) = match &moments {
             Some((m, v)) => {
@@ -265,7 +280,7 @@ pub fn compare(
             None => (None, None, None),
         };
         if kind == SamplerKind::Mala && ula_step.is_none() {
-            ula_step = Some(s.step_size);
+            ula_step = Some(ula_step_from(s));
         }
         rows.push(CompareRow {
             sampler: kind,

@@ -59,7 +59,7 @@ pub struct CompareArgs {
     /// Seed, the same for every sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// ULA's step size (default: the step MALA's warm-up adapts to).
+    /// ULA's step size (default: MALA's adapted step in the stiffest direction).
     #[arg(long)]
     pub ula_step: Option<f64>,
     /// Contexts of a conditional model: (1, x_dim) or (chains, x_dim).
@@ -135,6 +135,9 @@ fn update_readme(path: &Path, section: &str) -> Result<()> {
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
+    if args.repeats == 0 {
+        return Err(Error::param("--repeats", "must be >= 1"));
+    }
     let mut workloads = args
         .workloads
         .iter()

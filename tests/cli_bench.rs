@@ -1,0 +1,238 @@
+//! `boltz bench` and `boltz compare`: files written, keys, checks, errors.
+//! Figures are never asserted (no wall time in a test); what was measured is.
+
+mod common;
+use common::{assert_fails, assert_ok, boltz};
+
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn bench_writes_measurements_with_the_peers_keys_and_keeps_hand_written_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let out = p.join("res");
+    std::fs::create_dir_all(&out).unwrap();
+    // A hand-written analysis outside the markers must survive.
+    std::fs::write(
+        out.join("README.md"),
+        "# Results\n\nAnalysis by hand.\n\n<!-- boltz bench: begin (generated; edit outside these markers) -->\nold table\n<!-- boltz bench: end -->\n\nMore notes.\n",
+    )
+    .unwrap();
+    let args = [
+        "bench",
+        "--quick",
+        "--repeats",
+        "1",
+        "--workloads",
+        "W1,W3,W5",
+        "--out",
+        "res",
+    ];
+    let table = assert_ok(&boltz(p, &args));
+    assert!(
+        table.contains("| W1 | gauss-ill | grad evals/s |"),
+        "{table}"
+    );
+    let ms = lines(&out.join("bench.jsonl"));
+    assert_eq!(ms.len(), 3);
+    for m in &ms {
+        for key in [
+            "peer", "workload", "target", "figure", "value", "wall_s", "notes", "dtype", "size",
+        ] {
+            assert!(m.get(key).is_some(), "{key} missing in {m}");
+        }
+        assert_eq!(m["peer"], "boltz");
+        assert!(m["value"].as_f64().unwrap() > 0.0);
+        assert!(m["notes"].as_str().unwrap().contains("check passed"), "{m}");
+    }
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("Analysis by hand.") && readme.contains("More notes."));
+    assert!(!readme.contains("old table"));
+    assert!(readme.contains("| W5 | rbm500 | chain-sweeps/s |"));
+    assert!(readme.contains("logical cores"), "machine line: {readme}");
+    // A second run of one workload replaces its records and keeps the others.
+    assert_ok(&boltz(
+        p,
+        &[
+            "bench",
+            "--quick",
+            "--repeats",
+            "1",
+            "--workloads",
+            "W1",
+            "--out",
+            "res",
+        ],
+    ));
+    let ms = lines(&out.join("bench.jsonl"));
+    let count = |w: &str| ms.iter().filter(|m| m["workload"] == w).count();
+    assert_eq!((count("W1"), count("W3"), count("W5")), (1, 1, 1));
+}
+
+#[test]
+fn bench_checks_ais_against_exact_log_z() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let args = [
+        "bench",
+        "--quick",
+        "--repeats",
+        "1",
+        "--workloads",
+        "W4",
+        "--out",
+        "r",
+        "--jsonl",
+    ];
+    let out = assert_ok(&boltz(p, &args));
+    let ms: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Four targets, each with the peers' settings and boltz's defaults.
+    assert_eq!(ms.len(), 8);
+    for m in &ms {
+        let err = m["value"].as_f64().unwrap();
+        let (lz, se) = (m["logz_hat"].as_f64().unwrap(), m["se"].as_f64().unwrap());
+        assert!(err >= 0.0 && lz.is_finite() && se > 0.0, "{m}");
+        assert!(m["notes"].as_str().unwrap().contains("exact"), "{m}");
+    }
+}
+
+#[test]
+fn bench_refuses_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    assert_fails(
+        &boltz(p, &["bench", "--workloads", "W9", "--out", "r"]),
+        2,
+        "unknown workload `W9`",
+    );
+    assert_fails(
+        &boltz(
+            p,
+            &["bench", "--repeats", "0", "--workloads", "W1", "--out", "r"],
+        ),
+        2,
+        "--repeats",
+    );
+    std::fs::create_dir_all(p.join("bad")).unwrap();
+    std::fs::write(p.join("bad/bench.jsonl"), "not json\n").unwrap();
+    assert_fails(
+        &boltz(
+            p,
+            &["bench", "--quick", "--workloads", "W1", "--out", "bad"],
+        ),
+        2,
+        "bench.jsonl:1",
+    );
+}
+
+#[test]
+fn compare_runs_every_sampler_and_checks_moments() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let table = assert_ok(&boltz(
+        p,
+        &[
+            "compare",
+            "--model",
+            "gauss-ill",
+            "--samplers",
+            "mala,hmc,rwm,ula",
+            "--chains",
+            "4",
+            "--warmup",
+            "300",
+            "--draws",
+            "300",
+            "--out",
+            "cmp",
+        ],
+    ));
+    for s in ["| mala |", "| hmc |", "| rwm |", "| ula |"] {
+        assert!(table.contains(s), "{s} in {table}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("cmp/compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["moments_known"], true);
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        for key in [
+            "ess_bulk_per_s",
+            "ess_tail_per_s",
+            "ess_bulk_per_eval",
+            "acceptance",
+            "divergences",
+            "rhat_max",
+            "mean_error",
+            "var_error",
+        ] {
+            assert!(row[key].is_number(), "{key} in {row}");
+        }
+    }
+    // HMC on a Gaussian: means within 5 MCSE of 0 (a loose bound across
+    // 100 coordinates: the check is that the column is computed honestly).
+    let hmc = rows.iter().find(|r| r["sampler"] == "hmc").unwrap();
+    assert!(hmc["mean_error_z"].as_f64().unwrap() < 5.0, "{hmc}");
+    let svg = std::fs::read_to_string(p.join("cmp/compare.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("mala") && svg.trim_end().ends_with("</svg>"));
+    assert!(p.join("cmp/compare.md").exists());
+}
+
+#[test]
+fn compare_on_an_rbm_uses_gibbs_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let table = assert_ok(&boltz(
+        p,
+        &[
+            "compare",
+            "--model",
+            "rbm20",
+            "--samplers",
+            "gibbs",
+            "--chains",
+            "4",
+            "--warmup",
+            "50",
+            "--draws",
+            "100",
+        ],
+    ));
+    assert!(table.contains("| gibbs |") && table.contains("no error columns"));
+    assert_fails(
+        &boltz(p, &["compare", "--model", "rbm20", "--samplers", "mala"]),
+        2,
+        "only gibbs applies",
+    );
+    assert_fails(
+        &boltz(
+            p,
+            &["compare", "--model", "gauss-ill", "--samplers", "gibbs"],
+        ),
+        2,
+        "gibbs needs binary states",
+    );
+    assert_fails(
+        &boltz(
+            p,
+            &["compare", "--model", "gauss-ill", "--samplers", "nuts"],
+        ),
+        2,
+        "unknown sampler `nuts`",
+    );
+    assert_fails(
+        &boltz(p, &["compare", "--model", "gauss-ill", "--draws", "2"]),
+        2,
+        "--draws",
+    );
+}
