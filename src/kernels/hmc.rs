@@ -1,8 +1,8 @@
 //! Hamiltonian Monte Carlo with a leapfrog integrator.
 
 use super::{
-    Block, ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block,
-    metropolis, weighted_sq,
+    ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block,
+    for_each_chain_row, metropolis, weighted_sq,
 };
 use crate::energy::{Energy, RowEnergy};
 use crate::error::{Error, Result, check_positive};
@@ -175,68 +175,43 @@ impl Hmc {
     ) {
         let w = self.inv_mass.as_deref();
         let jitter = self.jitter;
-        let d = state.dim();
-        for_each_block(state, rngs, steps, |b| {
-            let Block {
-                first,
-                mut position,
-                energy: mut en,
-                mut grad,
-                mut proposal,
-                mut proposal_energy,
-                mut proposal_grad,
-                mut momentum,
-                rngs,
-                steps,
-                ..
-            } = b;
-            let pos = position.as_slice_mut().expect("standard layout");
-            let grad = grad.as_slice_mut().expect("standard layout");
-            let prop = proposal.as_slice_mut().expect("standard layout");
-            let pgrad = proposal_grad.as_slice_mut().expect("standard layout");
-            let mom = momentum.as_slice_mut().expect("standard layout");
-            for i in 0..rngs.len() {
-                let r = i * d..(i + 1) * d;
-                let (y, g) = (&mut pos[r.clone()], &mut grad[r.clone()]);
-                let (yp, gp, p) = (&mut prop[r.clone()], &mut pgrad[r.clone()], &mut mom[r]);
-                let rng = &mut rngs[i];
-                fill_standard_normal(rng, p);
-                if let Some(w) = w {
-                    for (pj, wj) in p.iter_mut().zip(w) {
-                        *pj /= wj.sqrt();
-                    }
+        for_each_chain_row(state, rngs, steps, |mut c| {
+            let p = &mut *c.scratch;
+            fill_standard_normal(c.rng, p);
+            if let Some(w) = w {
+                for (pj, wj) in p.iter_mut().zip(w) {
+                    *pj /= wj.sqrt();
                 }
-                let eps0 = self.step_size.get(first + i);
-                let e = if jitter > 0.0 {
-                    eps0 * (1.0 + jitter * (2.0 * rng.random::<f64>() - 1.0))
-                } else {
-                    eps0
-                };
-                let h0 = en[i] + 0.5 * weighted_sq(ArrayView1::from(&*p), w);
-                yp.copy_from_slice(y);
-                gp.copy_from_slice(g);
-                let mut ep = en[i];
-                for _ in 0..self.n_steps {
-                    for j in 0..d {
-                        p[j] -= 0.5 * e * gp[j];
-                        yp[j] += e * w.map_or(1.0, |w| w[j]) * p[j];
-                    }
-                    ep = energy.energy_grad(yp, gp);
-                    for j in 0..d {
-                        p[j] -= 0.5 * e * gp[j];
-                    }
+            }
+            let eps0 = self.step_size.get(c.index);
+            let e = if jitter > 0.0 {
+                eps0 * (1.0 + jitter * (2.0 * c.rng.random::<f64>() - 1.0))
+            } else {
+                eps0
+            };
+            let h0 = *c.energy + 0.5 * weighted_sq(ArrayView1::from(&*p), w);
+            c.proposal.copy_from_slice(c.position);
+            c.proposal_grad.copy_from_slice(c.grad);
+            let (yp, gp) = (&mut *c.proposal, &mut *c.proposal_grad);
+            let mut ep = *c.energy;
+            for _ in 0..self.n_steps {
+                for j in 0..p.len() {
+                    p[j] -= 0.5 * e * gp[j];
+                    yp[j] += e * w.map_or(1.0, |w| w[j]) * p[j];
                 }
-                proposal_energy[i] = ep;
-                let finite = ep.is_finite() && gp.iter().all(|v| v.is_finite());
-                let h1 = ep + 0.5 * weighted_sq(ArrayView1::from(&*p), w);
-                let error = h1 - h0;
-                let diverged = !finite || error.is_nan() || error >= DIVERGENCE_THRESHOLD;
-                let log_alpha = if diverged { f64::NAN } else { h0 - h1 };
-                if metropolis(log_alpha, !diverged, rng, &mut steps[i]) {
-                    y.copy_from_slice(yp);
-                    g.copy_from_slice(gp);
-                    en[i] = ep;
+                ep = energy.energy_grad(yp, gp);
+                for j in 0..p.len() {
+                    p[j] -= 0.5 * e * gp[j];
                 }
+            }
+            *c.proposal_energy = ep;
+            let finite = ep.is_finite() && gp.iter().all(|v| v.is_finite());
+            let h1 = ep + 0.5 * weighted_sq(ArrayView1::from(&*p), w);
+            let error = h1 - h0;
+            let diverged = !finite || error.is_nan() || error >= DIVERGENCE_THRESHOLD;
+            let log_alpha = if diverged { f64::NAN } else { h0 - h1 };
+            if metropolis(log_alpha, !diverged, c.rng, c.step) {
+                c.accept();
             }
         });
     }

@@ -1,7 +1,8 @@
 //! Metropolis-adjusted Langevin (MALA).
 
 use super::{
-    Block, ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block, metropolis,
+    ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block,
+    for_each_chain_row, metropolis,
 };
 use crate::energy::{Energy, RowEnergy, sum_lanes1, sum_lanes3, sum_lanes4};
 use crate::error::{Result, check_positive};
@@ -181,47 +182,30 @@ impl Mala {
         steps: &mut [ChainStep],
     ) {
         let w = self.inv_mass.as_deref();
-        let d = state.dim();
-        for_each_block(state, rngs, steps, |b| {
-            let Block {
-                first,
-                mut position,
-                energy: mut en,
-                mut grad,
-                mut proposal,
-                mut proposal_energy,
-                mut proposal_grad,
-                mut momentum,
-                rngs,
-                steps,
-                ..
-            } = b;
-            let pos = position.as_slice_mut().expect("standard layout");
-            let grad = grad.as_slice_mut().expect("standard layout");
-            let prop = proposal.as_slice_mut().expect("standard layout");
-            let pgrad = proposal_grad.as_slice_mut().expect("standard layout");
-            let noise = momentum.as_slice_mut().expect("standard layout");
-            for i in 0..rngs.len() {
-                let eps = self.step_size.get(first + i);
-                let r = i * d..(i + 1) * d;
-                let (y, g) = (&mut pos[r.clone()], &mut grad[r.clone()]);
-                let (yp, gp, xi) = (&mut prop[r.clone()], &mut pgrad[r.clone()], &mut noise[r]);
-                fill_standard_normal(&mut rngs[i], xi);
-                propose(eps, w, y, g, xi, yp);
-                let ep = energy.energy_grad(yp, gp);
-                proposal_energy[i] = ep;
-                // g * 0 is NaN exactly for non-finite g: one vectorised probe.
-                let finite = ep.is_finite() && sum_lanes1(gp, |v| v * 0.0) == 0.0;
-                let log_alpha = if finite {
-                    log_alpha_of(eps, w, en[i] - ep, y, yp, gp, xi)
-                } else {
-                    f64::NAN
-                };
-                if metropolis(log_alpha, finite, &mut rngs[i], &mut steps[i]) {
-                    y.copy_from_slice(yp);
-                    g.copy_from_slice(gp);
-                    en[i] = ep;
-                }
+        for_each_chain_row(state, rngs, steps, |mut c| {
+            let eps = self.step_size.get(c.index);
+            fill_standard_normal(c.rng, c.scratch);
+            propose(eps, w, c.position, c.grad, c.scratch, c.proposal);
+            let ep = energy.energy_grad(c.proposal, c.proposal_grad);
+            *c.proposal_energy = ep;
+            // g * 0 is NaN exactly for non-finite g: one vectorised probe.
+            let finite = ep.is_finite() && sum_lanes1(c.proposal_grad, |v| v * 0.0) == 0.0;
+            let log_alpha = if finite {
+                let drop = *c.energy - ep;
+                log_alpha_of(
+                    eps,
+                    w,
+                    drop,
+                    c.position,
+                    c.proposal,
+                    c.proposal_grad,
+                    c.scratch,
+                )
+            } else {
+                f64::NAN
+            };
+            if metropolis(log_alpha, finite, c.rng, c.step) {
+                c.accept();
             }
         });
     }

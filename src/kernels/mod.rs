@@ -314,6 +314,99 @@ pub(crate) fn for_each_block<F>(
         );
 }
 
+/// One chain's rows, for kernels that run a whole step chain by chain
+/// (row energies): its position, cached energy and gradient, proposal
+/// buffers, a scratch row (noise or momentum), its stream and its record.
+pub(crate) struct ChainRow<'a> {
+    /// The chain's index in the run.
+    pub index: usize,
+    pub position: &'a mut [f64],
+    pub grad: &'a mut [f64],
+    pub energy: &'a mut f64,
+    pub proposal: &'a mut [f64],
+    pub proposal_grad: &'a mut [f64],
+    pub proposal_energy: &'a mut f64,
+    pub scratch: &'a mut [f64],
+    pub rng: &'a mut ChainRng,
+    pub step: &'a mut ChainStep,
+}
+
+impl ChainRow<'_> {
+    /// Takes the proposal (position, gradient, energy).
+    pub fn accept(&mut self) {
+        self.position.copy_from_slice(self.proposal);
+        self.grad.copy_from_slice(self.proposal_grad);
+        *self.energy = *self.proposal_energy;
+    }
+}
+
+/// Runs `f` on every chain's rows, blocks of chains in parallel.
+pub(crate) fn for_each_chain_row<F>(
+    state: &mut ChainState,
+    rngs: &mut [ChainRng],
+    steps: &mut [ChainStep],
+    f: F,
+) where
+    F: Fn(ChainRow<'_>) + Sync + Send,
+{
+    let d = state.dim();
+    for_each_block(state, rngs, steps, |b| {
+        let Block {
+            first,
+            mut position,
+            mut energy,
+            mut grad,
+            mut proposal,
+            mut proposal_energy,
+            mut proposal_grad,
+            mut momentum,
+            rngs,
+            steps,
+            ..
+        } = b;
+        let (pos, grad) = (
+            position.as_slice_mut().expect("standard layout"),
+            grad.as_slice_mut().expect("standard layout"),
+        );
+        let (prop, pgrad, scratch) = (
+            proposal.as_slice_mut().expect("standard layout"),
+            proposal_grad.as_slice_mut().expect("standard layout"),
+            momentum.as_slice_mut().expect("standard layout"),
+        );
+        let (en, pen) = (
+            energy.as_slice_mut().expect("contiguous"),
+            proposal_energy.as_slice_mut().expect("contiguous"),
+        );
+        // States have dim >= 1 (checked when the state is built).
+        let width = d.max(1);
+        for (i, ((((((((y, g), yp), gp), sc), e), ep), rng), step)) in pos
+            .chunks_exact_mut(width)
+            .zip(grad.chunks_exact_mut(width))
+            .zip(prop.chunks_exact_mut(width))
+            .zip(pgrad.chunks_exact_mut(width))
+            .zip(scratch.chunks_exact_mut(width))
+            .zip(en.iter_mut())
+            .zip(pen.iter_mut())
+            .zip(rngs.iter_mut())
+            .zip(steps.iter_mut())
+            .enumerate()
+        {
+            f(ChainRow {
+                index: first + i,
+                position: y,
+                grad: g,
+                energy: e,
+                proposal: yp,
+                proposal_grad: gp,
+                proposal_energy: ep,
+                scratch: sc,
+                rng,
+                step,
+            });
+        }
+    });
+}
+
 /// Evaluates the energy (and gradient) of every chain's proposal.
 pub(crate) fn evaluate_proposals(energy: &dyn Energy, state: &mut ChainState, with_grad: bool) {
     if with_grad {
