@@ -1,7 +1,7 @@
 //! `boltz bench` (the suite's workloads into results/) and `boltz compare`
 //! (samplers side by side on one model).
 
-use super::commands::read_matrix;
+use super::commands::model_energy;
 use boltz::bench::{self, BenchOptions, Measurement, Workload};
 use boltz::compare::{self, CompareConfig, SamplerKind};
 use boltz::io::{write_atomic, write_json_atomic};
@@ -232,13 +232,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 }
 
 pub fn compare(args: &CompareArgs) -> Result<()> {
-    let model = boltz::model::load(&args.model)?;
-    let ctx = args
-        .context
-        .as_deref()
-        .map(|p| read_matrix(p, "context"))
-        .transpose()?;
-    let energy = model.energy(ctx)?;
+    let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
     let samplers = args
         .samplers
         .iter()

@@ -254,14 +254,20 @@ fn sample_settings(a: &SampleArgs) -> String {
     )
 }
 
-pub fn sample(args: &SampleArgs) -> Result<()> {
-    let model = boltz::model::load(&args.model)?;
-    let ctx = args
-        .context
-        .as_deref()
-        .map(|p| read_matrix(p, "context"))
-        .transpose()?;
+/// Loads a model and its energy in `y`, with contexts from an npy file for
+/// conditional models (`sample` and `compare`).
+pub fn model_energy(
+    spec: &str,
+    context: Option<&Path>,
+) -> Result<(boltz::Model, std::sync::Arc<dyn boltz::Energy>)> {
+    let model = boltz::model::load(spec)?;
+    let ctx = context.map(|p| read_matrix(p, "context")).transpose()?;
     let energy = model.energy(ctx)?;
+    Ok((model, energy))
+}
+
+pub fn sample(args: &SampleArgs) -> Result<()> {
+    let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
     let binary = energy.space() == boltz::StateSpace::Binary;
     let (mut kernel, auto) = build_kernel(args, &model, binary)?;
     let config = SampleConfig {
