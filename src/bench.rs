@@ -842,8 +842,8 @@ pub fn markdown_table(rows: &[Measurement]) -> String {
         t.push_str(&format!(
             "| {} | {} | {} | {} | {:.3} | {} | {} | {} |\n",
             r.workload,
-            r.target,
-            r.figure,
+            r.target.replace('|', "\\|"),
+            r.figure.replace('|', "\\|"),
             sig(r.value, 4),
             r.wall_s,
             r.threads,
