@@ -96,26 +96,30 @@ impl<'a> Annealed<'a> {
             parts: Some(parts),
         }
     }
+}
 
-    /// `b F + (1 - b) E0` from the parts (the same arithmetic as
-    /// `Base::mix_into` and `Path::refresh`, so the same bits).
-    fn mix_parts(
-        &self,
-        p: &Parts,
-        mut energy: ArrayViewMut1<f64>,
-        grad: Option<ArrayViewMut2<f64>>,
-    ) {
-        let (b, a) = (self.b, 1.0 - self.b);
-        ndarray::Zip::from(&mut energy)
-            .and(&p.f)
-            .and(&p.e0)
-            .for_each(|e, &f, &e0| *e = b * f + a * e0);
-        if let Some(mut g) = grad {
-            ndarray::Zip::from(&mut g)
-                .and(&p.gf)
-                .and(&p.g0)
-                .par_for_each(|g, &f, &e0| *g = b * f + a * e0);
-        }
+/// The geometric path's energy (and gradient) at `b` from its parts:
+/// `b F + (1 - b) E0`, the same arithmetic as `Base::mix_into`, so the
+/// same bits. Serves proposals ([`Annealed`]) and current positions
+/// (`Path::refresh`).
+fn mix_parts(
+    b: f64,
+    f: &Array1<f64>,
+    e0: &Array1<f64>,
+    grads: Option<(&Array2<f64>, &Array2<f64>)>,
+    mut energy: ArrayViewMut1<f64>,
+    grad: Option<ArrayViewMut2<f64>>,
+) {
+    let a = 1.0 - b;
+    ndarray::Zip::from(&mut energy)
+        .and(f)
+        .and(e0)
+        .for_each(|e, &f, &e0| *e = b * f + a * e0);
+    if let (Some(mut g), Some((gf, g0))) = (grad, grads) {
+        ndarray::Zip::from(&mut g)
+            .and(gf)
+            .and(g0)
+            .par_for_each(|g, &f, &e0| *g = b * f + a * e0);
     }
 }
 
@@ -129,7 +133,7 @@ impl Energy for Annealed<'_> {
             p.resize(y.nrows(), y.ncols(), false);
             self.target.energy_batch(y, p.f.view_mut());
             self.base.energy_batch(y, p.e0.view_mut());
-            self.mix_parts(&p, energy, None);
+            mix_parts(self.b, &p.f, &p.e0, None, energy, None);
             return;
         }
         self.target.energy_batch(y, energy.view_mut());
@@ -149,7 +153,14 @@ impl Energy for Annealed<'_> {
                 .energy_grad_batch(y, p.f.view_mut(), p.gf.view_mut());
             self.base
                 .energy_grad_batch(y, p.e0.view_mut(), p.g0.view_mut());
-            self.mix_parts(p, energy, Some(grad));
+            mix_parts(
+                self.b,
+                &p.f,
+                &p.e0,
+                Some((&p.gf, &p.g0)),
+                energy,
+                Some(grad),
+            );
             return;
         }
         self.target
@@ -446,16 +457,9 @@ impl Path<'_> {
             ..
         } = self
         {
-            ndarray::Zip::from(&mut state.energy)
-                .and(e0)
-                .and(f)
-                .for_each(|e, &z, &t| *e = z * (1.0 - b) + t * b);
-            if *grad {
-                ndarray::Zip::from(&mut state.grad)
-                    .and(g0)
-                    .and(gf)
-                    .par_for_each(|g, &z, &t| *g = z * (1.0 - b) + t * b);
-            }
+            let grads = grad.then_some((gf, g0));
+            let g = grad.then(|| state.grad.view_mut());
+            mix_parts(b, f, e0, grads, state.energy.view_mut(), g);
         }
     }
 

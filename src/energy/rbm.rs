@@ -151,24 +151,30 @@ impl Rbm {
             .zip(rngs.par_chunks_mut(SWEEP_BLOCK))
             .enumerate()
             .for_each(|(k, (mut vblk, rblk))| {
+                // A block of rows of the activations: borrowed when
+                // contiguous (as `hidden_activations` returns them).
                 let act = hidden_act.map(|a| {
-                    a.slice_move(ndarray::s![
+                    let rows = a.slice_move(ndarray::s![
                         k * SWEEP_BLOCK..k * SWEEP_BLOCK + vblk.nrows(),
                         ..
-                    ])
-                    .as_standard_layout()
-                    .into_owned()
+                    ]);
+                    match rows.to_slice() {
+                        Some(s) => std::borrow::Cow::Borrowed(s),
+                        None => std::borrow::Cow::Owned(rows.iter().copied().collect()),
+                    }
                 });
-                let mut scratch = Scratch::new(vblk.nrows(), nv, nh);
                 let vs = vblk.as_slice_mut().expect("standard layout");
-                sweep_block(
-                    level,
-                    &p,
-                    vs,
-                    rblk,
-                    &mut scratch,
-                    act.as_ref().map(|a| a.as_slice().expect("standard layout")),
-                );
+                // Scratch lives per worker thread: no allocation per sweep.
+                thread_local! {
+                    static SCRATCH: std::cell::RefCell<Option<Scratch>> =
+                        const { std::cell::RefCell::new(None) };
+                }
+                SCRATCH.with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    let scratch = slot.get_or_insert_with(|| Scratch::new(SWEEP_BLOCK, nv, nh));
+                    scratch.fit(rblk.len(), nv, nh);
+                    sweep_block(level, &p, vs, rblk, scratch, act.as_deref());
+                });
             });
     }
 
@@ -270,6 +276,28 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Grows the buffers to hold `chains` chains of this RBM's sizes.
+    fn fit(&mut self, chains: usize, nv: usize, nh: usize) {
+        let m = nv.max(nh);
+        let grow = |v: &mut Vec<f64>, n: usize| {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+        };
+        grow(&mut self.act, chains * nh);
+        grow(&mut self.bact, chains * nv);
+        if self.idx.len() < chains * m {
+            self.idx.resize(chains * m, 0);
+        }
+        if self.on.len() < chains {
+            self.on.resize(chains, 0);
+            self.cur.resize(chains, 0);
+        }
+        if self.bits.len() < 4 * m {
+            self.bits.resize(4 * m, 0);
+        }
+    }
+
     fn new(chains: usize, nv: usize, nh: usize) -> Self {
         let m = nv.max(nh);
         Scratch {

@@ -95,20 +95,9 @@ impl Kernel for Hmc {
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
                 let eps0 = self.step_size.get(b.first + i);
-                let rng = &mut b.rngs[i];
                 let mut p = b.momentum.row_mut(i);
                 let p = p.as_slice_mut().expect("standard layout");
-                fill_standard_normal(rng, p);
-                if let Some(w) = w {
-                    for (pj, wj) in p.iter_mut().zip(w) {
-                        *pj /= wj.sqrt();
-                    }
-                }
-                b.aux[[i, 0]] = if jitter > 0.0 {
-                    eps0 * (1.0 + jitter * (2.0 * rng.random::<f64>() - 1.0))
-                } else {
-                    eps0
-                };
+                b.aux[[i, 0]] = draw_momentum(&mut b.rngs[i], p, w, eps0, jitter);
                 b.aux[[i, 1]] = b.energy[i] + 0.5 * weighted_sq(b.momentum.row(i), w);
                 b.proposal.row_mut(i).assign(&b.position.row(i));
                 b.proposal_grad.row_mut(i).assign(&b.grad.row(i));
@@ -117,34 +106,39 @@ impl Kernel for Hmc {
         for _ in 0..self.n_steps {
             // Half kick and drift.
             for_each_block(state, rngs, steps, |mut b| {
+                let d = b.position.ncols();
+                let p = b.momentum.as_slice_mut().expect("standard layout");
+                let yp = b.proposal.as_slice_mut().expect("standard layout");
+                let gp = b.proposal_grad.as_slice().expect("standard layout");
                 for i in 0..b.rngs.len() {
-                    let e = b.aux[[i, 0]];
-                    for j in 0..b.position.ncols() {
-                        b.momentum[[i, j]] -= 0.5 * e * b.proposal_grad[[i, j]];
-                        b.proposal[[i, j]] += e * w.map_or(1.0, |w| w[j]) * b.momentum[[i, j]];
-                    }
+                    let r = i * d..(i + 1) * d;
+                    kick_drift(
+                        &mut p[r.clone()],
+                        &mut yp[r.clone()],
+                        &gp[r],
+                        b.aux[[i, 0]],
+                        w,
+                    );
                 }
             });
             evaluate_proposals(energy, state, true);
             // Half kick.
             for_each_block(state, rngs, steps, |mut b| {
+                let d = b.position.ncols();
+                let p = b.momentum.as_slice_mut().expect("standard layout");
+                let gp = b.proposal_grad.as_slice().expect("standard layout");
                 for i in 0..b.rngs.len() {
-                    let e = b.aux[[i, 0]];
-                    for j in 0..b.position.ncols() {
-                        b.momentum[[i, j]] -= 0.5 * e * b.proposal_grad[[i, j]];
-                    }
+                    let r = i * d..(i + 1) * d;
+                    kick(&mut p[r.clone()], &gp[r], b.aux[[i, 0]]);
                 }
             });
         }
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
-                let h0 = b.aux[[i, 1]];
                 let finite = b.proposal_finite(i, true);
                 let h1 = b.proposal_energy[i] + 0.5 * weighted_sq(b.momentum.row(i), w);
-                let error = h1 - h0;
-                let diverged = !finite || error.is_nan() || error >= DIVERGENCE_THRESHOLD;
-                let log_alpha = if diverged { f64::NAN } else { h0 - h1 };
-                if metropolis(log_alpha, !diverged, &mut b.rngs[i], &mut b.steps[i]) {
+                let (log_alpha, ok) = log_alpha_of(b.aux[[i, 1]], h1, finite);
+                if metropolis(log_alpha, ok, &mut b.rngs[i], &mut b.steps[i]) {
                     b.accept(i);
                 }
             }
@@ -177,42 +171,78 @@ impl Hmc {
         let jitter = self.jitter;
         for_each_chain_row(state, rngs, steps, |mut c| {
             let p = &mut *c.scratch;
-            fill_standard_normal(c.rng, p);
-            if let Some(w) = w {
-                for (pj, wj) in p.iter_mut().zip(w) {
-                    *pj /= wj.sqrt();
-                }
-            }
-            let eps0 = self.step_size.get(c.index);
-            let e = if jitter > 0.0 {
-                eps0 * (1.0 + jitter * (2.0 * c.rng.random::<f64>() - 1.0))
-            } else {
-                eps0
-            };
+            let e = draw_momentum(c.rng, p, w, self.step_size.get(c.index), jitter);
             let h0 = *c.energy + 0.5 * weighted_sq(ArrayView1::from(&*p), w);
             c.proposal.copy_from_slice(c.position);
             c.proposal_grad.copy_from_slice(c.grad);
             let (yp, gp) = (&mut *c.proposal, &mut *c.proposal_grad);
             let mut ep = *c.energy;
             for _ in 0..self.n_steps {
-                for j in 0..p.len() {
-                    p[j] -= 0.5 * e * gp[j];
-                    yp[j] += e * w.map_or(1.0, |w| w[j]) * p[j];
-                }
+                kick_drift(p, yp, gp, e, w);
                 ep = energy.energy_grad(yp, gp);
-                for j in 0..p.len() {
-                    p[j] -= 0.5 * e * gp[j];
-                }
+                kick(p, gp, e);
             }
             *c.proposal_energy = ep;
             let finite = ep.is_finite() && gp.iter().all(|v| v.is_finite());
             let h1 = ep + 0.5 * weighted_sq(ArrayView1::from(&*p), w);
-            let error = h1 - h0;
-            let diverged = !finite || error.is_nan() || error >= DIVERGENCE_THRESHOLD;
-            let log_alpha = if diverged { f64::NAN } else { h0 - h1 };
-            if metropolis(log_alpha, !diverged, c.rng, c.step) {
+            let (log_alpha, ok) = log_alpha_of(h0, h1, finite);
+            if metropolis(log_alpha, ok, c.rng, c.step) {
                 c.accept();
             }
         });
+    }
+}
+
+/// Draws one chain's momentum `p ~ N(0, M)` (M = W^-1) and its jittered
+/// step `eps0 (1 + jitter u)`, `u ~ U(-1, 1)`; returns the step.
+#[inline]
+fn draw_momentum(
+    rng: &mut ChainRng,
+    p: &mut [f64],
+    w: Option<&[f64]>,
+    eps0: f64,
+    jitter: f64,
+) -> f64 {
+    fill_standard_normal(rng, p);
+    if let Some(w) = w {
+        for (pj, wj) in p.iter_mut().zip(w) {
+            *pj /= wj.sqrt();
+        }
+    }
+    if jitter > 0.0 {
+        eps0 * (1.0 + jitter * (2.0 * rng.random::<f64>() - 1.0))
+    } else {
+        eps0
+    }
+}
+
+/// Leapfrog half kick and drift: `p -= e/2 grad`, `y += e W p`.
+#[inline]
+fn kick_drift(p: &mut [f64], y: &mut [f64], g: &[f64], e: f64, w: Option<&[f64]>) {
+    for j in 0..p.len() {
+        p[j] -= 0.5 * e * g[j];
+        y[j] += e * w.map_or(1.0, |w| w[j]) * p[j];
+    }
+}
+
+/// Leapfrog half kick: `p -= e/2 grad`.
+#[inline]
+fn kick(p: &mut [f64], g: &[f64], e: f64) {
+    for j in 0..p.len() {
+        p[j] -= 0.5 * e * g[j];
+    }
+}
+
+/// `(log alpha, valid)` from the Hamiltonians before and after: a
+/// non-finite proposal, a NaN or an energy error above
+/// [`DIVERGENCE_THRESHOLD`] is a divergence (NaN, not valid).
+#[inline]
+fn log_alpha_of(h0: f64, h1: f64, finite: bool) -> (f64, bool) {
+    let error = h1 - h0;
+    let diverged = !finite || error.is_nan() || error >= DIVERGENCE_THRESHOLD;
+    if diverged {
+        (f64::NAN, false)
+    } else {
+        (h0 - h1, true)
     }
 }
