@@ -6,7 +6,7 @@
 //! (`BOLTZ_BENCH_THREADS`, default 2).
 
 use boltz::energy::{self, Energy};
-use boltz::kernels::{ChainState, ChainStep, Hmc, Kernel, Mala, RbmGibbs, Ula};
+use boltz::kernels::{ChainState, ChainStep, Gibbs, Hmc, Kernel, Mala, Ula};
 use boltz::model;
 use boltz::rng::chain_rngs;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -113,20 +113,26 @@ fn kernel_steps(c: &mut Criterion) {
         let mut state = ChainState::new(e.as_ref(), y).unwrap();
         let mut rngs = chain_rngs(0, n);
         let mut steps = vec![ChainStep::default(); n];
+        let tuning = kernel.initial_tuning();
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{kname}/{tname}/{n}"), |b| {
-            pool.install(|| b.iter(|| kernel.step(e.as_ref(), &mut state, &mut rngs, &mut steps)))
+            pool.install(|| {
+                b.iter(|| kernel.step(e.as_ref(), &tuning, &mut state, &mut rngs, &mut steps))
+            })
         });
     }
     let m = model::load("rbm500").unwrap();
     let e = m.energy(None).unwrap();
-    let kernel = RbmGibbs::new(m.rbm().unwrap().clone(), 1.0, false).unwrap();
+    let kernel = Gibbs::new(false);
+    let tuning = kernel.initial_tuning();
     let mut state = ChainState::new(e.as_ref(), points(n, 64, true)).unwrap();
     let mut rngs = chain_rngs(0, n);
     let mut steps = vec![ChainStep::default(); n];
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function(format!("gibbs/rbm500/{n}"), |b| {
-        pool.install(|| b.iter(|| kernel.step(e.as_ref(), &mut state, &mut rngs, &mut steps)))
+        pool.install(|| {
+            b.iter(|| kernel.step(e.as_ref(), &tuning, &mut state, &mut rngs, &mut steps))
+        })
     });
     g.finish();
 }
@@ -176,7 +182,7 @@ fn w3_negatives(c: &mut Criterion) {
 /// or Gibbs sweep each, fixed step, linear schedule), so that set-up is a
 /// small part; throughput counts particle-temperatures.
 fn ais_steps(c: &mut Criterion) {
-    use boltz::ais::{self, AisConfig, AisKernel, AisProblem, Base, Schedule, ScheduleChoice};
+    use boltz::ais::{self, AisConfig, AisProblem, Base, Schedule, ScheduleChoice};
     let pool = pool();
     let mut g = c.benchmark_group(format!("ais_temperature/{}threads", threads()));
     g.sample_size(10);
@@ -188,10 +194,7 @@ fn ais_steps(c: &mut Criterion) {
         cfg.temps = temps;
         cfg.schedule = ScheduleChoice::Fixed(Schedule::Linear);
         let base = match m.rbm() {
-            Some(_) => {
-                cfg.kernel = AisKernel::Gibbs;
-                Base::digits_base_rate().unwrap()
-            }
+            Some(_) => Base::base_rate(boltz::suite::digits().unwrap().view()).unwrap(),
             None => {
                 cfg.step_size = Some(0.05);
                 Base::isotropic(e.dim(), 4.0).unwrap()
@@ -201,10 +204,7 @@ fn ais_steps(c: &mut Criterion) {
         g.bench_function(format!("{name}/1024x{temps}"), |b| {
             pool.install(|| {
                 b.iter(|| {
-                    let problem = match m.rbm() {
-                        Some(r) => AisProblem::rbm(r, e.clone(), &base).unwrap(),
-                        None => AisProblem::new(e.clone(), &base).unwrap(),
-                    };
+                    let problem = AisProblem::new(e.clone(), &base).unwrap();
                     ais::ais(&problem, &cfg).unwrap()
                 })
             })

@@ -9,11 +9,12 @@
 //!
 //! Run: `cargo run --release --example logz_rbm`
 
-use boltz::ais::{self, AisConfig, AisKernel, AisProblem, Base};
+use boltz::ais::{self, AisConfig, AisProblem, Base};
 use boltz::model;
 
 fn main() -> boltz::Result<()> {
-    let base = Base::digits_base_rate()?;
+    // The RBMs were trained on the bundled digits: anneal from their base-rate model.
+    let base = Base::base_rate(boltz::suite::digits()?.view())?;
     for (name, temps) in [
         ("rbm20", [10, 100, 1000, 5000]),
         ("rbm500", [10, 100, 1000, 2000]),
@@ -24,7 +25,7 @@ fn main() -> boltz::Result<()> {
             "rbm20" => Some(boltz::exact::rbm_log_z(rbm)?),
             _ => None,
         };
-        let problem = AisProblem::rbm(rbm, m.energy(None)?, &base)?;
+        let problem = AisProblem::new(m.energy(None)?, &base)?;
         println!(
             "{name}{}",
             exact.map_or(String::new(), |e| format!(
@@ -38,7 +39,6 @@ fn main() -> boltz::Result<()> {
         for t in temps {
             let config = AisConfig {
                 temps: t,
-                kernel: AisKernel::Gibbs,
                 seed: 7,
                 ..AisConfig::new()
             };

@@ -36,7 +36,7 @@ fn main() -> boltz::Result<()> {
         ) = (16, 1000, 500, 4, 3);
         let out = sample(
             energy.as_ref(),
-            &mut Mala::new(0.01)?,
+            &Mala::new(0.01)?,
             &config,
             None,
             &mut NoObserver,

@@ -64,6 +64,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A checkpoint or state file that cannot be used: wrong format or
+    /// version, corrupt, truncated, or written by a run with other settings.
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A name that is not one of the suite's targets.
     #[error(
         "unknown model `{0}` (not a suite target, and no such file); `boltz suite` lists the targets"
@@ -114,6 +123,14 @@ impl Error {
             context: context.into(),
             expected: expected.into(),
             got: got.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Checkpoint`].
+    pub fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 

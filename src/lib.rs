@@ -16,8 +16,51 @@
 //! - diagnostics: R-hat, bulk and tail ESS, MCSE, KS and chi-square tests
 //!   ([`diagnostics`]);
 //! - the reference suite of targets ([`suite`]) and model files ([`io`]);
-//! - the suite's workloads as checked, timed measurements ([`bench`]) and
-//!   samplers compared on a user's own model ([`compare`]).
+//! - samplers compared side by side on any energy ([`compare`]);
+//! - one run loop with checkpoints, a stop flag and observers ([`run`]).
+//!
+//! The `boltz` command-line tool is its own crate (`cli/` in the
+//! workspace); depending on this library builds no CLI, terminal or
+//! signal code.
+//!
+//! # From your own energy to draws, log Z and negatives
+//!
+//! ```
+//! use boltz::{AisConfig, AisProblem, FnEnergy, KernelSpec, NegativeSampler, SampleConfig};
+//! use boltz::{ais, negatives, sampler};
+//! use std::sync::Arc;
+//!
+//! // F(y) = |y|^2 / 2 + y_0^4 / 4 in 5-D: energy and gradient in one closure.
+//! let f = |y: &[f64]| 0.5 * y.iter().map(|v| v * v).sum::<f64>() + 0.25 * y[0].powi(4);
+//! let energy = Arc::new(FnEnergy::new(5, f, move |y: &[f64], g: &mut [f64]| {
+//!     g.copy_from_slice(y);
+//!     g[0] += y[0].powi(3);
+//!     f(y)
+//! }));
+//!
+//! // 1. MALA draws, with warm-up adaptation of the step size and mass.
+//! let kernel = KernelSpec::new("mala")?.build_for(energy.as_ref())?;
+//! let mut config = SampleConfig::new();
+//! (config.n_chains, config.warmup, config.draws) = (4, 300, 200);
+//! let out = sampler::sample(energy.as_ref(), kernel.as_ref(), &config, None, &mut sampler::NoObserver)?;
+//! assert_eq!(out.samples.dim(), (4, 200, 5));
+//!
+//! // 2. log Z by AIS from a pilot-fitted Gaussian base, with its error bar.
+//! let base = ais::default_base(energy.as_ref(), 1.0, 0, None)?;
+//! let mut aconfig = AisConfig::new();
+//! (aconfig.particles, aconfig.temps) = (256, 200);
+//! let z = ais::ais(&AisProblem::new(energy.clone(), &base)?, &aconfig)?;
+//! let est = &z.estimates[0];
+//! assert!(est.stderr < 0.1 && z.warnings.is_empty());
+//!
+//! // 3. Negatives for contrastive training: 20 ULA steps from the data.
+//! let data = out.samples.index_axis(ndarray::Axis(1), 199).to_owned();
+//! let mut neg = NegativeSampler::new(negatives::Method::Cd, negatives::Init::Gaussian { std: 1.0 }, 4, 5, 0)?;
+//! let ula = KernelSpec::new("ula")?.step_size(0.01)?.build()?;
+//! let batch = neg.generate(energy.as_ref(), ula.as_ref(), 20, Some(data.view()))?;
+//! assert_eq!(batch.negatives.dim(), (4, 5));
+//! # Ok::<(), boltz::Error>(())
+//! ```
 //!
 //! # Reproducibility contract
 //! A run is a pure function of its seed: chain `i` draws only from its own
@@ -26,8 +69,9 @@
 //! reductions over chains are done in chain order. Output is bit-identical
 //! for any number of rayon threads.
 
+#![deny(missing_docs)]
+
 pub mod ais;
-pub mod bench;
 pub mod compare;
 pub mod diagnostics;
 pub mod energy;
@@ -39,9 +83,17 @@ pub mod linalg;
 pub mod model;
 pub mod negatives;
 pub mod rng;
+pub mod run;
 pub mod sampler;
 pub mod suite;
 
-pub use energy::{ConditionalEnergy, Conditioned, Energy, RowEnergy, StateSpace};
+pub use ais::{AisConfig, AisProblem, AisResult, Base};
+pub use compare::{CompareConfig, CompareReport, compare};
+pub use energy::{ConditionalEnergy, Conditioned, Energy, FnEnergy, RowEnergy, StateSpace};
 pub use error::{Error, Result};
+pub use kernels::{Kernel, KernelSpec, Tuning};
 pub use model::{Family, Model};
+pub use ndarray;
+pub use negatives::{Loss, NegativeSampler};
+pub use run::{Control, NoObserver, Observer};
+pub use sampler::{SampleConfig, SampleOutput};

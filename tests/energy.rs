@@ -323,6 +323,7 @@ fn closure_energy_with_and_without_gradient() {
         |y: &[f64], g: &mut [f64]| {
             g[0] = 2.0 * y[0];
             g[1] = 3.0;
+            y[0] * y[0] + 3.0 * y[1]
         },
     );
     let numeric = FnEnergy::value_only(2, |y: &[f64]| y[0] * y[0] + 3.0 * y[1]);

@@ -8,7 +8,7 @@
 
 use boltz::diagnostics::{chi_square_test, ess_bulk, ess_mean, ess_tail, ks_test};
 use boltz::energy::{Energy, FnEnergy};
-use boltz::kernels::{BinaryGibbs, Hmc, Kernel, Mala, RbmGibbs, Rwm, Ula};
+use boltz::kernels::{Gibbs, Hmc, Kernel, Mala, Rwm, Ula};
 use boltz::model;
 use boltz::sampler::{NoObserver, SampleConfig, SampleOutput, sample};
 use ndarray::{Array2, ArrayView2, Axis, s};
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 fn run(
     energy: &dyn Energy,
-    kernel: &mut dyn Kernel,
+    kernel: &dyn Kernel,
     chains: usize,
     warmup: usize,
     draws: usize,
@@ -99,15 +99,7 @@ fn gauss_ill() -> (Arc<dyn Energy>, Vec<f64>) {
 #[test]
 fn mala_on_gauss_ill() {
     let (e, std) = gauss_ill();
-    let out = run(
-        e.as_ref(),
-        &mut Mala::new(0.01).unwrap(),
-        8,
-        1000,
-        2000,
-        2,
-        11,
-    );
+    let out = run(e.as_ref(), &Mala::new(0.01).unwrap(), 8, 1000, 2000, 2, 11);
     check_gauss_ill(&out, |j| std[j] * std[j], "mala");
 }
 
@@ -116,7 +108,7 @@ fn hmc_on_gauss_ill() {
     let (e, std) = gauss_ill();
     let out = run(
         e.as_ref(),
-        &mut Hmc::new(0.1, 10, 0.2).unwrap(),
+        &Hmc::new(0.1, 10, 0.2).unwrap(),
         8,
         1000,
         1000,
@@ -129,15 +121,7 @@ fn hmc_on_gauss_ill() {
 #[test]
 fn rwm_on_gauss_ill() {
     let (e, std) = gauss_ill();
-    let out = run(
-        e.as_ref(),
-        &mut Rwm::new(0.1).unwrap(),
-        8,
-        2000,
-        2500,
-        20,
-        13,
-    );
+    let out = run(e.as_ref(), &Rwm::new(0.1).unwrap(), 8, 2000, 2500, 20, 13);
     check_gauss_ill(&out, |j| std[j] * std[j], "rwm");
 }
 
@@ -147,15 +131,7 @@ fn ula_on_gauss_ill_matches_its_discretised_stationary_law() {
     // is s^2 / (1 - h / (2 s^2)) (an AR(1) recursion), which the test uses.
     let (e, std) = gauss_ill();
     let h = 0.002;
-    let out = run(
-        e.as_ref(),
-        &mut Ula::new(h).unwrap(),
-        16,
-        3000,
-        2000,
-        20,
-        14,
-    );
+    let out = run(e.as_ref(), &Ula::new(h).unwrap(), 16, 3000, 2000, 20, 14);
     check_gauss_ill(
         &out,
         |j| std[j] * std[j] / (1.0 - h / (2.0 * std[j] * std[j])),
@@ -174,11 +150,11 @@ fn hmc_on_funnel_recovers_v_and_reports_divergences() {
     let normal = Normal::new(0.0, 3.0).unwrap();
     let mut c = SampleConfig::new();
     (c.n_chains, c.warmup, c.draws, c.seed, c.adapt_mass) = (128, 1000, 5000, 21, false);
-    let mut k = Hmc::new(0.1, 16, 0.3)
+    let k = Hmc::new(0.1, 16, 0.3)
         .unwrap()
         .with_target_accept(0.95)
         .unwrap();
-    let out = sample(e.as_ref(), &mut k, &c, None, &mut NoObserver).unwrap();
+    let out = sample(e.as_ref(), &k, &c, None, &mut NoObserver).unwrap();
     let v = coord(&out, 0);
     let (_, p) = ks_test(&thinned(v.view()), |x| normal.cdf(x));
     let div: usize = out.stats.divergences.iter().sum();
@@ -206,8 +182,8 @@ fn mala_on_funnel_is_either_right_or_flagged() {
     let normal = Normal::new(0.0, 3.0).unwrap();
     let mut c = SampleConfig::new();
     (c.n_chains, c.warmup, c.draws, c.seed, c.adapt_mass) = (128, 2000, 10000, 21, false);
-    let mut k = Mala::new(0.1).unwrap().with_target_accept(0.95).unwrap();
-    let out = sample(e.as_ref(), &mut k, &c, None, &mut NoObserver).unwrap();
+    let k = Mala::new(0.1).unwrap().with_target_accept(0.95).unwrap();
+    let out = sample(e.as_ref(), &k, &c, None, &mut NoObserver).unwrap();
     let v = coord(&out, 0);
     let (_, p) = ks_test(&thinned(v.view()), |x| normal.cdf(x));
     let r = boltz::diagnostics::rhat(v.view());
@@ -253,8 +229,8 @@ fn gmm_ring_chains_stay_in_their_modes() {
         ),
         ("hmc", Box::new(Hmc::new(0.1, 8, 0.2).unwrap())),
     ] {
-        let mut k = kernel;
-        let out = run(e.as_ref(), k.as_mut(), 32, 1000, 2000, 1, 31);
+        let k = kernel;
+        let out = run(e.as_ref(), k.as_ref(), 32, 1000, 2000, 1, 31);
         let mut crossed = 0;
         let mut dev = [Array2::zeros((32, 2000)), Array2::zeros((32, 2000))];
         let mut modes = std::collections::BTreeSet::new();
@@ -295,15 +271,11 @@ fn gibbs_on_rbm20_matches_enumeration() {
     let exact = boltz::exact::rbm_visible_marginal_counts(&rbm).unwrap();
     let e = m.energy(None).unwrap();
     let kernels: Vec<(&str, Box<dyn Kernel>, usize)> = vec![
-        (
-            "block gibbs",
-            Box::new(RbmGibbs::new(rbm.clone(), 1.0, true).unwrap()),
-            2000,
-        ),
-        ("single-site gibbs", Box::new(BinaryGibbs), 600),
+        ("block gibbs", Box::new(Gibbs::new(true)), 2000),
+        ("single-site gibbs", Box::new(Gibbs::default()), 600),
     ];
-    for (name, mut k, draws) in kernels {
-        let out = run(e.as_ref(), k.as_mut(), 64, 200, draws, 1, 41);
+    for (name, k, draws) in kernels {
+        let out = run(e.as_ref(), k.as_ref(), 64, 200, draws, 1, 41);
         let counts = out.samples.sum_axis(Axis(2));
         let draws_thin = thinned(counts.view());
         let mut observed = vec![0.0; 65];
@@ -328,7 +300,10 @@ fn metropolis_kernels_on_a_skewed_target() {
     let e = FnEnergy::new(
         1,
         |y: &[f64]| y[0] + (-y[0]).exp(),
-        |y: &[f64], g: &mut [f64]| g[0] = 1.0 - (-y[0]).exp(),
+        |y: &[f64], g: &mut [f64]| {
+            g[0] = 1.0 - (-y[0]).exp();
+            y[0] + (-y[0]).exp()
+        },
     );
     let edges: Vec<f64> = (1..20).map(|k| -(-(k as f64 / 20.0).ln()).ln()).collect();
     let kernels: Vec<(&str, Box<dyn Kernel>)> = vec![
@@ -336,8 +311,8 @@ fn metropolis_kernels_on_a_skewed_target() {
         ("hmc", Box::new(Hmc::new(0.5, 3, 0.0).unwrap())),
         ("rwm", Box::new(Rwm::new(1.0).unwrap())),
     ];
-    for (name, mut k) in kernels {
-        let out = run(&e, k.as_mut(), 16, 1000, 10000, 1, 51);
+    for (name, k) in kernels {
+        let out = run(&e, k.as_ref(), 16, 1000, 10000, 1, 51);
         let draws = thinned(coord(&out, 0).view());
         let mut observed = vec![0.0; 20];
         for v in &draws {
@@ -364,27 +339,19 @@ fn output_is_bit_identical_for_one_and_two_threads() {
         pool.install(|| {
             let mut bits = Vec::new();
             let (e, _) = gauss_ill();
-            for mut k in [
+            for k in [
                 Box::new(Mala::new(0.01).unwrap()) as Box<dyn Kernel>,
                 Box::new(Hmc::new(0.1, 5, 0.2).unwrap()),
                 Box::new(Rwm::new(0.1).unwrap()),
                 Box::new(Ula::new(0.001).unwrap()),
             ] {
-                let out = run(e.as_ref(), k.as_mut(), 40, 100, 50, 1, 7);
+                let out = run(e.as_ref(), k.as_ref(), 40, 100, 50, 1, 7);
                 bits.extend(out.samples.iter().map(|v| v.to_bits()));
                 bits.push(out.stats.step_size.to_bits());
             }
             let m = model::load("rbm500").unwrap();
             let e = m.energy(None).unwrap();
-            let out = run(
-                e.as_ref(),
-                &mut RbmGibbs::new(m.rbm().unwrap().clone(), 1.0, true).unwrap(),
-                70,
-                10,
-                20,
-                1,
-                8,
-            );
+            let out = run(e.as_ref(), &Gibbs::new(true), 70, 10, 20, 1, 8);
             bits.extend(
                 out.samples
                     .iter()
@@ -403,7 +370,7 @@ fn output_is_bit_identical_for_one_and_two_threads() {
             c.draws = 10;
             let out = sample(
                 e.as_ref(),
-                &mut Ula::new(0.01).unwrap(),
+                &Ula::new(0.01).unwrap(),
                 &c,
                 None,
                 &mut NoObserver,
@@ -429,9 +396,16 @@ fn non_finite_proposals_are_divergences_not_nan() {
                 f64::NAN
             }
         },
-        |y: &[f64], g: &mut [f64]| g[0] = y[0],
+        |y: &[f64], g: &mut [f64]| {
+            g[0] = y[0];
+            if y[0].abs() < 1.0 {
+                0.5 * y[0] * y[0]
+            } else {
+                f64::NAN
+            }
+        },
     );
-    for mut k in [
+    for k in [
         Box::new(Mala::new(0.5).unwrap()) as Box<dyn Kernel>,
         Box::new(Hmc::new(0.5, 4, 0.0).unwrap()),
         Box::new(Rwm::new(1.0).unwrap()),
@@ -442,7 +416,7 @@ fn non_finite_proposals_are_divergences_not_nan() {
         c.warmup = 0;
         c.draws = 500;
         let init = Array2::zeros((8, 1));
-        let out = sample(&e, k.as_mut(), &c, Some(init), &mut NoObserver).unwrap();
+        let out = sample(&e, k.as_ref(), &c, Some(init), &mut NoObserver).unwrap();
         assert!(
             out.samples.iter().all(|v| v.is_finite() && v.abs() < 1.0),
             "{}",
@@ -483,8 +457,8 @@ fn row_fused_steps_equal_batched_steps_bit_for_bit() {
         assert!(e.as_row().is_some());
         let b = Batched(e.clone());
         assert!(b.as_row().is_none());
-        let a = run(e.as_ref(), &mut Mala::new(0.1).unwrap(), 8, 100, 50, 1, 3);
-        let c = run(&b, &mut Mala::new(0.1).unwrap(), 8, 100, 50, 1, 3);
+        let a = run(e.as_ref(), &Mala::new(0.1).unwrap(), 8, 100, 50, 1, 3);
+        let c = run(&b, &Mala::new(0.1).unwrap(), 8, 100, 50, 1, 3);
         assert!(
             a.samples
                 .iter()
@@ -493,7 +467,7 @@ fn row_fused_steps_equal_batched_steps_bit_for_bit() {
             "{name}"
         );
         assert_eq!(a.stats.divergences, c.stats.divergences);
-        let h = |e: &dyn Energy| run(e, &mut Hmc::new(0.1, 8, 0.2).unwrap(), 8, 100, 50, 1, 4);
+        let h = |e: &dyn Energy| run(e, &Hmc::new(0.1, 8, 0.2).unwrap(), 8, 100, 50, 1, 4);
         let (a, c) = (h(e.as_ref()), h(&b));
         assert!(
             a.samples
@@ -503,5 +477,30 @@ fn row_fused_steps_equal_batched_steps_bit_for_bit() {
             "hmc {name}"
         );
         assert_eq!(a.stats.divergences, c.stats.divergences);
+    }
+}
+
+/// Kernels are pure transitions: a kernel value reused for a second run
+/// with the same seed gives the same draws as a fresh one (the adapted
+/// tuning lives in the run, not in the kernel).
+#[test]
+fn a_reused_kernel_gives_the_same_draws_as_a_fresh_one() {
+    let e = model::load("gmm-ring").unwrap().energy(None).unwrap();
+    let mut c = SampleConfig::new();
+    (c.n_chains, c.warmup, c.draws) = (4, 200, 50);
+    for spec in ["mala", "hmc", "rwm"] {
+        let spec = boltz::kernels::KernelSpec::new(spec).unwrap();
+        let reused = spec.build().unwrap();
+        let first = sample(e.as_ref(), reused.as_ref(), &c, None, &mut NoObserver).unwrap();
+        let again = sample(e.as_ref(), reused.as_ref(), &c, None, &mut NoObserver).unwrap();
+        let fresh = spec.build().unwrap();
+        let third = sample(e.as_ref(), fresh.as_ref(), &c, None, &mut NoObserver).unwrap();
+        assert_eq!(first.samples, again.samples, "{}", spec.name());
+        assert_eq!(first.samples, third.samples, "{}", spec.name());
+        // The adapted tuning, handed back, starts a run without warm-up.
+        let mut c2 = c.clone();
+        (c2.warmup, c2.tuning) = (0, Some(first.stats.tuning.clone()));
+        let tuned = sample(e.as_ref(), reused.as_ref(), &c2, None, &mut NoObserver).unwrap();
+        assert_eq!(tuned.stats.tuning, first.stats.tuning);
     }
 }

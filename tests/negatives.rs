@@ -271,6 +271,7 @@ fn bad_settings_are_refused() {
         |y: &[f64], g: &mut [f64]| {
             g[0] = 2.0 * y[0];
             g[1] = 2.0 * y[1];
+            y[0] * y[0] + y[1] * y[1]
         },
     );
     let mut s = NegativeSampler::new(Method::Cd, Init::Gaussian { std: 1.0 }, 4, 2, 0).unwrap();

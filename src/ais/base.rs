@@ -70,11 +70,13 @@ impl Base {
         Ok(Base::Bernoulli { logit })
     }
 
-    /// The base-rate model of the bundled digits: pixel means clipped to [0.01, 0.99].
-    pub fn digits_base_rate() -> Result<Base> {
-        let d = crate::suite::digits()?;
-        let means = d.mean_axis(Axis(0)).expect("non-empty");
-        Base::bernoulli(means.as_slice().expect("contiguous"), 0.01)
+    /// The base-rate model of binary data (rows of 0/1): per-coordinate
+    /// means clipped to [0.01, 0.99].
+    pub fn base_rate(data: ndarray::ArrayView2<f64>) -> Result<Base> {
+        let means = data
+            .mean_axis(Axis(0))
+            .ok_or_else(|| Error::shape("base-rate data", "at least one row", "none"))?;
+        Base::bernoulli(&means.to_vec(), 0.01)
     }
 
     /// Dimension.

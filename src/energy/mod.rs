@@ -21,6 +21,7 @@
 //! chain) and is an [`Energy`] in `y`. Binary states (RBM visibles) are rows
 //! of 0.0/1.0 in the same arrays; [`Energy::space`] says which kind a model has.
 
+mod closure;
 mod funnel;
 mod gaussian;
 mod mixture;
@@ -28,6 +29,7 @@ mod mlp;
 mod rbm;
 mod ring;
 
+pub use closure::FnEnergy;
 pub use funnel::Funnel;
 pub use gaussian::{DiagGaussian, FullGaussian};
 pub use mixture::Mixture;
@@ -97,6 +99,13 @@ pub trait Energy: Send + Sync {
     fn as_row(&self) -> Option<&dyn RowEnergy> {
         None
     }
+
+    /// The energy as an RBM's free energy at inverse temperature `beta`
+    /// (`beta F_rbm`), if it is one: Gibbs then runs block sweeps and AIS
+    /// anneals along the RBM's parameter path.
+    fn as_rbm(&self) -> Option<(&Rbm, f64)> {
+        None
+    }
 }
 
 /// An energy written one state at a time; [`Energy`] follows, parallel over rows.
@@ -113,6 +122,11 @@ pub trait RowEnergy: Send + Sync {
     /// Exact log Z at beta = 1, if known.
     fn known_log_z(&self) -> Option<f64> {
         None
+    }
+    /// Continuous (the default) or binary states: a binary row energy is
+    /// sampled by Gibbs and annealed from a Bernoulli base.
+    fn row_space(&self) -> StateSpace {
+        StateSpace::Continuous
     }
 }
 
@@ -133,6 +147,9 @@ impl<T: RowEnergy> Energy for T {
     }
     fn log_z(&self) -> Option<f64> {
         self.known_log_z()
+    }
+    fn space(&self) -> StateSpace {
+        self.row_space()
     }
     fn as_row(&self) -> Option<&dyn RowEnergy> {
         Some(self)
@@ -284,67 +301,6 @@ pub fn check_rows(energy: &dyn Energy, y: ArrayView2<f64>) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// A closure as an energy. With a gradient closure the gradient is exact;
-/// without one ([`FnEnergy::value_only`]) it is taken by central differences
-/// (step `1e-6 * max(1, |y_j|)`, costing `2 d` extra evaluations per state).
-pub struct FnEnergy<F, G> {
-    dim: usize,
-    f: F,
-    g: Option<G>,
-}
-
-impl<F, G> FnEnergy<F, G>
-where
-    F: Fn(&[f64]) -> f64 + Send + Sync,
-    G: Fn(&[f64], &mut [f64]) + Send + Sync,
-{
-    /// An energy `f` on R^dim with gradient `g(y, grad_out)`.
-    pub fn new(dim: usize, f: F, g: G) -> Self {
-        FnEnergy { dim, f, g: Some(g) }
-    }
-}
-
-impl<F> FnEnergy<F, fn(&[f64], &mut [f64])>
-where
-    F: Fn(&[f64]) -> f64 + Send + Sync,
-{
-    /// An energy `f` on R^dim whose gradient is taken by central differences.
-    pub fn value_only(dim: usize, f: F) -> Self {
-        FnEnergy { dim, f, g: None }
-    }
-}
-
-impl<F, G> RowEnergy for FnEnergy<F, G>
-where
-    F: Fn(&[f64]) -> f64 + Send + Sync,
-    G: Fn(&[f64], &mut [f64]) + Send + Sync,
-{
-    fn state_dim(&self) -> usize {
-        self.dim
-    }
-    fn energy(&self, y: &[f64]) -> f64 {
-        (self.f)(y)
-    }
-    fn energy_grad(&self, y: &[f64], grad: &mut [f64]) -> f64 {
-        match &self.g {
-            Some(g) => g(y, grad),
-            None => {
-                let mut p = y.to_vec();
-                for j in 0..y.len() {
-                    let h = 1e-6 * y[j].abs().max(1.0);
-                    p[j] = y[j] + h;
-                    let up = (self.f)(&p);
-                    p[j] = y[j] - h;
-                    let down = (self.f)(&p);
-                    p[j] = y[j];
-                    grad[j] = (up - down) / (2.0 * h);
-                }
-            }
-        }
-        (self.f)(y)
-    }
 }
 
 /// A conditional energy `F(x, y)`: a context `x` in R^x_dim and a state `y`
@@ -594,6 +550,9 @@ impl Energy for Scaled<'_> {
     }
     fn fixed_rows(&self) -> Option<usize> {
         self.inner.fixed_rows()
+    }
+    fn as_rbm(&self) -> Option<(&Rbm, f64)> {
+        self.inner.as_rbm().map(|(r, b)| (r, b * self.beta))
     }
     fn as_row(&self) -> Option<&dyn RowEnergy> {
         // At beta = 1 the scaling is the identity: the inner rows serve.

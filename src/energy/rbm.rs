@@ -240,6 +240,9 @@ impl Energy for Rbm {
             .zip(grad.axis_chunks_iter_mut(Axis(0), RBM_BLOCK))
             .for_each(|((yb, eb), gb)| self.block_energy(yb, eb, Some(gb)));
     }
+    fn as_rbm(&self) -> Option<(&Rbm, f64)> {
+        Some((self, 1.0))
+    }
     fn space(&self) -> StateSpace {
         StateSpace::Binary
     }

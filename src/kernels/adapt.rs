@@ -113,3 +113,211 @@ impl MassAdapter {
             .collect()
     }
 }
+
+use super::{ChainState, ChainStep, Kernel, StepSizes, Tuning};
+use crate::energy::Energy;
+use crate::rng::ChainRng;
+
+/// What warm-up adapts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Adaptation {
+    /// Adapt step sizes by dual averaging towards the kernel's target acceptance.
+    pub step_size: bool,
+    /// One step shared by all chains (adapted on their mean acceptance)
+    /// instead of one per chain.
+    pub shared_step: bool,
+    /// Adapt a diagonal inverse mass matrix (kernels that use one).
+    pub mass: bool,
+}
+
+/// Warm-up adaptation as a value apart from the kernel: it reads each
+/// step's acceptance and the chains' positions and rewrites a [`Tuning`].
+///
+/// Schedule over `warmup` steps: with step-size adaptation each chain's
+/// step starts from a doubling/halving search and follows its own dual
+/// averaging (or one shared on the mean acceptance); with mass adaptation
+/// the inverse mass is estimated from the pooled variances of two windows
+/// (15%-40% and 40%-90% of warm-up), the step sizes being searched again
+/// after each; the last 10% tunes the step sizes alone; at the end the
+/// averaged steps are frozen.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Tuner {
+    warmup: usize,
+    target: Option<f64>,
+    shared: bool,
+    adapt_mass: bool,
+    dual: Option<Vec<DualAveraging>>,
+    mass: MassAdapter,
+}
+
+impl Tuner {
+    /// A tuner for `warmup` steps of `kernel` on states of dimension `dim`,
+    /// and the tuning the run starts from (the kernel's initial tuning,
+    /// with a unit inverse mass when the mass is adapted).
+    pub fn new(
+        kernel: &dyn Kernel,
+        adaptation: Adaptation,
+        warmup: usize,
+        dim: usize,
+    ) -> (Self, Tuning) {
+        let target = kernel
+            .target_accept()
+            .filter(|_| adaptation.step_size && warmup > 0);
+        let adapt_mass = adaptation.mass && warmup >= 20 && kernel.uses_mass();
+        let mut tuning = kernel.initial_tuning();
+        if adapt_mass {
+            tuning = tuning
+                .with_inv_mass(vec![1.0; dim])
+                .expect("ones are valid");
+        }
+        let tuner = Tuner {
+            warmup,
+            target,
+            shared: adaptation.shared_step,
+            adapt_mass,
+            dual: None,
+            mass: MassAdapter::new(dim),
+        };
+        (tuner, tuning)
+    }
+
+    /// Searches the initial step sizes at the starting state (no chain
+    /// moves; the streams are copied).
+    pub fn start(
+        &mut self,
+        kernel: &dyn Kernel,
+        energy: &dyn Energy,
+        state: &ChainState,
+        rngs: &[ChainRng],
+        tuning: &mut Tuning,
+    ) {
+        if let Some(t) = self.target {
+            let eps = initial_step_sizes(kernel, energy, state, rngs, t, tuning);
+            self.dual = Some(start_dual(eps, t, self.shared));
+        }
+    }
+
+    /// Feeds warm-up step `t` (0-based; the chains have moved and `steps`
+    /// holds their records) and updates `tuning`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &mut self,
+        t: usize,
+        kernel: &dyn Kernel,
+        energy: &dyn Energy,
+        state: &ChainState,
+        rngs: &[ChainRng],
+        steps: &[ChainStep],
+        tuning: &mut Tuning,
+    ) {
+        let w = self.warmup;
+        let (w1, w2, w3) = if self.adapt_mass {
+            (w * 15 / 100, w * 40 / 100, w * 90 / 100)
+        } else {
+            (w, w, w)
+        };
+        let window_end = self.adapt_mass && (t + 1 == w2 || t + 1 == w3);
+        if let (Some(da), Some(tg)) = (self.dual.as_mut(), self.target) {
+            let eps: Vec<f64> = if self.shared {
+                vec![da[0].update(super::mean_accept(steps))]
+            } else {
+                da.iter_mut()
+                    .zip(steps)
+                    .map(|(d, s)| d.update(s.accept_prob))
+                    .collect()
+            };
+            tuning.set_step_size(StepSizes::per_chain(eps));
+            if window_end {
+                *tuning = tuning
+                    .clone()
+                    .with_inv_mass(self.mass.inv_mass())
+                    .expect("valid");
+                self.mass = MassAdapter::new(self.mass.mean.len());
+                let eps = initial_step_sizes(kernel, energy, state, rngs, tg, tuning);
+                *da = start_dual(eps, tg, self.shared);
+            }
+            if t + 1 == w {
+                tuning.set_step_size(StepSizes::per_chain(
+                    da.iter().map(DualAveraging::final_step_size).collect(),
+                ));
+            }
+        } else if window_end {
+            *tuning = tuning
+                .clone()
+                .with_inv_mass(self.mass.inv_mass())
+                .expect("valid");
+            self.mass = MassAdapter::new(self.mass.mean.len());
+        }
+        if self.adapt_mass && t >= w1 && t < w3 {
+            self.mass.add(state.position.view());
+        }
+    }
+}
+
+fn start_dual(eps: Vec<f64>, target: f64, shared: bool) -> Vec<DualAveraging> {
+    if shared {
+        vec![DualAveraging::new(
+            StepSizes::per_chain(eps).median(),
+            target,
+        )]
+    } else {
+        eps.iter().map(|e| DualAveraging::new(*e, target)).collect()
+    }
+}
+
+/// For each chain, doubles or halves its step size until one trial step's
+/// acceptance probability crosses `target` (at most 30 trials; each trial
+/// starts from the same state with copies of the streams, so it moves
+/// nothing). Returns the per-chain steps, also set in `tuning`.
+fn initial_step_sizes(
+    kernel: &dyn Kernel,
+    energy: &dyn Energy,
+    state: &ChainState,
+    rngs: &[ChainRng],
+    target: f64,
+    tuning: &mut Tuning,
+) -> Vec<f64> {
+    let n = state.n_chains();
+    let mut steps = vec![ChainStep::default(); n];
+    let mut trial = |tuning: &mut Tuning, eps: &[f64]| -> Vec<f64> {
+        tuning.set_step_size(StepSizes::per_chain(eps.to_vec()));
+        let mut s = state.clone();
+        let mut r = rngs.to_vec();
+        kernel.step(energy, tuning, &mut s, &mut r, &mut steps);
+        steps.iter().map(|s| s.accept_prob).collect()
+    };
+    let mut eps = tuning.step_size().expand(n);
+    let up: Vec<bool> = trial(tuning, &eps).iter().map(|a| *a > target).collect();
+    let mut done = vec![false; n];
+    for _ in 0..30 {
+        let next: Vec<f64> = (0..n)
+            .map(|i| match (done[i], up[i]) {
+                (true, _) => eps[i],
+                (false, true) => eps[i] * 2.0,
+                (false, false) => eps[i] / 2.0,
+            })
+            .collect();
+        let acc = trial(tuning, &next);
+        for i in 0..n {
+            if done[i] {
+                continue;
+            }
+            if !(next[i].is_finite() && next[i] > 1e-300 && next[i] < 1e300) {
+                done[i] = true;
+            } else if (acc[i] > target) != up[i] {
+                // Crossed: keep the step on the acceptable side.
+                if !up[i] {
+                    eps[i] = next[i];
+                }
+                done[i] = true;
+            } else {
+                eps[i] = next[i];
+            }
+        }
+        if done.iter().all(|d| *d) {
+            break;
+        }
+    }
+    tuning.set_step_size(StepSizes::per_chain(eps.clone()));
+    eps
+}

@@ -1,8 +1,8 @@
 //! Hamiltonian Monte Carlo with a leapfrog integrator.
 
 use super::{
-    ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block,
-    for_each_chain_row, metropolis, weighted_sq,
+    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, evaluate_proposals,
+    for_each_block, for_each_chain_row, metropolis, weighted_sq,
 };
 use crate::energy::{Energy, RowEnergy};
 use crate::error::{Error, Result, check_positive};
@@ -22,12 +22,25 @@ pub const DIVERGENCE_THRESHOLD: f64 = 1000.0;
 /// acceptance 0.8 (within 0.65 - 0.8, as Stan and BlackJAX use).
 #[derive(Clone, Debug)]
 pub struct Hmc {
-    step_size: StepSizes,
+    step_size: f64,
     n_steps: usize,
     jitter: f64,
-    inv_mass: Option<Vec<f64>>,
     target: f64,
 }
+
+/// HMC's registry entry.
+pub(crate) const INFO: KernelInfo = KernelInfo {
+    name: "hmc",
+    about: "Hamiltonian Monte Carlo: leapfrog, diagonal mass, step jitter",
+    space: crate::energy::StateSpace::Continuous,
+    build: |s: &KernelSpec| {
+        let k = Hmc::new(s.step_or(0.1), s.leapfrog, s.jitter)?;
+        Ok(Box::new(match s.target_accept {
+            Some(t) => k.with_target_accept(t)?,
+            None => k,
+        }))
+    },
+};
 
 impl Hmc {
     /// HMC with leapfrog step `step_size` (> 0), `n_steps` (>= 1) steps per
@@ -47,10 +60,9 @@ impl Hmc {
             ));
         }
         Ok(Hmc {
-            step_size: StepSizes::uniform(step_size),
+            step_size,
             n_steps,
             jitter,
-            inv_mass: None,
             target: 0.8,
         })
     }
@@ -81,20 +93,21 @@ impl Kernel for Hmc {
     fn step(
         &self,
         energy: &dyn Energy,
+        tuning: &Tuning,
         state: &mut ChainState,
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
         if let Some(row) = energy.as_row() {
-            return self.step_rows(row, state, rngs, steps);
+            return self.step_rows(row, tuning, state, rngs, steps);
         }
-        let w = self.inv_mass.as_deref();
+        let w = tuning.inv_mass();
         let jitter = self.jitter;
         // Momenta, per-chain step sizes (aux column 0) and the initial
         // Hamiltonian (aux column 1).
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
-                let eps0 = self.step_size.get(b.first + i);
+                let eps0 = tuning.step_size().get(b.first + i);
                 let mut p = b.momentum.row_mut(i);
                 let p = p.as_slice_mut().expect("standard layout");
                 b.aux[[i, 0]] = draw_momentum(&mut b.rngs[i], p, w, eps0, jitter);
@@ -145,7 +158,15 @@ impl Kernel for Hmc {
         });
     }
 
-    tuned_kernel_methods!();
+    fn initial_tuning(&self) -> Tuning {
+        Tuning::new(self.step_size)
+    }
+    fn uses_mass(&self) -> bool {
+        true
+    }
+    fn proposal_is_last_eval(&self) -> bool {
+        true
+    }
     fn target_accept(&self) -> Option<f64> {
         Some(self.target)
     }
@@ -163,15 +184,16 @@ impl Hmc {
     fn step_rows(
         &self,
         energy: &dyn RowEnergy,
+        tuning: &Tuning,
         state: &mut ChainState,
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
-        let w = self.inv_mass.as_deref();
+        let w = tuning.inv_mass();
         let jitter = self.jitter;
         for_each_chain_row(state, rngs, steps, |mut c| {
             let p = &mut *c.scratch;
-            let e = draw_momentum(c.rng, p, w, self.step_size.get(c.index), jitter);
+            let e = draw_momentum(c.rng, p, w, tuning.step_size().get(c.index), jitter);
             let h0 = *c.energy + 0.5 * weighted_sq(ArrayView1::from(&*p), w);
             c.proposal.copy_from_slice(c.position);
             c.proposal_grad.copy_from_slice(c.grad);

@@ -1,8 +1,8 @@
 //! Metropolis-adjusted Langevin (MALA).
 
 use super::{
-    ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block,
-    for_each_chain_row, metropolis,
+    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, evaluate_proposals,
+    for_each_block, for_each_chain_row, metropolis,
 };
 use crate::energy::{Energy, RowEnergy, sum_lanes1, sum_lanes3, sum_lanes4};
 use crate::error::{Result, check_positive};
@@ -18,18 +18,30 @@ use crate::rng::{ChainRng, fill_standard_normal};
 /// acceptance 0.574 (Roberts & Rosenthal 1998).
 #[derive(Clone, Debug)]
 pub struct Mala {
-    step_size: StepSizes,
-    inv_mass: Option<Vec<f64>>,
+    step_size: f64,
     target: f64,
 }
+
+/// MALA's registry entry.
+pub(crate) const INFO: KernelInfo = KernelInfo {
+    name: "mala",
+    about: "Metropolis-adjusted Langevin, optional diagonal preconditioner",
+    space: crate::energy::StateSpace::Continuous,
+    build: |s: &KernelSpec| {
+        let k = Mala::new(s.step_or(0.1))?;
+        Ok(Box::new(match s.target_accept {
+            Some(t) => k.with_target_accept(t)?,
+            None => k,
+        }))
+    },
+};
 
 impl Mala {
     /// MALA with time step `step_size` (> 0).
     pub fn new(step_size: f64) -> Result<Self> {
         check_positive("step_size", step_size)?;
         Ok(Mala {
-            step_size: StepSizes::uniform(step_size),
-            inv_mass: None,
+            step_size,
             target: 0.574,
         })
     }
@@ -57,14 +69,15 @@ impl Kernel for Mala {
     fn step(
         &self,
         energy: &dyn Energy,
+        tuning: &Tuning,
         state: &mut ChainState,
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
         if let Some(row) = energy.as_row() {
-            return self.step_rows(row, state, rngs, steps);
+            return self.step_rows(row, tuning, state, rngs, steps);
         }
-        let w = self.inv_mass.as_deref();
+        let w = tuning.inv_mass();
         let d = state.dim();
         for_each_block(state, rngs, steps, |mut b| {
             let pos = b.position.as_slice().expect("standard layout");
@@ -72,7 +85,7 @@ impl Kernel for Mala {
             let noise = b.momentum.as_slice_mut().expect("standard layout");
             let prop = b.proposal.as_slice_mut().expect("standard layout");
             for i in 0..b.rngs.len() {
-                let eps = self.step_size.get(b.first + i);
+                let eps = tuning.step_size().get(b.first + i);
                 let r = i * d..(i + 1) * d;
                 fill_standard_normal(&mut b.rngs[i], &mut noise[r.clone()]);
                 propose(
@@ -88,7 +101,7 @@ impl Kernel for Mala {
         evaluate_proposals(energy, state, true);
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
-                let eps = self.step_size.get(b.first + i);
+                let eps = tuning.step_size().get(b.first + i);
                 let finite = b.proposal_finite(i, true);
                 let mut log_alpha = f64::NAN;
                 if finite {
@@ -110,7 +123,15 @@ impl Kernel for Mala {
         });
     }
 
-    tuned_kernel_methods!();
+    fn initial_tuning(&self) -> Tuning {
+        Tuning::new(self.step_size)
+    }
+    fn uses_mass(&self) -> bool {
+        true
+    }
+    fn proposal_is_last_eval(&self) -> bool {
+        true
+    }
     fn target_accept(&self) -> Option<f64> {
         Some(self.target)
     }
@@ -177,13 +198,14 @@ impl Mala {
     fn step_rows(
         &self,
         energy: &dyn RowEnergy,
+        tuning: &Tuning,
         state: &mut ChainState,
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
-        let w = self.inv_mass.as_deref();
+        let w = tuning.inv_mass();
         for_each_chain_row(state, rngs, steps, |mut c| {
-            let eps = self.step_size.get(c.index);
+            let eps = tuning.step_size().get(c.index);
             fill_standard_normal(c.rng, c.scratch);
             propose(eps, w, c.position, c.grad, c.scratch, c.proposal);
             let ep = energy.energy_grad(c.proposal, c.proposal_grad);

@@ -10,30 +10,6 @@
 //! a step cannot fail: a proposal whose energy or gradient is not finite is
 //! rejected and counted as a divergence.
 
-/// The step-size and preconditioner methods of [`Kernel`] for kernels with
-/// fields `step_size: StepSizes` and `inv_mass: Option<Vec<f64>>` (MALA,
-/// HMC, RWM): one definition instead of three copies. An invalid inverse
-/// mass (non-finite or non-positive entries) is ignored.
-macro_rules! tuned_kernel_methods {
-    () => {
-        fn step_sizes(&self) -> &StepSizes {
-            &self.step_size
-        }
-        fn set_step_sizes(&mut self, step_sizes: StepSizes) {
-            self.step_size = step_sizes;
-        }
-        fn set_inv_mass(&mut self, inv_mass: Vec<f64>) -> bool {
-            if super::check_inv_mass(&inv_mass) {
-                self.inv_mass = Some(inv_mass);
-            }
-            true
-        }
-        fn inv_mass(&self) -> Option<&[f64]> {
-            self.inv_mass.as_deref()
-        }
-    };
-}
-
 mod adapt;
 mod gibbs;
 mod hmc;
@@ -41,11 +17,14 @@ mod mala;
 mod rwm;
 mod ula;
 
-pub use adapt::{DualAveraging, MassAdapter};
-pub use gibbs::{BinaryGibbs, RbmGibbs};
+mod spec;
+
+pub use adapt::{Adaptation, DualAveraging, MassAdapter, Tuner};
+pub use gibbs::Gibbs;
 pub use hmc::Hmc;
 pub use mala::Mala;
 pub use rwm::Rwm;
+pub use spec::{KERNELS, KernelInfo, KernelSpec};
 pub use ula::{Ula, UlaConfig};
 
 use crate::energy::Energy;
@@ -134,44 +113,108 @@ pub struct ChainStep {
     pub divergent: bool,
 }
 
-/// A Markov transition on a batch of chains.
+/// A Markov transition on a batch of chains: a pure function of the
+/// energy, the tuning, the state and the chains' streams.
+///
+/// A kernel value holds only its construction settings (leapfrog steps,
+/// jitter, target acceptance, ULA's noise); what warm-up adapts (step
+/// sizes, the diagonal inverse mass) is a [`Tuning`] the caller owns and
+/// passes to every step, as BlackJAX passes `step_size` and
+/// `inverse_mass_matrix`. So the same seed gives the same draws whether a
+/// kernel value is fresh or has served other runs.
 pub trait Kernel: Send + Sync {
-    /// Short name (`mala`, `hmc`, ...).
+    /// Short name (`mala`, `hmc`, ...), as in [`KERNELS`].
     fn name(&self) -> &'static str;
 
-    /// Moves every chain once. Chain `i` draws only from `rngs[i]` and
-    /// reports in `steps[i]`.
+    /// Moves every chain once with `tuning`. Chain `i` draws only from
+    /// `rngs[i]` and reports in `steps[i]`.
     fn step(
         &self,
         energy: &dyn Energy,
+        tuning: &Tuning,
         state: &mut ChainState,
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     );
 
-    /// The step sizes (the kernel's own units: see each kernel), one for
-    /// all chains or one per chain.
-    fn step_sizes(&self) -> &StepSizes;
-
-    /// Sets the step sizes (finite, > 0; the driver only passes such values).
-    fn set_step_sizes(&mut self, step_sizes: StepSizes);
+    /// The tuning a run starts from: the step size the kernel was built
+    /// with, no mass matrix.
+    fn initial_tuning(&self) -> Tuning;
 
     /// The acceptance rate step-size adaptation aims for; `None` if the
     /// kernel has no step size to adapt (ULA, Gibbs).
     fn target_accept(&self) -> Option<f64>;
 
-    /// Energy-gradient evaluations per chain per step.
-    fn grad_evals_per_step(&self) -> usize;
-
-    /// Sets a diagonal inverse mass matrix (preconditioner); returns false
-    /// if the kernel has none.
-    fn set_inv_mass(&mut self, _inv_mass: Vec<f64>) -> bool {
+    /// Whether the kernel uses a diagonal inverse mass matrix from its
+    /// tuning (MALA, HMC, RWM), so that warm-up should adapt one.
+    fn uses_mass(&self) -> bool {
         false
     }
 
-    /// The diagonal inverse mass matrix, if the kernel has one set.
-    fn inv_mass(&self) -> Option<&[f64]> {
-        None
+    /// Energy-gradient evaluations per chain per step.
+    fn grad_evals_per_step(&self) -> usize;
+
+    /// Whether the energy's last batch call in a step is at the proposals,
+    /// each accepted one then being the chain's new position (Metropolis
+    /// kernels and ULA): AIS keeps those values instead of evaluating the
+    /// new positions again. False (the default) for kernels that evaluate
+    /// other points last (Gibbs's heat bath).
+    fn proposal_is_last_eval(&self) -> bool {
+        false
+    }
+}
+
+/// What warm-up adapts and every step reads: step sizes (one for all
+/// chains, or one per chain; in each kernel's own units) and an optional
+/// diagonal inverse mass matrix (preconditioner, entries finite and > 0).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Tuning {
+    step_size: StepSizes,
+    inv_mass: Option<Vec<f64>>,
+}
+
+impl Tuning {
+    /// One step size for every chain, no mass matrix.
+    pub fn new(step_size: f64) -> Self {
+        Tuning {
+            step_size: StepSizes::uniform(step_size),
+            inv_mass: None,
+        }
+    }
+
+    /// These step sizes, no mass matrix.
+    pub fn with_steps(step_size: StepSizes) -> Self {
+        Tuning {
+            step_size,
+            inv_mass: None,
+        }
+    }
+
+    /// Sets a diagonal inverse mass matrix; entries must be finite and > 0.
+    pub fn with_inv_mass(mut self, inv_mass: Vec<f64>) -> Result<Self> {
+        if !check_inv_mass(&inv_mass) {
+            return Err(Error::param(
+                "inverse mass",
+                "entries must be finite and > 0",
+            ));
+        }
+        self.inv_mass = Some(inv_mass);
+        Ok(self)
+    }
+
+    /// The step sizes.
+    pub fn step_size(&self) -> &StepSizes {
+        &self.step_size
+    }
+
+    /// Replaces the step sizes (finite, > 0).
+    pub fn set_step_size(&mut self, step_size: StepSizes) {
+        self.step_size = step_size;
+    }
+
+    /// The diagonal inverse mass matrix, if any.
+    pub fn inv_mass(&self) -> Option<&[f64]> {
+        self.inv_mass.as_deref()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Random-walk Metropolis.
 
 use super::{
-    ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block, metropolis,
+    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, evaluate_proposals,
+    for_each_block, metropolis,
 };
 use crate::energy::Energy;
 use crate::error::{Result, check_positive};
@@ -14,17 +15,31 @@ use crate::rng::{ChainRng, fill_standard_normal};
 /// Gilks 1997). Uses no gradient.
 #[derive(Clone, Debug)]
 pub struct Rwm {
-    step_size: StepSizes,
-    inv_mass: Option<Vec<f64>>,
+    step_size: f64,
+    target: f64,
 }
+
+/// RWM's registry entry.
+pub(crate) const INFO: KernelInfo = KernelInfo {
+    name: "rwm",
+    about: "Gaussian random-walk Metropolis, optional diagonal preconditioner",
+    space: crate::energy::StateSpace::Continuous,
+    build: |s: &KernelSpec| {
+        let mut k = Rwm::new(s.step_or(0.1))?;
+        if let Some(t) = s.target_accept {
+            k.target = t;
+        }
+        Ok(Box::new(k))
+    },
+};
 
 impl Rwm {
     /// RWM with proposal standard deviation `step_size` (> 0).
     pub fn new(step_size: f64) -> Result<Self> {
         check_positive("step_size", step_size)?;
         Ok(Rwm {
-            step_size: StepSizes::uniform(step_size),
-            inv_mass: None,
+            step_size,
+            target: 0.234,
         })
     }
 }
@@ -37,14 +52,15 @@ impl Kernel for Rwm {
     fn step(
         &self,
         energy: &dyn Energy,
+        tuning: &Tuning,
         state: &mut ChainState,
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
-        let w = self.inv_mass.as_deref();
+        let w = tuning.inv_mass();
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
-                let s = self.step_size.get(b.first + i);
+                let s = tuning.step_size().get(b.first + i);
                 let rng = &mut b.rngs[i];
                 let mut p = b.proposal.row_mut(i);
                 let p = p.as_slice_mut().expect("standard layout");
@@ -69,9 +85,17 @@ impl Kernel for Rwm {
         });
     }
 
-    tuned_kernel_methods!();
+    fn initial_tuning(&self) -> Tuning {
+        Tuning::new(self.step_size)
+    }
+    fn uses_mass(&self) -> bool {
+        true
+    }
+    fn proposal_is_last_eval(&self) -> bool {
+        true
+    }
     fn target_accept(&self) -> Option<f64> {
-        Some(0.234)
+        Some(self.target)
     }
     fn grad_evals_per_step(&self) -> usize {
         0

@@ -1,6 +1,9 @@
 //! Unadjusted Langevin dynamics (ULA), in the textbook and the EBM-practice forms.
 
-use super::{ChainState, ChainStep, Kernel, StepSizes, evaluate_proposals, for_each_block};
+use super::{
+    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, evaluate_proposals,
+    for_each_block,
+};
 use crate::energy::Energy;
 use crate::error::{Error, Result, check_positive};
 use crate::rng::{ChainRng, fill_standard_normal};
@@ -32,9 +35,28 @@ pub struct UlaConfig {
 #[derive(Clone, Debug)]
 pub struct Ula {
     config: UlaConfig,
-    steps: StepSizes,
     coupled: bool,
 }
+
+/// ULA's registry entry: the exact Langevin discretisation, or the
+/// EBM-practice form when a noise, gradient clip or clamp is given.
+pub(crate) const INFO: KernelInfo = KernelInfo {
+    name: "ula",
+    about: "unadjusted Langevin (biased by O(step)); EBM-practice noise, clip and clamp",
+    space: crate::energy::StateSpace::Continuous,
+    build: |s: &KernelSpec| {
+        let step = s.step_or(0.01);
+        if s.noise.is_none() && s.grad_clip.is_none() && s.clamp.is_none() {
+            return Ok(Box::new(Ula::new(step)?));
+        }
+        Ok(Box::new(Ula::practice(UlaConfig {
+            step_size: step,
+            noise: s.noise.unwrap_or((2.0 * step).sqrt()),
+            grad_clip: s.grad_clip,
+            clamp: s.clamp,
+        })?))
+    },
+};
 
 impl Ula {
     /// Textbook ULA with time step `step_size`: noise `sqrt(2 step_size)`.
@@ -47,7 +69,6 @@ impl Ula {
                 grad_clip: None,
                 clamp: None,
             },
-            steps: StepSizes::uniform(step_size),
             coupled: true,
         })
     }
@@ -73,7 +94,6 @@ impl Ula {
             ));
         }
         Ok(Ula {
-            steps: StepSizes::uniform(config.step_size),
             config,
             coupled: false,
         })
@@ -93,6 +113,7 @@ impl Kernel for Ula {
     fn step(
         &self,
         energy: &dyn Energy,
+        tuning: &Tuning,
         state: &mut ChainState,
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
@@ -100,7 +121,7 @@ impl Kernel for Ula {
         let c = &self.config;
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
-                let step = self.steps.get(b.first + i);
+                let step = tuning.step_size().get(b.first + i);
                 let noise = if self.coupled {
                     (2.0 * step).sqrt()
                 } else {
@@ -154,15 +175,11 @@ impl Kernel for Ula {
         });
     }
 
-    fn step_sizes(&self) -> &StepSizes {
-        &self.steps
+    fn initial_tuning(&self) -> Tuning {
+        Tuning::new(self.config.step_size)
     }
-    fn set_step_sizes(&mut self, step_sizes: StepSizes) {
-        self.config.step_size = step_sizes.median();
-        if self.coupled {
-            self.config.noise = (2.0 * self.config.step_size).sqrt();
-        }
-        self.steps = step_sizes;
+    fn proposal_is_last_eval(&self) -> bool {
+        true
     }
     fn target_accept(&self) -> Option<f64> {
         None

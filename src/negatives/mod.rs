@@ -15,8 +15,9 @@ pub use losses::{Loss, LossGrad};
 
 use crate::energy::{Energy, StateSpace};
 use crate::error::{Error, Result};
-use crate::kernels::{ChainState, ChainStep, Kernel};
+use crate::kernels::{ChainState, ChainStep, Kernel, Tuning};
 use crate::rng::{ChainRng, RngState, aux_rng, chain_rngs, restore_rng, save_rng};
+use crate::run::{Control, NoObserver, Progress, Steps, drive, in_pool};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
@@ -112,7 +113,7 @@ pub struct NegativeState {
 }
 
 /// Statistics of one call.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct NegativeStats {
     /// Mean energy of the positives given (NaN without positives).
     pub energy_pos: f64,
@@ -139,6 +140,9 @@ pub struct NegativeBatch {
     pub energies: Array1<f64>,
     /// What the call did.
     pub stats: NegativeStats,
+    /// False when the call was stopped by its flag (see
+    /// [`NegativeSampler::generate_with`]).
+    pub complete: bool,
 }
 
 /// Generates negatives call after call, keeping persistent chains, the
@@ -241,54 +245,15 @@ impl NegativeSampler {
         s
     }
 
-    /// Entries in the replay buffer.
-    pub fn buffer_len(&self) -> usize {
-        self.state.buffer.len() / self.state.dim.max(1)
-    }
-
-    /// Runs `steps` transitions of `kernel` on `energy` from this call's
-    /// starting points and returns the negatives. `positives` (n_chains x
-    /// dim) are needed for CD (the starts) and used for the energy gap.
-    pub fn generate(
+    /// Each chain's starting point for this call (fresh draws, the
+    /// positives, persistent chains or buffer entries), how many were fresh,
+    /// and the buffer slot each replayed chain came from.
+    #[allow(clippy::type_complexity)]
+    fn starts(
         &mut self,
-        energy: &dyn Energy,
-        kernel: &dyn Kernel,
-        steps: usize,
         positives: Option<ArrayView2<f64>>,
-    ) -> Result<NegativeBatch> {
-        crate::sampler::in_pool(|| self.generate_inner(energy, kernel, steps, positives))
-    }
-
-    fn generate_inner(
-        &mut self,
-        energy: &dyn Energy,
-        kernel: &dyn Kernel,
-        steps: usize,
-        positives: Option<ArrayView2<f64>>,
-    ) -> Result<NegativeBatch> {
+    ) -> Result<(Array2<f64>, usize, Vec<Option<usize>>)> {
         let (n, d) = (self.state.n_chains, self.state.dim);
-        if energy.dim() != d {
-            return Err(Error::shape(
-                "negatives",
-                format!("an energy of dimension {d}"),
-                format!("{}", energy.dim()),
-            ));
-        }
-        if let Some(p) = positives
-            && p.ncols() != d
-        {
-            return Err(Error::shape(
-                "positives",
-                format!("(m, {d})"),
-                format!("{:?}", p.shape()),
-            ));
-        }
-        if energy.space() == StateSpace::Binary && !matches!(self.state.init, Init::Bernoulli) {
-            return Err(Error::param(
-                "init",
-                "a binary model needs Bernoulli initialisation",
-            ));
-        }
         let mut start = Array2::zeros((n, d));
         let mut reinitialised = 0;
         let mut replay_slots: Vec<Option<usize>> = vec![None; n];
@@ -353,27 +318,14 @@ impl NegativeSampler {
                 }
             }
         }
-        let mut state = ChainState::new(energy, start.clone()).map_err(|e| match e {
-            Error::InvalidParameter { reason, .. } => {
-                Error::Numerical(format!("negative chains: {reason}"))
-            }
-            other => other,
-        })?;
-        let mut chain_steps = vec![ChainStep::default(); n];
-        let (mut acc, mut divergences) = (0.0, 0usize);
-        for _ in 0..steps {
-            kernel.step(energy, &mut state, &mut self.rngs, &mut chain_steps);
-            acc += crate::kernels::mean_accept(&chain_steps);
-            divergences += chain_steps.iter().filter(|s| s.divergent).count();
-        }
-        // Gibbs kernels may leave energies stale: recompute them.
-        let mut energies = Array1::zeros(n);
-        energy.energy_batch(state.position.view(), energies.view_mut());
-        let negatives = state.position;
-        let moved = (&negatives - &start)
-            .map_axis(Axis(1), |r| r.dot(&r).sqrt())
-            .sum()
-            / n as f64;
+        Ok((start, reinitialised, replay_slots))
+    }
+
+    /// Writes the call's negatives back: persistent chains (PCD) or the
+    /// replay buffer (replayed chains to their slots, fresh ones appended
+    /// or overwriting the oldest once full).
+    fn write_back(&mut self, negatives: &Array2<f64>, replay_slots: &[Option<usize>]) {
+        let (n, d) = (self.state.n_chains, self.state.dim);
         // Write back.
         match self.state.method.clone() {
             Method::Pcd => self.state.persistent = negatives.iter().copied().collect(),
@@ -396,6 +348,170 @@ impl NegativeSampler {
             }
             _ => {}
         }
+    }
+
+    /// The settings a state file records: a sampler is only restored for
+    /// the same method, initialisation, chains, dimension and seed.
+    fn settings(method: &Method, init: &Init, n_chains: usize, dim: usize, seed: u64) -> String {
+        format!("{method:?} {init:?} chains {n_chains} dim {dim} seed {seed}")
+    }
+
+    /// Saves the complete state (buffer, persistent chains, every stream)
+    /// atomically in boltz's checkpoint container (the arrays as binary).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let mut s = self.state();
+        let mut data = std::mem::take(&mut s.persistent);
+        data.extend(std::mem::take(&mut s.buffer));
+        let lens = (self.state.persistent.len(), self.state.buffer.len());
+        let settings = Self::settings(&s.method, &s.init, s.n_chains, s.dim, s.seed);
+        crate::io::write_checkpoint(path, "negatives", &settings, &(s, lens), &data)
+    }
+
+    /// Loads a state saved by [`NegativeSampler::save`]; refuses one made
+    /// with other settings, another format version, or a corrupt file.
+    pub fn load(
+        path: &std::path::Path,
+        method: Method,
+        init: Init,
+        n_chains: usize,
+        dim: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let settings = Self::settings(&method, &init, n_chains, dim, seed);
+        let ((mut s, (np, nb)), data): ((NegativeState, (usize, usize)), Vec<f64>) =
+            crate::io::read_checkpoint(path, "negatives", &settings)?;
+        if np.checked_add(nb) != Some(data.len()) {
+            return Err(Error::checkpoint(
+                path,
+                "array lengths do not match the file",
+            ));
+        }
+        s.persistent = data[..np].to_vec();
+        s.buffer = data[np..].to_vec();
+        Self::restore(s).map_err(|e| Error::checkpoint(path, e.to_string()))
+    }
+
+    /// Entries in the replay buffer.
+    pub fn buffer_len(&self) -> usize {
+        self.state.buffer.len() / self.state.dim.max(1)
+    }
+
+    /// Runs `steps` transitions of `kernel` on `energy` from this call's
+    /// starting points and returns the negatives. `positives` (n_chains x
+    /// dim) are needed for CD (the starts) and used for the energy gap.
+    /// The kernel runs with its initial tuning (its step size).
+    pub fn generate(
+        &mut self,
+        energy: &dyn Energy,
+        kernel: &dyn Kernel,
+        steps: usize,
+        positives: Option<ArrayView2<f64>>,
+    ) -> Result<NegativeBatch> {
+        let tuning = kernel.initial_tuning();
+        let control = Control::default();
+        self.generate_with(energy, kernel, &tuning, steps, positives, &control)
+    }
+
+    /// [`NegativeSampler::generate`] with a tuning (a step size and mass
+    /// matrix adapted by [`crate::sampler::sample`], say) and a stop flag.
+    /// A call stopped by the flag returns the chains as they are with
+    /// `complete` false and leaves the sampler as it was before the call
+    /// (buffer, persistent chains and streams), so the call can be made
+    /// again from the saved state.
+    pub fn generate_with(
+        &mut self,
+        energy: &dyn Energy,
+        kernel: &dyn Kernel,
+        tuning: &Tuning,
+        steps: usize,
+        positives: Option<ArrayView2<f64>>,
+        control: &Control,
+    ) -> Result<NegativeBatch> {
+        let before = (self.rngs.clone(), self.aux.clone());
+        let out =
+            in_pool(|| self.generate_inner(energy, kernel, tuning, steps, positives, control));
+        if out.as_ref().is_ok_and(|b| !b.complete) {
+            (self.rngs, self.aux) = before;
+        }
+        out
+    }
+
+    fn generate_inner(
+        &mut self,
+        energy: &dyn Energy,
+        kernel: &dyn Kernel,
+        tuning: &Tuning,
+        steps: usize,
+        positives: Option<ArrayView2<f64>>,
+        control: &Control,
+    ) -> Result<NegativeBatch> {
+        let (n, d) = (self.state.n_chains, self.state.dim);
+        if energy.dim() != d {
+            return Err(Error::shape(
+                "negatives",
+                format!("an energy of dimension {d}"),
+                format!("{}", energy.dim()),
+            ));
+        }
+        if let Some(p) = positives
+            && p.ncols() != d
+        {
+            return Err(Error::shape(
+                "positives",
+                format!("(m, {d})"),
+                format!("{:?}", p.shape()),
+            ));
+        }
+        if energy.space() == StateSpace::Binary && !matches!(self.state.init, Init::Bernoulli) {
+            return Err(Error::param(
+                "init",
+                "a binary model needs Bernoulli initialisation",
+            ));
+        }
+        let (start, reinitialised, replay_slots) = self.starts(positives)?;
+        let state = ChainState::new(energy, start.clone()).map_err(|e| match e {
+            Error::InvalidParameter { reason, .. } => {
+                Error::Numerical(format!("negative chains: {reason}"))
+            }
+            other => other,
+        })?;
+        let mut run = Moves {
+            energy,
+            kernel,
+            tuning,
+            state,
+            rngs: &mut self.rngs,
+            steps: vec![ChainStep::default(); n],
+            k: 0,
+            total: steps,
+            acc: 0.0,
+            divergences: 0,
+        };
+        let quiet = Control {
+            stop: control.stop.clone(),
+            ..Control::default()
+        };
+        let complete = drive(&mut run, &mut NoObserver, &quiet, usize::MAX)?;
+        let (acc, divergences, state) = (run.acc, run.divergences, run.state);
+        if !complete {
+            let mut energies = Array1::zeros(n);
+            energy.energy_batch(state.position.view(), energies.view_mut());
+            return Ok(NegativeBatch {
+                negatives: state.position,
+                energies,
+                stats: NegativeStats::default(),
+                complete: false,
+            });
+        }
+        // Gibbs kernels may leave energies stale: recompute them.
+        let mut energies = Array1::zeros(n);
+        energy.energy_batch(state.position.view(), energies.view_mut());
+        let negatives = state.position;
+        let moved = (&negatives - &start)
+            .map_axis(Axis(1), |r| r.dot(&r).sqrt())
+            .sum()
+            / n as f64;
+        self.write_back(&negatives, &replay_slots);
         self.state.calls += 1;
         let energy_pos = match positives {
             Some(p) => crate::energy::evaluate(energy, p)
@@ -416,6 +532,58 @@ impl NegativeSampler {
                 distance_moved: moved,
                 reinitialised,
             },
+            complete: true,
         })
+    }
+}
+
+/// The K steps of one call, on the shared run loop.
+struct Moves<'a> {
+    energy: &'a dyn Energy,
+    kernel: &'a dyn Kernel,
+    tuning: &'a Tuning,
+    state: ChainState,
+    rngs: &'a mut [ChainRng],
+    steps: Vec<ChainStep>,
+    k: usize,
+    total: usize,
+    acc: f64,
+    divergences: usize,
+}
+
+impl Steps for Moves<'_> {
+    fn finished(&self) -> bool {
+        self.k >= self.total
+    }
+    fn advance(&mut self) -> Result<()> {
+        self.kernel.step(
+            self.energy,
+            self.tuning,
+            &mut self.state,
+            self.rngs,
+            &mut self.steps,
+        );
+        self.acc += crate::kernels::mean_accept(&self.steps);
+        self.divergences += self.steps.iter().filter(|s| s.divergent).count();
+        self.k += 1;
+        Ok(())
+    }
+    fn done(&self) -> usize {
+        self.k
+    }
+    fn progress(&mut self) -> Progress {
+        Progress {
+            phase: crate::run::Phase::Negatives,
+            step: self.k,
+            total: self.total,
+            accept_rate: self.acc / self.k.max(1) as f64,
+            divergences: self.divergences,
+            step_size: self.tuning.step_size().median(),
+        }
+    }
+    fn save(&self, _control: &Control) -> Result<()> {
+        // A call's state is saved by its caller between calls
+        // ([`NegativeSampler::save`]); within a call there is nothing to keep.
+        Ok(())
     }
 }

@@ -2,9 +2,10 @@
 //! (samplers side by side on one model).
 
 use super::commands::model_energy;
-use boltz::bench::{self, BenchOptions, Measurement, Workload};
-use boltz::compare::{self, CompareConfig, SamplerKind};
+use crate::workloads::{self as bench, BenchOptions, Measurement, Workload};
+use boltz::compare::{self, CompareConfig, Moments};
 use boltz::io::{write_atomic, write_json_atomic};
+use boltz::kernels::KernelSpec;
 use boltz::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -236,7 +237,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let samplers = args
         .samplers
         .iter()
-        .map(|s| SamplerKind::parse(s))
+        .map(|s| KernelSpec::new(s))
         .collect::<Result<Vec<_>>>()?;
     let config = CompareConfig {
         chains: args.chains,
@@ -245,14 +246,24 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         seed: args.seed,
         ula_step: args.ula_step,
     };
-    let report = compare::compare(&model, energy, &samplers, &config)?;
-    let md = report.markdown();
+    let moments = model.moments().map(|(mean, var)| Moments { mean, var });
+    let report = compare::compare(
+        &model.name,
+        energy.as_ref(),
+        &samplers,
+        moments.as_ref(),
+        &config,
+    )?;
+    let md = crate::render::markdown(&report);
     print!("{md}");
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_json_atomic(&dir.join("compare.json"), &report)?;
         write_atomic(&dir.join("compare.md"), md.as_bytes())?;
-        write_atomic(&dir.join("compare.svg"), report.svg().as_bytes())?;
+        write_atomic(
+            &dir.join("compare.svg"),
+            crate::render::svg(&report).as_bytes(),
+        )?;
         eprintln!(
             "wrote {}, compare.md and compare.svg",
             dir.join("compare.json").display()

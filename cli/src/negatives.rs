@@ -2,8 +2,8 @@
 
 use super::commands::read_matrix;
 use boltz::error::{Error, Result};
-use boltz::kernels::{BinaryGibbs, Kernel, Mala, RbmGibbs, Ula, UlaConfig};
-use boltz::negatives::{Init, Method, NegativeSampler, NegativeState};
+use boltz::kernels::KernelSpec;
+use boltz::negatives::{Init, Method, NegativeSampler};
 use boltz::{StateSpace, io};
 use std::path::PathBuf;
 
@@ -132,65 +132,18 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
             format!("must be in [0, 1], got {}", args.reinit),
         ));
     }
-    let kernel_name = args
-        .kernel
-        .clone()
-        .unwrap_or_else(|| if binary { "gibbs".into() } else { "ula".into() });
-    let kernel: Box<dyn Kernel> = match (kernel_name.as_str(), binary) {
-        ("ula", false) => {
-            if args.noise.is_none() && args.grad_clip.is_none() {
-                Box::new(Ula::new(args.step_size)?)
-            } else {
-                Box::new(Ula::practice(UlaConfig {
-                    step_size: args.step_size,
-                    noise: args.noise.unwrap_or((2.0 * args.step_size).sqrt()),
-                    grad_clip: args.grad_clip,
-                    clamp: None,
-                })?)
-            }
-        }
-        ("mala", false) => Box::new(Mala::new(args.step_size)?),
-        ("gibbs", true) => match model.rbm() {
-            Some(r) => Box::new(RbmGibbs::new(r.clone(), 1.0, false)?),
-            None => Box::new(BinaryGibbs),
-        },
-        ("ula" | "mala", true) => {
-            return Err(Error::param(
-                "--kernel",
-                "a binary model needs --kernel gibbs",
-            ));
-        }
-        ("gibbs", false) => return Err(Error::param("--kernel", "gibbs needs a binary model")),
-        (other, _) => {
-            return Err(Error::param(
-                "--kernel",
-                format!("unknown kernel `{other}` (ula, mala, gibbs)"),
-            ));
-        }
+    let mut spec = match &args.kernel {
+        Some(name) => KernelSpec::new(name)?,
+        None if binary => KernelSpec::new("gibbs")?,
+        None => KernelSpec::new("ula")?,
     };
+    boltz::error::check_positive("--step-size", args.step_size)?;
+    spec = spec.step_size(args.step_size)?;
+    (spec.noise, spec.grad_clip, spec.track_energy) = (args.noise, args.grad_clip, false);
+    let kernel = spec.build_for(energy.as_ref())?;
+    let kernel_name = spec.name().to_string();
     let mut sampler = match args.state.as_deref().filter(|p| p.exists()) {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let st: NegativeState = serde_json::from_str(&text).map_err(|e| Error::Model {
-                path: path.into(),
-                reason: format!("not a negatives state file: {e}"),
-            })?;
-            if st.method != method
-                || st.init != init
-                || st.n_chains != chains
-                || st.dim != energy.dim()
-                || st.seed != args.seed
-            {
-                return Err(Error::param(
-                    "--state",
-                    format!(
-                        "{} was made with other settings (method, init, chains, dim or seed); use a new state file",
-                        path.display()
-                    ),
-                ));
-            }
-            NegativeSampler::restore(st)?
-        }
+        Some(path) => NegativeSampler::load(path, method, init, chains, energy.dim(), args.seed)?,
         None => NegativeSampler::new(method, init, chains, energy.dim(), args.seed)?,
     };
     let positives =
@@ -202,7 +155,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         batch.negatives.as_slice().expect("standard layout"),
     )?;
     if let Some(path) = &args.state {
-        io::write_json_atomic(path, &sampler.state())?;
+        sampler.save(path)?;
     }
     let s = &batch.stats;
     if let Some(path) = &args.report {

@@ -9,16 +9,16 @@
 //! Records have the keys of the peer scripts' JSON lines, so that
 //! `scripts/compare-peers.sh` can set them side by side.
 
-use crate::ais::{self, AisConfig, AisKernel, AisProblem, Base, Schedule, ScheduleChoice};
+use boltz::ais::{self, AisConfig, AisProblem, Base, Schedule, ScheduleChoice};
 
-use crate::diagnostics;
-use crate::energy::{Energy, evaluate};
-use crate::error::{Error, Result};
-use crate::kernels::{ChainState, ChainStep, Hmc, Kernel, Mala, RbmGibbs, Ula, mean_accept};
-use crate::model;
-use crate::negatives::{Init, Method, NegativeSampler};
-use crate::rng::{aux_rng, chain_rngs};
-use crate::sampler::{NoObserver, SampleConfig, sample};
+use boltz::diagnostics;
+use boltz::energy::{Energy, evaluate};
+use boltz::error::{Error, Result};
+use boltz::kernels::{ChainState, ChainStep, Gibbs, Hmc, Kernel, Mala, Ula, mean_accept};
+use boltz::model;
+use boltz::negatives::{Init, Method, NegativeSampler};
+use boltz::rng::{aux_rng, chain_rngs};
+use boltz::sampler::{NoObserver, SampleConfig, sample};
 use ndarray::{Array2, Axis, s};
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
@@ -42,16 +42,6 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// All workloads in order.
-    pub const ALL: [Workload; 6] = [
-        Workload::W1,
-        Workload::W2,
-        Workload::W3,
-        Workload::W4,
-        Workload::W5,
-        Workload::W6,
-    ];
-
     /// Parses `W1`..`W6` (case-insensitive).
     pub fn parse(s: &str) -> Result<Workload> {
         let w = match s.trim().to_ascii_uppercase().as_str() {
@@ -239,9 +229,10 @@ pub fn run_chains(
     let mut rngs = chain_rngs(seed, n);
     let mut step = vec![ChainStep::default(); n];
     let mut acc = 0.0;
-    crate::sampler::in_pool(|| {
+    let tuning = kernel.initial_tuning();
+    boltz::run::in_pool(|| {
         for _ in 0..steps {
-            kernel.step(energy, &mut state, &mut rngs, &mut step);
+            kernel.step(energy, &tuning, &mut state, &mut rngs, &mut step);
             acc += mean_accept(&step);
         }
     });
@@ -370,11 +361,11 @@ fn w2(opts: &BenchOptions) -> Result<Vec<Measurement>> {
             cfg.record_energies = false;
             let (wall, (o, evals), walls) = timed(opts, |seed| {
                 cfg.seed = seed;
-                let mut k: Box<dyn Kernel> = match name {
+                let k: Box<dyn Kernel> = match name {
                     "mala" => Box::new(Mala::new(0.1)?.with_target_accept(target_accept)?),
                     _ => Box::new(Hmc::new(0.1, 16, 0.2)?.with_target_accept(target_accept)?),
                 };
-                let o = sample(e.as_ref(), k.as_mut(), &cfg, None, &mut NoObserver)?;
+                let o = sample(e.as_ref(), k.as_ref(), &cfg, None, &mut NoObserver)?;
                 let evals = o.stats.grad_evals;
                 Ok((o.samples, evals))
             })?;
@@ -442,7 +433,7 @@ fn w2(opts: &BenchOptions) -> Result<Vec<Measurement>> {
 
 fn w3_with(opts: &BenchOptions, n: usize, steps: usize) -> Result<Measurement> {
     let m = model::load("mlp")?;
-    let ctx = crate::suite::mlp_contexts()?;
+    let ctx = boltz::suite::mlp_contexts()?;
     let ctx = ctx.slice(s![..n.min(ctx.nrows()), ..]).to_owned();
     let e = m.energy(Some(ctx))?;
     let kernel = Ula::new(0.01)?;
@@ -515,13 +506,12 @@ fn w4(opts: &BenchOptions) -> Result<Vec<Measurement>> {
             cfg.temps = temps;
             let rbm = m.rbm().cloned();
             let base = match (&rbm, setting) {
-                (Some(_), _) => Base::digits_base_rate()?,
+                // The peers anneal rbm20 from the base-rate model of the
+                // digits it was trained on; so does this workload.
+                (Some(_), _) => Base::base_rate(boltz::suite::digits()?.view())?,
                 (None, "peers") => Base::isotropic(e.dim(), 4.0)?,
                 (None, _) => ais::pilot_base(e.as_ref(), 1.0, opts.seed)?,
             };
-            if rbm.is_some() {
-                cfg.kernel = AisKernel::Gibbs;
-            }
             let desc = if setting == "peers" {
                 cfg.schedule = ScheduleChoice::Fixed(Schedule::Linear);
                 if rbm.is_some() {
@@ -540,10 +530,7 @@ fn w4(opts: &BenchOptions) -> Result<Vec<Measurement>> {
             };
             let (wall, res, walls) = timed(opts, |seed| {
                 cfg.seed = seed;
-                let problem = match &rbm {
-                    Some(r) => AisProblem::rbm(r, e.clone(), &base)?,
-                    None => AisProblem::new(e.clone(), &base)?,
-                };
+                let problem = AisProblem::new(e.clone(), &base)?;
                 ais::ais(&problem, &cfg)
             })?;
             let est = &res.estimates[0];
@@ -573,9 +560,8 @@ fn w4(opts: &BenchOptions) -> Result<Vec<Measurement>> {
 
 fn w5_with(opts: &BenchOptions, n: usize, sweeps: usize) -> Result<Measurement> {
     let m = model::load("rbm500")?;
-    let rbm = m.rbm().expect("rbm500 is an RBM").clone();
     let e = m.energy(None)?;
-    let kernel = RbmGibbs::new(rbm, 1.0, false)?;
+    let kernel = Gibbs::new(false);
     let (wall, (state, _), walls) = timed(opts, |seed| {
         let mut rng = aux_rng(seed, 5);
         let v0 = Array2::from_shape_fn((n, 64), |_| f64::from(u8::from(rng.random::<f64>() < 0.5)));
@@ -585,7 +571,7 @@ fn w5_with(opts: &BenchOptions, n: usize, sweeps: usize) -> Result<Measurement> 
     let mean_fe = fe.mean().unwrap_or(f64::NAN);
     let sd_fe = fe.std(0.0);
     let pixel = state.position.mean().unwrap_or(f64::NAN);
-    let data_pixel = crate::suite::digits()?.mean().unwrap_or(f64::NAN);
+    let data_pixel = boltz::suite::digits()?.mean().unwrap_or(f64::NAN);
     let mut r = Measurement::new(
         "W5",
         "rbm500",
@@ -642,7 +628,7 @@ fn w6(opts: &BenchOptions) -> Result<Vec<Measurement>> {
         cfg.particles = particles;
         cfg.temps = temps;
         let pilot_rows = Array2::from_shape_fn((xs.len() * 8, 1), |(r, _)| xs[r / 8]);
-        let pilot_e = crate::Conditioned::new(cond.clone(), pilot_rows)?;
+        let pilot_e = boltz::Conditioned::new(cond.clone(), pilot_rows)?;
         let base = ais::pilot_base(&pilot_e, 1.0, opts.seed)?;
         let (wall, res, walls) = timed(opts, |seed| {
             cfg.seed = seed;
@@ -759,7 +745,7 @@ pub fn scaling(workloads: &[Workload], opts: &BenchOptions) -> Result<Vec<Measur
         } else {
             &[64, 256, 1024, 4096]
         };
-        let g = crate::energy::DiagGaussian::new(vec![0.0; 100], vec![1.0; 100])?;
+        let g = boltz::energy::DiagGaussian::new(vec![0.0; 100], vec![1.0; 100])?;
         for &n in chain_sizes {
             let (wall, _, _) = timed(opts, |seed| {
                 run_chains(&g, &kernel, gaussian_start(n, 100, 1.0, seed), steps, seed)
@@ -769,7 +755,7 @@ pub fn scaling(workloads: &[Workload], opts: &BenchOptions) -> Result<Vec<Measur
         let mut by_dim = Vec::new();
         let dims: &[usize] = if q { &[10, 100] } else { &[10, 100, 1000] };
         for &d in dims {
-            let g = crate::energy::DiagGaussian::new(vec![0.0; d], vec![1.0; d])?;
+            let g = boltz::energy::DiagGaussian::new(vec![0.0; d], vec![1.0; d])?;
             let n = if q { 64 } else { 1024 };
             let (wall, _, _) = timed(opts, |seed| {
                 run_chains(&g, &kernel, gaussian_start(n, d, 1.0, seed), steps, seed)

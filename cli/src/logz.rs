@@ -1,9 +1,11 @@
 //! `boltz logz` and `boltz prob`.
 
 use super::commands::read_matrix;
-use boltz::ais::{self, AisConfig, AisKernel, AisProblem, Base, Schedule, ScheduleChoice};
+use boltz::ais::{self, AisConfig, AisProblem, Base, Schedule, ScheduleChoice};
 use boltz::error::{Error, Result};
+use boltz::kernels::KernelSpec;
 use boltz::model::{Family, Model};
+use boltz::run::{Control, NoObserver};
 use boltz::{Energy, io};
 use ndarray::{Array1, Array2};
 use std::path::PathBuf;
@@ -45,7 +47,8 @@ pub struct LogzArgs {
     #[arg(long)]
     pub step_size: Option<f64>,
     /// Base N(M, S^2 I) with this S (default: a Gaussian fitted by a short
-    /// MCMC pilot; binary models use the digits' base-rate model).
+    /// MCMC pilot; binary models: the base-rate model of --data if given,
+    /// else the RBM with its weights set to zero).
     #[arg(long)]
     pub base_scale: Option<f64>,
     /// Mean M of the base N(M, S^2 I) (every coordinate; with --base-scale).
@@ -86,12 +89,15 @@ pub struct LogzArgs {
     /// Continue the AIS run saved in this checkpoint (same settings required).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Binary models: positives (n, dim) npy whose base-rate model is the AIS base.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 /// The settings an AIS checkpoint must match: everything but where files go.
 fn ais_settings(a: &LogzArgs) -> String {
     format!(
-        "model={} method={:?} particles={} temps={} schedule={} cess={} kernel={:?} leapfrog={} steps_per_temp={} step_size={:?} base_scale={:?} base_mean={} resample={:?} context={:?} beta={} seed={}",
+        "model={} method={:?} particles={} temps={} schedule={} cess={} kernel={:?} leapfrog={} steps_per_temp={} step_size={:?} base_scale={:?} base_mean={} resample={:?} context={:?} beta={} seed={} data={:?}",
         a.model,
         a.method,
         a.particles,
@@ -107,7 +113,8 @@ fn ais_settings(a: &LogzArgs) -> String {
         a.resample,
         a.context,
         a.beta,
-        a.seed
+        a.seed,
+        a.data
     )
 }
 
@@ -138,40 +145,22 @@ struct LogzReport {
     warnings: Vec<String>,
 }
 
-fn parse_kernel(args: &LogzArgs, binary: bool) -> Result<AisKernel> {
-    let name = args.kernel.clone().unwrap_or_else(|| {
-        if binary {
-            "gibbs".into()
-        } else {
-            "mala".into()
-        }
-    });
-    let k = match name.as_str() {
-        "mala" => AisKernel::Mala,
-        "hmc" => AisKernel::Hmc(args.leapfrog),
-        "rwm" => AisKernel::Rwm,
-        "gibbs" => AisKernel::Gibbs,
-        other => {
-            return Err(Error::param(
-                "--kernel",
-                format!("unknown kernel `{other}` (mala, hmc, rwm, gibbs)"),
-            ));
-        }
+/// The kernel asked for (`None`: the model's default). AIS's HMC runs
+/// without step jitter.
+fn parse_kernel(args: &LogzArgs) -> Result<Option<KernelSpec>> {
+    let Some(name) = &args.kernel else {
+        return Ok(None);
     };
-    if binary != (k == AisKernel::Gibbs) {
-        return Err(Error::param(
-            "--kernel",
-            if binary {
-                "a binary model needs --kernel gibbs"
-            } else {
-                "gibbs needs a binary model"
-            },
-        ));
-    }
-    Ok(k)
+    let mut spec = KernelSpec::new(name)?.leapfrog(args.leapfrog);
+    spec.jitter = 0.0;
+    spec.build()?;
+    Ok(Some(spec))
 }
 
-fn config(args: &LogzArgs, binary: bool) -> Result<AisConfig> {
+fn config(args: &LogzArgs) -> Result<AisConfig> {
+    if let Some(s) = args.step_size {
+        boltz::error::check_positive("--step-size", s)?;
+    }
     let schedule = match args.schedule.as_str() {
         "adaptive" => ScheduleChoice::Adaptive { cess: args.cess },
         s => ScheduleChoice::Fixed(Schedule::parse(s)?),
@@ -180,7 +169,7 @@ fn config(args: &LogzArgs, binary: bool) -> Result<AisConfig> {
         particles: args.particles,
         temps: args.temps,
         schedule,
-        kernel: parse_kernel(args, binary)?,
+        kernel: parse_kernel(args)?,
         steps_per_temp: args.steps_per_temp,
         step_size: args.step_size,
         beta: args.beta,
@@ -257,8 +246,7 @@ fn run(args: &LogzArgs) -> Result<Outcome> {
             format!("model `{}` is not conditional", model.name),
         ));
     }
-    let binary = matches!(model.family, Family::Rbm(_));
-    let cfg = config(args, binary)?;
+    let cfg = config(args)?;
     let exact = exact_log_z(&model, contexts.as_ref(), args.beta)?;
     let method = args.method.clone().unwrap_or_else(|| {
         if exact.is_some() && !args.reverse && args.reverse_from.is_none() {
@@ -303,21 +291,35 @@ fn run(args: &LogzArgs) -> Result<Outcome> {
         }
         "ais" => {
             let (base, problem_energy, cond) = setup(&model, contexts.as_ref(), args, &cfg)?;
-            let problem = match (&model.family, cond) {
-                (Family::Rbm(r), _) => AisProblem::rbm(r, problem_energy.clone(), &base)?,
-                (_, Some((c, ctx))) => {
-                    AisProblem::conditional(c, ctx.view(), cfg.particles, &base)?
-                }
-                (_, None) => AisProblem::new(problem_energy.clone(), &base)?,
+            let problem = match cond {
+                Some((c, ctx)) => AisProblem::conditional(c, ctx.view(), cfg.particles, &base)?,
+                None => AisProblem::new(problem_energy.clone(), &base)?,
             };
-            let control = ais::AisControl {
+            let control = Control {
                 checkpoint: args.checkpoint.clone(),
-                every: args.checkpoint_every,
+                checkpoint_every: args.checkpoint_every,
                 stop: Some(super::signals().stop.clone()),
-                resume: args.resume.clone(),
                 settings: ais_settings(args),
             };
-            let res = ais::ais_with(&problem, &cfg, &control)?;
+            let res = ais::ais_with(
+                &problem,
+                &cfg,
+                &control,
+                args.resume.as_deref(),
+                &mut NoObserver,
+            )?;
+            if !res.complete {
+                return Err(Error::Interrupted(format!(
+                    "AIS stopped at temperature {} of {}{}",
+                    res.betas.len() - 1,
+                    cfg.temps,
+                    args.checkpoint.as_ref().map_or(String::new(), |p| format!(
+                        "; state saved to {}, continue with --resume {}",
+                        p.display(),
+                        p.display()
+                    ))
+                )));
+            }
             report.log_z = res.estimates.iter().map(|e| e.log_z).collect();
             report.stderr = res.estimates.iter().map(|e| e.stderr).collect();
             report.ess = res.estimates.iter().map(|e| e.ess).collect();
@@ -371,19 +373,19 @@ fn setup(
     args: &LogzArgs,
     cfg: &AisConfig,
 ) -> Result<(Base, Arc<dyn Energy>, CondSetup)> {
-    if let Family::Rbm(_) = model.family {
+    if model.x_dim() == 0 && model.energy(None)?.space() == boltz::StateSpace::Binary {
         let e = model.energy(None)?;
-        let base = Base::digits_base_rate()?;
-        if base.dim() != e.dim() {
-            return Err(Error::param(
-                "base",
-                format!(
-                    "the digits base-rate model has {} visibles; the RBM has {}",
-                    base.dim(),
-                    e.dim()
-                ),
-            ));
-        }
+        let data = args
+            .data
+            .as_deref()
+            .map(|p| read_matrix(p, "data"))
+            .transpose()?;
+        let base = ais::default_base(
+            e.as_ref(),
+            cfg.beta,
+            cfg.seed,
+            data.as_ref().map(|d| d.view()),
+        )?;
         return Ok((base, e, None));
     }
     let cond = model.conditional().map(|c| {

@@ -228,11 +228,11 @@ fn compare_on_an_rbm_uses_gibbs_and_refuses_the_rest() {
             &["compare", "--model", "gauss-ill", "--samplers", "nuts"],
         ),
         2,
-        "unknown sampler `nuts`",
+        "unknown kernel `nuts`",
     );
     assert_fails(
         &boltz(p, &["compare", "--model", "gauss-ill", "--draws", "2"]),
         2,
-        "--draws",
+        "draws",
     );
 }

@@ -1,10 +1,10 @@
 //! One function per subcommand.
 
-use super::{SampleArgs, SamplerName};
+use super::SampleArgs;
 use boltz::diagnostics;
 use boltz::error::{Error, Result};
 use boltz::io::{read_npy, write_npy};
-use boltz::kernels::{BinaryGibbs, Hmc, Kernel, Mala, RbmGibbs, Rwm, Ula, UlaConfig};
+use boltz::kernels::{Kernel, KernelSpec};
 use boltz::sampler::{Control, Observer, Phase, Progress, SampleConfig};
 use ndarray::Array2;
 use std::path::Path;
@@ -78,12 +78,9 @@ fn parse_pair(name: &str, s: &str) -> Result<(f64, f64)> {
     }
 }
 
-/// Builds the kernel the user asked for.
-fn build_kernel(
-    args: &SampleArgs,
-    model: &boltz::Model,
-    binary: bool,
-) -> Result<(Box<dyn Kernel>, bool)> {
+/// Builds the kernel the user asked for (one spec, checked against the
+/// model); returns it and whether its step size is adapted.
+fn build_kernel(args: &SampleArgs, energy: &dyn boltz::Energy) -> Result<(Box<dyn Kernel>, bool)> {
     let fixed = match args.step_size.as_str() {
         "auto" => None,
         s => Some(s.parse::<f64>().map_err(|_| {
@@ -96,70 +93,28 @@ fn build_kernel(
     if let Some(s) = fixed {
         boltz::error::check_positive("--step-size", s)?;
     }
-    if binary && args.sampler != SamplerName::Gibbs {
+    let mut spec = KernelSpec::new(&args.sampler)?;
+    spec.check(energy)?;
+    if spec.name() == "ula" && fixed.is_none() {
         return Err(Error::param(
-            "--sampler",
-            format!(
-                "model `{}` has binary states: use --sampler gibbs",
-                model.name
-            ),
+            "--step-size",
+            "ula has no acceptance rate to tune against: give a number",
         ));
     }
-    if !binary && args.sampler == SamplerName::Gibbs {
-        return Err(Error::param(
-            "--sampler",
-            format!(
-                "gibbs needs binary states; model `{}` is continuous",
-                model.name
-            ),
-        ));
+    spec.step_size = fixed;
+    spec.leapfrog = args.leapfrog;
+    spec.jitter = args.jitter;
+    spec.noise = args.noise;
+    spec.grad_clip = args.grad_clip;
+    spec.clamp = args
+        .clamp
+        .as_deref()
+        .map(|c| parse_pair("--clamp", c))
+        .transpose()?;
+    if let Some(t) = args.target_accept {
+        spec = spec.target_accept(t)?;
     }
-    let start = fixed.unwrap_or(0.1);
-    let target = args.target_accept;
-    let kernel: Box<dyn Kernel> = match args.sampler {
-        SamplerName::Ula => {
-            let step = fixed.ok_or_else(|| {
-                Error::param(
-                    "--step-size",
-                    "ula has no acceptance rate to tune against: give a number",
-                )
-            })?;
-            if args.noise.is_none() && args.grad_clip.is_none() && args.clamp.is_none() {
-                Box::new(Ula::new(step)?)
-            } else {
-                Box::new(Ula::practice(UlaConfig {
-                    step_size: step,
-                    noise: args.noise.unwrap_or((2.0 * step).sqrt()),
-                    grad_clip: args.grad_clip,
-                    clamp: args
-                        .clamp
-                        .as_deref()
-                        .map(|c| parse_pair("--clamp", c))
-                        .transpose()?,
-                })?)
-            }
-        }
-        SamplerName::Mala => {
-            let k = Mala::new(start)?;
-            Box::new(match target {
-                Some(t) => k.with_target_accept(t)?,
-                None => k,
-            })
-        }
-        SamplerName::Hmc => {
-            let k = Hmc::new(start, args.leapfrog, args.jitter)?;
-            Box::new(match target {
-                Some(t) => k.with_target_accept(t)?,
-                None => k,
-            })
-        }
-        SamplerName::Rwm => Box::new(Rwm::new(start)?),
-        SamplerName::Gibbs => match model.rbm() {
-            Some(rbm) => Box::new(RbmGibbs::new(rbm.clone(), args.beta, true)?),
-            None => Box::new(BinaryGibbs),
-        },
-    };
-    Ok((kernel, fixed.is_none()))
+    Ok((spec.build()?, fixed.is_none()))
 }
 
 /// A progress bar on stderr (only on a terminal, and not with --quiet).
@@ -195,6 +150,8 @@ impl Observer for Bar {
             let phase = match p.phase {
                 Phase::Warmup => "warm-up",
                 Phase::Sampling => "sampling",
+                Phase::Annealing => "annealing",
+                Phase::Negatives => "negatives",
             };
             pb.set_message(format!(
                 "{phase} accept {:.2} step {:.3e} div {}",
@@ -268,8 +225,7 @@ pub fn model_energy(
 
 pub fn sample(args: &SampleArgs) -> Result<()> {
     let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
-    let binary = energy.space() == boltz::StateSpace::Binary;
-    let (mut kernel, auto) = build_kernel(args, &model, binary)?;
+    let (kernel, auto) = build_kernel(args, energy.as_ref())?;
     let config = SampleConfig {
         n_chains: args.chains,
         warmup: args.warmup,
@@ -302,11 +258,11 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     );
     let out = match &args.resume {
         Some(path) => {
-            boltz::sampler::resume(energy.as_ref(), kernel.as_mut(), path, &mut bar, &control)?
+            boltz::sampler::resume(energy.as_ref(), kernel.as_ref(), path, &mut bar, &control)?
         }
         None => boltz::sampler::sample_with(
             energy.as_ref(),
-            kernel.as_mut(),
+            kernel.as_ref(),
             &config,
             init,
             &mut bar,

@@ -197,7 +197,7 @@ fn negatives_refuses_bad_settings() {
     for (extra, needle) in [
         (vec!["--method", "magic"], "magic"),
         (vec!["--reinit", "1.5", "--buffer", "10"], "reinit"),
-        (vec!["--step-size", "0"], "step_size"),
+        (vec!["--step-size", "0"], "step-size"),
         (vec!["--kernel", "gibbs"], "binary"),
         (vec!["--init", "cauchy:1"], "init"),
         (vec!["--method", "cd", "--buffer", "10"], "buffer"),

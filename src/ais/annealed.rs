@@ -1,0 +1,154 @@
+//! The geometric path's energy `(1 - b) E0 + b E` between a base and a
+//! target, as an [`Energy`] so that every kernel anneals unchanged.
+//!
+//! With a [`Parts`] store attached, each batch's target and base energies
+//! (and gradients) are kept apart so that the AIS driver can reuse those of
+//! accepted proposals instead of evaluating them again. That reuse rests on
+//! one rule, which [`Kernel::proposal_is_last_eval`] states per kernel: the
+//! energy's last batch call in a step was at the proposals. Kernels that do
+//! not declare it (Gibbs's heat bath) get their values evaluated afresh.
+//!
+//! [`Kernel::proposal_is_last_eval`]: crate::kernels::Kernel::proposal_is_last_eval
+
+use super::Base;
+use crate::energy::Energy;
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+
+/// `(1 - b) E0 + b E`: the geometric path's energy at `b` between a base
+/// and a target energy `E` (already multiplied by beta). An [`Energy`], so
+/// every kernel anneals unchanged.
+pub struct Annealed<'a> {
+    target: &'a dyn Energy,
+    base: &'a Base,
+    b: f64,
+    parts: Option<&'a std::sync::Mutex<Parts>>,
+}
+
+/// The target's and the base's energies (and gradients) of the last batch
+/// an [`Annealed`] energy evaluated, kept apart so that the AIS driver can
+/// reuse those of accepted proposals instead of evaluating them again.
+#[derive(Default)]
+pub(crate) struct Parts {
+    pub(crate) f: Array1<f64>,
+    pub(crate) gf: Array2<f64>,
+    pub(crate) e0: Array1<f64>,
+    pub(crate) g0: Array2<f64>,
+}
+
+impl Parts {
+    fn resize(&mut self, n: usize, d: usize, grad: bool) {
+        if self.f.len() != n {
+            self.f = Array1::zeros(n);
+            self.e0 = Array1::zeros(n);
+        }
+        let gd = if grad { (n, d) } else { (0, 0) };
+        if self.gf.dim() != gd {
+            self.gf = Array2::zeros(gd);
+            self.g0 = Array2::zeros(gd);
+        }
+    }
+}
+
+impl<'a> Annealed<'a> {
+    /// The path's energy at `b` in [0, 1].
+    pub fn new(target: &'a dyn Energy, base: &'a Base, b: f64) -> Self {
+        Annealed {
+            target,
+            base,
+            b,
+            parts: None,
+        }
+    }
+
+    /// Same, keeping the target's and base's parts of each batch in `parts`.
+    pub(crate) fn with_parts(
+        target: &'a dyn Energy,
+        base: &'a Base,
+        b: f64,
+        parts: &'a std::sync::Mutex<Parts>,
+    ) -> Self {
+        Annealed {
+            target,
+            base,
+            b,
+            parts: Some(parts),
+        }
+    }
+}
+
+/// The geometric path's energy (and gradient) at `b` from its parts:
+/// `b F + (1 - b) E0`, the same arithmetic as `Base::mix_into`, so the
+/// same bits. Serves proposals ([`Annealed`]) and current positions
+/// (`Path::refresh`).
+pub(crate) fn mix_parts(
+    b: f64,
+    f: &Array1<f64>,
+    e0: &Array1<f64>,
+    grads: Option<(&Array2<f64>, &Array2<f64>)>,
+    mut energy: ArrayViewMut1<f64>,
+    grad: Option<ArrayViewMut2<f64>>,
+) {
+    let a = 1.0 - b;
+    ndarray::Zip::from(&mut energy)
+        .and(f)
+        .and(e0)
+        .for_each(|e, &f, &e0| *e = b * f + a * e0);
+    if let (Some(mut g), Some((gf, g0))) = (grad, grads) {
+        ndarray::Zip::from(&mut g)
+            .and(gf)
+            .and(g0)
+            .par_for_each(|g, &f, &e0| *g = b * f + a * e0);
+    }
+}
+
+impl Energy for Annealed<'_> {
+    fn dim(&self) -> usize {
+        self.target.dim()
+    }
+    fn energy_batch(&self, y: ArrayView2<f64>, mut energy: ArrayViewMut1<f64>) {
+        if let Some(parts) = self.parts {
+            let mut p = parts.lock().expect("not poisoned");
+            p.resize(y.nrows(), y.ncols(), false);
+            self.target.energy_batch(y, p.f.view_mut());
+            self.base.energy_batch(y, p.e0.view_mut());
+            mix_parts(self.b, &p.f, &p.e0, None, energy, None);
+            return;
+        }
+        self.target.energy_batch(y, energy.view_mut());
+        self.base.mix_into(y, energy, None, self.b);
+    }
+    fn energy_grad_batch(
+        &self,
+        y: ArrayView2<f64>,
+        mut energy: ArrayViewMut1<f64>,
+        mut grad: ArrayViewMut2<f64>,
+    ) {
+        if let Some(parts) = self.parts {
+            let mut p = parts.lock().expect("not poisoned");
+            p.resize(y.nrows(), y.ncols(), true);
+            let p = &mut *p;
+            self.target
+                .energy_grad_batch(y, p.f.view_mut(), p.gf.view_mut());
+            self.base
+                .energy_grad_batch(y, p.e0.view_mut(), p.g0.view_mut());
+            mix_parts(
+                self.b,
+                &p.f,
+                &p.e0,
+                Some((&p.gf, &p.g0)),
+                energy,
+                Some(grad),
+            );
+            return;
+        }
+        self.target
+            .energy_grad_batch(y, energy.view_mut(), grad.view_mut());
+        self.base.mix_into(y, energy, Some(grad), self.b);
+    }
+    fn space(&self) -> crate::energy::StateSpace {
+        self.target.space()
+    }
+    fn fixed_rows(&self) -> Option<usize> {
+        self.target.fixed_rows()
+    }
+}

@@ -1,0 +1,173 @@
+//! Settings and results of AIS runs.
+
+use super::Schedule;
+use crate::error::{Error, Result};
+use crate::kernels::KernelSpec;
+use ndarray::Array2;
+
+/// How temperatures are chosen.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum ScheduleChoice {
+    /// A fixed schedule of `temps` steps.
+    Fixed(Schedule),
+    /// Chosen by a pilot run so that each step keeps the conditional ESS of
+    /// the incremental weights at `cess` (e.g. 0.995), then respaced to
+    /// `temps` steps and frozen for the estimating run (which therefore
+    /// stays unbiased in Z).
+    Adaptive {
+        /// Target conditional ESS per step, in (0, 1).
+        cess: f64,
+    },
+}
+
+/// Settings of an AIS run. [`AisConfig::new`] gives boltz's defaults.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AisConfig {
+    /// Particles per context (>= 1).
+    pub particles: usize,
+    /// Annealing steps T (>= 1).
+    pub temps: usize,
+    /// The temperature schedule.
+    pub schedule: ScheduleChoice,
+    /// The transition kernel; `None` = the default for the energy
+    /// ([`KernelSpec::for_energy`]: Gibbs for binary states, else MALA).
+    /// RBMs annealed from a Bernoulli base take the parameter path, which
+    /// moves by block Gibbs.
+    pub kernel: Option<KernelSpec>,
+    /// Transitions per temperature (>= 1).
+    pub steps_per_temp: usize,
+    /// A fixed step size; `None` = one per temperature, tuned by a pilot
+    /// run towards the kernel's usual acceptance and then frozen.
+    pub step_size: Option<f64>,
+    /// Inverse temperature of the target `exp(-beta F)` (> 0).
+    pub beta: f64,
+    /// The run's seed.
+    pub seed: u64,
+    /// Resample (annealed SMC) when a context's ESS/N falls below this; `None` = plain AIS.
+    pub resample_threshold: Option<f64>,
+    /// Independent repeats, each reported separately (0 = none beyond the main run).
+    pub repeats: usize,
+    /// Bootstrap resamples of the weights for a second standard error (0 = none).
+    pub bootstrap: usize,
+    /// Particles of the pilot run (tuning steps and adaptive temperatures).
+    pub pilot_particles: usize,
+}
+
+impl AisConfig {
+    /// boltz's defaults: 1024 particles, 1000 temperatures on a sigmoid
+    /// schedule, one step per temperature of the energy's default kernel (MALA;
+    /// Gibbs for binary states) with pilot-tuned step sizes.
+    pub fn new() -> Self {
+        AisConfig {
+            particles: 1024,
+            temps: 1000,
+            schedule: ScheduleChoice::Fixed(Schedule::Sigmoid),
+            kernel: None,
+            steps_per_temp: 1,
+            step_size: None,
+            beta: 1.0,
+            seed: 0,
+            resample_threshold: None,
+            repeats: 0,
+            bootstrap: 0,
+            pilot_particles: 256,
+        }
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.particles == 0 {
+            return Err(Error::param("particles", "must be >= 1"));
+        }
+        if self.temps == 0 {
+            return Err(Error::param("temps", "must be >= 1"));
+        }
+        if self.steps_per_temp == 0 {
+            return Err(Error::param("steps per temperature", "must be >= 1"));
+        }
+        if self.pilot_particles == 0 {
+            return Err(Error::param("pilot particles", "must be >= 1"));
+        }
+        crate::error::check_positive("beta", self.beta)?;
+        if let Some(s) = self.step_size {
+            crate::error::check_positive("step size", s)?;
+        }
+        if let Some(r) = self.resample_threshold
+            && !(r > 0.0 && r <= 1.0)
+        {
+            return Err(Error::param(
+                "resample threshold",
+                format!("must be in (0, 1], got {r}"),
+            ));
+        }
+        if let ScheduleChoice::Adaptive { cess } = self.schedule
+            && !(cess > 0.0 && cess < 1.0)
+        {
+            return Err(Error::param(
+                "cess",
+                format!("must be in (0, 1), got {cess}"),
+            ));
+        }
+        if let Some(k) = &self.kernel {
+            k.build()?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for AisConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One log Z estimate with its error bar.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Estimate {
+    /// `log Z_hat` (natural log).
+    pub log_z: f64,
+    /// Standard error of `log Z_hat` by the delta method on the normalised
+    /// weights, `sqrt(1/ESS - 1/N)` (summed in quadrature over resampling stages).
+    pub stderr: f64,
+    /// Effective sample size of the final weights, `(sum w)^2 / sum w^2`.
+    pub ess: f64,
+    /// Particles.
+    pub n: usize,
+}
+
+/// What an AIS run returns.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AisResult {
+    /// One estimate per context (one in total for an unconditional model).
+    pub estimates: Vec<Estimate>,
+    /// Bootstrap standard errors per context, if asked for.
+    pub bootstrap_stderr: Option<Vec<f64>>,
+    /// Estimates of the independent repeats (repeat r, then context).
+    pub repeats: Vec<Vec<Estimate>>,
+    /// Final log-weights, (contexts, particles).
+    #[serde(skip)]
+    pub log_weights: Array2<f64>,
+    /// The inverse temperatures used.
+    #[serde(skip)]
+    pub betas: Vec<f64>,
+    /// The step size used at each temperature (empty for Gibbs).
+    #[serde(skip)]
+    pub step_sizes: Vec<f64>,
+    /// Mean acceptance over temperatures and particles.
+    pub acceptance: f64,
+    /// Divergences (non-finite proposals) over the run.
+    pub divergences: usize,
+    /// Resampling events (annealed SMC).
+    pub resamplings: usize,
+    /// Evaluations of the target, all particles: energies (with or without
+    /// gradient) for the geometric path; hidden activations and Gibbs
+    /// sweeps for the RBM path.
+    pub energy_evals: u64,
+    /// Wall-clock seconds (pilot and repeats included).
+    pub wall_s: f64,
+    /// Warnings about the estimate's reliability (small ESS, non-finite weights).
+    pub warnings: Vec<String>,
+    /// False when the run was stopped early: the estimates are then those
+    /// of the temperature reached, not of the target.
+    pub complete: bool,
+}

@@ -1,0 +1,375 @@
+//! One annealing pass (forward from the base, or reverse from draws of the
+//! target), composed of the pieces: the path, the next temperature (fixed
+//! or CESS-adaptive), reweighting, resampling, transitions, the pilot's
+//! step adaptation; run on the shared loop with checkpoints and stop.
+
+use super::path::{AnnealPath, make_path};
+use super::weights::{cess, estimate, systematic};
+use super::{AisConfig, AisProblem, base};
+use crate::error::{Error, Result};
+use crate::io::{read_checkpoint, write_checkpoint};
+use crate::kernels::{ChainState, ChainStep};
+use crate::rng::{ChainRng, RngState, aux_rng, chain_rngs, restore_rng, save_rng};
+use crate::run::{Control, NoObserver, Observer, Phase, Progress, Steps, drive};
+use ndarray::{Array2, ArrayView2, s};
+
+/// The checkpoint kind of AIS passes.
+const KIND: &str = "ais";
+
+/// How a pass picks temperatures and step sizes.
+pub(crate) enum Plan {
+    /// Fixed temperatures and per-temperature steps (frozen).
+    Frozen { betas: Vec<f64>, steps: Vec<f64> },
+    /// Pilot: temperatures from a fixed list or chosen adaptively by CESS,
+    /// step sizes adapted on the fly towards the kernel's target.
+    Pilot {
+        betas: Option<Vec<f64>>,
+        cess: f64,
+        start_step: f64,
+    },
+}
+
+/// What a pass returns.
+pub(crate) struct PassOutput {
+    pub log_weights: Array2<f64>,
+    pub log_z: Vec<f64>,
+    pub var: Vec<f64>,
+    pub ess: Vec<f64>,
+    pub acceptance: f64,
+    pub divergences: usize,
+    pub resamplings: usize,
+    pub evals: u64,
+    pub betas: Vec<f64>,
+    pub steps: Vec<f64>,
+    pub complete: bool,
+}
+
+/// Everything a pass carries between temperatures (what a checkpoint holds).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    k: usize,
+    log_z: Vec<f64>,
+    var: Vec<f64>,
+    acc_sum: f64,
+    acc_n: usize,
+    divergences: usize,
+    resamplings: usize,
+    evals: u64,
+    betas_used: Vec<f64>,
+    steps_used: Vec<f64>,
+    eps: f64,
+    done: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    tally: Tally,
+    rngs: Vec<RngState>,
+    resample_rng: RngState,
+}
+
+/// A pass in progress.
+struct Pass<'a> {
+    path: Box<dyn AnnealPath + 'a>,
+    base: &'a super::Base,
+    config: &'a AisConfig,
+    plan: Plan,
+    reverse: bool,
+    groups: usize,
+    particles: usize,
+    state: ChainState,
+    rngs: Vec<ChainRng>,
+    resample_rng: ChainRng,
+    steps: Vec<ChainStep>,
+    logw: Array2<f64>,
+    inc: Vec<f64>,
+    t: Tally,
+}
+
+/// Runs one pass of `particles` per context with `seed`. `reverse_from`
+/// holds draws of the target for a reverse pass. With `control`, the pass
+/// checkpoints, stops on its flag and resumes from `resume`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pass(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    particles: usize,
+    seed: u64,
+    plan: Plan,
+    reverse_from: Option<ArrayView2<f64>>,
+    control: Option<(&Control, Option<&std::path::Path>)>,
+    observer: Option<&mut dyn Observer>,
+) -> Result<PassOutput> {
+    let groups = problem.groups;
+    let n = groups * particles;
+    let d = problem.energy.dim();
+    let path = make_path(problem.energy.as_ref(), problem.base, config, n)?;
+    let mut rngs = chain_rngs(seed, n);
+    let mut x = Array2::zeros((n, d));
+    match reverse_from {
+        Some(s) => x.assign(&s),
+        None => base::sample_rows(problem.base, &mut rngs, x.view_mut()),
+    }
+    let eps = match &plan {
+        Plan::Frozen { .. } => 0.0,
+        Plan::Pilot { start_step, .. } => *start_step,
+    };
+    let reverse = reverse_from.is_some();
+    let mut p = Pass {
+        t: Tally {
+            k: 0,
+            log_z: vec![path.log_z0(); groups],
+            var: vec![0.0; groups],
+            acc_sum: 0.0,
+            acc_n: 0,
+            divergences: 0,
+            resamplings: 0,
+            evals: 0,
+            betas_used: vec![if reverse { 1.0 } else { 0.0 }],
+            steps_used: Vec::new(),
+            eps,
+            done: false,
+        },
+        path,
+        base: problem.base,
+        config,
+        plan,
+        reverse,
+        groups,
+        particles,
+        state: ChainState::new(problem.base, x)?,
+        rngs,
+        resample_rng: aux_rng(seed, 1),
+        steps: vec![ChainStep::default(); n],
+        logw: Array2::zeros((groups, particles)),
+        inc: vec![0.0; n],
+    };
+    let default_control = Control::default();
+    let (control, resume) = control.unwrap_or((&default_control, None));
+    if let Some(r) = resume {
+        p.restore(r, control)?;
+    }
+    let mut quiet = NoObserver;
+    let complete = drive(&mut p, observer.unwrap_or(&mut quiet), control, 1)?;
+    Ok(p.finish(complete))
+}
+
+impl Pass<'_> {
+    /// The next temperature, or `None` when the schedule is done.
+    fn next_temperature(&mut self, b_from: f64) -> Option<f64> {
+        let k = self.t.k;
+        match &self.plan {
+            Plan::Frozen { betas: bs, .. }
+            | Plan::Pilot {
+                betas: Some(bs), ..
+            } => {
+                if k + 1 >= bs.len() {
+                    return None;
+                }
+                Some(if self.reverse {
+                    bs[bs.len() - 2 - k]
+                } else {
+                    bs[k + 1]
+                })
+            }
+            Plan::Pilot {
+                betas: None, cess, ..
+            } => {
+                if b_from >= 1.0 || k > 100_000 {
+                    return None;
+                }
+                Some(self.bisect(b_from, *cess))
+            }
+        }
+    }
+
+    /// The largest `b` in `(b_from, 1]` whose step keeps every context's
+    /// conditional ESS at `target` (bisection, 50 halvings).
+    fn bisect(&mut self, b_from: f64, target: f64) -> f64 {
+        let flat = self.logw.as_slice().expect("contiguous").to_vec();
+        let (path, inc, m, groups) = (&self.path, &mut self.inc, self.particles, self.groups);
+        let mut ok = |b: f64| {
+            path.increment(b_from, b, inc);
+            (0..groups).all(|g| cess(&flat[g * m..(g + 1) * m], &inc[g * m..(g + 1) * m]) >= target)
+        };
+        if ok(1.0) {
+            return 1.0;
+        }
+        let (mut lo, mut hi) = (b_from, 1.0);
+        for _ in 0..50 {
+            let mid = 0.5 * (lo + hi);
+            if ok(mid) { lo = mid } else { hi = mid }
+        }
+        lo.max(b_from + 1e-12).min(1.0)
+    }
+
+    /// Resamples each context whose ESS/N fell below the threshold (SMC;
+    /// a pilot always does below 0.5), folding its estimate into log Z.
+    fn resample(&mut self) {
+        let pilot = matches!(self.plan, Plan::Pilot { .. });
+        let Some(th) = (if pilot {
+            Some(self.config.resample_threshold.unwrap_or(0.5))
+        } else {
+            self.config.resample_threshold
+        }) else {
+            return;
+        };
+        let m = self.particles;
+        let mut moved = false;
+        for g in 0..self.groups {
+            let row = self.logw.row(g).to_vec();
+            let (lz, v, ess) = estimate(&row);
+            if ess >= th * m as f64 {
+                continue;
+            }
+            self.t.log_z[g] += lz;
+            self.t.var[g] += v;
+            let anc = systematic(&row, &mut self.resample_rng);
+            let rows = g * m..(g + 1) * m;
+            let old = self.state.position.slice(s![rows.clone(), ..]).to_owned();
+            for (j, a) in anc.iter().enumerate() {
+                self.state.position.row_mut(g * m + j).assign(&old.row(*a));
+            }
+            self.logw.row_mut(g).fill(0.0);
+            self.t.resamplings += 1;
+            moved = true;
+        }
+        if moved {
+            self.path.invalidate();
+            self.path
+                .prepare(self.state.position.view(), &mut self.t.evals);
+        }
+    }
+
+    /// Transitions at `b` (the pilot moves its step towards the target).
+    fn transition(&mut self, b: f64) {
+        self.path.refresh(&mut self.state, b);
+        let step = match &self.plan {
+            Plan::Frozen { steps, .. } => steps.get(self.t.k).copied().unwrap_or(self.t.eps),
+            Plan::Pilot { .. } => self.t.eps,
+        };
+        let mut tally = (0u64, 0usize);
+        let a = self.path.transition(
+            &mut self.state,
+            &mut self.rngs,
+            &mut self.steps,
+            b,
+            step,
+            self.config.steps_per_temp,
+            &mut tally,
+        );
+        self.t.evals += tally.0;
+        self.t.divergences += tally.1;
+        self.t.acc_sum += a;
+        self.t.acc_n += 1;
+        self.t.steps_used.push(step);
+        if let (Plan::Pilot { .. }, Some(target)) = (&self.plan, self.path.target_accept()) {
+            self.t.eps = (self.t.eps * (1.5 * (a - target)).exp()).clamp(1e-12, 1e6);
+        }
+    }
+
+    fn restore(&mut self, path: &std::path::Path, control: &Control) -> Result<()> {
+        let (saved, data): (Saved, Vec<f64>) = read_checkpoint(path, KIND, &control.settings)?;
+        let (n, d) = self.state.position.dim();
+        let t = &saved.tally;
+        if data.len() != n * d + n || saved.rngs.len() != n || t.log_z.len() != self.groups {
+            return Err(Error::checkpoint(path, "its sizes do not match this run"));
+        }
+        let pos = Array2::from_shape_vec((n, d), data[..n * d].to_vec()).expect("checked size");
+        self.state = ChainState::new(self.base, pos)?;
+        self.logw = Array2::from_shape_vec((self.groups, self.particles), data[n * d..].to_vec())
+            .expect("checked size");
+        self.rngs = saved.rngs.iter().map(restore_rng).collect();
+        self.resample_rng = restore_rng(&saved.resample_rng);
+        self.t = saved.tally;
+        Ok(())
+    }
+
+    fn finish(mut self, complete: bool) -> PassOutput {
+        let mut ess = vec![0.0; self.groups];
+        for g in 0..self.groups {
+            let (lz, v, e) = estimate(&self.logw.row(g).to_vec());
+            self.t.log_z[g] += lz;
+            self.t.var[g] += v;
+            ess[g] = e;
+        }
+        let t = self.t;
+        PassOutput {
+            log_weights: self.logw,
+            log_z: t.log_z,
+            var: t.var,
+            ess,
+            acceptance: if t.acc_n > 0 {
+                t.acc_sum / t.acc_n as f64
+            } else {
+                1.0
+            },
+            divergences: t.divergences,
+            resamplings: t.resamplings,
+            evals: t.evals,
+            betas: t.betas_used,
+            steps: t.steps_used,
+            complete,
+        }
+    }
+}
+
+impl Steps for Pass<'_> {
+    fn finished(&self) -> bool {
+        self.t.done
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        let b_from = *self.t.betas_used.last().expect("non-empty");
+        self.path
+            .prepare(self.state.position.view(), &mut self.t.evals);
+        let Some(b_to) = self.next_temperature(b_from) else {
+            self.t.done = true;
+            return Ok(());
+        };
+        self.path.increment(b_from, b_to, &mut self.inc);
+        for (w, i) in self.logw.iter_mut().zip(&self.inc) {
+            *w += i;
+        }
+        self.t.betas_used.push(b_to);
+        self.resample();
+        // In reverse, the last transition (at the base) is not needed.
+        if !(self.reverse && b_to == 0.0) {
+            self.transition(b_to);
+        }
+        self.t.k += 1;
+        self.t.done = (!self.reverse && b_to >= 1.0) || (self.reverse && b_to <= 0.0);
+        Ok(())
+    }
+
+    fn done(&self) -> usize {
+        self.t.k
+    }
+
+    fn progress(&mut self) -> Progress {
+        let total = match &self.plan {
+            Plan::Frozen { betas, .. } => betas.len() - 1,
+            Plan::Pilot { .. } => self.config.temps,
+        };
+        Progress {
+            phase: Phase::Annealing,
+            step: self.t.k,
+            total,
+            accept_rate: self.t.acc_sum / self.t.acc_n.max(1) as f64,
+            divergences: self.t.divergences,
+            step_size: self.t.steps_used.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+
+    fn save(&self, control: &Control) -> Result<()> {
+        let path = control.checkpoint.as_ref().expect("asked for");
+        let saved = Saved {
+            tally: self.t.clone(),
+            rngs: self.rngs.iter().map(save_rng).collect(),
+            resample_rng: save_rng(&self.resample_rng),
+        };
+        let mut data: Vec<f64> = self.state.position.iter().copied().collect();
+        data.extend(self.logw.iter().copied());
+        write_checkpoint(path, KIND, &control.settings, &saved, &data)
+    }
+}

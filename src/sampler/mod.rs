@@ -1,0 +1,220 @@
+//! The chain driver: warm-up with adaptation, draws, thinning, recording.
+//! It works for every [`Kernel`], runs on the shared loop of [`crate::run`]
+//! and knows nothing about terminals.
+
+mod driver;
+
+pub use crate::run::{Control, NoObserver, Observer, Phase, Progress};
+pub use driver::{resume, sample, sample_with};
+
+use crate::energy::{Energy, StateSpace};
+use crate::error::{Error, Result};
+use crate::kernels::{Adaptation, ChainState, Tuning};
+use crate::rng::ChainRng;
+use ndarray::{Array2, Array3};
+use rand::RngExt;
+
+/// Settings of a sampling run. [`SampleConfig::new`] gives the defaults;
+/// every field is checked by [`SampleConfig::validate`] before work starts.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SampleConfig {
+    /// Number of chains (>= 1).
+    pub n_chains: usize,
+    /// Warm-up steps (adaptation happens here; nothing is recorded).
+    pub warmup: usize,
+    /// Draws recorded per chain after warm-up (>= 1).
+    pub draws: usize,
+    /// Steps per recorded draw (>= 1).
+    pub thin: usize,
+    /// The run's seed: chain `i` uses stream `(seed, i)`.
+    pub seed: u64,
+    /// Inverse temperature (> 0): the target is `exp(-beta F)`.
+    pub beta: f64,
+    /// Adapt the step size by dual averaging during warm-up.
+    pub adapt_step_size: bool,
+    /// One step size for all chains, adapted on the chains' mean acceptance,
+    /// instead of one per chain (the default). Per-chain steps rescue a
+    /// chain that starts in a steep region (it shrinks its own step rather
+    /// than being stuck at everyone's); a shared step is better where the
+    /// right step depends on position and chains would each settle for the
+    /// region they adapted in (Neal's funnel: neck chains keep tiny steps
+    /// and never leave the neck).
+    pub shared_step_size: bool,
+    /// Adapt a diagonal mass matrix (preconditioner) during warm-up, for
+    /// kernels that have one (HMC, MALA, RWM).
+    pub adapt_mass: bool,
+    /// Start from this tuning (step sizes, inverse mass) instead of the
+    /// kernel's initial one: a tuning adapted by an earlier run, say. With
+    /// `warmup = 0` it is used as it is.
+    #[serde(default)]
+    pub tuning: Option<Tuning>,
+    /// Record each draw's energy `F` (at beta = 1) as well as its position.
+    pub record_energies: bool,
+    /// Call the observer every this many steps (>= 1).
+    pub observe_every: usize,
+    /// Refuse runs whose recorded draws would exceed this many bytes.
+    pub max_memory_bytes: usize,
+}
+
+impl SampleConfig {
+    /// Defaults: 4 chains, 1000 warm-up steps, 1000 draws, no thinning,
+    /// seed 0, beta 1, adaptation of step size and mass on.
+    pub fn new() -> Self {
+        SampleConfig {
+            n_chains: 4,
+            warmup: 1000,
+            draws: 1000,
+            thin: 1,
+            seed: 0,
+            beta: 1.0,
+            adapt_step_size: true,
+            shared_step_size: false,
+            adapt_mass: true,
+            tuning: None,
+            record_energies: true,
+            observe_every: 100,
+            max_memory_bytes: 8 << 30,
+        }
+    }
+
+    /// What warm-up adapts.
+    pub fn adaptation(&self) -> Adaptation {
+        Adaptation {
+            step_size: self.adapt_step_size,
+            shared_step: self.shared_step_size,
+            mass: self.adapt_mass,
+        }
+    }
+
+    /// Bytes the recorded draws take for states of dimension `dim`.
+    pub fn recorded_bytes(&self, dim: usize) -> Option<usize> {
+        let per_draw = dim.checked_add(usize::from(self.record_energies))?;
+        self.n_chains
+            .checked_mul(self.draws)?
+            .checked_mul(per_draw)?
+            .checked_mul(8)
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self, dim: usize) -> Result<()> {
+        if self.n_chains == 0 {
+            return Err(Error::param("chains", "must be >= 1"));
+        }
+        if self.draws == 0 {
+            return Err(Error::param("draws", "must be >= 1"));
+        }
+        if self.thin == 0 {
+            return Err(Error::param("thin", "must be >= 1"));
+        }
+        if self.observe_every == 0 {
+            return Err(Error::param("observe_every", "must be >= 1"));
+        }
+        crate::error::check_positive("beta", self.beta)?;
+        match self.recorded_bytes(dim) {
+            Some(b) if b <= self.max_memory_bytes => Ok(()),
+            b => Err(Error::param(
+                "draws",
+                format!(
+                    "{} chains x {} draws x {} dims would take {} of memory (limit {:.1} GiB): use fewer draws, more thinning, or fewer chains",
+                    self.n_chains,
+                    self.draws,
+                    dim,
+                    b.map_or("more than 16 EiB".to_string(), |b| format!(
+                        "{:.1} GiB",
+                        b as f64 / (1u64 << 30) as f64
+                    )),
+                    self.max_memory_bytes as f64 / (1u64 << 30) as f64
+                ),
+            )),
+        }
+    }
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Summary statistics of a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunStats {
+    /// Kernel name.
+    pub kernel: String,
+    /// Per chain: mean acceptance probability over the sampling steps.
+    pub acceptance: Vec<f64>,
+    /// Per chain: divergences during sampling.
+    pub divergences: Vec<usize>,
+    /// Divergences during warm-up (all chains).
+    pub warmup_divergences: usize,
+    /// The step size used for sampling (median over chains).
+    pub step_size: f64,
+    /// Each chain's step size used for sampling.
+    pub step_sizes: Vec<f64>,
+    /// The diagonal inverse mass matrix used for sampling, if any.
+    pub inv_mass: Option<Vec<f64>>,
+    /// The tuning used for sampling (what warm-up adapted): hand it to
+    /// another run ([`SampleConfig::tuning`]) or to AIS.
+    pub tuning: Tuning,
+    /// Energy-gradient evaluations, all chains and steps (warm-up included).
+    pub grad_evals: u64,
+    /// Energy evaluations (with or without gradient), all chains and steps.
+    pub energy_evals: u64,
+    /// Wall-clock seconds of the run.
+    pub wall_s: f64,
+}
+
+/// The result of [`sample`].
+#[derive(Clone, Debug)]
+pub struct SampleOutput {
+    /// Recorded positions, (chains, draws, dim).
+    pub samples: Array3<f64>,
+    /// Recorded energies `F` at beta = 1, (chains, draws), if asked for.
+    pub energies: Option<Array2<f64>>,
+    /// Summary statistics.
+    pub stats: RunStats,
+    /// The chains' final positions, energies and gradients (of `beta F`).
+    pub final_state: ChainState,
+    /// False when the run was stopped early: `samples` then holds the draws
+    /// recorded so far.
+    pub complete: bool,
+}
+
+/// Initial positions: each coordinate uniform on (-2, 2) (Stan's default)
+/// for continuous states, fair coin flips for binary ones, drawn from each
+/// chain's own stream. Chains whose energy is not finite are redrawn (up to
+/// 100 times).
+pub fn initial_positions(energy: &dyn Energy, rngs: &mut [ChainRng]) -> Result<Array2<f64>> {
+    let (n, d) = (rngs.len(), energy.dim());
+    let binary = energy.space() == StateSpace::Binary;
+    let draw = |rng: &mut ChainRng, row: &mut [f64]| {
+        for v in row.iter_mut() {
+            *v = if binary {
+                f64::from(u8::from(rng.random::<bool>()))
+            } else {
+                4.0 * rng.random::<f64>() - 2.0
+            };
+        }
+    };
+    let mut y = Array2::zeros((n, d));
+    for (i, rng) in rngs.iter_mut().enumerate() {
+        draw(rng, y.row_mut(i).as_slice_mut().expect("standard layout"));
+    }
+    let mut e = ndarray::Array1::zeros(n);
+    for _ in 0..100 {
+        energy.energy_batch(y.view(), e.view_mut());
+        let bad: Vec<usize> = (0..n).filter(|&i| !e[i].is_finite()).collect();
+        if bad.is_empty() {
+            return Ok(y);
+        }
+        for i in bad {
+            draw(
+                &mut rngs[i],
+                y.row_mut(i).as_slice_mut().expect("standard layout"),
+            );
+        }
+    }
+    Err(Error::Numerical(
+        "no finite-energy starting point found in 100 draws per chain".into(),
+    ))
+}
