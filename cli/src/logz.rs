@@ -4,7 +4,7 @@ use super::commands::read_matrix;
 use boltz::ais::{self, AisConfig, AisProblem, Base, Schedule, ScheduleChoice};
 use boltz::error::{Error, Result};
 use boltz::kernels::KernelSpec;
-use boltz::model::{Family, Model};
+use boltz::model::Model;
 use boltz::run::{Control, NoObserver};
 use boltz::{Energy, io};
 use ndarray::{Array1, Array2};
@@ -186,46 +186,6 @@ fn config(args: &LogzArgs) -> Result<AisConfig> {
     Ok(c)
 }
 
-/// The exact log Z per context where the model has one (at beta = 1 for
-/// closed forms and enumeration; the ring's radial formula at any beta is
-/// not implemented, so beta must be 1 there too).
-fn exact_log_z(
-    model: &Model,
-    contexts: Option<&Array2<f64>>,
-    beta: f64,
-) -> Result<Option<Vec<f64>>> {
-    if beta != 1.0 {
-        return Ok(None);
-    }
-    Ok(match &model.family {
-        Family::Rbm(r) => {
-            if r.n_hidden().min(r.n_visible()) <= 24 {
-                Some(vec![
-                    model
-                        .exact_log_z
-                        .map_or_else(|| boltz::exact::rbm_log_z(r), Ok)?,
-                ])
-            } else {
-                None
-            }
-        }
-        Family::Ring(r) => {
-            let ctx = contexts
-                .cloned()
-                .or_else(|| model.default_context.clone())
-                .expect("ring has a default context");
-            Some(
-                ctx.rows()
-                    .into_iter()
-                    .map(|x| r.log_z_from_norm2(x.dot(&x)))
-                    .collect(),
-            )
-        }
-        Family::Mlp(_) => None,
-        _ => model.exact_log_z.map(|v| vec![v]),
-    })
-}
-
 struct Outcome {
     report: LogzReport,
 }
@@ -247,7 +207,7 @@ fn run(args: &LogzArgs) -> Result<Outcome> {
         ));
     }
     let cfg = config(args)?;
-    let exact = exact_log_z(&model, contexts.as_ref(), args.beta)?;
+    let exact = boltz::exact::model_log_z(&model, contexts.as_ref(), args.beta)?;
     let method = args.method.clone().unwrap_or_else(|| {
         if exact.is_some() && !args.reverse && args.reverse_from.is_none() {
             "exact".into()
@@ -284,7 +244,8 @@ fn run(args: &LogzArgs) -> Result<Outcome> {
             report.log_z = e;
         }
         "quadrature" => {
-            let (lz, err) = quadrature(&model, contexts.as_ref(), args.beta, args.seed)?;
+            let (lz, err) =
+                boltz::exact::model_quadrature(&model, contexts.as_ref(), args.beta, args.seed)?;
             report.stderr = err;
             report.ess = vec![f64::NAN; lz.len()];
             report.log_z = lz;
@@ -409,58 +370,6 @@ fn setup(
         None => ais::pilot_base(energy.as_ref(), cfg.beta, cfg.seed)?,
     };
     Ok((base, energy, cond))
-}
-
-/// 1-2 dim quadrature on a box fitted to a short pilot, or the ring's
-/// radial formula: log Z per context and an error estimate (the change
-/// from halving the grid; the radial rule's is below 1e-10).
-fn quadrature(
-    model: &Model,
-    contexts: Option<&Array2<f64>>,
-    beta: f64,
-    seed: u64,
-) -> Result<(Vec<f64>, Vec<f64>)> {
-    if let Family::Ring(r) = &model.family {
-        if beta != 1.0 {
-            return Err(Error::param(
-                "--beta",
-                "the ring's radial quadrature is at beta 1",
-            ));
-        }
-        let ctx = contexts
-            .cloned()
-            .or_else(|| model.default_context.clone())
-            .expect("ring has a default context");
-        let lz: Vec<f64> = ctx
-            .rows()
-            .into_iter()
-            .map(|x| r.log_z_from_norm2(x.dot(&x)))
-            .collect();
-        let err = vec![1e-10; lz.len()];
-        return Ok((lz, err));
-    }
-    if model.conditional().is_some() || model.dim() > 2 || matches!(model.family, Family::Rbm(_)) {
-        return Err(Error::param(
-            "--method",
-            format!(
-                "quadrature covers continuous unconditional models of dimension 1 or 2 and the ring; `{}` has dimension {}",
-                model.name,
-                model.dim()
-            ),
-        ));
-    }
-    let e = model.energy(None)?;
-    let base = ais::pilot_base(e.as_ref(), beta, seed)?;
-    let Base::Gaussian { mean, std } = base else {
-        unreachable!("pilot bases are Gaussian")
-    };
-    // The pilot base has 1.5 times the pilot's sd: +-12 of those is +-18 pilot sds.
-    let lo: Vec<f64> = mean.iter().zip(&std).map(|(m, s)| m - 12.0 * s).collect();
-    let hi: Vec<f64> = mean.iter().zip(&std).map(|(m, s)| m + 12.0 * s).collect();
-    let scaled = boltz::energy::Scaled::new(e.as_ref(), beta)?;
-    let n = if model.dim() == 1 { 20000 } else { 1500 };
-    let (lz, err) = boltz::exact::log_z_grid_with_error(&scaled, &lo, &hi, n)?;
-    Ok((vec![lz], vec![err]))
 }
 
 pub fn logz(args: &LogzArgs, json: bool) -> Result<()> {

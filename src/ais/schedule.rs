@@ -32,7 +32,7 @@ impl Schedule {
             "piecewise" => Schedule::Piecewise,
             other => {
                 return Err(Error::param(
-                    "--schedule",
+                    "schedule",
                     format!(
                         "unknown schedule `{other}` (linear, geometric, sigmoid, piecewise, adaptive)"
                     ),
