@@ -16,7 +16,7 @@
 //! - diagnostics: R-hat, bulk and tail ESS, MCSE, KS and chi-square tests
 //!   ([`diagnostics`]);
 //! - the reference suite of targets ([`suite`]) and model files ([`io`]);
-//! - samplers compared side by side on any energy ([`compare`]);
+//! - samplers compared side by side on any energy ([`compare`](mod@compare));
 //! - one run loop with checkpoints, a stop flag and observers ([`run`]).
 //!
 //! The `boltz` command-line tool is its own crate (`cli/` in the

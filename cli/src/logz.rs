@@ -334,8 +334,10 @@ fn setup(
     args: &LogzArgs,
     cfg: &AisConfig,
 ) -> Result<(Base, Arc<dyn Energy>, CondSetup)> {
-    if model.x_dim() == 0 && model.energy(None)?.space() == boltz::StateSpace::Binary {
-        let e = model.energy(None)?;
+    let unconditional = (model.x_dim() == 0)
+        .then(|| model.energy(None))
+        .transpose()?;
+    if let Some(e) = unconditional.filter(|e| e.space() == boltz::StateSpace::Binary) {
         let data = args
             .data
             .as_deref()
@@ -349,13 +351,24 @@ fn setup(
         )?;
         return Ok((base, e, None));
     }
-    let cond = model.conditional().map(|c| {
-        let ctx = contexts
-            .cloned()
-            .or_else(|| model.default_context.clone())
-            .expect("conditional models have contexts");
-        (c, ctx)
-    });
+    let cond = match model.conditional() {
+        Some(c) => {
+            let ctx = contexts
+                .cloned()
+                .or_else(|| model.default_context.clone())
+                .ok_or_else(|| {
+                    Error::param(
+                        "--context",
+                        format!(
+                            "model `{}` is conditional: give contexts (k, x_dim)",
+                            model.name
+                        ),
+                    )
+                })?;
+            Some((c, ctx))
+        }
+        None => None,
+    };
     let energy: Arc<dyn Energy> = match &cond {
         Some((c, ctx)) => {
             // The pilot sees every context, 8 chains each.
@@ -442,11 +455,11 @@ pub fn prob(
             format!("`{}` is not conditional: prob needs F(x, y)", model.name),
         )
     })?;
-    if args.context.is_none() {
+    let Some(ctx_path) = args.context.as_deref() else {
         return Err(Error::param("--context", "prob needs contexts (k, x_dim)"));
-    }
+    };
     let y = read_matrix(points, "points")?;
-    let ctx = read_matrix(args.context.as_deref().expect("checked"), "context")?;
+    let ctx = read_matrix(ctx_path, "context")?;
     if y.ncols() != cond.y_dim() {
         return Err(Error::shape(
             format!("points ({})", points.display()),

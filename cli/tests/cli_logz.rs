@@ -268,3 +268,22 @@ fn logz_refuses_bad_settings() {
         "not conditional",
     );
 }
+
+/// A conditional model file without contexts is refused with one error
+/// line naming the flag (it used to panic, exit 101).
+#[test]
+fn logz_of_a_conditional_model_without_contexts_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("m.json"),
+        r#"{"kind": "mlp", "x_dim": 1, "l2": 1.0, "layers": [
+            {"weight": [[0.5], [-0.3]], "bias": [0.1], "activation": "none"}]}"#,
+    )
+    .unwrap();
+    assert_fails(
+        &boltz(p, &["logz", "--model", "m.json", "--method", "ais", "--temps", "5"]),
+        2,
+        "--context",
+    );
+}

@@ -17,11 +17,11 @@
 //! transitions. Any other energy takes the geometric path with any kernel
 //! of [`crate::kernels::KernelSpec`].
 //!
-//! The pieces: [`annealed`](self) energies of the geometric path, the
-//! path trait (`path`), weights and resampling (`weights`), one pass
-//! (`pass`), the pilot and base choice (`plan`: [`default_base`],
-//! [`pilot_base`]), the runs (`run`: [`ais`], [`ais_with`],
-//! [`reverse_ais`]) and `log P(y|x)` (`prob`).
+//! The pieces, one file each: the geometric path's energy ([`Annealed`]),
+//! the path trait (`path`: geometric and RBM parameter paths), weights and
+//! resampling (`weights`), one pass (`pass`), the pilot and base choice
+//! (`plan`: [`default_base`], [`pilot_base`]), the runs ([`ais`],
+//! [`ais_with`], [`reverse_ais`]) and `log P(y|x)` ([`log_prob`]).
 //!
 //! Everything is in log space and in f64; particle `i` uses its own stream
 //! `(seed, i)` and sums run in particle order, so the result is

@@ -69,13 +69,7 @@ impl Hmc {
 
     /// Changes the acceptance rate that step-size adaptation aims for (0, 1).
     pub fn with_target_accept(mut self, target: f64) -> Result<Self> {
-        if !(target > 0.0 && target < 1.0) {
-            return Err(Error::param(
-                "target_accept",
-                format!("must be in (0, 1), got {target}"),
-            ));
-        }
-        self.target = target;
+        self.target = super::check_target_accept(target)?;
         Ok(self)
     }
 

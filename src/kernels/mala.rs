@@ -50,13 +50,7 @@ impl Mala {
     /// higher targets give smaller steps, which narrow regions (a funnel's
     /// neck) need.
     pub fn with_target_accept(mut self, target: f64) -> Result<Self> {
-        if !(target > 0.0 && target < 1.0) {
-            return Err(crate::error::Error::param(
-                "target_accept",
-                format!("must be in (0, 1), got {target}"),
-            ));
-        }
-        self.target = target;
+        self.target = super::check_target_accept(target)?;
         Ok(self)
     }
 }

@@ -497,6 +497,18 @@ pub fn mean_accept(steps: &[ChainStep]) -> f64 {
     steps.iter().map(|s| s.accept_prob).sum::<f64>() / steps.len() as f64
 }
 
+/// Checks a target acceptance rate for step-size adaptation: in (0, 1).
+pub(crate) fn check_target_accept(target: f64) -> Result<f64> {
+    if target > 0.0 && target < 1.0 {
+        Ok(target)
+    } else {
+        Err(Error::param(
+            "target_accept",
+            format!("must be in (0, 1), got {target}"),
+        ))
+    }
+}
+
 /// Checks an optional diagonal inverse mass matrix.
 pub(crate) fn check_inv_mass(inv_mass: &[f64]) -> bool {
     inv_mass.iter().all(|m| m.is_finite() && *m > 0.0)

@@ -27,7 +27,7 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     build: |s: &KernelSpec| {
         let mut k = Rwm::new(s.step_or(0.1))?;
         if let Some(t) = s.target_accept {
-            k.target = t;
+            k.target = super::check_target_accept(t)?;
         }
         Ok(Box::new(k))
     },

@@ -122,13 +122,7 @@ impl KernelSpec {
 
     /// Sets the acceptance rate adaptation aims for, in (0, 1).
     pub fn target_accept(mut self, target: f64) -> Result<Self> {
-        if !(target > 0.0 && target < 1.0) {
-            return Err(Error::param(
-                "target_accept",
-                format!("must be in (0, 1), got {target}"),
-            ));
-        }
-        self.target_accept = Some(target);
+        self.target_accept = Some(super::check_target_accept(target)?);
         Ok(self)
     }
 

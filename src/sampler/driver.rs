@@ -21,8 +21,6 @@ const KIND: &str = "sample";
 struct RunState {
     config: SampleConfig,
     t: usize,
-    positions: Vec<f64>,
-    rngs: Vec<RngState>,
     tuning: Tuning,
     tuner: Tuner,
     acceptance: Vec<f64>,
@@ -38,6 +36,25 @@ struct RunState {
     /// Recorded energies so far, `(draw, chain)`.
     #[serde(skip)]
     energies: Option<Vec<f64>>,
+}
+
+/// A checkpoint's header: the run's counters and tuning with the chains'
+/// positions and streams (the recorded draws go in the binary part).
+#[derive(serde::Serialize)]
+struct SavedRef<'a> {
+    run: &'a RunState,
+    elapsed_s: f64,
+    positions: Vec<f64>,
+    rngs: Vec<RngState>,
+}
+
+/// [`SavedRef`] as read back.
+#[derive(serde::Deserialize)]
+struct Saved {
+    run: RunState,
+    elapsed_s: f64,
+    positions: Vec<f64>,
+    rngs: Vec<RngState>,
 }
 
 /// A sampling run in progress.
@@ -146,10 +163,12 @@ impl Steps for Chains<'_> {
 
     fn save(&self, control: &Control) -> Result<()> {
         let path = control.checkpoint.as_ref().expect("asked for");
-        let mut snap = self.run.clone();
-        snap.positions = self.state.position.iter().copied().collect();
-        snap.rngs = self.rngs.iter().map(save_rng).collect();
-        snap.elapsed_s += self.start.elapsed().as_secs_f64();
+        let snap = SavedRef {
+            run: &self.run,
+            elapsed_s: self.run.elapsed_s + self.start.elapsed().as_secs_f64(),
+            positions: self.state.position.iter().copied().collect(),
+            rngs: self.rngs.iter().map(save_rng).collect(),
+        };
         let (n, d) = (self.state.n_chains(), self.state.dim());
         let draw = self.run.draw;
         let mut data = self.run.samples[..draw * n * d].to_vec();
@@ -236,8 +255,6 @@ pub fn sample_with(
     let run = RunState {
         config: config.clone(),
         t: 0,
-        positions: vec![],
-        rngs: vec![],
         tuning,
         tuner,
         acceptance: vec![0.0; n],
@@ -264,8 +281,9 @@ pub fn resume(
     control: &Control,
 ) -> Result<SampleOutput> {
     let start = Instant::now();
-    let (mut run, data): (RunState, Vec<f64>) =
-        read_checkpoint(checkpoint, KIND, &control.settings)?;
+    let (saved, data): (Saved, Vec<f64>) = read_checkpoint(checkpoint, KIND, &control.settings)?;
+    let mut run = saved.run;
+    run.elapsed_s = saved.elapsed_s;
     let c = run.config.clone();
     let d = energy.dim();
     let bad = |r: &str| Error::checkpoint(checkpoint, r.to_string());
@@ -279,8 +297,8 @@ pub fn resume(
     } else {
         0
     };
-    if run.positions.len() != c.n_chains * d
-        || run.rngs.len() != c.n_chains
+    if saved.positions.len() != c.n_chains * d
+        || saved.rngs.len() != c.n_chains
         || run.draw > c.draws
         || data.len() != n_samples + n_energies
         || c.validate(d).is_err()
@@ -296,10 +314,9 @@ pub fn resume(
     });
     let scaled = Scaled::new(energy, c.beta)?;
     let target: &dyn Energy = &scaled;
-    let positions =
-        Array2::from_shape_vec((c.n_chains, d), run.positions.clone()).expect("checked size");
+    let positions = Array2::from_shape_vec((c.n_chains, d), saved.positions).expect("checked size");
     let state = ChainState::new(target, positions)?;
-    let rngs: Vec<ChainRng> = run.rngs.iter().map(restore_rng).collect();
+    let rngs: Vec<ChainRng> = saved.rngs.iter().map(restore_rng).collect();
     in_pool(|| finish(target, kernel, run, state, rngs, observer, control, start))
 }
 

@@ -1,5 +1,5 @@
 //! The chain driver: warm-up with adaptation, draws, thinning, recording.
-//! It works for every [`Kernel`], runs on the shared loop of [`crate::run`]
+//! It works for every [`Kernel`](crate::kernels::Kernel), runs on the shared loop of [`crate::run`]
 //! and knows nothing about terminals.
 
 mod driver;
