@@ -282,7 +282,12 @@ fn logz_of_a_conditional_model_without_contexts_is_an_error() {
     )
     .unwrap();
     assert_fails(
-        &boltz(p, &["logz", "--model", "m.json", "--method", "ais", "--temps", "5"]),
+        &boltz(
+            p,
+            &[
+                "logz", "--model", "m.json", "--method", "ais", "--temps", "5",
+            ],
+        ),
         2,
         "--context",
     );
