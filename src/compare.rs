@@ -30,6 +30,10 @@ pub struct CompareConfig {
     /// times the smallest entry of its adapted inverse mass (the stiffest
     /// direction's step, as ULA runs unpreconditioned).
     pub ula_step: Option<f64>,
+    /// Inverse temperature: every sampler targets `exp(-beta F)`. The
+    /// moments given to [`compare`] are those of beta 1: at another beta
+    /// the error columns are left out.
+    pub beta: f64,
 }
 
 impl Default for CompareConfig {
@@ -40,6 +44,7 @@ impl Default for CompareConfig {
             draws: 1000,
             seed: 0,
             ula_step: None,
+            beta: 1.0,
         }
     }
 }
@@ -82,6 +87,9 @@ pub struct CompareRow {
     pub mean_error_z: Option<f64>,
     /// Largest `|var_hat / var - 1|` over coordinates, where moments are known.
     pub var_error: Option<f64>,
+    /// What [`crate::sampler::warnings`] says about the run (R-hat, ESS,
+    /// drift, divergences).
+    pub warnings: Vec<String>,
 }
 
 /// The comparison: one row per sampler plus the settings.
@@ -116,6 +124,27 @@ pub struct Moments {
 /// step of the stiffest direction, `eps * min_j w_j`, where a larger one
 /// would diverge.
 fn ula_step_from(stats: &crate::sampler::RunStats) -> f64 {
+    ula_step_of(stats)
+}
+
+/// ULA's default step on `energy`, ULA having no acceptance rate to tune
+/// against: the step a MALA warm-up (`config`'s chains, seed, beta and
+/// warm-up length, at least 100 steps, one shared step size) adapts to, in
+/// the stiffest direction (MALA's step is in preconditioned units, ULA runs
+/// unpreconditioned, so a larger one would diverge there).
+pub fn ula_default_step(energy: &dyn Energy, config: &SampleConfig) -> Result<f64> {
+    let mut c = config.clone();
+    c.draws = 1;
+    c.warmup = config.warmup.max(100);
+    c.shared_step_size = true;
+    c.adapt_step_size = true;
+    c.record_energies = false;
+    c.tuning = None;
+    let o = sample(energy, &Mala::new(0.1)?, &c, None, &mut NoObserver)?;
+    Ok(ula_step_of(&o.stats))
+}
+
+fn ula_step_of(stats: &crate::sampler::RunStats) -> f64 {
     let w = stats
         .inv_mass
         .as_ref()
@@ -195,9 +224,12 @@ pub fn compare(
     cfg.warmup = config.warmup;
     cfg.draws = config.draws;
     cfg.seed = config.seed;
+    cfg.beta = config.beta;
     cfg.record_energies = false;
     cfg.validate(energy.dim())?;
-    let moments = moments.filter(|m| m.mean.len() == energy.dim() && m.var.len() == energy.dim());
+    let moments = moments.filter(|m| {
+        m.mean.len() == energy.dim() && m.var.len() == energy.dim() && config.beta == 1.0
+    });
     // ULA has no acceptance rate to tune against: it borrows the step a
     // MALA warm-up adapts to (a short one, if MALA is not in the list).
     let mut ula_step = config.ula_step;
@@ -208,12 +240,7 @@ pub fn compare(
     for spec in samplers {
         let is_ula = spec.name() == "ula";
         if is_ula && ula_step.is_none() && spec.step_size.is_none() {
-            let mut c = cfg.clone();
-            c.draws = 1;
-            c.warmup = config.warmup.max(100);
-            c.shared_step_size = true;
-            let o = sample(energy, &Mala::new(0.1)?, &c, None, &mut NoObserver)?;
-            ula_step = Some(ula_step_from(&o.stats));
+            ula_step = Some(ula_default_step(energy, &cfg)?);
         }
         let mut spec = spec.clone();
         if is_ula && spec.step_size.is_none() {
@@ -227,7 +254,9 @@ pub fn compare(
             ula_step = Some(ula_step_from(&out.stats));
         }
         rows.push(row(
+            energy,
             spec.name(),
+            kernel.has_step_size(),
             kernel.grad_evals_per_step() > 0,
             &out,
             moments,
@@ -245,13 +274,16 @@ pub fn compare(
 
 /// One sampler's row from its run.
 fn row(
+    energy: &dyn Energy,
     name: &str,
+    has_step: bool,
     uses_gradient: bool,
     out: &crate::sampler::SampleOutput,
     moments: Option<&Moments>,
 ) -> Result<CompareRow> {
     let sums = diagnostics::summarize(out.samples.view())?;
     let ov = diagnostics::overview(&sums);
+    let warnings = crate::sampler::warnings(energy, out, Some(&ov), None)?;
     let s = &out.stats;
     let wall = s.wall_s;
     // Gradient-free samplers are charged per energy evaluation.
@@ -281,13 +313,10 @@ fn row(
         acceptance: s.acceptance.iter().sum::<f64>() / s.acceptance.len().max(1) as f64,
         divergences: s.divergences.iter().sum(),
         rhat_max: ov.rhat_max,
-        step_size: if name == "gibbs" {
-            f64::NAN
-        } else {
-            s.step_size
-        },
+        step_size: if has_step { s.step_size } else { f64::NAN },
         mean_error,
         mean_error_z,
         var_error,
+        warnings,
     })
 }

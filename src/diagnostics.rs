@@ -344,8 +344,12 @@ pub struct CoordSummary {
     pub ess_bulk: f64,
     /// Tail effective sample size.
     pub ess_tail: f64,
-    /// Rank-normalised split R-hat.
+    /// Rank-normalised split R-hat (NaN for a constant coordinate, as ArviZ).
     pub rhat: f64,
+    /// Every draw of every chain has the same value (a fixed or unused
+    /// coordinate): R-hat and ESS are undefined (NaN) and [`overview`]
+    /// leaves the coordinate out.
+    pub constant: bool,
 }
 
 /// Summarises one (chains, draws) array.
@@ -363,6 +367,7 @@ pub fn summarize_scalar(x: ArrayView2<f64>) -> CoordSummary {
         ess_bulk: ess(z.view()),
         ess_tail: ess_tail(x),
         rhat: rhat_from_split(split.view(), z.view()),
+        constant: x.iter().all(|v| *v == x[[0, 0]]),
     }
 }
 
@@ -395,10 +400,19 @@ pub struct Overview {
     pub rhat_max: f64,
 }
 
-/// The worst coordinate's bulk ESS, tail ESS and R-hat (NaN-aware: a NaN wins).
+/// The worst coordinate's bulk ESS, tail ESS and R-hat (NaN-aware: a NaN
+/// wins), over the coordinates that are not constant; NaN when all are.
 pub fn overview(summaries: &[CoordSummary]) -> Overview {
+    let varying: Vec<&CoordSummary> = summaries.iter().filter(|s| !s.constant).collect();
+    if varying.is_empty() {
+        return Overview {
+            ess_bulk_min: f64::NAN,
+            ess_tail_min: f64::NAN,
+            rhat_max: f64::NAN,
+        };
+    }
     let min = |f: fn(&CoordSummary) -> f64| {
-        summaries.iter().map(f).fold(f64::INFINITY, |a, b| {
+        varying.iter().map(|s| f(s)).fold(f64::INFINITY, |a, b| {
             if b.is_nan() || a.is_nan() {
                 f64::NAN
             } else {
@@ -406,7 +420,7 @@ pub fn overview(summaries: &[CoordSummary]) -> Overview {
             }
         })
     };
-    let rhat_max = summaries
+    let rhat_max = varying
         .iter()
         .map(|s| s.rhat)
         .fold(f64::NEG_INFINITY, |a, b| {
@@ -424,7 +438,7 @@ pub fn overview(summaries: &[CoordSummary]) -> Overview {
 }
 
 /// Kolmogorov's limiting survival function `Q(lambda) = 2 sum_k (-1)^(k-1) exp(-2 k^2 lambda^2)`.
-fn kolmogorov_q(lambda: f64) -> f64 {
+pub fn kolmogorov_q(lambda: f64) -> f64 {
     if lambda < 0.2 {
         return 1.0;
     }

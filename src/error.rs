@@ -73,6 +73,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A file given by a flag or setting that cannot be read: the error
+    /// names the flag first (`--points: data.npy: No such file ...`).
+    #[error("{flag}: {source}")]
+    Input {
+        /// The flag or setting (`--points`).
+        flag: String,
+        /// What went wrong reading the file.
+        #[source]
+        source: Box<Error>,
+    },
     /// A name that is not one of the suite's targets.
     #[error(
         "unknown model `{0}` (not a suite target, and no such file); `boltz suite` lists the targets"
@@ -100,8 +110,21 @@ impl Error {
                         | std::io::ErrorKind::InvalidData
                 ) && !matches!(source.kind(), std::io::ErrorKind::StorageFull)
             }
+            Error::Input { source, .. } => source.is_input(),
             Error::Numerical(_) | Error::Write { .. } | Error::Interrupted(_) => false,
             _ => true,
+        }
+    }
+
+    /// Names the flag that gave the file, for errors reading it (I/O, npy,
+    /// model file); other errors are returned as they are.
+    pub fn for_flag(self, flag: &str) -> Self {
+        match self {
+            Error::Io { .. } | Error::Npy { .. } | Error::Model { .. } => Error::Input {
+                flag: flag.to_string(),
+                source: Box::new(self),
+            },
+            other => other,
         }
     }
 

@@ -77,6 +77,7 @@ pub mod diagnostics;
 pub mod energy;
 pub mod error;
 pub mod exact;
+pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod linalg;

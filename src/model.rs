@@ -71,8 +71,13 @@ impl Model {
         }
     }
 
-    /// The conditional energy, if the model is conditional.
+    /// The conditional energy, if the model is conditional (an `mlp` or
+    /// `ring` with `x_dim` 0 is not: it is an ordinary energy in `y`).
     pub fn conditional(&self) -> Option<Arc<dyn ConditionalEnergy>> {
+        self.conditional_family().filter(|c| c.x_dim() > 0)
+    }
+
+    fn conditional_family(&self) -> Option<Arc<dyn ConditionalEnergy>> {
         match &self.family {
             Family::Ring(r) => Some(r.clone()),
             Family::Mlp(m) => Some(m.clone()),
@@ -149,11 +154,8 @@ impl Model {
     pub fn energy(&self, context: Option<Array2<f64>>) -> Result<Arc<dyn Energy>> {
         match self.conditional() {
             Some(c) => {
-                // A conditional model with x_dim 0 is an ordinary energy in y.
-                let empty = (c.x_dim() == 0).then(|| Array2::zeros((1, 0)));
                 let ctx = context
                     .or_else(|| self.default_context.clone())
-                    .or(empty)
                     .ok_or_else(|| {
                         Error::param(
                             "context",
@@ -179,7 +181,11 @@ impl Model {
                     Family::Mixture(m) => m.clone(),
                     Family::Funnel(f) => f.clone(),
                     Family::Rbm(r) => r.clone(),
-                    Family::Ring(_) | Family::Mlp(_) => unreachable!("conditional handled above"),
+                    // x_dim 0: an ordinary energy in y.
+                    Family::Ring(_) | Family::Mlp(_) => {
+                        let c = self.conditional_family().expect("ring and mlp are");
+                        Arc::new(Conditioned::new(c, Array2::zeros((1, 0)))?)
+                    }
                 })
             }
         }

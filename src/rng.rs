@@ -23,6 +23,11 @@ pub fn chain_rngs(seed: u64, n: usize) -> Vec<ChainRng> {
     (0..n as u64).map(|i| chain_rng(seed, i)).collect()
 }
 
+/// The streams of chains `first..first + n` for `seed`.
+pub fn chain_rngs_from(seed: u64, first: u64, n: usize) -> Vec<ChainRng> {
+    (0..n as u64).map(|i| chain_rng(seed, first + i)).collect()
+}
+
 /// A stream for purposes other than chains (initial points, pilots), kept
 /// apart from the chain streams by a fixed offset in the key.
 pub fn aux_rng(seed: u64, purpose: u64) -> ChainRng {

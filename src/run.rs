@@ -61,6 +61,10 @@ pub struct Progress {
     pub divergences: usize,
     /// The current step size (median over chains; NaN where none).
     pub step_size: f64,
+    /// AIS over several contexts: contexts whose estimates are final (0 otherwise).
+    pub contexts_done: usize,
+    /// AIS over several contexts: all contexts (0 otherwise).
+    pub contexts: usize,
 }
 
 /// Called by the run loop as a run goes (progress bars, logging).

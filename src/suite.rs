@@ -120,7 +120,11 @@ pub fn target(name: &str) -> Result<Option<Model>> {
                 let a = 2.0 * std::f64::consts::PI * k as f64 / 8.0;
                 4.0 * if j == 0 { a.cos() } else { a.sin() }
             });
-            Family::Mixture(Arc::new(Mixture::new(vec![1.0; 8], means, vec![0.3; 8])?))
+            Family::Mixture(Arc::new(Mixture::from_amplitudes(
+                vec![1.0; 8],
+                means,
+                vec![0.3; 8],
+            )?))
         }
         "gmm-far" => {
             let signs = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)];
@@ -129,7 +133,7 @@ pub fn target(name: &str) -> Result<Option<Model>> {
                 means[[k, 0]] = 4.0 * a;
                 means[[k, 1]] = 4.0 * b;
             }
-            Family::Mixture(Arc::new(Mixture::new(
+            Family::Mixture(Arc::new(Mixture::from_amplitudes(
                 vec![0.1, 0.2, 0.3, 0.4],
                 means,
                 vec![1.0; 4],

@@ -2,7 +2,7 @@
 
 use boltz::energy::{DiagGaussian, Energy, FnEnergy};
 use boltz::kernels::{Mala, Ula};
-use boltz::negatives::{Init, Loss, Method, NegativeSampler, NegativeState};
+use boltz::negatives::{Init, Loss, Method, NegativeSampler, NegativeState, ReplayPolicy};
 use boltz::rng::chain_rng;
 use ndarray::Array2;
 use rand_distr::{Distribution, StandardNormal};
@@ -24,6 +24,7 @@ fn replay_reinit_fraction_is_respected() {
         Method::Replay {
             capacity: 10_000,
             reinit: 0.05,
+            policy: Default::default(),
         },
         Init::Gaussian { std: 1.0 },
         500,
@@ -54,6 +55,7 @@ fn state_round_trips_and_resume_is_bit_identical() {
         Method::Replay {
             capacity: 50,
             reinit: 0.3,
+            policy: Default::default(),
         },
         Method::Pcd,
         Method::ShortRun,
@@ -232,7 +234,8 @@ fn bad_settings_are_refused() {
         NegativeSampler::new(
             Method::Replay {
                 capacity: 0,
-                reinit: 0.1
+                reinit: 0.1,
+                policy: Default::default(),
             },
             Init::Bernoulli,
             4,
@@ -245,7 +248,8 @@ fn bad_settings_are_refused() {
         NegativeSampler::new(
             Method::Replay {
                 capacity: 10,
-                reinit: 1.5
+                reinit: 1.5,
+                policy: Default::default(),
             },
             Init::Bernoulli,
             4,
@@ -280,4 +284,51 @@ fn bad_settings_are_refused() {
         "CD without positives"
     );
     assert_eq!(e.dim(), 2);
+}
+
+/// The default policy adds every negative: 128 chains fill 128, 256, 384
+/// entries over three calls (it used to grow by the re-initialised chains
+/// only: 128 -> 138 -> 141); JEM's write-back policy starts full.
+#[test]
+fn replay_policies_fill_the_buffer_as_documented() {
+    let (e, _) = gauss();
+    let k = Ula::new(1e-4).unwrap();
+    for (policy, expect) in [
+        (ReplayPolicy::Append, [128, 256, 384]),
+        (ReplayPolicy::WriteBack, [10_000, 10_000, 10_000]),
+    ] {
+        let mut s = NegativeSampler::new(
+            Method::Replay {
+                capacity: 10_000,
+                reinit: 0.05,
+                policy,
+            },
+            Init::Gaussian { std: 1.0 },
+            128,
+            100,
+            3,
+        )
+        .unwrap();
+        for want in expect {
+            s.generate(&e, &k, 1, None).unwrap();
+            assert_eq!(s.buffer_len(), want, "{policy:?}");
+        }
+    }
+    // A full ring keeps its capacity.
+    let mut s = NegativeSampler::new(
+        Method::Replay {
+            capacity: 300,
+            reinit: 0.05,
+            policy: ReplayPolicy::Append,
+        },
+        Init::Gaussian { std: 1.0 },
+        128,
+        100,
+        3,
+    )
+    .unwrap();
+    for _ in 0..4 {
+        s.generate(&e, &k, 1, None).unwrap();
+    }
+    assert_eq!(s.buffer_len(), 300);
 }

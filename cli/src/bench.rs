@@ -37,6 +37,8 @@ pub struct BenchArgs {
     /// Print the JSON lines on stdout instead of the table.
     #[arg(long)]
     pub jsonl: bool,
+    #[command(flatten)]
+    pub output: crate::OutputArgs,
 }
 
 /// Options of `boltz compare`.
@@ -45,9 +47,13 @@ pub struct CompareArgs {
     /// A suite target name or a model file (JSON).
     #[arg(long)]
     pub model: String,
-    /// Samplers, comma-separated (ula, mala, hmc, rwm, gibbs).
-    #[arg(long, value_delimiter = ',', default_value = "mala,hmc,rwm,ula")]
-    pub samplers: Vec<String>,
+    /// Samplers, comma-separated: any kernel of `sample` (ula, mala, hmc,
+    /// rwm, gibbs). Default: mala,hmc,rwm,ula; gibbs for binary models.
+    #[arg(long, value_delimiter = ',')]
+    pub samplers: Option<Vec<String>>,
+    /// Inverse temperature: every sampler targets exp(-beta F).
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
     /// Chains per sampler.
     #[arg(long, default_value_t = 4)]
     pub chains: usize,
@@ -69,6 +75,8 @@ pub struct CompareArgs {
     /// Folder for compare.json, compare.md and compare.svg.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: crate::OutputArgs,
 }
 
 const BEGIN: &str = "<!-- boltz bench: begin (generated; edit outside these markers) -->";
@@ -209,24 +217,56 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         bench::markdown_table(&all)
     );
     update_readme(&args.out.join("README.md"), &section)?;
-    if !args.jsonl {
+    let failed: Vec<&Measurement> = fresh.iter().filter(|m| !m.ok).collect();
+    let warnings: Vec<String> = failed
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} ({}): a check FAILED{}: {}",
+                m.workload,
+                m.target,
+                m.figure,
+                if args.quick { " at --quick sizes" } else { "" },
+                m.notes
+                    .split("; ")
+                    .filter(|n| n.starts_with("CHECK FAILED"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+        .collect();
+    let v = serde_json::json!({
+        "measurements": fresh,
+        "failed": failed.len(),
+        "quick": args.quick,
+        "warnings": warnings,
+    });
+    if args.output.emit(&v)? && !args.jsonl {
         print!("{}", bench::markdown_table(&fresh));
+        super::commands::print_warnings(&warnings);
     }
-    let failed = fresh.iter().filter(|m| !m.ok).count();
     eprintln!(
         "boltz bench: {} measurements -> {} and {}{}",
         fresh.len(),
         jsonl.display(),
         args.out.join("README.md").display(),
-        if failed > 0 {
-            format!("; {failed} with a FAILED check (see notes)")
-        } else {
-            String::new()
+        match (failed.len(), args.strict) {
+            (0, _) => String::new(),
+            (n, true) => format!("; {n} with a FAILED check (see notes): exit 1 (--strict)"),
+            (n, false) => format!(
+                "; {n} with a FAILED check (see notes); exit 0 without --strict{}",
+                if args.quick {
+                    " (--quick sizes are too small for some checks)"
+                } else {
+                    ""
+                }
+            ),
         }
     );
-    if failed > 0 && args.strict {
+    if !failed.is_empty() && args.strict {
         return Err(Error::Numerical(format!(
-            "{failed} measurements failed their checks"
+            "{} measurements failed their checks",
+            failed.len()
         )));
     }
     Ok(())
@@ -234,17 +274,23 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 
 pub fn compare(args: &CompareArgs) -> Result<()> {
     let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
-    let samplers = args
-        .samplers
+    let names = match &args.samplers {
+        Some(s) => s.clone(),
+        None if energy.space() == boltz::StateSpace::Binary => vec!["gibbs".into()],
+        None => ["mala", "hmc", "rwm", "ula"].map(String::from).to_vec(),
+    };
+    let samplers = names
         .iter()
         .map(|s| KernelSpec::new(s))
         .collect::<Result<Vec<_>>>()?;
+    boltz::error::check_positive("--beta", args.beta)?;
     let config = CompareConfig {
         chains: args.chains,
         warmup: args.warmup,
         draws: args.draws,
         seed: args.seed,
         ula_step: args.ula_step,
+        beta: args.beta,
     };
     let moments = model.moments().map(|(mean, var)| Moments { mean, var });
     let report = compare::compare(
@@ -255,7 +301,20 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         &config,
     )?;
     let md = crate::render::markdown(&report);
-    print!("{md}");
+    let mut v = serde_json::to_value(&report).expect("serialisable");
+    v["warnings"] = serde_json::json!(
+        report
+            .rows
+            .iter()
+            .flat_map(|r| r
+                .warnings
+                .iter()
+                .map(move |w| format!("{}: {w}", r.sampler)))
+            .collect::<Vec<_>>()
+    );
+    if args.output.emit(&v)? {
+        print!("{md}");
+    }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_json_atomic(&dir.join("compare.json"), &report)?;

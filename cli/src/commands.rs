@@ -4,23 +4,35 @@ use super::SampleArgs;
 use boltz::diagnostics;
 use boltz::error::{Error, Result};
 use boltz::io::{read_npy, write_npy};
-use boltz::kernels::{Kernel, KernelSpec};
+use boltz::kernels::KernelSpec;
 use boltz::sampler::{Control, Observer, Phase, Progress, SampleConfig};
 use ndarray::Array2;
 use std::path::Path;
 
-/// Reads an (n, d) array (a 1-D array is one row).
+/// Reads an (n, d) array (a 1-D array is one row) given by flag `what`
+/// (`--points`, say); refuses non-finite entries.
 pub fn read_matrix(path: &Path, what: &str) -> Result<Array2<f64>> {
-    read_npy(path)?.into_2d(&format!("{what} ({})", path.display()), true)
+    let flag = if what.starts_with("--") {
+        what.to_string()
+    } else {
+        format!("--{what}")
+    };
+    let m = read_npy(path)
+        .map_err(|e| e.for_flag(&flag))?
+        .into_2d(&format!("{flag} ({})", path.display()), true)?;
+    if let Some(i) = m.iter().position(|v| !v.is_finite()) {
+        return Err(Error::param(
+            format!("{flag} ({})", path.display()),
+            format!("entry {} (row {}) is not finite", i, i / m.ncols().max(1)),
+        ));
+    }
+    Ok(m)
 }
 
-pub fn suite(json: bool) -> Result<()> {
+pub fn suite(output: &crate::OutputArgs) -> Result<()> {
     let rows = boltz::suite::list()?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).expect("serialisable")
-        );
+    let v = serde_json::json!({ "targets": rows, "warnings": Vec::<String>::new() });
+    if !output.emit(&v)? {
         return Ok(());
     }
     println!(
@@ -43,12 +55,13 @@ pub fn energy(
     context: Option<&Path>,
     out: &Path,
     grad: Option<&Path>,
+    output: &crate::OutputArgs,
 ) -> Result<()> {
     let model = boltz::model::load(model)?;
     let y = read_matrix(points, "points")?;
     let ctx = context.map(|p| read_matrix(p, "context")).transpose()?;
     let energy = model.energy(ctx)?;
-    if let Some(grad_path) = grad {
+    let e = if let Some(grad_path) = grad {
         let (e, g) = boltz::energy::evaluate_with_grad(energy.as_ref(), y.view())?;
         write_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
         write_npy(
@@ -56,9 +69,39 @@ pub fn energy(
             &[g.nrows(), g.ncols()],
             g.as_slice().expect("contiguous"),
         )?;
+        e
     } else {
         let e = boltz::energy::evaluate(energy.as_ref(), y.view())?;
         write_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
+        e
+    };
+    let finite = e.iter().filter(|v| v.is_finite()).count();
+    let mut warnings = Vec::new();
+    if finite < e.len() {
+        warnings.push(format!(
+            "{} of {} energies are not finite",
+            e.len() - finite,
+            e.len()
+        ));
+    }
+    let (lo, hi) = e
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
+    let v = serde_json::json!({
+        "model": model.name, "points": y.nrows(), "dim": y.ncols(),
+        "out": out.display().to_string(), "grad": grad.map(|g| g.display().to_string()),
+        "energy_min": lo, "energy_max": hi, "warnings": warnings,
+    });
+    if output.emit(&v)? {
+        println!(
+            "energies of {} points -> {} (min {lo:.6}, max {hi:.6})",
+            y.nrows(),
+            out.display()
+        );
+        print_warnings(&warnings);
     }
     Ok(())
 }
@@ -78,9 +121,9 @@ fn parse_pair(name: &str, s: &str) -> Result<(f64, f64)> {
     }
 }
 
-/// Builds the kernel the user asked for (one spec, checked against the
-/// model); returns it and whether its step size is adapted.
-fn build_kernel(args: &SampleArgs, energy: &dyn boltz::Energy) -> Result<(Box<dyn Kernel>, bool)> {
+/// The kernel the user asked for (one spec, checked against the model) and
+/// whether its step size is `auto`.
+fn kernel_spec(args: &SampleArgs, energy: &dyn boltz::Energy) -> Result<(KernelSpec, bool)> {
     let fixed = match args.step_size.as_str() {
         "auto" => None,
         s => Some(s.parse::<f64>().map_err(|_| {
@@ -95,12 +138,6 @@ fn build_kernel(args: &SampleArgs, energy: &dyn boltz::Energy) -> Result<(Box<dy
     }
     let mut spec = KernelSpec::new(&args.sampler)?;
     spec.check(energy)?;
-    if spec.name() == "ula" && fixed.is_none() {
-        return Err(Error::param(
-            "--step-size",
-            "ula has no acceptance rate to tune against: give a number",
-        ));
-    }
     spec.step_size = fixed;
     spec.leapfrog = args.leapfrog;
     spec.jitter = args.jitter;
@@ -114,14 +151,33 @@ fn build_kernel(args: &SampleArgs, energy: &dyn boltz::Energy) -> Result<(Box<dy
     if let Some(t) = args.target_accept {
         spec = spec.target_accept(t)?;
     }
-    Ok((spec.build()?, fixed.is_none()))
+    spec.build()?;
+    Ok((spec, fixed.is_none()))
+}
+
+/// `--init`: a distribution spec (`gaussian:STD`, `uniform:LO,HI`,
+/// `dispersed:MIN,MAX`, `coins`) or an npy file of starting positions.
+pub fn parse_init(s: Option<&str>) -> Result<(Option<Array2<f64>>, boltz::init::Init)> {
+    let Some(s) = s else {
+        return Ok((None, boltz::init::Init::default()));
+    };
+    let is_spec = s == "coins"
+        || ["gaussian:", "uniform:", "dispersed:"]
+            .iter()
+            .any(|p| s.starts_with(p));
+    if is_spec {
+        return Ok((None, boltz::init::Init::parse(s, "--init")?));
+    }
+    let rows = read_matrix(Path::new(s), "--init")?;
+    Ok((Some(rows), boltz::init::Init::default()))
 }
 
 /// A progress bar on stderr (only on a terminal, and not with --quiet).
-struct Bar(Option<indicatif::ProgressBar>);
+pub struct Bar(Option<indicatif::ProgressBar>);
 
 impl Bar {
-    fn new(quiet: bool, total: u64) -> Self {
+    /// A bar of `total` steps (hidden when `quiet` or not on a terminal).
+    pub fn new(quiet: bool, total: u64) -> Self {
         use std::io::IsTerminal;
         if quiet || !std::io::stderr().is_terminal() {
             return Bar(None);
@@ -136,7 +192,8 @@ impl Bar {
         );
         Bar(Some(pb))
     }
-    fn finish(&self) {
+    /// Removes the bar.
+    pub fn finish(&self) {
         if let Some(pb) = &self.0 {
             pb.finish_and_clear();
         }
@@ -146,6 +203,7 @@ impl Bar {
 impl Observer for Bar {
     fn observe(&mut self, p: &Progress) {
         if let Some(pb) = &self.0 {
+            pb.set_length(p.total as u64);
             pb.set_position(p.step as u64);
             let phase = match p.phase {
                 Phase::Warmup => "warm-up",
@@ -153,35 +211,17 @@ impl Observer for Bar {
                 Phase::Annealing => "annealing",
                 Phase::Negatives => "negatives",
             };
+            let contexts = if p.contexts > 0 {
+                format!(" contexts {}/{}", p.contexts_done, p.contexts)
+            } else {
+                String::new()
+            };
             pb.set_message(format!(
-                "{phase} accept {:.2} step {:.3e} div {}",
+                "{phase}{contexts} accept {:.2} step {:.3e} div {}",
                 p.accept_rate, p.step_size, p.divergences
             ));
         }
     }
-}
-
-/// A warning when the chains run off (the density is not normalisable along
-/// some direction, e.g. an `mlp` without `l2`): the mean norm of the last
-/// draws is over 100 and over 10 times that of the first draws.
-fn drift_warning(samples: ndarray::ArrayView3<f64>) -> Option<String> {
-    let (c, d, _) = samples.dim();
-    if d < 2 {
-        return None;
-    }
-    let norm = |t: usize| {
-        (0..c)
-            .map(|i| {
-                samples
-                    .slice(ndarray::s![i, t, ..])
-                    .dot(&samples.slice(ndarray::s![i, t, ..]))
-                    .sqrt()
-            })
-            .sum::<f64>()
-            / c as f64
-    };
-    let (first, last) = (norm(0), norm(d - 1));
-    (last > 100.0 && last > 10.0 * first.max(1.0)).then(|| format!("the chains drift off (mean |y| from {first:.3e} to {last:.3e}): the density may not be normalisable (an mlp without l2?)"))
 }
 
 /// The settings a checkpoint must match on resume: everything that shapes
@@ -225,8 +265,8 @@ pub fn model_energy(
 
 pub fn sample(args: &SampleArgs) -> Result<()> {
     let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
-    let (kernel, auto) = build_kernel(args, energy.as_ref())?;
-    let config = SampleConfig {
+    let (mut spec, auto) = kernel_spec(args, energy.as_ref())?;
+    let mut config = SampleConfig {
         n_chains: args.chains,
         warmup: args.warmup,
         draws: args.draws,
@@ -241,11 +281,14 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         ..SampleConfig::new()
     };
     config.validate(energy.dim())?;
-    let init = args
-        .init
-        .as_deref()
-        .map(|p| read_matrix(p, "init"))
-        .transpose()?;
+    let (init, dist) = parse_init(args.init.as_deref())?;
+    config.init = dist;
+    // ULA has no acceptance rate to tune against: without a step size it
+    // takes the one a MALA warm-up adapts to (as `compare` does).
+    if spec.name() == "ula" && auto {
+        spec.step_size = Some(boltz::compare::ula_default_step(energy.as_ref(), &config)?);
+    }
+    let kernel = spec.build()?;
     let control = Control {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
@@ -292,7 +335,30 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     let s = &out.stats;
     let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len() as f64;
     let divergences: usize = s.divergences.iter().sum();
-    let report = serde_json::json!({
+    // Exact draws of the target (suite targets, Gaussians, mixtures, the
+    // funnel; at beta 1) let the run be checked against the truth.
+    let exact = (config.beta == 1.0)
+        .then(|| boltz::ais::exact_draws(&model, 4096, config.seed))
+        .flatten();
+    let have_diag = out.samples.shape()[1] >= 4;
+    let mut warnings = boltz::sampler::warnings(
+        energy.as_ref(),
+        &out,
+        have_diag.then_some(&ov),
+        exact.as_ref().map(|e| e.view()),
+    )?;
+    if !out.complete {
+        warnings.push(format!(
+            "interrupted: {d} of {} draws written{}",
+            config.draws,
+            args.checkpoint.as_ref().map_or(String::new(), |p| format!(
+                "; resume with --resume {}",
+                p.display()
+            ))
+        ));
+    }
+    let gradient_free = !kernel.has_step_size();
+    let mut report = serde_json::json!({
         "partial": !out.complete,
         "model": model.name,
         "sampler": s.kernel,
@@ -303,22 +369,31 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         "thin": config.thin,
         "seed": config.seed,
         "beta": config.beta,
+        "init": args.init.clone().unwrap_or_else(|| "dispersed:2,20".into()),
         "acceptance": acceptance,
         "acceptance_per_chain": s.acceptance,
         "divergences": divergences,
         "divergences_per_chain": s.divergences,
         "warmup_divergences": s.warmup_divergences,
-        "step_size": s.step_size,
-        "inv_mass": s.inv_mass,
         "ess_bulk_min": ov.ess_bulk_min,
         "ess_tail_min": ov.ess_tail_min,
         "rhat_max": ov.rhat_max,
-        "grad_evals": s.grad_evals,
+        "exact_check": exact.is_some(),
         "energy_evals": s.energy_evals,
         "wall_s": s.wall_s,
+        "warnings": warnings,
     });
+    if !gradient_free {
+        report["step_size"] = serde_json::json!(s.step_size);
+        report["inv_mass"] = serde_json::json!(s.inv_mass);
+        report["grad_evals"] = serde_json::json!(s.grad_evals);
+    }
     if let Some(path) = &args.report {
         boltz::io::write_json_atomic(path, &report)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report).expect("serialisable"));
+        return Ok(());
     }
     println!(
         "{} on {}: {c} chains x {d} draws x {k} dims -> {}",
@@ -327,77 +402,111 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         args.out.display()
     );
     println!("  acceptance    {acceptance:.3}");
-    println!(
-        "  divergences   {divergences} (warm-up {})",
-        s.warmup_divergences
-    );
-    println!("  step size     {:.4e}", s.step_size);
+    if !gradient_free {
+        println!(
+            "  divergences   {divergences} (warm-up {})",
+            s.warmup_divergences
+        );
+        println!("  step size     {:.4e}", s.step_size);
+    }
     println!("  ess bulk min  {:.1}", ov.ess_bulk_min);
     println!("  ess tail min  {:.1}", ov.ess_tail_min);
     println!("  rhat max      {:.4}", ov.rhat_max);
-    println!("  grad evals    {}", s.grad_evals);
+    if gradient_free {
+        println!("  energy evals  {}", s.energy_evals);
+    } else {
+        println!("  grad evals    {}", s.grad_evals);
+    }
     println!("  wall s        {:.3}", s.wall_s);
-    if let Some(w) = drift_warning(out.samples.view()) {
-        println!("  warning: {w}");
-    }
-    if !out.complete {
-        println!(
-            "  interrupted: {d} of {} draws written{}",
-            config.draws,
-            args.checkpoint.as_ref().map_or(String::new(), |p| format!(
-                "; resume with --resume {}",
-                p.display()
-            ))
-        );
-    }
     if energy.fixed_rows().is_some() {
         println!(
             "  note: each chain has its own context, so chains target different laws and R-hat does not apply"
         );
-    } else if ov.rhat_max > 1.01 {
-        println!("  warning: R-hat above 1.01: the chains disagree; run longer or check the model");
     }
+    if exact.is_some() {
+        println!("  checked against exact draws of the target");
+    }
+    print_warnings(&warnings);
     Ok(())
 }
 
-pub fn diagnose(samples: &Path, json: bool) -> Result<()> {
-    let arr = read_npy(samples)?;
-    let x = match arr.shape.len() {
-        3 => arr
+/// Prints each warning on its own line, indented, after the results.
+pub fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        println!("  warning: {w}");
+    }
+}
+
+pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Result<()> {
+    let arr = read_npy(samples).map_err(|e| e.for_flag("--samples"))?;
+    let mut notes = Vec::new();
+    let x = match (arr.shape.len(), matrix) {
+        (3, _) => arr
             .into_dyn()
             .into_dimensionality::<ndarray::Ix3>()
             .expect("3-D"),
-        2 => arr
+        (2, "draws-dim") => {
+            notes.push(format!(
+                "a 2-D array {:?} is read as one chain of (draws, dim); --matrix chains-draws reads it as (chains, draws) of one coordinate",
+                arr.shape
+            ));
+            arr.into_dyn()
+                .into_dimensionality::<ndarray::Ix2>()
+                .expect("2-D")
+                .insert_axis(ndarray::Axis(0))
+        }
+        (2, "chains-draws") => arr
             .into_dyn()
             .into_dimensionality::<ndarray::Ix2>()
             .expect("2-D")
             .insert_axis(ndarray::Axis(2)),
+        (2, other) => {
+            return Err(Error::param(
+                "--matrix",
+                format!("unknown layout `{other}` (draws-dim, chains-draws)"),
+            ));
+        }
         _ => {
             return Err(Error::shape(
-                format!("samples ({})", samples.display()),
-                "(chains, draws, dim) or (chains, draws)",
+                format!("--samples ({})", samples.display()),
+                "(chains, draws, dim), or a 2-D array",
                 format!("{:?}", arr.shape),
             ));
         }
     };
     if x.iter().any(|v| !v.is_finite()) {
         return Err(Error::param(
-            format!("samples ({})", samples.display()),
+            format!("--samples ({})", samples.display()),
             "contains non-finite values",
         ));
     }
     let summaries = diagnostics::summarize(x.view())?;
     let ov = diagnostics::overview(&summaries);
-    if json {
-        let v = serde_json::json!({
-            "chains": x.shape()[0], "draws": x.shape()[1], "dim": x.shape()[2],
-            "ess_bulk_min": ov.ess_bulk_min, "ess_tail_min": ov.ess_tail_min, "rhat_max": ov.rhat_max,
-            "coordinates": summaries,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).expect("serialisable")
-        );
+    let mut warnings = Vec::new();
+    let constant = summaries.iter().filter(|s| s.constant).count();
+    if constant > 0 {
+        notes.push(format!(
+            "{constant} constant coordinates (R-hat and ESS undefined) are left out of the worst-case figures"
+        ));
+    }
+    if ov.rhat_max > 1.01 {
+        warnings.push(format!(
+            "R-hat {:.3} above 1.01: the chains disagree or have not mixed",
+            ov.rhat_max
+        ));
+    }
+    if ov.ess_bulk_min < 100.0 {
+        warnings.push(format!(
+            "bulk ESS {:.1} below 100: estimates from these draws are unreliable",
+            ov.ess_bulk_min
+        ));
+    }
+    let v = serde_json::json!({
+        "chains": x.shape()[0], "draws": x.shape()[1], "dim": x.shape()[2],
+        "ess_bulk_min": ov.ess_bulk_min, "ess_tail_min": ov.ess_tail_min, "rhat_max": ov.rhat_max,
+        "coordinates": summaries, "notes": notes, "warnings": warnings,
+    });
+    if !output.emit(&v)? {
         return Ok(());
     }
     println!(
@@ -406,6 +515,9 @@ pub fn diagnose(samples: &Path, json: bool) -> Result<()> {
         x.shape()[1],
         x.shape()[2]
     );
+    for n in &notes {
+        println!("  note: {n}");
+    }
     println!(
         "{:>5} {:>12} {:>12} {:>10} {:>9} {:>9} {:>7}",
         "coord", "mean", "sd", "mcse", "ess_bulk", "ess_tail", "rhat"
@@ -427,5 +539,6 @@ pub fn diagnose(samples: &Path, json: bool) -> Result<()> {
         "ess_bulk_min {:.1}  ess_tail_min {:.1}  rhat_max {:.4}",
         ov.ess_bulk_min, ov.ess_tail_min, ov.rhat_max
     );
+    print_warnings(&warnings);
     Ok(())
 }

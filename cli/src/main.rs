@@ -82,9 +82,12 @@ pub struct SampleArgs {
     /// Contexts of a conditional model: (1, x_dim) or (chains, x_dim).
     #[arg(long)]
     pub context: Option<PathBuf>,
-    /// Starting positions, (chains, dim) npy.
-    #[arg(long)]
-    pub init: Option<PathBuf>,
+    /// Where chains start: an npy file of positions (chains, dim), or
+    /// `dispersed:MIN,MAX` (the default, dispersed:2,20: each chain a
+    /// half-width R log-uniform on [MIN, MAX], each coordinate uniform on
+    /// (-R, R)), `gaussian:STD`, `uniform:LO,HI`. Binary models: coin flips.
+    #[arg(long, allow_hyphen_values = true)]
+    pub init: Option<String>,
     /// Output samples, (chains, draws, dim) npy.
     #[arg(long)]
     pub out: PathBuf,
@@ -94,6 +97,9 @@ pub struct SampleArgs {
     /// Write the run's report as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Print the report as one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -110,14 +116,38 @@ pub struct SampleArgs {
     pub resume: Option<PathBuf>,
 }
 
+/// `--report FILE` and `--json`, which every command takes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Write the command's report as JSON to this file (atomically).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print the report as one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    /// Writes `report` where asked; prints it with `--json`. Returns true
+    /// when the text output should follow (no `--json`).
+    pub fn emit(&self, report: &serde_json::Value) -> boltz::Result<bool> {
+        if let Some(path) = &self.report {
+            boltz::io::write_json_atomic(path, report)?;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string(report).expect("serialisable"));
+        }
+        Ok(!self.json)
+    }
+}
+
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List the reference targets, their dimensions and exact log Z.
     Suite {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Energies (and gradients) of given points.
     Energy {
@@ -136,6 +166,8 @@ pub enum Command {
         /// Output gradients dF/dy, (n, d) npy.
         #[arg(long)]
         grad: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Run chains of a sampler on a model and report diagnostics.
     Sample(Box<SampleArgs>),
@@ -143,23 +175,23 @@ pub enum Command {
     Logz {
         #[command(flatten)]
         args: Box<logz::LogzArgs>,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
     },
-    /// log P(y|x) = -beta F(x, y) - log Z(x) of points under every context.
+    /// log P(y|x) = -beta F(x, y) - log Z(x) of points under every context
+    /// (or under their own with --paired); log P(y) for unconditional models.
     Prob {
         #[command(flatten)]
         args: Box<logz::LogzArgs>,
         /// Points y, (N, y_dim) npy.
         #[arg(long)]
         points: PathBuf,
-        /// Output, (contexts, N) npy.
+        /// Output npy: (contexts, N) for all pairs, (N,) with --paired or
+        /// for an unconditional model.
         #[arg(long)]
         out: PathBuf,
-        /// Write log Z per context, standard errors and settings as JSON.
+        /// Row i of the points under row i of the contexts only (N contexts
+        /// for N points): output (N,).
         #[arg(long)]
-        report: Option<PathBuf>,
+        paired: bool,
     },
     /// Negative samples for contrastive training (short-run, replay buffer, CD, PCD).
     Negatives(Box<negatives::NegativesArgs>),
@@ -171,12 +203,16 @@ pub enum Command {
     Compare(Box<bench::CompareArgs>),
     /// Diagnostics (R-hat, bulk and tail ESS, MCSE) of any (chains, draws, dim) npy array.
     Diagnose {
-        /// Samples, (chains, draws, dim) or (chains, draws) npy.
+        /// Samples, (chains, draws, dim) npy; a 2-D array is one chain
+        /// (draws, dim) unless --matrix chains-draws.
         #[arg(long)]
         samples: PathBuf,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// How a 2-D array is read: `draws-dim` (one chain, the default) or
+        /// `chains-draws` (one coordinate, e.g. the energies `sample` writes).
+        #[arg(long, default_value = "draws-dim")]
+        matrix: String,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -291,17 +327,29 @@ fn run(cli: Cli) -> Result<(), Error> {
         return Err(Error::param("--threads", "must be >= 1"));
     }
     match cli.command {
-        Command::Suite { json } => commands::suite(json),
+        Command::Suite { output } => commands::suite(&output),
         Command::Energy {
             model,
             points,
             context,
             out,
             grad,
-        } => commands::energy(&model, &points, context.as_deref(), &out, grad.as_deref()),
+            output,
+        } => commands::energy(
+            &model,
+            &points,
+            context.as_deref(),
+            &out,
+            grad.as_deref(),
+            &output,
+        ),
         Command::Sample(args) => commands::sample(&args),
-        Command::Diagnose { samples, json } => commands::diagnose(&samples, json),
-        Command::Logz { args, json } => logz::logz(&args, json),
+        Command::Diagnose {
+            samples,
+            matrix,
+            output,
+        } => commands::diagnose(&samples, &matrix, &output),
+        Command::Logz { args } => logz::logz(&args),
         Command::Negatives(args) => negatives::negatives(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Compare(args) => bench::compare(&args),
@@ -309,8 +357,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             args,
             points,
             out,
-            report,
-        } => logz::prob(&args, &points, &out, report.as_deref()),
+            paired,
+        } => logz::prob(&args, &points, &out, paired),
     }
 }
 

@@ -3,7 +3,7 @@
 use super::commands::read_matrix;
 use boltz::error::{Error, Result};
 use boltz::kernels::KernelSpec;
-use boltz::negatives::{Init, Method, NegativeSampler};
+use boltz::negatives::{Init, Method, NegativeSampler, ReplayPolicy};
 use boltz::{StateSpace, io};
 use std::path::PathBuf;
 
@@ -23,9 +23,19 @@ pub struct NegativesArgs {
     /// short-run (from noise, or from a replay buffer with --buffer), cd or pcd.
     #[arg(long, default_value = "short-run")]
     pub method: String,
-    /// ula, mala or gibbs (default: gibbs for binary models, else ula).
+    /// Any kernel of `sample` (ula, mala, hmc, rwm, gibbs) with a fixed
+    /// step (default: gibbs for binary models, else ula).
     #[arg(long)]
     pub kernel: Option<String>,
+    /// Inverse temperature: the chains target exp(-beta F).
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// HMC leapfrog steps per transition.
+    #[arg(long, default_value_t = 16)]
+    pub leapfrog: usize,
+    /// HMC step-size jitter, uniform in step * (1 +- J).
+    #[arg(long, default_value_t = 0.2)]
+    pub jitter: f64,
     /// Chains per call (default: one per row of --data).
     #[arg(long)]
     pub chains: Option<usize>,
@@ -41,12 +51,21 @@ pub struct NegativesArgs {
     /// ULA: clamp each gradient entry to [-C, C].
     #[arg(long)]
     pub grad_clip: Option<f64>,
-    /// Fresh chains start `gaussian:STD` or `uniform:LO,HI` (binary models: coin flips).
-    #[arg(long, default_value = "gaussian:1")]
+    /// Where fresh chains start: `gaussian:STD` (the default, gaussian:1),
+    /// `uniform:LO,HI`, `dispersed:MIN,MAX`, or an npy file of points
+    /// (chain i from row i mod rows), as `sample --init`. Binary models:
+    /// coin flips, or the file's points.
+    #[arg(long, default_value = "gaussian:1", allow_hyphen_values = true)]
     pub init: String,
     /// Replay buffer capacity (with --method short-run); 0 = no buffer.
     #[arg(long, default_value_t = 0)]
     pub buffer: usize,
+    /// How the buffer takes in negatives: `append` (every negative is added,
+    /// oldest overwritten when full; IGEBM) or `write-back` (filled with
+    /// noise at the first call, each negative replaces the entry its chain
+    /// started from; JEM).
+    #[arg(long, default_value = "append")]
+    pub buffer_policy: String,
     /// Fraction of chains started from noise instead of the buffer.
     #[arg(long, default_value_t = 0.05)]
     pub reinit: f64,
@@ -60,33 +79,17 @@ pub struct NegativesArgs {
     /// Output negatives, (chains, dim) npy.
     #[arg(long)]
     pub out: PathBuf,
-    /// Write the call's statistics as JSON.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: crate::OutputArgs,
 }
 
+/// `--init`: a spec or a file of points (binary models: coin flips unless
+/// a file is given).
 fn parse_init(s: &str, binary: bool) -> Result<Init> {
-    if binary {
-        return Ok(Init::Bernoulli);
-    }
-    let bad = || {
-        Error::param(
-            "--init",
-            format!("expected gaussian:STD or uniform:LO,HI, got `{s}`"),
-        )
-    };
-    match s.split_once(':') {
-        Some(("gaussian", v)) => Ok(Init::Gaussian {
-            std: v.parse().map_err(|_| bad())?,
-        }),
-        Some(("uniform", v)) => {
-            let (a, b) = v.split_once(',').ok_or_else(bad)?;
-            Ok(Init::Uniform {
-                lo: a.trim().parse().map_err(|_| bad())?,
-                hi: b.trim().parse().map_err(|_| bad())?,
-            })
-        }
-        _ => Err(bad()),
+    match super::commands::parse_init(Some(s))? {
+        (Some(rows), _) => Init::rows(rows.view()),
+        (None, _) if binary => Ok(Init::Bernoulli),
+        (None, init) => Ok(init),
     }
 }
 
@@ -110,6 +113,16 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         ("short-run", capacity) => Method::Replay {
             capacity,
             reinit: args.reinit,
+            policy: match args.buffer_policy.as_str() {
+                "append" => ReplayPolicy::Append,
+                "write-back" => ReplayPolicy::WriteBack,
+                other => {
+                    return Err(Error::param(
+                        "--buffer-policy",
+                        format!("unknown policy `{other}` (append, write-back)"),
+                    ));
+                }
+            },
         },
         ("cd", 0) => Method::Cd,
         ("pcd", 0) => Method::Pcd,
@@ -138,9 +151,13 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         None => KernelSpec::new("ula")?,
     };
     boltz::error::check_positive("--step-size", args.step_size)?;
-    spec = spec.step_size(args.step_size)?;
-    (spec.noise, spec.grad_clip, spec.track_energy) = (args.noise, args.grad_clip, false);
-    let kernel = spec.build_for(energy.as_ref())?;
+    boltz::error::check_positive("--beta", args.beta)?;
+    spec = spec.step_size(args.step_size)?.leapfrog(args.leapfrog);
+    (spec.jitter, spec.noise, spec.grad_clip, spec.track_energy) =
+        (args.jitter, args.noise, args.grad_clip, false);
+    let scaled = boltz::energy::Scaled::new(energy.as_ref(), args.beta)?;
+    let target: &dyn boltz::Energy = &scaled;
+    let kernel = spec.build_for(target)?;
     let kernel_name = spec.name().to_string();
     let mut sampler = match args.state.as_deref().filter(|p| p.exists()) {
         Some(path) => NegativeSampler::load(path, method, init, chains, energy.dim(), args.seed)?,
@@ -148,7 +165,15 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
     };
     let positives =
         (data.nrows() == chains || energy.fixed_rows().is_none()).then_some(data.view());
-    let batch = sampler.generate(energy.as_ref(), kernel.as_ref(), args.steps, positives)?;
+    let mut batch = sampler.generate(target, kernel.as_ref(), args.steps, positives)?;
+    // The sampler saw beta F: report energies F.
+    for v in [
+        &mut batch.stats.energy_pos,
+        &mut batch.stats.energy_neg,
+        &mut batch.stats.energy_gap,
+    ] {
+        *v /= args.beta;
+    }
     io::write_npy(
         &args.out,
         &[batch.negatives.nrows(), batch.negatives.ncols()],
@@ -158,9 +183,30 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         sampler.save(path)?;
     }
     let s = &batch.stats;
-    if let Some(path) = &args.report {
-        let v = serde_json::json!({ "call": sampler.state().calls, "stats": s, "buffer": sampler.buffer_len() });
-        io::write_json_atomic(path, &v)?;
+    let mut warnings = Vec::new();
+    if args.method == "pcd" && args.state.is_none() {
+        warnings.push("--method pcd without --state: the chains are not kept between calls, so this call is short-run from noise; give --state FILE to persist them".to_string());
+    }
+    if s.divergences > 0 {
+        warnings.push(format!(
+            "{} divergent transitions (non-finite energies): lower the step size or clip the gradient",
+            s.divergences
+        ));
+    }
+    let v = serde_json::json!({
+        "model": model.name,
+        "method": args.method,
+        "kernel": kernel_name,
+        "beta": args.beta,
+        "chains": batch.negatives.nrows(),
+        "steps": args.steps,
+        "call": sampler.state().calls,
+        "stats": s,
+        "buffer": sampler.buffer_len(),
+        "warnings": warnings,
+    });
+    if !args.output.emit(&v)? {
+        return Ok(());
     }
     println!(
         "{} negatives ({} steps of {kernel_name}): energy pos {:.4}, neg {:.4}, gap {:.4}; acceptance {:.3}, divergences {}, moved {:.4}, fresh {}, buffer {}",
@@ -175,5 +221,6 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         s.reinitialised,
         sampler.buffer_len()
     );
+    super::commands::print_warnings(&warnings);
     Ok(())
 }

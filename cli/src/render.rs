@@ -29,7 +29,11 @@ pub fn markdown(report: &CompareReport) -> String {
         t.push_str(&format!(
             "| {} | {} | {:.3} | {} | {} | {} | {} | {:.3} | {} | {:.3} | {} | {} | {} |\n",
             r.sampler,
-            crate::workloads::sig(r.step_size, 3),
+            if r.step_size.is_nan() {
+                "-".to_string()
+            } else {
+                crate::workloads::sig(r.step_size, 3)
+            },
             r.wall_s,
             crate::workloads::sig(r.ess_bulk_per_s, 4),
             crate::workloads::sig(r.ess_tail_per_s, 4),
@@ -42,6 +46,19 @@ pub fn markdown(report: &CompareReport) -> String {
             opt(r.mean_error_z, 3),
             opt(r.var_error, 3),
         ));
+    }
+    let warned: Vec<String> = report
+        .rows
+        .iter()
+        .flat_map(|r| {
+            r.warnings
+                .iter()
+                .map(move |w| format!("- {}: {w}\n", r.sampler))
+        })
+        .collect();
+    if !warned.is_empty() {
+        t.push_str("\nWarnings:\n\n");
+        t.extend(warned);
     }
     t
 }

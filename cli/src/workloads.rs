@@ -174,8 +174,11 @@ impl Measurement {
     }
 }
 
-/// Runs `f(repeat)` once untimed (unless quick) and `repeats` times timed;
-/// returns the median wall time and the output of the median run.
+/// Runs `f(seed)` once untimed (unless quick) and `repeats` times timed
+/// (seeds `seed`, `seed + 1`, ...); returns the median wall time, the
+/// output of the first timed run (seed `opts.seed`, so that accuracy
+/// columns come from one seeded run, whichever repeat was the median in
+/// time) and every wall time.
 fn timed<T>(
     opts: &BenchOptions,
     mut f: impl FnMut(u64) -> Result<T>,
@@ -190,10 +193,10 @@ fn timed<T>(
         runs.push((t0.elapsed().as_secs_f64(), out));
     }
     let walls: Vec<f64> = runs.iter().map(|r| r.0).collect();
-    let mut order: Vec<usize> = (0..runs.len()).collect();
-    order.sort_by(|&a, &b| walls[a].total_cmp(&walls[b]));
-    let mid = order[order.len() / 2];
-    let (wall, out) = runs.swap_remove(mid);
+    let mut sorted = walls.clone();
+    sorted.sort_by(f64::total_cmp);
+    let wall = sorted[sorted.len() / 2];
+    let (_, out) = runs.swap_remove(0);
     Ok((wall, out, walls))
 }
 

@@ -265,6 +265,16 @@ fn logz_refuses_bad_settings() {
             ],
         ),
         2,
+        "--points: y.npy",
+    );
+    assert_fails(
+        &boltz(
+            p,
+            &[
+                "prob", "--model", "gmm-ring", "--points", "y.npy", "--out", "o.npy", "--paired",
+            ],
+        ),
+        2,
         "not conditional",
     );
 }

@@ -51,15 +51,20 @@ fn sample_every_suite_target() {
         for key in [
             "acceptance",
             "divergences",
-            "step_size",
             "ess_bulk_min",
             "ess_tail_min",
             "rhat_max",
-            "grad_evals",
             "wall_s",
+            "warnings",
         ] {
             assert!(r.get(key).is_some(), "{model}: report lacks {key}");
         }
+        // Gibbs has no step size and no gradients: its report says neither.
+        let gibbs = r["sampler"] == "gibbs";
+        for key in ["step_size", "grad_evals"] {
+            assert_eq!(r.get(key).is_some(), !gibbs, "{model}: {key} in report");
+        }
+        assert_eq!(out.contains("step size"), !gibbs, "{model}: {out}");
     }
     // mlp: one chain per bundled context.
     assert_ok(&boltz(
@@ -176,7 +181,22 @@ fn diagnose_reads_any_samples_array() {
     let out = assert_ok(&boltz(p, &["diagnose", "--samples", "x.npy"]));
     assert!(out.contains("rhat_max"));
     npy(&p.join("flat.npy"), 2, 400, &data[..800]);
-    assert_ok(&boltz(p, &["diagnose", "--samples", "flat.npy"]));
+    assert_ok(&boltz(
+        p,
+        &[
+            "diagnose",
+            "--samples",
+            "flat.npy",
+            "--matrix",
+            "chains-draws",
+        ],
+    ));
+    // Read as one chain of 2 draws: too few for diagnostics.
+    assert_fails(
+        &boltz(p, &["diagnose", "--samples", "flat.npy"]),
+        2,
+        "draws >= 4",
+    );
     boltz::io::write_npy(&p.join("v.npy"), &[10], &data[..10]).unwrap();
     assert_fails(
         &boltz(p, &["diagnose", "--samples", "v.npy"]),
@@ -210,7 +230,6 @@ fn impossible_settings_are_refused_before_work() {
         (vec!["--sampler", "mala", "--beta", "0"], "beta"),
         (vec!["--sampler", "hmc", "--leapfrog", "0"], "n_steps"),
         (vec!["--sampler", "hmc", "--jitter", "1.5"], "jitter"),
-        (vec!["--sampler", "ula"], "step-size"),
         (
             vec!["--sampler", "ula", "--step-size", "0.1", "--clamp", "1,0"],
             "clamp",

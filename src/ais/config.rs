@@ -122,7 +122,7 @@ impl Default for AisConfig {
 }
 
 /// One log Z estimate with its error bar.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Estimate {
     /// `log Z_hat` (natural log).
     pub log_z: f64,
@@ -168,6 +168,11 @@ pub struct AisResult {
     /// Warnings about the estimate's reliability (small ESS, non-finite weights).
     pub warnings: Vec<String>,
     /// False when the run was stopped early: the estimates are then those
-    /// of the temperature reached, not of the target.
+    /// of the temperature reached, not of the target, except for the first
+    /// `contexts_done` contexts.
     pub complete: bool,
+    /// Contexts whose estimates are final: all of them when `complete`;
+    /// for a stopped run in batches of contexts, those of the batches
+    /// finished before the stop.
+    pub contexts_done: usize,
 }

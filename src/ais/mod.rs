@@ -41,8 +41,8 @@ mod weights;
 pub use annealed::Annealed;
 pub use base::Base;
 pub use config::{AisConfig, AisResult, Estimate, ScheduleChoice};
-pub use plan::{default_base, exact_draws, pilot_base};
-pub use prob::{label_log_probs, log_prob};
+pub use plan::{Pilot, default_base, exact_draws, pilot, pilot_base, pilot_with};
+pub use prob::{label_log_probs, log_prob, log_prob_paired, log_prob_unconditional};
 pub use run::{MAX_AIS_BYTES, ais, ais_with, reverse_ais};
 pub use schedule::{Schedule, respace};
 
@@ -52,12 +52,26 @@ use crate::kernels::KernelSpec;
 use ndarray::{Array2, ArrayView2};
 use std::sync::Arc;
 
+/// Most particles (contexts x particles per context) annealed in one
+/// batch: a conditional problem with more contexts runs them in batches of
+/// whole contexts, one after another, so that a step of a batch stays short
+/// (a stop request is seen within a step) and progress can count contexts.
+/// Particle `i` of context `g` draws from stream `(seed, g * particles + i)`
+/// whatever the batches.
+pub const BATCH_PARTICLES: usize = 32_768;
+
 /// What the AIS driver anneals: the energy (unconditional, or conditioned
 /// on each context repeated `particles` times) and its base.
 pub struct AisProblem<'a> {
     energy: Arc<dyn Energy>,
     base: &'a Base,
     groups: usize,
+    /// The model and every context of a conditional problem.
+    cond: Option<(Arc<dyn ConditionalEnergy>, Array2<f64>)>,
+    /// Particles per context the problem was built for.
+    particles: usize,
+    /// Index of the problem's first context among all (batches).
+    first_group: usize,
 }
 
 impl<'a> AisProblem<'a> {
@@ -75,6 +89,9 @@ impl<'a> AisProblem<'a> {
             energy,
             base,
             groups: 1,
+            cond: None,
+            particles: 0,
+            first_group: 0,
         })
     }
 
@@ -90,16 +107,67 @@ impl<'a> AisProblem<'a> {
         if k == 0 {
             return Err(Error::shape("contexts", "at least one row", "none"));
         }
-        let rows = Array2::from_shape_fn((k * particles, contexts.ncols()), |(r, j)| {
-            contexts[[r / particles, j]]
+        if particles == 0 {
+            return Err(Error::param("particles", "must be >= 1"));
+        }
+        let all = contexts.to_owned();
+        // The energy of the first batch (all contexts when they fit in one).
+        let first = k.min(Self::contexts_per_batch(particles));
+        let problem = Self::build(model, all, 0..first, particles, base)?;
+        Ok(AisProblem {
+            groups: k,
+            ..problem
+        })
+    }
+
+    /// Contexts per batch for `particles` per context.
+    fn contexts_per_batch(particles: usize) -> usize {
+        (BATCH_PARTICLES / particles.max(1)).max(1)
+    }
+
+    /// The batches of contexts a run anneals one after another (one batch
+    /// for unconditional problems and for contexts that fit).
+    pub(crate) fn batches(&self) -> Vec<std::ops::Range<usize>> {
+        if self.cond.is_none() || self.first_group != 0 {
+            return std::iter::once(0..self.groups).collect();
+        }
+        let per = Self::contexts_per_batch(self.particles);
+        (0..self.groups.div_ceil(per))
+            .map(|b| b * per..((b + 1) * per).min(self.groups))
+            .collect()
+    }
+
+    /// The sub-problem of contexts `range` (a batch).
+    pub(crate) fn batch(&self, range: std::ops::Range<usize>) -> Result<AisProblem<'a>> {
+        let (model, all) = self.cond.clone().expect("batches of conditional problems");
+        Self::build(model, all, range, self.particles, self.base)
+    }
+
+    fn build(
+        model: Arc<dyn ConditionalEnergy>,
+        all: Array2<f64>,
+        range: std::ops::Range<usize>,
+        particles: usize,
+        base: &'a Base,
+    ) -> Result<AisProblem<'a>> {
+        let rows = Array2::from_shape_fn((range.len() * particles, all.ncols()), |(r, j)| {
+            all[[range.start + r / particles, j]]
         });
-        let energy: Arc<dyn Energy> = Arc::new(Conditioned::new(model, rows)?);
+        let energy: Arc<dyn Energy> = Arc::new(Conditioned::new(model.clone(), rows)?);
         check_dim(energy.as_ref(), base)?;
         Ok(AisProblem {
             energy,
             base,
-            groups: k,
+            groups: range.len(),
+            cond: Some((model, all)),
+            particles,
+            first_group: range.start,
         })
+    }
+
+    /// Number of contexts (1 for an unconditional problem).
+    pub fn contexts(&self) -> usize {
+        self.groups
     }
 }
 

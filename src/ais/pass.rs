@@ -9,7 +9,7 @@ use super::{AisConfig, AisProblem, base};
 use crate::error::{Error, Result};
 use crate::io::{read_checkpoint, write_checkpoint};
 use crate::kernels::{ChainState, ChainStep};
-use crate::rng::{ChainRng, RngState, aux_rng, chain_rngs, restore_rng, save_rng};
+use crate::rng::{ChainRng, RngState, aux_rng, chain_rngs_from, restore_rng, save_rng};
 use crate::run::{Control, NoObserver, Observer, Phase, Progress, Steps, drive};
 use ndarray::{Array2, ArrayView2, s};
 
@@ -66,6 +66,36 @@ struct Saved {
     tally: Tally,
     rngs: Vec<RngState>,
     resample_rng: RngState,
+    /// Batches of contexts finished before this pass (runs in batches).
+    #[serde(default)]
+    earlier: Option<Earlier>,
+}
+
+/// What the batches of contexts finished before the current one produced:
+/// kept in the current batch's checkpoints so that a resumed run skips them.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Earlier {
+    /// The finished batches' results merged (log weights in `log_weights`).
+    pub result: super::run::Merged,
+    /// Their log-weights, (contexts done, particles) row-major.
+    #[serde(skip)]
+    pub log_weights: Vec<f64>,
+}
+
+/// The finished batches recorded in the checkpoint at `path` (`None` for
+/// a checkpoint of a single-batch run).
+pub(crate) fn checkpoint_earlier(
+    path: &std::path::Path,
+    control: &Control,
+) -> Result<Option<Earlier>> {
+    let (saved, data): (Saved, Vec<f64>) = read_checkpoint(path, KIND, &control.settings)?;
+    Ok(saved.earlier.map(|mut e| {
+        let own = data
+            .len()
+            .saturating_sub(e.result.contexts_done * e.result.particles);
+        e.log_weights = data[own..].to_vec();
+        e
+    }))
 }
 
 /// A pass in progress.
@@ -84,6 +114,7 @@ struct Pass<'a> {
     logw: Array2<f64>,
     inc: Vec<f64>,
     t: Tally,
+    earlier: Option<Earlier>,
 }
 
 /// Runs one pass of `particles` per context with `seed`. `reverse_from`
@@ -99,12 +130,69 @@ pub(crate) fn pass(
     reverse_from: Option<ArrayView2<f64>>,
     control: Option<(&Control, Option<&std::path::Path>)>,
     observer: Option<&mut dyn Observer>,
+    earlier: Option<&Earlier>,
 ) -> Result<PassOutput> {
+    let mut p = start(
+        problem,
+        config,
+        particles,
+        seed,
+        plan,
+        reverse_from,
+        earlier,
+    )?;
+    let default_control = Control::default();
+    let (control, resume) = control.unwrap_or((&default_control, None));
+    if let Some(r) = resume {
+        p.restore(r, control)?;
+    }
+    let mut quiet = NoObserver;
+    let complete = drive(&mut p, observer.unwrap_or(&mut quiet), control, 1)?;
+    Ok(p.finish(complete))
+}
+
+/// Writes the checkpoint of the estimating pass of `problem` before its
+/// first temperature (a run in batches stopped between two batches, or in
+/// a batch's pilot, after `earlier` batches finished).
+pub(crate) fn save_fresh(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    control: &Control,
+    earlier: Option<&Earlier>,
+) -> Result<()> {
+    let plan = Plan::Frozen {
+        betas: vec![0.0],
+        steps: vec![],
+    };
+    let p = start(
+        problem,
+        config,
+        config.particles,
+        config.seed,
+        plan,
+        None,
+        earlier,
+    )?;
+    p.save(control)
+}
+
+/// A pass at its first temperature.
+fn start<'p>(
+    problem: &'p AisProblem<'_>,
+    config: &'p AisConfig,
+    particles: usize,
+    seed: u64,
+    plan: Plan,
+    reverse_from: Option<ArrayView2<f64>>,
+    earlier: Option<&Earlier>,
+) -> Result<Pass<'p>> {
     let groups = problem.groups;
     let n = groups * particles;
     let d = problem.energy.dim();
     let path = make_path(problem.energy.as_ref(), problem.base, config, n)?;
-    let mut rngs = chain_rngs(seed, n);
+    // Streams keyed by the global particle index (batches of contexts).
+    let first = (problem.first_group * particles) as u64;
+    let mut rngs = chain_rngs_from(seed, first, n);
     let mut x = Array2::zeros((n, d));
     match reverse_from {
         Some(s) => x.assign(&s),
@@ -115,7 +203,7 @@ pub(crate) fn pass(
         Plan::Pilot { start_step, .. } => *start_step,
     };
     let reverse = reverse_from.is_some();
-    let mut p = Pass {
+    Ok(Pass {
         t: Tally {
             k: 0,
             log_z: vec![path.log_z0(); groups],
@@ -139,19 +227,12 @@ pub(crate) fn pass(
         particles,
         state: ChainState::new(problem.base, x)?,
         rngs,
-        resample_rng: aux_rng(seed, 1),
+        resample_rng: aux_rng(seed, 1 + ((problem.first_group as u64) << 32)),
         steps: vec![ChainStep::default(); n],
         logw: Array2::zeros((groups, particles)),
         inc: vec![0.0; n],
-    };
-    let default_control = Control::default();
-    let (control, resume) = control.unwrap_or((&default_control, None));
-    if let Some(r) = resume {
-        p.restore(r, control)?;
-    }
-    let mut quiet = NoObserver;
-    let complete = drive(&mut p, observer.unwrap_or(&mut quiet), control, 1)?;
-    Ok(p.finish(complete))
+        earlier: earlier.cloned(),
+    })
 }
 
 impl Pass<'_> {
@@ -272,13 +353,23 @@ impl Pass<'_> {
         let (saved, data): (Saved, Vec<f64>) = read_checkpoint(path, KIND, &control.settings)?;
         let (n, d) = self.state.position.dim();
         let t = &saved.tally;
-        if data.len() != n * d + n || saved.rngs.len() != n || t.log_z.len() != self.groups {
+        let carried = self.earlier.as_ref().map_or(0, |e| e.log_weights.len());
+        let same_batches = saved.earlier.as_ref().map(|e| e.result.contexts_done)
+            == self.earlier.as_ref().map(|e| e.result.contexts_done);
+        if data.len() != n * d + n + carried
+            || !same_batches
+            || saved.rngs.len() != n
+            || t.log_z.len() != self.groups
+        {
             return Err(Error::checkpoint(path, "its sizes do not match this run"));
         }
         let pos = Array2::from_shape_vec((n, d), data[..n * d].to_vec()).expect("checked size");
         self.state = ChainState::new(self.base, pos)?;
-        self.logw = Array2::from_shape_vec((self.groups, self.particles), data[n * d..].to_vec())
-            .expect("checked size");
+        self.logw = Array2::from_shape_vec(
+            (self.groups, self.particles),
+            data[n * d..n * d + n].to_vec(),
+        )
+        .expect("checked size");
         self.rngs = saved.rngs.iter().map(restore_rng).collect();
         self.resample_rng = restore_rng(&saved.resample_rng);
         self.t = saved.tally;
@@ -358,6 +449,8 @@ impl Steps for Pass<'_> {
             accept_rate: self.t.acc_sum / self.t.acc_n.max(1) as f64,
             divergences: self.t.divergences,
             step_size: self.t.steps_used.last().copied().unwrap_or(f64::NAN),
+            contexts_done: 0,
+            contexts: 0,
         }
     }
 
@@ -367,9 +460,13 @@ impl Steps for Pass<'_> {
             tally: self.t.clone(),
             rngs: self.rngs.iter().map(save_rng).collect(),
             resample_rng: save_rng(&self.resample_rng),
+            earlier: self.earlier.clone(),
         };
         let mut data: Vec<f64> = self.state.position.iter().copied().collect();
         data.extend(self.logw.iter().copied());
+        if let Some(e) = &self.earlier {
+            data.extend(e.log_weights.iter().copied());
+        }
         write_checkpoint(path, KIND, &control.settings, &saved, &data)
     }
 }

@@ -8,12 +8,17 @@ use crate::error::{Error, Result};
 use crate::rng::chain_rngs;
 use ndarray::{Array2, ArrayView2};
 
-/// The temperatures and per-temperature steps for the estimating run:
-/// from the configuration, completed by a pilot run where needed.
+/// Temperatures, per-temperature steps, and the pilot's energy evaluations.
+pub(crate) type Planned = (Vec<f64>, Vec<f64>, u64);
+
+/// The temperatures, per-temperature steps and energy evaluations of the
+/// pilot for the estimating run: from the configuration, completed by a
+/// pilot run where needed. `None` when `stop`'s flag stopped the pilot.
 pub(crate) fn plan(
     problem: &AisProblem<'_>,
     config: &AisConfig,
-) -> Result<(Vec<f64>, Vec<f64>, u64)> {
+    stop: Option<&crate::run::Control>,
+) -> Result<Option<Planned>> {
     let fixed = match &config.schedule {
         ScheduleChoice::Fixed(s) => Some(s.betas(config.temps)?),
         ScheduleChoice::Adaptive { .. } => None,
@@ -28,7 +33,7 @@ pub(crate) fn plan(
     let needs_pilot = fixed.is_none() || (has_step && config.step_size.is_none());
     if !needs_pilot {
         let betas = fixed.expect("fixed when no pilot");
-        return Ok((betas, vec![fixed_step; config.temps], 0));
+        return Ok(Some((betas, vec![fixed_step; config.temps], 0)));
     }
     let cess = match config.schedule {
         ScheduleChoice::Adaptive { cess } => cess,
@@ -47,9 +52,13 @@ pub(crate) fn plan(
             start_step,
         },
         None,
+        stop.map(|c| (c, None)),
         None,
         None,
     )?;
+    if !p.complete {
+        return Ok(None);
+    }
     let betas = match fixed {
         Some(b) => b,
         None => respace(&p.betas, config.temps),
@@ -64,7 +73,7 @@ pub(crate) fn plan(
         // Map the pilot's steps (one per pilot temperature) onto the new ones by b.
         config_steps_by_beta(&p.betas[1..], &p.steps, &betas[1..])
     };
-    Ok((betas, steps, p.evals))
+    Ok(Some((betas, steps, p.evals)))
 }
 
 fn config_steps_by_beta(pilot_b: &[f64], pilot_steps: &[f64], b: &[f64]) -> Vec<f64> {
@@ -99,13 +108,46 @@ pub fn exact_draws(model: &crate::model::Model, n: usize, seed: u64) -> Option<A
 }
 
 /// A Gaussian base fitted by a short pilot: 64 MALA chains (500 warm-up
-/// steps, 200 draws) on `exp(-beta F)`; per coordinate the pilot's mean and
+/// steps, 200 draws) on `exp(-beta F)` from over-dispersed starts
+/// ([`crate::init::Init::Dispersed`]); per coordinate the pilot's mean and
 /// 1.5 times its standard deviation (at least 1e-3), so that the base is wider
 /// than the target and covers modes the pilot saw (1.5 rather than 2: in
 /// 100 dimensions the wider base costs 4x in weight ESS). For a conditional
 /// energy with one context per row, pass it conditioned on those rows: the
-/// pilot pools them.
+/// pilot pools them. [`pilot`] also says whether the pilot's chains agreed.
 pub fn pilot_base(energy: &dyn Energy, beta: f64, seed: u64) -> Result<Base> {
+    Ok(pilot(energy, beta, seed)?.base)
+}
+
+/// What the AIS pilot found: the base and whether its chains agreed.
+#[derive(Clone, Debug)]
+pub struct Pilot {
+    /// The fitted Gaussian base ([`pilot_base`]).
+    pub base: Base,
+    /// The largest split R-hat over coordinates of the pilot's chains
+    /// (NaN when the chains have contexts of their own).
+    pub rhat: f64,
+    /// Said when the chains, started over-dispersed, disagree (R-hat above
+    /// 1.05): the target may have modes the pilot's chains could not cross,
+    /// and an AIS estimate may miss their mass without its error bar
+    /// showing it.
+    pub warnings: Vec<String>,
+}
+
+/// The pilot of [`pilot_base`], with its agreement check.
+pub fn pilot(energy: &dyn Energy, beta: f64, seed: u64) -> Result<Pilot> {
+    pilot_with(energy, beta, seed, &crate::run::Control::default())?
+        .ok_or_else(|| Error::Interrupted("the AIS pilot was stopped".into()))
+}
+
+/// [`pilot`] with a stop flag (`control.stop`; its checkpoint settings
+/// are not used): `None` when stopped.
+pub fn pilot_with(
+    energy: &dyn Energy,
+    beta: f64,
+    seed: u64,
+    control: &crate::run::Control,
+) -> Result<Option<Pilot>> {
     let mut config = crate::sampler::SampleConfig::new();
     config.n_chains = energy.fixed_rows().unwrap_or(64);
     (
@@ -117,13 +159,21 @@ pub fn pilot_base(energy: &dyn Energy, beta: f64, seed: u64) -> Result<Base> {
         config.record_energies,
     ) = (500, 200, 1, seed ^ 0xBA5E, beta, false);
     let kernel = crate::kernels::Mala::new(0.1)?;
-    let out = crate::sampler::sample(
+    let stop_only = crate::run::Control {
+        stop: control.stop.clone(),
+        ..Default::default()
+    };
+    let out = crate::sampler::sample_with(
         energy,
         &kernel,
         &config,
         None,
         &mut crate::sampler::NoObserver,
+        &stop_only,
     )?;
+    if !out.complete {
+        return Ok(None);
+    }
     let d = energy.dim();
     let flat = out
         .samples
@@ -137,10 +187,30 @@ pub fn pilot_base(energy: &dyn Energy, beta: f64, seed: u64) -> Result<Base> {
             "the pilot run for the AIS base produced non-finite draws; give a base scale".into(),
         ));
     }
-    Base::gaussian(
+    let base = Base::gaussian(
         mean.to_vec(),
         sd.iter().map(|s| (1.5 * s).max(1e-3)).collect(),
-    )
+    )?;
+    let (rhat, mut warnings) = (f64::NAN, Vec::new());
+    if energy.fixed_rows().is_some() {
+        return Ok(Some(Pilot {
+            base,
+            rhat,
+            warnings,
+        }));
+    }
+    let ov = crate::diagnostics::overview(&crate::diagnostics::summarize(out.samples.view())?);
+    if ov.rhat_max > 1.05 {
+        warnings.push(format!(
+            "the AIS pilot's {} chains, started over-dispersed, disagree (R-hat {:.3}): the target may have separated modes, and AIS may miss the mass of some without its error bar showing it; check with reverse AIS (--reverse-from draws of the target) or parallel tempering",
+            config.n_chains, ov.rhat_max
+        ));
+    }
+    Ok(Some(Pilot {
+        base,
+        rhat: ov.rhat_max,
+        warnings,
+    }))
 }
 
 /// The base AIS anneals from, chosen for `energy` at inverse temperature

@@ -55,3 +55,50 @@ pub fn label_log_probs(
     let lz = log_sum_exp(&s);
     Ok(Array1::from(s.iter().map(|v| v - lz).collect::<Vec<_>>()))
 }
+
+/// `log P(y_i | x_i)` for pairs: row `i` of `points` under row `i` of
+/// `contexts`, with `log_z[i]` its context's log Z; shape (N,).
+pub fn log_prob_paired(
+    model: &dyn ConditionalEnergy,
+    contexts: ArrayView2<f64>,
+    points: ArrayView2<f64>,
+    log_z: &[f64],
+    beta: f64,
+) -> Result<Array1<f64>> {
+    let n = points.nrows();
+    if contexts.nrows() != n
+        || log_z.len() != n
+        || contexts.ncols() != model.x_dim()
+        || points.ncols() != model.y_dim()
+    {
+        return Err(Error::shape(
+            "paired log_prob",
+            format!(
+                "contexts (N, {}), points (N, {}), log_z (N) with the same N",
+                model.x_dim(),
+                model.y_dim()
+            ),
+            format!(
+                "contexts {:?}, points {:?}, log_z ({})",
+                contexts.shape(),
+                points.shape(),
+                log_z.len()
+            ),
+        ));
+    }
+    let mut e = Array1::zeros(n);
+    model.energy_batch(contexts, points, e.view_mut());
+    Ok(Array1::from_shape_fn(n, |i| -beta * e[i] - log_z[i]))
+}
+
+/// `log P(y)` of the rows of `points` under an unconditional energy whose
+/// log Z (at `beta`) is `log_z`; shape (N,).
+pub fn log_prob_unconditional(
+    energy: &dyn Energy,
+    points: ArrayView2<f64>,
+    log_z: f64,
+    beta: f64,
+) -> Result<Array1<f64>> {
+    let e = crate::energy::evaluate(energy, points)?;
+    Ok(e.mapv(|v| -beta * v - log_z))
+}

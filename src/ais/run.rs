@@ -1,7 +1,7 @@
 //! Forward and reverse AIS runs: plan, estimating pass, warnings,
 //! bootstrap and repeats.
 
-use super::pass::{PassOutput, Plan, pass};
+use super::pass::{Earlier, PassOutput, Plan, pass};
 use super::plan::plan;
 use super::weights::bootstrap_stderr;
 use super::{AisConfig, AisProblem, AisResult, Estimate};
@@ -85,16 +85,57 @@ fn to_estimates(p: &PassOutput, particles: usize) -> Vec<Estimate> {
 }
 
 /// Warnings for estimates that cannot be trusted (and NaN error bars for
-/// non-finite ones).
-fn warnings(estimates: &mut [Estimate], config: &AisConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    for (g, e) in estimates.iter_mut().enumerate() {
+/// non-finite ones); `first` is the index of the first estimate's context.
+/// Past three contexts of a kind, one line counts them.
+fn warnings(estimates: &mut [Estimate], config: &AisConfig, first: usize) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut low = Vec::new();
+    for (i, e) in estimates.iter_mut().enumerate() {
         if !e.log_z.is_finite() {
-            out.push(format!("context {g}: log Z is not finite (every weight -inf or NaN): the base does not cover the target, or the energy overflows"));
             e.stderr = f64::NAN;
+            bad.push(first + i);
         } else if e.ess < 0.1 * config.particles as f64 && config.resample_threshold.is_none() {
-            out.push(format!("context {g}: weight ESS {:.1} of {} particles (< 10%): the error bar is unreliable and log Z is likely biased low; use more temperatures or particles", e.ess, config.particles));
+            low.push((first + i, e.ess));
         }
+    }
+    let mut out = Vec::new();
+    let single = estimates.len() == 1 && first == 0;
+    let name = |g: usize| {
+        if single {
+            String::new()
+        } else {
+            format!("context {g}: ")
+        }
+    };
+    if bad.len() <= 3 {
+        for g in &bad {
+            out.push(format!("{}log Z is not finite (every weight -inf or NaN): the base does not cover the target, or the energy overflows", name(*g)));
+        }
+    } else {
+        out.push(format!("{} contexts (first {:?}) have a non-finite log Z (every weight -inf or NaN): the base does not cover the target, or the energy overflows", bad.len(), &bad[..3]));
+    }
+    let advice = "the error bar is unreliable and log Z is likely biased low; use more temperatures or particles";
+    if low.len() <= 3 {
+        for (g, ess) in &low {
+            out.push(format!(
+                "{}weight ESS {ess:.1} of {} particles (< 10%): {advice}",
+                name(*g),
+                config.particles
+            ));
+        }
+    } else {
+        let worst = low
+            .iter()
+            .copied()
+            .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+        out.push(format!(
+            "{} of {} contexts have a weight ESS under 10% of {} particles (worst: context {}, ESS {:.1}): {advice}",
+            low.len(),
+            estimates.len(),
+            config.particles,
+            worst.0,
+            worst.1
+        ));
     }
     out
 }
@@ -106,6 +147,8 @@ fn frozen(betas: &[f64], steps: &[f64]) -> Plan {
     }
 }
 
+/// Forward AIS on every batch of contexts ([`super::BATCH_PARTICLES`]),
+/// one after another; a checkpoint holds the finished batches' results.
 fn forward(
     problem: &AisProblem<'_>,
     config: &AisConfig,
@@ -115,8 +158,223 @@ fn forward(
 ) -> Result<AisResult> {
     let start = Instant::now();
     config.validate()?;
+    let batches = problem.batches();
+    if batches.len() == 1 {
+        return forward_one(problem, config, control, resume, observer, None);
+    }
+    let mut earlier = match resume {
+        Some(p) => super::pass::checkpoint_earlier(p, control)?,
+        None => None,
+    };
+    let done = earlier.as_ref().map_or(0, |e| e.result.contexts_done);
+    let first = batches
+        .iter()
+        .position(|r| r.start == done)
+        .ok_or_else(|| {
+            Error::checkpoint(
+                resume.unwrap_or(Path::new("")),
+                "its batches of contexts do not match this run",
+            )
+        })?;
+    let temps_per_batch = config.temps;
+    for (b, range) in batches.iter().enumerate().skip(first) {
+        let sub = problem.batch(range.clone())?;
+        let mut obs = BatchObserver {
+            inner: &mut *observer,
+            offset: b * temps_per_batch,
+            total: batches.len() * temps_per_batch,
+            contexts_done: range.start,
+            contexts: problem.groups,
+        };
+        let r = forward_one(
+            &sub,
+            config,
+            control,
+            resume.filter(|_| b == first && earlier.is_some()),
+            &mut obs,
+            earlier.as_ref(),
+        )?;
+        let complete = r.complete;
+        earlier = Some(merge(earlier, r, config.particles));
+        if !complete {
+            break;
+        }
+    }
+    let e = earlier.expect("at least one batch ran");
+    let done = e.result.contexts_done;
+    let mut out = e
+        .result
+        .into_result(e.log_weights, problem.groups, config.particles);
+    out.warnings = warnings(&mut out.estimates[..done], config, 0);
+    out.wall_s = start.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Progress of a batch seen as progress of the whole run.
+struct BatchObserver<'o> {
+    inner: &'o mut dyn Observer,
+    offset: usize,
+    total: usize,
+    contexts_done: usize,
+    contexts: usize,
+}
+
+impl Observer for BatchObserver<'_> {
+    fn observe(&mut self, p: &crate::run::Progress) {
+        let mut p = p.clone();
+        p.step += self.offset;
+        p.total = self.total;
+        p.contexts_done = self.contexts_done;
+        p.contexts = self.contexts;
+        self.inner.observe(&p);
+    }
+}
+
+/// The results of the batches finished so far.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Merged {
+    /// Contexts whose estimates are final.
+    pub contexts_done: usize,
+    /// Particles per context.
+    pub particles: usize,
+    estimates: Vec<Estimate>,
+    bootstrap_stderr: Option<Vec<f64>>,
+    repeats: Vec<Vec<Estimate>>,
+    acc_sum: f64,
+    acc_n: usize,
+    divergences: usize,
+    resamplings: usize,
+    energy_evals: u64,
+    warnings: Vec<String>,
+    betas: Vec<f64>,
+    step_sizes: Vec<f64>,
+    complete: bool,
+}
+
+impl Merged {
+    /// The merged result; contexts not done get NaN estimates.
+    fn into_result(self, log_weights: Vec<f64>, contexts: usize, particles: usize) -> AisResult {
+        let mut estimates = self.estimates;
+        let mut lw = log_weights;
+        let nan = Estimate {
+            log_z: f64::NAN,
+            stderr: f64::NAN,
+            ess: f64::NAN,
+            n: particles,
+        };
+        estimates.truncate(self.contexts_done);
+        estimates.resize(contexts, nan);
+        lw.truncate(self.contexts_done * particles);
+        lw.resize(contexts * particles, f64::NAN);
+        AisResult {
+            estimates,
+            bootstrap_stderr: self.bootstrap_stderr,
+            repeats: self.repeats,
+            log_weights: ndarray::Array2::from_shape_vec((contexts, particles), lw)
+                .expect("sizes match"),
+            betas: self.betas,
+            step_sizes: self.step_sizes,
+            acceptance: self.acc_sum / self.acc_n.max(1) as f64,
+            divergences: self.divergences,
+            resamplings: self.resamplings,
+            energy_evals: self.energy_evals,
+            wall_s: 0.0,
+            warnings: self.warnings,
+            complete: self.complete,
+            contexts_done: self.contexts_done,
+        }
+    }
+}
+
+/// Appends batch result `r` (complete or not) to the earlier batches'.
+fn merge(earlier: Option<Earlier>, r: AisResult, particles: usize) -> Earlier {
+    let groups = r.estimates.len();
+    let done = if r.complete { groups } else { 0 };
+    let mut e = earlier.unwrap_or(Earlier {
+        result: Merged {
+            contexts_done: 0,
+            particles,
+            estimates: vec![],
+            bootstrap_stderr: r.bootstrap_stderr.as_ref().map(|_| vec![]),
+            repeats: vec![vec![]; r.repeats.len()],
+            acc_sum: 0.0,
+            acc_n: 0,
+            divergences: 0,
+            resamplings: 0,
+            energy_evals: 0,
+            warnings: vec![],
+            betas: r.betas.clone(),
+            step_sizes: r.step_sizes.clone(),
+            complete: true,
+        },
+        log_weights: vec![],
+    });
+    let m = &mut e.result;
+    m.estimates.extend(r.estimates);
+    if let (Some(all), Some(b)) = (&mut m.bootstrap_stderr, &r.bootstrap_stderr) {
+        all.extend(b.iter().copied());
+    }
+    for (all, rep) in m.repeats.iter_mut().zip(&r.repeats) {
+        all.extend(rep.iter().cloned());
+    }
+    m.acc_sum += r.acceptance * groups as f64;
+    m.acc_n += groups;
+    m.divergences += r.divergences;
+    m.resamplings += r.resamplings;
+    m.energy_evals += r.energy_evals;
+    m.warnings.extend(r.warnings);
+    m.contexts_done += done;
+    m.complete &= r.complete;
+    if r.complete {
+        e.log_weights.extend(r.log_weights.iter().copied());
+    }
+    e
+}
+
+/// Forward AIS on one batch of contexts (`earlier`: the batches before it).
+fn forward_one(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    control: &Control,
+    resume: Option<&Path>,
+    observer: &mut dyn Observer,
+    earlier: Option<&Earlier>,
+) -> Result<AisResult> {
+    let start = Instant::now();
     check_memory(problem, config)?;
-    let (betas, steps, pilot_evals) = plan(problem, config)?;
+    let stop_only = Control {
+        stop: control.stop.clone(),
+        ..Control::default()
+    };
+    let Some((betas, steps, pilot_evals)) = plan(problem, config, Some(&stop_only))? else {
+        // Stopped in the pilot: nothing estimated; a checkpoint keeps the
+        // batches before this one.
+        if control.checkpoint.is_some() && earlier.is_some() {
+            super::pass::save_fresh(problem, config, control, earlier)?;
+        }
+        let nan = Estimate {
+            log_z: f64::NAN,
+            stderr: f64::NAN,
+            ess: f64::NAN,
+            n: config.particles,
+        };
+        return Ok(AisResult {
+            estimates: vec![nan; problem.groups],
+            bootstrap_stderr: None,
+            repeats: vec![],
+            log_weights: ndarray::Array2::from_elem((problem.groups, config.particles), f64::NAN),
+            betas: vec![0.0],
+            step_sizes: vec![],
+            acceptance: f64::NAN,
+            divergences: 0,
+            resamplings: 0,
+            energy_evals: 0,
+            wall_s: start.elapsed().as_secs_f64(),
+            warnings: vec![],
+            complete: false,
+            contexts_done: 0,
+        });
+    };
     let main = pass(
         problem,
         config,
@@ -126,11 +384,13 @@ fn forward(
         None,
         Some((control, resume)),
         Some(observer),
+        earlier,
     )?;
     let mut estimates = to_estimates(&main, config.particles);
-    let warnings = warnings(&mut estimates, config);
+    let warnings = warnings(&mut estimates, config, problem.first_group);
     let bootstrap_stderr = (config.bootstrap > 0 && main.complete).then(|| {
-        let mut rng = aux_rng(config.seed, 2);
+        let purpose = 2 + ((problem.first_group as u64) << 32);
+        let mut rng = aux_rng(config.seed, purpose);
         (0..problem.groups)
             .map(|g| {
                 bootstrap_stderr(
@@ -154,9 +414,16 @@ fn forward(
             seed,
             frozen(&betas, &steps),
             None,
+            Some((&stop_only, None)),
             None,
             None,
         )?;
+        if !p.complete {
+            return Err(Error::Interrupted(format!(
+                "stopped in repeat {r} of {}",
+                config.repeats
+            )));
+        }
         evals += p.evals;
         repeats.push(to_estimates(&p, config.particles));
     }
@@ -174,6 +441,7 @@ fn forward(
         wall_s: start.elapsed().as_secs_f64(),
         warnings,
         complete: main.complete,
+        contexts_done: if main.complete { problem.groups } else { 0 },
     })
 }
 
@@ -198,7 +466,6 @@ fn reverse(
 ) -> Result<AisResult> {
     let start = Instant::now();
     config.validate()?;
-    check_memory(problem, config)?;
     let n = problem.groups * config.particles;
     if samples.dim() != (n, problem.energy.dim()) {
         return Err(Error::shape(
@@ -207,7 +474,34 @@ fn reverse(
             format!("{:?}", samples.shape()),
         ));
     }
-    let (betas, steps, pilot_evals) = plan(problem, config)?;
+    let batches = problem.batches();
+    if batches.len() == 1 {
+        return reverse_one(problem, config, samples);
+    }
+    let mut earlier = None;
+    for range in batches {
+        let sub = problem.batch(range.clone())?;
+        let m = config.particles;
+        let rows = samples.slice(ndarray::s![range.start * m..range.end * m, ..]);
+        let r = reverse_one(&sub, config, rows)?;
+        earlier = Some(merge(earlier, r, m));
+    }
+    let e = earlier.expect("at least one batch");
+    let mut out = e
+        .result
+        .into_result(e.log_weights, problem.groups, config.particles);
+    out.wall_s = start.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+fn reverse_one(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    samples: ArrayView2<f64>,
+) -> Result<AisResult> {
+    let start = Instant::now();
+    check_memory(problem, config)?;
+    let (betas, steps, pilot_evals) = plan(problem, config, None)?.expect("no stop flag");
     // Reverse steps run at b_{T-1}, ..., b_1: the forward step used at
     // temperature k is steps[k - 1].
     let mut rev: Vec<f64> = steps.iter().rev().copied().collect();
@@ -220,6 +514,7 @@ fn reverse(
         config.seed ^ 0x0123_4567_89AB_CDEF,
         frozen(&betas, &rev),
         Some(samples),
+        None,
         None,
         None,
     )?;
@@ -248,5 +543,6 @@ fn reverse(
         wall_s: start.elapsed().as_secs_f64(),
         warnings: vec![],
         complete: p.complete,
+        contexts_done: if p.complete { problem.groups } else { 0 },
     })
 }

@@ -7,32 +7,77 @@ use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
 use std::f64::consts::PI;
 
-/// `F(y) = -log sum_k w_k exp(-|y - m_k|^2 / (2 s_k^2))`.
+/// An isotropic Gaussian mixture energy
+/// `F(y) = -log sum_k a_k exp(-|y - m_k|^2 / (2 s_k^2))`, built one of two ways:
 ///
-/// The weights are used as given (not normalised), so
-/// `log Z = log sum_k w_k (2 pi s_k^2)^(d/2)`. Evaluated with a log-sum-exp,
-/// so states far from every mode give large finite energies, not `inf`.
+/// - [`Mixture::from_weights`]: `a_k = w_k (2 pi s_k^2)^(-d/2)`, so that
+///   `exp(-F) = sum_k w_k N(y; m_k, s_k^2 I)` and the weights are the
+///   component probabilities (scikit-learn's `GaussianMixture` meaning);
+///   `log Z = log sum_k w_k` (0 when they sum to 1). Model files' `weights`.
+/// - [`Mixture::from_amplitudes`]: the amplitudes `a_k` as given, so that
+///   `log Z = log sum_k a_k (2 pi s_k^2)^(d/2)` and component `k` holds mass
+///   proportional to `a_k s_k^d`. The suite's `gmm-ring` and `gmm-far` are
+///   written this way (SUITE.md); model files' `amplitudes`.
+///
+/// Evaluated with a log-sum-exp, so states far from every mode give large
+/// finite energies, not `inf`.
 #[derive(Clone, Debug)]
 pub struct Mixture {
+    /// Log amplitudes `log a_k`.
     log_w: Vec<f64>,
-    weights: Vec<f64>,
     means: Array2<f64>,
     std: Vec<f64>,
 }
 
 impl Mixture {
-    /// `weights` (K, > 0), `means` (K x d), `std` (K, > 0).
-    pub fn new(weights: Vec<f64>, means: Array2<f64>, std: Vec<f64>) -> Result<Self> {
-        let k = weights.len();
+    /// Component probabilities `weights` (K, > 0; normalised Gaussian
+    /// components), `means` (K x d), `std` (K, > 0).
+    ///
+    /// ```
+    /// use boltz::{Energy, energy::Mixture};
+    /// let m = Mixture::from_weights(vec![0.8, 0.2],
+    ///     ndarray::array![[8.0, 8.0], [-8.0, -8.0]], vec![0.5, 1.0])?;
+    /// assert!(m.log_z().unwrap().abs() < 1e-12);
+    /// assert!((m.component_mass()[0] - 0.8).abs() < 1e-12);
+    /// # Ok::<(), boltz::Error>(())
+    /// ```
+    pub fn from_weights(weights: Vec<f64>, means: Array2<f64>, std: Vec<f64>) -> Result<Self> {
+        let mut m = Self::build("weights", weights, means, std)?;
+        let d = m.means.ncols() as f64;
+        for k in 0..m.log_w.len() {
+            m.log_w[k] -= 0.5 * d * (2.0 * PI * m.std[k] * m.std[k]).ln();
+        }
+        if m.log_w.iter().any(|v| !v.is_finite()) {
+            return Err(Error::param(
+                "weights",
+                "a component's density overflows (std too small for the dimension)",
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Amplitudes `a_k` (K, > 0; unnormalised components), `means` (K x d),
+    /// `std` (K, > 0).
+    pub fn from_amplitudes(
+        amplitudes: Vec<f64>,
+        means: Array2<f64>,
+        std: Vec<f64>,
+    ) -> Result<Self> {
+        Self::build("amplitudes", amplitudes, means, std)
+    }
+
+    fn build(key: &str, w: Vec<f64>, means: Array2<f64>, std: Vec<f64>) -> Result<Self> {
+        let k = w.len();
         if k == 0 || means.nrows() != k || std.len() != k || means.ncols() == 0 {
             return Err(Error::shape(
                 "mixture",
-                format!("weights (K), means (K, d), std (K) with K = {k}"),
+                format!("{key} (K), means (K, d), std (K) with K = {k}"),
                 format!("means {:?}, std ({})", means.shape(), std.len()),
             ));
         }
-        for w in &weights {
-            check_positive("weights", *w)?;
+        check_finite(key, &w)?;
+        for v in &w {
+            check_positive(key, *v)?;
         }
         for s in &std {
             check_positive("std", *s)?;
@@ -40,10 +85,8 @@ impl Mixture {
         if means.iter().any(|v| !v.is_finite()) {
             return Err(Error::param("means", "contains a non-finite number"));
         }
-        check_finite("weights", &weights)?;
         Ok(Mixture {
-            log_w: weights.iter().map(|w| w.ln()).collect(),
-            weights,
+            log_w: w.iter().map(|w| w.ln()).collect(),
             means,
             std,
         })
@@ -51,7 +94,7 @@ impl Mixture {
 
     /// Number of components.
     pub fn n_components(&self) -> usize {
-        self.weights.len()
+        self.log_w.len()
     }
 
     /// Component means (K x d).
@@ -67,7 +110,7 @@ impl Mixture {
     /// Probability mass of each component under `exp(-F)/Z`.
     pub fn component_mass(&self) -> Vec<f64> {
         let d = self.means.ncols() as f64;
-        let lm: Vec<f64> = (0..self.weights.len())
+        let lm: Vec<f64> = (0..self.log_w.len())
             .map(|k| self.log_w[k] + 0.5 * d * (2.0 * PI * self.std[k] * self.std[k]).ln())
             .collect();
         let lz = log_sum_exp(&lm);
@@ -96,7 +139,7 @@ impl Mixture {
     /// Runs `f` on the component log-terms of `y`, in a stack buffer for
     /// up to 16 components (no allocation per call).
     fn with_terms<R>(&self, y: &[f64], f: impl FnOnce(&mut [f64]) -> R) -> R {
-        let k = self.weights.len();
+        let k = self.log_w.len();
         if k <= 16 {
             let mut buf = [0.0f64; 16];
             self.log_terms(y, &mut buf[..k]);
@@ -150,7 +193,7 @@ impl RowEnergy for Mixture {
     }
     fn known_log_z(&self) -> Option<f64> {
         let d = self.means.ncols() as f64;
-        let lm: Vec<f64> = (0..self.weights.len())
+        let lm: Vec<f64> = (0..self.log_w.len())
             .map(|k| self.log_w[k] + 0.5 * d * (2.0 * PI * self.std[k] * self.std[k]).ln())
             .collect();
         Some(log_sum_exp(&lm))

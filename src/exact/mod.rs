@@ -85,14 +85,25 @@ pub fn model_quadrature(
         let err = vec![1e-10; lz.len()];
         return Ok((lz, err));
     }
-    if model.conditional().is_some() || model.dim() > 2 || matches!(model.family, Family::Rbm(_)) {
+    let why = if matches!(model.family, Family::Rbm(_)) {
+        Some("it is binary (use exact enumeration or AIS)".to_string())
+    } else if model.conditional().is_some() {
+        Some(format!(
+            "it is conditional (x_dim {}): quadrature covers unconditional models (give x_dim 0) and the ring",
+            model.x_dim()
+        ))
+    } else if model.dim() > 2 {
+        Some(format!(
+            "it has dimension {}: quadrature covers dimensions 1 and 2",
+            model.dim()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
         return Err(Error::param(
             "method",
-            format!(
-                "quadrature covers continuous unconditional models of dimension 1 or 2 and the ring; `{}` has dimension {}",
-                model.name,
-                model.dim()
-            ),
+            format!("no quadrature for `{}`: {why}", model.name),
         ));
     }
     let e = model.energy(None)?;

@@ -4,6 +4,7 @@
 //! {"kind": "gaussian", "mean": [0, 0], "std": [1, 0.5]}
 //! {"kind": "gaussian", "mean": [0, 0], "precision": [[2, 0.5], [0.5, 1]]}
 //! {"kind": "mixture", "weights": [0.5, 0.5], "means": [[-2, 0], [2, 0]], "std": 0.5}
+//! {"kind": "mixture", "amplitudes": [1, 1], "means": [[-2, 0], [2, 0]], "std": [0.5, 1]}
 //! {"kind": "funnel", "dim": 10}
 //! {"kind": "ring", "x_dim": 1, "y_dim": 2, "width": 0.1}
 //! {"kind": "mlp", "x_dim": 16, "l2": 0.5, "layers": [{"weight": "w0.npy", "bias": "b0.npy", "activation": "silu"}, ...]}
@@ -239,14 +240,28 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
             }
         }
         "mixture" => {
-            ctx.check_keys(obj, &["kind", "weights", "means", "std"], "")?;
-            let w = ctx.vector(obj, "weights", "")?;
+            ctx.check_keys(obj, &["kind", "weights", "amplitudes", "means", "std"], "")?;
+            let key = match (obj.contains_key("weights"), obj.contains_key("amplitudes")) {
+                (true, false) => "weights",
+                (false, true) => "amplitudes",
+                _ => {
+                    return Err(ctx.err(
+                        "mixture needs exactly one of `weights` (component probabilities of normalised Gaussians) and `amplitudes` (factors of unnormalised ones)",
+                    ));
+                }
+            };
+            let w = ctx.vector(obj, key, "")?;
             let means = ctx.matrix(obj, "means", "")?;
             let std = match ctx.get(obj, "std", "")? {
                 Value::Number(_) => vec![ctx.number(obj, "std", "")?; w.len()],
                 _ => ctx.vector(obj, "std", "")?,
             };
-            ctx.wrap(Mixture::new(w, means, std).map(|m| Family::Mixture(Arc::new(m))))?
+            let m = if key == "weights" {
+                Mixture::from_weights(w, means, std)
+            } else {
+                Mixture::from_amplitudes(w, means, std)
+            };
+            ctx.wrap(m.map(|m| Family::Mixture(Arc::new(m))))?
         }
         "funnel" => {
             ctx.check_keys(obj, &["kind", "dim", "scale"], "")?;

@@ -82,6 +82,9 @@ impl Kernel for Gibbs {
     fn grad_evals_per_step(&self) -> usize {
         0
     }
+    fn has_step_size(&self) -> bool {
+        false
+    }
 }
 
 /// One single-site heat-bath sweep over every chain.

@@ -154,6 +154,13 @@ pub trait Kernel: Send + Sync {
     /// Energy-gradient evaluations per chain per step.
     fn grad_evals_per_step(&self) -> usize;
 
+    /// Whether the kernel has a step size at all (false for Gibbs, whose
+    /// moves are exact conditional draws): reports leave step sizes,
+    /// divergences and gradient counts out when it has none.
+    fn has_step_size(&self) -> bool {
+        true
+    }
+
     /// Whether the energy's last batch call in a step is at the proposals,
     /// each accepted one then being the chain's new position (Metropolis
     /// kernels and ULA): AIS keeps those values instead of evaluating the

@@ -20,46 +20,8 @@ use crate::rng::{ChainRng, RngState, aux_rng, chain_rngs, restore_rng, save_rng}
 use crate::run::{Control, NoObserver, Progress, Steps, drive, in_pool};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::RngExt;
-use rand_distr::{Distribution, StandardNormal};
 
-/// Where fresh chains start.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum Init {
-    /// Each coordinate uniform on `[lo, hi]` (images: [0, 1] or [-1, 1]).
-    Uniform {
-        /// Lower end.
-        lo: f64,
-        /// Upper end.
-        hi: f64,
-    },
-    /// Each coordinate `N(0, std^2)`.
-    Gaussian {
-        /// Standard deviation.
-        std: f64,
-    },
-    /// Fair coin flips (binary models).
-    Bernoulli,
-}
-
-impl Init {
-    fn draw(&self, rng: &mut ChainRng, out: &mut [f64]) {
-        if let Init::Gaussian { std } = *self {
-            crate::rng::fill_standard_normal(rng, out);
-            out.iter_mut().for_each(|o| *o *= std);
-            return;
-        }
-        for o in out.iter_mut() {
-            *o = match *self {
-                Init::Uniform { lo, hi } => lo + (hi - lo) * rng.random::<f64>(),
-                Init::Gaussian { std } => {
-                    let z: f64 = StandardNormal.sample(rng);
-                    std * z
-                }
-                Init::Bernoulli => f64::from(u8::from(rng.random::<bool>())),
-            };
-        }
-    }
-}
+pub use crate::init::Init;
 
 /// How the chains of each call start.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -79,7 +41,29 @@ pub enum Method {
         capacity: usize,
         /// Probability that a chain starts from noise instead of the buffer, in [0, 1].
         reinit: f64,
+        /// How the buffer takes in each call's negatives.
+        #[serde(default)]
+        policy: ReplayPolicy,
     },
+}
+
+/// How a replay buffer takes in each call's negatives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReplayPolicy {
+    /// Every negative of every call is added (IGEBM, Du & Mordatch 2019):
+    /// appended until the buffer holds `capacity` entries, then overwriting
+    /// the oldest (ring order). Chains start from uniformly chosen entries,
+    /// or from fresh noise with probability `reinit` (always while the
+    /// buffer is empty). With `n` chains the buffer holds `n`, `2n`, ...
+    /// entries after 1, 2, ... calls.
+    #[default]
+    Append,
+    /// JEM (Grathwohl et al. 2020): at the first call the buffer is filled
+    /// with `capacity` draws from the initial distribution; each chain
+    /// starts from a uniformly chosen entry (or fresh noise with
+    /// probability `reinit`) and its negative replaces that entry. The
+    /// buffer always holds `capacity` entries.
+    WriteBack,
 }
 
 /// Everything a [`NegativeSampler`] carries between calls: what a
@@ -161,7 +145,10 @@ impl NegativeSampler {
         if n_chains == 0 {
             return Err(Error::param("chains", "must be >= 1"));
         }
-        if let Method::Replay { capacity, reinit } = method {
+        if let Method::Replay {
+            capacity, reinit, ..
+        } = method
+        {
             if capacity == 0 {
                 return Err(Error::param("buffer", "must be >= 1"));
             }
@@ -182,16 +169,7 @@ impl NegativeSampler {
                 ));
             }
         }
-        match init {
-            Init::Uniform { lo, hi } if !(lo.is_finite() && hi.is_finite() && lo < hi) => {
-                return Err(Error::param(
-                    "init",
-                    format!("uniform box needs finite lo < hi, got [{lo}, {hi}]"),
-                ));
-            }
-            Init::Gaussian { std } => crate::error::check_positive("init std", std)?,
-            _ => {}
-        }
+        init.validate("init")?;
         let rngs = chain_rngs(seed, n_chains);
         let aux = aux_rng(seed, 7);
         let state = NegativeState {
@@ -261,8 +239,10 @@ impl NegativeSampler {
             Method::ShortRun => {
                 for i in 0..n {
                     self.state.init.draw(
+                        i,
                         &mut self.rngs[i],
                         start.row_mut(i).as_slice_mut().expect("standard layout"),
+                        false,
                     );
                 }
                 reinitialised = n;
@@ -284,8 +264,10 @@ impl NegativeSampler {
                 if self.state.persistent.is_empty() {
                     for i in 0..n {
                         self.state.init.draw(
+                            i,
                             &mut self.rngs[i],
                             start.row_mut(i).as_slice_mut().expect("standard layout"),
+                            false,
                         );
                     }
                     reinitialised = n;
@@ -296,16 +278,34 @@ impl NegativeSampler {
                     );
                 }
             }
-            Method::Replay { reinit, .. } => {
+            Method::Replay {
+                reinit,
+                policy,
+                capacity,
+            } => {
+                if policy == ReplayPolicy::WriteBack && self.buffer_len() == 0 {
+                    // JEM: the buffer starts full of noise.
+                    let mut row = vec![0.0; d];
+                    for _ in 0..capacity {
+                        let j = self.buffer_len();
+                        self.state.init.draw(j, &mut self.aux, &mut row, false);
+                        self.state.buffer.extend_from_slice(&row);
+                    }
+                }
                 let len = self.buffer_len();
                 for i in 0..n {
                     let fresh = len == 0 || self.aux.random::<f64>() < reinit;
                     if fresh {
                         self.state.init.draw(
+                            i,
                             &mut self.rngs[i],
                             start.row_mut(i).as_slice_mut().expect("standard layout"),
+                            false,
                         );
                         reinitialised += 1;
+                        if policy == ReplayPolicy::WriteBack {
+                            replay_slots[i] = Some(self.aux.random_range(0..len));
+                        }
                     } else {
                         let k = self.aux.random_range(0..len);
                         start.row_mut(i).assign(
@@ -322,18 +322,23 @@ impl NegativeSampler {
     }
 
     /// Writes the call's negatives back: persistent chains (PCD) or the
-    /// replay buffer (replayed chains to their slots, fresh ones appended
-    /// or overwriting the oldest once full).
+    /// replay buffer by its [`ReplayPolicy`].
     fn write_back(&mut self, negatives: &Array2<f64>, replay_slots: &[Option<usize>]) {
         let (n, d) = (self.state.n_chains, self.state.dim);
         // Write back.
         match self.state.method.clone() {
             Method::Pcd => self.state.persistent = negatives.iter().copied().collect(),
-            Method::Replay { capacity, .. } => {
+            Method::Replay {
+                capacity, policy, ..
+            } => {
                 for i in 0..n {
                     let row = negatives.row(i);
                     let len = self.buffer_len();
-                    match replay_slots[i] {
+                    let slot = match policy {
+                        ReplayPolicy::WriteBack => replay_slots[i],
+                        ReplayPolicy::Append => None,
+                    };
+                    match slot {
                         Some(k) => self.state.buffer[k * d..(k + 1) * d]
                             .copy_from_slice(row.as_slice().expect("standard layout")),
                         None if len < capacity => self.state.buffer.extend(row.iter()),
@@ -353,7 +358,10 @@ impl NegativeSampler {
     /// The settings a state file records: a sampler is only restored for
     /// the same method, initialisation, chains, dimension and seed.
     fn settings(method: &Method, init: &Init, n_chains: usize, dim: usize, seed: u64) -> String {
-        format!("{method:?} {init:?} chains {n_chains} dim {dim} seed {seed}")
+        format!(
+            "{method:?} {} chains {n_chains} dim {dim} seed {seed}",
+            init.describe()
+        )
     }
 
     /// Saves the complete state (buffer, persistent chains, every stream)
@@ -428,10 +436,13 @@ impl NegativeSampler {
         control: &Control,
     ) -> Result<NegativeBatch> {
         let before = (self.rngs.clone(), self.aux.clone());
+        let buffer_len = self.state.buffer.len();
         let out =
             in_pool(|| self.generate_inner(energy, kernel, tuning, steps, positives, control));
         if out.as_ref().is_ok_and(|b| !b.complete) {
             (self.rngs, self.aux) = before;
+            // A first write-back call fills the buffer before moving: undo it.
+            self.state.buffer.truncate(buffer_len);
         }
         out
     }
@@ -462,7 +473,18 @@ impl NegativeSampler {
                 format!("{:?}", p.shape()),
             ));
         }
-        if energy.space() == StateSpace::Binary && !matches!(self.state.init, Init::Bernoulli) {
+        if let Init::Rows { dim, .. } = self.state.init
+            && dim != d
+        {
+            return Err(Error::shape(
+                "init",
+                format!("rows of {d}"),
+                format!("rows of {dim}"),
+            ));
+        }
+        if energy.space() == StateSpace::Binary
+            && !matches!(self.state.init, Init::Bernoulli | Init::Rows { .. })
+        {
             return Err(Error::param(
                 "init",
                 "a binary model needs Bernoulli initialisation",
@@ -579,6 +601,8 @@ impl Steps for Moves<'_> {
             accept_rate: self.acc / self.k.max(1) as f64,
             divergences: self.divergences,
             step_size: self.tuning.step_size().median(),
+            contexts_done: 0,
+            contexts: 0,
         }
     }
     fn save(&self, _control: &Control) -> Result<()> {

@@ -158,6 +158,8 @@ impl Steps for Chains<'_> {
             accept_rate: acc / n.max(1) as f64,
             divergences: self.run.total_divergences,
             step_size: self.run.tuning.step_size().median(),
+            contexts_done: 0,
+            contexts: 0,
         }
     }
 
@@ -244,7 +246,7 @@ pub fn sample_with(
             ));
         }
         Some(y) => y,
-        None => initial_positions(target, &mut rngs)?,
+        None => initial_positions(target, &config.init, &mut rngs)?,
     };
     let state = ChainState::new(target, y0)?;
     let (mut tuner, mut tuning) = Tuner::new(kernel, config.adaptation(), config.warmup, d);

@@ -2,17 +2,19 @@
 //! It works for every [`Kernel`](crate::kernels::Kernel), runs on the shared loop of [`crate::run`]
 //! and knows nothing about terminals.
 
+mod checks;
 mod driver;
 
 pub use crate::run::{Control, NoObserver, Observer, Phase, Progress};
+pub use checks::{EXACT_CHECK_P, warnings};
 pub use driver::{resume, sample, sample_with};
 
 use crate::energy::{Energy, StateSpace};
 use crate::error::{Error, Result};
+pub use crate::init::Init;
 use crate::kernels::{Adaptation, ChainState, Tuning};
 use crate::rng::ChainRng;
 use ndarray::{Array2, Array3};
-use rand::RngExt;
 
 /// Settings of a sampling run. [`SampleConfig::new`] gives the defaults;
 /// every field is checked by [`SampleConfig::validate`] before work starts.
@@ -48,6 +50,11 @@ pub struct SampleConfig {
     /// `warmup = 0` it is used as it is.
     #[serde(default)]
     pub tuning: Option<Tuning>,
+    /// Where chains start when no positions are given: by default
+    /// over-dispersed ([`Init::Dispersed`]), so that R-hat can see chains
+    /// caught in different modes.
+    #[serde(default)]
+    pub init: Init,
     /// Record each draw's energy `F` (at beta = 1) as well as its position.
     pub record_energies: bool,
     /// Call the observer every this many steps (>= 1).
@@ -71,6 +78,7 @@ impl SampleConfig {
             shared_step_size: false,
             adapt_mass: true,
             tuning: None,
+            init: Init::default(),
             record_energies: true,
             observe_every: 100,
             max_memory_bytes: 8 << 30,
@@ -110,6 +118,7 @@ impl SampleConfig {
             return Err(Error::param("observe_every", "must be >= 1"));
         }
         crate::error::check_positive("beta", self.beta)?;
+        self.init.validate("init")?;
         match self.recorded_bytes(dim) {
             Some(b) if b <= self.max_memory_bytes => Ok(()),
             b => Err(Error::param(
@@ -180,25 +189,33 @@ pub struct SampleOutput {
     pub complete: bool,
 }
 
-/// Initial positions: each coordinate uniform on (-2, 2) (Stan's default)
-/// for continuous states, fair coin flips for binary ones, drawn from each
-/// chain's own stream. Chains whose energy is not finite are redrawn (up to
-/// 100 times).
-pub fn initial_positions(energy: &dyn Energy, rngs: &mut [ChainRng]) -> Result<Array2<f64>> {
+/// Initial positions drawn from `init` (binary states: fair coin flips),
+/// each chain from its own stream. Chains whose energy is not finite are
+/// redrawn (up to 100 times).
+pub fn initial_positions(
+    energy: &dyn Energy,
+    init: &Init,
+    rngs: &mut [ChainRng],
+) -> Result<Array2<f64>> {
     let (n, d) = (rngs.len(), energy.dim());
     let binary = energy.space() == StateSpace::Binary;
-    let draw = |rng: &mut ChainRng, row: &mut [f64]| {
-        for v in row.iter_mut() {
-            *v = if binary {
-                f64::from(u8::from(rng.random::<bool>()))
-            } else {
-                4.0 * rng.random::<f64>() - 2.0
-            };
-        }
-    };
+    if let Init::Rows { dim, .. } = init
+        && *dim != d
+    {
+        return Err(Error::shape(
+            "init",
+            format!("rows of {d}"),
+            format!("rows of {dim}"),
+        ));
+    }
+    let draw = |i: usize, rng: &mut ChainRng, row: &mut [f64]| init.draw(i, rng, row, binary);
     let mut y = Array2::zeros((n, d));
     for (i, rng) in rngs.iter_mut().enumerate() {
-        draw(rng, y.row_mut(i).as_slice_mut().expect("standard layout"));
+        draw(
+            i,
+            rng,
+            y.row_mut(i).as_slice_mut().expect("standard layout"),
+        );
     }
     let mut e = ndarray::Array1::zeros(n);
     for _ in 0..100 {
@@ -209,6 +226,7 @@ pub fn initial_positions(energy: &dyn Energy, rngs: &mut [ChainRng]) -> Result<A
         }
         for i in bad {
             draw(
+                i,
                 &mut rngs[i],
                 y.row_mut(i).as_slice_mut().expect("standard layout"),
             );
