@@ -191,3 +191,21 @@ pub fn check_finite(name: &str, values: &[f64]) -> Result<()> {
         )),
     }
 }
+
+/// Largest inverse temperature boltz accepts: beyond it `beta F` overflows
+/// for ordinary energies and no sampler moves.
+pub const MAX_BETA: f64 = 1e6;
+
+/// Checks an inverse temperature: finite, > 0 and at most [`MAX_BETA`].
+pub fn check_beta(name: &str, beta: f64) -> Result<()> {
+    check_positive(name, beta)?;
+    if beta > MAX_BETA {
+        return Err(Error::param(
+            name,
+            format!(
+                "{beta} is above {MAX_BETA:e}: exp(-beta F) would underflow for any energy but 0"
+            ),
+        ));
+    }
+    Ok(())
+}

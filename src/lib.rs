@@ -72,6 +72,7 @@
 #![deny(missing_docs)]
 
 pub mod ais;
+pub mod budget;
 pub mod compare;
 pub mod diagnostics;
 pub mod energy;

@@ -85,6 +85,50 @@ impl Model {
         }
     }
 
+    /// A fingerprint of the model's parameters (not its name or path): a
+    /// hash of its kind, dimensions and energies at eight fixed probe
+    /// points (and contexts). Checkpoints and state files store it, so a
+    /// model file edited between a checkpoint and its resume is refused.
+    pub fn fingerprint(&self) -> String {
+        let (d, x) = (self.dim(), self.x_dim());
+        let n = 8;
+        let binary = matches!(self.family, Family::Rbm(_));
+        let y = Array2::from_shape_fn((n, d), |(i, j)| {
+            let u = ((i * 7919 + j * 104_729) % 1009) as f64 / 1009.0;
+            if binary {
+                f64::from(u8::from(u > 0.5))
+            } else {
+                4.0 * u - 2.0
+            }
+        });
+        let mut e = ndarray::Array1::zeros(n);
+        match self.conditional_family() {
+            Some(c) => {
+                let xs = Array2::from_shape_fn((n, x), |(i, j)| {
+                    ((i * 31 + j * 17) % 13) as f64 / 13.0 - 0.5
+                });
+                c.energy_batch(xs.view(), y.view(), e.view_mut());
+            }
+            None => match self.energy(None) {
+                Ok(en) => en.energy_batch(y.view(), e.view_mut()),
+                Err(_) => e.fill(f64::NAN),
+            },
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(self.kind().as_bytes());
+        eat(&(d as u64).to_le_bytes());
+        eat(&(x as u64).to_le_bytes());
+        for v in &e {
+            eat(&v.to_bits().to_le_bytes());
+        }
+        format!("{h:016x}")
+    }
+
     /// Dimension of the state `y`.
     pub fn dim(&self) -> usize {
         match &self.family {

@@ -1,5 +1,7 @@
-//! Fuzzing of the readers of untrusted files: the npy reader and the model
-//! file parser never panic on mutated or random bytes.
+//! Fuzzing of the readers of untrusted files: the npy reader, the model
+//! file parser and the checkpoint loaders never panic on mutated or random
+//! bytes. `PROPTEST_CASES=N` runs longer (the committed corpus in
+//! tests/corpus/ seeds the mutations).
 
 use proptest::prelude::*;
 use std::path::Path;
@@ -15,8 +17,33 @@ fn corpus(ext: &str) -> Vec<Vec<u8>> {
     v.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
+/// Cases per property: `PROPTEST_CASES` when set, else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The settings string of a checkpoint's header, if it can be read.
+fn settings_of(b: &[u8]) -> String {
+    (|| {
+        let hlen = usize::try_from(u64::from_le_bytes(b.get(12..20)?.try_into().ok()?)).ok()?;
+        let h: serde_json::Value =
+            serde_json::from_slice(b.get(20..20usize.checked_add(hlen)?)?).ok()?;
+        Some(h.get("settings")?.as_str()?.to_string())
+    })()
+    .unwrap_or_default()
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(400), ..ProptestConfig::default() })]
 
     /// Random bytes and mutated valid files never panic the npy reader
     /// (the committed corpus in tests/corpus/ seeds the mutations).
@@ -49,5 +76,41 @@ proptest! {
         let path = dir.path().join("m.json");
         std::fs::write(&path, &b).unwrap();
         let _ = boltz::io::load_model_file(&path);
+    }
+
+    /// Mutated checkpoints (with the checksum recomputed half the time, so
+    /// that the loaders' range checks are reached, as a careful editor
+    /// would) never panic the container reader or the sample and AIS
+    /// resume paths: they are refused or resumed.
+    #[test]
+    fn checkpoint_loaders_never_panic(seed in 0usize..2, flips in prop::collection::vec((0usize..8192, any::<u8>()), 0..6), cut in 0usize..8192, fix in any::<bool>()) {
+        let files = corpus("ckpt");
+        let mut b = files[seed % files.len()].clone();
+        for (pos, byte) in flips {
+            let i = pos % b.len();
+            b[i] = byte;
+        }
+        b.truncate(cut.max(40).min(b.len()));
+        if fix && b.len() > 8 {
+            let n = b.len() - 8;
+            let sum = fnv(&b[..n]);
+            b[n..].copy_from_slice(&sum.to_le_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck");
+        std::fs::write(&path, &b).unwrap();
+        let settings = settings_of(&b);
+        for kind in ["sample", "ais", "negatives"] {
+            let _ = boltz::io::read_checkpoint::<serde_json::Value>(&path, kind, &settings);
+        }
+        let control = boltz::run::Control { settings, ..Default::default() };
+        let e = boltz::model::load("gmm-ring").unwrap().energy(None).unwrap();
+        let k = boltz::kernels::Mala::new(0.1).unwrap();
+        let _ = boltz::sampler::resume(e.as_ref(), &k, &path, &mut boltz::run::NoObserver, &control);
+        let base = boltz::ais::Base::isotropic(2, 2.0).unwrap();
+        let problem = boltz::ais::AisProblem::new(e.clone(), &base).unwrap();
+        let mut cfg = boltz::ais::AisConfig::new();
+        (cfg.particles, cfg.temps, cfg.step_size) = (16, 20, Some(0.1));
+        let _ = boltz::ais::ais_with(&problem, &cfg, &control, Some(&path), &mut boltz::run::NoObserver);
     }
 }

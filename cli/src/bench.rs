@@ -4,7 +4,6 @@
 use super::commands::model_energy;
 use crate::workloads::{self as bench, BenchOptions, Measurement, Workload};
 use boltz::compare::{self, CompareConfig, Moments};
-use boltz::io::{write_atomic, write_json_atomic};
 use boltz::kernels::KernelSpec;
 use boltz::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -124,7 +123,7 @@ fn read_jsonl(path: &Path) -> Result<Vec<Measurement>> {
 
 /// Puts the generated section into README.md, keeping everything outside
 /// the markers (the hand-written analysis).
-fn update_readme(path: &Path, section: &str) -> Result<()> {
+fn update_readme(path: &Path, section: &str, outputs: &mut boltz::io::Outputs) -> Result<()> {
     let old = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -140,7 +139,7 @@ fn update_readme(path: &Path, section: &str) -> Result<()> {
         ),
         _ => format!("{old}\n{BEGIN}\n{section}{END}\n"),
     };
-    write_atomic(path, new.as_bytes())
+    outputs.stage(path, new.as_bytes())
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
@@ -162,6 +161,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     let jsonl = args.out.join("bench.jsonl");
+    let readme = args.out.join("README.md");
+    let mut outputs = boltz::io::Outputs::new(&[]);
+    outputs.declare("--out", &jsonl)?;
+    outputs.declare("--out", &readme)?;
+    args.output.declare(&mut outputs)?;
     let mut all = read_jsonl(&jsonl)?;
     let mut fresh = Vec::new();
     for w in &workloads {
@@ -200,7 +204,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         text.push_str(&serde_json::to_string(m).expect("serialisable"));
         text.push('\n');
     }
-    write_atomic(&jsonl, text.as_bytes())?;
+    outputs.stage(&jsonl, text.as_bytes())?;
     let section = format!(
         "Measured by `boltz bench{}{}` on {} (commit {}, {}, {} rayon threads{}).\nEach figure is the median of the timed repeats after one untimed warm-up run; `checks` says whether what was timed was also right (the notes say how it was checked).\n\n{}",
         if args.quick { " --quick" } else { "" },
@@ -216,7 +220,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         },
         bench::markdown_table(&all)
     );
-    update_readme(&args.out.join("README.md"), &section)?;
+    update_readme(&readme, &section, &mut outputs)?;
     let failed: Vec<&Measurement> = fresh.iter().filter(|m| !m.ok).collect();
     let warnings: Vec<String> = failed
         .iter()
@@ -241,7 +245,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "quick": args.quick,
         "warnings": warnings,
     });
-    if args.output.emit(&v)? && !args.jsonl {
+    let text = args.output.emit(&v, &mut outputs)?;
+    outputs.commit()?;
+    if text && !args.jsonl {
         print!("{}", bench::markdown_table(&fresh));
         super::commands::print_warnings(&warnings);
     }
@@ -273,6 +279,18 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 }
 
 pub fn compare(args: &CompareArgs) -> Result<()> {
+    let inputs: Vec<&Path> = [args.context.as_deref(), crate::model_input(&args.model)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut outputs = boltz::io::Outputs::new(&inputs);
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for f in ["compare.json", "compare.md", "compare.svg"] {
+            outputs.declare("--out", &dir.join(f))?;
+        }
+    }
+    args.output.declare(&mut outputs)?;
     let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
     let names = match &args.samplers {
         Some(s) => s.clone(),
@@ -283,7 +301,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         .iter()
         .map(|s| KernelSpec::new(s))
         .collect::<Result<Vec<_>>>()?;
-    boltz::error::check_positive("--beta", args.beta)?;
+    boltz::error::check_beta("--beta", args.beta)?;
     let config = CompareConfig {
         chains: args.chains,
         warmup: args.warmup,
@@ -312,17 +330,20 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
                 .map(move |w| format!("{}: {w}", r.sampler)))
             .collect::<Vec<_>>()
     );
-    if args.output.emit(&v)? {
-        print!("{md}");
-    }
+    let text = args.output.emit(&v, &mut outputs)?;
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        write_json_atomic(&dir.join("compare.json"), &report)?;
-        write_atomic(&dir.join("compare.md"), md.as_bytes())?;
-        write_atomic(
+        outputs.stage_json(&dir.join("compare.json"), &report)?;
+        outputs.stage(&dir.join("compare.md"), md.as_bytes())?;
+        outputs.stage(
             &dir.join("compare.svg"),
             crate::render::svg(&report).as_bytes(),
         )?;
+    }
+    outputs.commit()?;
+    if text {
+        print!("{md}");
+    }
+    if let Some(dir) = &args.out {
         eprintln!(
             "wrote {}, compare.md and compare.svg",
             dir.join("compare.json").display()

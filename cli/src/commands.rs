@@ -3,7 +3,7 @@
 use super::SampleArgs;
 use boltz::diagnostics;
 use boltz::error::{Error, Result};
-use boltz::io::{read_npy, write_npy};
+use boltz::io::read_npy;
 use boltz::kernels::KernelSpec;
 use boltz::sampler::{Control, Observer, Phase, Progress, SampleConfig};
 use ndarray::Array2;
@@ -31,8 +31,12 @@ pub fn read_matrix(path: &Path, what: &str) -> Result<Array2<f64>> {
 
 pub fn suite(output: &crate::OutputArgs) -> Result<()> {
     let rows = boltz::suite::list()?;
+    let mut outputs = boltz::io::Outputs::new(&[]);
+    output.declare(&mut outputs)?;
     let v = serde_json::json!({ "targets": rows, "warnings": Vec::<String>::new() });
-    if !output.emit(&v)? {
+    let text = output.emit(&v, &mut outputs)?;
+    outputs.commit()?;
+    if !text {
         return Ok(());
     }
     println!(
@@ -57,14 +61,24 @@ pub fn energy(
     grad: Option<&Path>,
     output: &crate::OutputArgs,
 ) -> Result<()> {
+    let inputs: Vec<&Path> = [Some(points), context, crate::model_input(model)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut outputs = boltz::io::Outputs::new(&inputs);
+    outputs.declare("--out", out)?;
+    if let Some(g) = grad {
+        outputs.declare("--grad", g)?;
+    }
+    output.declare(&mut outputs)?;
     let model = boltz::model::load(model)?;
     let y = read_matrix(points, "points")?;
     let ctx = context.map(|p| read_matrix(p, "context")).transpose()?;
     let energy = model.energy(ctx)?;
     let e = if let Some(grad_path) = grad {
         let (e, g) = boltz::energy::evaluate_with_grad(energy.as_ref(), y.view())?;
-        write_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
-        write_npy(
+        outputs.stage_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
+        outputs.stage_npy(
             grad_path,
             &[g.nrows(), g.ncols()],
             g.as_slice().expect("contiguous"),
@@ -72,7 +86,7 @@ pub fn energy(
         e
     } else {
         let e = boltz::energy::evaluate(energy.as_ref(), y.view())?;
-        write_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
+        outputs.stage_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
         e
     };
     let finite = e.iter().filter(|v| v.is_finite()).count();
@@ -95,7 +109,9 @@ pub fn energy(
         "out": out.display().to_string(), "grad": grad.map(|g| g.display().to_string()),
         "energy_min": lo, "energy_max": hi, "warnings": warnings,
     });
-    if output.emit(&v)? {
+    let text = output.emit(&v, &mut outputs)?;
+    outputs.commit()?;
+    if text {
         println!(
             "energies of {} points -> {} (min {lo:.6}, max {hi:.6})",
             y.nrows(),
@@ -226,7 +242,33 @@ impl Observer for Bar {
 
 /// The settings a checkpoint must match on resume: everything that shapes
 /// the run, not where its outputs go.
-fn sample_settings(a: &SampleArgs) -> String {
+fn sample_settings(a: &SampleArgs, model: &boltz::Model) -> String {
+    let init_file = a.init.as_deref().map(Path::new).filter(|p| p.exists());
+    format!(
+        "model_fingerprint={} context_file={} init_file={} {}",
+        model.fingerprint(),
+        file_fingerprint(a.context.as_deref()),
+        file_fingerprint(init_file),
+        sample_flags(a)
+    )
+}
+
+/// A hash of an input file's bytes ("-" without one): settings of
+/// checkpoints and state files, so an edited input is refused on resume.
+pub fn file_fingerprint(path: Option<&Path>) -> String {
+    match path.map(std::fs::read) {
+        Some(Ok(bytes)) => format!(
+            "{:016x}",
+            bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            })
+        ),
+        Some(Err(_)) => "unreadable".into(),
+        None => "-".into(),
+    }
+}
+
+fn sample_flags(a: &SampleArgs) -> String {
     format!(
         "model={} sampler={:?} chains={} warmup={} draws={} thin={} step_size={} noise={:?} grad_clip={:?} clamp={:?} leapfrog={} jitter={} target_accept={:?} shared_step={} no_adapt_mass={} beta={} seed={} context={:?} init={:?}",
         a.model,
@@ -264,6 +306,47 @@ pub fn model_energy(
 }
 
 pub fn sample(args: &SampleArgs) -> Result<()> {
+    let init_file = args.init.as_deref().map(Path::new).filter(|p| p.exists());
+    let inputs: Vec<&Path> = [
+        args.context.as_deref(),
+        init_file,
+        crate::model_input(&args.model),
+        args.resume.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut outputs = boltz::io::Outputs::new(&inputs);
+    outputs.declare("--out", &args.out)?;
+    if let Some(e) = &args.energies {
+        outputs.declare("--energies", e)?;
+    }
+    if let Some(r) = &args.report {
+        outputs.declare("--report", r)?;
+    }
+    if let Some(c) = &args.checkpoint
+        && [
+            Some(&args.out),
+            args.energies.as_ref(),
+            args.report.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|o| o == c)
+    {
+        return Err(Error::param(
+            "--checkpoint",
+            "is the same file as another output",
+        ));
+    }
+    // One run per checkpoint file at a time.
+    let _lock = match &args.checkpoint {
+        Some(p) => Some(boltz::io::FileLock::acquire(
+            p,
+            Some(&super::signals().stop),
+        )?),
+        None => None,
+    };
     let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
     let (mut spec, auto) = kernel_spec(args, energy.as_ref())?;
     let mut config = SampleConfig {
@@ -293,7 +376,7 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         stop: Some(super::signals().stop.clone()),
-        settings: sample_settings(args),
+        settings: sample_settings(args, &model),
     };
     let mut bar = Bar::new(
         args.quiet,
@@ -314,13 +397,13 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     };
     bar.finish();
     let (c, d, k) = out.samples.dim();
-    write_npy(
+    outputs.stage_npy(
         &args.out,
         &[c, d, k],
         out.samples.as_slice().expect("standard layout"),
     )?;
     if let (Some(path), Some(e)) = (&args.energies, &out.energies) {
-        write_npy(path, &[c, d], e.as_slice().expect("standard layout"))?;
+        outputs.stage_npy(path, &[c, d], e.as_slice().expect("standard layout"))?;
     }
     // An interrupted run may have fewer than 4 draws: no diagnostics then.
     let ov = if out.samples.shape()[1] >= 4 {
@@ -389,8 +472,9 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         report["grad_evals"] = serde_json::json!(s.grad_evals);
     }
     if let Some(path) = &args.report {
-        boltz::io::write_json_atomic(path, &report)?;
+        outputs.stage_json(path, &report)?;
     }
+    outputs.commit()?;
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("serialisable"));
         return Ok(());
@@ -438,6 +522,8 @@ pub fn print_warnings(warnings: &[String]) {
 }
 
 pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Result<()> {
+    let mut outputs = boltz::io::Outputs::new(&[samples]);
+    output.declare(&mut outputs)?;
     let arr = read_npy(samples).map_err(|e| e.for_flag("--samples"))?;
     let mut notes = Vec::new();
     let x = match (arr.shape.len(), matrix) {
@@ -506,7 +592,9 @@ pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Res
         "ess_bulk_min": ov.ess_bulk_min, "ess_tail_min": ov.ess_tail_min, "rhat_max": ov.rhat_max,
         "coordinates": summaries, "notes": notes, "warnings": warnings,
     });
-    if !output.emit(&v)? {
+    let text = output.emit(&v, &mut outputs)?;
+    outputs.commit()?;
+    if !text {
         return Ok(());
     }
     println!(

@@ -109,7 +109,18 @@ pub struct LogzArgs {
 }
 
 /// The settings an AIS checkpoint must match: everything but where files go.
-fn ais_settings(a: &LogzArgs) -> String {
+fn ais_settings(a: &LogzArgs, model: &Model) -> String {
+    use super::commands::file_fingerprint as fp;
+    format!(
+        "model_fingerprint={} context_file={} data_file={} {}",
+        model.fingerprint(),
+        fp(a.context.as_deref()),
+        fp(a.data.as_deref()),
+        ais_flags(a)
+    )
+}
+
+fn ais_flags(a: &LogzArgs) -> String {
     format!(
         "model={} method={:?} particles={} temps={} schedule={} cess={} kernel={:?} leapfrog={} steps_per_temp={} step_size={:?} base_scale={:?} base_mean={} resample={:?} context={:?} beta={} seed={} data={:?}",
         a.model,
@@ -334,7 +345,12 @@ fn run_ais(
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         stop: Some(super::signals().stop.clone()),
-        settings: ais_settings(args),
+        settings: ais_settings(args, model),
+    };
+    // One run per checkpoint file at a time.
+    let _lock = match &args.checkpoint {
+        Some(p) => Some(io::FileLock::acquire(p, Some(&super::signals().stop))?),
+        None => None,
     };
     let mut bar = Bar::new(args.quiet, cfg.temps as u64);
     let res = ais::ais_with(&problem, cfg, &control, args.resume.as_deref(), &mut bar);
@@ -577,13 +593,32 @@ fn report_json(r: &LogzReport) -> serde_json::Value {
     v
 }
 
+/// The run's inputs (files), which no output may overwrite.
+fn inputs(args: &LogzArgs) -> Vec<&std::path::Path> {
+    [
+        args.context.as_deref(),
+        args.data.as_deref(),
+        args.reverse_from.as_deref(),
+        args.resume.as_deref(),
+        crate::model_input(&args.model),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 pub fn logz(args: &LogzArgs) -> Result<()> {
+    let mut outputs = io::Outputs::new(&inputs(args));
+    if let Some(p) = &args.report {
+        outputs.declare("--report", p)?;
+    }
     let out = run(args)?;
     let r = &out.report;
     let v = report_json(r);
     if let Some(path) = &args.report {
-        io::write_json_atomic(path, &v)?;
+        outputs.stage_json(path, &v)?;
     }
+    outputs.commit()?;
     if args.json {
         println!("{}", serde_json::to_string(&v).expect("serialisable"));
         return Ok(());
@@ -660,6 +695,13 @@ pub fn prob(
     out: &std::path::Path,
     paired: bool,
 ) -> Result<()> {
+    let mut ins = inputs(args);
+    ins.push(points);
+    let mut outputs = io::Outputs::new(&ins);
+    outputs.declare("--out", out)?;
+    if let Some(p) = &args.report {
+        outputs.declare("--report", p)?;
+    }
     let model = boltz::model::load(&args.model)?;
     if model.conditional().is_some() && args.context.is_none() {
         return Err(Error::param(
@@ -713,15 +755,16 @@ pub fn prob(
                 .into_dyn()
         }
     };
-    io::write_npy(out, logp.shape(), logp.as_slice().expect("standard layout"))?;
+    outputs.stage_npy(out, logp.shape(), logp.as_slice().expect("standard layout"))?;
     let mut v = report_json(&o.report);
     v["points"] = serde_json::json!(y.nrows());
     v["paired"] = serde_json::json!(paired);
     v["out"] = serde_json::json!(out.display().to_string());
     v["out_shape"] = serde_json::json!(logp.shape());
     if let Some(path) = &args.report {
-        io::write_json_atomic(path, &v)?;
+        outputs.stage_json(path, &v)?;
     }
+    outputs.commit()?;
     if args.json {
         println!("{}", serde_json::to_string(&v).expect("serialisable"));
         return Ok(());

@@ -128,17 +128,42 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    /// Writes `report` where asked; prints it with `--json`. Returns true
+    /// Declares `--report` in the run's outputs (before any work).
+    pub fn declare(&self, outputs: &mut boltz::io::Outputs) -> boltz::Result<()> {
+        match &self.report {
+            Some(p) => outputs.declare("--report", p),
+            None => Ok(()),
+        }
+    }
+
+    /// Stages `report` where asked; prints it with `--json`. Returns true
     /// when the text output should follow (no `--json`).
-    pub fn emit(&self, report: &serde_json::Value) -> boltz::Result<bool> {
+    pub fn emit(
+        &self,
+        report: &serde_json::Value,
+        outputs: &mut boltz::io::Outputs,
+    ) -> boltz::Result<bool> {
         if let Some(path) = &self.report {
-            boltz::io::write_json_atomic(path, report)?;
+            outputs.put("--report", path, &json_bytes(report))?;
         }
         if self.json {
             println!("{}", serde_json::to_string(report).expect("serialisable"));
         }
         Ok(!self.json)
     }
+}
+
+/// Pretty JSON with a final newline.
+pub fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    let mut s = serde_json::to_string_pretty(v).expect("serialisable");
+    s.push('\n');
+    s.into_bytes()
+}
+
+/// A model given as a file (not a suite name): an input of the run.
+pub fn model_input(model: &str) -> Option<&std::path::Path> {
+    let p = std::path::Path::new(model);
+    p.exists().then_some(p)
 }
 
 /// The subcommands.
@@ -252,6 +277,17 @@ pub fn signals() -> &'static Signals {
     })
 }
 
+/// For commands with nothing partial worth writing (bench, compare,
+/// energy, diagnose, suite): the first SIGINT / SIGTERM exits at once
+/// (130 / 143). Their outputs are written atomically at the end, so an
+/// exit leaves every earlier file as it was.
+pub fn exit_on_first_signal() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let always = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let _ = signal_hook::flag::register_conditional_shutdown(SIGINT, 130, always.clone());
+    let _ = signal_hook::flag::register_conditional_shutdown(SIGTERM, 143, always);
+}
+
 /// Runs the command line; returns the exit code.
 fn app_main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -285,6 +321,15 @@ fn app_main() -> i32 {
     // parallel calls of a step are forked from inside the pool instead of
     // each being injected from outside (which costs microseconds a call).
     let threads = cli.threads;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(t) = threads
+        && t > 4 * cores
+    {
+        eprintln!(
+            "error: invalid value for `--threads`: {t} is more than 4 x the {cores} cores of this machine"
+        );
+        return 2;
+    }
     if let Some(t) = threads
         && t > 0
         && let Err(e) = rayon::ThreadPoolBuilder::new()
@@ -325,6 +370,16 @@ fn one_line(s: &str) -> String {
 fn run(cli: Cli) -> Result<(), Error> {
     if cli.threads == Some(0) {
         return Err(Error::param("--threads", "must be >= 1"));
+    }
+    if matches!(
+        cli.command,
+        Command::Bench(_)
+            | Command::Compare(_)
+            | Command::Energy { .. }
+            | Command::Diagnose { .. }
+            | Command::Suite { .. }
+    ) {
+        exit_on_first_signal();
     }
     match cli.command {
         Command::Suite { output } => commands::suite(&output),

@@ -94,9 +94,25 @@ fn parse_init(s: &str, binary: bool) -> Result<Init> {
 }
 
 pub fn negatives(args: &NegativesArgs) -> Result<()> {
-    // A SIGINT / SIGTERM during the call lets it finish (a call is short)
-    // and save its state; the command then exits 130 / 143.
-    let _ = super::signals();
+    // A SIGINT / SIGTERM stops the call within a step: nothing is written
+    // and the state file stays as it was (the call can be made again).
+    let stop = super::signals().stop.clone();
+    let init_file = Some(std::path::Path::new(&args.init)).filter(|p| p.exists());
+    let inputs: Vec<&std::path::Path> = [
+        Some(args.data.as_path()),
+        args.context.as_deref(),
+        init_file,
+        crate::model_input(&args.model),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut outputs = io::Outputs::new(&inputs);
+    outputs.declare("--out", &args.out)?;
+    if let Some(s) = &args.state {
+        outputs.declare("--state", s)?;
+    }
+    args.output.declare(&mut outputs)?;
     let model = boltz::model::load(&args.model)?;
     let data = read_matrix(&args.data, "data")?;
     let chains = args.chains.unwrap_or(data.nrows());
@@ -151,7 +167,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         None => KernelSpec::new("ula")?,
     };
     boltz::error::check_positive("--step-size", args.step_size)?;
-    boltz::error::check_positive("--beta", args.beta)?;
+    boltz::error::check_beta("--beta", args.beta)?;
     spec = spec.step_size(args.step_size)?.leapfrog(args.leapfrog);
     (spec.jitter, spec.noise, spec.grad_clip, spec.track_energy) =
         (args.jitter, args.noise, args.grad_clip, false);
@@ -159,13 +175,44 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
     let target: &dyn boltz::Energy = &scaled;
     let kernel = spec.build_for(target)?;
     let kernel_name = spec.name().to_string();
+    // The state belongs to this model (its parameters), contexts and beta.
+    let tag = format!(
+        "model {} context {} beta {}",
+        model.fingerprint(),
+        super::commands::file_fingerprint(args.context.as_deref()),
+        args.beta
+    );
+    // One writer at a time: a second call on the same state waits.
+    let _lock = match &args.state {
+        Some(p) => Some(io::FileLock::acquire(p, Some(&stop))?),
+        None => None,
+    };
     let mut sampler = match args.state.as_deref().filter(|p| p.exists()) {
-        Some(path) => NegativeSampler::load(path, method, init, chains, energy.dim(), args.seed)?,
-        None => NegativeSampler::new(method, init, chains, energy.dim(), args.seed)?,
+        Some(path) => {
+            NegativeSampler::load_tagged(path, method, init, chains, energy.dim(), args.seed, &tag)?
+        }
+        None => NegativeSampler::new(method, init, chains, energy.dim(), args.seed)?.with_tag(tag),
     };
     let positives =
         (data.nrows() == chains || energy.fixed_rows().is_none()).then_some(data.view());
-    let mut batch = sampler.generate(target, kernel.as_ref(), args.steps, positives)?;
+    let control = boltz::run::Control {
+        stop: Some(stop.clone()),
+        ..Default::default()
+    };
+    let tuning = kernel.initial_tuning();
+    let mut batch = sampler.generate_with(
+        target,
+        kernel.as_ref(),
+        &tuning,
+        args.steps,
+        positives,
+        &control,
+    )?;
+    if !batch.complete {
+        return Err(Error::Interrupted(
+            "the call was stopped: nothing written, the state file is as it was".into(),
+        ));
+    }
     // The sampler saw beta F: report energies F.
     for v in [
         &mut batch.stats.energy_pos,
@@ -174,13 +221,13 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
     ] {
         *v /= args.beta;
     }
-    io::write_npy(
+    outputs.stage_npy(
         &args.out,
         &[batch.negatives.nrows(), batch.negatives.ncols()],
         batch.negatives.as_slice().expect("standard layout"),
     )?;
     if let Some(path) = &args.state {
-        sampler.save(path)?;
+        outputs.stage(path, &sampler.save_bytes(path)?)?;
     }
     let s = &batch.stats;
     let mut warnings = Vec::new();
@@ -205,7 +252,9 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         "buffer": sampler.buffer_len(),
         "warnings": warnings,
     });
-    if !args.output.emit(&v)? {
+    let text = args.output.emit(&v, &mut outputs)?;
+    outputs.commit()?;
+    if !text {
         return Ok(());
     }
     println!(

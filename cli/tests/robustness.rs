@@ -422,7 +422,7 @@ fn table_of_bad_invocations() {
             vec![
                 "energy", "--model", "m.json", "--points", "y.npy", "--out", "adir",
             ],
-            1,
+            2,
             "adir",
         ),
         (
@@ -435,7 +435,7 @@ fn table_of_bad_invocations() {
                 "--out",
                 "nodir/e.npy",
             ],
-            1,
+            2,
             "nodir",
         ),
         (
@@ -548,7 +548,7 @@ fn table_of_bad_invocations() {
                 "s.npy",
             ],
             2,
-            "memory",
+            "overflows",
         ),
         (vec!["diagnose", "--samples", "trunc.npy"], 2, "truncated"),
         (

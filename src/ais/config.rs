@@ -88,7 +88,39 @@ impl AisConfig {
         if self.pilot_particles == 0 {
             return Err(Error::param("pilot particles", "must be >= 1"));
         }
-        crate::error::check_positive("beta", self.beta)?;
+        // Counts whose memory or single step is out of proportion.
+        crate::budget::at_most(
+            "temps",
+            self.temps,
+            10_000_000,
+            "the schedule is computed in one piece before the first temperature",
+        )?;
+        crate::budget::check(
+            "temps",
+            &format!("{} temperatures (schedule, steps, tallies)", self.temps),
+            self.temps
+                .checked_add(1)
+                .and_then(|t| crate::budget::bytes(&[t], 8 * 4)),
+        )?;
+        crate::budget::at_most(
+            "steps per temperature",
+            self.steps_per_temp,
+            10_000,
+            "one temperature runs all its steps before a stop request is seen",
+        )?;
+        crate::budget::at_most(
+            "bootstrap",
+            self.bootstrap,
+            100_000,
+            "resamples beyond that do not change the standard error",
+        )?;
+        crate::budget::at_most(
+            "repeats",
+            self.repeats,
+            10_000,
+            "more repeats than that are a typo; run in shards",
+        )?;
+        crate::error::check_beta("beta", self.beta)?;
         if let Some(s) = self.step_size {
             crate::error::check_positive("step size", s)?;
         }

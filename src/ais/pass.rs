@@ -69,6 +69,9 @@ struct Saved {
     /// Batches of contexts finished before this pass (runs in batches).
     #[serde(default)]
     earlier: Option<Earlier>,
+    /// Whether the path's cache was valid at the checkpoint.
+    #[serde(default)]
+    path_fresh: bool,
 }
 
 /// What the batches of contexts finished before the current one produced:
@@ -143,8 +146,15 @@ pub(crate) fn pass(
     )?;
     let default_control = Control::default();
     let (control, resume) = control.unwrap_or((&default_control, None));
-    if let Some(r) = resume {
-        p.restore(r, control)?;
+    match resume {
+        Some(r) => p.restore(r, control)?,
+        // Checkpoints from the start: a run killed in its first
+        // `checkpoint_every` temperatures resumes without its pilots'
+        // work being lost twice.
+        None if control.checkpoint.is_some() && control.checkpoint_every > 0 => {
+            p.save(control)?;
+        }
+        None => {}
     }
     let mut quiet = NoObserver;
     let complete = drive(&mut p, observer.unwrap_or(&mut quiet), control, 1)?;
@@ -363,6 +373,35 @@ impl Pass<'_> {
         {
             return Err(Error::checkpoint(path, "its sizes do not match this run"));
         }
+        // Every field in range: the temperature index and the temperatures
+        // used must be this run's, the tallies finite and non-negative.
+        let planned = match &self.plan {
+            Plan::Frozen { betas, .. } => Some(betas.as_slice()),
+            Plan::Pilot { betas, .. } => betas.as_deref(),
+        };
+        let betas_ok = t.betas_used.len() == t.k + 1
+            && t.steps_used.len() <= t.k
+            && match planned {
+                Some(b) if !self.reverse => t.k < b.len() && t.betas_used[..] == b[..=t.k],
+                Some(b) => t.k < b.len(),
+                None => t.betas_used.iter().all(|b| (0.0..=1.0).contains(b)),
+            };
+        let tallies_ok = t.log_z.iter().all(|v| v.is_finite() || v.is_nan())
+            && t.var.iter().all(|v| *v >= 0.0 || v.is_nan())
+            && t.acc_sum.is_finite()
+            && t.acc_sum >= 0.0
+            && t.acc_sum <= t.acc_n as f64
+            && data[..n * d].iter().all(|v| v.is_finite());
+        if !betas_ok || !tallies_ok {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "its state is out of range for this run (temperature {} of {}); refusing a damaged or edited checkpoint",
+                    t.k,
+                    planned.map_or(0, |b| b.len().saturating_sub(1))
+                ),
+            ));
+        }
         let pos = Array2::from_shape_vec((n, d), data[..n * d].to_vec()).expect("checked size");
         self.state = ChainState::new(self.base, pos)?;
         self.logw = Array2::from_shape_vec(
@@ -373,6 +412,14 @@ impl Pass<'_> {
         self.rngs = saved.rngs.iter().map(restore_rng).collect();
         self.resample_rng = restore_rng(&saved.resample_rng);
         self.t = saved.tally;
+        if saved.path_fresh {
+            // The uninterrupted run had these values cached: rebuild them
+            // without counting evaluations it did not make.
+            let mut uncounted = 0;
+            self.path.invalidate();
+            self.path
+                .prepare(self.state.position.view(), &mut uncounted);
+        }
         Ok(())
     }
 
@@ -461,6 +508,7 @@ impl Steps for Pass<'_> {
             rngs: self.rngs.iter().map(save_rng).collect(),
             resample_rng: save_rng(&self.resample_rng),
             earlier: self.earlier.clone(),
+            path_fresh: self.path.is_fresh(),
         };
         let mut data: Vec<f64> = self.state.position.iter().copied().collect();
         data.extend(self.logw.iter().copied());

@@ -19,6 +19,13 @@ pub(crate) trait AnnealPath {
     fn prepare(&mut self, x: ArrayView2<f64>, evals: &mut u64);
     /// Marks the cached values stale (positions changed outside a transition).
     fn invalidate(&mut self);
+    /// Whether the cache is valid for the current positions (so the next
+    /// [`AnnealPath::prepare`] costs nothing). A resumed pass rebuilds a
+    /// cache that was fresh at the checkpoint without counting evaluations,
+    /// so that its counts equal the uninterrupted run's.
+    fn is_fresh(&self) -> bool {
+        false
+    }
     /// `log f_{b_to}(x) - log f_{b_from}(x)` for every particle, from the cache.
     fn increment(&self, b_from: f64, b_to: f64, out: &mut [f64]);
     /// Sets the state's cached energy and gradient to the path's at `b`.
@@ -141,6 +148,10 @@ impl AnnealPath for Geometric<'_> {
 
     fn invalidate(&mut self) {
         self.fresh = false;
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     fn increment(&self, b_from: f64, b_to: f64, out: &mut [f64]) {

@@ -53,23 +53,26 @@ pub const MAX_AIS_BYTES: usize = 8 << 30;
 /// f64: positions, proposals, gradients, momenta, cached components) would
 /// not fit in [`MAX_AIS_BYTES`].
 fn check_memory(problem: &AisProblem<'_>, config: &AisConfig) -> Result<()> {
-    let bytes = problem
-        .groups
-        .checked_mul(config.particles)
-        .and_then(|n| n.checked_mul(problem.energy.dim().max(1)))
-        .and_then(|x| x.checked_mul(64));
+    let bytes = crate::budget::bytes(
+        &[
+            problem.groups,
+            config.particles,
+            problem.energy.dim().max(1),
+        ],
+        64,
+    );
+    let what = format!(
+        "{} contexts x {} particles x {} dims",
+        problem.groups,
+        config.particles,
+        problem.energy.dim()
+    );
     match bytes {
-        Some(b) if b <= MAX_AIS_BYTES => Ok(()),
-        _ => Err(Error::param(
+        Some(b) if b > MAX_AIS_BYTES => Err(Error::param(
             "particles",
-            format!(
-                "{} contexts x {} particles x {} dims would need more than {} GiB",
-                problem.groups,
-                config.particles,
-                problem.energy.dim(),
-                MAX_AIS_BYTES >> 30
-            ),
+            format!("{what} would need more than {} GiB", MAX_AIS_BYTES >> 30),
         )),
+        _ => crate::budget::check("particles", &what, bytes).map(|_| ()),
     }
 }
 

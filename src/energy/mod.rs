@@ -510,7 +510,7 @@ pub struct Scaled<'a> {
 impl<'a> Scaled<'a> {
     /// `beta * inner`; `beta` must be finite and > 0.
     pub fn new(inner: &'a dyn Energy, beta: f64) -> Result<Self> {
-        crate::error::check_positive("beta", beta)?;
+        crate::error::check_beta("beta", beta)?;
         Ok(Scaled { inner, beta })
     }
 }

@@ -48,6 +48,20 @@ pub fn write_checkpoint<T: serde::Serialize>(
     state: &T,
     data: &[f64],
 ) -> Result<()> {
+    let out = checkpoint_bytes(path, kind, settings, state, data)?;
+    crate::io::write_atomic(path, &out)
+}
+
+/// The bytes [`write_checkpoint`] writes (`path` only names it in errors),
+/// for a checkpoint that is one output of a transaction
+/// ([`crate::io::Outputs`]).
+pub fn checkpoint_bytes<T: serde::Serialize>(
+    path: &Path,
+    kind: &str,
+    settings: &str,
+    state: &T,
+    data: &[f64],
+) -> Result<Vec<u8>> {
     let header = serde_json::to_vec(&HeaderOut {
         kind,
         settings,
@@ -65,7 +79,7 @@ pub fn write_checkpoint<T: serde::Serialize>(
     }
     let sum = fnv1a(&out);
     out.extend_from_slice(&sum.to_le_bytes());
-    crate::io::write_atomic(path, &out)
+    Ok(out)
 }
 
 /// Reads a checkpoint of `kind` written with `settings`: its state and
@@ -77,7 +91,7 @@ pub fn read_checkpoint<T: serde::de::DeserializeOwned>(
     kind: &str,
     settings: &str,
 ) -> Result<(T, Vec<f64>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = super::read_input(path)?;
     let bad = |r: &str| Error::checkpoint(path, r.to_string());
     if bytes.starts_with(b"BOLTZCK1") || bytes.first() == Some(&b'{') {
         return Err(bad(&format!(
@@ -108,6 +122,14 @@ pub fn read_checkpoint<T: serde::de::DeserializeOwned>(
         return Err(bad(
             "data length does not match the file (truncated or corrupt)",
         ));
+    }
+    // Kind first: a checkpoint of another kind has another state.
+    let raw: serde_json::Value =
+        serde_json::from_slice(&bytes[20..hend]).map_err(|e| bad(&format!("bad header: {e}")))?;
+    if let Some(k) = raw.get("kind").and_then(|k| k.as_str())
+        && k != kind
+    {
+        return Err(bad(&format!("a {k} checkpoint, not a {kind} one")));
     }
     let header: HeaderIn<T> =
         serde_json::from_slice(&bytes[20..hend]).map_err(|e| bad(&format!("bad header: {e}")))?;

@@ -204,17 +204,16 @@ fn flatten(
 
 /// Reads a model file.
 pub fn load_model_file(path: &Path) -> Result<Model> {
-    if path.is_dir() {
-        return Err(Error::Model {
-            path: path.into(),
-            reason: "is a directory, not a model file".into(),
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bytes = super::read_input(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Model {
+        path: path.into(),
+        reason: "is not UTF-8 text".into(),
+    })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let ctx = Ctx { path, dir };
     let value: Value =
         serde_json::from_str(&text).map_err(|e| ctx.err(format!("malformed JSON: {e}")))?;
+    serde_json::from_str::<NoDuplicates>(&text).map_err(|e| ctx.err(e.to_string()))?;
     let obj = value
         .as_object()
         .ok_or_else(|| ctx.err(format!("must be a JSON object, got {}", type_name(&value))))?;
@@ -328,4 +327,64 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
         }
     };
     Ok(Model::new(path.display().to_string(), family))
+}
+
+/// A JSON value walked only to refuse objects with a repeated key (serde's
+/// maps keep the last silently: `"std"` twice would be accepted).
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<NoDuplicates, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "key `{key}` appears twice in one object"
+                )));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
 }

@@ -66,13 +66,7 @@ impl NpyArray {
 
 /// Reads an npy file.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    if path.is_dir() {
-        return Err(Error::Npy {
-            path: path.into(),
-            reason: "is a directory, not an npy file".into(),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = super::read_input(path)?;
     read_npy_bytes(&bytes, path)
 }
 
@@ -108,13 +102,20 @@ pub fn read_npy_bytes(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         .ok_or_else(|| bad(path, "truncated header"))?;
     let header =
         std::str::from_utf8(&bytes[start..end]).map_err(|_| bad(path, "header is not text"))?;
-    let descr = dict_str(header, "descr").ok_or_else(|| bad(path, "header has no 'descr'"))?;
-    let fortran = match dict_raw(header, "fortran_order") {
-        Some(v) if v.starts_with("True") => true,
-        Some(v) if v.starts_with("False") => false,
+    let dict = parse_header(header).map_err(|e| bad(path, format!("bad header: {e}")))?;
+    let get = |k: &str| dict.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+    let descr = match get("descr") {
+        Some(PyValue::Str(d)) => d.clone(),
+        _ => return Err(bad(path, "header has no 'descr' string")),
+    };
+    let fortran = match get("fortran_order") {
+        Some(PyValue::Bool(f)) => *f,
         _ => return Err(bad(path, "header has no valid 'fortran_order'")),
     };
-    let shape = parse_shape(header).ok_or_else(|| bad(path, "header has no valid 'shape'"))?;
+    let shape = match get("shape") {
+        Some(PyValue::Tuple(t)) => t.clone(),
+        _ => return Err(bad(path, "header has no valid 'shape'")),
+    };
     let (size, conv): (usize, fn(&[u8]) -> f64) = match descr.as_str() {
         "<f8" => (8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
         "<f4" => (4, |b| {
@@ -147,6 +148,11 @@ pub fn read_npy_bytes(bytes: &[u8], path: &Path) -> Result<NpyArray> {
                 format!("shape {shape:?} is too large (more than {MAX_ELEMENTS} elements)"),
             )
         })?;
+    crate::budget::check(
+        &format!("{}", path.display()),
+        &format!("the array of shape {shape:?} as float64"),
+        crate::budget::bytes(&[count], 8),
+    )?;
     let body = &bytes[end..];
     if body.len() != count * size {
         return Err(bad(
@@ -166,35 +172,122 @@ pub fn read_npy_bytes(bytes: &[u8], path: &Path) -> Result<NpyArray> {
     Ok(NpyArray { shape, data })
 }
 
-fn dict_raw<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let pat1 = format!("'{key}'");
-    let pat2 = format!("\"{key}\"");
-    let i = header.find(&pat1).or_else(|| header.find(&pat2))?;
-    let rest = &header[i + key.len() + 2..];
-    let colon = rest.find(':')?;
-    Some(rest[colon + 1..].trim_start())
+/// A value of the npy header's Python dict literal.
+#[derive(Debug, PartialEq)]
+enum PyValue {
+    Str(String),
+    Bool(bool),
+    Int(usize),
+    Tuple(Vec<usize>),
 }
 
-fn dict_str(header: &str, key: &str) -> Option<String> {
-    let v = dict_raw(header, key)?;
-    let q = v.chars().next()?;
-    if q != '\'' && q != '"' {
-        return None;
+/// Parses the header as the Python dict literal it is: string keys, and
+/// string, `True`/`False`, integer or integer-tuple values; a repeated key
+/// is an error. (Searching the text for `'descr'` would find one inside a
+/// string.)
+fn parse_header(h: &str) -> std::result::Result<Vec<(String, PyValue)>, String> {
+    let b = h.trim_end_matches(['\n', ' ', '\0']).as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < b.len() && (b[*i] as char).is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    let string = |i: &mut usize| -> std::result::Result<String, String> {
+        let q = b[*i];
+        let start = *i + 1;
+        let end = b[start..]
+            .iter()
+            .position(|&c| c == q)
+            .ok_or("unterminated string")?;
+        *i = start + end + 1;
+        String::from_utf8(b[start..start + end].to_vec()).map_err(|_| "bad string".into())
+    };
+    let int = |i: &mut usize| -> std::result::Result<usize, String> {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        let v = std::str::from_utf8(&b[start..*i])
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .ok_or("expected a non-negative integer")?;
+        if *i < b.len() && b[*i] == b'L' {
+            *i += 1;
+        }
+        Ok(v)
+    };
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return Err("expected '{'".into());
     }
-    let end = v[1..].find(q)?;
-    Some(v[1..1 + end].to_string())
-}
-
-fn parse_shape(header: &str) -> Option<Vec<usize>> {
-    let v = dict_raw(header, "shape")?;
-    let v = v.strip_prefix('(')?;
-    let close = v.find(')')?;
-    v[..close]
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().ok())
-        .collect()
+    i += 1;
+    let mut out: Vec<(String, PyValue)> = Vec::new();
+    loop {
+        ws(&mut i);
+        match b.get(i) {
+            Some(b'}') => {
+                i += 1;
+                break;
+            }
+            Some(b'\'' | b'"') => {}
+            _ => return Err("expected a quoted key or '}'".into()),
+        }
+        let key = string(&mut i)?;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return Err(format!("expected ':' after '{key}'"));
+        }
+        i += 1;
+        ws(&mut i);
+        let value = match b.get(i) {
+            Some(b'\'' | b'"') => PyValue::Str(string(&mut i)?),
+            Some(b'T') if b[i..].starts_with(b"True") => {
+                i += 4;
+                PyValue::Bool(true)
+            }
+            Some(b'F') if b[i..].starts_with(b"False") => {
+                i += 5;
+                PyValue::Bool(false)
+            }
+            Some(b'(') => {
+                i += 1;
+                let mut t = Vec::new();
+                loop {
+                    ws(&mut i);
+                    if b.get(i) == Some(&b')') {
+                        i += 1;
+                        break;
+                    }
+                    t.push(int(&mut i)?);
+                    ws(&mut i);
+                    match b.get(i) {
+                        Some(b',') => i += 1,
+                        Some(b')') => {}
+                        _ => return Err("expected ',' or ')' in a tuple".into()),
+                    }
+                }
+                PyValue::Tuple(t)
+            }
+            Some(c) if c.is_ascii_digit() => PyValue::Int(int(&mut i)?),
+            _ => return Err(format!("unsupported value for '{key}'")),
+        };
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(format!("key '{key}' appears twice"));
+        }
+        out.push((key, value));
+        ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {}
+            _ => return Err("expected ',' or '}'".into()),
+        }
+    }
+    ws(&mut i);
+    if i != b.len() {
+        return Err("text after the dict".into());
+    }
+    Ok(out)
 }
 
 /// Encodes `data` (C order) of the given shape as an npy (f8, version 1.0).

@@ -151,6 +151,27 @@ pub struct Tuner {
 }
 
 impl Tuner {
+    /// Whether this tuner's state fits a run of `warmup` steps over
+    /// `n_chains` chains of dimension `dim`, every number finite (checked
+    /// when a checkpoint is resumed).
+    pub fn fits(&self, warmup: usize, n_chains: usize, dim: usize) -> bool {
+        let dual_ok = self.dual.as_ref().is_none_or(|d| {
+            (d.len() == 1 || d.len() == n_chains)
+                && d.iter().all(|a| {
+                    [a.target, a.mu, a.log_step, a.log_step_bar, a.h_bar, a.t]
+                        .iter()
+                        .all(|v| v.is_finite())
+                })
+        });
+        let m = &self.mass;
+        let mass_ok = (m.mean.is_empty() || m.mean.len() == dim)
+            && m.m2.len() == m.mean.len()
+            && m.n.is_finite()
+            && m.n >= 0.0
+            && m.mean.iter().chain(&m.m2).all(|v| v.is_finite());
+        self.warmup == warmup && dual_ok && mass_ok
+    }
+
     /// A tuner for `warmup` steps of `kernel` on states of dimension `dim`,
     /// and the tuning the run starts from (the kernel's initial tuning,
     /// with a unit inverse mass when the mass is adapted).

@@ -46,6 +46,7 @@ impl Hmc {
     /// HMC with leapfrog step `step_size` (> 0), `n_steps` (>= 1) steps per
     /// transition, and step-size `jitter` in [0, 1).
     pub fn new(step_size: f64, n_steps: usize, jitter: f64) -> Result<Self> {
+        const MAX_LEAPFROG: usize = 1 << 16;
         check_positive("step_size", step_size)?;
         if n_steps == 0 {
             return Err(Error::param(
@@ -53,6 +54,12 @@ impl Hmc {
                 "HMC needs at least one leapfrog step",
             ));
         }
+        crate::budget::at_most(
+            "leapfrog",
+            n_steps,
+            MAX_LEAPFROG,
+            "a transition runs all its leapfrog steps before a stop request is seen",
+        )?;
         if !(0.0..1.0).contains(&jitter) {
             return Err(Error::param(
                 "jitter",

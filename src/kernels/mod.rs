@@ -219,6 +219,19 @@ impl Tuning {
         self.step_size = step_size;
     }
 
+    /// Whether this tuning fits `n_chains` chains of dimension `dim`: one
+    /// step size or one per chain, finite and positive, and an inverse mass
+    /// (if any) of `dim` finite positive entries (checked on resume).
+    pub fn fits(&self, n_chains: usize, dim: usize) -> bool {
+        let steps = self.step_size.as_slice();
+        (steps.len() == 1 || steps.len() == n_chains)
+            && steps.iter().all(|s| s.is_finite() && *s > 0.0)
+            && self
+                .inv_mass
+                .as_ref()
+                .is_none_or(|m| m.len() == dim && m.iter().all(|v| v.is_finite() && *v > 0.0))
+    }
+
     /// The diagonal inverse mass matrix, if any.
     pub fn inv_mass(&self) -> Option<&[f64]> {
         self.inv_mass.as_deref()

@@ -94,6 +94,10 @@ pub struct NegativeState {
     pub chain_rngs: Vec<RngState>,
     /// The stream for buffer choices and re-initialisation.
     pub aux_rng: RngState,
+    /// What the caller says the state belongs to (a model's fingerprint,
+    /// say): a state is only loaded with the same tag.
+    #[serde(default)]
+    pub tag: String,
 }
 
 /// Statistics of one call.
@@ -145,6 +149,11 @@ impl NegativeSampler {
         if n_chains == 0 {
             return Err(Error::param("chains", "must be >= 1"));
         }
+        crate::budget::check(
+            "chains",
+            &format!("{n_chains} chains of dimension {dim}"),
+            crate::budget::bytes(&[n_chains, dim.max(1)], 8 * 12),
+        )?;
         if let Method::Replay {
             capacity, reinit, ..
         } = method
@@ -152,6 +161,11 @@ impl NegativeSampler {
             if capacity == 0 {
                 return Err(Error::param("buffer", "must be >= 1"));
             }
+            crate::budget::check(
+                "buffer",
+                &format!("a replay buffer of {capacity} entries of dimension {dim}"),
+                crate::budget::bytes(&[capacity, dim.max(1)], 8),
+            )?;
             if capacity
                 .checked_mul(dim.max(1))
                 .and_then(|x| x.checked_mul(8))
@@ -185,6 +199,7 @@ impl NegativeSampler {
             buffer_next: 0,
             chain_rngs: vec![],
             aux_rng: save_rng(&aux),
+            tag: String::new(),
         };
         Ok(NegativeSampler { state, rngs, aux })
     }
@@ -357,9 +372,16 @@ impl NegativeSampler {
 
     /// The settings a state file records: a sampler is only restored for
     /// the same method, initialisation, chains, dimension and seed.
-    fn settings(method: &Method, init: &Init, n_chains: usize, dim: usize, seed: u64) -> String {
+    fn settings(
+        method: &Method,
+        init: &Init,
+        n_chains: usize,
+        dim: usize,
+        seed: u64,
+        tag: &str,
+    ) -> String {
         format!(
-            "{method:?} {} chains {n_chains} dim {dim} seed {seed}",
+            "{method:?} {} chains {n_chains} dim {dim} seed {seed} tag {tag}",
             init.describe()
         )
     }
@@ -367,12 +389,18 @@ impl NegativeSampler {
     /// Saves the complete state (buffer, persistent chains, every stream)
     /// atomically in boltz's checkpoint container (the arrays as binary).
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        crate::io::write_atomic(path, &self.save_bytes(path)?)
+    }
+
+    /// The bytes [`NegativeSampler::save`] writes (`path` names it in
+    /// errors), for a state file that is one output of a transaction.
+    pub fn save_bytes(&self, path: &std::path::Path) -> Result<Vec<u8>> {
         let mut s = self.state();
         let mut data = std::mem::take(&mut s.persistent);
         data.extend(std::mem::take(&mut s.buffer));
         let lens = (self.state.persistent.len(), self.state.buffer.len());
-        let settings = Self::settings(&s.method, &s.init, s.n_chains, s.dim, s.seed);
-        crate::io::write_checkpoint(path, "negatives", &settings, &(s, lens), &data)
+        let settings = Self::settings(&s.method, &s.init, s.n_chains, s.dim, s.seed, &s.tag);
+        crate::io::checkpoint::checkpoint_bytes(path, "negatives", &settings, &(s, lens), &data)
     }
 
     /// Loads a state saved by [`NegativeSampler::save`]; refuses one made
@@ -385,7 +413,28 @@ impl NegativeSampler {
         dim: usize,
         seed: u64,
     ) -> Result<Self> {
-        let settings = Self::settings(&method, &init, n_chains, dim, seed);
+        Self::load_tagged(path, method, init, n_chains, dim, seed, "")
+    }
+
+    /// Marks the sampler's state as belonging to `tag` (a model's
+    /// fingerprint, say); [`NegativeSampler::load_tagged`] then refuses
+    /// the state for another tag.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.state.tag = tag.into();
+        self
+    }
+
+    /// [`NegativeSampler::load`] for a state saved with `tag`.
+    pub fn load_tagged(
+        path: &std::path::Path,
+        method: Method,
+        init: Init,
+        n_chains: usize,
+        dim: usize,
+        seed: u64,
+        tag: &str,
+    ) -> Result<Self> {
+        let settings = Self::settings(&method, &init, n_chains, dim, seed, tag);
         let ((mut s, (np, nb)), data): ((NegativeState, (usize, usize)), Vec<f64>) =
             crate::io::read_checkpoint(path, "negatives", &settings)?;
         if np.checked_add(nb) != Some(data.len()) {

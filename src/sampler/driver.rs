@@ -71,8 +71,7 @@ struct Chains<'a> {
 
 impl Chains<'_> {
     fn total(&self) -> usize {
-        let c = &self.run.config;
-        c.warmup + c.draws * c.thin
+        self.run.config.total_steps().expect("validated")
     }
 
     /// Copies the chains' current positions into the recorded draws.
@@ -306,6 +305,28 @@ pub fn resume(
         || c.validate(d).is_err()
     {
         return Err(bad("its sizes do not match the model and settings"));
+    }
+    // Every counter in range and consistent with the others: the step
+    // index within the run, the draws recorded for it, per-chain tallies,
+    // a usable tuning, finite positions and draws.
+    let total = c.total_steps().expect("validated");
+    let recorded = run.t.saturating_sub(c.warmup) / c.thin;
+    if run.t > total
+        || run.draw != recorded
+        || run.acceptance.len() != c.n_chains
+        || run.divergences.len() != c.n_chains
+        || !run.tuning.fits(c.n_chains, d)
+        || !run.tuner.fits(c.warmup, c.n_chains, d)
+        || !run.elapsed_s.is_finite()
+        || saved.positions.iter().chain(&data).any(|v| !v.is_finite())
+        || run
+            .acceptance
+            .iter()
+            .any(|a| !(0.0..=total as f64).contains(a))
+    {
+        return Err(bad(
+            "its state is out of range for these settings; refusing a damaged or edited checkpoint",
+        ));
     }
     run.samples = data[..n_samples].to_vec();
     run.samples.resize(c.n_chains * c.draws * d, 0.0);

@@ -103,6 +103,11 @@ impl SampleConfig {
             .checked_mul(8)
     }
 
+    /// All steps of the run, `warmup + draws * thin` (`None` on overflow).
+    pub fn total_steps(&self) -> Option<usize> {
+        self.draws.checked_mul(self.thin)?.checked_add(self.warmup)
+    }
+
     /// Checks every setting.
     pub fn validate(&self, dim: usize) -> Result<()> {
         if self.n_chains == 0 {
@@ -117,8 +122,33 @@ impl SampleConfig {
         if self.observe_every == 0 {
             return Err(Error::param("observe_every", "must be >= 1"));
         }
-        crate::error::check_positive("beta", self.beta)?;
+        if self.total_steps().is_none() {
+            return Err(Error::param(
+                "thin",
+                format!(
+                    "warm-up {} + draws {} x thin {} overflows a step count",
+                    self.warmup, self.draws, self.thin
+                ),
+            ));
+        }
+        crate::error::check_beta("beta", self.beta)?;
         self.init.validate("init")?;
+        crate::budget::check(
+            "chains",
+            &format!(
+                "{} chains of dimension {dim} (positions, gradients, proposals)",
+                self.n_chains
+            ),
+            crate::budget::bytes(&[self.n_chains, dim.max(1)], 8 * 12),
+        )?;
+        crate::budget::check(
+            "draws",
+            &format!(
+                "{} chains x {} draws x {dim} dims",
+                self.n_chains, self.draws
+            ),
+            self.recorded_bytes(dim),
+        )?;
         match self.recorded_bytes(dim) {
             Some(b) if b <= self.max_memory_bytes => Ok(()),
             b => Err(Error::param(
