@@ -568,25 +568,13 @@ pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Res
     }
     let summaries = diagnostics::summarize(x.view())?;
     let ov = diagnostics::overview(&summaries);
-    let mut warnings = Vec::new();
     let constant = summaries.iter().filter(|s| s.constant).count();
     if constant > 0 {
         notes.push(format!(
             "{constant} constant coordinates (R-hat and ESS undefined) are left out of the worst-case figures"
         ));
     }
-    if ov.rhat_max > 1.01 {
-        warnings.push(format!(
-            "R-hat {:.3} above 1.01: the chains disagree or have not mixed",
-            ov.rhat_max
-        ));
-    }
-    if ov.ess_bulk_min < 100.0 {
-        warnings.push(format!(
-            "bulk ESS {:.1} below 100: estimates from these draws are unreliable",
-            ov.ess_bulk_min
-        ));
-    }
+    let warnings = boltz::sampler::diagnostic_warnings(&ov);
     let v = serde_json::json!({
         "chains": x.shape()[0], "draws": x.shape()[1], "dim": x.shape()[2],
         "ess_bulk_min": ov.ess_bulk_min, "ess_tail_min": ov.ess_tail_min, "rhat_max": ov.rhat_max,

@@ -257,7 +257,15 @@ fn run(args: &LogzArgs) -> Result<Outcome> {
         (_, c) => c,
     };
     let cfg = config(args)?;
-    let exact = boltz::exact::model_log_z(&model, contexts.as_ref(), args.beta)?;
+    // The exact value decides the default method and is reported for one
+    // context; AIS over many contexts does not wait for it.
+    let k = contexts.as_ref().map_or(1, |c| c.nrows());
+    let need_exact = args.method.as_deref() != Some("ais") || k == 1;
+    let exact = if need_exact {
+        boltz::exact::model_log_z(&model, contexts.as_ref(), args.beta)?
+    } else {
+        None
+    };
     let method = args.method.clone().unwrap_or_else(|| {
         if exact.is_some() && !args.reverse && args.reverse_from.is_none() {
             "exact".into()
@@ -266,7 +274,6 @@ fn run(args: &LogzArgs) -> Result<Outcome> {
         }
     });
     let start = std::time::Instant::now();
-    let k = contexts.as_ref().map_or(1, |c| c.nrows());
     let mut report = LogzReport {
         model: model.name.clone(),
         method: method.clone(),

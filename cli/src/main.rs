@@ -371,6 +371,8 @@ fn run(cli: Cli) -> Result<(), Error> {
     if cli.threads == Some(0) {
         return Err(Error::param("--threads", "must be >= 1"));
     }
+    // Signals from the start: runs with a stop flag (sample, logz, prob,
+    // negatives) stop within a step of a loop; the others exit at once.
     if matches!(
         cli.command,
         Command::Bench(_)
@@ -380,6 +382,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             | Command::Suite { .. }
     ) {
         exit_on_first_signal();
+    } else {
+        let _ = signals();
     }
     match cli.command {
         Command::Suite { output } => commands::suite(&output),

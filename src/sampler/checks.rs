@@ -46,18 +46,7 @@ pub fn warnings(
     if let Some(ov) = overview
         && !per_chain_context
     {
-        if ov.rhat_max > 1.01 {
-            w.push(format!(
-                "R-hat {:.4} above 1.01: the chains disagree (caught in different modes, or not yet mixed); run longer, use more chains, or a tempered sampler",
-                ov.rhat_max
-            ));
-        }
-        if ov.ess_bulk_min < 100.0 {
-            w.push(format!(
-                "bulk ESS {:.1} below 100: means and quantiles of these draws are unreliable; run longer",
-                ov.ess_bulk_min
-            ));
-        }
+        w.extend(diagnostic_warnings(ov));
     }
     if let Some(msg) = drift(out.samples.view()) {
         w.push(msg);
@@ -78,6 +67,26 @@ pub fn warnings(
         w.push(msg);
     }
     Ok(w)
+}
+
+/// What the diagnostics alone warn about: R-hat above 1.01 (chains that
+/// disagree) and bulk ESS below 100 (too few effective draws). Used for
+/// runs and for `boltz diagnose` on any array of draws.
+pub fn diagnostic_warnings(ov: &Overview) -> Vec<String> {
+    let mut w = Vec::new();
+    if ov.rhat_max > 1.01 {
+        w.push(format!(
+            "R-hat {:.4} above 1.01: the chains disagree (caught in different modes, or not yet mixed); run longer, use more chains, or a tempered sampler",
+            ov.rhat_max
+        ));
+    }
+    if ov.ess_bulk_min < 100.0 {
+        w.push(format!(
+            "bulk ESS {:.1} below 100: means and quantiles of these draws are unreliable; run longer",
+            ov.ess_bulk_min
+        ));
+    }
+    w
 }
 
 /// Energies of the draws against energies of exact draws: a two-sample

@@ -6,7 +6,7 @@ mod checks;
 mod driver;
 
 pub use crate::run::{Control, NoObserver, Observer, Phase, Progress};
-pub use checks::{EXACT_CHECK_P, warnings};
+pub use checks::{EXACT_CHECK_P, diagnostic_warnings, warnings};
 pub use driver::{resume, sample, sample_with};
 
 use crate::energy::{Energy, StateSpace};
