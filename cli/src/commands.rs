@@ -384,7 +384,8 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     );
     let out = match &args.resume {
         Some(path) => {
-            boltz::sampler::resume(energy.as_ref(), kernel.as_ref(), path, &mut bar, &control)?
+            boltz::sampler::resume(energy.as_ref(), kernel.as_ref(), path, &mut bar, &control)
+                .map_err(|e| e.for_flag("--resume"))?
         }
         None => boltz::sampler::sample_with(
             energy.as_ref(),

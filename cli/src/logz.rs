@@ -360,7 +360,8 @@ fn run_ais(
         None => None,
     };
     let mut bar = Bar::new(args.quiet, cfg.temps as u64);
-    let res = ais::ais_with(&problem, cfg, &control, args.resume.as_deref(), &mut bar);
+    let res = ais::ais_with(&problem, cfg, &control, args.resume.as_deref(), &mut bar)
+        .map_err(|e| e.for_flag("--resume"));
     bar.finish();
     let res = res?;
     if !res.complete && res.contexts_done == 0 {

@@ -665,6 +665,26 @@ fn missing_files_name_the_flag() {
             "--data: no.npy",
         ),
         (vec!["diagnose", "--samples", "no.npy"], "--samples: no.npy"),
+        (
+            vec![
+                "logz", "--model", "gmm-ring", "--method", "ais", "--resume", "no.ck",
+            ],
+            "--resume: no.ck",
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "gmm-ring",
+                "--sampler",
+                "mala",
+                "--out",
+                "s.npy",
+                "--resume",
+                "no.ck",
+            ],
+            "--resume: no.ck",
+        ),
     ];
     for (a, needle) in cases {
         assert_fails(&boltz(p, &a), 2, needle);
