@@ -119,13 +119,9 @@ impl Init {
     pub fn describe(&self) -> String {
         match self {
             Init::Rows { rows, dim, values } => {
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for v in values {
-                    for b in v.to_le_bytes() {
-                        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-                    }
-                }
-                format!("rows {rows}x{dim} fnv1a {h:016x}")
+                let mut h = crate::io::Fnv1a::new();
+                h.update_f64s(values);
+                format!("rows {rows}x{dim} fnv1a {:016x}", h.finish())
             }
             other => format!("{other:?}"),
         }

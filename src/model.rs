@@ -114,19 +114,12 @@ impl Model {
                 Err(_) => e.fill(f64::NAN),
             },
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |bytes: &[u8]| {
-            for b in bytes {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-            }
-        };
-        eat(self.kind().as_bytes());
-        eat(&(d as u64).to_le_bytes());
-        eat(&(x as u64).to_le_bytes());
-        for v in &e {
-            eat(&v.to_bits().to_le_bytes());
-        }
-        format!("{h:016x}")
+        let mut h = crate::io::Fnv1a::new();
+        h.update(self.kind().as_bytes());
+        h.update(&(d as u64).to_le_bytes());
+        h.update(&(x as u64).to_le_bytes());
+        h.update_f64s(e.as_slice().unwrap_or(&[]));
+        format!("{:016x}", h.finish())
     }
 
     /// Dimension of the state `y`.

@@ -25,12 +25,6 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The settings string of a checkpoint's header, if it can be read.
 fn settings_of(b: &[u8]) -> String {
     (|| {
@@ -93,7 +87,7 @@ proptest! {
         b.truncate(cut.max(40).min(b.len()));
         if fix && b.len() > 8 {
             let n = b.len() - 8;
-            let sum = fnv(&b[..n]);
+            let sum = boltz::io::fnv1a(&b[..n]);
             b[n..].copy_from_slice(&sum.to_le_bytes());
         }
         let dir = tempfile::tempdir().unwrap();

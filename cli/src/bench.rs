@@ -179,7 +179,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         )?;
         for m in &ms {
             if args.jsonl {
-                println!("{}", serde_json::to_string(m).expect("serialisable"));
+                println!("{}", crate::json_line(m)?);
             }
         }
         fresh.extend(ms);
@@ -189,7 +189,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let ms = bench::scaling(&workloads, &opts)?;
         if args.jsonl {
             for m in &ms {
-                println!("{}", serde_json::to_string(m).expect("serialisable"));
+                println!("{}", crate::json_line(m)?);
             }
         }
         fresh.extend(ms);
@@ -201,7 +201,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     all.sort_by(|a, b| a.workload.cmp(&b.workload));
     let mut text = String::new();
     for m in &all {
-        text.push_str(&serde_json::to_string(m).expect("serialisable"));
+        text.push_str(&crate::json_line(m)?);
         text.push('\n');
     }
     outputs.stage(&jsonl, text.as_bytes())?;
@@ -319,7 +319,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         &config,
     )?;
     let md = crate::render::markdown(&report);
-    let mut v = serde_json::to_value(&report).expect("serialisable");
+    let mut v = crate::json_value(&report)?;
     v["warnings"] = serde_json::json!(
         report
             .rows

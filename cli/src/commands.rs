@@ -77,16 +77,12 @@ pub fn energy(
     let energy = model.energy(ctx)?;
     let e = if let Some(grad_path) = grad {
         let (e, g) = boltz::energy::evaluate_with_grad(energy.as_ref(), y.view())?;
-        outputs.stage_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
-        outputs.stage_npy(
-            grad_path,
-            &[g.nrows(), g.ncols()],
-            g.as_slice().expect("contiguous"),
-        )?;
+        outputs.stage_array(out, &e)?;
+        outputs.stage_array(grad_path, &g)?;
         e
     } else {
         let e = boltz::energy::evaluate(energy.as_ref(), y.view())?;
-        outputs.stage_npy(out, &[e.len()], e.as_slice().expect("contiguous"))?;
+        outputs.stage_array(out, &e)?;
         e
     };
     let finite = e.iter().filter(|v| v.is_finite()).count();
@@ -177,15 +173,23 @@ pub fn parse_init(s: Option<&str>) -> Result<(Option<Array2<f64>>, boltz::init::
     let Some(s) = s else {
         return Ok((None, boltz::init::Init::default()));
     };
+    match init_file(s) {
+        Some(path) => Ok((
+            Some(read_matrix(path, "--init")?),
+            boltz::init::Init::default(),
+        )),
+        None => Ok((None, boltz::init::Init::parse(s, "--init")?)),
+    }
+}
+
+/// The file an `--init` value names, `None` for a distribution spec
+/// (`gaussian:`, `uniform:`, `dispersed:` or `coins`).
+pub fn init_file(s: &str) -> Option<&Path> {
     let is_spec = s == "coins"
         || ["gaussian:", "uniform:", "dispersed:"]
             .iter()
             .any(|p| s.starts_with(p));
-    if is_spec {
-        return Ok((None, boltz::init::Init::parse(s, "--init")?));
-    }
-    let rows = read_matrix(Path::new(s), "--init")?;
-    Ok((Some(rows), boltz::init::Init::default()))
+    (!is_spec).then_some(Path::new(s))
 }
 
 /// A progress bar on stderr (only on a terminal, and not with --quiet).
@@ -203,7 +207,7 @@ impl Bar {
             indicatif::ProgressStyle::with_template(
                 "{spinner} {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
             )
-            .expect("valid template")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
         Bar(Some(pb))
@@ -243,7 +247,7 @@ impl Observer for Bar {
 /// The settings a checkpoint must match on resume: everything that shapes
 /// the run, not where its outputs go.
 fn sample_settings(a: &SampleArgs, model: &boltz::Model) -> String {
-    let init_file = a.init.as_deref().map(Path::new).filter(|p| p.exists());
+    let init_file = a.init.as_deref().and_then(init_file);
     format!(
         "model_fingerprint={} context_file={} init_file={} {}",
         model.fingerprint(),
@@ -257,12 +261,7 @@ fn sample_settings(a: &SampleArgs, model: &boltz::Model) -> String {
 /// checkpoints and state files, so an edited input is refused on resume.
 pub fn file_fingerprint(path: Option<&Path>) -> String {
     match path.map(std::fs::read) {
-        Some(Ok(bytes)) => format!(
-            "{:016x}",
-            bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-            })
-        ),
+        Some(Ok(bytes)) => format!("{:016x}", boltz::io::fnv1a(&bytes)),
         Some(Err(_)) => "unreadable".into(),
         None => "-".into(),
     }
@@ -306,7 +305,7 @@ pub fn model_energy(
 }
 
 pub fn sample(args: &SampleArgs) -> Result<()> {
-    let init_file = args.init.as_deref().map(Path::new).filter(|p| p.exists());
+    let init_file = args.init.as_deref().and_then(init_file);
     let inputs: Vec<&Path> = [
         args.context.as_deref(),
         init_file,
@@ -321,23 +320,9 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     if let Some(e) = &args.energies {
         outputs.declare("--energies", e)?;
     }
-    if let Some(r) = &args.report {
-        outputs.declare("--report", r)?;
-    }
-    if let Some(c) = &args.checkpoint
-        && [
-            Some(&args.out),
-            args.energies.as_ref(),
-            args.report.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|o| o == c)
-    {
-        return Err(Error::param(
-            "--checkpoint",
-            "is the same file as another output",
-        ));
+    args.output.declare(&mut outputs)?;
+    if let Some(c) = &args.checkpoint {
+        outputs.reserve("--checkpoint", c)?;
     }
     // One run per checkpoint file at a time.
     let _lock = match &args.checkpoint {
@@ -398,13 +383,9 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     };
     bar.finish();
     let (c, d, k) = out.samples.dim();
-    outputs.stage_npy(
-        &args.out,
-        &[c, d, k],
-        out.samples.as_slice().expect("standard layout"),
-    )?;
+    outputs.stage_array(&args.out, &out.samples)?;
     if let (Some(path), Some(e)) = (&args.energies, &out.energies) {
-        outputs.stage_npy(path, &[c, d], e.as_slice().expect("standard layout"))?;
+        outputs.stage_array(path, e)?;
     }
     // An interrupted run may have fewer than 4 draws: no diagnostics then.
     let ov = if out.samples.shape()[1] >= 4 {
@@ -472,12 +453,9 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         report["inv_mass"] = serde_json::json!(s.inv_mass);
         report["grad_evals"] = serde_json::json!(s.grad_evals);
     }
-    if let Some(path) = &args.report {
-        outputs.stage_json(path, &report)?;
-    }
+    let text = args.output.emit(&report, &mut outputs)?;
     outputs.commit()?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report).expect("serialisable"));
+    if !text {
         return Ok(());
     }
     println!(
@@ -526,27 +504,37 @@ pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Res
     let mut outputs = boltz::io::Outputs::new(&[samples]);
     output.declare(&mut outputs)?;
     let arr = read_npy(samples).map_err(|e| e.for_flag("--samples"))?;
+    let bad_shape = |e: ndarray::ShapeError| {
+        Error::shape(
+            format!("--samples ({})", samples.display()),
+            "a C-order array",
+            e.to_string(),
+        )
+    };
     let mut notes = Vec::new();
     let x = match (arr.shape.len(), matrix) {
-        (3, _) => arr
-            .into_dyn()
-            .into_dimensionality::<ndarray::Ix3>()
-            .expect("3-D"),
+        (3, _) => {
+            let (c, n, d) = (arr.shape[0], arr.shape[1], arr.shape[2]);
+            arr.into_dyn()
+                .into_shape_with_order((c, n, d))
+                .map_err(bad_shape)?
+        }
         (2, "draws-dim") => {
             notes.push(format!(
                 "a 2-D array {:?} is read as one chain of (draws, dim); --matrix chains-draws reads it as (chains, draws) of one coordinate",
                 arr.shape
             ));
+            let (n, d) = (arr.shape[0], arr.shape[1]);
             arr.into_dyn()
-                .into_dimensionality::<ndarray::Ix2>()
-                .expect("2-D")
-                .insert_axis(ndarray::Axis(0))
+                .into_shape_with_order((1, n, d))
+                .map_err(bad_shape)?
         }
-        (2, "chains-draws") => arr
-            .into_dyn()
-            .into_dimensionality::<ndarray::Ix2>()
-            .expect("2-D")
-            .insert_axis(ndarray::Axis(2)),
+        (2, "chains-draws") => {
+            let (c, n) = (arr.shape[0], arr.shape[1]);
+            arr.into_dyn()
+                .into_shape_with_order((c, n, 1))
+                .map_err(bad_shape)?
+        }
         (2, other) => {
             return Err(Error::param(
                 "--matrix",

@@ -97,12 +97,8 @@ pub struct LogzArgs {
     /// Binary models: positives (n, dim) npy whose base-rate model is the AIS base.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Write the report as JSON to this file.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Print the report as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: crate::OutputArgs,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -527,7 +523,12 @@ fn setup(
     }
     let cond = match (model.conditional(), contexts) {
         (Some(c), Some(ctx)) => Some((c, ctx.clone())),
-        (Some(_), None) => unreachable!("run() gives conditional models contexts"),
+        (Some(_), None) => {
+            return Err(Error::param(
+                "--context",
+                format!("model `{}` is conditional: give contexts", model.name),
+            ));
+        }
         (None, _) => None,
     };
     let energy: Arc<dyn Energy> = match &cond {
@@ -573,8 +574,8 @@ fn setup(
 
 /// The report as JSON: per-context arrays for conditional models, numbers
 /// otherwise (NaN becomes null).
-fn report_json(r: &LogzReport) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).expect("serialisable");
+fn report_json(r: &LogzReport) -> Result<serde_json::Value> {
+    let mut v = crate::json_value(r)?;
     if !r.conditional {
         for key in [
             "log_z",
@@ -598,7 +599,7 @@ fn report_json(r: &LogzReport) -> serde_json::Value {
                 serde_json::Value::Array(reps.into_iter().map(|x| x[0].clone()).collect());
         }
     }
-    v
+    Ok(v)
 }
 
 /// The run's inputs (files), which no output may overwrite.
@@ -617,18 +618,16 @@ fn inputs(args: &LogzArgs) -> Vec<&std::path::Path> {
 
 pub fn logz(args: &LogzArgs) -> Result<()> {
     let mut outputs = io::Outputs::new(&inputs(args));
-    if let Some(p) = &args.report {
-        outputs.declare("--report", p)?;
+    args.output.declare(&mut outputs)?;
+    if let Some(c) = &args.checkpoint {
+        outputs.reserve("--checkpoint", c)?;
     }
     let out = run(args)?;
     let r = &out.report;
-    let v = report_json(r);
-    if let Some(path) = &args.report {
-        outputs.stage_json(path, &v)?;
-    }
+    let v = report_json(r)?;
+    let text = args.output.emit(&v, &mut outputs)?;
     outputs.commit()?;
-    if args.json {
-        println!("{}", serde_json::to_string(&v).expect("serialisable"));
+    if !text {
         return Ok(());
     }
     println!("log Z of {} by {} ({:.2} s)", r.model, r.method, r.wall_s);
@@ -707,8 +706,9 @@ pub fn prob(
     ins.push(points);
     let mut outputs = io::Outputs::new(&ins);
     outputs.declare("--out", out)?;
-    if let Some(p) = &args.report {
-        outputs.declare("--report", p)?;
+    args.output.declare(&mut outputs)?;
+    if let Some(c) = &args.checkpoint {
+        outputs.reserve("--checkpoint", c)?;
     }
     let model = boltz::model::load(&args.model)?;
     if model.conditional().is_some() && args.context.is_none() {
@@ -739,7 +739,11 @@ pub fn prob(
         ));
     }
     if paired {
-        let k = read_matrix(args.context.as_deref().expect("checked"), "context")?.nrows();
+        let ctx = args
+            .context
+            .as_deref()
+            .ok_or_else(|| Error::param("--paired", "needs contexts (--context)"))?;
+        let k = read_matrix(ctx, "context")?.nrows();
         if k != y.nrows() {
             return Err(Error::shape(
                 "--paired",
@@ -763,18 +767,15 @@ pub fn prob(
                 .into_dyn()
         }
     };
-    outputs.stage_npy(out, logp.shape(), logp.as_slice().expect("standard layout"))?;
-    let mut v = report_json(&o.report);
+    outputs.stage_array(out, &logp)?;
+    let mut v = report_json(&o.report)?;
     v["points"] = serde_json::json!(y.nrows());
     v["paired"] = serde_json::json!(paired);
     v["out"] = serde_json::json!(out.display().to_string());
     v["out_shape"] = serde_json::json!(logp.shape());
-    if let Some(path) = &args.report {
-        outputs.stage_json(path, &v)?;
-    }
+    let text = args.output.emit(&v, &mut outputs)?;
     outputs.commit()?;
-    if args.json {
-        println!("{}", serde_json::to_string(&v).expect("serialisable"));
+    if !text {
         return Ok(());
     }
     let se = Array1::from(o.report.stderr.clone());

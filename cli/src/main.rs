@@ -94,12 +94,8 @@ pub struct SampleArgs {
     /// Output energies F of the draws, (chains, draws) npy.
     #[arg(long)]
     pub energies: Option<PathBuf>,
-    /// Write the run's report as JSON.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Print the report as one JSON object on stdout instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -144,20 +140,34 @@ impl OutputArgs {
         outputs: &mut boltz::io::Outputs,
     ) -> boltz::Result<bool> {
         if let Some(path) = &self.report {
-            outputs.put("--report", path, &json_bytes(report))?;
+            outputs.put("--report", path, &json_bytes(report)?)?;
         }
         if self.json {
-            println!("{}", serde_json::to_string(report).expect("serialisable"));
+            println!("{}", json_line(report)?);
         }
         Ok(!self.json)
     }
 }
 
+fn json_error(e: serde_json::Error) -> boltz::Error {
+    boltz::Error::Numerical(format!("cannot encode the report as JSON: {e}"))
+}
+
+/// One line of JSON.
+pub fn json_line<T: serde::Serialize + ?Sized>(v: &T) -> boltz::Result<String> {
+    serde_json::to_string(v).map_err(json_error)
+}
+
+/// A value as JSON (for reports built from structs).
+pub fn json_value<T: serde::Serialize>(v: &T) -> boltz::Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(json_error)
+}
+
 /// Pretty JSON with a final newline.
-pub fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    let mut s = serde_json::to_string_pretty(v).expect("serialisable");
+pub fn json_bytes<T: serde::Serialize>(v: &T) -> boltz::Result<Vec<u8>> {
+    let mut s = serde_json::to_string_pretty(v).map_err(json_error)?;
     s.push('\n');
-    s.into_bytes()
+    Ok(s.into_bytes())
 }
 
 /// A model given as a file (not a suite name): an input of the run.

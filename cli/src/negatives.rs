@@ -97,7 +97,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
     // A SIGINT / SIGTERM stops the call within a step: nothing is written
     // and the state file stays as it was (the call can be made again).
     let stop = super::signals().stop.clone();
-    let init_file = Some(std::path::Path::new(&args.init)).filter(|p| p.exists());
+    let init_file = super::commands::init_file(&args.init);
     let inputs: Vec<&std::path::Path> = [
         Some(args.data.as_path()),
         args.context.as_deref(),
@@ -221,11 +221,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
     ] {
         *v /= args.beta;
     }
-    outputs.stage_npy(
-        &args.out,
-        &[batch.negatives.nrows(), batch.negatives.ncols()],
-        batch.negatives.as_slice().expect("standard layout"),
-    )?;
+    outputs.stage_array(&args.out, &batch.negatives)?;
     if let Some(path) = &args.state {
         outputs.stage(path, &sampler.save_bytes(path)?)?;
     }

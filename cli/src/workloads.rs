@@ -267,7 +267,9 @@ pub fn run(workloads: &[Workload], opts: &BenchOptions) -> Result<Vec<Measuremen
 fn w1_with(opts: &BenchOptions, n: usize, steps: usize) -> Result<Measurement> {
     let m = model::load("gauss-ill")?;
     let e = m.energy(None)?;
-    let (_, var) = m.moments().expect("gaussian moments");
+    let (_, var) = m
+        .moments()
+        .ok_or_else(|| Error::Numerical("gauss-ill has no moments".into()))?;
     let kernel = Mala::new(0.01)?;
     let (wall, (state, acc), walls) = timed(opts, |seed| {
         run_chains(
@@ -349,7 +351,9 @@ fn w2(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     for target in ["gauss-ill", "funnel"] {
         let m = model::load(target)?;
         let e = m.energy(None)?;
-        let (mean, var) = m.moments().expect("suite moments");
+        let (mean, var) = m
+            .moments()
+            .ok_or_else(|| Error::Numerical(format!("{target} has no moments")))?;
         // funnel: HMC at the usual 0.8 cannot follow the neck; 0.95 can.
         let samplers: Vec<(&str, f64)> = if target == "funnel" {
             vec![("mala", 0.574), ("hmc", 0.8), ("hmc", 0.95)]
@@ -501,7 +505,9 @@ fn w4(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     let mut out = Vec::new();
     for target in ["gmm-ring", "gmm-far", "funnel", "rbm20"] {
         let m = model::load(target)?;
-        let exact = m.exact_log_z.expect("suite targets in W4 have exact log Z");
+        let exact = m
+            .exact_log_z
+            .ok_or_else(|| Error::Numerical(format!("{target} has no exact log Z")))?;
         let e = m.energy(None)?;
         for setting in ["peers", "boltz"] {
             let mut cfg = AisConfig::new();
@@ -613,8 +619,10 @@ fn w6(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     let mut out = Vec::new();
     for m_dim in [1usize, 3] {
         let model = model::load(&format!("ring:1:{m_dim}"))?;
-        let cond = model.conditional().expect("ring is conditional");
-        let ctx = Array2::from_shape_vec((xs.len(), 1), xs.to_vec()).expect("4 x 1");
+        let cond = model
+            .conditional()
+            .ok_or_else(|| Error::Numerical("ring is not conditional".into()))?;
+        let ctx = Array2::from_shape_fn((xs.len(), 1), |(i, _)| xs[i]);
         let mut rng = aux_rng(opts.seed, 6);
         let points = Array2::from_shape_fn((256, m_dim), |_| {
             let z: f64 = StandardNormal.sample(&mut rng);
@@ -624,9 +632,9 @@ fn w6(opts: &BenchOptions) -> Result<Vec<Measurement>> {
             .iter()
             .map(|x| {
                 cond.log_z_at(ndarray::aview1(&[*x]))
-                    .expect("ring has a radial log Z")
+                    .ok_or_else(|| Error::Numerical("the ring has no radial log Z".into()))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let mut cfg = AisConfig::new();
         cfg.particles = particles;
         cfg.temps = temps;
@@ -722,7 +730,9 @@ pub fn scaling(workloads: &[Workload], opts: &BenchOptions) -> Result<Vec<Measur
             })
         };
         let Some(many) = f(opts)? else { continue };
-        let single = one.install(|| f(opts))?.expect("same workload");
+        let Some(single) = one.install(|| f(opts))? else {
+            continue;
+        };
         let speedup = many.value / single.value;
         let mut r = Measurement::new(
             "scaling",

@@ -688,9 +688,7 @@ fn write_ck(path: &Path, header: &Value, rest: &[u8]) {
     b.extend_from_slice(&(h.len() as u64).to_le_bytes());
     b.extend_from_slice(&h);
     b.extend_from_slice(rest);
-    let sum = b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-        (h ^ u64::from(*x)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let sum = boltz::io::fnv1a(&b);
     b.extend_from_slice(&sum.to_le_bytes());
     std::fs::write(path, b).unwrap();
 }

@@ -60,6 +60,9 @@ use std::sync::Arc;
 /// whatever the batches.
 pub const BATCH_PARTICLES: usize = 32_768;
 
+/// A conditional model and all its contexts (shared by the batches).
+type ModelContexts = (Arc<dyn ConditionalEnergy>, Arc<Array2<f64>>);
+
 /// What the AIS driver anneals: the energy (unconditional, or conditioned
 /// on each context repeated `particles` times) and its base.
 pub struct AisProblem<'a> {
@@ -67,7 +70,7 @@ pub struct AisProblem<'a> {
     base: &'a Base,
     groups: usize,
     /// The model and every context of a conditional problem.
-    cond: Option<(Arc<dyn ConditionalEnergy>, Array2<f64>)>,
+    cond: Option<ModelContexts>,
     /// Particles per context the problem was built for.
     particles: usize,
     /// Index of the problem's first context among all (batches).
@@ -110,7 +113,7 @@ impl<'a> AisProblem<'a> {
         if particles == 0 {
             return Err(Error::param("particles", "must be >= 1"));
         }
-        let all = contexts.to_owned();
+        let all = Arc::new(contexts.to_owned());
         // The energy of the first batch (all contexts when they fit in one).
         let first = k.min(Self::contexts_per_batch(particles));
         let problem = Self::build(model, all, 0..first, particles, base)?;
@@ -145,7 +148,7 @@ impl<'a> AisProblem<'a> {
 
     fn build(
         model: Arc<dyn ConditionalEnergy>,
-        all: Array2<f64>,
+        all: Arc<Array2<f64>>,
         range: std::ops::Range<usize>,
         particles: usize,
         base: &'a Base,

@@ -49,6 +49,8 @@ enum Staged {
 pub struct Outputs {
     inputs: Vec<PathBuf>,
     entries: Vec<Entry>,
+    /// Paths the run writes itself (flag, given, resolved).
+    reserved: Vec<(String, PathBuf, PathBuf)>,
 }
 
 /// The file a path names for comparisons: symbolic links followed, the
@@ -85,13 +87,10 @@ fn temp_name(target: &Path, pid: u32) -> PathBuf {
     if plain.len() <= 255 {
         return dir.join(plain);
     }
-    dir.join(format!(".boltz-{:016x}.tmp-{pid}", fnv(name.as_bytes())))
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    dir.join(format!(
+        ".boltz-{:016x}.tmp-{pid}",
+        super::fnv1a(name.as_bytes())
+    ))
 }
 
 /// Removes temporaries of `target` left by processes that no longer run
@@ -136,6 +135,7 @@ impl Outputs {
         Outputs {
             inputs: inputs.iter().map(|p| resolve(p)).collect(),
             entries: Vec::new(),
+            reserved: Vec::new(),
         }
     }
 
@@ -148,10 +148,16 @@ impl Outputs {
         if self.inputs.contains(&target) {
             return Err(Error::param(shown(), "is also an input of this run"));
         }
-        if let Some(e) = self.entries.iter().find(|e| e.target == target) {
+        let other = self
+            .entries
+            .iter()
+            .map(|e| (&e.flag, &e.given, &e.target))
+            .chain(self.reserved.iter().map(|(f, g, t)| (f, g, t)))
+            .find(|(_, _, t)| **t == target);
+        if let Some((f, g, _)) = other {
             return Err(Error::param(
                 shown(),
-                format!("is the same file as {} ({})", e.flag, e.given.display()),
+                format!("is the same file as {f} ({})", g.display()),
             ));
         }
         let meta = std::fs::metadata(&target).ok();
@@ -179,6 +185,22 @@ impl Outputs {
             special,
             staged: None,
         });
+        Ok(())
+    }
+
+    /// Reserves `path` (named by `flag`) for a file the run writes itself,
+    /// such as a checkpoint: no output of the transaction may take it. It
+    /// may be an input (a checkpoint resumed and written again).
+    pub fn reserve(&mut self, flag: &str, path: &Path) -> Result<()> {
+        let target = resolve(path);
+        if let Some(e) = self.entries.iter().find(|e| e.target == target) {
+            return Err(Error::param(
+                format!("{flag} ({})", path.display()),
+                format!("is the same file as {} ({})", e.flag, e.given.display()),
+            ));
+        }
+        self.reserved
+            .push((flag.to_string(), path.to_path_buf(), target));
         Ok(())
     }
 
@@ -225,6 +247,24 @@ impl Outputs {
     /// Stages an npy array (float64, version 1.0).
     pub fn stage_npy(&mut self, path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
         self.stage(path, &super::npy::npy_bytes(shape, data))
+    }
+
+    /// Stages an ndarray of any shape and memory layout as npy (C order).
+    pub fn stage_array<S, D>(&mut self, path: &Path, a: &ndarray::ArrayBase<S, D>) -> Result<()>
+    where
+        S: ndarray::Data<Elem = f64>,
+        D: ndarray::Dimension,
+    {
+        let a = a.as_standard_layout();
+        let data: Vec<f64>;
+        let slice = match a.as_slice() {
+            Some(s) => s,
+            None => {
+                data = a.iter().copied().collect();
+                &data
+            }
+        };
+        self.stage_npy(path, a.shape(), slice)
     }
 
     /// Stages a value as pretty JSON with a final newline.

@@ -16,14 +16,7 @@ use std::path::Path;
 pub const CHECKPOINT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"BOLTZCKP";
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+use super::hash::fnv1a;
 
 #[derive(serde::Serialize)]
 struct HeaderOut<'a, T> {

@@ -108,11 +108,10 @@ fn exact_check(
     let ne = (ess * m / (ess + m)).sqrt();
     let p = diagnostics::kolmogorov_q((ne + 0.12 + 0.11 / ne) * d);
     Ok((p < EXACT_CHECK_P).then(|| {
-        let mean = |v: &mut dyn Iterator<Item = f64>, n: f64| v.sum::<f64>() / n;
         format!(
             "the draws' energies do not match exact draws of the target (KS D = {d:.3}, p = {p:.1e} with ESS {ess:.0}; mean energy {:.4} vs {:.4}): the chains miss part of the target (a mode?) or are biased",
-            mean(&mut ours.iter().copied(), ours.len() as f64),
-            mean(&mut ex.iter().copied(), m)
+            draw_energies.mean().unwrap_or(f64::NAN),
+            ex.mean().unwrap_or(f64::NAN)
         )
     }))
 }
