@@ -320,3 +320,42 @@ fn row(
         warnings,
     })
 }
+
+/// [`compare`] on a model (with `context` for a conditional one): the named
+/// samplers (default `gibbs` for binary models, else `mala`, `hmc`, `rwm`,
+/// `ula`), with the model's exact moments where it has them.
+///
+/// ```
+/// let model = boltz::model::load("gauss-ill")?;
+/// let config = boltz::CompareConfig { warmup: 200, draws: 200, ..Default::default() };
+/// let report = boltz::compare::compare_model(&model, None, Some(&["mala".to_string()]), &config)?;
+/// assert!(report.moments_known && report.rows.len() == 1);
+/// # Ok::<(), boltz::Error>(())
+/// ```
+pub fn compare_model(
+    model: &crate::Model,
+    context: Option<ndarray::Array2<f64>>,
+    samplers: Option<&[String]>,
+    config: &CompareConfig,
+) -> Result<CompareReport> {
+    let energy = model.energy(context)?;
+    let defaults: Vec<String> = if energy.space() == crate::StateSpace::Binary {
+        vec!["gibbs".into()]
+    } else {
+        ["mala", "hmc", "rwm", "ula"].map(String::from).to_vec()
+    };
+    let specs = samplers
+        .unwrap_or(&defaults)
+        .iter()
+        .map(|s| KernelSpec::new(s))
+        .collect::<Result<Vec<_>>>()?;
+    crate::error::check_beta("--beta", config.beta)?;
+    let moments = model.moments().map(|(mean, var)| Moments { mean, var });
+    compare(
+        &model.name,
+        energy.as_ref(),
+        &specs,
+        moments.as_ref(),
+        config,
+    )
+}

@@ -80,6 +80,7 @@ pub mod error;
 pub mod exact;
 pub mod init;
 pub mod io;
+pub mod jobs;
 pub mod kernels;
 pub mod linalg;
 pub mod model;

@@ -26,6 +26,12 @@ pub enum Family {
     Mlp(Arc<Mlp>),
     /// A Bernoulli-Bernoulli RBM (free energy over visibles).
     Rbm(Arc<Rbm>),
+    /// Any other energy in `y`, given as code (a closure, a Python
+    /// callback): no closed forms, exact draws or family-specific kernels
+    /// (Gibbs is single-site heat bath when it is binary).
+    Custom(Arc<dyn Energy>),
+    /// Any other conditional energy `F(x, y)`, given as code.
+    CustomConditional(Arc<dyn ConditionalEnergy>),
 }
 
 /// A model ready to sample: a suite target or a model file.
@@ -59,7 +65,28 @@ impl Model {
         }
     }
 
-    /// The family's name as in model files.
+    /// A model around an energy given as code ([`Family::Custom`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let e = boltz::FnEnergy::new(2, |y: &[f64]| 0.5 * (y[0] * y[0] + y[1] * y[1]), |y: &[f64], g: &mut [f64]| {
+    ///     g.copy_from_slice(y);
+    ///     0.5 * (y[0] * y[0] + y[1] * y[1])
+    /// });
+    /// let model = boltz::Model::custom("quadratic", Arc::new(e));
+    /// assert_eq!((model.dim(), model.x_dim(), model.kind()), (2, 0, "custom"));
+    /// ```
+    pub fn custom(name: impl Into<String>, energy: Arc<dyn Energy>) -> Self {
+        Model::new(name, Family::Custom(energy))
+    }
+
+    /// A model around a conditional energy given as code
+    /// ([`Family::CustomConditional`]); with `x_dim` 0 it is an energy in `y`.
+    pub fn custom_conditional(name: impl Into<String>, energy: Arc<dyn ConditionalEnergy>) -> Self {
+        Model::new(name, Family::CustomConditional(energy))
+    }
+
+    /// The family's name as in model files (`custom` for energies given as code).
     pub fn kind(&self) -> &'static str {
         match self.family {
             Family::Gaussian(_) | Family::FullGaussian(_) => "gaussian",
@@ -68,6 +95,7 @@ impl Model {
             Family::Ring(_) => "ring",
             Family::Mlp(_) => "mlp",
             Family::Rbm(_) => "rbm",
+            Family::Custom(_) | Family::CustomConditional(_) => "custom",
         }
     }
 
@@ -81,18 +109,22 @@ impl Model {
         match &self.family {
             Family::Ring(r) => Some(r.clone()),
             Family::Mlp(m) => Some(m.clone()),
+            Family::CustomConditional(c) => Some(c.clone()),
             _ => None,
         }
     }
 
     /// A fingerprint of the model's parameters (not its name or path): a
     /// hash of its kind, dimensions and energies at eight fixed probe
-    /// points (and contexts). Checkpoints and state files store it, so a
+    /// points (and contexts); for energies given as code
+    /// ([`Family::Custom`]) only kind and dimensions. Checkpoints and state files store it, so a
     /// model file edited between a checkpoint and its resume is refused.
     pub fn fingerprint(&self) -> String {
         let (d, x) = (self.dim(), self.x_dim());
         let n = 8;
-        let binary = matches!(self.family, Family::Rbm(_));
+        let binary = self
+            .energy(None)
+            .is_ok_and(|e| e.space() == crate::StateSpace::Binary);
         let y = Array2::from_shape_fn((n, d), |(i, j)| {
             let u = ((i * 7919 + j * 104_729) % 1009) as f64 / 1009.0;
             if binary {
@@ -102,7 +134,14 @@ impl Model {
             }
         });
         let mut e = ndarray::Array1::zeros(n);
+        let custom = matches!(
+            self.family,
+            Family::Custom(_) | Family::CustomConditional(_)
+        );
         match self.conditional_family() {
+            // An energy given as code is not called here (a user's function
+            // need not expect extra calls): only its kind and dimensions count.
+            _ if custom => e.fill(0.0),
             Some(c) => {
                 let xs = Array2::from_shape_fn((n, x), |(i, j)| {
                     ((i * 31 + j * 17) % 13) as f64 / 13.0 - 0.5
@@ -132,6 +171,8 @@ impl Model {
             Family::Ring(r) => r.y_dim(),
             Family::Mlp(m) => m.y_dim(),
             Family::Rbm(r) => r.dim(),
+            Family::Custom(e) => e.dim(),
+            Family::CustomConditional(c) => c.y_dim(),
         }
     }
 
@@ -218,8 +259,9 @@ impl Model {
                     Family::Mixture(m) => m.clone(),
                     Family::Funnel(f) => f.clone(),
                     Family::Rbm(r) => r.clone(),
+                    Family::Custom(e) => e.clone(),
                     // x_dim 0: an ordinary energy in y.
-                    Family::Ring(_) | Family::Mlp(_) => {
+                    Family::Ring(_) | Family::Mlp(_) | Family::CustomConditional(_) => {
                         let c = self.conditional_family().expect("ring and mlp are");
                         Arc::new(Conditioned::new(c, Array2::zeros((1, 0)))?)
                     }

@@ -1,10 +1,8 @@
 //! `boltz bench` (the suite's workloads into results/) and `boltz compare`
 //! (samplers side by side on one model).
 
-use super::commands::model_energy;
 use crate::workloads::{self as bench, BenchOptions, Measurement, Workload};
-use boltz::compare::{self, CompareConfig, Moments};
-use boltz::kernels::KernelSpec;
+use boltz::compare::{self, CompareConfig};
 use boltz::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -291,17 +289,12 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         }
     }
     args.output.declare(&mut outputs)?;
-    let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
-    let names = match &args.samplers {
-        Some(s) => s.clone(),
-        None if energy.space() == boltz::StateSpace::Binary => vec!["gibbs".into()],
-        None => ["mala", "hmc", "rwm", "ula"].map(String::from).to_vec(),
-    };
-    let samplers = names
-        .iter()
-        .map(|s| KernelSpec::new(s))
-        .collect::<Result<Vec<_>>>()?;
-    boltz::error::check_beta("--beta", args.beta)?;
+    let model = boltz::model::load(&args.model)?;
+    let context = args
+        .context
+        .as_deref()
+        .map(|p| crate::commands::read_matrix(p, "context"))
+        .transpose()?;
     let config = CompareConfig {
         chains: args.chains,
         warmup: args.warmup,
@@ -310,14 +303,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         ula_step: args.ula_step,
         beta: args.beta,
     };
-    let moments = model.moments().map(|(mean, var)| Moments { mean, var });
-    let report = compare::compare(
-        &model.name,
-        energy.as_ref(),
-        &samplers,
-        moments.as_ref(),
-        &config,
-    )?;
+    let report = compare::compare_model(&model, context, args.samplers.as_deref(), &config)?;
     let md = crate::render::markdown(&report);
     let mut v = crate::json_value(&report)?;
     v["warnings"] = serde_json::json!(

@@ -4,8 +4,7 @@ use super::SampleArgs;
 use boltz::diagnostics;
 use boltz::error::{Error, Result};
 use boltz::io::read_npy;
-use boltz::kernels::KernelSpec;
-use boltz::sampler::{Control, Observer, Phase, Progress, SampleConfig};
+use boltz::sampler::{Control, Observer, Phase, Progress};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -133,10 +132,9 @@ fn parse_pair(name: &str, s: &str) -> Result<(f64, f64)> {
     }
 }
 
-/// The kernel the user asked for (one spec, checked against the model) and
-/// whether its step size is `auto`.
-fn kernel_spec(args: &SampleArgs, energy: &dyn boltz::Energy) -> Result<(KernelSpec, bool)> {
-    let fixed = match args.step_size.as_str() {
+/// The job the user asked for: the kernel and its settings.
+fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
+    let step_size = match args.step_size.as_str() {
         "auto" => None,
         s => Some(s.parse::<f64>().map_err(|_| {
             Error::param(
@@ -145,26 +143,42 @@ fn kernel_spec(args: &SampleArgs, energy: &dyn boltz::Energy) -> Result<(KernelS
             )
         })?),
     };
-    if let Some(s) = fixed {
+    if let Some(s) = step_size {
         boltz::error::check_positive("--step-size", s)?;
     }
-    let mut spec = KernelSpec::new(&args.sampler)?;
-    spec.check(energy)?;
-    spec.step_size = fixed;
-    spec.leapfrog = args.leapfrog;
-    spec.jitter = args.jitter;
-    spec.noise = args.noise;
-    spec.grad_clip = args.grad_clip;
-    spec.clamp = args
-        .clamp
-        .as_deref()
-        .map(|c| parse_pair("--clamp", c))
-        .transpose()?;
-    if let Some(t) = args.target_accept {
-        spec = spec.target_accept(t)?;
+    let init = parse_init_spec(args.init.as_deref())?;
+    Ok(boltz::jobs::SampleJob {
+        sampler: args.sampler.clone(),
+        chains: args.chains,
+        warmup: args.warmup,
+        draws: args.draws,
+        thin: args.thin,
+        seed: args.seed,
+        step_size,
+        beta: args.beta,
+        leapfrog: args.leapfrog,
+        jitter: args.jitter,
+        noise: args.noise,
+        grad_clip: args.grad_clip,
+        clamp: args
+            .clamp
+            .as_deref()
+            .map(|c| parse_pair("--clamp", c))
+            .transpose()?,
+        target_accept: args.target_accept,
+        shared_step: args.shared_step,
+        adapt_mass: !args.no_adapt_mass,
+        init,
+        record_energies: true,
+    })
+}
+
+/// `--init`'s distribution without reading a file (the default when it names one).
+fn parse_init_spec(s: Option<&str>) -> Result<boltz::init::Init> {
+    match s {
+        Some(s) if init_file(s).is_none() => boltz::init::Init::parse(s, "--init"),
+        _ => Ok(boltz::init::Init::default()),
     }
-    spec.build()?;
-    Ok((spec, fixed.is_none()))
 }
 
 /// `--init`: a distribution spec (`gaussian:STD`, `uniform:LO,HI`,
@@ -292,18 +306,6 @@ fn sample_flags(a: &SampleArgs) -> String {
     )
 }
 
-/// Loads a model and its energy in `y`, with contexts from an npy file for
-/// conditional models (`sample` and `compare`).
-pub fn model_energy(
-    spec: &str,
-    context: Option<&Path>,
-) -> Result<(boltz::Model, std::sync::Arc<dyn boltz::Energy>)> {
-    let model = boltz::model::load(spec)?;
-    let ctx = context.map(|p| read_matrix(p, "context")).transpose()?;
-    let energy = model.energy(ctx)?;
-    Ok((model, energy))
-}
-
 pub fn sample(args: &SampleArgs) -> Result<()> {
     let init_file = args.init.as_deref().and_then(init_file);
     let inputs: Vec<&Path> = [
@@ -332,127 +334,52 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         )?),
         None => None,
     };
-    let (model, energy) = model_energy(&args.model, args.context.as_deref())?;
-    let (mut spec, auto) = kernel_spec(args, energy.as_ref())?;
-    let mut config = SampleConfig {
-        n_chains: args.chains,
-        warmup: args.warmup,
-        draws: args.draws,
-        thin: args.thin,
-        seed: args.seed,
-        beta: args.beta,
-        adapt_step_size: auto,
-        shared_step_size: args.shared_step,
-        adapt_mass: !args.no_adapt_mass,
-        record_energies: true,
-        observe_every: 10,
-        ..SampleConfig::new()
-    };
-    config.validate(energy.dim())?;
-    let (init, dist) = parse_init(args.init.as_deref())?;
-    config.init = dist;
-    // ULA has no acceptance rate to tune against: without a step size it
-    // takes the one a MALA warm-up adapts to (as `compare` does).
-    if spec.name() == "ula" && auto {
-        spec.step_size = Some(boltz::compare::ula_default_step(energy.as_ref(), &config)?);
-    }
-    let kernel = spec.build()?;
+    let model = boltz::model::load(&args.model)?;
+    let context = args
+        .context
+        .as_deref()
+        .map(|p| read_matrix(p, "context"))
+        .transpose()?;
+    let job = sample_job(args)?;
+    let (init, _) = parse_init(args.init.as_deref())?;
     let control = Control {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         stop: Some(super::signals().stop.clone()),
         settings: sample_settings(args, &model),
     };
-    let mut bar = Bar::new(
-        args.quiet,
-        (config.warmup + config.draws * config.thin) as u64,
-    );
-    let out = match &args.resume {
-        Some(path) => {
-            boltz::sampler::resume(energy.as_ref(), kernel.as_ref(), path, &mut bar, &control)
-                .map_err(|e| e.for_flag("--resume"))?
+    let mut bar = Bar::new(args.quiet, (job.warmup + job.draws * job.thin) as u64);
+    let run = boltz::jobs::sample::sample(
+        &model,
+        context,
+        &job,
+        init,
+        &mut bar,
+        &control,
+        args.resume.as_deref(),
+    )
+    .map_err(|e| {
+        if args.resume.is_some() {
+            e.for_flag("--resume")
+        } else {
+            e
         }
-        None => boltz::sampler::sample_with(
-            energy.as_ref(),
-            kernel.as_ref(),
-            &config,
-            init,
-            &mut bar,
-            &control,
-        )?,
-    };
+    });
     bar.finish();
+    let run = run?;
+    let out = &run.output;
     let (c, d, k) = out.samples.dim();
     outputs.stage_array(&args.out, &out.samples)?;
     if let (Some(path), Some(e)) = (&args.energies, &out.energies) {
         outputs.stage_array(path, e)?;
     }
-    // An interrupted run may have fewer than 4 draws: no diagnostics then.
-    let ov = if out.samples.shape()[1] >= 4 {
-        diagnostics::overview(&diagnostics::summarize(out.samples.view())?)
-    } else {
-        diagnostics::Overview {
-            ess_bulk_min: f64::NAN,
-            ess_tail_min: f64::NAN,
-            rhat_max: f64::NAN,
-        }
-    };
-    let s = &out.stats;
-    let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len() as f64;
+    let (ov, s, warnings, gradient_free) =
+        (&run.overview, &out.stats, &run.warnings, run.gradient_free);
+    let acceptance = run.report["acceptance"].as_f64().unwrap_or(f64::NAN);
     let divergences: usize = s.divergences.iter().sum();
-    // Exact draws of the target (suite targets, Gaussians, mixtures, the
-    // funnel; at beta 1) let the run be checked against the truth.
-    let exact = (config.beta == 1.0)
-        .then(|| boltz::ais::exact_draws(&model, 4096, config.seed))
-        .flatten();
-    let have_diag = out.samples.shape()[1] >= 4;
-    let mut warnings = boltz::sampler::warnings(
-        energy.as_ref(),
-        &out,
-        have_diag.then_some(&ov),
-        exact.as_ref().map(|e| e.view()),
-    )?;
-    if !out.complete {
-        warnings.push(format!(
-            "interrupted: {d} of {} draws written{}",
-            config.draws,
-            args.checkpoint.as_ref().map_or(String::new(), |p| format!(
-                "; resume with --resume {}",
-                p.display()
-            ))
-        ));
-    }
-    let gradient_free = !kernel.has_step_size();
-    let mut report = serde_json::json!({
-        "partial": !out.complete,
-        "model": model.name,
-        "sampler": s.kernel,
-        "dim": k,
-        "chains": c,
-        "draws": d,
-        "warmup": config.warmup,
-        "thin": config.thin,
-        "seed": config.seed,
-        "beta": config.beta,
-        "init": args.init.clone().unwrap_or_else(|| "dispersed:2,20".into()),
-        "acceptance": acceptance,
-        "acceptance_per_chain": s.acceptance,
-        "divergences": divergences,
-        "divergences_per_chain": s.divergences,
-        "warmup_divergences": s.warmup_divergences,
-        "ess_bulk_min": ov.ess_bulk_min,
-        "ess_tail_min": ov.ess_tail_min,
-        "rhat_max": ov.rhat_max,
-        "exact_check": exact.is_some(),
-        "energy_evals": s.energy_evals,
-        "wall_s": s.wall_s,
-        "warnings": warnings,
-    });
-    if !gradient_free {
-        report["step_size"] = serde_json::json!(s.step_size);
-        report["inv_mass"] = serde_json::json!(s.inv_mass);
-        report["grad_evals"] = serde_json::json!(s.grad_evals);
-    }
+    let mut report = run.report.clone();
+    report["init"] =
+        serde_json::json!(args.init.clone().unwrap_or_else(|| "dispersed:2,20".into()));
     let text = args.output.emit(&report, &mut outputs)?;
     outputs.commit()?;
     if !text {
@@ -481,15 +408,15 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         println!("  grad evals    {}", s.grad_evals);
     }
     println!("  wall s        {:.3}", s.wall_s);
-    if energy.fixed_rows().is_some() {
+    if run.per_chain_context {
         println!(
             "  note: each chain has its own context, so chains target different laws and R-hat does not apply"
         );
     }
-    if exact.is_some() {
+    if run.exact_check {
         println!("  checked against exact draws of the target");
     }
-    print_warnings(&warnings);
+    print_warnings(warnings);
     Ok(())
 }
 

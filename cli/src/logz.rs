@@ -1,15 +1,14 @@
 //! `boltz logz` and `boltz prob`.
 
 use super::commands::{Bar, read_matrix};
-use boltz::ais::{self, AisConfig, AisProblem, Base, Schedule, ScheduleChoice};
 use boltz::error::{Error, Result};
-use boltz::kernels::KernelSpec;
+use boltz::io;
+use boltz::jobs::LogzJob;
+use boltz::jobs::logz::report_json;
 use boltz::model::Model;
 use boltz::run::Control;
-use boltz::{Energy, io};
 use ndarray::{Array1, Array2};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Options shared by `logz` and `prob`.
 #[derive(clap::Args, Debug, Clone)]
@@ -139,467 +138,80 @@ fn ais_flags(a: &LogzArgs) -> String {
     )
 }
 
-/// The result printed by `logz` (and written by `prob --report`).
-#[derive(serde::Serialize)]
-struct LogzReport {
-    model: String,
-    method: String,
-    /// Whether the model is conditional: then `log_z` and its companions
-    /// are arrays (one per context) in JSON, else numbers.
-    conditional: bool,
-    complete: bool,
-    contexts_done: usize,
-    log_z: Vec<f64>,
-    stderr: Vec<f64>,
-    ess: Vec<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_z_upper: Option<Vec<f64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stderr_upper: Option<Vec<f64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exact_log_z: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pilot_rhat: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bootstrap_stderr: Option<Vec<f64>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    repeats: Vec<Vec<f64>>,
-    particles: usize,
-    temps: usize,
-    seed: u64,
-    beta: f64,
-    acceptance: f64,
-    divergences: usize,
-    energy_evals: u64,
-    wall_s: f64,
-    warnings: Vec<String>,
-}
-
-/// The kernel asked for (`None`: the model's default). AIS's HMC runs
-/// without step jitter.
-fn parse_kernel(args: &LogzArgs) -> Result<Option<KernelSpec>> {
-    let Some(name) = &args.kernel else {
-        return Ok(None);
-    };
-    let mut spec = KernelSpec::new(name)?.leapfrog(args.leapfrog);
-    spec.jitter = 0.0;
-    spec.build()?;
-    Ok(Some(spec))
-}
-
-fn config(args: &LogzArgs) -> Result<AisConfig> {
-    if let Some(s) = args.step_size {
-        boltz::error::check_positive("--step-size", s)?;
-    }
-    let schedule = match args.schedule.as_str() {
-        "adaptive" => ScheduleChoice::Adaptive { cess: args.cess },
-        s => ScheduleChoice::Fixed(Schedule::parse(s)?),
-    };
-    let c = AisConfig {
+/// The job the flags describe (files read).
+fn job(args: &LogzArgs) -> Result<LogzJob> {
+    Ok(LogzJob {
+        method: args.method.clone(),
         particles: args.particles,
         temps: args.temps,
-        schedule,
-        kernel: parse_kernel(args)?,
+        schedule: args.schedule.clone(),
+        cess: args.cess,
+        kernel: args.kernel.clone(),
+        leapfrog: args.leapfrog,
         steps_per_temp: args.steps_per_temp,
         step_size: args.step_size,
-        beta: args.beta,
-        seed: args.seed,
-        resample_threshold: args.resample,
+        base_scale: args.base_scale,
+        base_mean: args.base_mean,
+        reverse: args.reverse,
+        no_reverse: args.no_reverse,
+        reverse_from: args
+            .reverse_from
+            .as_deref()
+            .map(|p| read_matrix(p, "reverse-from"))
+            .transpose()?,
+        resample: args.resample,
         repeats: args.repeats,
         bootstrap: args.bootstrap,
-        pilot_particles: 256,
-    };
-    c.validate()?;
-    if let Some(s) = args.base_scale {
-        boltz::error::check_positive("--base-scale", s)?;
-    }
-    Ok(c)
+        beta: args.beta,
+        seed: args.seed,
+        data: args
+            .data
+            .as_deref()
+            .map(|p| read_matrix(p, "data"))
+            .transpose()?,
+    })
 }
 
-struct Outcome {
-    report: LogzReport,
-    /// The contexts the log Z are for (conditional models).
-    contexts: Option<Array2<f64>>,
-}
-
-fn nan_vec(n: usize) -> Vec<f64> {
-    vec![f64::NAN; n]
-}
-
-fn run(args: &LogzArgs) -> Result<Outcome> {
+/// The model, its contexts (`--context`) and the job the flags describe.
+fn load(args: &LogzArgs) -> Result<(Model, Option<Array2<f64>>, LogzJob)> {
     let model = boltz::model::load(&args.model)?;
     let contexts = args
         .context
         .as_deref()
         .map(|p| read_matrix(p, "context"))
         .transpose()?;
-    if contexts.is_some() && model.conditional().is_none() {
-        return Err(Error::param(
-            "--context",
-            format!("model `{}` is not conditional", model.name),
-        ));
-    }
-    let contexts = match (model.conditional(), contexts) {
-        (Some(_), None) => Some(model.default_context.clone().ok_or_else(|| {
-            Error::param(
-                "--context",
-                format!(
-                    "model `{}` is conditional: give contexts (k, {})",
-                    model.name,
-                    model.x_dim()
-                ),
-            )
-        })?),
-        (_, c) => c,
-    };
-    let cfg = config(args)?;
-    // The exact value decides the default method and is reported for one
-    // context; AIS over many contexts does not wait for it.
-    let k = contexts.as_ref().map_or(1, |c| c.nrows());
-    let need_exact = args.method.as_deref() != Some("ais") || k == 1;
-    let exact = if need_exact {
-        boltz::exact::model_log_z(&model, contexts.as_ref(), args.beta)?
-    } else {
-        None
-    };
-    let method = args.method.clone().unwrap_or_else(|| {
-        if exact.is_some() && !args.reverse && args.reverse_from.is_none() {
-            "exact".into()
-        } else {
-            "ais".into()
-        }
-    });
-    let start = std::time::Instant::now();
-    let mut report = LogzReport {
-        model: model.name.clone(),
-        method: method.clone(),
-        conditional: model.conditional().is_some(),
-        complete: true,
-        contexts_done: k,
-        log_z: vec![],
-        stderr: vec![],
-        ess: vec![],
-        log_z_upper: None,
-        stderr_upper: None,
-        exact_log_z: exact.as_ref().filter(|e| e.len() == 1).map(|e| e[0]),
-        pilot_rhat: None,
-        bootstrap_stderr: None,
-        repeats: vec![],
-        particles: cfg.particles,
-        temps: cfg.temps,
-        seed: cfg.seed,
-        beta: cfg.beta,
-        acceptance: f64::NAN,
-        divergences: 0,
-        energy_evals: 0,
-        wall_s: 0.0,
-        warnings: vec![],
-    };
-    match method.as_str() {
-        "exact" => {
-            let e = exact.ok_or_else(|| Error::param("--method", format!("no exact log Z for model `{}` at beta {} (exact covers RBMs with a layer of at most 24 units, closed-form Gaussians, mixtures and funnels, and the ring, at beta 1)", model.name, args.beta)))?;
-            report.stderr = vec![0.0; e.len()];
-            report.ess = nan_vec(e.len());
-            report.log_z = e;
-        }
-        "quadrature" => {
-            let (lz, err) =
-                boltz::exact::model_quadrature(&model, contexts.as_ref(), args.beta, args.seed)?;
-            report.stderr = err;
-            report.ess = nan_vec(lz.len());
-            report.log_z = lz;
-        }
-        "ais" => run_ais(&model, contexts.as_ref(), args, &cfg, &mut report)?,
-        other => {
-            return Err(Error::param(
-                "--method",
-                format!("unknown method `{other}` (ais, exact, quadrature)"),
-            ));
-        }
-    }
-    report.wall_s = start.elapsed().as_secs_f64();
-    Ok(Outcome { report, contexts })
+    Ok((model, contexts, job(args)?))
 }
 
-/// Forward AIS (in batches of contexts, with progress and stop), the
-/// reverse pass where exact draws exist, and the warnings that compare them.
-fn run_ais(
-    model: &Model,
-    contexts: Option<&Array2<f64>>,
+/// Control (stop on signals, checkpoints), lock and progress bar around a
+/// log Z job (`logz` and `prob` share it).
+fn with_control<T>(
     args: &LogzArgs,
-    cfg: &AisConfig,
-    report: &mut LogzReport,
-) -> Result<()> {
-    let k = contexts.map_or(1, |c| c.nrows());
-    let Setup {
-        base,
-        energy: problem_energy,
-        cond,
-        pilot,
-    } = setup(model, contexts, args, cfg)?;
-    if let Some(p) = &pilot {
-        report.pilot_rhat = Some(p.rhat).filter(|r| r.is_finite());
-    }
-    let problem = match cond {
-        Some((c, ctx)) => AisProblem::conditional(c, ctx.view(), cfg.particles, &base)?,
-        None => AisProblem::new(problem_energy.clone(), &base)?,
-    };
+    model: &Model,
+    f: impl FnOnce(&Control, &mut Bar) -> Result<T>,
+) -> Result<T> {
+    let stop = super::signals().stop.clone();
     let control = Control {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
-        stop: Some(super::signals().stop.clone()),
+        stop: Some(stop.clone()),
         settings: ais_settings(args, model),
     };
     // One run per checkpoint file at a time.
     let _lock = match &args.checkpoint {
-        Some(p) => Some(io::FileLock::acquire(p, Some(&super::signals().stop))?),
+        Some(p) => Some(io::FileLock::acquire(p, Some(&stop))?),
         None => None,
     };
-    let mut bar = Bar::new(args.quiet, cfg.temps as u64);
-    let res = ais::ais_with(&problem, cfg, &control, args.resume.as_deref(), &mut bar)
-        .map_err(|e| e.for_flag("--resume"));
+    let mut bar = Bar::new(args.quiet, args.temps as u64);
+    let r = f(&control, &mut bar).map_err(|e| {
+        if args.resume.is_some() {
+            e.for_flag("--resume")
+        } else {
+            e
+        }
+    });
     bar.finish();
-    let res = res?;
-    if !res.complete && res.contexts_done == 0 {
-        // A stop in the pilot leaves nothing to resume (the pilot is run
-        // again); one in the estimating pass leaves a checkpoint if asked.
-        let annealed = res.betas.len() > 1;
-        return Err(Error::Interrupted(format!(
-            "AIS stopped before any context was done{}",
-            match &args.checkpoint {
-                Some(p) if annealed => format!(
-                    "; state saved to {}, continue with --resume {}",
-                    p.display(),
-                    p.display()
-                ),
-                _ if !annealed => " (in the pilot: nothing to resume)".into(),
-                _ => String::new(),
-            }
-        )));
-    }
-    report.complete = res.complete;
-    report.contexts_done = res.contexts_done;
-    if !res.complete {
-        report.warnings.push(format!(
-            "interrupted: log Z of {} of {k} contexts done, the others are NaN{}",
-            res.contexts_done,
-            args.checkpoint.as_ref().map_or(String::new(), |p| format!(
-                "; continue with --resume {}",
-                p.display()
-            ))
-        ));
-    }
-    report.log_z = res.estimates.iter().map(|e| e.log_z).collect();
-    report.stderr = res.estimates.iter().map(|e| e.stderr).collect();
-    report.ess = res.estimates.iter().map(|e| e.ess).collect();
-    report.bootstrap_stderr = res.bootstrap_stderr.clone();
-    report.repeats = res
-        .repeats
-        .iter()
-        .map(|r| r.iter().map(|e| e.log_z).collect())
-        .collect();
-    report.acceptance = res.acceptance;
-    report.divergences = res.divergences;
-    report.energy_evals = res.energy_evals;
-    report.warnings.extend(res.warnings.iter().cloned());
-    if !res.complete {
-        return Ok(());
-    }
-    // Reverse AIS from exact draws: an upper bound whose gap to the forward
-    // estimate shows mass the forward pass missed.
-    let exact_draws = || {
-        (args.beta == 1.0)
-            .then(|| ais::exact_draws(model, cfg.particles * k, args.seed))
-            .flatten()
-    };
-    let reverse_samples = match &args.reverse_from {
-        Some(p) => Some(read_matrix(p, "reverse-from")?),
-        None if args.reverse => {
-            if args.beta != 1.0 {
-                return Err(Error::param(
-                    "--reverse",
-                    "exact draws are at beta 1: use --reverse-from for other beta",
-                ));
-            }
-            Some(exact_draws().ok_or_else(|| {
-                Error::param("--reverse", format!("no exact draws for model `{}`: give --reverse-from with draws of the target", model.name))
-            })?)
-        }
-        None if !args.no_reverse => exact_draws(),
-        None => None,
-    };
-    if let Some(s) = reverse_samples {
-        let rev = ais::reverse_ais(&problem, cfg, s.view())?;
-        let upper: Vec<f64> = rev.estimates.iter().map(|e| e.log_z).collect();
-        let se_up: Vec<f64> = rev.estimates.iter().map(|e| e.stderr).collect();
-        for i in 0..upper.len() {
-            let gap = upper[i] - report.log_z[i];
-            let se = (report.stderr[i].powi(2) + se_up[i].powi(2)).sqrt();
-            let at = if k > 1 {
-                format!("context {i}: ")
-            } else {
-                String::new()
-            };
-            if gap > 3.0 * se {
-                report.warnings.push(format!(
-                    "{at}forward and reverse AIS disagree: the gap {gap:.4} is {:.1} combined standard errors, so the forward estimate {:.4} misses mass (separated modes?) that its error bar does not show; log Z is likely between it and {:.4}",
-                    gap / se,
-                    report.log_z[i],
-                    upper[i]
-                ));
-            } else if gap < -3.0 * se {
-                report.warnings.push(format!(
-                    "{at}the reverse AIS upper bound {:.4} lies {:.1} combined standard errors below the forward estimate {:.4}: the reverse draws may not be draws of this target",
-                    upper[i],
-                    -gap / se,
-                    report.log_z[i]
-                ));
-            }
-        }
-        report.log_z_upper = Some(upper);
-        report.stderr_upper = Some(se_up);
-        report.energy_evals += rev.energy_evals;
-    } else if let Some(p) = &pilot {
-        // No reverse check: the pilot's over-dispersed chains are the only
-        // witness of separated modes.
-        report.warnings.extend(p.warnings.iter().cloned());
-    }
-    if let Some(ex) = report.exact_log_z {
-        let z = (report.log_z[0] - ex) / report.stderr[0];
-        if z.abs() > 3.0 {
-            report.warnings.push(format!(
-                "the estimate is {z:.1} standard errors from the exact log Z {ex:.6}: its error bar is too small (missed modes, too few temperatures or particles)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-type CondSetup = Option<(Arc<dyn boltz::ConditionalEnergy>, Array2<f64>)>;
-
-/// What AIS anneals: the base, the energy (unconditional), for conditional
-/// models the model and contexts, and the pilot that fitted the base.
-struct Setup {
-    base: Base,
-    energy: Arc<dyn Energy>,
-    cond: CondSetup,
-    pilot: Option<ais::Pilot>,
-}
-
-/// Most contexts the base's pilot pools (evenly spaced among all): the base
-/// is one Gaussian for all contexts, and 8 chains of each of 64 contexts fit
-/// it as well as 8 of each of thousands.
-const PILOT_CONTEXTS: usize = 64;
-
-/// The base, the energy to anneal, for conditional models the model and
-/// contexts, and the pilot that fitted the base (if one did).
-fn setup(
-    model: &Model,
-    contexts: Option<&Array2<f64>>,
-    args: &LogzArgs,
-    cfg: &AisConfig,
-) -> Result<Setup> {
-    let unconditional = (model.x_dim() == 0)
-        .then(|| model.energy(None))
-        .transpose()?;
-    if let Some(e) = unconditional.filter(|e| e.space() == boltz::StateSpace::Binary) {
-        let data = args
-            .data
-            .as_deref()
-            .map(|p| read_matrix(p, "data"))
-            .transpose()?;
-        let base = ais::default_base(
-            e.as_ref(),
-            cfg.beta,
-            cfg.seed,
-            data.as_ref().map(|d| d.view()),
-        )?;
-        return Ok(Setup {
-            base,
-            energy: e,
-            cond: None,
-            pilot: None,
-        });
-    }
-    let cond = match (model.conditional(), contexts) {
-        (Some(c), Some(ctx)) => Some((c, ctx.clone())),
-        (Some(_), None) => {
-            return Err(Error::param(
-                "--context",
-                format!("model `{}` is conditional: give contexts", model.name),
-            ));
-        }
-        (None, _) => None,
-    };
-    let energy: Arc<dyn Energy> = match &cond {
-        Some((c, ctx)) => {
-            // The pilot sees up to 64 contexts, 8 chains each.
-            let k = ctx.nrows();
-            let chosen: Vec<usize> = if k <= PILOT_CONTEXTS {
-                (0..k).collect()
-            } else {
-                (0..PILOT_CONTEXTS)
-                    .map(|i| i * k / PILOT_CONTEXTS)
-                    .collect()
-            };
-            let rows = Array2::from_shape_fn((chosen.len() * 8, ctx.ncols()), |(r, j)| {
-                ctx[[chosen[r / 8], j]]
-            });
-            Arc::new(boltz::Conditioned::new(c.clone(), rows)?)
-        }
-        None => model.energy(None)?,
-    };
-    if let Some(s) = args.base_scale {
-        let base = Base::gaussian(vec![args.base_mean; energy.dim()], vec![s; energy.dim()])?;
-        return Ok(Setup {
-            base,
-            energy,
-            cond,
-            pilot: None,
-        });
-    }
-    let control = Control {
-        stop: Some(super::signals().stop.clone()),
-        ..Control::default()
-    };
-    let pilot = ais::pilot_with(energy.as_ref(), cfg.beta, cfg.seed, &control)?
-        .ok_or_else(|| Error::Interrupted("stopped in the pilot that fits the AIS base".into()))?;
-    Ok(Setup {
-        base: pilot.base.clone(),
-        energy,
-        cond,
-        pilot: Some(pilot),
-    })
-}
-
-/// The report as JSON: per-context arrays for conditional models, numbers
-/// otherwise (NaN becomes null).
-fn report_json(r: &LogzReport) -> Result<serde_json::Value> {
-    let mut v = crate::json_value(r)?;
-    if !r.conditional {
-        for key in [
-            "log_z",
-            "stderr",
-            "ess",
-            "log_z_upper",
-            "stderr_upper",
-            "bootstrap_stderr",
-        ] {
-            if let Some(a) = v
-                .get(key)
-                .and_then(|a| a.as_array())
-                .filter(|a| a.len() == 1)
-                .map(|a| a[0].clone())
-            {
-                v[key] = a;
-            }
-        }
-        if let Some(reps) = v.get("repeats").and_then(|a| a.as_array()).cloned() {
-            v["repeats"] =
-                serde_json::Value::Array(reps.into_iter().map(|x| x[0].clone()).collect());
-        }
-    }
-    Ok(v)
+    r
 }
 
 /// The run's inputs (files), which no output may overwrite.
@@ -622,7 +234,10 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
     if let Some(c) = &args.checkpoint {
         outputs.reserve("--checkpoint", c)?;
     }
-    let out = run(args)?;
+    let (model, contexts, job) = load(args)?;
+    let out = with_control(args, &model, |control, bar| {
+        boltz::jobs::logz(&model, contexts, &job, control, args.resume.as_deref(), bar)
+    })?;
     let r = &out.report;
     let v = report_json(r)?;
     let text = args.output.emit(&v, &mut outputs)?;
@@ -710,63 +325,33 @@ pub fn prob(
     if let Some(c) = &args.checkpoint {
         outputs.reserve("--checkpoint", c)?;
     }
-    let model = boltz::model::load(&args.model)?;
-    if model.conditional().is_some() && args.context.is_none() {
-        return Err(Error::param(
-            "--context",
-            format!(
-                "model `{}` is conditional: prob needs contexts (k, {})",
-                model.name,
-                model.x_dim()
-            ),
-        ));
-    }
-    if paired && model.conditional().is_none() {
-        return Err(Error::param(
-            "--paired",
-            format!(
-                "model `{}` is not conditional: its log P(y) is one per point already",
-                model.name
-            ),
-        ));
-    }
+    let (model, contexts, job) = load(args)?;
+    boltz::jobs::logz::check_prob(&model, contexts.is_some(), paired)?;
     let y = read_matrix(points, "points")?;
-    if y.ncols() != model.dim() {
-        return Err(Error::shape(
-            format!("--points ({})", points.display()),
-            format!("(n, {})", model.dim()),
-            format!("{:?}", y.shape()),
-        ));
-    }
-    if paired {
-        let ctx = args
-            .context
-            .as_deref()
-            .ok_or_else(|| Error::param("--paired", "needs contexts (--context)"))?;
-        let k = read_matrix(ctx, "context")?.nrows();
-        if k != y.nrows() {
-            return Err(Error::shape(
-                "--paired",
-                format!("as many contexts as points ({})", y.nrows()),
-                format!("{k} contexts"),
-            ));
-        }
-    }
-    let o = run(args)?;
-    let logp: ndarray::ArrayD<f64> = match (model.conditional(), &o.contexts) {
-        (Some(c), Some(ctx)) if paired => {
-            ais::log_prob_paired(c.as_ref(), ctx.view(), y.view(), &o.report.log_z, args.beta)?
-                .into_dyn()
-        }
-        (Some(c), Some(ctx)) => {
-            ais::log_prob(c.as_ref(), ctx.view(), y.view(), &o.report.log_z, args.beta)?.into_dyn()
-        }
-        _ => {
-            let e = model.energy(None)?;
-            ais::log_prob_unconditional(e.as_ref(), y.view(), o.report.log_z[0], args.beta)?
-                .into_dyn()
-        }
-    };
+    let (logp, o) = with_control(args, &model, |control, bar| {
+        boltz::jobs::prob(
+            &model,
+            contexts,
+            y.view(),
+            paired,
+            &job,
+            control,
+            args.resume.as_deref(),
+            bar,
+        )
+    })
+    .map_err(|e| match e {
+        Error::Shape {
+            context,
+            expected,
+            got,
+        } if context == "points" => Error::Shape {
+            context: format!("--points ({})", points.display()),
+            expected,
+            got,
+        },
+        e => e,
+    })?;
     outputs.stage_array(out, &logp)?;
     let mut v = report_json(&o.report)?;
     v["points"] = serde_json::json!(y.nrows());

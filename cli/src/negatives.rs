@@ -1,9 +1,9 @@
 //! `boltz negatives`.
 
 use super::commands::read_matrix;
-use boltz::error::{Error, Result};
-use boltz::kernels::KernelSpec;
-use boltz::negatives::{Init, Method, NegativeSampler, ReplayPolicy};
+use boltz::error::Result;
+use boltz::jobs::NegativesJob;
+use boltz::negatives::{Init, NegativeSampler};
 use boltz::{StateSpace, io};
 use std::path::PathBuf;
 
@@ -123,58 +123,25 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         .transpose()?;
     let energy = model.energy(ctx)?;
     let binary = energy.space() == StateSpace::Binary;
-    let init = parse_init(&args.init, binary)?;
-    let method = match (args.method.as_str(), args.buffer) {
-        ("short-run", 0) => Method::ShortRun,
-        ("short-run", capacity) => Method::Replay {
-            capacity,
-            reinit: args.reinit,
-            policy: match args.buffer_policy.as_str() {
-                "append" => ReplayPolicy::Append,
-                "write-back" => ReplayPolicy::WriteBack,
-                other => {
-                    return Err(Error::param(
-                        "--buffer-policy",
-                        format!("unknown policy `{other}` (append, write-back)"),
-                    ));
-                }
-            },
-        },
-        ("cd", 0) => Method::Cd,
-        ("pcd", 0) => Method::Pcd,
-        ("cd" | "pcd", _) => {
-            return Err(Error::param(
-                "--buffer",
-                "a replay buffer goes with --method short-run",
-            ));
-        }
-        (other, _) => {
-            return Err(Error::param(
-                "--method",
-                format!("unknown method `{other}` (short-run, cd, pcd)"),
-            ));
-        }
+    let job = NegativesJob {
+        method: args.method.clone(),
+        kernel: args.kernel.clone(),
+        steps: args.steps,
+        step_size: args.step_size,
+        noise: args.noise,
+        grad_clip: args.grad_clip,
+        clamp: None,
+        leapfrog: args.leapfrog,
+        jitter: args.jitter,
+        buffer: args.buffer,
+        reinit: args.reinit,
+        buffer_policy: args.buffer_policy.clone(),
+        beta: args.beta,
+        seed: args.seed,
+        init: parse_init(&args.init, binary)?,
     };
-    if !(0.0..=1.0).contains(&args.reinit) {
-        return Err(Error::param(
-            "--reinit",
-            format!("must be in [0, 1], got {}", args.reinit),
-        ));
-    }
-    let mut spec = match &args.kernel {
-        Some(name) => KernelSpec::new(name)?,
-        None if binary => KernelSpec::new("gibbs")?,
-        None => KernelSpec::new("ula")?,
-    };
-    boltz::error::check_positive("--step-size", args.step_size)?;
-    boltz::error::check_beta("--beta", args.beta)?;
-    spec = spec.step_size(args.step_size)?.leapfrog(args.leapfrog);
-    (spec.jitter, spec.noise, spec.grad_clip, spec.track_energy) =
-        (args.jitter, args.noise, args.grad_clip, false);
-    let scaled = boltz::energy::Scaled::new(energy.as_ref(), args.beta)?;
-    let target: &dyn boltz::Energy = &scaled;
-    let kernel = spec.build_for(target)?;
-    let kernel_name = spec.name().to_string();
+    let method = job.method()?;
+    let (_, kernel_name) = job.kernel(energy.as_ref())?;
     // The state belongs to this model (its parameters), contexts and beta.
     let tag = format!(
         "model {} context {} beta {}",
@@ -188,53 +155,35 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         None => None,
     };
     let mut sampler = match args.state.as_deref().filter(|p| p.exists()) {
-        Some(path) => {
-            NegativeSampler::load_tagged(path, method, init, chains, energy.dim(), args.seed, &tag)?
-        }
-        None => NegativeSampler::new(method, init, chains, energy.dim(), args.seed)?.with_tag(tag),
+        Some(path) => NegativeSampler::load_tagged(
+            path,
+            method,
+            job.init.clone(),
+            chains,
+            energy.dim(),
+            args.seed,
+            &tag,
+        )?,
+        None => job.sampler(energy.as_ref(), chains)?.with_tag(tag),
     };
-    let positives =
-        (data.nrows() == chains || energy.fixed_rows().is_none()).then_some(data.view());
     let control = boltz::run::Control {
         stop: Some(stop.clone()),
         ..Default::default()
     };
-    let tuning = kernel.initial_tuning();
-    let mut batch = sampler.generate_with(
-        target,
-        kernel.as_ref(),
-        &tuning,
-        args.steps,
-        positives,
+    let (batch, _, mut warnings) = boltz::jobs::negatives::call(
+        &mut sampler,
+        energy.as_ref(),
+        &job,
+        Some(data.view()),
         &control,
     )?;
-    if !batch.complete {
-        return Err(Error::Interrupted(
-            "the call was stopped: nothing written, the state file is as it was".into(),
-        ));
-    }
-    // The sampler saw beta F: report energies F.
-    for v in [
-        &mut batch.stats.energy_pos,
-        &mut batch.stats.energy_neg,
-        &mut batch.stats.energy_gap,
-    ] {
-        *v /= args.beta;
-    }
     outputs.stage_array(&args.out, &batch.negatives)?;
     if let Some(path) = &args.state {
         outputs.stage(path, &sampler.save_bytes(path)?)?;
     }
     let s = &batch.stats;
-    let mut warnings = Vec::new();
     if args.method == "pcd" && args.state.is_none() {
-        warnings.push("--method pcd without --state: the chains are not kept between calls, so this call is short-run from noise; give --state FILE to persist them".to_string());
-    }
-    if s.divergences > 0 {
-        warnings.push(format!(
-            "{} divergent transitions (non-finite energies): lower the step size or clip the gradient",
-            s.divergences
-        ));
+        warnings.insert(0, "--method pcd without --state: the chains are not kept between calls, so this call is short-run from noise; give --state FILE to persist them".to_string());
     }
     let v = serde_json::json!({
         "model": model.name,

@@ -146,6 +146,28 @@ impl<'a> AisProblem<'a> {
         Self::build(model, all, range, self.particles, self.base)
     }
 
+    /// The same problem with `particles` per context (the pilot runs
+    /// fewer): a conditional energy's rows must match its contexts.
+    pub(crate) fn with_particles(&self, particles: usize) -> Result<AisProblem<'a>> {
+        match &self.cond {
+            Some((model, all)) if particles != self.particles => Self::build(
+                model.clone(),
+                all.clone(),
+                self.first_group..self.first_group + self.groups,
+                particles,
+                self.base,
+            ),
+            _ => Ok(AisProblem {
+                energy: self.energy.clone(),
+                base: self.base,
+                groups: self.groups,
+                cond: self.cond.clone(),
+                particles: self.particles,
+                first_group: self.first_group,
+            }),
+        }
+    }
+
     fn build(
         model: Arc<dyn ConditionalEnergy>,
         all: Arc<Array2<f64>>,

@@ -41,8 +41,11 @@ pub(crate) fn plan(
     };
     let start_step = config.step_size.unwrap_or(0.1);
     let pilot_n = config.pilot_particles.min(config.particles);
+    // Each context's rows repeat it `particles` times: the pilot's energy
+    // repeats it `pilot_n` times.
+    let pilot_problem = problem.with_particles(pilot_n)?;
     let p = pass(
-        problem,
+        &pilot_problem,
         config,
         pilot_n,
         config.seed ^ 0x5A5A_5A5A_5A5A_5A5A,

@@ -15,7 +15,8 @@ use ndarray::Array2;
 /// "Exact where the model allows": the exact log Z per context (the
 /// model's default contexts when `contexts` is `None`), where the model has
 /// one at inverse temperature `beta` (at beta = 1): RBMs with a layer of at
-/// most 24 units by enumeration, closed-form Gaussians, mixtures and
+/// most 24 units by enumeration, binary energies given as code with at
+/// most 20 bits by enumeration, closed-form Gaussians, mixtures and
 /// funnels, the ring by its radial formula. `None` otherwise (AIS then).
 ///
 /// ```
@@ -53,6 +54,10 @@ pub fn model_log_z(
             )
         }
         Family::Mlp(_) => None,
+        // A binary energy given as code: a sum over its states, up to 2^20.
+        Family::Custom(e) if e.space() == crate::StateSpace::Binary && e.dim() <= 20 => {
+            Some(vec![enumerate_log_z(e.as_ref())?])
+        }
         _ => model.exact_log_z.map(|v| vec![v]),
     })
 }

@@ -84,6 +84,17 @@ pub fn read_checkpoint<T: serde::de::DeserializeOwned>(
     kind: &str,
     settings: &str,
 ) -> Result<(T, Vec<f64>)> {
+    read_checkpoint_as(path, kind, Some(settings)).map(|(t, d, _)| (t, d))
+}
+
+/// [`read_checkpoint`] that also returns the stored settings; with
+/// `settings` `None` any settings are accepted (the caller checks them
+/// against the state, as a file that describes its own run).
+pub fn read_checkpoint_as<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &str,
+    settings: Option<&str>,
+) -> Result<(T, Vec<f64>, String)> {
     let bytes = super::read_input(path)?;
     let bad = |r: &str| Error::checkpoint(path, r.to_string());
     if bytes.starts_with(b"BOLTZCK1") || bytes.first() == Some(&b'{') {
@@ -132,7 +143,7 @@ pub fn read_checkpoint<T: serde::de::DeserializeOwned>(
             header.kind
         )));
     }
-    if header.settings != settings {
+    if settings.is_some_and(|s| header.settings != s) {
         return Err(bad(&format!(
             "written by a run with other settings ({}); resume with the same ones",
             header.settings
@@ -142,7 +153,7 @@ pub fn read_checkpoint<T: serde::de::DeserializeOwned>(
         .chunks_exact(8)
         .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
         .collect();
-    Ok((header.state, data))
+    Ok((header.state, data, header.settings))
 }
 
 #[cfg(test)]

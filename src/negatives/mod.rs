@@ -448,6 +448,33 @@ impl NegativeSampler {
         Self::restore(s).map_err(|e| Error::checkpoint(path, e.to_string()))
     }
 
+    /// Loads a state file whatever its settings: the settings come from the
+    /// file (checked against the state it holds: a file whose header and
+    /// state disagree is refused). The caller checks them against what it
+    /// needs, the tag first ([`NegativeState::tag`]).
+    pub fn load_any(path: &std::path::Path) -> Result<Self> {
+        let ((mut s, (np, nb)), data, settings): (
+            (NegativeState, (usize, usize)),
+            Vec<f64>,
+            String,
+        ) = crate::io::checkpoint::read_checkpoint_as(path, "negatives", None)?;
+        if settings != Self::settings(&s.method, &s.init, s.n_chains, s.dim, s.seed, &s.tag) {
+            return Err(Error::checkpoint(
+                path,
+                "the header's settings do not describe the state it holds (corrupt?)",
+            ));
+        }
+        if np.checked_add(nb) != Some(data.len()) {
+            return Err(Error::checkpoint(
+                path,
+                "array lengths do not match the file",
+            ));
+        }
+        s.persistent = data[..np].to_vec();
+        s.buffer = data[np..].to_vec();
+        Self::restore(s).map_err(|e| Error::checkpoint(path, e.to_string()))
+    }
+
     /// Entries in the replay buffer.
     pub fn buffer_len(&self) -> usize {
         self.state.buffer.len() / self.state.dim.max(1)

@@ -1,0 +1,201 @@
+//! The negatives job: one call of a [`NegativeSampler`] with the kernel,
+//! method and checks the CLI's `negatives` uses.
+
+use crate::energy::Scaled;
+use crate::error::{Error, Result};
+use crate::init::Init;
+use crate::kernels::{Kernel, KernelSpec};
+use crate::negatives::{Method, NegativeBatch, NegativeSampler, ReplayPolicy};
+use crate::run::Control;
+use crate::{Energy, StateSpace};
+use ndarray::ArrayView2;
+
+/// The settings of negative sampling, with the CLI's defaults ([`NegativesJob::default`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NegativesJob {
+    /// `short-run` (default; with `buffer` > 0 a replay buffer), `cd` or `pcd`.
+    pub method: String,
+    /// Kernel (default: `gibbs` for binary models, else `ula`).
+    pub kernel: Option<String>,
+    /// Transitions per call (default 100).
+    pub steps: usize,
+    /// Step size (default 0.01).
+    pub step_size: f64,
+    /// ULA noise scale (default: the Langevin sqrt(2 step)).
+    pub noise: Option<f64>,
+    /// Clip each chain's gradient to this norm.
+    pub grad_clip: Option<f64>,
+    /// Clamp every coordinate to `[lo, hi]` after a step.
+    pub clamp: Option<(f64, f64)>,
+    /// HMC leapfrog steps (default 16).
+    pub leapfrog: usize,
+    /// HMC step jitter (default 0.2).
+    pub jitter: f64,
+    /// Replay buffer capacity (0: none).
+    pub buffer: usize,
+    /// Fraction of chains started from fresh noise with a buffer (default 0.05).
+    pub reinit: f64,
+    /// `append` (default) or `write-back`.
+    pub buffer_policy: String,
+    /// Inverse temperature: the chains target `exp(-beta F)` (default 1).
+    pub beta: f64,
+    /// Seed of every chain's stream.
+    pub seed: u64,
+    /// Where fresh chains start (default N(0, 1)).
+    pub init: Init,
+}
+
+impl Default for NegativesJob {
+    fn default() -> Self {
+        NegativesJob {
+            method: "short-run".into(),
+            kernel: None,
+            steps: 100,
+            step_size: 0.01,
+            noise: None,
+            grad_clip: None,
+            clamp: None,
+            leapfrog: 16,
+            jitter: 0.2,
+            buffer: 0,
+            reinit: 0.05,
+            buffer_policy: "append".into(),
+            beta: 1.0,
+            seed: 0,
+            init: Init::Gaussian { std: 1.0 },
+        }
+    }
+}
+
+impl NegativesJob {
+    /// The method the settings name (errors name the CLI flag).
+    pub fn method(&self) -> Result<Method> {
+        if !(0.0..=1.0).contains(&self.reinit) {
+            return Err(Error::param(
+                "--reinit",
+                format!("must be in [0, 1], got {}", self.reinit),
+            ));
+        }
+        Ok(match (self.method.as_str(), self.buffer) {
+            ("short-run", 0) => Method::ShortRun,
+            ("short-run", capacity) => Method::Replay {
+                capacity,
+                reinit: self.reinit,
+                policy: match self.buffer_policy.as_str() {
+                    "append" => ReplayPolicy::Append,
+                    "write-back" => ReplayPolicy::WriteBack,
+                    other => {
+                        return Err(Error::param(
+                            "--buffer-policy",
+                            format!("unknown policy `{other}` (append, write-back)"),
+                        ));
+                    }
+                },
+            },
+            ("cd", 0) => Method::Cd,
+            ("pcd", 0) => Method::Pcd,
+            ("cd" | "pcd", _) => {
+                return Err(Error::param(
+                    "--buffer",
+                    "a replay buffer goes with --method short-run",
+                ));
+            }
+            (other, _) => {
+                return Err(Error::param(
+                    "--method",
+                    format!("unknown method `{other}` (short-run, cd, pcd)"),
+                ));
+            }
+        })
+    }
+
+    /// The kernel for `energy` at the job's beta, and its name.
+    pub fn kernel(&self, energy: &dyn Energy) -> Result<(Box<dyn Kernel>, String)> {
+        let binary = energy.space() == StateSpace::Binary;
+        let mut spec = match &self.kernel {
+            Some(name) => KernelSpec::new(name)?,
+            None if binary => KernelSpec::new("gibbs")?,
+            None => KernelSpec::new("ula")?,
+        };
+        crate::error::check_positive("--step-size", self.step_size)?;
+        crate::error::check_beta("--beta", self.beta)?;
+        spec = spec.step_size(self.step_size)?.leapfrog(self.leapfrog);
+        (spec.jitter, spec.noise, spec.grad_clip, spec.clamp) =
+            (self.jitter, self.noise, self.grad_clip, self.clamp);
+        spec.track_energy = false;
+        let scaled = Scaled::new(energy, self.beta)?;
+        let kernel = spec.build_for(&scaled)?;
+        Ok((kernel, spec.name().to_string()))
+    }
+
+    /// A sampler of `chains` chains for `energy` under these settings.
+    pub fn sampler(&self, energy: &dyn Energy, chains: usize) -> Result<NegativeSampler> {
+        NegativeSampler::new(
+            self.method()?,
+            self.init.clone(),
+            chains,
+            energy.dim(),
+            self.seed,
+        )
+    }
+}
+
+/// One call: `job.steps` transitions of the job's kernel on `beta F` from
+/// the sampler's starts. `data` (positives, one per chain) start CD and give
+/// the energy gap. Returns the batch (energies and stats in `F`, beta 1), the
+/// kernel's name and the warnings. A stopped call is an
+/// [`Error::Interrupted`] and leaves the sampler as it was.
+///
+/// ```
+/// use boltz::jobs::{NegativesJob, negatives::call};
+/// let energy = boltz::model::load("gauss-ill")?.energy(None)?;
+/// let job = NegativesJob { steps: 20, ..NegativesJob::default() };
+/// let mut sampler = job.sampler(energy.as_ref(), 8)?;
+/// let (batch, kernel, warnings) = call(&mut sampler, energy.as_ref(), &job, None, &Default::default())?;
+/// assert_eq!((batch.negatives.dim(), kernel.as_str()), ((8, 100), "ula"));
+/// assert!(warnings.is_empty());
+/// # Ok::<(), boltz::Error>(())
+/// ```
+pub fn call(
+    sampler: &mut NegativeSampler,
+    energy: &dyn Energy,
+    job: &NegativesJob,
+    data: Option<ArrayView2<f64>>,
+    control: &Control,
+) -> Result<(NegativeBatch, String, Vec<String>)> {
+    let (kernel, name) = job.kernel(energy)?;
+    let scaled = Scaled::new(energy, job.beta)?;
+    let chains = sampler.state().n_chains;
+    let positives = data.filter(|d| d.nrows() == chains || energy.fixed_rows().is_none());
+    let tuning = kernel.initial_tuning();
+    let mut batch = sampler.generate_with(
+        &scaled,
+        kernel.as_ref(),
+        &tuning,
+        job.steps,
+        positives,
+        control,
+    )?;
+    if !batch.complete {
+        return Err(Error::Interrupted(
+            "the call was stopped: nothing written, the negatives state is as it was".into(),
+        ));
+    }
+    // The sampler saw beta F: report energies F.
+    for v in [
+        &mut batch.stats.energy_pos,
+        &mut batch.stats.energy_neg,
+        &mut batch.stats.energy_gap,
+    ] {
+        *v /= job.beta;
+    }
+    batch.energies.mapv_inplace(|e| e / job.beta);
+    let mut warnings = Vec::new();
+    if batch.stats.divergences > 0 {
+        warnings.push(format!(
+            "{} divergent transitions (non-finite energies): lower the step size or clip the gradient",
+            batch.stats.divergences
+        ));
+    }
+    Ok((batch, name, warnings))
+}

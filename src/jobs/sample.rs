@@ -1,0 +1,276 @@
+//! The sample job: a kernel from its spec, warm-up, draws, diagnostics,
+//! the checks against exact draws and the report (the CLI's `sample`).
+
+use crate::Energy;
+use crate::diagnostics;
+use crate::error::Result;
+use crate::init::Init;
+use crate::kernels::KernelSpec;
+use crate::model::Model;
+use crate::run::{Control, Observer};
+use crate::sampler::{self, SampleConfig, SampleOutput};
+use ndarray::Array2;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The settings of a sample job, with the CLI's defaults ([`SampleJob::new`]).
+#[derive(Clone, Debug)]
+pub struct SampleJob {
+    /// Kernel name (`boltz::KernelSpec::names()`: `mala`, `ula`, `hmc`, `rwm`, `gibbs`).
+    pub sampler: String,
+    /// Chains (default 4).
+    pub chains: usize,
+    /// Warm-up steps per chain (default 1000).
+    pub warmup: usize,
+    /// Draws kept per chain (default 1000).
+    pub draws: usize,
+    /// Steps per kept draw (default 1).
+    pub thin: usize,
+    /// Seed: chain `i` draws from the ChaCha stream keyed by `(seed, i)`.
+    pub seed: u64,
+    /// A fixed step size; `None` adapts it in warm-up (ULA then takes the
+    /// step a MALA warm-up adapts to).
+    pub step_size: Option<f64>,
+    /// Inverse temperature of the target `exp(-beta F)` (default 1).
+    pub beta: f64,
+    /// HMC leapfrog steps (default 16).
+    pub leapfrog: usize,
+    /// HMC step jitter, a fraction of the step (default 0.2).
+    pub jitter: f64,
+    /// ULA noise scale (default: the Langevin sqrt(2 step)).
+    pub noise: Option<f64>,
+    /// Clip each chain's gradient to this norm.
+    pub grad_clip: Option<f64>,
+    /// Clamp every coordinate to `[lo, hi]` after a step.
+    pub clamp: Option<(f64, f64)>,
+    /// Target acceptance of the step-size adaptation (kernel default if `None`).
+    pub target_accept: Option<f64>,
+    /// One step size for all chains instead of one per chain.
+    pub shared_step: bool,
+    /// Adapt a diagonal mass matrix in warm-up (default true).
+    pub adapt_mass: bool,
+    /// Starting distribution where no starting rows are given (default
+    /// over-dispersed, [`Init::default`]).
+    pub init: Init,
+    /// Record each draw's energy (default true).
+    pub record_energies: bool,
+}
+
+impl Default for SampleJob {
+    fn default() -> Self {
+        Self::new("mala")
+    }
+}
+
+impl SampleJob {
+    /// The CLI's defaults for `sampler`.
+    pub fn new(sampler: &str) -> Self {
+        SampleJob {
+            sampler: sampler.to_string(),
+            chains: 4,
+            warmup: 1000,
+            draws: 1000,
+            thin: 1,
+            seed: 0,
+            step_size: None,
+            beta: 1.0,
+            leapfrog: 16,
+            jitter: 0.2,
+            noise: None,
+            grad_clip: None,
+            clamp: None,
+            target_accept: None,
+            shared_step: false,
+            adapt_mass: true,
+            init: Init::default(),
+            record_energies: true,
+        }
+    }
+
+    /// The kernel spec, checked against `energy`.
+    pub fn kernel_spec(&self, energy: &dyn Energy) -> Result<KernelSpec> {
+        if let Some(s) = self.step_size {
+            crate::error::check_positive("step_size", s)?;
+        }
+        let mut spec = KernelSpec::new(&self.sampler)?;
+        spec.check(energy)?;
+        spec.step_size = self.step_size;
+        spec.leapfrog = self.leapfrog;
+        spec.jitter = self.jitter;
+        spec.noise = self.noise;
+        spec.grad_clip = self.grad_clip;
+        spec.clamp = self.clamp;
+        if let Some(t) = self.target_accept {
+            spec = spec.target_accept(t)?;
+        }
+        spec.build()?;
+        Ok(spec)
+    }
+
+    /// The driver's configuration.
+    pub fn config(&self, dim: usize) -> Result<SampleConfig> {
+        let config = SampleConfig {
+            n_chains: self.chains,
+            warmup: self.warmup,
+            draws: self.draws,
+            thin: self.thin,
+            seed: self.seed,
+            beta: self.beta,
+            adapt_step_size: self.step_size.is_none(),
+            shared_step_size: self.shared_step,
+            adapt_mass: self.adapt_mass,
+            record_energies: self.record_energies,
+            observe_every: 10,
+            init: self.init.clone(),
+            ..SampleConfig::new()
+        };
+        config.validate(dim)?;
+        Ok(config)
+    }
+}
+
+/// What a sample job returns.
+pub struct SampleRun {
+    /// Draws, energies and statistics.
+    pub output: SampleOutput,
+    /// The CLI's JSON report (`acceptance`, `divergences`, `step_size`,
+    /// `ess_bulk_min`, `ess_tail_min`, `rhat_max`, `grad_evals`, `wall_s`,
+    /// `warnings`, ...).
+    pub report: serde_json::Value,
+    /// The run's warnings (also in the report).
+    pub warnings: Vec<String>,
+    /// The overview of the diagnostics (NaN with fewer than 4 draws).
+    pub overview: diagnostics::Overview,
+    /// Whether the draws were checked against exact draws of the target.
+    pub exact_check: bool,
+    /// Whether the kernel uses no gradient (no step size, mass or gradient count).
+    pub gradient_free: bool,
+    /// Whether each chain has its own context (chains then target
+    /// different laws and R-hat does not apply).
+    pub per_chain_context: bool,
+}
+
+/// Runs `job` on `model` (with `context` for a conditional model) from
+/// `init` rows (chains x dim) or the job's starting distribution, or
+/// continues the run saved at `resume`. `control` carries the stop flag,
+/// checkpoints and the settings a checkpoint must match.
+///
+/// ```
+/// use boltz::jobs::{SampleJob, sample};
+/// let model = boltz::model::load("gauss-ill")?;
+/// let mut job = SampleJob::new("mala");
+/// (job.warmup, job.draws) = (200, 100);
+/// let run = sample(&model, None, &job, None, &mut boltz::NoObserver, &Default::default(), None)?;
+/// assert_eq!(run.output.samples.dim(), (4, 100, 100));
+/// assert!(run.report["acceptance"].as_f64().unwrap() > 0.3);
+/// # Ok::<(), boltz::Error>(())
+/// ```
+pub fn sample(
+    model: &Model,
+    context: Option<Array2<f64>>,
+    job: &SampleJob,
+    init: Option<Array2<f64>>,
+    observer: &mut dyn Observer,
+    control: &Control,
+    resume: Option<&Path>,
+) -> Result<SampleRun> {
+    let energy: Arc<dyn Energy> = model.energy(context)?;
+    let mut spec = job.kernel_spec(energy.as_ref())?;
+    let config = job.config(energy.dim())?;
+    // ULA has no acceptance rate to tune against: without a step size it
+    // takes the one a MALA warm-up adapts to (as `compare` does).
+    if spec.name() == "ula" && job.step_size.is_none() {
+        spec.step_size = Some(crate::compare::ula_default_step(energy.as_ref(), &config)?);
+    }
+    let kernel = spec.build()?;
+    let out = match resume {
+        Some(path) => sampler::resume(energy.as_ref(), kernel.as_ref(), path, observer, control)?,
+        None => sampler::sample_with(
+            energy.as_ref(),
+            kernel.as_ref(),
+            &config,
+            init,
+            observer,
+            control,
+        )?,
+    };
+    let (c, d, k) = out.samples.dim();
+    // An interrupted run may have fewer than 4 draws: no diagnostics then.
+    let have_diag = d >= 4;
+    let ov = if have_diag {
+        diagnostics::overview(&diagnostics::summarize(out.samples.view())?)
+    } else {
+        diagnostics::Overview {
+            ess_bulk_min: f64::NAN,
+            ess_tail_min: f64::NAN,
+            rhat_max: f64::NAN,
+        }
+    };
+    let s = &out.stats;
+    let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len().max(1) as f64;
+    let divergences: usize = s.divergences.iter().sum();
+    // Exact draws of the target (suite targets, Gaussians, mixtures, the
+    // funnel; at beta 1) let the run be checked against the truth.
+    let exact = (config.beta == 1.0)
+        .then(|| crate::ais::exact_draws(model, 4096, config.seed))
+        .flatten();
+    let mut warnings = sampler::warnings(
+        energy.as_ref(),
+        &out,
+        have_diag.then_some(&ov),
+        exact.as_ref().map(|e| e.view()),
+    )?;
+    if !out.complete {
+        warnings.push(format!(
+            "interrupted: {d} of {} draws written{}",
+            config.draws,
+            control
+                .checkpoint
+                .as_ref()
+                .map_or(String::new(), |p| format!(
+                    "; resume with --resume {}",
+                    p.display()
+                ))
+        ));
+    }
+    let gradient_free = !kernel.has_step_size();
+    let mut report = serde_json::json!({
+        "partial": !out.complete,
+        "model": model.name,
+        "sampler": s.kernel,
+        "dim": k,
+        "chains": c,
+        "draws": d,
+        "warmup": config.warmup,
+        "thin": config.thin,
+        "seed": config.seed,
+        "beta": config.beta,
+        "init": job.init.describe(),
+        "acceptance": acceptance,
+        "acceptance_per_chain": s.acceptance,
+        "divergences": divergences,
+        "divergences_per_chain": s.divergences,
+        "warmup_divergences": s.warmup_divergences,
+        "ess_bulk_min": ov.ess_bulk_min,
+        "ess_tail_min": ov.ess_tail_min,
+        "rhat_max": ov.rhat_max,
+        "exact_check": exact.is_some(),
+        "energy_evals": s.energy_evals,
+        "wall_s": s.wall_s,
+        "warnings": warnings,
+    });
+    if !gradient_free {
+        report["step_size"] = serde_json::json!(s.step_size);
+        report["inv_mass"] = serde_json::json!(s.inv_mass);
+        report["grad_evals"] = serde_json::json!(s.grad_evals);
+    }
+    Ok(SampleRun {
+        exact_check: exact.is_some(),
+        output: out,
+        report,
+        warnings,
+        overview: ov,
+        gradient_free,
+        per_chain_context: energy.fixed_rows().is_some(),
+    })
+}
