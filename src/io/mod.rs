@@ -5,12 +5,14 @@ pub mod checkpoint;
 pub mod hash;
 pub mod model_file;
 pub mod npy;
+pub mod safetensors;
 
 pub use atomic::{Outputs, write_atomic, write_json_atomic};
 pub use checkpoint::{CHECKPOINT_VERSION, read_checkpoint, write_checkpoint};
 pub use hash::{Fnv1a, fnv1a};
 pub use model_file::load_model_file;
 pub use npy::{NpyArray, read_npy, read_npy_bytes, write_npy};
+pub use safetensors::SafeTensors;
 
 /// Reads an input file whole, refusing what is not a regular file (a
 /// directory, a device such as `/dev/zero`, a FIFO that would block) and

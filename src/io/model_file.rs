@@ -11,7 +11,13 @@
 //! {"kind": "rbm", "weights": "W.npy", "visible_bias": "b.npy", "hidden_bias": "c.npy"}
 //! ```
 //! An array is an inline (nested) JSON array or the path of an `.npy` file,
-//! relative to the model file. Unknown keys, wrong types, wrong shapes and
+//! relative to the model file. A model with a `"safetensors": "w.safetensors"`
+//! key takes its string arrays as tensor names in that file (weights saved
+//! by torch: `{"kind": "mlp", "safetensors": "energy.safetensors", "layers":
+//! [{"weight": "net.0.weight", "bias": "net.0.bias", "activation": "silu"}, ...]}`);
+//! an MLP's weights are then in torch's `nn.Linear` layout (out x in) unless
+//! `"layout": "in_out"` says otherwise (`"layout": "torch"` also reads npy
+//! or inline weights in torch's layout). Unknown keys, wrong types, wrong shapes and
 //! non-finite numbers are errors naming the file and the key.
 
 use crate::energy::{
@@ -19,6 +25,7 @@ use crate::energy::{
 };
 use crate::error::{Error, Result};
 use crate::io::npy::{MAX_ELEMENTS, NpyArray, read_npy};
+use crate::io::safetensors::SafeTensors;
 use crate::model::{Family, Model};
 use ndarray::{Array1, Array2};
 use serde_json::{Map, Value};
@@ -31,6 +38,9 @@ pub const MAX_DIM: u64 = 1 << 24;
 struct Ctx<'a> {
     path: &'a Path,
     dir: PathBuf,
+    /// The model's `safetensors` file: its string arrays name tensors in it
+    /// (a string ending in `.npy` is still an npy file).
+    tensors: Option<SafeTensors>,
 }
 
 impl Ctx<'_> {
@@ -43,6 +53,10 @@ impl Ctx<'_> {
 
     fn check_keys(&self, obj: &Map<String, Value>, allowed: &[&str], at: &str) -> Result<()> {
         for k in obj.keys() {
+            // Every model may take its arrays from a safetensors file.
+            if at.is_empty() && k == "safetensors" {
+                continue;
+            }
             if !allowed.contains(&k.as_str()) {
                 return Err(self.err(format!(
                     "unknown key `{at}{k}` (allowed: {})",
@@ -90,6 +104,13 @@ impl Ctx<'_> {
     fn array(&self, obj: &Map<String, Value>, key: &str, at: &str) -> Result<NpyArray> {
         let v = self.get(obj, key, at)?;
         let arr = match v {
+            Value::String(name) if self.tensors.is_some() && !name.ends_with(".npy") => self
+                .tensors
+                .as_ref()
+                .map(|t| t.tensor(name))
+                .transpose()
+                .map_err(|e| self.err(format!("`{at}{key}`: {e}")))?
+                .ok_or_else(|| self.err("no safetensors file"))?,
             Value::String(file) => {
                 let p = self.dir.join(file);
                 read_npy(&p).map_err(|e| self.err(format!("`{at}{key}`: {e}")))?
@@ -210,7 +231,11 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
         reason: "is not UTF-8 text".into(),
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let ctx = Ctx { path, dir };
+    let mut ctx = Ctx {
+        path,
+        dir,
+        tensors: None,
+    };
     let value: Value =
         serde_json::from_str(&text).map_err(|e| ctx.err(format!("malformed JSON: {e}")))?;
     serde_json::from_str::<NoDuplicates>(&text).map_err(|e| ctx.err(e.to_string()))?;
@@ -221,6 +246,17 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
         .get(obj, "kind", "")?
         .as_str()
         .ok_or_else(|| ctx.err("`kind` must be a string"))?;
+    if let Some(v) = obj.get("safetensors") {
+        let file = v.as_str().ok_or_else(|| {
+            ctx.err(format!(
+                "`safetensors` must be the path of a .safetensors file, got {}",
+                type_name(v)
+            ))
+        })?;
+        let p = ctx.dir.join(file);
+        ctx.tensors =
+            Some(SafeTensors::open(&p).map_err(|e| ctx.err(format!("`safetensors`: {e}")))?);
+    }
     let family = match kind {
         "gaussian" => {
             let mean = ctx.vector(obj, "mean", "")?;
@@ -280,7 +316,19 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
             ctx.wrap(Ring::new(x, y, w).map(|r| Family::Ring(Arc::new(r))))?
         }
         "mlp" => {
-            ctx.check_keys(obj, &["kind", "x_dim", "l2", "layers"], "")?;
+            ctx.check_keys(obj, &["kind", "x_dim", "l2", "layers", "layout"], "")?;
+            // Weights are (in x out) unless `layout` says torch's (out x in),
+            // the default for tensors from a safetensors file.
+            let torch_layout = match obj.get("layout") {
+                None => ctx.tensors.is_some(),
+                Some(Value::String(s)) if s == "torch" => true,
+                Some(Value::String(s)) if s == "in_out" => false,
+                Some(v) => {
+                    return Err(ctx.err(format!(
+                        "`layout` must be \"torch\" (out x in, nn.Linear's weight) or \"in_out\", got {v}"
+                    )));
+                }
+            };
             let x_dim = ctx.size(obj, "x_dim", "")?;
             let l2 = if obj.contains_key("l2") {
                 ctx.number(obj, "l2", "")?
@@ -299,6 +347,11 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
                     .ok_or_else(|| ctx.err(format!("`layers[{i}]` must be an object")))?;
                 ctx.check_keys(lo, &["weight", "bias", "activation"], &at)?;
                 let weight = ctx.matrix(lo, "weight", &at)?;
+                let weight = if torch_layout {
+                    weight.reversed_axes().as_standard_layout().into_owned()
+                } else {
+                    weight
+                };
                 let bias = Array1::from(ctx.vector(lo, "bias", &at)?);
                 let act = match lo.get("activation") {
                     None => Activation::None,
