@@ -1,0 +1,556 @@
+"""boltz: sampling from energy-based models, from Python.
+
+An energy ``F(x, y)`` scores a state ``y`` (and a context ``x``); at inverse
+temperature ``beta`` the target is ``exp(-beta F(x, y)) / Z(x)``. boltz runs
+Langevin, MALA, HMC, random-walk Metropolis and Gibbs chains, annealed
+importance sampling of ``log Z``, negatives for contrastive training and
+diagnostics in Rust, on all cores, with the interpreter lock released.
+
+Energies:
+
+- :func:`load_model`: a suite target (``"gauss-ill"``, ``"gmm-ring"``,
+  ``"funnel"``, ``"mlp"``, ``"rbm20"``, ...) or a JSON model file;
+- :class:`CallbackEnergy`: your own function ``fn(y) -> (energies, gradients)``
+  evaluated for all chains at once;
+- :func:`torch_energy`: a torch module, gradients by autograd;
+- :func:`mlp_from_torch`: an ``nn.Sequential`` MLP as boltz's native MLP.
+
+Jobs: :func:`sample`, :func:`logz`, :func:`log_prob`, :class:`Negatives`,
+:func:`diagnose`, :func:`compare`. Errors are :class:`BoltzError` (a
+``ValueError``); Ctrl-C stops any job with ``KeyboardInterrupt``.
+
+Example::
+
+    import numpy as np, boltz
+
+    def quartic(y):                      # F(y) = |y|^2 / 2 + y_0^4 / 4
+        e = 0.5 * (y ** 2).sum(1) + 0.25 * y[:, 0] ** 4
+        g = y.copy(); g[:, 0] += y[:, 0] ** 3
+        return e, g
+
+    energy = boltz.CallbackEnergy(quartic, dim=3)
+    draws, report = boltz.sample(energy, "mala", chains=4, warmup=500, draws=500)
+    z = boltz.logz(energy, particles=256, temps=200)
+    print(draws.shape, report["rhat_max"], z["log_z"], z["stderr"])
+"""
+
+from __future__ import annotations
+
+import json as _json
+import os as _os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as _np
+
+from . import _native
+from ._native import BoltzError, CallbackEnergy, Energy
+
+__version__ = _native.__version__
+
+__all__ = [
+    "BoltzError",
+    "CallbackEnergy",
+    "Energy",
+    "Negatives",
+    "compare",
+    "diagnose",
+    "load_model",
+    "log_prob",
+    "logz",
+    "mlp_from_torch",
+    "sample",
+    "threads",
+    "torch_energy",
+]
+
+_Array = Any  # numpy.ndarray (or anything numpy.asarray takes)
+
+
+def _f64_2d(a: Optional[_Array], what: str, cols: Optional[int] = None) -> Optional[_np.ndarray]:
+    """A C-contiguous float64 (n, cols) copy or view of ``a``; 1-D becomes one row."""
+    if a is None:
+        return None
+    try:
+        arr = _np.ascontiguousarray(_np.asarray(a, dtype=_np.float64))
+    except (TypeError, ValueError) as e:
+        raise BoltzError(f"invalid value for `{what}`: not an array of numbers ({e})") from None
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise BoltzError(f"shape mismatch in {what}: expected a 2-D array, got shape {arr.shape}")
+    if cols is not None and arr.shape[1] != cols:
+        raise BoltzError(
+            f"shape mismatch in {what}: expected (n, {cols}), got {arr.shape}"
+        )
+    return arr
+
+
+def _context(e: Energy, context: Optional[_Array]) -> Optional[_np.ndarray]:
+    """Contexts for a conditional energy, (k, x_dim) float64."""
+    if context is None:
+        return None
+    if e.x_dim == 0:
+        raise BoltzError(f"invalid value for `context`: model `{e.name}` is not conditional")
+    return _f64_2d(context, "context", e.x_dim)
+
+
+def _energy(energy: Any) -> Energy:
+    if isinstance(energy, Energy):
+        return energy
+    if isinstance(energy, (str, _os.PathLike)):
+        return load_model(_os.fspath(energy))
+    raise BoltzError(
+        "invalid value for `energy`: expected a boltz.Energy (load_model, CallbackEnergy, "
+        f"torch_energy, mlp_from_torch) or a model name, got {type(energy).__name__}"
+    )
+
+
+def _count(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, _np.integer)):
+        raise BoltzError(f"invalid value for `{what}`: expected an integer, got {v!r}")
+    if v < 0:
+        raise BoltzError(f"invalid value for `{what}`: must be >= 0, got {v}")
+    if v >= 2**63:
+        raise BoltzError(f"invalid value for `{what}`: absurdly large ({v})")
+    return int(v)
+
+
+def load_model(name_or_path: Union[str, "_os.PathLike[str]"]) -> Energy:
+    """Load a suite target or a JSON model file, as the CLI's ``--model`` does.
+
+    Suite targets: ``gauss-ill``, ``gmm-ring``, ``gmm-far``, ``funnel``,
+    ``ring``, ``ring:N:M``, ``mlp``, ``rbm20``, ``rbm500``. A model file is
+    JSON (see the README's model-file table); arrays are inline, ``.npy``
+    paths, or tensors of a ``.safetensors`` file named by the model's
+    ``safetensors`` key.
+    """
+    return _native.load_model(_os.fspath(name_or_path))
+
+
+def threads() -> int:
+    """Worker threads boltz computes on (``RAYON_NUM_THREADS`` sets it)."""
+    return _native.threads()
+
+
+def sample(
+    energy: Union[Energy, str],
+    sampler: str = "mala",
+    chains: int = 4,
+    warmup: int = 1000,
+    draws: int = 1000,
+    seed: int = 0,
+    step_size: Optional[float] = None,
+    beta: float = 1.0,
+    context: Optional[_Array] = None,
+    init: Union[None, str, _Array] = None,
+    thin: int = 1,
+    *,
+    leapfrog: int = 16,
+    jitter: float = 0.2,
+    noise: Optional[float] = None,
+    grad_clip: Optional[float] = None,
+    clamp: Optional[Tuple[float, float]] = None,
+    target_accept: Optional[float] = None,
+    shared_step: bool = False,
+    adapt_mass: bool = True,
+    progress: bool = False,
+) -> Tuple[_np.ndarray, Dict[str, Any]]:
+    """Draw from ``exp(-beta F(y)) / Z`` with MCMC; the CLI's ``boltz sample``.
+
+    Args:
+        energy: a :class:`Energy` (or a suite name / model file).
+        sampler: ``mala`` (default), ``ula``, ``hmc``, ``rwm`` or ``gibbs``
+            (binary models).
+        chains, warmup, draws, thin: chains, warm-up steps (step size and
+            diagonal mass adapted), draws kept per chain, steps per draw.
+        seed: chain ``i`` draws from the ChaCha stream keyed by ``(seed, i)``:
+            the result is the same for any thread count.
+        step_size: a fixed step; ``None`` adapts it in warm-up (ULA takes
+            the step a MALA warm-up adapts to).
+        beta: inverse temperature.
+        context: for a conditional energy, contexts ``x``: one row for all
+            chains or one row per chain, shape (k, x_dim).
+        init: ``None`` (over-dispersed starts, ``dispersed:2,20``), a spec
+            (``gaussian:STD``, ``uniform:LO,HI``, ``dispersed:MIN,MAX``,
+            ``coins``) or starting positions (chains, dim).
+        progress: show progress on stderr.
+
+    Returns:
+        ``(draws, report)``: draws of shape (chains, draws, dim), float64,
+        and the CLI's report as a dict (``acceptance``, ``divergences``,
+        ``step_size``, ``ess_bulk_min``, ``ess_tail_min``, ``rhat_max``,
+        ``grad_evals``, ``wall_s``, ``warnings``, ...). Read the warnings:
+        they say when the draws cannot be trusted (R-hat, low ESS, modes
+        missed against exact draws).
+    """
+    e = _energy(energy)
+    init_rows = init_spec = None
+    if isinstance(init, str):
+        init_spec = init
+    elif init is not None:
+        init_rows = _f64_2d(init, "init", e.dim)
+    ctx = _context(e, context)
+    samples, report = _native.sample(
+        e,
+        str(sampler),
+        _count(chains, "chains"),
+        _count(warmup, "warmup"),
+        _count(draws, "draws"),
+        _count(seed, "seed"),
+        None if step_size is None else float(step_size),
+        float(beta),
+        ctx,
+        init_rows,
+        init_spec,
+        _count(thin, "thin"),
+        _count(leapfrog, "leapfrog"),
+        float(jitter),
+        None if noise is None else float(noise),
+        None if grad_clip is None else float(grad_clip),
+        None if clamp is None else (float(clamp[0]), float(clamp[1])),
+        None if target_accept is None else float(target_accept),
+        bool(shared_step),
+        bool(adapt_mass),
+        bool(progress),
+    )
+    return samples, _report(report)
+
+
+def _report(s: str) -> Dict[str, Any]:
+    r = _json.loads(s)
+    # JSON has no NaN: the library writes null; give numbers back as NaN.
+    for k in ("ess_bulk_min", "ess_tail_min", "rhat_max", "acceptance"):
+        if k in r and r[k] is None:
+            r[k] = float("nan")
+    return r
+
+
+def _logz_arrays(r: Dict[str, Any]) -> Dict[str, Any]:
+    for k in ("log_z", "stderr", "ess", "log_z_upper", "stderr_upper", "bootstrap_stderr"):
+        if k in r and r[k] is not None:
+            r[k] = _np.array([_np.nan if v is None else v for v in r[k]], dtype=_np.float64)
+    return r
+
+
+def logz(
+    energy: Union[Energy, str],
+    method: Optional[str] = None,
+    particles: int = 1024,
+    temps: int = 1000,
+    seed: int = 0,
+    context: Optional[_Array] = None,
+    *,
+    schedule: str = "sigmoid",
+    kernel: Optional[str] = None,
+    steps_per_temp: int = 1,
+    step_size: Optional[float] = None,
+    beta: float = 1.0,
+    reverse: Optional[bool] = None,
+    resample: Optional[float] = None,
+    base_scale: Optional[float] = None,
+    data: Optional[_Array] = None,
+    progress: bool = False,
+) -> Dict[str, Any]:
+    """Estimate ``log Z = log integral exp(-beta F(y)) dy``; the CLI's ``boltz logz``.
+
+    Args:
+        method: ``exact`` (enumeration, closed forms), ``quadrature`` (1-2
+            dims) or ``ais``; ``None``: exact where the model allows, else AIS.
+        particles, temps: AIS particles (per context) and temperatures.
+        context: for a conditional energy, (k, x_dim) contexts: one log Z(x)
+            per row.
+        schedule: ``linear``, ``geometric``, ``sigmoid``, ``piecewise`` or
+            ``adaptive``.
+        kernel: AIS transition (default ``mala``; ``gibbs`` for binary models).
+        reverse: ``True`` requires reverse AIS from exact draws (an upper
+            bound), ``False`` skips it; ``None`` runs it where exact draws exist.
+        data: binary models: positives whose base-rate model is the AIS base.
+
+    Returns:
+        a dict with ``log_z``, ``stderr``, ``ess`` (numpy arrays of length k,
+        k = 1 without contexts), ``method``, ``wall_s``, ``warnings`` and
+        the rest of the CLI's report (``log_z_upper``, ``exact_log_z``, ...).
+    """
+    e = _energy(energy)
+    r = _native.logz(
+        e,
+        method,
+        _count(particles, "particles"),
+        _count(temps, "temps"),
+        _count(seed, "seed"),
+        _context(e, context),
+        str(schedule),
+        kernel,
+        _count(steps_per_temp, "steps_per_temp"),
+        None if step_size is None else float(step_size),
+        float(beta),
+        reverse,
+        None if resample is None else float(resample),
+        None if base_scale is None else float(base_scale),
+        _f64_2d(data, "data", e.dim),
+        bool(progress),
+    )
+    return _logz_arrays(_json.loads(r))
+
+
+def log_prob(
+    energy: Union[Energy, str],
+    points: _Array,
+    context: Optional[_Array] = None,
+    *,
+    paired: bool = False,
+    method: Optional[str] = None,
+    particles: int = 1024,
+    temps: int = 1000,
+    seed: int = 0,
+    schedule: str = "sigmoid",
+    kernel: Optional[str] = None,
+    steps_per_temp: int = 1,
+    step_size: Optional[float] = None,
+    beta: float = 1.0,
+    reverse: Optional[bool] = None,
+    progress: bool = False,
+    return_report: bool = False,
+) -> Union[_np.ndarray, Tuple[_np.ndarray, Dict[str, Any]]]:
+    """``log P(y|x) = -beta F(x, y) - log Z(x)`` of points; the CLI's ``boltz prob``.
+
+    ``points`` is (N, dim). Returns a (k, N) array: row ``i`` is every
+    point under context ``i`` (k = 1 for an unconditional energy); with
+    ``paired=True`` (as many contexts as points) an (N,) array, each point
+    under its own context. ``log Z`` comes from :func:`logz` with the same
+    settings; ``return_report=True`` also returns its report.
+    """
+    e = _energy(energy)
+    pts = _f64_2d(points, "points", e.dim)
+    lp, r = _native.log_prob(
+        e,
+        pts,
+        _context(e, context),
+        bool(paired),
+        method,
+        _count(particles, "particles"),
+        _count(temps, "temps"),
+        _count(seed, "seed"),
+        str(schedule),
+        kernel,
+        _count(steps_per_temp, "steps_per_temp"),
+        None if step_size is None else float(step_size),
+        float(beta),
+        reverse,
+        bool(progress),
+    )
+    lp = _np.asarray(lp)
+    if lp.ndim == 1 and not paired:
+        lp = lp.reshape(1, -1)
+    if return_report:
+        return lp, _logz_arrays(_json.loads(r))
+    return lp
+
+
+def diagnose(samples: _Array) -> Dict[str, Any]:
+    """Per-coordinate diagnostics of a (chains, draws, dim) array (ArviZ's definitions).
+
+    Returns a dict of numpy arrays ``ess_bulk``, ``ess_tail``, ``rhat``,
+    ``mcse_mean``, ``mean``, ``sd`` (one entry per coordinate), the minima
+    and maximum over coordinates (``ess_bulk_min``, ``ess_tail_min``,
+    ``rhat_max``) and ``warnings``. A (chains, draws) array is one coordinate.
+    """
+    a = _np.asarray(samples, dtype=_np.float64)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3:
+        raise BoltzError(
+            f"shape mismatch in samples: expected (chains, draws, dim), got {a.shape}"
+        )
+    r = _json.loads(_native.diagnose(_np.ascontiguousarray(a)))
+    coords = r.pop("coords")
+    out: Dict[str, Any] = {}
+    for k in ("ess_bulk", "ess_tail", "rhat", "mcse_mean", "mean", "sd"):
+        out[k] = _np.array(
+            [_np.nan if c[k] is None else c[k] for c in coords], dtype=_np.float64
+        )
+    for k in ("ess_bulk_min", "ess_tail_min", "rhat_max"):
+        out[k] = float("nan") if r[k] is None else r[k]
+    out["warnings"] = r["warnings"]
+    return out
+
+
+def compare(
+    energy: Union[Energy, str],
+    samplers: Optional[Sequence[str]] = None,
+    chains: int = 4,
+    warmup: int = 1000,
+    draws: int = 1000,
+    seed: int = 0,
+    *,
+    ula_step: Optional[float] = None,
+    beta: float = 1.0,
+    context: Optional[_Array] = None,
+) -> List[Dict[str, Any]]:
+    """Several samplers on one energy with the same seed; the CLI's ``boltz compare``.
+
+    Returns one dict per sampler (the CLI's table): ``sampler``, ``wall_s``,
+    ``grad_evals``, ``ess_bulk_min``, ``ess_tail_min``, ``ess_bulk_per_s``,
+    ``ess_bulk_per_eval``, ``acceptance``, ``divergences``, ``rhat_max``,
+    ``step_size``, the errors against exact moments where known
+    (``mean_error``, ``mean_error_z``, ``var_error``) and ``warnings``.
+    Default samplers: mala, hmc, rwm, ula (gibbs for binary models).
+    """
+    e = _energy(energy)
+    r = _json.loads(
+        _native.compare(
+            e,
+            None if samplers is None else [str(s) for s in samplers],
+            _count(chains, "chains"),
+            _count(warmup, "warmup"),
+            _count(draws, "draws"),
+            _count(seed, "seed"),
+            None if ula_step is None else float(ula_step),
+            float(beta),
+            _context(e, context),
+        )
+    )
+    return r["rows"]
+
+
+class Negatives:
+    """Negative samples for contrastive training, call after call.
+
+    Each :meth:`sample` runs ``steps`` transitions of ``kernel`` on
+    ``exp(-beta F)`` from the method's starts and returns the chains' ends:
+
+    - ``method="short-run"``: from fresh noise every call (``init``), or,
+      with ``buffer > 0``, from a replay buffer of past negatives (a fraction
+      ``reinit`` from noise);
+    - ``"cd"``: from the data given (contrastive divergence);
+    - ``"pcd"``: from where the previous call ended (persistent CD).
+
+    Args:
+        energy: a :class:`Energy`; a :func:`torch_energy` sees the model's
+            current weights at every call.
+        kernel: ``ula`` (default), ``mala``, ``hmc``, ``rwm``, or ``gibbs``
+            (default for binary models).
+        steps, step_size, noise: transitions per call, step size, ULA noise
+            scale (default the Langevin ``sqrt(2 step)``; a smaller one is the
+            usual short-run EBM trick).
+        grad_clip, clamp: clip each chain's gradient norm; clamp every
+            coordinate to ``(lo, hi)`` after each step (e.g. pixel range).
+        seed: chain ``i`` has its own ChaCha stream keyed by ``(seed, i)``.
+
+    The state (chains, buffer, every random stream) round-trips bit for bit
+    through :meth:`state_dict` / :meth:`load_state_dict` and
+    :meth:`save` / :meth:`load`: a training run resumed from a checkpoint
+    draws the same negatives as one never stopped.
+    """
+
+    def __init__(
+        self,
+        energy: Union[Energy, str],
+        method: str = "short-run",
+        kernel: Optional[str] = None,
+        steps: int = 60,
+        step_size: float = 0.01,
+        noise: Optional[float] = None,
+        buffer: int = 0,
+        reinit: float = 0.05,
+        grad_clip: Optional[float] = None,
+        clamp: Optional[Tuple[float, float]] = None,
+        seed: int = 0,
+        *,
+        beta: float = 1.0,
+        buffer_policy: str = "append",
+        leapfrog: int = 16,
+        jitter: float = 0.2,
+        init: Optional[str] = None,
+        _native_obj: Any = None,
+    ) -> None:
+        self.energy = _energy(energy)
+        if _native_obj is not None:
+            self._n = _native_obj
+        else:
+            self._n = _native.Negatives(
+                self.energy,
+                str(method),
+                kernel,
+                _count(steps, "steps"),
+                float(step_size),
+                None if noise is None else float(noise),
+                _count(buffer, "buffer"),
+                float(reinit),
+                str(buffer_policy),
+                None if grad_clip is None else float(grad_clip),
+                None if clamp is None else (float(clamp[0]), float(clamp[1])),
+                _count(seed, "seed"),
+                float(beta),
+                _count(leapfrog, "leapfrog"),
+                float(jitter),
+                init,
+            )
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        """The sampler's settings (method, kernel, steps, step size, ...)."""
+        return _json.loads(self._n.settings)
+
+    @property
+    def last_report(self) -> Optional[Dict[str, Any]]:
+        """The report of the last :meth:`sample` call: energies of positives
+        and negatives and their gap, acceptance, divergences, distance moved,
+        chains started fresh, buffer size, warnings."""
+        r = self._n.last_report
+        return None if r is None else _json.loads(r)
+
+    def sample(
+        self,
+        data: Optional[_Array] = None,
+        context: Optional[_Array] = None,
+        chains: Optional[int] = None,
+    ) -> _np.ndarray:
+        """One call: negatives of shape (chains, dim).
+
+        ``data`` (chains, dim): the positives (CD starts from them; every
+        method reports the energy gap with them). ``chains`` defaults to the
+        rows of ``data`` and is fixed at the first call. ``context``: for a
+        conditional energy, one row or one per chain.
+        """
+        d = _f64_2d(data, "data", self.energy.dim)
+        c = _context(self.energy, context)
+        return self._n.sample(d, c, None if chains is None else _count(chains, "chains"))
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The complete state as a dict of plain values (JSON-serialisable)."""
+        s = self._n.state_json()
+        return {
+            "format": "boltz.Negatives",
+            "version": 1,
+            "settings": self.settings,
+            "state": None if s is None else _json.loads(s),
+        }
+
+    def load_state_dict(self, d: Dict[str, Any]) -> None:
+        """Restores a state from :meth:`state_dict` (same energy and settings)."""
+        if not isinstance(d, dict) or d.get("format") != "boltz.Negatives":
+            raise BoltzError("invalid negatives state: not a boltz.Negatives state_dict")
+        if d.get("version") != 1:
+            raise BoltzError(f"invalid negatives state: version {d.get('version')} (this boltz reads 1)")
+        s = d.get("state")
+        self._n.load_state_json(None if s is None else _json.dumps(s))
+
+    def save(self, path: Union[str, "_os.PathLike[str]"]) -> None:
+        """Saves the state (versioned, checksummed, written atomically)."""
+        self._n.save(_os.fspath(path))
+
+    @classmethod
+    def load(cls, path: Union[str, "_os.PathLike[str]"], energy: Union[Energy, str]) -> "Negatives":
+        """A sampler continuing the state saved at ``path`` on ``energy``
+        (the same model; settings come from the file)."""
+        e = _energy(energy)
+        n = _native.Negatives.load(_os.fspath(path), e)
+        return cls(e, _native_obj=n)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"boltz.Negatives(method={s['method']!r}, kernel={s['kernel']!r}, steps={s['steps']})"
+
+
+from ._torch import mlp_from_torch, torch_energy  # noqa: E402

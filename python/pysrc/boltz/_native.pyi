@@ -1,0 +1,91 @@
+"""Type stubs of boltz's native module (the Python layer in boltz/__init__.py
+wraps the job functions with defaults and docstrings)."""
+
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class BoltzError(ValueError):
+    """An error from boltz, with the command-line tool's one-line message."""
+
+class Energy:
+    """An energy boltz can sample (suite target, model file, native MLP, callback)."""
+
+    @property
+    def dim(self) -> int:
+        """Dimension of a state y."""
+    @property
+    def x_dim(self) -> int:
+        """Dimension of the context x (0: unconditional)."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str:
+        """gaussian, mixture, funnel, ring, mlp, rbm or custom."""
+    @property
+    def binary(self) -> bool:
+        """Whether states are binary vectors (0.0 / 1.0)."""
+    @property
+    def exact_log_z(self) -> Optional[float]:
+        """Exact log Z at beta 1 where known."""
+    def callback_stats(self) -> Optional[Tuple[int, float, float]]:
+        """(calls, seconds inside fn, seconds of the whole evaluations) of a
+        callback energy; None for native energies."""
+    def energy_and_grad(
+        self, y: npt.NDArray[np.float64], x: Optional[npt.NDArray[np.float64]] = None
+    ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(energies (n,), gradients dF/dy (n, dim)) of the rows of y (n, dim)."""
+
+class CallbackEnergy(Energy):
+    """An energy given by ``fn(y) -> (energies (n,), gradients (n, dim))``
+    (``fn(y, x)`` when ``x_dim > 0``), called once per evaluation with all
+    chains' positions as a C-contiguous float64 (n, dim) array. The array
+    is a buffer boltz reuses: copy it if you keep it. Return float64 arrays
+    of exactly those shapes; an exception, a wrong shape or dtype ends the
+    run with an exception naming the problem; non-finite energies are
+    divergences. ``binary=True``: states are 0/1 vectors (Gibbs)."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+        dim: int,
+        x_dim: int = 0,
+        binary: bool = False,
+        name: Optional[str] = None,
+    ) -> None: ...
+
+class Negatives:
+    settings: str
+    last_report: Optional[str]
+    def __init__(self, *args: Any) -> None: ...
+    def sample(
+        self,
+        data: Optional[npt.NDArray[np.float64]] = None,
+        context: Optional[npt.NDArray[np.float64]] = None,
+        chains: Optional[int] = None,
+    ) -> npt.NDArray[np.float64]: ...
+    def state_json(self) -> Optional[str]: ...
+    def load_state_json(self, state: Optional[str]) -> None: ...
+    def save(self, path: str) -> None: ...
+    @staticmethod
+    def load(path: str, energy: Energy) -> "Negatives": ...
+
+def load_model(spec: str) -> Energy: ...
+def mlp_energy(
+    weights: Sequence[npt.NDArray[np.float64]],
+    biases: Sequence[npt.NDArray[np.float64]],
+    activations: Sequence[str],
+    x_dim: int = 0,
+    l2: float = 0.0,
+    name: Optional[str] = None,
+) -> Energy: ...
+def sample(*args: Any) -> Tuple[npt.NDArray[np.float64], str]: ...
+def logz(*args: Any) -> str: ...
+def log_prob(*args: Any) -> Tuple[npt.NDArray[np.float64], str]: ...
+def diagnose(samples: npt.NDArray[np.float64]) -> str: ...
+def compare(*args: Any) -> str: ...
+def threads() -> int: ...
+def _panic_for_tests(in_pool: bool) -> None: ...

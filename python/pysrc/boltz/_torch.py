@@ -1,0 +1,150 @@
+"""PyTorch helpers: a torch module as a boltz energy, and an MLP's weights
+as boltz's native MLP. torch is imported only when these are called."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import _native
+from ._native import BoltzError, CallbackEnergy, Energy
+
+# torch activation modules boltz's native MLP has, by class name.
+_ACTIVATIONS = {
+    "SiLU": "silu",
+    "ReLU": "relu",
+    "Tanh": "tanh",
+    "Softplus": "softplus",
+    "Identity": "none",
+}
+
+
+def torch_energy(
+    module: Any,
+    dim: int,
+    x_dim: int = 0,
+    *,
+    device: Any = None,
+    name: Optional[str] = None,
+) -> CallbackEnergy:
+    """A torch module mapping (n, x_dim + dim) inputs ``[x ; y]`` to (n,) energies, as an energy.
+
+    Gradients with respect to ``y`` come from autograd (the module's own
+    parameter gradients are not touched). The module runs in its own dtype
+    (float32 modules work: positions are cast in, energies and gradients
+    cast back to float64) and on its parameters' device unless ``device``
+    is given. Every evaluation is one batched call for all chains; the
+    module is read at each call, so an energy made once follows the
+    weights as they train.
+    """
+    import torch  # noqa: F401  (imported only here)
+
+    params = list(module.parameters())
+    dtype = params[0].dtype if params else torch.float32
+    dev = device if device is not None else (params[0].device if params else "cpu")
+
+    def call(y: np.ndarray, x: Optional[np.ndarray] = None):
+        yt = torch.from_numpy(y).to(device=dev, dtype=dtype).detach().requires_grad_(True)
+        if x is not None:
+            inp = torch.cat([torch.from_numpy(x).to(device=dev, dtype=dtype), yt], dim=1)
+        else:
+            inp = yt
+        with torch.enable_grad():
+            e = module(inp)
+            if e.numel() != y.shape[0]:
+                raise BoltzError(
+                    f"torch_energy: the module returned shape {tuple(e.shape)} for {y.shape[0]} "
+                    "rows; expected (n,) or (n, 1) energies"
+                )
+            e = e.reshape(-1)
+            (g,) = torch.autograd.grad(e.sum(), yt)
+        en = e.detach().to(device="cpu", dtype=torch.float64).numpy()
+        gn = g.detach().to(device="cpu", dtype=torch.float64).numpy()
+        return np.ascontiguousarray(en), np.ascontiguousarray(gn)
+
+    if x_dim > 0:
+
+        def fn(y, x):
+            return call(y, x)
+
+    else:
+
+        def fn(y):
+            return call(y)
+
+    return CallbackEnergy(fn, dim, x_dim=x_dim, name=name or type(module).__name__)
+
+
+def _np64(t: Any) -> np.ndarray:
+    if hasattr(t, "detach"):
+        t = t.detach().to("cpu").double().numpy()
+    return np.ascontiguousarray(np.asarray(t, dtype=np.float64))
+
+
+def mlp_from_torch(
+    module_or_state_dict: Any,
+    activations: Optional[Sequence[str]] = None,
+    x_dim: int = 0,
+    l2: float = 0.0,
+    *,
+    name: Optional[str] = None,
+) -> Energy:
+    """boltz's native MLP energy from a torch MLP: full speed, no Python in the loop.
+
+    ``module_or_state_dict``: an ``nn.Sequential`` of ``Linear`` layers and
+    activation modules (``SiLU``, ``ReLU``, ``Tanh``, ``Softplus``,
+    ``Identity``), or its ``state_dict()`` (then ``activations`` is
+    required: one name per Linear layer, ``silu``, ``relu``, ``tanh``,
+    ``softplus`` or ``none``; the last is usually ``none``). Linear weights
+    are in torch's (out, in) layout. The input is ``[x ; y]`` with ``x_dim``
+    context columns; the last layer has one output. The energy is
+    ``net([x ; y]) + 0.5 l2 |y|^2``. The weights are copied: retrain, then
+    call this again.
+    """
+    weights, biases, acts = [], [], []
+    if isinstance(module_or_state_dict, Mapping):
+        sd = module_or_state_dict
+        keys = [k for k in sd.keys() if k.endswith("weight") and len(tuple(sd[k].shape)) == 2]
+        for k in keys:
+            w = _np64(sd[k])
+            bk = k[: -len("weight")] + "bias"
+            b = _np64(sd[bk]) if bk in sd else np.zeros(w.shape[0])
+            weights.append(np.ascontiguousarray(w.T))
+            biases.append(b)
+        if activations is None:
+            raise BoltzError(
+                "invalid value for `activations`: a state_dict does not say its activations; "
+                "give one per Linear layer (silu, relu, tanh, softplus, none)"
+            )
+        acts = list(activations)
+    else:
+        import torch  # noqa: F401
+
+        mods = list(module_or_state_dict.children()) or [module_or_state_dict]
+        inferred = []
+        for m in mods:
+            kind = type(m).__name__
+            if kind == "Linear":
+                weights.append(np.ascontiguousarray(_np64(m.weight).T))
+                biases.append(
+                    _np64(m.bias) if m.bias is not None else np.zeros(m.weight.shape[0])
+                )
+                inferred.append("none")
+            elif kind in _ACTIVATIONS:
+                if not inferred or inferred[-1] != "none":
+                    raise BoltzError(
+                        f"invalid value for `module`: activation {kind} must follow a Linear layer"
+                    )
+                if kind == "Softplus" and (getattr(m, "beta", 1) != 1):
+                    raise BoltzError("invalid value for `module`: Softplus with beta != 1")
+                inferred[-1] = _ACTIVATIONS[kind]
+            else:
+                raise BoltzError(
+                    f"invalid value for `module`: {kind} is not a Linear layer or a supported "
+                    f"activation ({', '.join(sorted(_ACTIVATIONS))})"
+                )
+        acts = list(activations) if activations is not None else inferred
+    if not weights:
+        raise BoltzError("invalid value for `module`: no Linear layers found")
+    return _native.mlp_energy(weights, biases, [str(a) for a in acts], int(x_dim), float(l2), name)

@@ -1,0 +1,204 @@
+"""Every job on callback energies against exact answers.
+
+Tolerances come from Monte Carlo error: means and variances within 4 MCSE
+(ESS-based, from boltz.diagnose), log Z within 3 reported standard errors.
+With fixed seeds the tests are deterministic; the rate at which a correct
+sampler would fail a 4-MCSE check is about 6e-5 per check (two-sided normal
+tail), a 3-se check about 3e-3.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import boltz
+
+# A correlated 3-D Gaussian: F(y) = 0.5 (y - m)^T P (y - m).
+MEAN = np.array([1.0, -0.5, 2.0])
+COV = np.array([[1.0, 0.6, 0.0], [0.6, 2.0, -0.3], [0.0, -0.3, 0.5]])
+PREC = np.linalg.inv(COV)
+LOGZ = 0.5 * 3 * math.log(2 * math.pi) + 0.5 * math.log(np.linalg.det(COV))
+
+
+def gauss(y):
+    d = y - MEAN
+    g = d @ PREC
+    return 0.5 * np.einsum("ij,ij->i", d, g), g
+
+
+def quartic(y):
+    """F(y) = |y|^2 / 2 + y_0^4 / 4."""
+    e = 0.5 * (y**2).sum(1) + 0.25 * y[:, 0] ** 4
+    g = y.copy()
+    g[:, 0] += y[:, 0] ** 3
+    return e, g
+
+
+def quartic_logz(dim):
+    t, h = np.linspace(-12, 12, 200001, retstep=True)
+    one = np.log(np.exp(-0.5 * t**2 - 0.25 * t**4).sum() * h)  # the tails are < 1e-30
+    return one + 0.5 * (dim - 1) * math.log(2 * math.pi)
+
+
+def test_sample_moments_of_a_correlated_gaussian():
+    e = boltz.CallbackEnergy(gauss, 3)
+    draws, rep = boltz.sample(e, "mala", chains=8, warmup=1000, draws=2000, seed=3)
+    assert draws.shape == (8, 2000, 3) and draws.dtype == np.float64
+    for key in ("acceptance", "divergences", "step_size", "ess_bulk_min", "ess_tail_min",
+                "rhat_max", "grad_evals", "wall_s", "warnings"):
+        assert key in rep, key
+    assert rep["rhat_max"] < 1.01 and rep["warnings"] == []
+    d = boltz.diagnose(draws)
+    z = (d["mean"] - MEAN) / d["mcse_mean"]
+    assert np.all(np.abs(z) < 4), z
+    # Variances: E[(y - m)^2] with its own MCSE.
+    sq = boltz.diagnose((draws - MEAN) ** 2)
+    zv = (sq["mean"] - np.diag(COV)) / sq["mcse_mean"]
+    assert np.all(np.abs(zv) < 4), zv
+
+
+def test_hmc_and_rwm_sample_the_same_gaussian():
+    e = boltz.CallbackEnergy(gauss, 3)
+    for sampler in ("hmc", "rwm"):
+        draws, rep = boltz.sample(e, sampler, chains=8, warmup=1000, draws=2000, seed=5)
+        d = boltz.diagnose(draws)
+        z = (d["mean"] - MEAN) / d["mcse_mean"]
+        assert np.all(np.abs(z) < 4), (sampler, z)
+
+
+def test_logz_and_log_prob_of_a_callback():
+    e = boltz.CallbackEnergy(gauss, 3)
+    r = boltz.logz(e, particles=1024, temps=300, seed=1)
+    assert r["method"] == "ais" and r["log_z"].shape == (1,)
+    assert abs(r["log_z"][0] - LOGZ) < 3 * r["stderr"][0], (r["log_z"], LOGZ, r["stderr"])
+    for k in ("ess", "wall_s", "warnings"):
+        assert k in r
+    pts = np.array([[1.0, -0.5, 2.0], [0.0, 0.0, 0.0]])
+    lp, rep = boltz.log_prob(e, pts, particles=1024, temps=300, seed=1, return_report=True)
+    exact = -gauss(pts)[0] - LOGZ
+    assert lp.shape == (1, 2)
+    assert np.all(np.abs(lp[0] - exact) < 3 * rep["stderr"][0])
+
+
+def test_logz_of_a_non_gaussian_target():
+    e = boltz.CallbackEnergy(quartic, 4)
+    r = boltz.logz(e, particles=1024, temps=500, seed=2)
+    assert abs(r["log_z"][0] - quartic_logz(4)) < 3 * r["stderr"][0]
+
+
+def test_conditional_callback_per_context_log_z():
+    # F(x, y) = 0.5 |y - x|^2 / s(x)^2 with s = 1 + x_0^2 / 4: log Z(x) = 2 (0.5 log 2 pi + log s).
+    def f(y, x):
+        s = 1 + x[:, :1] ** 2 / 4
+        d = (y - x) / s
+        return 0.5 * (d**2).sum(1), d / s
+
+    e = boltz.CallbackEnergy(f, 2, x_dim=2)
+    assert (e.dim, e.x_dim) == (2, 2)
+    ctx = np.array([[0.0, 0.0], [2.0, -1.0], [-3.0, 1.0]])
+    r = boltz.logz(e, context=ctx, particles=512, temps=300, seed=0)
+    exact = math.log(2 * math.pi) + 2 * np.log(1 + ctx[:, 0] ** 2 / 4)
+    assert r["log_z"].shape == (3,)
+    assert np.all(np.abs(r["log_z"] - exact) < 3 * r["stderr"]), (r["log_z"], exact)
+    lp = boltz.log_prob(e, np.zeros((5, 2)), context=ctx, particles=512, temps=300)
+    assert lp.shape == (3, 5)
+    paired = boltz.log_prob(e, ctx[:, :2], context=ctx, paired=True, particles=256, temps=100)
+    assert paired.shape == (3,)
+    draws, rep = boltz.sample(e, chains=4, warmup=300, draws=300, context=ctx[1])
+    assert abs(draws[..., 0].mean() - 2.0) < 0.3
+
+
+def test_callback_and_builtin_give_the_same_draws(tmp_path):
+    mean, std = [0.5, -1.0, 2.0], [1.0, 0.5, 2.0]
+    p = tmp_path / "g.json"
+    p.write_text(json.dumps({"kind": "gaussian", "mean": mean, "std": std}))
+    native = boltz.load_model(p)
+    m, s = np.array(mean), np.array(std)
+
+    w = 1.0 / (s * s)
+
+    def cb(y):
+        # The built-in's arithmetic: g = (y - m) w, F = 0.5 sum (y - m) g,
+        # summed in its lane order ((t0 + t2) + t1 for 3 terms).
+        g = (y - m) * w
+        t = (y - m) * g
+        return 0.5 * ((t[:, 0] + t[:, 2]) + t[:, 1]), g
+
+    e = boltz.CallbackEnergy(cb, 3)
+    y = np.random.default_rng(0).normal(size=(7, 3))
+    en, gn = native.energy_and_grad(y)
+    ec, gc = e.energy_and_grad(y)
+    assert np.array_equal(ec, en) and np.array_equal(gc, gn)
+    for sampler in ("mala", "hmc", "ula"):
+        a, _ = boltz.sample(native, sampler, warmup=200, draws=200, seed=7)
+        b, _ = boltz.sample(e, sampler, warmup=200, draws=200, seed=7)
+        assert np.max(np.abs(a - b)) < 1e-12, sampler
+    na = boltz.Negatives(native, steps=30, buffer=64, seed=2).sample(chains=16)
+    nb = boltz.Negatives(e, steps=30, buffer=64, seed=2).sample(chains=16)
+    assert np.max(np.abs(na - nb)) < 1e-12
+    za = boltz.logz(native, method="ais", particles=128, temps=50, reverse=False)
+    zb = boltz.logz(e, method="ais", particles=128, temps=50)
+    assert abs(za["log_z"][0] - zb["log_z"][0]) < 1e-9
+
+
+def test_suite_models_and_exact_log_z():
+    g = boltz.load_model("gauss-ill")
+    r = boltz.logz(g)
+    assert r["method"] == "exact" and r["stderr"][0] == 0
+    assert abs(r["log_z"][0] - g.exact_log_z) < 1e-9
+    rbm = boltz.load_model("rbm20")
+    assert rbm.binary and rbm.kind == "rbm"
+    draws, rep = boltz.sample(rbm, "gibbs", chains=2, warmup=20, draws=20)
+    assert set(np.unique(draws)) <= {0.0, 1.0}
+
+
+def test_binary_callback_runs_heat_bath_gibbs():
+    # Independent bits with P(y_i = 1) = sigmoid(h_i): F = -h.y, log Z = sum softplus(h).
+    h = np.array([1.0, -0.5, 0.0, 2.0])
+
+    def f(y):
+        return -(y @ h), np.tile(-h, (y.shape[0], 1))
+
+    e = boltz.CallbackEnergy(f, 4, binary=True)
+    draws, rep = boltz.sample(e, "gibbs", chains=4, warmup=100, draws=2000, seed=0)
+    p = 1 / (1 + np.exp(-h))
+    d = boltz.diagnose(draws)
+    assert np.all(np.abs(d["mean"] - p) < 4 * d["mcse_mean"]), (d["mean"], p)
+    r = boltz.logz(e, method="exact")
+    assert abs(r["log_z"][0] - np.logaddexp(0, h).sum()) < 1e-9
+
+
+def test_compare_returns_the_table():
+    rows = boltz.compare(boltz.load_model("gauss-ill"), ["mala", "hmc"], warmup=200, draws=200)
+    assert [r["sampler"] for r in rows] == ["mala", "hmc"]
+    assert all("ess_bulk_min" in r and "warnings" in r and "var_error" in r for r in rows)
+
+
+def test_diagnose_iid_draws():
+    x = np.random.default_rng(1).normal(size=(4, 1000, 2))
+    d = boltz.diagnose(x)
+    assert d["ess_bulk"].shape == (2,)
+    assert np.all(np.abs(d["rhat"] - 1) < 0.01)
+    assert np.all(d["ess_bulk"] > 3000)
+    assert d["warnings"] == []
+    with pytest.raises(boltz.BoltzError):
+        boltz.diagnose(np.zeros((2, 2, 2)))
+
+
+def test_init_and_thin():
+    e = boltz.CallbackEnergy(gauss, 3)
+    start = np.tile(MEAN, (3, 1))
+    draws, rep = boltz.sample(e, chains=3, warmup=0, draws=5, thin=2, init=start, step_size=1e-9)
+    assert draws.shape == (3, 5, 3)
+    assert np.max(np.abs(draws - MEAN)) < 1e-3
+    _, rep = boltz.sample(e, chains=2, warmup=10, draws=10, init="gaussian:0.5")
+    assert "Gaussian" in rep["init"]
+
+
+def test_help_teaches_the_call():
+    assert "chains" in boltz.sample.__doc__ and "warnings" in boltz.sample.__doc__
+    assert boltz.CallbackEnergy.__doc__
+    assert os.path.exists(os.path.join(os.path.dirname(boltz.__file__), "py.typed"))

@@ -1,0 +1,226 @@
+"""Bad callbacks, bad input, state round trips, panics, Ctrl-C and the GIL."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import boltz
+
+
+def quad(y):
+    return 0.5 * (y**2).sum(1), y.copy()
+
+
+def test_boltz_error_is_a_value_error_with_the_cli_message():
+    assert issubclass(boltz.BoltzError, ValueError)
+    e = boltz.CallbackEnergy(quad, 2)
+    with pytest.raises(boltz.BoltzError, match="chains"):
+        boltz.sample(e, chains=0)
+    with pytest.raises(boltz.BoltzError, match="unknown"):
+        boltz.sample(e, sampler="nope")
+    with pytest.raises(boltz.BoltzError, match="no-such-model"):
+        boltz.load_model("no-such-model")
+    with pytest.raises(boltz.BoltzError, match="budget|memory|large"):
+        boltz.sample(e, chains=2**40, draws=2**20)
+    with pytest.raises(boltz.BoltzError, match="shape"):
+        boltz.log_prob(e, np.zeros((3, 5)))
+    with pytest.raises(boltz.BoltzError, match="conditional"):
+        boltz.logz(e, context=np.zeros((1, 1)))
+    with pytest.raises(boltz.BoltzError):
+        boltz.CallbackEnergy(quad, 0)
+    with pytest.raises(boltz.BoltzError, match="callable"):
+        boltz.CallbackEnergy(3, 2)
+
+
+@pytest.mark.parametrize(
+    "fn, match",
+    [
+        (lambda y: (y.sum(1), y[:, :1]), "gradients have shape"),
+        (lambda y: (y.sum(1)[:, None], y), "energies have shape"),
+        (lambda y: (y.sum(1).astype(np.float32), y), "dtype float32"),
+        (lambda y: y.sum(1), "pair"),
+        (lambda y: ([0.0] * len(y), y), "numpy array"),
+    ],
+)
+def test_wrong_results_raise_and_name_the_problem(fn, match):
+    e = boltz.CallbackEnergy(fn, 3)
+    with pytest.raises(boltz.BoltzError, match=match):
+        boltz.sample(e, warmup=10, draws=10)
+    with pytest.raises(boltz.BoltzError, match=match):
+        boltz.logz(e, particles=16, temps=10)
+    with pytest.raises(boltz.BoltzError, match=match):
+        boltz.Negatives(e, steps=3).sample(chains=4)
+
+
+def test_an_exception_in_the_callback_is_raised_as_it_is():
+    calls = []
+
+    def bad(y):
+        calls.append(1)
+        if len(calls) > 5:
+            raise ZeroDivisionError("boom at call 6")
+        return quad(y)
+
+    e = boltz.CallbackEnergy(bad, 2)
+    with pytest.raises(ZeroDivisionError, match="boom at call 6"):
+        boltz.sample(e, warmup=100, draws=100)
+    n = len(calls)
+    assert n == 6  # the run stops at the first error: no further calls
+    # The energy is usable again.
+    calls.clear()
+    with pytest.raises(ZeroDivisionError):
+        boltz.sample(e, warmup=100, draws=100)
+
+
+def test_nan_energies_are_divergences_not_errors():
+    def f(y):
+        e, g = quad(y)
+        e[np.abs(y[:, 0]) > 1.5] = np.nan
+        return e, g
+
+    draws, rep = boltz.sample(boltz.CallbackEnergy(f, 2), warmup=200, draws=200, seed=1)
+    assert np.all(np.isfinite(draws))
+    assert rep["divergences"] + rep["warmup_divergences"] > 0
+
+
+def test_positions_buffer_is_reused():
+    seen = set()
+
+    def f(y):
+        assert y.flags["C_CONTIGUOUS"] and y.dtype == np.float64
+        seen.add(y.__array_interface__["data"][0])
+        return quad(y)
+
+    boltz.sample(boltz.CallbackEnergy(f, 4), "mala", chains=8, warmup=50, draws=50)
+    # One buffer per batch size (all chains; the warm-up may use another).
+    assert len(seen) <= 3, len(seen)
+
+
+def test_state_dict_round_trip_is_bit_identical(tmp_path):
+    e = boltz.load_model("gauss-ill")
+    for kw in ({"method": "pcd"}, {"buffer": 50, "reinit": 0.1}, {"method": "short-run"}):
+        neg = boltz.Negatives(e, steps=10, seed=4, **kw)
+        neg.sample(chains=6)
+        sd = neg.state_dict()
+        a = [neg.sample(chains=6) for _ in range(3)]
+        neg2 = boltz.Negatives(e, steps=10, seed=4, **kw)
+        neg2.load_state_dict(sd)
+        b = [neg2.sample(chains=6) for _ in range(3)]
+        assert all(np.array_equal(x, y) for x, y in zip(a, b)), kw
+        neg.save(tmp_path / "s.state")
+        neg3 = boltz.Negatives.load(tmp_path / "s.state", e)
+        assert neg3.settings == neg.settings
+        assert np.array_equal(neg3.sample(chains=6), neg.sample(chains=6))
+    # A state of other settings is refused.
+    other = boltz.Negatives(e, steps=11, seed=4)
+    with pytest.raises(boltz.BoltzError, match="state"):
+        other.load_state_dict(sd)
+    with pytest.raises(boltz.BoltzError, match="another model"):
+        boltz.Negatives.load(tmp_path / "s.state", boltz.load_model("funnel"))
+    (tmp_path / "bad.state").write_bytes(b"garbage")
+    with pytest.raises(boltz.BoltzError, match="checkpoint"):
+        boltz.Negatives.load(tmp_path / "bad.state", e)
+
+
+def test_negatives_report_and_cd():
+    e = boltz.CallbackEnergy(quad, 3)
+    data = np.random.default_rng(0).normal(size=(10, 3))
+    neg = boltz.Negatives(e, method="cd", steps=5, step_size=0.1)
+    x = neg.sample(data)
+    assert x.shape == (10, 3)
+    r = neg.last_report
+    assert r["chains"] == 10 and "energy_gap" in r["stats"] and r["warnings"] == []
+    with pytest.raises(boltz.BoltzError, match="chains"):
+        neg.sample(data, chains=4)
+    with pytest.raises(boltz.BoltzError, match="method"):
+        boltz.Negatives(e, method="nope")
+
+
+def test_a_panic_is_an_error_and_the_interpreter_lives_on():
+    for in_pool in (False, True):
+        with pytest.raises(boltz.BoltzError, match="internal error"):
+            boltz._native._panic_for_tests(in_pool)
+    # Still working afterwards.
+    draws, _ = boltz.sample(boltz.CallbackEnergy(quad, 2), warmup=10, draws=10)
+    assert draws.shape == (4, 10, 2)
+
+
+def test_ctrl_c_stops_a_long_run_within_a_second():
+    e = boltz.load_model("gauss-ill")
+    t0 = []
+
+    def interrupt():
+        t0.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    for job in (
+        lambda: boltz.sample(e, chains=64, warmup=10**6, draws=10**3),
+        lambda: boltz.logz(e, method="ais", particles=4096, temps=10**6),
+    ):
+        t0.clear()
+        timer = threading.Timer(0.5, interrupt)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            job()
+        assert time.monotonic() - t0[0] < 1.0
+
+
+def test_ctrl_c_in_a_callback_run():
+    e = boltz.CallbackEnergy(quad, 2)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        boltz.sample(e, chains=4, warmup=10**7, draws=10)
+    assert time.monotonic() - t < 2.0
+
+
+def test_native_runs_release_the_interpreter_lock():
+    ticks = []
+    done = threading.Event()
+
+    def count():
+        while not done.is_set():
+            ticks.append(1)
+            time.sleep(0.001)
+
+    th = threading.Thread(target=count)
+    th.start()
+    try:
+        t = time.monotonic()
+        boltz.sample(boltz.load_model("gauss-ill"), chains=16, warmup=2000, draws=2000)
+        elapsed = time.monotonic() - t
+    finally:
+        done.set()
+        th.join()
+    # The other thread ran all along (it would be starved with the lock held).
+    assert len(ticks) > 0.3 * elapsed / 0.0011, (len(ticks), elapsed)
+
+
+def test_negatives_state_survives_an_exception_and_ctrl_c():
+    flag = {"fail": False}
+
+    def f(y):
+        if flag["fail"]:
+            raise RuntimeError("fails this call")
+        return quad(y)
+
+    a = boltz.Negatives(boltz.CallbackEnergy(f, 3), method="pcd", steps=5, seed=1)
+    b = boltz.Negatives(boltz.CallbackEnergy(quad, 3), method="pcd", steps=5, seed=1)
+    assert np.array_equal(a.sample(chains=4), b.sample(chains=4))
+    flag["fail"] = True
+    with pytest.raises(RuntimeError, match="fails this call"):
+        a.sample(chains=4)
+    flag["fail"] = False
+    # The failed call left the chains and streams as they were.
+    assert np.array_equal(a.sample(chains=4), b.sample(chains=4))
+    long = boltz.Negatives(boltz.load_model("gauss-ill"), method="pcd", steps=10**7, seed=1)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        long.sample(chains=64)
+    assert long.state_dict()["state"] is None  # a first call stopped keeps nothing

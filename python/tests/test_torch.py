@@ -1,0 +1,133 @@
+"""PyTorch and safetensors paths: skipped only where the package is missing."""
+
+import json
+
+import numpy as np
+import pytest
+
+import boltz
+
+
+def _weights(rng, sizes):
+    ws = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(size=o) * 0.1 for o in sizes[1:]]
+    return ws, bs
+
+
+def _numpy_mlp(ws, bs, acts, x):
+    f = {"silu": lambda a: a / (1 + np.exp(-a)), "tanh": np.tanh, "none": lambda a: a}
+    h = x
+    for w, b, a in zip(ws, bs, acts):
+        h = f[a](h @ w.T + b)
+    return h[:, 0]
+
+
+def test_safetensors_mlp_in_torch_layout(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    rng = np.random.default_rng(0)
+    ws, bs = _weights(rng, [5, 16, 8, 1])
+    acts = ["silu", "tanh", "none"]
+    tensors = {}
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        tensors[f"net.{2 * i}.weight"] = w.astype(np.float32)
+        tensors[f"net.{2 * i}.bias"] = b.astype(np.float32)
+    st.save_file(tensors, str(tmp_path / "energy.safetensors"))
+    model = {
+        "kind": "mlp",
+        "x_dim": 2,
+        "safetensors": "energy.safetensors",
+        "layers": [
+            {"weight": f"net.{2 * i}.weight", "bias": f"net.{2 * i}.bias", "activation": a}
+            for i, a in enumerate(acts)
+        ],
+    }
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    e = boltz.load_model(tmp_path / "m.json")
+    assert (e.dim, e.x_dim, e.kind) == (3, 2, "mlp")
+    x = rng.normal(size=(6, 2))
+    y = rng.normal(size=(6, 3))
+    en, g = e.energy_and_grad(y, x)
+    ws32 = [w.astype(np.float32).astype(np.float64) for w in ws]
+    bs32 = [b.astype(np.float32).astype(np.float64) for b in bs]
+    ref = _numpy_mlp(ws32, bs32, acts, np.hstack([x, y]))
+    np.testing.assert_allclose(en, ref, rtol=1e-12, atol=1e-12)
+    # The gradient against finite differences of the reference.
+    h = 1e-6
+    for j in range(3):
+        dy = np.zeros_like(y)
+        dy[:, j] = h
+        fd = (_numpy_mlp(ws32, bs32, acts, np.hstack([x, y + dy]))
+              - _numpy_mlp(ws32, bs32, acts, np.hstack([x, y - dy]))) / (2 * h)
+        np.testing.assert_allclose(g[:, j], fd, rtol=1e-5, atol=1e-7)
+    # A missing tensor and a wrong layout are clear errors.
+    model["layers"][0]["weight"] = "net.9.weight"
+    (tmp_path / "bad.json").write_text(json.dumps(model))
+    with pytest.raises(boltz.BoltzError, match="no tensor `net.9.weight`"):
+        boltz.load_model(tmp_path / "bad.json")
+    model["layers"][0]["weight"] = "net.0.weight"
+    model["layout"] = "in_out"
+    (tmp_path / "bad2.json").write_text(json.dumps(model))
+    with pytest.raises(boltz.BoltzError):
+        boltz.load_model(tmp_path / "bad2.json")
+
+
+def _torch_mlp(torch, sizes, dtype=None):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.SiLU())
+    net = torch.nn.Sequential(*layers)
+    if dtype is not None:
+        net = net.to(dtype)
+    return net
+
+
+def test_torch_energy_matches_native_mlp_from_torch():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = _torch_mlp(torch, [6, 32, 32, 1], torch.float64)
+    te = boltz.torch_energy(net, dim=6)
+    ne = boltz.mlp_from_torch(net)
+    assert (te.dim, ne.dim) == (6, 6)
+    y = np.random.default_rng(1).normal(size=(9, 6))
+    e1, g1 = te.energy_and_grad(y)
+    e2, g2 = ne.energy_and_grad(y)
+    np.testing.assert_allclose(e1, e2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-12)
+    # The same from the state_dict with the activations named.
+    ns = boltz.mlp_from_torch(net.state_dict(), ["silu", "silu", "none"])
+    np.testing.assert_allclose(ns.energy_and_grad(y)[0], e2, rtol=0, atol=0)
+    # And the same draws, to rounding, through both paths (a fixed-step
+    # ULA run: no accept decisions or adaptation to amplify rounding).
+    a, _ = boltz.sample(te, "ula", chains=4, warmup=0, draws=50, seed=3, step_size=1e-3)
+    b, _ = boltz.sample(ne, "ula", chains=4, warmup=0, draws=50, seed=3, step_size=1e-3)
+    assert np.max(np.abs(a - b)) < 1e-9
+
+
+def test_torch_energy_float32_and_conditional():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    net = _torch_mlp(torch, [5, 16, 1])  # float32, input [x ; y], x_dim 2
+    te = boltz.torch_energy(net, dim=3, x_dim=2)
+    x = np.random.default_rng(2).normal(size=(4, 2))
+    y = np.random.default_rng(3).normal(size=(4, 3))
+    e, g = te.energy_and_grad(y, x)
+    ne = boltz.mlp_from_torch(net, x_dim=2)
+    e2, g2 = ne.energy_and_grad(y, x)
+    np.testing.assert_allclose(e, e2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g, g2, rtol=1e-4, atol=1e-5)
+    neg = boltz.Negatives(te, steps=5, step_size=0.01)
+    out = neg.sample(chains=4, context=x)
+    assert out.shape == (4, 3) and np.all(np.isfinite(out))
+    # Parameter gradients are not touched by sampling.
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_mlp_from_torch_refuses_unsupported_modules():
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.GELU(), torch.nn.Linear(4, 1))
+    with pytest.raises(boltz.BoltzError, match="GELU"):
+        boltz.mlp_from_torch(net)
+    with pytest.raises(boltz.BoltzError, match="activations"):
+        boltz.mlp_from_torch(net.state_dict())

@@ -1,0 +1,202 @@
+"""W3 (ULA on `mlp`) through the Python package, next to the CLI in one run.
+
+Chain-steps per second of 1024 chains x 100 ULA steps (step 0.01, noise
+sqrt(0.02), y0 ~ N(0, I), one context row per chain; SUITE.md's W3) through
+  (a) the native MLP loaded from Python (boltz.load_model("mlp")),
+  (b) a NumPy callback computing the same energy and gradient,
+  (c) a torch callback (boltz.torch_energy, float64; skipped without torch),
+next to `boltz bench --workloads W3` (the CLI) run in the same process
+tree, alternating repeats. For the callbacks, the per-step overhead of the
+callback path beyond the time inside fn (lock, copying positions in and
+results out, checks) is measured inside the evaluations themselves.
+
+    python scripts/bench_python.py [--repeats 5] [--out results/python/bench_python.json]
+
+Needs the package installed (pip install ./python) and the CLI built
+(cargo build --release).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+import boltz
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+N, STEPS, STEP = 1024, 100, 0.01
+
+
+def mlp_weights():
+    d = os.path.join(ROOT, "data", "mlp")
+    w = [np.load(os.path.join(d, f"w{i}.npy")).astype(np.float64) for i in range(3)]
+    b = [np.load(os.path.join(d, f"b{i}.npy")).astype(np.float64) for i in range(3)]
+    ctx = np.load(os.path.join(d, "context.npy")).astype(np.float64)
+    reps = -(-N // len(ctx))
+    return w, b, np.ascontiguousarray(np.tile(ctx, (reps, 1))[:N])
+
+
+def numpy_energy(w, b):
+    """F(x, y) = silu(silu([x ; y] w0 + b0) w1 + b1) w2 + b2 + 0.5 |y|^2 and dF/dy."""
+    x_dim = w[0].shape[0] - 32
+
+    def fn(y, x):
+        a0 = np.concatenate([x, y], axis=1) @ w[0] + b[0]
+        s0 = 1.0 / (1.0 + np.exp(-a0))
+        h0 = a0 * s0
+        a1 = h0 @ w[1] + b[1]
+        s1 = 1.0 / (1.0 + np.exp(-a1))
+        h1 = a1 * s1
+        e = (h1 @ w[2] + b[2])[:, 0] + 0.5 * np.einsum("ij,ij->i", y, y)
+        d1 = w[2][:, 0] * (s1 * (1.0 + a1 * (1.0 - s1)))
+        d0 = (d1 @ w[1].T) * (s0 * (1.0 + a0 * (1.0 - s0)))
+        g = d0 @ w[0][x_dim:].T + y
+        return e, g
+
+    return fn
+
+
+def torch_module(w, b):
+    import torch
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(w[0].shape[0], w[0].shape[1]),
+        torch.nn.SiLU(),
+        torch.nn.Linear(w[1].shape[0], w[1].shape[1]),
+        torch.nn.SiLU(),
+        torch.nn.Linear(w[2].shape[0], 1),
+    ).double()
+    with torch.no_grad():
+        for lin, wi, bi in zip([net[0], net[2], net[4]], w, b):
+            lin.weight.copy_(torch.from_numpy(wi.T))
+            lin.bias.copy_(torch.from_numpy(bi))
+
+    class Energy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, xy):
+            y = xy[:, -32:]
+            return self.net(xy)[:, 0] + 0.5 * (y * y).sum(1)
+
+    return Energy()
+
+
+def run_python(energy, ctx, seed):
+    neg = boltz.Negatives(energy, kernel="ula", steps=STEPS, step_size=STEP, seed=seed)
+    t = time.perf_counter()
+    out = neg.sample(chains=N, context=ctx)
+    wall = time.perf_counter() - t
+    r = neg.last_report
+    assert np.all(np.isfinite(out)) and r["stats"]["divergences"] == 0
+    return wall, r["stats"]["energy_neg"]
+
+
+def run_cli(exe, out_dir):
+    p = subprocess.run(
+        [exe, "bench", "--workloads", "W3", "--repeats", "1", "--out", out_dir, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    v = json.loads(p.stdout)
+    m = [r for r in v["measurements"] if r["workload"] == "W3"][0]
+    return m["wall_s"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=os.path.join(ROOT, "results", "python", "bench_python.json"))
+    ap.add_argument("--cli", default=os.path.join(ROOT, "target", "release", "boltz"))
+    args = ap.parse_args()
+    w, b, ctx = mlp_weights()
+    paths = {"native": boltz.load_model("mlp"), "numpy": boltz.CallbackEnergy(numpy_energy(w, b), 32, x_dim=16, name="numpy-mlp")}
+    try:
+        paths["torch"] = boltz.torch_energy(torch_module(w, b), dim=32, x_dim=16)
+        import torch
+
+        torch_version = torch.__version__
+        torch_threads = torch.get_num_threads()
+    except ImportError:
+        torch_version = None
+        torch_threads = None
+    # The three paths compute the same energy: check it first.
+    y = np.random.default_rng(0).normal(size=(8, 32))
+    ref = paths["native"].energy_and_grad(y, ctx[:8])
+    for name, e in paths.items():
+        got = e.energy_and_grad(y, ctx[:8])
+        assert np.allclose(got[0], ref[0], rtol=1e-9, atol=1e-9), name
+        assert np.allclose(got[1], ref[1], rtol=1e-8, atol=1e-8), name
+    walls = {k: [] for k in ["cli", *paths]}
+    # One untimed run per path first (thread pool, caches), as the CLI's bench does.
+    for e in paths.values():
+        run_python(e, ctx, seed=1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats):
+            walls["cli"].append(run_cli(args.cli, tmp))
+            for name, e in paths.items():
+                walls[name].append(run_python(e, ctx, seed=rep)[0])
+    rates = {k: [N * STEPS / s for s in v] for k, v in walls.items()}
+    table = {}
+    for name, e in paths.items():
+        before = e.callback_stats()
+        run_python(e, ctx, seed=99)
+        row = {
+            "chain_steps_per_s_median": statistics.median(rates[name]),
+            "chain_steps_per_s_all": rates[name],
+            "ratio_to_cli": statistics.median(rates[name]) / statistics.median(rates["cli"]),
+            "us_per_step_median": statistics.median(walls[name]) / STEPS * 1e6,
+        }
+        after = e.callback_stats()
+        if after is not None:
+            calls = after[0] - before[0]
+            inside = after[1] - before[1]
+            total = after[2] - before[2]
+            row["callback_calls"] = calls
+            row["us_inside_fn_per_call"] = inside / calls * 1e6
+            row["us_overhead_per_call"] = (total - inside) / calls * 1e6
+        table[name] = row
+    table["cli"] = {
+        "chain_steps_per_s_median": statistics.median(rates["cli"]),
+        "chain_steps_per_s_all": rates["cli"],
+        "ratio_to_cli": 1.0,
+        "us_per_step_median": statistics.median(walls["cli"]) / STEPS * 1e6,
+    }
+    out = {
+        "workload": "W3: ULA on mlp, 1024 chains x 100 steps, step 0.01",
+        "repeats": args.repeats,
+        "threads": boltz.threads(),
+        "torch": torch_version,
+        "torch_threads": torch_threads,
+        "numpy": np.__version__,
+        "results": table,
+        "targets": {
+            "native within 5% of the CLI": table["native"]["ratio_to_cli"] >= 0.95,
+            "callback overhead <= 20 us per step (numpy)": table["numpy"]["us_overhead_per_call"] <= 20,
+        },
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"| path | chain-steps/s (median of {args.repeats}) | vs CLI | us per step | us inside fn per call | overhead us per call |")
+    print("|---|---|---|---|---|---|")
+    for name in ["cli", *paths]:
+        r = table[name]
+        print(
+            f"| {name} | {r['chain_steps_per_s_median']:,.0f} | {r['ratio_to_cli']:.3f} | {r['us_per_step_median']:.0f} | "
+            f"{r.get('us_inside_fn_per_call', float('nan')):.0f} | {r.get('us_overhead_per_call', float('nan')):.1f} |"
+        )
+    print(json.dumps(out["targets"]))
+
+
+if __name__ == "__main__":
+    main()
