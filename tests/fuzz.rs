@@ -1,5 +1,5 @@
-//! Fuzzing of the readers of untrusted files: the npy reader, the model
-//! file parser and the checkpoint loaders never panic on mutated or random
+//! Fuzzing of the readers of untrusted files: the npy reader, the
+//! safetensors reader, the model file parser and the checkpoint loaders never panic on mutated or random
 //! bytes. `PROPTEST_CASES=N` runs longer (the committed corpus in
 //! tests/corpus/ seeds the mutations).
 
@@ -54,6 +54,25 @@ proptest! {
         b.truncate(cut.max(1).min(b.len()));
         let _ = boltz::io::read_npy_bytes(&b, Path::new("fuzz.npy"));
         let _ = boltz::io::read_npy_bytes(&random, Path::new("random.npy"));
+    }
+
+    /// Mutated safetensors files (header and data) never panic the reader
+    /// or the conversion of any tensor it accepts.
+    #[test]
+    fn safetensors_reader_never_panics(flips in prop::collection::vec((0usize..512, any::<u8>()), 0..8), cut in 0usize..512, random in prop::collection::vec(any::<u8>(), 0..200)) {
+        let mut b = corpus("safetensors")[0].clone();
+        for (pos, byte) in flips {
+            let i = pos % b.len();
+            b[i] = byte;
+        }
+        b.truncate(cut.max(1).min(b.len()));
+        for bytes in [b, random] {
+            if let Ok(t) = boltz::io::SafeTensors::from_bytes(bytes, Path::new("fuzz.safetensors")) {
+                for name in t.names() {
+                    let _ = t.tensor(name);
+                }
+            }
+        }
     }
 
     /// Mutated model files never panic the parser.

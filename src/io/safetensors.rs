@@ -71,7 +71,12 @@ impl SafeTensors {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = super::read_input(path)?;
+        Self::from_bytes(super::read_input(path)?, path)
+    }
+
+    /// The file's bytes, checked as [`SafeTensors::open`] does (`path`
+    /// names it in errors).
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self> {
         let bad = |r: String| Error::Model {
             path: path.to_path_buf(),
             reason: format!("not a valid safetensors file: {r}"),
