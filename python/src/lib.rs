@@ -330,8 +330,14 @@ impl Observer for StderrProgress {
     }
 }
 
+/// How often a waiting call takes the interpreter lock to look for Ctrl-C:
+/// often enough to stop within a fraction of a second, rarely enough not to
+/// take the lock from a callback running on the worker (each look forces a
+/// switch of the lock).
+const POLL: Duration = Duration::from_millis(100);
+
 /// Runs `job` on a worker thread with the interpreter lock released;
-/// Ctrl-C (checked every 20 ms) sets the stop flag and raises
+/// Ctrl-C (checked every 100 ms) sets the stop flag and raises
 /// `KeyboardInterrupt`; the first error of a callback energy is raised as
 /// it is; a panic becomes a `BoltzError`.
 fn run_job<T: Send + 'static>(
@@ -353,7 +359,7 @@ fn run_job<T: Send + 'static>(
     loop {
         let finished = py.detach(|| {
             let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(20) {
+            while t.elapsed() < POLL {
                 if handle.is_finished() {
                     return true;
                 }
@@ -370,7 +376,7 @@ fn run_job<T: Send + 'static>(
                 interrupt = Some(e);
             }
         } else {
-            waited_after_stop += Duration::from_millis(20);
+            waited_after_stop += POLL;
             // Every loop stops within a step; one that does not (a long
             // native step) is left to finish on its own.
             if waited_after_stop > Duration::from_secs(2) {
@@ -545,7 +551,21 @@ impl Energy {
     }
 }
 
+/// CallbackEnergy(fn, dim, x_dim=0, binary=False, name=None)
+///
 /// An energy given by a Python function, evaluated for all chains at once.
+///
+/// `fn(y)` (or `fn(y, x)` when `x_dim > 0`) receives the positions of all
+/// chains as one C-contiguous float64 array of shape (n, dim) (and their
+/// contexts, (n, x_dim)) and returns `(energies, gradients)`: float64
+/// arrays of shapes (n,) and (n, dim), the gradient with respect to `y`.
+/// It is called once per energy evaluation, from one thread, with the
+/// interpreter lock taken only for the call; the array passed in is a
+/// buffer boltz reuses from call to call (copy it to keep it). An
+/// exception inside `fn`, or a result of the wrong shape or dtype, ends
+/// the run with an exception that names the problem; non-finite energies
+/// are divergences, as everywhere. `binary=True`: states are 0/1 vectors
+/// (Gibbs, exact enumeration up to 20 bits).
 #[pyclass(extends = Energy, module = "boltz._native", frozen)]
 struct CallbackEnergy {}
 
@@ -681,54 +701,26 @@ fn init_from(spec: Option<&str>, default: boltz::init::Init) -> PyResult<boltz::
     }
 }
 
-/// Draws and the report (a JSON string) of a sample job.
+/// Job settings sent as JSON by the Python layer (missing: the defaults).
+fn settings<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> PyResult<T> {
+    serde_json::from_str(s)
+        .map_err(|e| BoltzError::new_err(format!("invalid {what} settings: {e}")))
+}
+
+/// Draws and the report (a JSON string) of a sample job: `job` is a
+/// `SampleJob` as JSON, `init_spec` a starting distribution (`gaussian:1`).
 #[pyfunction]
-#[pyo3(signature = (energy, sampler, chains, warmup, draws, seed, step_size, beta, context,
-    init, init_spec, thin, leapfrog, jitter, noise, grad_clip, clamp, target_accept,
-    shared_step, adapt_mass, progress))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (energy, job, context, init, init_spec, progress))]
 fn sample<'py>(
     py: Python<'py>,
     energy: PyRef<'py, Energy>,
-    sampler: String,
-    chains: usize,
-    warmup: usize,
-    draws: usize,
-    seed: u64,
-    step_size: Option<f64>,
-    beta: f64,
+    job: &str,
     context: Option<PyReadonlyArray2<'py, f64>>,
     init: Option<PyReadonlyArray2<'py, f64>>,
     init_spec: Option<String>,
-    thin: usize,
-    leapfrog: usize,
-    jitter: f64,
-    noise: Option<f64>,
-    grad_clip: Option<f64>,
-    clamp: Option<(f64, f64)>,
-    target_accept: Option<f64>,
-    shared_step: bool,
-    adapt_mass: bool,
     progress: bool,
 ) -> PyResult<(Bound<'py, numpy::PyArray3<f64>>, String)> {
-    let mut job = SampleJob::new(&sampler);
-    (
-        job.chains,
-        job.warmup,
-        job.draws,
-        job.seed,
-        job.step_size,
-        job.beta,
-    ) = (chains, warmup, draws, seed, step_size, beta);
-    (
-        job.thin,
-        job.leapfrog,
-        job.jitter,
-        job.noise,
-        job.grad_clip,
-        job.clamp,
-    ) = (thin, leapfrog, jitter, noise, grad_clip, clamp);
-    (job.target_accept, job.shared_step, job.adapt_mass) = (target_accept, shared_step, adapt_mass);
+    let mut job: SampleJob = settings("sample", job)?;
     job.init = init_from(init_spec.as_deref(), job.init.clone())?;
     let (model, context, init) = (energy.model.clone(), owned2(context), owned2(init));
     let (samples, report) = run_job(py, &energy.callbacks(), move |stop| {
@@ -745,159 +737,56 @@ fn sample<'py>(
     Ok((samples.into_pyarray(py), json(&report)?))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn logz_job(
-    method: Option<String>,
-    particles: usize,
-    temps: usize,
-    seed: u64,
-    schedule: String,
-    kernel: Option<String>,
-    steps_per_temp: usize,
-    step_size: Option<f64>,
-    beta: f64,
-    reverse: Option<bool>,
-    resample: Option<f64>,
-    base_scale: Option<f64>,
-    data: Option<Array2<f64>>,
-) -> LogzJob {
-    LogzJob {
-        method,
-        particles,
-        temps,
-        seed,
-        schedule,
-        kernel,
-        steps_per_temp,
-        step_size,
-        beta,
-        reverse: reverse == Some(true),
-        no_reverse: reverse == Some(false),
-        resample,
-        base_scale,
-        data,
-        ..LogzJob::default()
-    }
-}
-
-/// The report (a JSON string, per-context arrays) of a log Z job.
+/// log Z (a JSON report, per-context arrays) of a `LogzJob` given as JSON,
+/// and with `points` (N, dim) their log P(y|x) too: (k, N), or (N,) when
+/// `paired`.
 #[pyfunction]
-#[pyo3(signature = (energy, method, particles, temps, seed, context, schedule, kernel,
-    steps_per_temp, step_size, beta, reverse, resample, base_scale, data, progress))]
+#[pyo3(signature = (energy, job, context, data, points, paired, progress))]
 #[allow(clippy::too_many_arguments)]
 fn logz<'py>(
     py: Python<'py>,
     energy: PyRef<'py, Energy>,
-    method: Option<String>,
-    particles: usize,
-    temps: usize,
-    seed: u64,
+    job: &str,
     context: Option<PyReadonlyArray2<'py, f64>>,
-    schedule: String,
-    kernel: Option<String>,
-    steps_per_temp: usize,
-    step_size: Option<f64>,
-    beta: f64,
-    reverse: Option<bool>,
-    resample: Option<f64>,
-    base_scale: Option<f64>,
     data: Option<PyReadonlyArray2<'py, f64>>,
-    progress: bool,
-) -> PyResult<String> {
-    let job = logz_job(
-        method,
-        particles,
-        temps,
-        seed,
-        schedule,
-        kernel,
-        steps_per_temp,
-        step_size,
-        beta,
-        reverse,
-        resample,
-        base_scale,
-        owned2(data),
-    );
-    let (model, context) = (energy.model.clone(), owned2(context));
-    let report = run_job(py, &energy.callbacks(), move |stop| {
-        let mut obs = StderrProgress {
-            on: progress,
-            last: None,
-        };
-        let run = boltz::jobs::logz(&model, context, &job, &control(stop), None, &mut obs)?;
-        if !run.report.complete {
-            return Err(boltz::Error::Interrupted("AIS was stopped".into()));
-        }
-        Ok(run.report)
-    })?;
-    json(&report)
-}
-
-/// log P(y|x) of `points` and the log Z report (a JSON string).
-#[pyfunction]
-#[pyo3(signature = (energy, points, context, paired, method, particles, temps, seed, schedule,
-    kernel, steps_per_temp, step_size, beta, reverse, progress))]
-#[allow(clippy::too_many_arguments)]
-fn log_prob<'py>(
-    py: Python<'py>,
-    energy: PyRef<'py, Energy>,
-    points: PyReadonlyArray2<'py, f64>,
-    context: Option<PyReadonlyArray2<'py, f64>>,
+    points: Option<PyReadonlyArray2<'py, f64>>,
     paired: bool,
-    method: Option<String>,
-    particles: usize,
-    temps: usize,
-    seed: u64,
-    schedule: String,
-    kernel: Option<String>,
-    steps_per_temp: usize,
-    step_size: Option<f64>,
-    beta: f64,
-    reverse: Option<bool>,
     progress: bool,
-) -> PyResult<(Bound<'py, numpy::PyArrayDyn<f64>>, String)> {
-    let job = logz_job(
-        method,
-        particles,
-        temps,
-        seed,
-        schedule,
-        kernel,
-        steps_per_temp,
-        step_size,
-        beta,
-        reverse,
-        None,
-        None,
-        None,
-    );
-    let (model, context, points) = (
-        energy.model.clone(),
-        owned2(context),
-        points.as_array().to_owned(),
-    );
+) -> PyResult<(Option<Bound<'py, numpy::PyArrayDyn<f64>>>, String)> {
+    let mut job: LogzJob = settings("logz", job)?;
+    job.data = owned2(data);
+    let (model, context, points) = (energy.model.clone(), owned2(context), owned2(points));
     let (logp, report) = run_job(py, &energy.callbacks(), move |stop| {
         let mut obs = StderrProgress {
             on: progress,
             last: None,
         };
-        let (logp, run) = boltz::jobs::prob(
-            &model,
-            context,
-            points.view(),
-            paired,
-            &job,
-            &control(stop),
-            None,
-            &mut obs,
-        )?;
+        let control = control(stop);
+        let (logp, run) = match &points {
+            Some(p) => {
+                let (lp, run) = boltz::jobs::prob(
+                    &model,
+                    context,
+                    p.view(),
+                    paired,
+                    &job,
+                    &control,
+                    None,
+                    &mut obs,
+                )?;
+                (Some(lp), run)
+            }
+            None => (
+                None,
+                boltz::jobs::logz(&model, context, &job, &control, None, &mut obs)?,
+            ),
+        };
         if !run.report.complete {
             return Err(boltz::Error::Interrupted("AIS was stopped".into()));
         }
         Ok((logp, run.report))
     })?;
-    Ok((logp.into_pyarray(py), json(&report)?))
+    Ok((logp.map(|l| l.into_pyarray(py)), json(&report)?))
 }
 
 /// Per-coordinate diagnostics of a (chains, draws, dim) array, as JSON.
@@ -997,46 +886,13 @@ impl Negatives {
 
 #[pymethods]
 impl Negatives {
+    /// A sampler of `energy` with a `NegativesJob` given as JSON and a
+    /// starting distribution spec (`gaussian:1`, `uniform:0,1`, ...).
     #[new]
-    #[pyo3(signature = (energy, method, kernel, steps, step_size, noise, buffer, reinit,
-        buffer_policy, grad_clip, clamp, seed, beta, leapfrog, jitter, init))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        energy: Py<Energy>,
-        method: String,
-        kernel: Option<String>,
-        steps: usize,
-        step_size: f64,
-        noise: Option<f64>,
-        buffer: usize,
-        reinit: f64,
-        buffer_policy: String,
-        grad_clip: Option<f64>,
-        clamp: Option<(f64, f64)>,
-        seed: u64,
-        beta: f64,
-        leapfrog: usize,
-        jitter: f64,
-        init: Option<String>,
-        py: Python<'_>,
-    ) -> PyResult<Self> {
-        let job = NegativesJob {
-            method,
-            kernel,
-            steps,
-            step_size,
-            noise,
-            grad_clip,
-            clamp,
-            leapfrog,
-            jitter,
-            buffer,
-            reinit,
-            buffer_policy,
-            beta,
-            seed,
-            init: init_from(init.as_deref(), boltz::init::Init::Gaussian { std: 1.0 })?,
-        };
+    #[pyo3(signature = (energy, job, init=None))]
+    fn new(energy: Py<Energy>, job: &str, init: Option<String>, py: Python<'_>) -> PyResult<Self> {
+        let mut job: NegativesJob = settings("negatives", job)?;
+        job.init = init_from(init.as_deref(), boltz::init::Init::Gaussian { std: 1.0 })?;
         // Check every setting now, not at the first call.
         job.method().map_err(to_py)?;
         let e = energy
@@ -1103,7 +959,9 @@ impl Negatives {
             };
             let sampler = match fresh.as_mut() {
                 Some(f) => f,
-                None => guard.as_mut().ok_or_else(|| boltz::Error::param("negatives", "no state"))?,
+                None => guard
+                    .as_mut()
+                    .ok_or_else(|| boltz::Error::param("negatives", "no state"))?,
             };
             let (batch, kernel, warnings) = boltz::jobs::negatives::call(
                 sampler,
@@ -1256,7 +1114,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mlp_energy, m)?)?;
     m.add_function(wrap_pyfunction!(sample, m)?)?;
     m.add_function(wrap_pyfunction!(logz, m)?)?;
-    m.add_function(wrap_pyfunction!(log_prob, m)?)?;
     m.add_function(wrap_pyfunction!(diagnose, m)?)?;
     m.add_function(wrap_pyfunction!(compare, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;

@@ -202,3 +202,16 @@ def test_help_teaches_the_call():
     assert "chains" in boltz.sample.__doc__ and "warnings" in boltz.sample.__doc__
     assert boltz.CallbackEnergy.__doc__
     assert os.path.exists(os.path.join(os.path.dirname(boltz.__file__), "py.typed"))
+
+
+def test_persistent_negatives_follow_the_target():
+    # PCD with MALA: every call continues the chains with an exact kernel,
+    # so the calls' outputs are (autocorrelated) draws of the target.
+    e = boltz.CallbackEnergy(gauss, 3)
+    neg = boltz.Negatives(e, method="pcd", kernel="mala", steps=10, step_size=0.5, seed=3)
+    calls = np.stack([neg.sample(chains=32) for _ in range(300)], axis=1)[:, 50:]
+    d = boltz.diagnose(calls)
+    assert np.all(np.abs(d["mean"] - MEAN) < 4 * d["mcse_mean"]), (d["mean"], d["mcse_mean"])
+    sq = boltz.diagnose((calls - MEAN) ** 2)
+    assert np.all(np.abs(sq["mean"] - np.diag(COV)) < 4 * sq["mcse_mean"])
+    assert neg.last_report["stats"]["acceptance"] > 0.3

@@ -13,7 +13,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The settings of a log Z job, with the CLI's defaults ([`LogzJob::default`]).
-#[derive(Clone, Debug)]
+/// As JSON, missing fields take the defaults and unknown ones are refused
+/// (the arrays `reverse_from` and `data` are not part of it).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogzJob {
     /// `ais`, `exact` or `quadrature`; `None`: exact where the model
     /// allows (and no reverse pass is asked for), else AIS.
@@ -43,6 +46,7 @@ pub struct LogzJob {
     /// Skip the default reverse AIS pass.
     pub no_reverse: bool,
     /// Reverse AIS from these draws of the target (particles x dim).
+    #[serde(skip)]
     pub reverse_from: Option<Array2<f64>>,
     /// Resample when ESS/N falls below this (annealed SMC).
     pub resample: Option<f64>,
@@ -55,6 +59,7 @@ pub struct LogzJob {
     /// Seed: particle `i` draws from the ChaCha stream keyed by `(seed, i)`.
     pub seed: u64,
     /// Binary models: positives whose base-rate model is the AIS base.
+    #[serde(skip)]
     pub data: Option<Array2<f64>>,
 }
 

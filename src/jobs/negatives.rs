@@ -12,6 +12,7 @@ use ndarray::ArrayView2;
 
 /// The settings of negative sampling, with the CLI's defaults ([`NegativesJob::default`]).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NegativesJob {
     /// `short-run` (default; with `buffer` > 0 a replay buffer), `cd` or `pcd`.
     pub method: String,

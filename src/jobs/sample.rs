@@ -14,7 +14,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The settings of a sample job, with the CLI's defaults ([`SampleJob::new`]).
-#[derive(Clone, Debug)]
+/// As JSON (the Python front sends them so), missing fields take the
+/// defaults and unknown ones are refused.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SampleJob {
     /// Kernel name (`boltz::KernelSpec::names()`: `mala`, `ula`, `hmc`, `rwm`, `gibbs`).
     pub sampler: String,

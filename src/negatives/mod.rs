@@ -435,17 +435,7 @@ impl NegativeSampler {
         tag: &str,
     ) -> Result<Self> {
         let settings = Self::settings(&method, &init, n_chains, dim, seed, tag);
-        let ((mut s, (np, nb)), data): ((NegativeState, (usize, usize)), Vec<f64>) =
-            crate::io::read_checkpoint(path, "negatives", &settings)?;
-        if np.checked_add(nb) != Some(data.len()) {
-            return Err(Error::checkpoint(
-                path,
-                "array lengths do not match the file",
-            ));
-        }
-        s.persistent = data[..np].to_vec();
-        s.buffer = data[np..].to_vec();
-        Self::restore(s).map_err(|e| Error::checkpoint(path, e.to_string()))
+        Self::read_state(path, Some(&settings))
     }
 
     /// Loads a state file whatever its settings: the settings come from the
@@ -453,12 +443,14 @@ impl NegativeSampler {
     /// state disagree is refused). The caller checks them against what it
     /// needs, the tag first ([`NegativeState::tag`]).
     pub fn load_any(path: &std::path::Path) -> Result<Self> {
-        let ((mut s, (np, nb)), data, settings): (
-            (NegativeState, (usize, usize)),
-            Vec<f64>,
-            String,
-        ) = crate::io::checkpoint::read_checkpoint_as(path, "negatives", None)?;
-        if settings != Self::settings(&s.method, &s.init, s.n_chains, s.dim, s.seed, &s.tag) {
+        Self::read_state(path, None)
+    }
+
+    /// A state file's sampler; with `settings`, only one saved with them.
+    fn read_state(path: &std::path::Path, settings: Option<&str>) -> Result<Self> {
+        let ((mut s, (np, nb)), data, stored): ((NegativeState, (usize, usize)), Vec<f64>, String) =
+            crate::io::checkpoint::read_checkpoint_as(path, "negatives", settings)?;
+        if stored != Self::settings(&s.method, &s.init, s.n_chains, s.dim, s.seed, &s.tag) {
             return Err(Error::checkpoint(
                 path,
                 "the header's settings do not describe the state it holds (corrupt?)",

@@ -190,30 +190,62 @@ def sample(
     elif init is not None:
         init_rows = _f64_2d(init, "init", e.dim)
     ctx = _context(e, context)
+    job = {
+        "sampler": str(sampler),
+        "chains": _count(chains, "chains"),
+        "warmup": _count(warmup, "warmup"),
+        "draws": _count(draws, "draws"),
+        "seed": _count(seed, "seed"),
+        "step_size": _opt_float(step_size),
+        "beta": float(beta),
+        "thin": _count(thin, "thin"),
+        "leapfrog": _count(leapfrog, "leapfrog"),
+        "jitter": float(jitter),
+        "noise": _opt_float(noise),
+        "grad_clip": _opt_float(grad_clip),
+        "clamp": None if clamp is None else [float(clamp[0]), float(clamp[1])],
+        "target_accept": _opt_float(target_accept),
+        "shared_step": bool(shared_step),
+        "adapt_mass": bool(adapt_mass),
+    }
     samples, report = _native.sample(
-        e,
-        str(sampler),
-        _count(chains, "chains"),
-        _count(warmup, "warmup"),
-        _count(draws, "draws"),
-        _count(seed, "seed"),
-        None if step_size is None else float(step_size),
-        float(beta),
-        ctx,
-        init_rows,
-        init_spec,
-        _count(thin, "thin"),
-        _count(leapfrog, "leapfrog"),
-        float(jitter),
-        None if noise is None else float(noise),
-        None if grad_clip is None else float(grad_clip),
-        None if clamp is None else (float(clamp[0]), float(clamp[1])),
-        None if target_accept is None else float(target_accept),
-        bool(shared_step),
-        bool(adapt_mass),
-        bool(progress),
+        e, _dumps(job), ctx, init_rows, init_spec, bool(progress)
     )
     return samples, _report(report)
+
+
+def _opt_float(v: Optional[float]) -> Optional[float]:
+    return None if v is None else float(v)
+
+
+def _logz_job(**kw: Any) -> str:
+    """A LogzJob as JSON (the library's settings, with the CLI's defaults)."""
+    job = {
+        "method": kw["method"],
+        "particles": _count(kw["particles"], "particles"),
+        "temps": _count(kw["temps"], "temps"),
+        "seed": _count(kw["seed"], "seed"),
+        "schedule": str(kw["schedule"]),
+        "kernel": kw["kernel"],
+        "steps_per_temp": _count(kw["steps_per_temp"], "steps_per_temp"),
+        "step_size": _opt_float(kw["step_size"]),
+        "beta": float(kw["beta"]),
+        "reverse": kw["reverse"] is True,
+        "no_reverse": kw["reverse"] is False,
+        "resample": _opt_float(kw.get("resample")),
+        "base_scale": _opt_float(kw.get("base_scale")),
+    }
+    return _dumps(job)
+
+
+def _dumps(job: Dict[str, Any]) -> str:
+    """Settings as JSON for the native module: finite numbers only."""
+    try:
+        return _json.dumps(job, allow_nan=False)
+    except ValueError:
+        raise BoltzError(
+            "invalid value: settings must be finite numbers (got NaN or infinity)"
+        ) from None
 
 
 def _report(s: str) -> Dict[str, Any]:
@@ -272,23 +304,13 @@ def logz(
         the rest of the CLI's report (``log_z_upper``, ``exact_log_z``, ...).
     """
     e = _energy(energy)
-    r = _native.logz(
-        e,
-        method,
-        _count(particles, "particles"),
-        _count(temps, "temps"),
-        _count(seed, "seed"),
-        _context(e, context),
-        str(schedule),
-        kernel,
-        _count(steps_per_temp, "steps_per_temp"),
-        None if step_size is None else float(step_size),
-        float(beta),
-        reverse,
-        None if resample is None else float(resample),
-        None if base_scale is None else float(base_scale),
-        _f64_2d(data, "data", e.dim),
-        bool(progress),
+    job = _logz_job(
+        method=method, particles=particles, temps=temps, seed=seed, schedule=schedule,
+        kernel=kernel, steps_per_temp=steps_per_temp, step_size=step_size, beta=beta,
+        reverse=reverse, resample=resample, base_scale=base_scale,
+    )
+    _, r = _native.logz(
+        e, job, _context(e, context), _f64_2d(data, "data", e.dim), None, False, bool(progress)
     )
     return _logz_arrays(_json.loads(r))
 
@@ -322,23 +344,12 @@ def log_prob(
     """
     e = _energy(energy)
     pts = _f64_2d(points, "points", e.dim)
-    lp, r = _native.log_prob(
-        e,
-        pts,
-        _context(e, context),
-        bool(paired),
-        method,
-        _count(particles, "particles"),
-        _count(temps, "temps"),
-        _count(seed, "seed"),
-        str(schedule),
-        kernel,
-        _count(steps_per_temp, "steps_per_temp"),
-        None if step_size is None else float(step_size),
-        float(beta),
-        reverse,
-        bool(progress),
+    job = _logz_job(
+        method=method, particles=particles, temps=temps, seed=seed, schedule=schedule,
+        kernel=kernel, steps_per_temp=steps_per_temp, step_size=step_size, beta=beta,
+        reverse=reverse,
     )
+    lp, r = _native.logz(e, job, _context(e, context), None, pts, bool(paired), bool(progress))
     lp = _np.asarray(lp)
     if lp.ndim == 1 and not paired:
         lp = lp.reshape(1, -1)
@@ -468,24 +479,23 @@ class Negatives:
         if _native_obj is not None:
             self._n = _native_obj
         else:
-            self._n = _native.Negatives(
-                self.energy,
-                str(method),
-                kernel,
-                _count(steps, "steps"),
-                float(step_size),
-                None if noise is None else float(noise),
-                _count(buffer, "buffer"),
-                float(reinit),
-                str(buffer_policy),
-                None if grad_clip is None else float(grad_clip),
-                None if clamp is None else (float(clamp[0]), float(clamp[1])),
-                _count(seed, "seed"),
-                float(beta),
-                _count(leapfrog, "leapfrog"),
-                float(jitter),
-                init,
-            )
+            job = {
+                "method": str(method),
+                "kernel": kernel,
+                "steps": _count(steps, "steps"),
+                "step_size": float(step_size),
+                "noise": _opt_float(noise),
+                "grad_clip": _opt_float(grad_clip),
+                "clamp": None if clamp is None else [float(clamp[0]), float(clamp[1])],
+                "leapfrog": _count(leapfrog, "leapfrog"),
+                "jitter": float(jitter),
+                "buffer": _count(buffer, "buffer"),
+                "reinit": float(reinit),
+                "buffer_policy": str(buffer_policy),
+                "beta": float(beta),
+                "seed": _count(seed, "seed"),
+            }
+            self._n = _native.Negatives(self.energy, _dumps(job), init)
 
     @property
     def settings(self) -> Dict[str, Any]:
