@@ -93,7 +93,7 @@ def torch_module(w, b):
 def run_python(energy, ctx, seed):
     neg = boltz.Negatives(energy, kernel="ula", steps=STEPS, step_size=STEP, seed=seed)
     t = time.perf_counter()
-    out = neg.sample(chains=N, context=ctx)
+    out = neg.sample(chains=N, context=ctx) if ctx is not None else neg.sample(chains=N)
     wall = time.perf_counter() - t
     r = neg.last_report
     assert np.all(np.isfinite(out)) and r["stats"]["divergences"] == 0
@@ -140,6 +140,7 @@ def main():
     # One untimed run per path first (thread pool, caches), as the CLI's bench does.
     for e in paths.values():
         run_python(e, ctx, seed=1000)
+    before = {name: e.callback_stats() for name, e in paths.items()}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
             walls["cli"].append(run_cli(args.cli, tmp))
@@ -148,27 +149,45 @@ def main():
     rates = {k: [N * STEPS / s for s in v] for k, v in walls.items()}
     table = {}
     for name, e in paths.items():
-        before = e.callback_stats()
-        run_python(e, ctx, seed=99)
         row = {
             "chain_steps_per_s_median": statistics.median(rates[name]),
             "chain_steps_per_s_all": rates[name],
             "ratio_to_cli": statistics.median(rates[name]) / statistics.median(rates["cli"]),
+            "ratio_to_cli_best_of": max(rates[name]) / max(rates["cli"]),
             "us_per_step_median": statistics.median(walls[name]) / STEPS * 1e6,
         }
         after = e.callback_stats()
         if after is not None:
-            calls = after[0] - before[0]
-            inside = after[1] - before[1]
-            total = after[2] - before[2]
+            # Over all the timed repeats.
+            b = before[name]
+            calls = after[0] - b[0]
+            inside = after[1] - b[1]
+            total = after[2] - b[2]
             row["callback_calls"] = calls
             row["us_inside_fn_per_call"] = inside / calls * 1e6
             row["us_overhead_per_call"] = (total - inside) / calls * 1e6
         table[name] = row
+    # The callback path alone: a function that returns preallocated arrays
+    # (1024 chains x 32 dims, no contexts), so the copies run on warm caches.
+    E0, G0 = np.zeros(N), np.zeros((N, 32))
+    trivial = boltz.CallbackEnergy(lambda y: (E0, G0), 32, name="trivial")
+    run_python(trivial, None, seed=1000)
+    before = trivial.callback_stats()
+    tw = statistics.median([run_python(trivial, None, seed=r)[0] for r in range(args.repeats)])
+    after = trivial.callback_stats()
+    calls = after[0] - before[0]
+    table["trivial_callback"] = {
+        "note": "fn returns preallocated zeros: the cost of the callback path itself, 1024 x 32, no contexts",
+        "us_per_step_median": tw / STEPS * 1e6,
+        "callback_calls": calls,
+        "us_inside_fn_per_call": (after[1] - before[1]) / calls * 1e6,
+        "us_overhead_per_call": (after[2] - before[2] - (after[1] - before[1])) / calls * 1e6,
+    }
     table["cli"] = {
         "chain_steps_per_s_median": statistics.median(rates["cli"]),
         "chain_steps_per_s_all": rates["cli"],
         "ratio_to_cli": 1.0,
+        "ratio_to_cli_best_of": 1.0,
         "us_per_step_median": statistics.median(walls["cli"]) / STEPS * 1e6,
     }
     out = {
@@ -180,19 +199,23 @@ def main():
         "numpy": np.__version__,
         "results": table,
         "targets": {
-            "native within 5% of the CLI": table["native"]["ratio_to_cli"] >= 0.95,
-            "callback overhead <= 20 us per step (numpy)": table["numpy"]["us_overhead_per_call"] <= 20,
+            "native within 5% of the CLI (median)": table["native"]["ratio_to_cli"] >= 0.95,
+            "native within 5% of the CLI (best of)": table["native"]["ratio_to_cli_best_of"] >= 0.95,
+            "callback overhead <= 20 us per step (numpy MLP, W3)": table["numpy"]["us_overhead_per_call"] <= 20,
+            "callback overhead <= 20 us per step (trivial fn, 1024 x 32)": table["trivial_callback"]["us_overhead_per_call"] <= 20,
         },
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
-    print(f"| path | chain-steps/s (median of {args.repeats}) | vs CLI | us per step | us inside fn per call | overhead us per call |")
-    print("|---|---|---|---|---|---|")
-    for name in ["cli", *paths]:
+    print(f"| path | chain-steps/s (median of {args.repeats}) | vs CLI (median) | vs CLI (best) | us per step | us inside fn per call | overhead us per call |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ["cli", *paths, "trivial_callback"]:
         r = table[name]
+        rate = r.get("chain_steps_per_s_median")
         print(
-            f"| {name} | {r['chain_steps_per_s_median']:,.0f} | {r['ratio_to_cli']:.3f} | {r['us_per_step_median']:.0f} | "
+            f"| {name} | {'-' if rate is None else f'{rate:,.0f}'} | {r.get('ratio_to_cli', float('nan')):.3f} | "
+            f"{r.get('ratio_to_cli_best_of', float('nan')):.3f} | {r['us_per_step_median']:.0f} | "
             f"{r.get('us_inside_fn_per_call', float('nan')):.0f} | {r.get('us_overhead_per_call', float('nan')):.1f} |"
         )
     print(json.dumps(out["targets"]))
