@@ -2,9 +2,9 @@
 
 use super::commands::read_matrix;
 use boltz::error::Result;
+use boltz::io;
 use boltz::jobs::NegativesJob;
 use boltz::negatives::{Init, NegativeSampler};
-use boltz::{StateSpace, io};
 use std::path::PathBuf;
 
 /// Options of `boltz negatives`.
@@ -83,12 +83,11 @@ pub struct NegativesArgs {
     pub output: crate::OutputArgs,
 }
 
-/// `--init`: a spec or a file of points (binary models: coin flips unless
-/// a file is given).
-fn parse_init(s: &str, binary: bool) -> Result<Init> {
+/// `--init`: a spec or a file of points (binary models start from coin
+/// flips unless a file is given: `NegativesJob::init_for`).
+fn parse_init(s: &str) -> Result<Init> {
     match super::commands::parse_init(Some(s))? {
         (Some(rows), _) => Init::rows(rows.view()),
-        (None, _) if binary => Ok(Init::Bernoulli),
         (None, init) => Ok(init),
     }
 }
@@ -122,7 +121,6 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         .map(|p| read_matrix(p, "context"))
         .transpose()?;
     let energy = model.energy(ctx)?;
-    let binary = energy.space() == StateSpace::Binary;
     let job = NegativesJob {
         method: args.method.clone(),
         kernel: args.kernel.clone(),
@@ -138,7 +136,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         buffer_policy: args.buffer_policy.clone(),
         beta: args.beta,
         seed: args.seed,
-        init: parse_init(&args.init, binary)?,
+        init: parse_init(&args.init)?,
     };
     let method = job.method()?;
     let (_, kernel_name) = job.kernel(energy.as_ref())?;
@@ -158,7 +156,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         Some(path) => NegativeSampler::load_tagged(
             path,
             method,
-            job.init.clone(),
+            job.init_for(energy.as_ref()),
             chains,
             energy.dim(),
             args.seed,

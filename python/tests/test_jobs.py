@@ -215,3 +215,13 @@ def test_persistent_negatives_follow_the_target():
     sq = boltz.diagnose((calls - MEAN) ** 2)
     assert np.all(np.abs(sq["mean"] - np.diag(COV)) < 4 * sq["mcse_mean"])
     assert neg.last_report["stats"]["acceptance"] > 0.3
+
+
+def test_the_readme_example_runs():
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+    if not os.path.exists(readme):
+        pytest.skip("README.md not next to the package (installed elsewhere)")
+    text = open(readme).read()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 5 <= len(block.strip().splitlines()) <= 12
+    exec(compile(block, "README.md", "exec"), {})

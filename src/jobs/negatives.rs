@@ -129,11 +129,21 @@ impl NegativesJob {
         Ok((kernel, spec.name().to_string()))
     }
 
+    /// Where fresh chains start on `energy`: binary models start from coin
+    /// flips unless rows are given.
+    pub fn init_for(&self, energy: &dyn Energy) -> Init {
+        match &self.init {
+            Init::Rows { .. } => self.init.clone(),
+            _ if energy.space() == StateSpace::Binary => Init::Bernoulli,
+            other => other.clone(),
+        }
+    }
+
     /// A sampler of `chains` chains for `energy` under these settings.
     pub fn sampler(&self, energy: &dyn Energy, chains: usize) -> Result<NegativeSampler> {
         NegativeSampler::new(
             self.method()?,
-            self.init.clone(),
+            self.init_for(energy),
             chains,
             energy.dim(),
             self.seed,
