@@ -12,6 +12,7 @@ use crate::diagnostics::{self, CoordSummary};
 use crate::energy::Energy;
 use crate::error::{Error, Result};
 use crate::kernels::{KernelSpec, Mala};
+use crate::run::Control;
 use crate::sampler::{NoObserver, SampleConfig, sample};
 use ndarray::{ArrayView3, Axis};
 
@@ -210,6 +211,19 @@ pub fn compare(
     moments: Option<&Moments>,
     config: &CompareConfig,
 ) -> Result<CompareReport> {
+    compare_with(name, energy, samplers, moments, config, &Control::default())
+}
+
+/// [`compare`] with a stop flag: a stopped comparison is an
+/// [`Error::Interrupted`] (its rows would compare unequal runs).
+pub fn compare_with(
+    name: &str,
+    energy: &dyn Energy,
+    samplers: &[KernelSpec],
+    moments: Option<&Moments>,
+    config: &CompareConfig,
+    control: &Control,
+) -> Result<CompareReport> {
     if samplers.is_empty() {
         return Err(Error::param("samplers", "name at least one sampler"));
     }
@@ -249,7 +263,20 @@ pub fn compare(
         let kernel = spec.build()?;
         let mut c = cfg.clone();
         c.adapt_step_size = kernel.target_accept().is_some();
-        let out = sample(energy, kernel.as_ref(), &c, None, &mut NoObserver)?;
+        let out = crate::sampler::sample_with(
+            energy,
+            kernel.as_ref(),
+            &c,
+            None,
+            &mut NoObserver,
+            control,
+        )?;
+        if !out.complete {
+            return Err(Error::Interrupted(format!(
+                "the comparison was stopped during {}",
+                spec.name()
+            )));
+        }
         if spec.name() == "mala" && ula_step.is_none() {
             ula_step = Some(ula_step_from(&out.stats));
         }
@@ -323,12 +350,13 @@ fn row(
 
 /// [`compare`] on a model (with `context` for a conditional one): the named
 /// samplers (default `gibbs` for binary models, else `mala`, `hmc`, `rwm`,
-/// `ula`), with the model's exact moments where it has them.
+/// `ula`), with the model's exact moments where it has them; `control`'s
+/// stop flag ends it with [`Error::Interrupted`].
 ///
 /// ```
 /// let model = boltz::model::load("gauss-ill")?;
 /// let config = boltz::CompareConfig { warmup: 200, draws: 200, ..Default::default() };
-/// let report = boltz::compare::compare_model(&model, None, Some(&["mala".to_string()]), &config)?;
+/// let report = boltz::compare::compare_model(&model, None, Some(&["mala".to_string()]), &config, &Default::default())?;
 /// assert!(report.moments_known && report.rows.len() == 1);
 /// # Ok::<(), boltz::Error>(())
 /// ```
@@ -337,6 +365,7 @@ pub fn compare_model(
     context: Option<ndarray::Array2<f64>>,
     samplers: Option<&[String]>,
     config: &CompareConfig,
+    control: &Control,
 ) -> Result<CompareReport> {
     let energy = model.energy(context)?;
     let defaults: Vec<String> = if energy.space() == crate::StateSpace::Binary {
@@ -351,11 +380,12 @@ pub fn compare_model(
         .collect::<Result<Vec<_>>>()?;
     crate::error::check_beta("--beta", config.beta)?;
     let moments = model.moments().map(|(mean, var)| Moments { mean, var });
-    compare(
+    compare_with(
         &model.name,
         energy.as_ref(),
         &specs,
         moments.as_ref(),
         config,
+        control,
     )
 }

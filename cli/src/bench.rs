@@ -303,7 +303,13 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         ula_step: args.ula_step,
         beta: args.beta,
     };
-    let report = compare::compare_model(&model, context, args.samplers.as_deref(), &config)?;
+    let report = compare::compare_model(
+        &model,
+        context,
+        args.samplers.as_deref(),
+        &config,
+        &boltz::run::Control::default(),
+    )?;
     let md = crate::render::markdown(&report);
     let mut v = crate::json_value(&report)?;
     v["warnings"] = serde_json::json!(

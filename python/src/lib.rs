@@ -842,11 +842,13 @@ fn compare(
     };
     let (model, context) = (energy.model.clone(), owned2(context));
     let report = run_job(py, &energy.callbacks(), move |stop| {
-        let r = boltz::compare::compare_model(&model, context, samplers.as_deref(), &config)?;
-        if stop.load(Ordering::SeqCst) {
-            return Err(boltz::Error::Interrupted("compare was stopped".into()));
-        }
-        Ok(r)
+        boltz::compare::compare_model(
+            &model,
+            context,
+            samplers.as_deref(),
+            &config,
+            &control(stop),
+        )
     })?;
     json(&report)
 }

@@ -160,6 +160,7 @@ def test_ctrl_c_stops_a_long_run_within_a_second():
     for job in (
         lambda: boltz.sample(e, chains=64, warmup=10**6, draws=10**3),
         lambda: boltz.logz(e, method="ais", particles=4096, temps=10**6),
+        lambda: boltz.compare(e, ["hmc", "mala"], chains=16, warmup=10**6, draws=100),
     ):
         t0.clear()
         timer = threading.Timer(0.5, interrupt)
