@@ -14,7 +14,7 @@
 
 use boltz::diagnostics::{chi_square_test, ks_test};
 use boltz::energy::{Energy, FnEnergy, log_sum_exp};
-use boltz::kernels::{Gibbs, Hmc, Kernel, KernelSpec, Mala, Rwm, Ula};
+use boltz::kernels::{AutoMala, Gibbs, Hmc, Kernel, KernelSpec, Mala, Rwm, Ula};
 use boltz::model::{self, Family};
 use boltz::sampler::{NoObserver, SampleConfig, sample};
 use ndarray::Array2;
@@ -79,12 +79,14 @@ fn kernels(scale: f64, dim: usize) -> Vec<(&'static str, Box<dyn Kernel>)> {
             Box::new(Hmc::new(0.5 * scale / d.powf(0.25), 5, 0.2).unwrap()),
         ),
         ("rwm", Box::new(Rwm::new(2.38 * scale / d.sqrt()).unwrap())),
+        // A base step far from right on purpose: the selector must fix it.
+        ("automala", Box::new(AutoMala::new(4.0 * scale).unwrap())),
     ];
     // A kernel added to the spec must be added here (ULA, unadjusted, has
     // its own test below; Gibbs is for binary states).
     for n in &names {
         assert!(
-            ["mala", "hmc", "rwm", "ula", "gibbs"].contains(n),
+            ["mala", "automala", "hmc", "rwm", "ula", "gibbs"].contains(n),
             "kernel `{n}` has no invariance test"
         );
     }

@@ -11,6 +11,7 @@
 //! rejected and counted as a divergence.
 
 mod adapt;
+mod automala;
 mod gibbs;
 mod hmc;
 mod mala;
@@ -20,6 +21,7 @@ mod ula;
 mod spec;
 
 pub use adapt::{Adaptation, DualAveraging, MassAdapter, Tuner};
+pub use automala::AutoMala;
 pub use gibbs::Gibbs;
 pub use hmc::Hmc;
 pub use mala::Mala;
@@ -111,6 +113,10 @@ pub struct ChainStep {
     /// Whether the proposal had a non-finite energy or gradient (or, for
     /// HMC, an energy error above 1000).
     pub divergent: bool,
+    /// Gradient evaluations of this step beyond the kernel's
+    /// [`Kernel::grad_evals_per_step`] (kernels whose cost varies, as
+    /// autoMALA's step-size search; 0 for the others).
+    pub extra_grad_evals: u32,
 }
 
 /// A Markov transition on a batch of chains: a pure function of the
@@ -499,6 +505,7 @@ pub(crate) fn metropolis(
             accept_prob: 0.0,
             accepted: false,
             divergent: true,
+            extra_grad_evals: 0,
         };
         return false;
     }
@@ -508,6 +515,7 @@ pub(crate) fn metropolis(
         accept_prob,
         accepted,
         divergent: false,
+        extra_grad_evals: 0,
     };
     accepted
 }

@@ -3,7 +3,7 @@
 //! negatives all build their kernels here, so adding a kernel is its own
 //! file (with an `INFO` constant) plus one line in [`KERNELS`].
 
-use super::{Kernel, gibbs, hmc, mala, rwm, ula};
+use super::{Kernel, automala, gibbs, hmc, mala, rwm, ula};
 use crate::energy::{Energy, StateSpace};
 use crate::error::{Error, Result};
 
@@ -20,7 +20,14 @@ pub struct KernelInfo {
 }
 
 /// Every kernel boltz offers, in the order help texts list them.
-pub const KERNELS: &[KernelInfo] = &[ula::INFO, mala::INFO, hmc::INFO, rwm::INFO, gibbs::INFO];
+pub const KERNELS: &[KernelInfo] = &[
+    ula::INFO,
+    mala::INFO,
+    automala::INFO,
+    hmc::INFO,
+    rwm::INFO,
+    gibbs::INFO,
+];
 
 /// A kernel by name with its settings: what a user (or the command line)
 /// chooses, checked against an energy and built in one place.
