@@ -81,12 +81,13 @@ fn kernels(scale: f64, dim: usize) -> Vec<(&'static str, Box<dyn Kernel>)> {
         ("rwm", Box::new(Rwm::new(2.38 * scale / d.sqrt()).unwrap())),
         // A base step far from right on purpose: the selector must fix it.
         ("automala", Box::new(AutoMala::new(4.0 * scale).unwrap())),
+        ("autohmc", Box::new(AutoMala::hmc(4.0 * scale, 5).unwrap())),
     ];
     // A kernel added to the spec must be added here (ULA, unadjusted, has
     // its own test below; Gibbs is for binary states).
     for n in &names {
         assert!(
-            ["mala", "automala", "hmc", "rwm", "ula", "gibbs"].contains(n),
+            ["mala", "automala", "hmc", "autohmc", "rwm", "ula", "gibbs"].contains(n),
             "kernel `{n}` has no invariance test"
         );
     }

@@ -21,8 +21,9 @@
 //! Every round of the selector evaluates the energy of the whole batch (a
 //! chain that has chosen is evaluated again at its own position, so that
 //! energies with one context per chain see all their rows); the gradient
-//! evaluations of a step are `rounds forward + 1 + rounds backward`,
-//! reported through [`ChainStep::extra_grad_evals`] beyond the nominal 3.
+//! evaluations of a step are `L (rounds forward + 1 + rounds backward)`
+//! for `L` leapfrog steps (1 for autoMALA), reported through
+//! [`ChainStep::extra_grad_evals`] beyond the nominal `3 L`.
 
 use super::{ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, metropolis};
 use crate::energy::Energy;
@@ -39,6 +40,14 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     build: |s: &KernelSpec| Ok(Box::new(AutoMala::new(s.step_or(0.1))?)),
 };
 
+/// AutoStep HMC's registry entry (`--leapfrog` steps per trajectory).
+pub(crate) const INFO_HMC: KernelInfo = KernelInfo {
+    name: "autohmc",
+    about: "AutoStep HMC: HMC whose step doubles or halves per step until the trajectory's acceptance ratio is in a random bracket (exact, locally adaptive)",
+    space: crate::energy::StateSpace::Continuous,
+    build: |s: &KernelSpec| Ok(Box::new(AutoMala::hmc(s.step_or(0.1), s.leapfrog)?)),
+};
+
 /// autoMALA with base step `eps0` (the leapfrog step of one-step HMC; the
 /// MALA time step is `eps0^2 / 2`) and an optional diagonal mass.
 ///
@@ -47,9 +56,16 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
 /// drive the base step away (each doubling or halving from it costs a
 /// gradient evaluation). Give a base step near the target's typical scale
 /// (`--step-size`) to spend fewer.
+///
+/// [`AutoMala::hmc`] is AutoStep HMC (Liu, Surjanovic, Biron-Lattes,
+/// Bouchard-Cote and Campbell, "AutoStep: locally adaptive involutive
+/// MCMC", ICML 2025, arXiv 2410.18929): the same selector on a trajectory
+/// of `L` leapfrog steps.
 #[derive(Clone, Debug)]
 pub struct AutoMala {
     step_size: f64,
+    leapfrog: usize,
+    name: &'static str,
 }
 
 impl AutoMala {
@@ -59,7 +75,28 @@ impl AutoMala {
     /// autoMALA with base leapfrog step `step_size` (> 0).
     pub fn new(step_size: f64) -> Result<Self> {
         check_positive("step_size", step_size)?;
-        Ok(AutoMala { step_size })
+        Ok(AutoMala {
+            step_size,
+            leapfrog: 1,
+            name: "automala",
+        })
+    }
+
+    /// AutoStep HMC: base leapfrog step `step_size`, `leapfrog` (1..=1024)
+    /// steps per trajectory.
+    pub fn hmc(step_size: f64, leapfrog: usize) -> Result<Self> {
+        check_positive("step_size", step_size)?;
+        if !(1..=1024).contains(&leapfrog) {
+            return Err(crate::Error::param(
+                "leapfrog",
+                format!("must be in 1..=1024, got {leapfrog}"),
+            ));
+        }
+        Ok(AutoMala {
+            step_size,
+            leapfrog,
+            name: "autohmc",
+        })
     }
 }
 
@@ -71,24 +108,7 @@ fn kinetic(p: &[f64], w: Option<&[f64]>) -> f64 {
     }
 }
 
-/// One leapfrog step of `eps` from `(y, p)` with gradient `g`: the new
-/// position into `out` and the half-step momentum into `half`.
-fn drift(
-    eps: f64,
-    w: Option<&[f64]>,
-    y: &[f64],
-    p: &[f64],
-    g: &[f64],
-    out: &mut [f64],
-    half: &mut [f64],
-) {
-    for j in 0..y.len() {
-        half[j] = p[j] - 0.5 * eps * g[j];
-        out[j] = y[j] + eps * w.map_or(1.0, |w| w[j]) * half[j];
-    }
-}
-
-/// Where the selector starts: positions, their energies and gradients, and
+/// Where a trajectory starts: positions, their energies and gradients, and
 /// momenta (one row per chain).
 struct From<'a> {
     y: ArrayView2<'a, f64>,
@@ -97,76 +117,99 @@ struct From<'a> {
     p: ArrayView2<'a, f64>,
 }
 
-/// Scratch rows the selector evaluates.
-struct Scratch {
-    trial: Array2<f64>,
-    trial_e: Array1<f64>,
-    trial_g: Array2<f64>,
-    half: Array2<f64>,
+/// The ends of the trajectories: positions, energies, gradients, momenta.
+struct Ends {
+    y: Array2<f64>,
+    e: Array1<f64>,
+    g: Array2<f64>,
+    p: Array2<f64>,
+}
+
+impl Ends {
+    fn new(n: usize, d: usize) -> Self {
+        Ends {
+            y: Array2::zeros((n, d)),
+            e: Array1::zeros(n),
+            g: Array2::zeros((n, d)),
+            p: Array2::zeros((n, d)),
+        }
+    }
+}
+
+/// `leapfrog` leapfrog steps of `eps[i]` for the chains with `active[i]`
+/// from `from` into `ends` (the others stay at their start, evaluated
+/// again: an energy with one context per chain needs every row). One batch
+/// energy evaluation per leapfrog step.
+fn trajectory(
+    energy: &dyn Energy,
+    w: Option<&[f64]>,
+    eps: &[f64],
+    active: &[bool],
+    leapfrog: usize,
+    from: &From<'_>,
+    ends: &mut Ends,
+) {
+    ends.y.assign(&from.y);
+    ends.g.assign(&from.g);
+    ends.p.assign(&from.p);
+    ends.e.assign(from.e);
+    let d = ends.y.ncols();
+    for _ in 0..leapfrog {
+        for (i, &on) in active.iter().enumerate() {
+            if !on {
+                continue;
+            }
+            for c in 0..d {
+                let half = ends.p[[i, c]] - 0.5 * eps[i] * ends.g[[i, c]];
+                ends.p[[i, c]] = half;
+                ends.y[[i, c]] += eps[i] * w.map_or(1.0, |w| w[c]) * half;
+            }
+        }
+        energy.energy_grad_batch(ends.y.view(), ends.e.view_mut(), ends.g.view_mut());
+        for (i, &on) in active.iter().enumerate() {
+            if !on {
+                continue;
+            }
+            for c in 0..d {
+                ends.p[[i, c]] -= 0.5 * eps[i] * ends.g[[i, c]];
+            }
+        }
+    }
 }
 
 /// The exponent `j` each chain's step `eps0 2^j` takes from `from`, for
-/// brackets `(log a, log b)`; returns the exponents and the rounds (batch
-/// energy evaluations) it took.
+/// brackets `(log a, log b)`; returns the exponents and the batch energy
+/// evaluations it took.
 fn select(
     energy: &dyn Energy,
     w: Option<&[f64]>,
     eps0: &[f64],
     bracket: &[(f64, f64)],
+    leapfrog: usize,
     from: &From<'_>,
-    s: &mut Scratch,
+    ends: &mut Ends,
 ) -> (Vec<i32>, u32) {
     let n = from.y.nrows();
     let mut j = vec![0i32; n];
     let mut dir = vec![0i32; n];
     let mut done = vec![false; n];
-    let mut rounds = 0u32;
+    let mut evals = 0u32;
     let h0: Vec<f64> = (0..n)
-        .map(|i| from.e[i] + kinetic(from.p.row(i).as_slice().unwrap_or(&[]), w))
+        .map(|i| from.e[i] + kinetic(&from.p.row(i).to_vec(), w))
         .collect();
     while done.iter().any(|d| !d) {
-        for i in 0..n {
-            let y = from.y.row(i);
-            let (y, p, g) = (
-                y.as_slice().expect("standard layout"),
-                from.p.row(i),
-                from.g.row(i),
-            );
-            let mut out = s.trial.row_mut(i);
-            let out = out.as_slice_mut().expect("standard layout");
-            if done[i] {
-                out.copy_from_slice(y);
-                continue;
-            }
-            let eps = eps0[i] * 2f64.powi(j[i]);
-            let mut half = s.half.row_mut(i);
-            drift(
-                eps,
-                w,
-                y,
-                p.as_slice().expect("standard layout"),
-                g.as_slice().expect("standard layout"),
-                out,
-                half.as_slice_mut().expect("standard layout"),
-            );
-        }
-        energy.energy_grad_batch(s.trial.view(), s.trial_e.view_mut(), s.trial_g.view_mut());
-        rounds += 1;
+        let active: Vec<bool> = done.iter().map(|d| !d).collect();
+        let eps: Vec<f64> = (0..n).map(|i| eps0[i] * 2f64.powi(j[i])).collect();
+        trajectory(energy, w, &eps, &active, leapfrog, from, ends);
+        evals += leapfrog as u32;
         for i in 0..n {
             if done[i] {
                 continue;
             }
-            let eps = eps0[i] * 2f64.powi(j[i]);
-            // p' = p_half - eps/2 g(y'), H' = E(y') + K(p').
-            let mut k = 0.0;
-            let g1 = s.trial_g.row(i);
-            let half = s.half.row(i);
-            for c in 0..half.len() {
-                let pc = half[c] - 0.5 * eps * g1[c];
-                k += 0.5 * w.map_or(1.0, |w| w[c]) * pc * pc;
-            }
-            let mut ell = h0[i] - (s.trial_e[i] + k);
-            if !ell.is_finite() {
+            let k = kinetic(&ends.p.row(i).to_vec(), w);
+            let finite = ends.g.row(i).iter().all(|g| g.is_finite());
+            let mut ell = h0[i] - (ends.e[i] + k);
+            if !ell.is_finite() || !finite {
                 ell = f64::NEG_INFINITY;
             }
             let (la, lb) = bracket[i];
@@ -194,12 +237,12 @@ fn select(
             }
         }
     }
-    (j, rounds)
+    (j, evals)
 }
 
 impl Kernel for AutoMala {
     fn name(&self) -> &'static str {
-        "automala"
+        self.name
     }
 
     fn step(
@@ -212,6 +255,7 @@ impl Kernel for AutoMala {
     ) {
         let (n, d) = (state.n_chains(), state.dim());
         let w = tuning.inv_mass();
+        let lf = self.leapfrog;
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
         // Momentum p ~ N(0, M), M = 1 / w, and the bracket, from each chain's stream.
         let mut bracket = Vec::with_capacity(n);
@@ -227,121 +271,80 @@ impl Kernel for AutoMala {
             let (u1, u2): (f64, f64) = (rngs[i].random(), rngs[i].random());
             bracket.push((u1.min(u2).ln(), u1.max(u2).ln()));
         }
-        let mut s = Scratch {
-            trial: Array2::zeros((n, d)),
-            trial_e: Array1::zeros(n),
-            trial_g: Array2::zeros((n, d)),
-            half: Array2::zeros((n, d)),
+        let mut scratch = Ends::new(n, d);
+        let start = From {
+            y: state.position.view(),
+            e: &state.energy,
+            g: state.grad.view(),
+            p: state.momentum.view(),
         };
-        let (j, r_fwd) = select(
-            energy,
-            w,
-            &eps0,
-            &bracket,
-            &From {
-                y: state.position.view(),
-                e: &state.energy,
-                g: state.grad.view(),
-                p: state.momentum.view(),
-            },
-            &mut s,
-        );
-        // The proposal: one leapfrog step of eps0 2^j.
-        let mut half = Array2::zeros((n, d));
-        for i in 0..n {
-            let eps = eps0[i] * 2f64.powi(j[i]);
-            let (y, p, g) = (
-                state.position.row(i),
-                state.momentum.row(i),
-                state.grad.row(i),
-            );
-            let mut out = state.proposal.row_mut(i);
-            let mut h = half.row_mut(i);
-            drift(
-                eps,
-                w,
-                y.as_slice().expect("standard layout"),
-                p.as_slice().expect("standard layout"),
-                g.as_slice().expect("standard layout"),
-                out.as_slice_mut().expect("standard layout"),
-                h.as_slice_mut().expect("standard layout"),
-            );
-        }
-        super::evaluate_proposals(energy, state, true);
-        // p' and the reversed momentum -p' the backward selector starts from.
-        let mut back = Array2::zeros((n, d));
-        let mut h1 = vec![f64::NAN; n];
-        for i in 0..n {
-            let eps = eps0[i] * 2f64.powi(j[i]);
-            let mut k = 0.0;
-            for c in 0..d {
-                let pc = half[[i, c]] - 0.5 * eps * state.proposal_grad[[i, c]];
-                back[[i, c]] = -pc;
-                k += 0.5 * w.map_or(1.0, |w| w[c]) * pc * pc;
-            }
-            h1[i] = state.proposal_energy[i] + k;
-        }
+        let (j, fwd) = select(energy, w, &eps0, &bracket, lf, &start, &mut scratch);
+        // The proposal: the trajectory with step eps0 2^j.
+        let eps: Vec<f64> = (0..n).map(|i| eps0[i] * 2f64.powi(j[i])).collect();
+        let mut prop = Ends::new(n, d);
+        trajectory(energy, w, &eps, &vec![true; n], lf, &start, &mut prop);
         let finite: Vec<bool> = (0..n)
-            .map(|i| {
-                state.proposal_energy[i].is_finite()
-                    && state.proposal_grad.row(i).iter().all(|g| g.is_finite())
-            })
+            .map(|i| prop.e[i].is_finite() && prop.g.row(i).iter().all(|g| g.is_finite()))
             .collect();
-        // Chains whose proposal is not finite cannot be reversed: the
-        // backward selector starts them from their own position (its
-        // answer is not used for them).
-        let from_y = Array2::from_shape_fn((n, d), |(i, c)| {
+        // The backward search from (y', -p'); chains whose proposal is not
+        // finite start it from their own position (its answer is unused).
+        let back_y = Array2::from_shape_fn((n, d), |(i, c)| {
             if finite[i] {
-                state.proposal[[i, c]]
+                prop.y[[i, c]]
             } else {
                 state.position[[i, c]]
             }
         });
-        let from_g = Array2::from_shape_fn((n, d), |(i, c)| {
+        let back_g = Array2::from_shape_fn((n, d), |(i, c)| {
             if finite[i] {
-                state.proposal_grad[[i, c]]
+                prop.g[[i, c]]
             } else {
                 state.grad[[i, c]]
             }
         });
-        let from_e = Array1::from_shape_fn(n, |i| {
+        let back_e = Array1::from_shape_fn(n, |i| {
             if finite[i] {
-                state.proposal_energy[i]
+                prop.e[i]
             } else {
                 state.energy[i]
             }
         });
-        let (j_back, r_back) = select(
+        let back_p = Array2::from_shape_fn((n, d), |(i, c)| {
+            if finite[i] {
+                -prop.p[[i, c]]
+            } else {
+                state.momentum[[i, c]]
+            }
+        });
+        let (j_back, bwd) = select(
             energy,
             w,
             &eps0,
             &bracket,
+            lf,
             &From {
-                y: from_y.view(),
-                e: &from_e,
-                g: from_g.view(),
-                p: back.view(),
+                y: back_y.view(),
+                e: &back_e,
+                g: back_g.view(),
+                p: back_p.view(),
             },
-            &mut s,
+            &mut scratch,
         );
-        let extra = (r_fwd + 1 + r_back).saturating_sub(3);
+        let extra = (fwd + lf as u32 + bwd).saturating_sub(3 * lf as u32);
         for i in 0..n {
-            let e0 = state.energy[i] + kinetic(state.momentum.row(i).as_slice().unwrap_or(&[]), w);
+            let h0 = state.energy[i] + kinetic(&state.momentum.row(i).to_vec(), w);
+            let h1 = prop.e[i] + kinetic(&prop.p.row(i).to_vec(), w);
             let log_alpha = if j_back[i] == j[i] {
-                e0 - h1[i]
+                h0 - h1
             } else {
                 f64::NEG_INFINITY
             };
             let accepted = metropolis(log_alpha, finite[i], &mut rngs[i], &mut steps[i]);
             steps[i].extra_grad_evals = extra;
             if accepted {
-                let (p, g) = (
-                    state.proposal.row(i).to_owned(),
-                    state.proposal_grad.row(i).to_owned(),
-                );
-                state.position.row_mut(i).assign(&p);
-                state.grad.row_mut(i).assign(&g);
-                state.energy[i] = state.proposal_energy[i];
+                state.position.row_mut(i).assign(&prop.y.row(i));
+                state.grad.row_mut(i).assign(&prop.g.row(i));
+                state.energy[i] = prop.e[i];
             }
         }
     }
@@ -353,13 +356,13 @@ impl Kernel for AutoMala {
         true
     }
     fn proposal_is_last_eval(&self) -> bool {
-        // The backward selector evaluates other points after the proposal.
+        // The backward search evaluates other points after the proposal.
         false
     }
     fn target_accept(&self) -> Option<f64> {
         None
     }
     fn grad_evals_per_step(&self) -> usize {
-        3
+        3 * self.leapfrog
     }
 }

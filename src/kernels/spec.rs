@@ -25,6 +25,7 @@ pub const KERNELS: &[KernelInfo] = &[
     mala::INFO,
     automala::INFO,
     hmc::INFO,
+    automala::INFO_HMC,
     rwm::INFO,
     gibbs::INFO,
 ];
