@@ -363,13 +363,22 @@ impl Conditioned {
         &self.model
     }
 
-    fn context_for(&self, n: usize) -> ArrayView2<'_, f64> {
+    /// The contexts for a batch of `n` rows: the one row repeated, or one
+    /// per row; `None` when the batch does not have one row per context
+    /// (a caller's bug: the energies are then NaN, never the energies of
+    /// other contexts).
+    fn context_for(&self, n: usize) -> Option<ArrayView2<'_, f64>> {
         if self.context.nrows() == 1 {
-            self.context
-                .broadcast((n, self.context.ncols()))
-                .expect("one-row context broadcasts")
+            self.context.broadcast((n, self.context.ncols()))
+        } else if self.context.nrows() == n {
+            Some(self.context.view())
         } else {
-            self.context.view()
+            debug_assert!(
+                false,
+                "{n} rows for {} per-row contexts",
+                self.context.nrows()
+            );
+            None
         }
     }
 }
@@ -378,18 +387,25 @@ impl Energy for Conditioned {
     fn dim(&self) -> usize {
         self.model.y_dim()
     }
-    fn energy_batch(&self, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>) {
-        let x = self.context_for(y.nrows());
-        self.model.energy_batch(x, y, energy);
+    fn energy_batch(&self, y: ArrayView2<f64>, mut energy: ArrayViewMut1<f64>) {
+        match self.context_for(y.nrows()) {
+            Some(x) => self.model.energy_batch(x, y, energy),
+            None => energy.fill(f64::NAN),
+        }
     }
     fn energy_grad_batch(
         &self,
         y: ArrayView2<f64>,
-        energy: ArrayViewMut1<f64>,
-        grad: ArrayViewMut2<f64>,
+        mut energy: ArrayViewMut1<f64>,
+        mut grad: ArrayViewMut2<f64>,
     ) {
-        let x = self.context_for(y.nrows());
-        self.model.energy_grad_batch(x, y, energy, grad);
+        match self.context_for(y.nrows()) {
+            Some(x) => self.model.energy_grad_batch(x, y, energy, grad),
+            None => {
+                energy.fill(f64::NAN);
+                grad.fill(f64::NAN);
+            }
+        }
     }
     fn log_z(&self) -> Option<f64> {
         if self.context.nrows() == 1 {
@@ -567,6 +583,21 @@ impl Energy for Scaled<'_> {
 #[cfg(test)]
 mod lane_tests {
     use super::*;
+
+    /// A batch whose rows do not match per-row contexts gets NaN energies
+    /// (divergences), never the energies of other contexts (release
+    /// builds; debug builds stop at the caller's bug).
+    #[cfg(not(debug_assertions))]
+    #[test]
+    fn mismatched_context_rows_give_nan() {
+        let ring = Arc::new(Ring::new(1, 2, 0.1).unwrap());
+        let c = Conditioned::new(ring, Array2::zeros((3, 1))).unwrap();
+        let mut e = Array1::zeros(2);
+        c.energy_batch(Array2::zeros((2, 2)).view(), e.view_mut());
+        assert!(e.iter().all(|v| v.is_nan()));
+        let ok = evaluate(&c, Array2::zeros((3, 2)).view()).unwrap();
+        assert!(ok.iter().all(|v| v.is_finite()));
+    }
 
     #[test]
     fn lane_sums_match_plain_sums() {
