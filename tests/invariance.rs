@@ -82,12 +82,16 @@ fn kernels(scale: f64, dim: usize) -> Vec<(&'static str, Box<dyn Kernel>)> {
         // A base step far from right on purpose: the selector must fix it.
         ("automala", Box::new(AutoMala::new(4.0 * scale).unwrap())),
         ("autohmc", Box::new(AutoMala::hmc(4.0 * scale, 5).unwrap())),
+        ("autorwm", Box::new(AutoMala::rwm(4.0 * scale).unwrap())),
     ];
     // A kernel added to the spec must be added here (ULA, unadjusted, has
     // its own test below; Gibbs is for binary states).
     for n in &names {
         assert!(
-            ["mala", "automala", "hmc", "autohmc", "rwm", "ula", "gibbs"].contains(n),
+            [
+                "mala", "automala", "hmc", "autohmc", "rwm", "autorwm", "ula", "gibbs"
+            ]
+            .contains(n),
             "kernel `{n}` has no invariance test"
         );
     }

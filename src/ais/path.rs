@@ -183,10 +183,7 @@ impl AnnealPath for Geometric<'_> {
             let annealed = Annealed::with_parts(&self.target, self.base, b, &self.parts);
             self.kernel.step(&annealed, &tuning, state, rngs, steps);
             tally.0 += (state.n_chains() * self.kernel.grad_evals_per_step().max(1)) as u64
-                + steps
-                    .iter()
-                    .map(|s| u64::from(s.extra_grad_evals))
-                    .sum::<u64>();
+                + steps.iter().map(|s| u64::from(s.extra_evals)).sum::<u64>();
             if reuse {
                 self.take_accepted(steps);
             } else {
@@ -277,7 +274,7 @@ impl AnnealPath for RbmPath {
                 accept_prob: 1.0,
                 accepted: true,
                 divergent: false,
-                extra_grad_evals: 0,
+                extra_evals: 0,
             }
         });
         1.0

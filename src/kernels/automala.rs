@@ -7,7 +7,8 @@
 //! the momentum `p ~ N(0, M)` and an acceptance bracket `a < b` (the order
 //! statistics of two uniforms), then picks the step `eps0 2^j` by doubling
 //! or halving the base step `eps0` until the one-step acceptance ratio
-//! `exp(H(y, p) - H(y', p'))` falls inside `(a, b)`: while it is above `b`
+//! `exp(-|H(y, p) - H(y', p')|)` (the ratio or its inverse, whichever is
+//! smaller: symmetric under reversal) falls inside `(a, b)`: while it is above `b`
 //! the step doubles (the last doubling that stays above `b` is kept), while
 //! it is below `a` it halves (the first halving above `a` is kept), `|j|`
 //! at most [`AutoMala::MAX_DOUBLINGS`]. The leapfrog step from `(y, p)` with
@@ -23,7 +24,7 @@
 //! energies with one context per chain see all their rows); the gradient
 //! evaluations of a step are `L (rounds forward + 1 + rounds backward)`
 //! for `L` leapfrog steps (1 for autoMALA), reported through
-//! [`ChainStep::extra_grad_evals`] beyond the nominal `3 L`.
+//! [`ChainStep::extra_evals`] beyond the nominal `3 L`.
 
 use super::{ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, metropolis};
 use crate::energy::Energy;
@@ -38,6 +39,14 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     about: "autoMALA: MALA whose step doubles or halves per step until the acceptance ratio is in a random bracket (exact, locally adaptive)",
     space: crate::energy::StateSpace::Continuous,
     build: |s: &KernelSpec| Ok(Box::new(AutoMala::new(s.step_or(0.1))?)),
+};
+
+/// AutoStep RWM's registry entry.
+pub(crate) const INFO_RWM: KernelInfo = KernelInfo {
+    name: "autorwm",
+    about: "AutoStep RWM: random-walk Metropolis whose scale doubles or halves per step until the acceptance ratio is in a random bracket (exact, gradient-free)",
+    space: crate::energy::StateSpace::Continuous,
+    build: |s: &KernelSpec| Ok(Box::new(AutoMala::rwm(s.step_or(0.5))?)),
 };
 
 /// AutoStep HMC's registry entry (`--leapfrog` steps per trajectory).
@@ -60,7 +69,9 @@ pub(crate) const INFO_HMC: KernelInfo = KernelInfo {
 /// [`AutoMala::hmc`] is AutoStep HMC (Liu, Surjanovic, Biron-Lattes,
 /// Bouchard-Cote and Campbell, "AutoStep: locally adaptive involutive
 /// MCMC", ICML 2025, arXiv 2410.18929): the same selector on a trajectory
-/// of `L` leapfrog steps.
+/// of `L` leapfrog steps. [`AutoMala::rwm`] is AutoStep RWM: the
+/// involution `(y, z) -> (y + eps sqrt(W) z, -z)` with `z ~ N(0, I)`, the
+/// selector on the ratio `exp(E(y) - E(y'))`, no gradient.
 #[derive(Clone, Debug)]
 pub struct AutoMala {
     step_size: f64,
@@ -79,6 +90,16 @@ impl AutoMala {
             step_size,
             leapfrog: 1,
             name: "automala",
+        })
+    }
+
+    /// AutoStep RWM: base proposal scale `step_size` (> 0).
+    pub fn rwm(step_size: f64) -> Result<Self> {
+        check_positive("step_size", step_size)?;
+        Ok(AutoMala {
+            step_size,
+            leapfrog: 0,
+            name: "autorwm",
         })
     }
 
@@ -177,6 +198,85 @@ fn trajectory(
     }
 }
 
+/// The search's criterion: `-|log ratio|` (NaN or a non-finite end:
+/// `-inf`). Symmetric, so that the search from the proposal, direction
+/// reversed, sees the same value at the chosen step as the search from the
+/// current state (with the signed ratio it would see its negative and pick
+/// another step, and the move would be rejected).
+fn symmetric(log_ratio: f64, finite: bool) -> f64 {
+    if finite && log_ratio.is_finite() {
+        -log_ratio.abs()
+    } else {
+        f64::NEG_INFINITY
+    }
+}
+
+/// One step of the search for one chain given the log acceptance ratio
+/// `ell` at its current exponent `j`: decide the direction (double while
+/// the ratio is above `b`, halve while below `a`), move, or stop (the last
+/// doubling above `b`, the first halving above `a`, or `|j|` at the cap).
+fn advance(ell: f64, (la, lb): (f64, f64), dir: &mut i32, j: &mut i32, done: &mut bool) {
+    match *dir {
+        0 if ell > lb => {
+            *dir = 1;
+            *j += 1;
+        }
+        0 if ell < la => {
+            *dir = -1;
+            *j -= 1;
+        }
+        0 => *done = true,
+        1 if ell <= lb => {
+            *j -= 1;
+            *done = true;
+        }
+        1 => *j += 1,
+        _ if ell >= la => *done = true,
+        _ => *j -= 1,
+    }
+    if j.abs() >= AutoMala::MAX_DOUBLINGS {
+        *j = (*j).clamp(-AutoMala::MAX_DOUBLINGS, AutoMala::MAX_DOUBLINGS);
+        *done = true;
+    }
+}
+
+/// The random walk's search: the exponent each chain's scale `eps0 2^j`
+/// takes for the move `y + eps sqrt(W) z` from `y` (energies `e`); the
+/// evaluations it took.
+fn select_walk(
+    energy: &dyn Energy,
+    w: Option<&[f64]>,
+    eps0: &[f64],
+    bracket: &[(f64, f64)],
+    (y, e, z): (ArrayView2<'_, f64>, &Array1<f64>, ArrayView2<'_, f64>),
+    (trial, trial_e): (&mut Array2<f64>, &mut Array1<f64>),
+) -> (Vec<i32>, u32) {
+    let (n, d) = y.dim();
+    let (mut j, mut dir, mut done) = (vec![0i32; n], vec![0i32; n], vec![false; n]);
+    let mut evals = 0u32;
+    while done.iter().any(|d| !d) {
+        for i in 0..n {
+            let eps = eps0[i] * 2f64.powi(j[i]);
+            for c in 0..d {
+                trial[[i, c]] = if done[i] {
+                    y[[i, c]]
+                } else {
+                    y[[i, c]] + eps * w.map_or(1.0, |w| w[c].sqrt()) * z[[i, c]]
+                };
+            }
+        }
+        energy.energy_batch(trial.view(), trial_e.view_mut());
+        evals += 1;
+        for i in 0..n {
+            if !done[i] {
+                let ell = symmetric(e[i] - trial_e[i], true);
+                advance(ell, bracket[i], &mut dir[i], &mut j[i], &mut done[i]);
+            }
+        }
+    }
+    (j, evals)
+}
+
 /// The exponent `j` each chain's step `eps0 2^j` takes from `from`, for
 /// brackets `(log a, log b)`; returns the exponents and the batch energy
 /// evaluations it took.
@@ -208,33 +308,8 @@ fn select(
             }
             let k = kinetic(&ends.p.row(i).to_vec(), w);
             let finite = ends.g.row(i).iter().all(|g| g.is_finite());
-            let mut ell = h0[i] - (ends.e[i] + k);
-            if !ell.is_finite() || !finite {
-                ell = f64::NEG_INFINITY;
-            }
-            let (la, lb) = bracket[i];
-            match dir[i] {
-                0 if ell > lb => {
-                    dir[i] = 1;
-                    j[i] += 1;
-                }
-                0 if ell < la => {
-                    dir[i] = -1;
-                    j[i] -= 1;
-                }
-                0 => done[i] = true,
-                1 if ell <= lb => {
-                    j[i] -= 1;
-                    done[i] = true;
-                }
-                1 => j[i] += 1,
-                _ if ell >= la => done[i] = true,
-                _ => j[i] -= 1,
-            }
-            if j[i].abs() >= AutoMala::MAX_DOUBLINGS {
-                j[i] = j[i].clamp(-AutoMala::MAX_DOUBLINGS, AutoMala::MAX_DOUBLINGS);
-                done[i] = true;
-            }
+            let ell = symmetric(h0[i] - (ends.e[i] + k), finite);
+            advance(ell, bracket[i], &mut dir[i], &mut j[i], &mut done[i]);
         }
     }
     (j, evals)
@@ -253,24 +328,19 @@ impl Kernel for AutoMala {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
+        if self.leapfrog == 0 {
+            return self.step_walk(energy, tuning, state, rngs, steps);
+        }
         let (n, d) = (state.n_chains(), state.dim());
         let w = tuning.inv_mass();
         let lf = self.leapfrog;
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
         // Momentum p ~ N(0, M), M = 1 / w, and the bracket, from each chain's stream.
-        let mut bracket = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut row = state.momentum.row_mut(i);
-            let p = row.as_slice_mut().expect("standard layout");
-            fill_standard_normal(&mut rngs[i], p);
-            if let Some(w) = w {
-                for (v, w) in p.iter_mut().zip(w) {
-                    *v /= w.sqrt();
-                }
-            }
-            let (u1, u2): (f64, f64) = (rngs[i].random(), rngs[i].random());
-            bracket.push((u1.min(u2).ln(), u1.max(u2).ln()));
-        }
+        let bracket = draw_aux(
+            state,
+            w.map(|w| w.iter().map(|v| 1.0 / v.sqrt()).collect()),
+            rngs,
+        );
         let mut scratch = Ends::new(n, d);
         let start = From {
             y: state.position.view(),
@@ -340,7 +410,7 @@ impl Kernel for AutoMala {
                 f64::NEG_INFINITY
             };
             let accepted = metropolis(log_alpha, finite[i], &mut rngs[i], &mut steps[i]);
-            steps[i].extra_grad_evals = extra;
+            steps[i].extra_evals = extra;
             if accepted {
                 state.position.row_mut(i).assign(&prop.y.row(i));
                 state.grad.row_mut(i).assign(&prop.g.row(i));
@@ -364,5 +434,106 @@ impl Kernel for AutoMala {
     }
     fn grad_evals_per_step(&self) -> usize {
         3 * self.leapfrog
+    }
+}
+
+/// Each chain's auxiliary normal vector (in `state.momentum`, scaled per
+/// coordinate by `scale`) and acceptance bracket `(log a, log b)`, from
+/// its own stream.
+fn draw_aux(
+    state: &mut ChainState,
+    scale: Option<Vec<f64>>,
+    rngs: &mut [ChainRng],
+) -> Vec<(f64, f64)> {
+    let mut bracket = Vec::with_capacity(rngs.len());
+    for (i, rng) in rngs.iter_mut().enumerate() {
+        let mut row = state.momentum.row_mut(i);
+        let p = row.as_slice_mut().expect("standard layout");
+        fill_standard_normal(rng, p);
+        if let Some(s) = &scale {
+            for (v, s) in p.iter_mut().zip(s) {
+                *v *= s;
+            }
+        }
+        let (u1, u2): (f64, f64) = (rng.random(), rng.random());
+        bracket.push((u1.min(u2).ln(), u1.max(u2).ln()));
+    }
+    bracket
+}
+
+impl AutoMala {
+    /// AutoStep RWM's step: `z ~ N(0, I)`, the scale searched from `y`
+    /// and, with `-z`, from the proposal; Metropolis on `E(y) - E(y')`.
+    fn step_walk(
+        &self,
+        energy: &dyn Energy,
+        tuning: &Tuning,
+        state: &mut ChainState,
+        rngs: &mut [ChainRng],
+        steps: &mut [ChainStep],
+    ) {
+        let (n, d) = (state.n_chains(), state.dim());
+        let w = tuning.inv_mass();
+        let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
+        let bracket = draw_aux(state, None, rngs);
+        let (mut trial, mut trial_e) = (Array2::zeros((n, d)), Array1::zeros(n));
+        let z = state.momentum.clone();
+        let (j, fwd) = select_walk(
+            energy,
+            w,
+            &eps0,
+            &bracket,
+            (state.position.view(), &state.energy, z.view()),
+            (&mut trial, &mut trial_e),
+        );
+        for i in 0..n {
+            let eps = eps0[i] * 2f64.powi(j[i]);
+            for c in 0..d {
+                state.proposal[[i, c]] =
+                    state.position[[i, c]] + eps * w.map_or(1.0, |w| w[c].sqrt()) * z[[i, c]];
+            }
+        }
+        super::evaluate_proposals(energy, state, false);
+        let finite: Vec<bool> = (0..n)
+            .map(|i| state.proposal_energy[i].is_finite())
+            .collect();
+        let back_y = Array2::from_shape_fn((n, d), |(i, c)| {
+            if finite[i] {
+                state.proposal[[i, c]]
+            } else {
+                state.position[[i, c]]
+            }
+        });
+        let back_e = Array1::from_shape_fn(n, |i| {
+            if finite[i] {
+                state.proposal_energy[i]
+            } else {
+                state.energy[i]
+            }
+        });
+        let neg_z = z.mapv(|v| -v);
+        let (j_back, bwd) = select_walk(
+            energy,
+            w,
+            &eps0,
+            &bracket,
+            (back_y.view(), &back_e, neg_z.view()),
+            (&mut trial, &mut trial_e),
+        );
+        let extra = (fwd + 1 + bwd).saturating_sub(1);
+        for i in 0..n {
+            let log_alpha = if j_back[i] == j[i] {
+                state.energy[i] - state.proposal_energy[i]
+            } else {
+                f64::NEG_INFINITY
+            };
+            let accepted = metropolis(log_alpha, finite[i], &mut rngs[i], &mut steps[i]);
+            steps[i].extra_evals = extra;
+            if accepted {
+                let p = state.proposal.row(i).to_owned();
+                state.position.row_mut(i).assign(&p);
+                state.energy[i] = state.proposal_energy[i];
+            }
+        }
     }
 }

@@ -70,7 +70,7 @@ impl Kernel for Gibbs {
                 accept_prob: 1.0,
                 accepted: true,
                 divergent: false,
-                extra_grad_evals: 0,
+                extra_evals: 0,
             }
         });
     }
@@ -101,7 +101,7 @@ fn heat_bath(
             accept_prob: 1.0,
             accepted: true,
             divergent: false,
-            extra_grad_evals: 0,
+            extra_evals: 0,
         };
     }
     for j in 0..state.dim() {

@@ -113,10 +113,12 @@ pub struct ChainStep {
     /// Whether the proposal had a non-finite energy or gradient (or, for
     /// HMC, an energy error above 1000).
     pub divergent: bool,
-    /// Gradient evaluations of this step beyond the kernel's
-    /// [`Kernel::grad_evals_per_step`] (kernels whose cost varies, as
-    /// autoMALA's step-size search; 0 for the others).
-    pub extra_grad_evals: u32,
+    /// Evaluations of this step beyond the kernel's nominal count
+    /// (kernels whose cost varies, as the AutoStep kernels' step-size
+    /// search; 0 for the others): gradient evaluations for kernels with a
+    /// gradient ([`Kernel::grad_evals_per_step`] > 0), energy evaluations
+    /// for the others.
+    pub extra_evals: u32,
 }
 
 /// A Markov transition on a batch of chains: a pure function of the
@@ -505,7 +507,7 @@ pub(crate) fn metropolis(
             accept_prob: 0.0,
             accepted: false,
             divergent: true,
-            extra_grad_evals: 0,
+            extra_evals: 0,
         };
         return false;
     }
@@ -515,7 +517,7 @@ pub(crate) fn metropolis(
         accept_prob,
         accepted,
         divergent: false,
-        extra_grad_evals: 0,
+        extra_evals: 0,
     };
     accepted
 }

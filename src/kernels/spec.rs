@@ -27,6 +27,7 @@ pub const KERNELS: &[KernelInfo] = &[
     hmc::INFO,
     automala::INFO_HMC,
     rwm::INFO,
+    automala::INFO_RWM,
     gibbs::INFO,
 ];
 

@@ -163,14 +163,14 @@ impl Kernel for Ula {
                         accept_prob: 1.0,
                         accepted: true,
                         divergent: false,
-                        extra_grad_evals: 0,
+                        extra_evals: 0,
                     };
                 } else {
                     b.steps[i] = ChainStep {
                         accept_prob: 0.0,
                         accepted: false,
                         divergent: true,
-                        extra_grad_evals: 0,
+                        extra_evals: 0,
                     };
                 }
             }

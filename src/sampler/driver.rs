@@ -29,10 +29,11 @@ struct RunState {
     total_divergences: usize,
     draw: usize,
     elapsed_s: f64,
-    /// Gradient evaluations beyond the kernel's nominal count per step
-    /// (kernels whose cost varies), all chains, warm-up included.
+    /// Evaluations beyond the kernel's nominal count per step (kernels
+    /// whose cost varies; [`ChainStep::extra_evals`]), all chains, warm-up
+    /// included.
     #[serde(default)]
-    extra_grad_evals: u64,
+    extra_evals: u64,
     /// Recorded draws so far, draw-major: `(draw, chain, dim)`, so the
     /// recorded part is a prefix and checkpoints write only that.
     #[serde(skip)]
@@ -120,10 +121,10 @@ impl Steps for Chains<'_> {
         self.since.1 += 1;
         let div = self.steps.iter().filter(|s| s.divergent).count();
         run.total_divergences += div;
-        run.extra_grad_evals += self
+        run.extra_evals += self
             .steps
             .iter()
-            .map(|s| u64::from(s.extra_grad_evals))
+            .map(|s| u64::from(s.extra_evals))
             .sum::<u64>();
         if t < warmup {
             run.warmup_divergences += div;
@@ -273,7 +274,7 @@ pub fn sample_with(
         total_divergences: 0,
         draw: 0,
         elapsed_s: 0.0,
-        extra_grad_evals: 0,
+        extra_evals: 0,
         samples: vec![0.0; n * config.draws * d],
         energies: config.record_energies.then(|| vec![0.0; n * config.draws]),
     };
@@ -414,10 +415,14 @@ fn output(chains: Chains<'_>, complete: bool) -> SampleOutput {
         tuning: run.tuning.clone(),
         grad_evals: steps_total * kernel.grad_evals_per_step() as u64
             + n as u64
-            + run.extra_grad_evals,
+            + if kernel.grad_evals_per_step() > 0 {
+                run.extra_evals
+            } else {
+                0
+            },
         energy_evals: steps_total * kernel.grad_evals_per_step().max(1) as u64
             + n as u64
-            + run.extra_grad_evals,
+            + run.extra_evals,
         wall_s: run.elapsed_s + start.elapsed().as_secs_f64(),
     };
     let draws = run.draw;
