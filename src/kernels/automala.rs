@@ -358,34 +358,10 @@ impl Kernel for AutoMala {
             .collect();
         // The backward search from (y', -p'); chains whose proposal is not
         // finite start it from their own position (its answer is unused).
-        let back_y = Array2::from_shape_fn((n, d), |(i, c)| {
-            if finite[i] {
-                prop.y[[i, c]]
-            } else {
-                state.position[[i, c]]
-            }
-        });
-        let back_g = Array2::from_shape_fn((n, d), |(i, c)| {
-            if finite[i] {
-                prop.g[[i, c]]
-            } else {
-                state.grad[[i, c]]
-            }
-        });
-        let back_e = Array1::from_shape_fn(n, |i| {
-            if finite[i] {
-                prop.e[i]
-            } else {
-                state.energy[i]
-            }
-        });
-        let back_p = Array2::from_shape_fn((n, d), |(i, c)| {
-            if finite[i] {
-                -prop.p[[i, c]]
-            } else {
-                state.momentum[[i, c]]
-            }
-        });
+        let back_y = rows_where(&finite, prop.y.view(), state.position.view());
+        let back_g = rows_where(&finite, prop.g.view(), state.grad.view());
+        let back_e = values_where(&finite, &prop.e, &state.energy);
+        let back_p = rows_where(&finite, prop.p.mapv(|v| -v).view(), state.momentum.view());
         let (j_back, bwd) = select(
             energy,
             w,
@@ -435,6 +411,19 @@ impl Kernel for AutoMala {
     fn grad_evals_per_step(&self) -> usize {
         3 * self.leapfrog
     }
+}
+
+/// Row `i` of `yes` where `pick[i]`, else of `no`.
+fn rows_where(pick: &[bool], yes: ArrayView2<'_, f64>, no: ArrayView2<'_, f64>) -> Array2<f64> {
+    Array2::from_shape_fn(
+        yes.dim(),
+        |(i, c)| if pick[i] { yes[[i, c]] } else { no[[i, c]] },
+    )
+}
+
+/// Entry `i` of `yes` where `pick[i]`, else of `no`.
+fn values_where(pick: &[bool], yes: &Array1<f64>, no: &Array1<f64>) -> Array1<f64> {
+    Array1::from_shape_fn(yes.len(), |i| if pick[i] { yes[i] } else { no[i] })
 }
 
 /// Each chain's auxiliary normal vector (in `state.momentum`, scaled per
@@ -497,20 +486,8 @@ impl AutoMala {
         let finite: Vec<bool> = (0..n)
             .map(|i| state.proposal_energy[i].is_finite())
             .collect();
-        let back_y = Array2::from_shape_fn((n, d), |(i, c)| {
-            if finite[i] {
-                state.proposal[[i, c]]
-            } else {
-                state.position[[i, c]]
-            }
-        });
-        let back_e = Array1::from_shape_fn(n, |i| {
-            if finite[i] {
-                state.proposal_energy[i]
-            } else {
-                state.energy[i]
-            }
-        });
+        let back_y = rows_where(&finite, state.proposal.view(), state.position.view());
+        let back_e = values_where(&finite, &state.proposal_energy, &state.energy);
         let neg_z = z.mapv(|v| -v);
         let (j_back, bwd) = select_walk(
             energy,
