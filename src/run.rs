@@ -46,6 +46,18 @@ pub enum Phase {
     Negatives,
 }
 
+impl Phase {
+    /// The phase in progress texts: `warm-up`, `sampling`, `annealing`, `negatives`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Warmup => "warm-up",
+            Phase::Sampling => "sampling",
+            Phase::Annealing => "annealing",
+            Phase::Negatives => "negatives",
+        }
+    }
+}
+
 /// What an observer sees as a run goes.
 #[derive(Clone, Debug)]
 pub struct Progress {

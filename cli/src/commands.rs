@@ -4,7 +4,7 @@ use super::SampleArgs;
 use boltz::diagnostics;
 use boltz::error::{Error, Result};
 use boltz::io::read_npy;
-use boltz::sampler::{Control, Observer, Phase, Progress};
+use boltz::sampler::{Control, Observer, Progress};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -239,12 +239,7 @@ impl Observer for Bar {
         if let Some(pb) = &self.0 {
             pb.set_length(p.total as u64);
             pb.set_position(p.step as u64);
-            let phase = match p.phase {
-                Phase::Warmup => "warm-up",
-                Phase::Sampling => "sampling",
-                Phase::Annealing => "annealing",
-                Phase::Negatives => "negatives",
-            };
+            let phase = p.phase.name();
             let contexts = if p.contexts > 0 {
                 format!(" contexts {}/{}", p.contexts_done, p.contexts)
             } else {

@@ -10,7 +10,7 @@
 
 use boltz::energy::{ConditionalEnergy, Energy as EnergyTrait, StateSpace};
 use boltz::jobs::{LogzJob, NegativesJob, SampleJob};
-use boltz::run::{Control, Observer, Phase, Progress};
+use boltz::run::{Control, Observer, Progress};
 use boltz::{Model, NegativeSampler};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use numpy::{
@@ -314,12 +314,7 @@ impl Observer for StderrProgress {
             return;
         }
         self.last = Some(Instant::now());
-        let phase = match p.phase {
-            Phase::Warmup => "warm-up",
-            Phase::Sampling => "sampling",
-            Phase::Annealing => "annealing",
-            Phase::Negatives => "negatives",
-        };
+        let phase = p.phase.name();
         eprint!(
             "\rboltz {phase}: {}/{} steps, accept {:.2}, step {:.3e}, divergences {}   ",
             p.step, p.total, p.accept_rate, p.step_size, p.divergences

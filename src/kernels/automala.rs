@@ -26,7 +26,10 @@
 //! for `L` leapfrog steps (1 for autoMALA), reported through
 //! [`ChainStep::extra_evals`] beyond the nominal `3 L`.
 
-use super::{ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, metropolis};
+use super::hmc::{draw_momentum, kick, kick_drift};
+use super::{
+    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, metropolis, weighted_sq,
+};
 use crate::energy::Energy;
 use crate::error::{Result, check_positive};
 use crate::rng::{ChainRng, fill_standard_normal};
@@ -121,12 +124,9 @@ impl AutoMala {
     }
 }
 
-/// Kinetic energy `0.5 sum_j w_j p_j^2` (`w` the inverse mass).
-fn kinetic(p: &[f64], w: Option<&[f64]>) -> f64 {
-    match w {
-        None => 0.5 * p.iter().map(|v| v * v).sum::<f64>(),
-        Some(w) => 0.5 * p.iter().zip(w).map(|(v, w)| w * v * v).sum::<f64>(),
-    }
+/// Kinetic energy `0.5 sum_j w_j p_j^2` of row `i` (`w` the inverse mass).
+fn kinetic(p: &Array2<f64>, i: usize, w: Option<&[f64]>) -> f64 {
+    0.5 * weighted_sq(p.row(i), w)
 }
 
 /// Where a trajectory starts: positions, their energies and gradients, and
@@ -174,25 +174,28 @@ fn trajectory(
     ends.g.assign(&from.g);
     ends.p.assign(&from.p);
     ends.e.assign(from.e);
-    let d = ends.y.ncols();
     for _ in 0..leapfrog {
         for (i, &on) in active.iter().enumerate() {
-            if !on {
-                continue;
-            }
-            for c in 0..d {
-                let half = ends.p[[i, c]] - 0.5 * eps[i] * ends.g[[i, c]];
-                ends.p[[i, c]] = half;
-                ends.y[[i, c]] += eps[i] * w.map_or(1.0, |w| w[c]) * half;
+            if on {
+                let (mut p, mut y) = (ends.p.row_mut(i), ends.y.row_mut(i));
+                kick_drift(
+                    p.as_slice_mut().expect("standard layout"),
+                    y.as_slice_mut().expect("standard layout"),
+                    ends.g.row(i).as_slice().expect("standard layout"),
+                    eps[i],
+                    w,
+                );
             }
         }
         energy.energy_grad_batch(ends.y.view(), ends.e.view_mut(), ends.g.view_mut());
         for (i, &on) in active.iter().enumerate() {
-            if !on {
-                continue;
-            }
-            for c in 0..d {
-                ends.p[[i, c]] -= 0.5 * eps[i] * ends.g[[i, c]];
+            if on {
+                let mut p = ends.p.row_mut(i);
+                kick(
+                    p.as_slice_mut().expect("standard layout"),
+                    ends.g.row(i).as_slice().expect("standard layout"),
+                    eps[i],
+                );
             }
         }
     }
@@ -295,7 +298,7 @@ fn select(
     let mut done = vec![false; n];
     let mut evals = 0u32;
     let h0: Vec<f64> = (0..n)
-        .map(|i| from.e[i] + kinetic(&from.p.row(i).to_vec(), w))
+        .map(|i| from.e[i] + 0.5 * weighted_sq(from.p.row(i), w))
         .collect();
     while done.iter().any(|d| !d) {
         let active: Vec<bool> = done.iter().map(|d| !d).collect();
@@ -306,7 +309,7 @@ fn select(
             if done[i] {
                 continue;
             }
-            let k = kinetic(&ends.p.row(i).to_vec(), w);
+            let k = kinetic(&ends.p, i, w);
             let finite = ends.g.row(i).iter().all(|g| g.is_finite());
             let ell = symmetric(h0[i] - (ends.e[i] + k), finite);
             advance(ell, bracket[i], &mut dir[i], &mut j[i], &mut done[i]);
@@ -336,11 +339,7 @@ impl Kernel for AutoMala {
         let lf = self.leapfrog;
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
         // Momentum p ~ N(0, M), M = 1 / w, and the bracket, from each chain's stream.
-        let bracket = draw_aux(
-            state,
-            w.map(|w| w.iter().map(|v| 1.0 / v.sqrt()).collect()),
-            rngs,
-        );
+        let bracket = draw_aux(state, w, true, rngs);
         let mut scratch = Ends::new(n, d);
         let start = From {
             y: state.position.view(),
@@ -378,8 +377,8 @@ impl Kernel for AutoMala {
         );
         let extra = (fwd + lf as u32 + bwd).saturating_sub(3 * lf as u32);
         for i in 0..n {
-            let h0 = state.energy[i] + kinetic(&state.momentum.row(i).to_vec(), w);
-            let h1 = prop.e[i] + kinetic(&prop.p.row(i).to_vec(), w);
+            let h0 = state.energy[i] + kinetic(&state.momentum, i, w);
+            let h1 = prop.e[i] + kinetic(&prop.p, i, w);
             let log_alpha = if j_back[i] == j[i] {
                 h0 - h1
             } else {
@@ -426,23 +425,24 @@ fn values_where(pick: &[bool], yes: &Array1<f64>, no: &Array1<f64>) -> Array1<f6
     Array1::from_shape_fn(yes.len(), |i| if pick[i] { yes[i] } else { no[i] })
 }
 
-/// Each chain's auxiliary normal vector (in `state.momentum`, scaled per
-/// coordinate by `scale`) and acceptance bracket `(log a, log b)`, from
-/// its own stream.
+/// Each chain's auxiliary normal vector (in `state.momentum`: a momentum
+/// `p ~ N(0, M)`, `M = 1 / w`, drawn as HMC draws it, or for the random
+/// walk `z ~ N(0, I)`) and acceptance bracket `(log a, log b)`, from its
+/// own stream.
 fn draw_aux(
     state: &mut ChainState,
-    scale: Option<Vec<f64>>,
+    w: Option<&[f64]>,
+    momentum: bool,
     rngs: &mut [ChainRng],
 ) -> Vec<(f64, f64)> {
     let mut bracket = Vec::with_capacity(rngs.len());
     for (i, rng) in rngs.iter_mut().enumerate() {
         let mut row = state.momentum.row_mut(i);
         let p = row.as_slice_mut().expect("standard layout");
-        fill_standard_normal(rng, p);
-        if let Some(s) = &scale {
-            for (v, s) in p.iter_mut().zip(s) {
-                *v *= s;
-            }
+        if momentum {
+            draw_momentum(rng, p, w, 1.0, 0.0);
+        } else {
+            fill_standard_normal(rng, p);
         }
         let (u1, u2): (f64, f64) = (rng.random(), rng.random());
         bracket.push((u1.min(u2).ln(), u1.max(u2).ln()));
@@ -464,7 +464,7 @@ impl AutoMala {
         let (n, d) = (state.n_chains(), state.dim());
         let w = tuning.inv_mass();
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
-        let bracket = draw_aux(state, None, rngs);
+        let bracket = draw_aux(state, w, false, rngs);
         let (mut trial, mut trial_e) = (Array2::zeros((n, d)), Array1::zeros(n));
         let z = state.momentum.clone();
         let (j, fwd) = select_walk(
@@ -507,8 +507,7 @@ impl AutoMala {
             let accepted = metropolis(log_alpha, finite[i], &mut rngs[i], &mut steps[i]);
             steps[i].extra_evals = extra;
             if accepted {
-                let p = state.proposal.row(i).to_owned();
-                state.position.row_mut(i).assign(&p);
+                state.position.row_mut(i).assign(&state.proposal.row(i));
                 state.energy[i] = state.proposal_energy[i];
             }
         }

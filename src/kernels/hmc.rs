@@ -219,7 +219,7 @@ impl Hmc {
 /// Draws one chain's momentum `p ~ N(0, M)` (M = W^-1) and its jittered
 /// step `eps0 (1 + jitter u)`, `u ~ U(-1, 1)`; returns the step.
 #[inline]
-fn draw_momentum(
+pub(super) fn draw_momentum(
     rng: &mut ChainRng,
     p: &mut [f64],
     w: Option<&[f64]>,
@@ -241,7 +241,7 @@ fn draw_momentum(
 
 /// Leapfrog half kick and drift: `p -= e/2 grad`, `y += e W p`.
 #[inline]
-fn kick_drift(p: &mut [f64], y: &mut [f64], g: &[f64], e: f64, w: Option<&[f64]>) {
+pub(super) fn kick_drift(p: &mut [f64], y: &mut [f64], g: &[f64], e: f64, w: Option<&[f64]>) {
     for j in 0..p.len() {
         p[j] -= 0.5 * e * g[j];
         y[j] += e * w.map_or(1.0, |w| w[j]) * p[j];
@@ -250,7 +250,7 @@ fn kick_drift(p: &mut [f64], y: &mut [f64], g: &[f64], e: f64, w: Option<&[f64]>
 
 /// Leapfrog half kick: `p -= e/2 grad`.
 #[inline]
-fn kick(p: &mut [f64], g: &[f64], e: f64) {
+pub(super) fn kick(p: &mut [f64], g: &[f64], e: f64) {
     for j in 0..p.len() {
         p[j] -= 0.5 * e * g[j];
     }
