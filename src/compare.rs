@@ -262,7 +262,7 @@ pub fn compare_with(
         }
         let kernel = spec.build()?;
         let mut c = cfg.clone();
-        c.adapt_step_size = kernel.target_accept().is_some();
+        c.adapt_step_size = kernel.target_accept().is_some() || kernel.chooses_step();
         let out = crate::sampler::sample_with(
             energy,
             kernel.as_ref(),

@@ -14,7 +14,7 @@
 
 use boltz::diagnostics::{chi_square_test, ks_test};
 use boltz::energy::{Energy, FnEnergy, log_sum_exp};
-use boltz::kernels::{AutoMala, Gibbs, Hmc, Kernel, KernelSpec, Mala, Rwm, Ula};
+use boltz::kernels::{AutoMala, Gibbs, Hmc, Kernel, KernelSpec, Mala, Nuts, Rwm, Ula};
 use boltz::model::{self, Family};
 use boltz::sampler::{NoObserver, SampleConfig, sample};
 use ndarray::Array2;
@@ -83,13 +83,14 @@ fn kernels(scale: f64, dim: usize) -> Vec<(&'static str, Box<dyn Kernel>)> {
         ("automala", Box::new(AutoMala::new(4.0 * scale).unwrap())),
         ("autohmc", Box::new(AutoMala::hmc(4.0 * scale, 5).unwrap())),
         ("autorwm", Box::new(AutoMala::rwm(4.0 * scale).unwrap())),
+        ("nuts", Box::new(Nuts::new(0.5 * scale, 8).unwrap())),
     ];
     // A kernel added to the spec must be added here (ULA, unadjusted, has
     // its own test below; Gibbs is for binary states).
     for n in &names {
         assert!(
             [
-                "mala", "automala", "hmc", "autohmc", "rwm", "autorwm", "ula", "gibbs"
+                "mala", "automala", "hmc", "autohmc", "nuts", "rwm", "autorwm", "ula", "gibbs"
             ]
             .contains(n),
             "kernel `{n}` has no invariance test"

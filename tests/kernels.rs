@@ -9,7 +9,7 @@
 use boltz::diagnostics::{chi_square_test, ess_bulk, ess_mean, ess_tail, ks_test};
 use boltz::energy::{Energy, FnEnergy};
 use boltz::init::Init;
-use boltz::kernels::{Gibbs, Hmc, Kernel, Mala, Rwm, Ula};
+use boltz::kernels::{AutoMala, Gibbs, Hmc, Kernel, Mala, Nuts, Rwm, Ula};
 use boltz::model;
 use boltz::sampler::{NoObserver, SampleConfig, SampleOutput, sample};
 use ndarray::{Array2, ArrayView2, Axis, s};
@@ -141,6 +141,26 @@ fn hmc_on_gauss_ill() {
         12,
     );
     check_gauss_ill(&out, |j| std[j] * std[j], "hmc");
+}
+
+#[test]
+fn nuts_on_gauss_ill() {
+    // Step size and diagonal mass adapted in warm-up from a step 10x too
+    // large; Stan's acceptance statistic near its 0.8 target.
+    let (e, std) = gauss_ill();
+    let out = run(
+        e.as_ref(),
+        &Nuts::new(1.0, 10).unwrap(),
+        8,
+        1000,
+        1000,
+        1,
+        15,
+    );
+    check_gauss_ill(&out, |j| std[j] * std[j], "nuts");
+    let acc = out.stats.acceptance.iter().sum::<f64>() / out.stats.acceptance.len() as f64;
+    assert!((0.65..0.95).contains(&acc), "nuts acceptance {acc}");
+    assert_eq!(out.stats.divergences.iter().sum::<usize>(), 0);
 }
 
 #[test]
@@ -370,6 +390,7 @@ fn output_is_bit_identical_for_one_and_two_threads() {
             for k in [
                 Box::new(Mala::new(0.01).unwrap()) as Box<dyn Kernel>,
                 Box::new(Hmc::new(0.1, 5, 0.2).unwrap()),
+                Box::new(Nuts::new(0.1, 10).unwrap()),
                 Box::new(Rwm::new(0.1).unwrap()),
                 Box::new(Ula::new(0.001).unwrap()),
             ] {
@@ -399,6 +420,17 @@ fn output_is_bit_identical_for_one_and_two_threads() {
             let out = sample(
                 e.as_ref(),
                 &Ula::new(0.01).unwrap(),
+                &c,
+                None,
+                &mut NoObserver,
+            )
+            .unwrap();
+            bits.extend(out.samples.iter().map(|v| v.to_bits()));
+            // NUTS in lockstep on a batch energy (one context per chain).
+            (c.warmup, c.draws) = (20, 5);
+            let out = sample(
+                e.as_ref(),
+                &Nuts::new(0.1, 6).unwrap(),
                 &c,
                 None,
                 &mut NoObserver,
@@ -505,6 +537,38 @@ fn row_fused_steps_equal_batched_steps_bit_for_bit() {
             "hmc {name}"
         );
         assert_eq!(a.stats.divergences, c.stats.divergences);
+        // The AutoStep kernels: each chain's own searches, or all chains'
+        // rounds in lockstep.
+        for k in [
+            AutoMala::new(0.3).unwrap(),
+            AutoMala::hmc(0.3, 3).unwrap(),
+            AutoMala::rwm(0.3).unwrap(),
+        ] {
+            let (a, c) = (
+                run(e.as_ref(), &k, 8, 100, 50, 1, 6),
+                run(&b, &k, 8, 100, 50, 1, 6),
+            );
+            assert!(
+                a.samples
+                    .iter()
+                    .zip(c.samples.iter())
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{} {name}",
+                k.name()
+            );
+            assert_eq!(a.stats.divergences, c.stats.divergences);
+        }
+        // NUTS: each chain's own trajectory, or all chains in lockstep.
+        let n = |e: &dyn Energy| run(e, &Nuts::new(0.1, 8).unwrap(), 8, 100, 50, 1, 5);
+        let (a, c) = (n(e.as_ref()), n(&b));
+        assert!(
+            a.samples
+                .iter()
+                .zip(c.samples.iter())
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "nuts {name}"
+        );
+        assert_eq!(a.stats.divergences, c.stats.divergences);
     }
 }
 
@@ -516,7 +580,7 @@ fn a_reused_kernel_gives_the_same_draws_as_a_fresh_one() {
     let e = model::load("gmm-ring").unwrap().energy(None).unwrap();
     let mut c = SampleConfig::new();
     (c.n_chains, c.warmup, c.draws) = (4, 200, 50);
-    for spec in ["mala", "hmc", "rwm"] {
+    for spec in ["mala", "hmc", "nuts", "rwm"] {
         let spec = boltz::kernels::KernelSpec::new(spec).unwrap();
         let reused = spec.build().unwrap();
         let first = sample(e.as_ref(), reused.as_ref(), &c, None, &mut NoObserver).unwrap();

@@ -44,8 +44,8 @@ pub struct CompareArgs {
     /// A suite target name or a model file (JSON).
     #[arg(long)]
     pub model: String,
-    /// Samplers, comma-separated: any kernel of `sample` (ula, mala, hmc,
-    /// rwm, gibbs). Default: mala,hmc,rwm,ula; gibbs for binary models.
+    /// Samplers, comma-separated: any kernel of `sample` (ula, mala,
+    /// automala, hmc, autohmc, nuts, rwm, autorwm, gibbs). Default: mala,hmc,rwm,ula; gibbs for binary models.
     #[arg(long, value_delimiter = ',')]
     pub samplers: Option<Vec<String>>,
     /// Inverse temperature: every sampler targets exp(-beta F).

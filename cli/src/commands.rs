@@ -157,6 +157,7 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         step_size,
         beta: args.beta,
         leapfrog: args.leapfrog,
+        max_depth: args.max_depth,
         jitter: args.jitter,
         noise: args.noise,
         grad_clip: args.grad_clip,

@@ -29,8 +29,9 @@ pub struct SampleArgs {
     /// A suite target name or a model file (JSON).
     #[arg(long)]
     pub model: String,
-    /// The transition kernel: ula, mala, hmc, rwm or gibbs (block Gibbs for
-    /// RBMs, single-site heat bath for other binary models).
+    /// The transition kernel: ula, mala, automala, hmc, autohmc, nuts, rwm,
+    /// autorwm or gibbs (block Gibbs for RBMs, single-site heat bath for
+    /// other binary models).
     #[arg(long)]
     pub sampler: String,
     /// Number of chains.
@@ -60,6 +61,9 @@ pub struct SampleArgs {
     /// HMC leapfrog steps per transition.
     #[arg(long, default_value_t = 16)]
     pub leapfrog: usize,
+    /// NUTS: most trajectory doublings per transition (2^D - 1 leapfrog steps at most).
+    #[arg(long, default_value_t = 10)]
+    pub max_depth: usize,
     /// HMC step-size jitter, uniform in step * (1 +- J).
     #[arg(long, default_value_t = 0.2)]
     pub jitter: f64,

@@ -23,7 +23,7 @@ pub struct NegativesArgs {
     /// short-run (from noise, or from a replay buffer with --buffer), cd or pcd.
     #[arg(long, default_value = "short-run")]
     pub method: String,
-    /// Any kernel of `sample` (ula, mala, hmc, rwm, gibbs) with a fixed
+    /// Any kernel of `sample` (ula, mala, automala, hmc, autohmc, nuts, rwm, autorwm, gibbs) with a fixed
     /// step (default: gibbs for binary models, else ula).
     #[arg(long)]
     pub kernel: Option<String>,

@@ -243,7 +243,9 @@ fn impossible_settings_are_refused_before_work() {
             vec!["--sampler", "mala", "--target-accept", "1.5"],
             "target_accept",
         ),
-        (vec!["--sampler", "nuts"], "nuts"),
+        (vec!["--sampler", "slice"], "slice"),
+        (vec!["--sampler", "nuts", "--max-depth", "0"], "max_depth"),
+        (vec!["--sampler", "nuts", "--max-depth", "17"], "max_depth"),
     ];
     for (extra, needle) in cases {
         let mut args: Vec<&str> = base.to_vec();

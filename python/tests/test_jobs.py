@@ -60,9 +60,10 @@ def test_sample_moments_of_a_correlated_gaussian():
     assert np.all(np.abs(zv) < 4), zv
 
 
-def test_hmc_and_rwm_sample_the_same_gaussian():
+def test_hmc_nuts_automala_and_rwm_sample_the_same_gaussian():
+    # A callback is a batch energy: NUTS runs its chains in lockstep here.
     e = boltz.CallbackEnergy(gauss, 3)
-    for sampler in ("hmc", "rwm"):
+    for sampler in ("hmc", "nuts", "automala", "rwm"):
         draws, rep = boltz.sample(e, sampler, chains=8, warmup=1000, draws=2000, seed=5)
         d = boltz.diagnose(draws)
         z = (d["mean"] - MEAN) / d["mcse_mean"]

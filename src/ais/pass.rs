@@ -357,6 +357,20 @@ impl Pass<'_> {
         if let (Plan::Pilot { .. }, Some(target)) = (&self.plan, self.path.target_accept()) {
             self.t.eps = (self.t.eps * (1.5 * (a - target)).exp()).clamp(1e-12, 1e6);
         }
+        if matches!(self.plan, Plan::Pilot { .. }) && self.path.chooses_step() {
+            // The next temperature's base step: the geometric mean of the
+            // steps the pilot's particles chose at this one.
+            let logs: Vec<f64> = self
+                .steps
+                .iter()
+                .filter(|s| s.selected_step > 0.0 && s.selected_step.is_finite())
+                .map(|s| s.selected_step.ln())
+                .collect();
+            if !logs.is_empty() {
+                let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+                self.t.eps = mean.exp().clamp(1e-12, 1e6);
+            }
+        }
     }
 
     fn restore(&mut self, path: &std::path::Path, control: &Control) -> Result<()> {

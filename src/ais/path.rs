@@ -45,6 +45,12 @@ pub(crate) trait AnnealPath {
     ) -> f64;
     /// The acceptance rate the pilot tunes step sizes towards, if any.
     fn target_accept(&self) -> Option<f64>;
+    /// Whether the kernel chooses its step at every step from a base step
+    /// (the AutoStep kernels): the pilot then sets each temperature's base
+    /// step to the geometric mean of the steps chosen there.
+    fn chooses_step(&self) -> bool {
+        false
+    }
     /// `log Z` of the path's start.
     fn log_z0(&self) -> f64;
 }
@@ -198,6 +204,9 @@ impl AnnealPath for Geometric<'_> {
     fn target_accept(&self) -> Option<f64> {
         self.kernel.target_accept()
     }
+    fn chooses_step(&self) -> bool {
+        self.kernel.chooses_step()
+    }
 
     fn log_z0(&self) -> f64 {
         0.0
@@ -275,6 +284,7 @@ impl AnnealPath for RbmPath {
                 accepted: true,
                 divergent: false,
                 extra_evals: 0,
+                selected_step: 0.0,
             }
         });
         1.0

@@ -26,7 +26,7 @@ pub(crate) fn plan(
     let energy = problem.energy.as_ref();
     let kernel = config.kernel_spec(energy).build()?;
     let rbm_path = energy.as_rbm().is_some() && matches!(problem.base, Base::Bernoulli { .. });
-    let has_step = !rbm_path && kernel.target_accept().is_some();
+    let has_step = !rbm_path && (kernel.target_accept().is_some() || kernel.chooses_step());
     let fixed_step = config
         .step_size
         .unwrap_or_else(|| kernel.initial_tuning().step_size().get(0));

@@ -38,6 +38,8 @@ pub struct SampleJob {
     pub beta: f64,
     /// HMC leapfrog steps (default 16).
     pub leapfrog: usize,
+    /// NUTS: most trajectory doublings (default 10).
+    pub max_depth: usize,
     /// HMC step jitter, a fraction of the step (default 0.2).
     pub jitter: f64,
     /// ULA noise scale (default: the Langevin sqrt(2 step)).
@@ -78,6 +80,7 @@ impl SampleJob {
             step_size: None,
             beta: 1.0,
             leapfrog: 16,
+            max_depth: 10,
             jitter: 0.2,
             noise: None,
             grad_clip: None,
@@ -99,6 +102,7 @@ impl SampleJob {
         spec.check(energy)?;
         spec.step_size = self.step_size;
         spec.leapfrog = self.leapfrog;
+        spec.max_depth = self.max_depth;
         spec.jitter = self.jitter;
         spec.noise = self.noise;
         spec.grad_clip = self.grad_clip;

@@ -148,6 +148,13 @@ pub struct Tuner {
     adapt_mass: bool,
     dual: Option<Vec<DualAveraging>>,
     mass: MassAdapter,
+    /// Kernels that choose their step at every step (AutoStep): whether
+    /// warm-up sets the base step, and per chain the sum of the log steps
+    /// chosen in the current round and their count.
+    #[serde(default)]
+    adapt_base: bool,
+    #[serde(default)]
+    chosen: Vec<(f64, u64)>,
 }
 
 impl Tuner {
@@ -169,7 +176,9 @@ impl Tuner {
             && m.n.is_finite()
             && m.n >= 0.0
             && m.mean.iter().chain(&m.m2).all(|v| v.is_finite());
-        self.warmup == warmup && dual_ok && mass_ok
+        let chosen_ok = (self.chosen.is_empty() || self.chosen.len() == n_chains)
+            && self.chosen.iter().all(|c| c.0.is_finite());
+        self.warmup == warmup && dual_ok && mass_ok && chosen_ok
     }
 
     /// A tuner for `warmup` steps of `kernel` on states of dimension `dim`,
@@ -198,6 +207,8 @@ impl Tuner {
             adapt_mass,
             dual: None,
             mass: MassAdapter::new(dim),
+            adapt_base: kernel.chooses_step() && adaptation.step_size && warmup > 0,
+            chosen: Vec::new(),
         };
         (tuner, tuning)
     }
@@ -272,6 +283,47 @@ impl Tuner {
         if self.adapt_mass && t >= w1 && t < w3 {
             self.mass.add(state.position.view());
         }
+        if self.adapt_base {
+            self.base_step(t, steps, tuning);
+        }
+    }
+
+    /// AutoStep kernels: the base step of each chain becomes the geometric
+    /// mean of the steps it chose in the round just ended (rounds end at
+    /// 15%, 40%, 90% and 100% of warm-up, with the mass windows), as the
+    /// autoMALA paper's round-based warm-up does; with a shared step, of
+    /// all chains' choices. Kernels that choose no step leave it alone.
+    fn base_step(&mut self, t: usize, steps: &[ChainStep], tuning: &mut Tuning) {
+        if self.chosen.len() != steps.len() {
+            self.chosen = vec![(0.0, 0); steps.len()];
+        }
+        for (c, s) in self.chosen.iter_mut().zip(steps) {
+            if s.selected_step > 0.0 && s.selected_step.is_finite() {
+                c.0 += s.selected_step.ln();
+                c.1 += 1;
+            }
+        }
+        let w = self.warmup;
+        let round_end = [w * 15 / 100, w * 40 / 100, w * 90 / 100, w].contains(&(t + 1));
+        if !round_end || self.chosen.iter().all(|c| c.1 == 0) {
+            return;
+        }
+        let eps = if self.shared {
+            let (sum, n) = self
+                .chosen
+                .iter()
+                .fold((0.0, 0), |(s, n), c| (s + c.0, n + c.1));
+            vec![(sum / n as f64).exp()]
+        } else {
+            let old = tuning.step_size().expand(steps.len());
+            self.chosen
+                .iter()
+                .zip(old)
+                .map(|(c, e)| if c.1 > 0 { (c.0 / c.1 as f64).exp() } else { e })
+                .collect()
+        };
+        tuning.set_step_size(StepSizes::per_chain(eps));
+        self.chosen.iter_mut().for_each(|c| *c = (0.0, 0));
     }
 }
 

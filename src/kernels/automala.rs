@@ -28,9 +28,10 @@
 
 use super::hmc::{draw_momentum, kick, kick_drift};
 use super::{
-    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, metropolis, weighted_sq,
+    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, for_each_chain_row, metropolis,
+    weighted_sq,
 };
-use crate::energy::Energy;
+use crate::energy::{Energy, RowEnergy};
 use crate::error::{Result, check_positive};
 use crate::rng::{ChainRng, fill_standard_normal};
 use ndarray::{Array1, Array2, ArrayView2};
@@ -63,11 +64,12 @@ pub(crate) const INFO_HMC: KernelInfo = KernelInfo {
 /// autoMALA with base step `eps0` (the leapfrog step of one-step HMC; the
 /// MALA time step is `eps0^2 / 2`) and an optional diagonal mass.
 ///
-/// Warm-up adapts the diagonal mass, not the base step: the selector
-/// corrects the step at every step, and an acceptance target would only
-/// drive the base step away (each doubling or halving from it costs a
-/// gradient evaluation). Give a base step near the target's typical scale
-/// (`--step-size`) to spend fewer.
+/// Warm-up adapts the diagonal mass and the base step, the latter not to
+/// an acceptance target (the selector corrects the step at every step)
+/// but, as the autoMALA paper's warm-up does, to the geometric mean of the
+/// steps the selector chose in the round before (each doubling or halving
+/// away from the base costs a gradient evaluation). Draws stay exact for
+/// any base step; after warm-up it is frozen.
 ///
 /// [`AutoMala::hmc`] is AutoStep HMC (Liu, Surjanovic, Biron-Lattes,
 /// Bouchard-Cote and Campbell, "AutoStep: locally adaptive involutive
@@ -331,6 +333,9 @@ impl Kernel for AutoMala {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
+        if let Some(row) = energy.as_row() {
+            return self.step_rows(row, tuning, state, rngs, steps);
+        }
         if self.leapfrog == 0 {
             return self.step_walk(energy, tuning, state, rngs, steps);
         }
@@ -386,6 +391,7 @@ impl Kernel for AutoMala {
             };
             let accepted = metropolis(log_alpha, finite[i], &mut rngs[i], &mut steps[i]);
             steps[i].extra_evals = extra;
+            steps[i].selected_step = eps[i];
             if accepted {
                 state.position.row_mut(i).assign(&prop.y.row(i));
                 state.grad.row_mut(i).assign(&prop.g.row(i));
@@ -406,6 +412,9 @@ impl Kernel for AutoMala {
     }
     fn target_accept(&self) -> Option<f64> {
         None
+    }
+    fn chooses_step(&self) -> bool {
+        true
     }
     fn grad_evals_per_step(&self) -> usize {
         3 * self.leapfrog
@@ -506,10 +515,209 @@ impl AutoMala {
             };
             let accepted = metropolis(log_alpha, finite[i], &mut rngs[i], &mut steps[i]);
             steps[i].extra_evals = extra;
+            steps[i].selected_step = eps0[i] * 2f64.powi(j[i]);
             if accepted {
                 state.position.row_mut(i).assign(&state.proposal.row(i));
                 state.energy[i] = state.proposal_energy[i];
             }
         }
+    }
+}
+
+/// One chain's trajectory buffers for the row path: position, gradient,
+/// momentum.
+struct RowEnd {
+    y: Vec<f64>,
+    g: Vec<f64>,
+    p: Vec<f64>,
+}
+
+impl RowEnd {
+    fn new(d: usize) -> Self {
+        RowEnd {
+            y: vec![0.0; d],
+            g: vec![0.0; d],
+            p: vec![0.0; d],
+        }
+    }
+}
+
+/// `leapfrog` leapfrog steps of `eps` from `(y, g, p)` into `end` (the
+/// same arithmetic as [`trajectory`]); returns the end's energy.
+fn trajectory_row(
+    energy: &dyn RowEnergy,
+    w: Option<&[f64]>,
+    eps: f64,
+    leapfrog: usize,
+    (y, g, e, p): (&[f64], &[f64], f64, &[f64]),
+    end: &mut RowEnd,
+) -> f64 {
+    end.y.copy_from_slice(y);
+    end.g.copy_from_slice(g);
+    end.p.copy_from_slice(p);
+    let mut e = e;
+    for _ in 0..leapfrog {
+        kick_drift(&mut end.p, &mut end.y, &end.g, eps, w);
+        e = energy.energy_grad(&end.y, &mut end.g);
+        kick(&mut end.p, &end.g, eps);
+    }
+    e
+}
+
+/// [`select`] for one chain: the exponent and the gradient evaluations.
+fn select_row(
+    energy: &dyn RowEnergy,
+    w: Option<&[f64]>,
+    eps0: f64,
+    bracket: (f64, f64),
+    leapfrog: usize,
+    from: (&[f64], &[f64], f64, &[f64]),
+    end: &mut RowEnd,
+) -> (i32, u32) {
+    let h0 = from.2 + 0.5 * weighted_sq(ndarray::ArrayView1::from(from.3), w);
+    let (mut j, mut dir, mut done, mut evals) = (0i32, 0i32, false, 0u32);
+    while !done {
+        let e = trajectory_row(energy, w, eps0 * 2f64.powi(j), leapfrog, from, end);
+        evals += leapfrog as u32;
+        let k = 0.5 * weighted_sq(ndarray::ArrayView1::from(&end.p[..]), w);
+        let finite = end.g.iter().all(|g| g.is_finite());
+        let ell = symmetric(h0 - (e + k), finite);
+        advance(ell, bracket, &mut dir, &mut j, &mut done);
+    }
+    (j, evals)
+}
+
+/// [`select_walk`] for one chain: the exponent and the energy evaluations.
+fn select_walk_row(
+    energy: &dyn RowEnergy,
+    w: Option<&[f64]>,
+    eps0: f64,
+    bracket: (f64, f64),
+    (y, e, z): (&[f64], f64, &[f64]),
+    trial: &mut [f64],
+) -> (i32, u32) {
+    let (mut j, mut dir, mut done, mut evals) = (0i32, 0i32, false, 0u32);
+    while !done {
+        walk_to(trial, y, z, eps0 * 2f64.powi(j), w);
+        let trial_e = energy.energy(trial);
+        evals += 1;
+        advance(
+            symmetric(e - trial_e, true),
+            bracket,
+            &mut dir,
+            &mut j,
+            &mut done,
+        );
+    }
+    (j, evals)
+}
+
+/// `out = y + eps sqrt(W) z`.
+fn walk_to(out: &mut [f64], y: &[f64], z: &[f64], eps: f64, w: Option<&[f64]>) {
+    for c in 0..y.len() {
+        out[c] = y[c] + eps * w.map_or(1.0, |w| w[c].sqrt()) * z[c];
+    }
+}
+
+impl AutoMala {
+    /// The whole step chain by chain for energies written row by row:
+    /// each chain's searches take as many rounds as it needs (the batched
+    /// path runs every chain for the slowest chain's rounds). Same draws
+    /// and arithmetic as the batched path.
+    fn step_rows(
+        &self,
+        energy: &dyn RowEnergy,
+        tuning: &Tuning,
+        state: &mut ChainState,
+        rngs: &mut [ChainRng],
+        steps: &mut [ChainStep],
+    ) {
+        let w = tuning.inv_mass();
+        let (d, lf) = (state.dim(), self.leapfrog);
+        for_each_chain_row(state, rngs, steps, |c| {
+            let eps0 = tuning.step_size().get(c.index);
+            let aux = &mut *c.scratch;
+            if lf > 0 {
+                draw_momentum(c.rng, aux, w, 1.0, 0.0);
+            } else {
+                fill_standard_normal(c.rng, aux);
+            }
+            let (u1, u2): (f64, f64) = (c.rng.random(), c.rng.random());
+            let bracket = (u1.min(u2).ln(), u1.max(u2).ln());
+            if lf == 0 {
+                let (j, fwd) = select_walk_row(
+                    energy,
+                    w,
+                    eps0,
+                    bracket,
+                    (c.position, *c.energy, aux),
+                    c.proposal_grad,
+                );
+                let eps = eps0 * 2f64.powi(j);
+                walk_to(c.proposal, c.position, aux, eps, w);
+                *c.proposal_energy = energy.energy(c.proposal);
+                let finite = c.proposal_energy.is_finite();
+                let (mut j_back, mut bwd) = (j, 0);
+                if finite {
+                    aux.iter_mut().for_each(|z| *z = -*z);
+                    (j_back, bwd) = select_walk_row(
+                        energy,
+                        w,
+                        eps0,
+                        bracket,
+                        (c.proposal, *c.proposal_energy, aux),
+                        c.proposal_grad,
+                    );
+                }
+                let log_alpha = if j_back == j {
+                    *c.energy - *c.proposal_energy
+                } else {
+                    f64::NEG_INFINITY
+                };
+                let accepted = metropolis(log_alpha, finite, c.rng, c.step);
+                c.step.extra_evals = fwd + bwd;
+                c.step.selected_step = eps;
+                if accepted {
+                    c.position.copy_from_slice(c.proposal);
+                    *c.energy = *c.proposal_energy;
+                }
+                return;
+            }
+            let mut end = RowEnd::new(d);
+            let from = (&*c.position, &*c.grad, *c.energy, &*aux);
+            let (j, fwd) = select_row(energy, w, eps0, bracket, lf, from, &mut end);
+            let eps = eps0 * 2f64.powi(j);
+            let mut prop = RowEnd::new(d);
+            let e1 = trajectory_row(energy, w, eps, lf, from, &mut prop);
+            let finite = e1.is_finite() && prop.g.iter().all(|g| g.is_finite());
+            let (mut j_back, mut bwd) = (j, 0);
+            if finite {
+                let back_p: Vec<f64> = prop.p.iter().map(|v| -v).collect();
+                (j_back, bwd) = select_row(
+                    energy,
+                    w,
+                    eps0,
+                    bracket,
+                    lf,
+                    (&prop.y, &prop.g, e1, &back_p),
+                    &mut end,
+                );
+            }
+            let h0 = *c.energy + 0.5 * weighted_sq(ndarray::ArrayView1::from(&*aux), w);
+            let h1 = e1 + 0.5 * weighted_sq(ndarray::ArrayView1::from(&prop.p[..]), w);
+            let log_alpha = if j_back == j {
+                h0 - h1
+            } else {
+                f64::NEG_INFINITY
+            };
+            let accepted = metropolis(log_alpha, finite, c.rng, c.step);
+            c.step.extra_evals = (fwd + lf as u32 + bwd).saturating_sub(3 * lf as u32);
+            c.step.selected_step = eps;
+            if accepted {
+                c.position.copy_from_slice(&prop.y);
+                c.grad.copy_from_slice(&prop.g);
+                *c.energy = e1;
+            }
+        });
     }
 }

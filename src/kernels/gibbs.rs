@@ -71,6 +71,7 @@ impl Kernel for Gibbs {
                 accepted: true,
                 divergent: false,
                 extra_evals: 0,
+                selected_step: 0.0,
             }
         });
     }
@@ -102,6 +103,7 @@ fn heat_bath(
             accepted: true,
             divergent: false,
             extra_evals: 0,
+            selected_step: 0.0,
         };
     }
     for j in 0..state.dim() {

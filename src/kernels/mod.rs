@@ -15,6 +15,7 @@ mod automala;
 mod gibbs;
 mod hmc;
 mod mala;
+mod nuts;
 mod rwm;
 mod ula;
 
@@ -25,6 +26,7 @@ pub use automala::AutoMala;
 pub use gibbs::Gibbs;
 pub use hmc::Hmc;
 pub use mala::Mala;
+pub use nuts::Nuts;
 pub use rwm::Rwm;
 pub use spec::{KERNELS, KernelInfo, KernelSpec};
 pub use ula::{Ula, UlaConfig};
@@ -119,6 +121,10 @@ pub struct ChainStep {
     /// gradient ([`Kernel::grad_evals_per_step`] > 0), energy evaluations
     /// for the others.
     pub extra_evals: u32,
+    /// The step this step chose, in the kernel's step units, for kernels
+    /// that choose one per step (the AutoStep kernels: `eps0 2^j`); 0 for
+    /// the others. Warm-up sets the base step from these.
+    pub selected_step: f64,
 }
 
 /// A Markov transition on a batch of chains: a pure function of the
@@ -156,6 +162,14 @@ pub trait Kernel: Send + Sync {
     /// Whether the kernel uses a diagonal inverse mass matrix from its
     /// tuning (MALA, HMC, RWM), so that warm-up should adapt one.
     fn uses_mass(&self) -> bool {
+        false
+    }
+
+    /// Whether the kernel chooses its step at every step from a base step
+    /// (the AutoStep kernels), reporting it in [`ChainStep::selected_step`]:
+    /// warm-up then sets the base step from those choices instead of
+    /// tuning it to an acceptance target.
+    fn chooses_step(&self) -> bool {
         false
     }
 
@@ -508,6 +522,7 @@ pub(crate) fn metropolis(
             accepted: false,
             divergent: true,
             extra_evals: 0,
+            selected_step: 0.0,
         };
         return false;
     }
@@ -518,6 +533,7 @@ pub(crate) fn metropolis(
         accepted,
         divergent: false,
         extra_evals: 0,
+        selected_step: 0.0,
     };
     accepted
 }

@@ -3,7 +3,7 @@
 //! negatives all build their kernels here, so adding a kernel is its own
 //! file (with an `INFO` constant) plus one line in [`KERNELS`].
 
-use super::{Kernel, automala, gibbs, hmc, mala, rwm, ula};
+use super::{Kernel, automala, gibbs, hmc, mala, nuts, rwm, ula};
 use crate::energy::{Energy, StateSpace};
 use crate::error::{Error, Result};
 
@@ -26,10 +26,16 @@ pub const KERNELS: &[KernelInfo] = &[
     automala::INFO,
     hmc::INFO,
     automala::INFO_HMC,
+    nuts::INFO,
     rwm::INFO,
     automala::INFO_RWM,
     gibbs::INFO,
 ];
+
+/// NUTS's default most doublings (Stan's).
+fn default_max_depth() -> usize {
+    10
+}
 
 /// A kernel by name with its settings: what a user (or the command line)
 /// chooses, checked against an energy and built in one place.
@@ -57,6 +63,10 @@ pub struct KernelSpec {
     pub target_accept: Option<f64>,
     /// HMC: leapfrog steps per transition (default 16).
     pub leapfrog: usize,
+    /// NUTS: most trajectory doublings per transition (default 10, at
+    /// most 16; `2^max_depth - 1` leapfrog steps).
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
     /// HMC: step-size jitter, uniform in `step * (1 +- jitter)` (default 0.2).
     pub jitter: f64,
     /// ULA: noise standard deviation (default `sqrt(2 step)`).
@@ -86,6 +96,7 @@ impl KernelSpec {
             step_size: None,
             target_accept: None,
             leapfrog: 16,
+            max_depth: default_max_depth(),
             jitter: 0.2,
             noise: None,
             grad_clip: None,

@@ -164,6 +164,7 @@ impl Kernel for Ula {
                         accepted: true,
                         divergent: false,
                         extra_evals: 0,
+                        selected_step: 0.0,
                     };
                 } else {
                     b.steps[i] = ChainStep {
@@ -171,6 +172,7 @@ impl Kernel for Ula {
                         accepted: false,
                         divergent: true,
                         extra_evals: 0,
+                        selected_step: 0.0,
                     };
                 }
             }

@@ -146,6 +146,7 @@ def sample(
     thin: int = 1,
     *,
     leapfrog: int = 16,
+    max_depth: int = 10,
     jitter: float = 0.2,
     noise: Optional[float] = None,
     grad_clip: Optional[float] = None,
@@ -159,8 +160,10 @@ def sample(
 
     Args:
         energy: a :class:`Energy` (or a suite name / model file).
-        sampler: ``mala`` (default), ``ula``, ``hmc``, ``rwm`` or ``gibbs``
-            (binary models).
+        sampler: ``mala`` (default), ``ula``, ``automala``, ``hmc``,
+            ``autohmc``, ``nuts``, ``rwm``, ``autorwm`` or ``gibbs`` (binary
+            models). ``leapfrog``: HMC's (and AutoStep HMC's) leapfrog steps;
+            ``max_depth``: NUTS's most trajectory doublings.
         chains, warmup, draws, thin: chains, warm-up steps (step size and
             diagonal mass adapted), draws kept per chain, steps per draw.
         seed: chain ``i`` draws from the ChaCha stream keyed by ``(seed, i)``:
@@ -200,6 +203,7 @@ def sample(
         "beta": float(beta),
         "thin": _count(thin, "thin"),
         "leapfrog": _count(leapfrog, "leapfrog"),
+        "max_depth": _count(max_depth, "max_depth"),
         "jitter": float(jitter),
         "noise": _opt_float(noise),
         "grad_clip": _opt_float(grad_clip),
