@@ -152,3 +152,58 @@ impl Energy for Annealed<'_> {
         self.target.fixed_rows()
     }
 }
+
+/// The geometric path's energy `b F + (1 - b) E0` row by row, for a target
+/// written row by row and a Gaussian base: kernels that take whole chains
+/// at a time (NUTS, the AutoStep kernels) then run each particle with its
+/// own cost instead of every particle for the slowest one's. Used only
+/// with kernels that do not reuse the proposals' parts.
+pub(crate) struct AnnealedRows<'a> {
+    target: &'a dyn crate::energy::RowEnergy,
+    mean: &'a [f64],
+    std: &'a [f64],
+    c: f64,
+    b: f64,
+}
+
+impl<'a> AnnealedRows<'a> {
+    /// `None` unless the target has rows and the base is Gaussian.
+    pub(crate) fn new(target: &'a dyn Energy, base: &'a Base, b: f64) -> Option<Self> {
+        let target = target.as_row()?;
+        match base {
+            Base::Gaussian { mean, std } => Some(AnnealedRows {
+                target,
+                mean,
+                std,
+                c: base.log_normaliser(),
+                b,
+            }),
+            Base::Bernoulli { .. } => None,
+        }
+    }
+}
+
+impl crate::energy::RowEnergy for AnnealedRows<'_> {
+    fn state_dim(&self) -> usize {
+        self.mean.len()
+    }
+    fn energy(&self, y: &[f64]) -> f64 {
+        let mut e0 = self.c;
+        for ((v, m), s) in y.iter().zip(self.mean).zip(self.std) {
+            let z = (v - m) / s;
+            e0 += 0.5 * z * z;
+        }
+        self.b * self.target.energy(y) + (1.0 - self.b) * e0
+    }
+    fn energy_grad(&self, y: &[f64], grad: &mut [f64]) -> f64 {
+        let (a, b) = (1.0 - self.b, self.b);
+        let f = self.target.energy_grad(y, grad);
+        let mut e0 = self.c;
+        for (((g, v), m), s) in grad.iter_mut().zip(y).zip(self.mean).zip(self.std) {
+            let z = (v - m) / s;
+            e0 += 0.5 * z * z;
+            *g = b * *g + a * z / s;
+        }
+        b * f + a * e0
+    }
+}

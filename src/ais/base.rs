@@ -106,7 +106,7 @@ impl Base {
 
     /// The state-independent part of `E0`: `sum_i log(sqrt(2 pi) std_i)`
     /// (Gaussian) or `sum_i softplus(logit_i)` (Bernoulli).
-    fn log_normaliser(&self) -> f64 {
+    pub(crate) fn log_normaliser(&self) -> f64 {
         match self {
             Base::Gaussian { std, .. } => std
                 .iter()

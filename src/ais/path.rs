@@ -1,7 +1,7 @@
 //! Annealing paths: the geometric path between a base and any energy, and
 //! the RBM parameter path, behind one trait the AIS pass drives.
 
-use super::annealed::{Annealed, Parts, mix_parts};
+use super::annealed::{Annealed, AnnealedRows, Parts, mix_parts};
 use super::{AisConfig, Base};
 use crate::energy::{Energy, Rbm, Scaled, softplus, sum_softplus};
 use crate::error::{Error, Result};
@@ -185,9 +185,21 @@ impl AnnealPath for Geometric<'_> {
         let tuning = Tuning::new(eps);
         let reuse = self.kernel.proposal_is_last_eval();
         let mut acc = 0.0;
+        // Kernels that evaluate other points after the proposals (NUTS,
+        // the AutoStep searches) take the path row by row where they can.
         for _ in 0..n_steps {
-            let annealed = Annealed::with_parts(&self.target, self.base, b, &self.parts);
-            self.kernel.step(&annealed, &tuning, state, rngs, steps);
+            let rows = if reuse {
+                None
+            } else {
+                AnnealedRows::new(&self.target, self.base, b)
+            };
+            match rows {
+                Some(rows) => self.kernel.step(&rows, &tuning, state, rngs, steps),
+                None => {
+                    let annealed = Annealed::with_parts(&self.target, self.base, b, &self.parts);
+                    self.kernel.step(&annealed, &tuning, state, rngs, steps);
+                }
+            }
             tally.0 += (state.n_chains() * self.kernel.grad_evals_per_step().max(1)) as u64
                 + steps.iter().map(|s| u64::from(s.extra_evals)).sum::<u64>();
             if reuse {
