@@ -80,22 +80,35 @@ def w2(out, boltz, peers):
     if not b or not p:
         out.append("(not measured in this run)\n")
         return
-    for target in ["gauss-ill", "funnel"]:
+    for target in ["gauss-ill", "funnel", "funnel (long)"]:
         bt = [r for r in b if r["target"] == target]
         pt = [r for r in p if r["target"] == target]
         if not bt:
             continue
         out.append(f"### {target}\n")
-        out.append("| who | dtype | min bulk ESS/s | check of what was sampled |")
-        out.append("|---|---|---|---|")
+        if target == "funnel (long)":
+            out.append("boltz only (the peers run the suite's size): " + excerpt(bt[0]["notes"], r"\d+ chains x [^;]*warm-up") + ".\n")
+        out.append("A run that fails its check gets no ESS figure (-): its draws are biased or not mixed. "
+                   "ESS per gradient: boltz counts warm-up's gradients too; the peers' from their "
+                   "sampling-phase leapfrog steps per draw where they report them.\n")
+        out.append("| who | dtype | min bulk ESS/s | min bulk ESS per gradient | check of what was sampled |")
+        out.append("|---|---|---|---|---|")
         pat = r"v mean [^;]*P\(v<-3\)[^;]*|pooled var/s\^2 in \[[^\]]*\]" if target == "funnel" else r"pooled var/s\^2 in \[[^\]]*\]"
         for r in sorted(bt, key=lambda r: -r["value"]):
             label = excerpt(r["notes"], r"boltz \w+ \(target accept [0-9.]+\)")
             chk = excerpt(r["notes"], r"var\(v\) [^;]*?\)|pooled var/s\^2 in \[[^\]]*\]")
             chk += "; worst R-hat " + excerpt(r["notes"], r"(?<=worst R-hat )[0-9.]+")
-            out.append(f"| {label} | f64 | {fmt(r['value'])} | {chk}; {'unbiased within MC error' if r['ok'] else 'FAILED its check (biased or not mixed)'} |")
+            label = label or excerpt(r["notes"], r"boltz \w+ \(step chosen per step\)")
+            per = excerpt(r["notes"], r"(?<=min bulk ESS per )(gradient|energy) evaluation [0-9.e+-]+")
+            per = per.split(" ")[-1] + (" (energy evals)" if per.startswith("energy") else "") if per else "-"
+            ok = r["ok"]
+            out.append(f"| {label} | f64 | {fmt(r['value']) if ok else '-'} | {per if ok else '-'} | {chk}; {'unbiased within MC error' if ok else 'FAILED its check (biased or not mixed)'} |")
         for r in sorted(pt, key=lambda r: -r["value"]):
-            out.append(f"| {r['peer']} | {dtype_of(r)} | {fmt(r['value'])} | {excerpt(r['notes'], pat)} |")
+            m = re.search(r"mean leapfrog steps/draw ([0-9.]+)", r["notes"])
+            size = r.get("size") or [0, 0, 0]
+            per = (f"{r['ess'] / (size[0] * size[1] * float(m.group(1))):.3e}"
+                   if m and r.get("ess") and size[0] and size[1] else "-")
+            out.append(f"| {r['peer']} | {dtype_of(r)} | {fmt(r['value'])} | {per} | {excerpt(r['notes'], pat)} |")
         ok = [r for r in bt if r["ok"]]
         best_b = max(ok, key=lambda r: r["value"]) if ok else None
         best_p = max(pt, key=lambda r: r["value"]) if pt else None

@@ -171,6 +171,39 @@ fn funnel(dir: &Path) -> String {
     t
 }
 
+/// AutoStep HMC on the funnel, then `boltz diagnose` of its draws.
+fn funnel_autohmc(dir: &Path) -> String {
+    let a = [
+        "sample",
+        "--model",
+        "funnel",
+        "--sampler",
+        "autohmc",
+        "--leapfrog",
+        "8",
+        "--chains",
+        "24",
+        "--warmup",
+        "2000",
+        "--draws",
+        "20000",
+        "--thin",
+        "4",
+        "--init",
+        "gaussian:3",
+        "--out",
+        "s.npy",
+    ];
+    let b = ["diagnose", "--samples", "s.npy"];
+    let first = boltz(dir, &a);
+    format!(
+        "```console\n$ boltz {}\n{first}$ boltz {}\n{}```\n",
+        a.join(" "),
+        b.join(" "),
+        boltz(dir, &b)
+    )
+}
+
 /// `cargo run --release --example train_toy`, from its JSON.
 fn train_toy(dir: &Path) -> String {
     // The example is built next to this test's executable by `cargo test`.
@@ -241,12 +274,13 @@ fn readme_numbers_come_from_the_code() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut diffs = Vec::new();
-    let blocks: [(&str, Block); 6] = [
+    let blocks: [(&str, Block); 7] = [
         ("rbm20-logz", rbm20),
         ("separated-modes", separated),
         ("sample", sample),
         ("ais-table", ais_table),
         ("funnel-seeds", funnel),
+        ("funnel-autohmc", funnel_autohmc),
         ("train-toy", train_toy),
     ];
     for (name, make) in blocks {

@@ -200,6 +200,7 @@ impl Tuner {
                 .with_inv_mass(vec![1.0; dim])
                 .expect("ones are valid");
         }
+        tuning.set_warmup(warmup > 0 && kernel.chooses_step());
         let tuner = Tuner {
             warmup,
             target,
@@ -285,6 +286,13 @@ impl Tuner {
         }
         if self.adapt_base {
             self.base_step(t, steps, tuning);
+        }
+        // The fast, inexact moves serve the first 15% of warm-up (reaching
+        // the typical set from far starts); the rest runs the exact kernel,
+        // whose signed search would otherwise leave chains where the
+        // energy is lowest (a funnel's neck) rather than where they belong.
+        if t + 1 >= (w * 15 / 100).max(1) {
+            tuning.set_warmup(false);
         }
     }
 

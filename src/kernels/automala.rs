@@ -216,6 +216,19 @@ fn symmetric(log_ratio: f64, finite: bool) -> f64 {
     }
 }
 
+/// The search's criterion: [`symmetric`] for exact steps; in warm-up the
+/// signed log ratio, so that a far start's large downhill moves double the
+/// step instead of halving it (not reversible: warm-up only).
+fn criterion(log_ratio: f64, finite: bool, signed: bool) -> f64 {
+    if !signed {
+        symmetric(log_ratio, finite)
+    } else if finite && !log_ratio.is_nan() {
+        log_ratio
+    } else {
+        f64::NEG_INFINITY
+    }
+}
+
 /// One step of the search for one chain given the log acceptance ratio
 /// `ell` at its current exponent `j`: decide the direction (double while
 /// the ratio is above `b`, halve while below `a`), move, or stop (the last
@@ -253,6 +266,7 @@ fn select_walk(
     w: Option<&[f64]>,
     eps0: &[f64],
     bracket: &[(f64, f64)],
+    signed: bool,
     (y, e, z): (ArrayView2<'_, f64>, &Array1<f64>, ArrayView2<'_, f64>),
     (trial, trial_e): (&mut Array2<f64>, &mut Array1<f64>),
 ) -> (Vec<i32>, u32) {
@@ -274,7 +288,7 @@ fn select_walk(
         evals += 1;
         for i in 0..n {
             if !done[i] {
-                let ell = symmetric(e[i] - trial_e[i], true);
+                let ell = criterion(e[i] - trial_e[i], true, signed);
                 advance(ell, bracket[i], &mut dir[i], &mut j[i], &mut done[i]);
             }
         }
@@ -285,11 +299,13 @@ fn select_walk(
 /// The exponent `j` each chain's step `eps0 2^j` takes from `from`, for
 /// brackets `(log a, log b)`; returns the exponents and the batch energy
 /// evaluations it took.
+#[allow(clippy::too_many_arguments)]
 fn select(
     energy: &dyn Energy,
     w: Option<&[f64]>,
     eps0: &[f64],
     bracket: &[(f64, f64)],
+    signed: bool,
     leapfrog: usize,
     from: &From<'_>,
     ends: &mut Ends,
@@ -313,7 +329,7 @@ fn select(
             }
             let k = kinetic(&ends.p, i, w);
             let finite = ends.g.row(i).iter().all(|g| g.is_finite());
-            let ell = symmetric(h0[i] - (ends.e[i] + k), finite);
+            let ell = criterion(h0[i] - (ends.e[i] + k), finite, signed);
             advance(ell, bracket[i], &mut dir[i], &mut j[i], &mut done[i]);
         }
     }
@@ -343,6 +359,7 @@ impl Kernel for AutoMala {
         let w = tuning.inv_mass();
         let lf = self.leapfrog;
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
+        let warm = tuning.in_warmup();
         // Momentum p ~ N(0, M), M = 1 / w, and the bracket, from each chain's stream.
         let bracket = draw_aux(state, w, true, rngs);
         let mut scratch = Ends::new(n, d);
@@ -352,7 +369,7 @@ impl Kernel for AutoMala {
             g: state.grad.view(),
             p: state.momentum.view(),
         };
-        let (j, fwd) = select(energy, w, &eps0, &bracket, lf, &start, &mut scratch);
+        let (j, fwd) = select(energy, w, &eps0, &bracket, warm, lf, &start, &mut scratch);
         // The proposal: the trajectory with step eps0 2^j.
         let eps: Vec<f64> = (0..n).map(|i| eps0[i] * 2f64.powi(j[i])).collect();
         let mut prop = Ends::new(n, d);
@@ -366,20 +383,26 @@ impl Kernel for AutoMala {
         let back_g = rows_where(&finite, prop.g.view(), state.grad.view());
         let back_e = values_where(&finite, &prop.e, &state.energy);
         let back_p = rows_where(&finite, prop.p.mapv(|v| -v).view(), state.momentum.view());
-        let (j_back, bwd) = select(
-            energy,
-            w,
-            &eps0,
-            &bracket,
-            lf,
-            &From {
-                y: back_y.view(),
-                e: &back_e,
-                g: back_g.view(),
-                p: back_p.view(),
-            },
-            &mut scratch,
-        );
+        // In warm-up the search is one-way (no reversibility check).
+        let (j_back, bwd) = if warm {
+            (j.clone(), 0)
+        } else {
+            select(
+                energy,
+                w,
+                &eps0,
+                &bracket,
+                false,
+                lf,
+                &From {
+                    y: back_y.view(),
+                    e: &back_e,
+                    g: back_g.view(),
+                    p: back_p.view(),
+                },
+                &mut scratch,
+            )
+        };
         let extra = (fwd + lf as u32 + bwd).saturating_sub(3 * lf as u32);
         for i in 0..n {
             let h0 = state.energy[i] + kinetic(&state.momentum, i, w);
@@ -473,6 +496,7 @@ impl AutoMala {
         let (n, d) = (state.n_chains(), state.dim());
         let w = tuning.inv_mass();
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
+        let warm = tuning.in_warmup();
         let bracket = draw_aux(state, w, false, rngs);
         let (mut trial, mut trial_e) = (Array2::zeros((n, d)), Array1::zeros(n));
         let z = state.momentum.clone();
@@ -481,6 +505,7 @@ impl AutoMala {
             w,
             &eps0,
             &bracket,
+            warm,
             (state.position.view(), &state.energy, z.view()),
             (&mut trial, &mut trial_e),
         );
@@ -498,14 +523,19 @@ impl AutoMala {
         let back_y = rows_where(&finite, state.proposal.view(), state.position.view());
         let back_e = values_where(&finite, &state.proposal_energy, &state.energy);
         let neg_z = z.mapv(|v| -v);
-        let (j_back, bwd) = select_walk(
-            energy,
-            w,
-            &eps0,
-            &bracket,
-            (back_y.view(), &back_e, neg_z.view()),
-            (&mut trial, &mut trial_e),
-        );
+        let (j_back, bwd) = if warm {
+            (j.clone(), 0)
+        } else {
+            select_walk(
+                energy,
+                w,
+                &eps0,
+                &bracket,
+                false,
+                (back_y.view(), &back_e, neg_z.view()),
+                (&mut trial, &mut trial_e),
+            )
+        };
         let extra = (fwd + 1 + bwd).saturating_sub(1);
         for i in 0..n {
             let log_alpha = if j_back[i] == j[i] {
@@ -565,11 +595,13 @@ fn trajectory_row(
 }
 
 /// [`select`] for one chain: the exponent and the gradient evaluations.
+#[allow(clippy::too_many_arguments)]
 fn select_row(
     energy: &dyn RowEnergy,
     w: Option<&[f64]>,
     eps0: f64,
     bracket: (f64, f64),
+    signed: bool,
     leapfrog: usize,
     from: (&[f64], &[f64], f64, &[f64]),
     end: &mut RowEnd,
@@ -581,7 +613,7 @@ fn select_row(
         evals += leapfrog as u32;
         let k = 0.5 * weighted_sq(ndarray::ArrayView1::from(&end.p[..]), w);
         let finite = end.g.iter().all(|g| g.is_finite());
-        let ell = symmetric(h0 - (e + k), finite);
+        let ell = criterion(h0 - (e + k), finite, signed);
         advance(ell, bracket, &mut dir, &mut j, &mut done);
     }
     (j, evals)
@@ -593,6 +625,7 @@ fn select_walk_row(
     w: Option<&[f64]>,
     eps0: f64,
     bracket: (f64, f64),
+    signed: bool,
     (y, e, z): (&[f64], f64, &[f64]),
     trial: &mut [f64],
 ) -> (i32, u32) {
@@ -602,7 +635,7 @@ fn select_walk_row(
         let trial_e = energy.energy(trial);
         evals += 1;
         advance(
-            symmetric(e - trial_e, true),
+            criterion(e - trial_e, true, signed),
             bracket,
             &mut dir,
             &mut j,
@@ -634,6 +667,7 @@ impl AutoMala {
     ) {
         let w = tuning.inv_mass();
         let (d, lf) = (state.dim(), self.leapfrog);
+        let warm = tuning.in_warmup();
         for_each_chain_row(state, rngs, steps, |c| {
             let eps0 = tuning.step_size().get(c.index);
             let aux = &mut *c.scratch;
@@ -650,6 +684,7 @@ impl AutoMala {
                     w,
                     eps0,
                     bracket,
+                    warm,
                     (c.position, *c.energy, aux),
                     c.proposal_grad,
                 );
@@ -658,13 +693,14 @@ impl AutoMala {
                 *c.proposal_energy = energy.energy(c.proposal);
                 let finite = c.proposal_energy.is_finite();
                 let (mut j_back, mut bwd) = (j, 0);
-                if finite {
+                if finite && !warm {
                     aux.iter_mut().for_each(|z| *z = -*z);
                     (j_back, bwd) = select_walk_row(
                         energy,
                         w,
                         eps0,
                         bracket,
+                        warm,
                         (c.proposal, *c.proposal_energy, aux),
                         c.proposal_grad,
                     );
@@ -685,19 +721,20 @@ impl AutoMala {
             }
             let mut end = RowEnd::new(d);
             let from = (&*c.position, &*c.grad, *c.energy, &*aux);
-            let (j, fwd) = select_row(energy, w, eps0, bracket, lf, from, &mut end);
+            let (j, fwd) = select_row(energy, w, eps0, bracket, warm, lf, from, &mut end);
             let eps = eps0 * 2f64.powi(j);
             let mut prop = RowEnd::new(d);
             let e1 = trajectory_row(energy, w, eps, lf, from, &mut prop);
             let finite = e1.is_finite() && prop.g.iter().all(|g| g.is_finite());
             let (mut j_back, mut bwd) = (j, 0);
-            if finite {
+            if finite && !warm {
                 let back_p: Vec<f64> = prop.p.iter().map(|v| -v).collect();
                 (j_back, bwd) = select_row(
                     energy,
                     w,
                     eps0,
                     bracket,
+                    warm,
                     lf,
                     (&prop.y, &prop.g, e1, &back_p),
                     &mut end,

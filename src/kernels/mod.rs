@@ -200,6 +200,13 @@ pub trait Kernel: Send + Sync {
 pub struct Tuning {
     step_size: StepSizes,
     inv_mass: Option<Vec<f64>>,
+    /// Set by warm-up during its first 15%, for kernels that move
+    /// differently there (the AutoStep kernels descend from far starts
+    /// with a signed step criterion and no reversibility check: fast, not
+    /// exact; warm-up draws are discarded). False in the rest of warm-up
+    /// and in every sampling or AIS step.
+    #[serde(default)]
+    warmup: bool,
 }
 
 impl Tuning {
@@ -208,6 +215,7 @@ impl Tuning {
         Tuning {
             step_size: StepSizes::uniform(step_size),
             inv_mass: None,
+            warmup: false,
         }
     }
 
@@ -216,6 +224,7 @@ impl Tuning {
         Tuning {
             step_size,
             inv_mass: None,
+            warmup: false,
         }
     }
 
@@ -257,6 +266,19 @@ impl Tuning {
     /// The diagonal inverse mass matrix, if any.
     pub fn inv_mass(&self) -> Option<&[f64]> {
         self.inv_mass.as_deref()
+    }
+
+    /// Whether this tuning is warm-up's (see [`Tuning::set_warmup`]).
+    pub fn in_warmup(&self) -> bool {
+        self.warmup
+    }
+
+    /// Marks the tuning as warm-up's, where draws are discarded: kernels
+    /// may then trade exactness for a faster approach to the typical set
+    /// (the AutoStep kernels do). Warm-up sets it and clears it after its
+    /// first 15%.
+    pub fn set_warmup(&mut self, on: bool) {
+        self.warmup = on;
     }
 }
 
