@@ -353,7 +353,11 @@ fn w2(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     // kept) after 2000 warm-up, for the kernels that can pass there (the
     // others fail at the suite's size already; autoMALA would need about
     // 4M steps per chain, see tests/funnel.rs).
-    let long = if opts.quick { (8, 200, 800, 2) } else { (64, 2000, 20_000, 4) };
+    let long = if opts.quick {
+        (8, 200, 800, 2)
+    } else {
+        (64, 2000, 20_000, 4)
+    };
     for (target, is_long) in [("gauss-ill", false), ("funnel", false), ("funnel", true)] {
         let (chains, warmup, draws, thin) = if is_long {
             long
@@ -431,14 +435,9 @@ fn w2(opts: &BenchOptions) -> Result<Vec<Measurement>> {
             } else {
                 "gradient evaluation"
             };
-            let mut r = Measurement::new(
-                "W2",
-                label_target,
-                "min bulk ESS / s",
-                min_ess / wall,
-                wall,
-            )
-            .size(&[chains, draws, warmup]);
+            let mut r =
+                Measurement::new("W2", label_target, "min bulk ESS / s", min_ess / wall, wall)
+                    .size(&[chains, draws, warmup]);
             let kept = if thin > 1 {
                 format!(" (one kept every {thin} steps, {} steps)", draws * thin)
             } else {
