@@ -11,6 +11,16 @@ import pytest
 import boltz
 
 
+
+@pytest.fixture(autouse=True)
+def _sigint_raises_keyboard_interrupt():
+    """These tests send SIGINT to their own process. A process started in
+    the background by a non-interactive shell inherits SIGINT ignored, and
+    Python then installs no handler: put the default one in place."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
 def quad(y):
     return 0.5 * (y**2).sum(1), y.copy()
 
