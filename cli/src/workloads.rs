@@ -397,21 +397,22 @@ fn w2(opts: &BenchOptions) -> Result<Vec<Measurement>> {
             cfg.draws = draws;
             cfg.thin = thin;
             cfg.record_energies = false;
+            // HMC 16 leapfrog steps, AutoStep HMC 8 (each of its steps runs
+            // at least 3 trajectories); the random walks start at 0.5.
+            let mut spec = KernelSpec::new(name)?
+                .step_size(if name.ends_with("rwm") { 0.5 } else { 0.1 })?
+                .leapfrog(if name == "autohmc" { 8 } else { 16 });
+            if let Some(t) = target_accept {
+                spec = spec.target_accept(t)?;
+            }
+            let k = spec.build_for(e.as_ref())?;
+            // Gradient evaluations (energy evaluations for the gradient-free
+            // random walks), warm-up included.
+            let gradient_free = k.grad_evals_per_step() == 0;
             let (wall, (o, evals), walls) = timed(opts, |seed| {
                 cfg.seed = seed;
-                // HMC 16 leapfrog steps, AutoStep HMC 8 (each of its
-                // steps runs at least 3 trajectories).
-                let mut spec = KernelSpec::new(name)?
-                    .step_size(if name.ends_with("rwm") { 0.5 } else { 0.1 })?
-                    .leapfrog(if name == "autohmc" { 8 } else { 16 });
-                if let Some(t) = target_accept {
-                    spec = spec.target_accept(t)?;
-                }
-                let k = spec.build_for(e.as_ref())?;
                 let o = sample(e.as_ref(), k.as_ref(), &cfg, None, &mut NoObserver)?;
-                // Gradient evaluations (energy evaluations for the
-                // gradient-free random walks), warm-up included.
-                let evals = if name.ends_with("rwm") {
+                let evals = if gradient_free {
                     o.stats.energy_evals
                 } else {
                     o.stats.grad_evals
@@ -430,7 +431,7 @@ fn w2(opts: &BenchOptions) -> Result<Vec<Measurement>> {
                 Some(t) => format!("boltz {name} (target accept {t})"),
                 None => format!("boltz {name} (step chosen per step)"),
             };
-            let per = if name.ends_with("rwm") {
+            let per = if gradient_free {
                 "energy evaluation"
             } else {
                 "gradient evaluation"

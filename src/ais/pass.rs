@@ -363,8 +363,7 @@ impl Pass<'_> {
             let logs: Vec<f64> = self
                 .steps
                 .iter()
-                .filter(|s| s.selected_step > 0.0 && s.selected_step.is_finite())
-                .map(|s| s.selected_step.ln())
+                .filter_map(ChainStep::log_selected_step)
                 .collect();
             if !logs.is_empty() {
                 let mean = logs.iter().sum::<f64>() / logs.len() as f64;

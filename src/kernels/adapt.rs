@@ -306,8 +306,8 @@ impl Tuner {
             self.chosen = vec![(0.0, 0); steps.len()];
         }
         for (c, s) in self.chosen.iter_mut().zip(steps) {
-            if s.selected_step > 0.0 && s.selected_step.is_finite() {
-                c.0 += s.selected_step.ln();
+            if let Some(l) = s.log_selected_step() {
+                c.0 += l;
                 c.1 += 1;
             }
         }

@@ -572,24 +572,25 @@ impl RowEnd {
     }
 }
 
-/// `leapfrog` leapfrog steps of `eps` from `(y, g, p)` into `end` (the
-/// same arithmetic as [`trajectory`]); returns the end's energy.
+/// `leapfrog` leapfrog steps of `eps` from `(y, g, p)` into the end
+/// `(ey, eg, ep)` (the same arithmetic as [`trajectory`]); returns the
+/// end's energy.
 fn trajectory_row(
     energy: &dyn RowEnergy,
     w: Option<&[f64]>,
     eps: f64,
     leapfrog: usize,
     (y, g, e, p): (&[f64], &[f64], f64, &[f64]),
-    end: &mut RowEnd,
+    (ey, eg, ep): (&mut [f64], &mut [f64], &mut [f64]),
 ) -> f64 {
-    end.y.copy_from_slice(y);
-    end.g.copy_from_slice(g);
-    end.p.copy_from_slice(p);
+    ey.copy_from_slice(y);
+    eg.copy_from_slice(g);
+    ep.copy_from_slice(p);
     let mut e = e;
     for _ in 0..leapfrog {
-        kick_drift(&mut end.p, &mut end.y, &end.g, eps, w);
-        e = energy.energy_grad(&end.y, &mut end.g);
-        kick(&mut end.p, &end.g, eps);
+        kick_drift(ep, ey, eg, eps, w);
+        e = energy.energy_grad(ey, eg);
+        kick(ep, eg, eps);
     }
     e
 }
@@ -609,7 +610,14 @@ fn select_row(
     let h0 = from.2 + 0.5 * weighted_sq(ndarray::ArrayView1::from(from.3), w);
     let (mut j, mut dir, mut done, mut evals) = (0i32, 0i32, false, 0u32);
     while !done {
-        let e = trajectory_row(energy, w, eps0 * 2f64.powi(j), leapfrog, from, end);
+        let e = trajectory_row(
+            energy,
+            w,
+            eps0 * 2f64.powi(j),
+            leapfrog,
+            from,
+            (&mut end.y, &mut end.g, &mut end.p),
+        );
         evals += leapfrog as u32;
         let k = 0.5 * weighted_sq(ndarray::ArrayView1::from(&end.p[..]), w);
         let finite = end.g.iter().all(|g| g.is_finite());
@@ -719,42 +727,67 @@ impl AutoMala {
                 }
                 return;
             }
-            let mut end = RowEnd::new(d);
-            let from = (&*c.position, &*c.grad, *c.energy, &*aux);
-            let (j, fwd) = select_row(energy, w, eps0, bracket, warm, lf, from, &mut end);
-            let eps = eps0 * 2f64.powi(j);
-            let mut prop = RowEnd::new(d);
-            let e1 = trajectory_row(energy, w, eps, lf, from, &mut prop);
-            let finite = e1.is_finite() && prop.g.iter().all(|g| g.is_finite());
-            let (mut j_back, mut bwd) = (j, 0);
-            if finite && !warm {
-                let back_p: Vec<f64> = prop.p.iter().map(|v| -v).collect();
-                (j_back, bwd) = select_row(
+            // Each worker thread keeps the search's end and the proposal's
+            // momentum from step to step; the proposal itself lives in the
+            // chain's proposal rows.
+            ROW_SCRATCH.with_borrow_mut(|slot| {
+                let (end, prop_p) = match slot {
+                    Some((end, p)) if p.len() == d => (end, p),
+                    _ => {
+                        let (end, p) = slot.insert((RowEnd::new(d), vec![0.0; d]));
+                        (end, p)
+                    }
+                };
+                let from = (&*c.position, &*c.grad, *c.energy, &*aux);
+                let (j, fwd) = select_row(energy, w, eps0, bracket, warm, lf, from, end);
+                let eps = eps0 * 2f64.powi(j);
+                let e1 = trajectory_row(
                     energy,
                     w,
-                    eps0,
-                    bracket,
-                    warm,
+                    eps,
                     lf,
-                    (&prop.y, &prop.g, e1, &back_p),
-                    &mut end,
+                    from,
+                    (&mut *c.proposal, &mut *c.proposal_grad, &mut prop_p[..]),
                 );
-            }
-            let h0 = *c.energy + 0.5 * weighted_sq(ndarray::ArrayView1::from(&*aux), w);
-            let h1 = e1 + 0.5 * weighted_sq(ndarray::ArrayView1::from(&prop.p[..]), w);
-            let log_alpha = if j_back == j {
-                h0 - h1
-            } else {
-                f64::NEG_INFINITY
-            };
-            let accepted = metropolis(log_alpha, finite, c.rng, c.step);
-            c.step.extra_evals = (fwd + lf as u32 + bwd).saturating_sub(3 * lf as u32);
-            c.step.selected_step = eps;
-            if accepted {
-                c.position.copy_from_slice(&prop.y);
-                c.grad.copy_from_slice(&prop.g);
-                *c.energy = e1;
-            }
+                *c.proposal_energy = e1;
+                let finite = e1.is_finite() && c.proposal_grad.iter().all(|g| g.is_finite());
+                let h0 = *c.energy + 0.5 * weighted_sq(ndarray::ArrayView1::from(&*aux), w);
+                let h1 = e1 + 0.5 * weighted_sq(ndarray::ArrayView1::from(&prop_p[..]), w);
+                let (mut j_back, mut bwd) = (j, 0);
+                if finite && !warm {
+                    // The backward search starts from (y', -p').
+                    prop_p.iter_mut().for_each(|v| *v = -*v);
+                    (j_back, bwd) = select_row(
+                        energy,
+                        w,
+                        eps0,
+                        bracket,
+                        warm,
+                        lf,
+                        (&*c.proposal, &*c.proposal_grad, e1, &prop_p[..]),
+                        end,
+                    );
+                }
+                let log_alpha = if j_back == j {
+                    h0 - h1
+                } else {
+                    f64::NEG_INFINITY
+                };
+                let accepted = metropolis(log_alpha, finite, c.rng, c.step);
+                c.step.extra_evals = (fwd + lf as u32 + bwd).saturating_sub(3 * lf as u32);
+                c.step.selected_step = eps;
+                if accepted {
+                    c.position.copy_from_slice(c.proposal);
+                    c.grad.copy_from_slice(c.proposal_grad);
+                    *c.energy = e1;
+                }
+            });
         });
     }
+}
+
+thread_local! {
+    /// The row path's search end and proposal momentum, one per worker thread.
+    static ROW_SCRATCH: std::cell::RefCell<Option<(RowEnd, Vec<f64>)>> =
+        const { std::cell::RefCell::new(None) };
 }

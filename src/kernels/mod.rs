@@ -127,6 +127,15 @@ pub struct ChainStep {
     pub selected_step: f64,
 }
 
+impl ChainStep {
+    /// `ln` of [`ChainStep::selected_step`], if the kernel chose a step
+    /// (finite and > 0).
+    pub fn log_selected_step(&self) -> Option<f64> {
+        let s = self.selected_step;
+        (s > 0.0 && s.is_finite()).then(|| s.ln())
+    }
+}
+
 /// A Markov transition on a batch of chains: a pure function of the
 /// energy, the tuning, the state and the chains' streams.
 ///

@@ -34,7 +34,7 @@ use super::hmc::{DIVERGENCE_THRESHOLD, draw_momentum, kick, kick_drift};
 use super::{
     ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, for_each_chain_row, weighted_sq,
 };
-use crate::energy::{Energy, RowEnergy};
+use crate::energy::{Energy, RowEnergy, log_sum_exp};
 use crate::error::{Error, Result, check_positive};
 use crate::rng::ChainRng;
 use ndarray::ArrayView1;
@@ -123,16 +123,6 @@ struct End {
     p: Vec<f64>,
     g: Vec<f64>,
     e: f64,
-}
-
-/// `log(exp(a) + exp(b))`, with `-inf` as the empty sum.
-fn log_add(a: f64, b: f64) -> f64 {
-    let m = a.max(b);
-    if m == f64::NEG_INFINITY {
-        m
-    } else {
-        m + ((a - m).exp() + (b - m).exp()).ln()
-    }
 }
 
 /// `sum_j a_j w_j b_j` (`W a . b`).
@@ -295,7 +285,7 @@ impl Walk {
             self.done = true;
             return;
         }
-        let sub_log_w = log_add(self.sub_log_w, log_leaf);
+        let sub_log_w = log_sum_exp(&[self.sub_log_w, log_leaf]);
         let u: f64 = rng.random();
         if self.leaves == 0 || u < (log_leaf - sub_log_w).exp() {
             self.sub_draw.y.copy_from_slice(cur.y);
@@ -358,7 +348,7 @@ impl Walk {
             std::mem::swap(&mut self.draw, &mut self.sub_draw);
             self.moved = true;
         }
-        self.log_w = log_add(self.log_w, self.sub_log_w);
+        self.log_w = log_sum_exp(&[self.log_w, self.sub_log_w]);
         let (sub_rho, rest) = self.stack[..3 * d].split_at(d);
         let (sub_first, sub_last) = rest.split_at(d);
         let far = &self.ends[1 - self.dir].p;
@@ -516,25 +506,50 @@ impl Nuts {
         let w = tuning.inv_mass();
         let d = state.dim();
         for_each_chain_row(state, rngs, steps, |c| {
-            let eps = tuning.step_size().get(c.index);
-            let mut walk = Walk::new(d, self.max_depth);
-            draw_momentum(c.rng, c.scratch, w, 1.0, 0.0);
-            let mut cur = Cursor {
-                y: c.proposal,
-                p: c.scratch,
-                g: c.proposal_grad,
-                e: c.proposal_energy,
-            };
-            walk.start((c.position, c.grad, *c.energy), w, c.rng, &mut cur);
-            while !walk.done {
-                let e = walk.signed(eps);
-                kick_drift(cur.p, cur.y, cur.g, e, w);
-                *cur.e = energy.energy_grad(cur.y, cur.g);
-                kick(cur.p, cur.g, e);
-                walk.leaf(c.rng, &mut cur, w);
-            }
-            walk.finish((c.position, c.grad, c.energy), c.step);
-            c.step.extra_evals = walk.n_leapfrog.saturating_sub(1);
+            // Each worker thread keeps one walk's buffers from step to step
+            // (a walk starts from scratch whatever it held).
+            WALK.with_borrow_mut(|slot| {
+                let walk = match slot {
+                    Some(walk) if walk.d == d => walk,
+                    _ => slot.insert(Walk::new(d, self.max_depth)),
+                };
+                walk.max_depth = self.max_depth;
+                self.walk_row(energy, tuning, w, walk, c);
+            });
         });
     }
+
+    /// One chain's transition on the row path.
+    fn walk_row(
+        &self,
+        energy: &dyn RowEnergy,
+        tuning: &Tuning,
+        w: Option<&[f64]>,
+        walk: &mut Walk,
+        c: super::ChainRow<'_>,
+    ) {
+        let eps = tuning.step_size().get(c.index);
+        draw_momentum(c.rng, c.scratch, w, 1.0, 0.0);
+        let mut cur = Cursor {
+            y: c.proposal,
+            p: c.scratch,
+            g: c.proposal_grad,
+            e: c.proposal_energy,
+        };
+        walk.start((c.position, c.grad, *c.energy), w, c.rng, &mut cur);
+        while !walk.done {
+            let e = walk.signed(eps);
+            kick_drift(cur.p, cur.y, cur.g, e, w);
+            *cur.e = energy.energy_grad(cur.y, cur.g);
+            kick(cur.p, cur.g, e);
+            walk.leaf(c.rng, &mut cur, w);
+        }
+        walk.finish((c.position, c.grad, c.energy), c.step);
+        c.step.extra_evals = walk.n_leapfrog.saturating_sub(1);
+    }
+}
+
+thread_local! {
+    /// The row path's walk buffers, one per worker thread.
+    static WALK: std::cell::RefCell<Option<Walk>> = const { std::cell::RefCell::new(None) };
 }
