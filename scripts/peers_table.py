@@ -148,6 +148,19 @@ def w4(out, boltz, peers):
             cmp = f"{fmt(bd['value'] / best['value'], 3)}, " + (f"{fmt(se_b / se_p, 3)}" if se_b and se_p else "- (no se reported)")
         out.append(f"| {target} | {cell(bp)} | {cell(jx)} | {fmt(ratio, 3)} | {cell(bd)} | "
                    f"{best['peer'] + ': ' + fmt(best['value'], 3) + ' (' + fmt(se_of(best), 2) + ')' if best else '-'} | {cmp} |")
+    pts = [r for r in b if r["target"].endswith("(pt)")]
+    if pts:
+        out.append("\nParallel tempering (boltz, stepping stone) at AIS's number of energy evaluations, "
+                   "beside boltz's AIS defaults and the peers' tempered SMC (BlackJAX, f64):\n")
+        out.append("| target | boltz PT: err (se), wall s | boltz AIS defaults: err (se), wall s | BlackJAX tempered SMC: err (se), wall s | BlackJAX adaptive tempered SMC: err (se), wall s |")
+        out.append("|---|---|---|---|---|")
+        for target in ["gmm-ring", "gmm-far", "funnel", "rbm20"]:
+            bt = next((r for r in pts if r["target"] == f"{target} (pt)"), None)
+            bd = next((r for r in b if r["target"] == f"{target} (boltz)"), None)
+            smc = next((r for r in p if r["target"] == target and "tempered_smc" in r["peer"] and "adaptive" not in r["peer"]), None)
+            asmc = next((r for r in p if r["target"] == target and "adaptive_tempered_smc" in r["peer"]), None)
+            cell = lambda r: f"{fmt(r['value'], 3)} ({fmt(se_of(r), 2)}), {fmt(r['wall_s'], 3)}" + ("" if r.get("ok", True) else " (fails its check)") if r else "-"
+            out.append(f"| {target} | {cell(bt)} | {cell(bd)} | {cell(smc)} | {cell(asmc)} |")
     out.append("\nAll peer W4 rows:\n")
     out.append("| peer | target | err | se | wall s |")
     out.append("|---|---|---|---|---|")

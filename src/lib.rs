@@ -85,6 +85,7 @@ pub mod kernels;
 pub mod linalg;
 pub mod model;
 pub mod negatives;
+pub mod pt;
 pub mod rng;
 pub mod run;
 pub mod sampler;

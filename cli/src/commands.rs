@@ -171,6 +171,9 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         adapt_mass: !args.no_adapt_mass,
         init,
         record_energies: true,
+        replicas: args.replicas,
+        kernel: args.kernel.clone(),
+        all_replicas: args.all_replicas.is_some(),
     })
 }
 
@@ -279,9 +282,12 @@ pub fn file_fingerprint(path: Option<&Path>) -> String {
 
 fn sample_flags(a: &SampleArgs) -> String {
     format!(
-        "model={} sampler={:?} chains={} warmup={} draws={} thin={} step_size={} noise={:?} grad_clip={:?} clamp={:?} leapfrog={} jitter={} target_accept={:?} shared_step={} no_adapt_mass={} beta={} seed={} context={:?} init={:?}",
+        "model={} sampler={:?} replicas={} kernel={:?} all_replicas={} chains={} warmup={} draws={} thin={} step_size={} noise={:?} grad_clip={:?} clamp={:?} leapfrog={} jitter={} target_accept={:?} shared_step={} no_adapt_mass={} beta={} seed={} context={:?} init={:?}",
         a.model,
         a.sampler,
+        a.replicas,
+        a.kernel,
+        a.all_replicas.is_some(),
         a.chains,
         a.warmup,
         a.draws,
@@ -317,6 +323,12 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     outputs.declare("--out", &args.out)?;
     if let Some(e) = &args.energies {
         outputs.declare("--energies", e)?;
+    }
+    if let Some(a) = &args.all_replicas {
+        if args.sampler != "pt" {
+            return Err(Error::param("--all-replicas", "is for --sampler pt"));
+        }
+        outputs.declare("--all-replicas", a)?;
     }
     args.output.declare(&mut outputs)?;
     if let Some(c) = &args.checkpoint {
@@ -369,13 +381,21 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     if let (Some(path), Some(e)) = (&args.energies, &out.energies) {
         outputs.stage_array(path, e)?;
     }
+    if let (Some(path), Some(a)) = (&args.all_replicas, &run.all_replicas) {
+        outputs.stage_array(path, a)?;
+    }
     let (ov, s, warnings, gradient_free) =
         (&run.overview, &out.stats, &run.warnings, run.gradient_free);
     let acceptance = run.report["acceptance"].as_f64().unwrap_or(f64::NAN);
     let divergences: usize = s.divergences.iter().sum();
     let mut report = run.report.clone();
-    report["init"] =
-        serde_json::json!(args.init.clone().unwrap_or_else(|| "dispersed:2,20".into()));
+    report["init"] = serde_json::json!(args.init.clone().unwrap_or_else(|| {
+        if run.pt.is_some() {
+            "draws from the tempering reference (the AIS base)".into()
+        } else {
+            "dispersed:2,20".into()
+        }
+    }));
     let text = args.output.emit(&report, &mut outputs)?;
     outputs.commit()?;
     if !text {
@@ -388,6 +408,21 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         args.out.display()
     );
     println!("  acceptance    {acceptance:.3}");
+    if let Some(p) = &run.pt {
+        let min_swap = p.swap_accept.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "  replicas      {} ({} local moves), Lambda {:.3}, lowest swap acceptance {:.3}",
+            p.replicas, p.kernel, p.lambda, min_swap
+        );
+        println!(
+            "  round trips   {} ({:.4} per chain-step; at most {:.4} with these temperatures)",
+            p.round_trips, p.round_trip_rate, p.round_trip_bound
+        );
+        println!(
+            "  log Z         {:.4} +- {:.4} (stepping stone)",
+            p.log_z, p.log_z_stderr
+        );
+    }
     if !gradient_free {
         println!(
             "  divergences   {divergences} (warm-up {})",

@@ -17,10 +17,23 @@ pub struct LogzArgs {
     /// A suite target name or a model file (JSON).
     #[arg(long)]
     pub model: String,
-    /// `ais`, `exact` (enumeration, closed form or radial formula) or
-    /// `quadrature` (1-2 dims); default: exact where the model allows, else AIS.
+    /// `ais`, `pt` (parallel tempering, stepping-stone estimate), `exact`
+    /// (enumeration, closed form or radial formula) or `quadrature` (1-2
+    /// dims); default: exact where the model allows, else AIS.
     #[arg(long)]
     pub method: Option<String>,
+    /// pt: replicas per chain.
+    #[arg(long, default_value_t = 16)]
+    pub replicas: usize,
+    /// pt: chains.
+    #[arg(long, default_value_t = 16)]
+    pub chains: usize,
+    /// pt: warm-up steps (step sizes and temperatures adapted).
+    #[arg(long, default_value_t = 2000)]
+    pub warmup: usize,
+    /// pt: steps after warm-up whose states enter the estimate.
+    #[arg(long, default_value_t = 8000)]
+    pub draws: usize,
     /// AIS particles (per context).
     #[arg(long, default_value_t = 1024)]
     pub particles: usize,
@@ -117,9 +130,13 @@ fn ais_settings(a: &LogzArgs, model: &Model) -> String {
 
 fn ais_flags(a: &LogzArgs) -> String {
     format!(
-        "model={} method={:?} particles={} temps={} schedule={} cess={} kernel={:?} leapfrog={} steps_per_temp={} step_size={:?} base_scale={:?} base_mean={} resample={:?} context={:?} beta={} seed={} data={:?}",
+        "model={} method={:?} replicas={} chains={} warmup={} draws={} particles={} temps={} schedule={} cess={} kernel={:?} leapfrog={} steps_per_temp={} step_size={:?} base_scale={:?} base_mean={} resample={:?} context={:?} beta={} seed={} data={:?}",
         a.model,
         a.method,
+        a.replicas,
+        a.chains,
+        a.warmup,
+        a.draws,
         a.particles,
         a.temps,
         a.schedule,
@@ -169,6 +186,10 @@ fn job(args: &LogzArgs) -> Result<LogzJob> {
             .as_deref()
             .map(|p| read_matrix(p, "data"))
             .transpose()?,
+        replicas: args.replicas,
+        chains: args.chains,
+        warmup: args.warmup,
+        draws: args.draws,
     })
 }
 
@@ -260,6 +281,15 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
         );
         if r.method == "ais" {
             line.push_str(&format!("  (ESS {:.1} of {})", r.ess[i], r.particles));
+        }
+        if let Some(p) = &r.pt {
+            line.push_str(&format!(
+                "  (stepping stone: {} chains x {} replicas, Lambda {:.3}, {} round trips)",
+                p["chains"],
+                p["replicas"],
+                p["lambda"].as_f64().unwrap_or(f64::NAN),
+                p["round_trips"]
+            ));
         }
         if let Some(b) = &r.bootstrap_stderr {
             line.push_str(&format!("  bootstrap se {:.6}", b[i]));

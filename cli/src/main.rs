@@ -31,9 +31,21 @@ pub struct SampleArgs {
     pub model: String,
     /// The transition kernel: ula, mala, automala, hmc, autohmc, nuts, rwm,
     /// autorwm or gibbs (block Gibbs for RBMs, single-site heat bath for
-    /// other binary models).
+    /// other binary models); or pt: non-reversible parallel tempering with
+    /// --kernel as the local move, for targets with separated modes.
     #[arg(long)]
     pub sampler: String,
+    /// pt: replicas per chain, from the reference (the AIS base) to the
+    /// target; about 2 Lambda + 2 (the report's communication barrier) is enough.
+    #[arg(long, default_value_t = 8)]
+    pub replicas: usize,
+    /// pt: the local move of every replica (default: mala, or gibbs for
+    /// binary models).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// pt: also write every replica's draws, (replicas, chains, draws, dim) npy.
+    #[arg(long)]
+    pub all_replicas: Option<PathBuf>,
     /// Number of chains.
     #[arg(long, default_value_t = 4)]
     pub chains: usize,

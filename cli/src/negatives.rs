@@ -24,9 +24,20 @@ pub struct NegativesArgs {
     #[arg(long, default_value = "short-run")]
     pub method: String,
     /// Any kernel of `sample` (ula, mala, automala, hmc, autohmc, nuts, rwm, autorwm, gibbs) with a fixed
-    /// step (default: gibbs for binary models, else ula).
+    /// step (default: gibbs for binary models, else ula); or pt (with
+    /// --method pcd): persistent parallel tempering, every chain's replicas
+    /// kept in --state.
     #[arg(long)]
     pub kernel: Option<String>,
+    /// pt: replicas per chain.
+    #[arg(long, default_value_t = 8)]
+    pub replicas: usize,
+    /// pt: the replicas' local move (default: gibbs for binary models, else mala).
+    #[arg(long)]
+    pub local_kernel: Option<String>,
+    /// pt: the reference is N(0, S^2 I) (default: S from a gaussian:S init).
+    #[arg(long)]
+    pub base_scale: Option<f64>,
     /// Inverse temperature: the chains target exp(-beta F).
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,
@@ -137,6 +148,9 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         beta: args.beta,
         seed: args.seed,
         init: parse_init(&args.init)?,
+        replicas: args.replicas,
+        local_kernel: args.local_kernel.clone(),
+        base_scale: args.base_scale,
     };
     let method = job.method()?;
     let (_, kernel_name) = job.kernel(energy.as_ref())?;
@@ -195,6 +209,15 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         "buffer": sampler.buffer_len(),
         "warnings": warnings,
     });
+    let mut v = v;
+    if let Some(t) = &sampler.state().tempered {
+        v["pt"] = serde_json::json!({
+            "replicas": t.betas.len(),
+            "betas": t.betas,
+            "swap_accept": t.swap_accept,
+            "round_trips": t.round_trips,
+        });
+    }
     let text = args.output.emit(&v, &mut outputs)?;
     outputs.commit()?;
     if !text {

@@ -226,3 +226,35 @@ def test_the_readme_example_runs():
     block = text.split("```python\n", 1)[1].split("```", 1)[0]
     assert 5 <= len(block.strip().splitlines()) <= 12
     exec(compile(block, "README.md", "exec"), {})
+
+
+def ring(y):
+    """Eight Gaussians (sd 0.3) on a circle of radius 4: the suite's gmm-ring."""
+    a = 2 * np.pi * np.arange(8) / 8
+    m = 4 * np.stack([np.cos(a), np.sin(a)], 1)
+    d = y[:, None, :] - m[None]
+    lw = -0.5 * (d**2).sum(2) / 0.09
+    top = lw.max(1, keepdims=True)
+    w = np.exp(lw - top)
+    e = -(top[:, 0] + np.log(w.sum(1)))
+    g = (w[:, :, None] * d / 0.09).sum(1) / w.sum(1, keepdims=True)
+    return e, g
+
+
+def test_parallel_tempering_of_a_callback_covers_every_mode():
+    # PT advances every replica of every chain in one callback per step.
+    e = boltz.CallbackEnergy(ring, 2)
+    draws, rep = boltz.sample(e, "pt", chains=8, warmup=500, draws=2000, seed=1, replicas=8)
+    assert draws.shape == (8, 2000, 2)
+    pt = rep["pt"]
+    assert pt["replicas"] == 8 and pt["round_trips"] > 100 and rep["kernel"] == "mala"
+    mode = np.round(np.arctan2(draws[..., 1], draws[..., 0]) / (2 * np.pi / 8)).astype(int) % 8
+    for k in range(8):
+        ind = (mode == k).astype(float)[..., None]
+        d = boltz.diagnose(ind)
+        assert abs(d["mean"][0] - 1 / 8) < 4 * d["mcse_mean"][0], (k, d["mean"][0])
+    # The stepping-stone estimate against log(8 * 2 pi * 0.09).
+    r = boltz.logz(e, method="pt", replicas=8, chains=8, warmup=500, draws=2000, seed=2)
+    exact = math.log(8 * 2 * math.pi * 0.09)
+    assert abs(r["log_z"][0] - exact) < 3 * r["stderr"][0], (r["log_z"], r["stderr"])
+    assert r["pt"]["lambda"] > 0

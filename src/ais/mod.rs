@@ -40,6 +40,7 @@ mod weights;
 
 pub use annealed::Annealed;
 pub use base::Base;
+pub(crate) use base::sample_rows;
 pub use config::{AisConfig, AisResult, Estimate, ScheduleChoice};
 pub use plan::{Pilot, default_base, exact_draws, pilot, pilot_base, pilot_with};
 pub use prob::{label_log_probs, log_prob, log_prob_paired, log_prob_unconditional};

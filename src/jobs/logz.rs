@@ -18,8 +18,9 @@ use std::sync::Arc;
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogzJob {
-    /// `ais`, `exact` or `quadrature`; `None`: exact where the model
-    /// allows (and no reverse pass is asked for), else AIS.
+    /// `ais`, `pt` (parallel tempering's stepping-stone estimate),
+    /// `exact` or `quadrature`; `None`: exact where the model allows (and
+    /// no reverse pass is asked for), else AIS.
     pub method: Option<String>,
     /// AIS particles per context (default 1024).
     pub particles: usize,
@@ -61,6 +62,14 @@ pub struct LogzJob {
     /// Binary models: positives whose base-rate model is the AIS base.
     #[serde(skip)]
     pub data: Option<Array2<f64>>,
+    /// `pt`: replicas per chain (default 16).
+    pub replicas: usize,
+    /// `pt`: chains (default 16).
+    pub chains: usize,
+    /// `pt`: warm-up steps (default 2000).
+    pub warmup: usize,
+    /// `pt`: steps after warm-up whose states enter the estimate (default 8000).
+    pub draws: usize,
 }
 
 impl Default for LogzJob {
@@ -86,6 +95,10 @@ impl Default for LogzJob {
             beta: 1.0,
             seed: 0,
             data: None,
+            replicas: 16,
+            chains: 16,
+            warmup: 2000,
+            draws: 8000,
         }
     }
 }
@@ -222,6 +235,10 @@ pub struct LogzReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     /// Estimates of the independent repeats, one list per repeat.
     pub repeats: Vec<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Parallel tempering's figures (method `pt`): replicas, temperatures,
+    /// swap acceptance, Lambda, round trips, chains, warm-up, draws.
+    pub pt: Option<serde_json::Value>,
     /// AIS particles per context.
     pub particles: usize,
     /// AIS temperatures.
@@ -387,6 +404,7 @@ pub fn logz(
         pilot_rhat: None,
         bootstrap_stderr: None,
         repeats: vec![],
+        pt: None,
         particles: cfg.particles,
         temps: cfg.temps,
         seed: cfg.seed,
@@ -421,10 +439,20 @@ pub fn logz(
             resume,
             observer,
         )?,
+        "pt" => run_pt(
+            model,
+            contexts.as_ref(),
+            job,
+            &cfg,
+            &mut report,
+            control,
+            resume,
+            observer,
+        )?,
         other => {
             return Err(Error::param(
                 "--method",
-                format!("unknown method `{other}` (ais, exact, quadrature)"),
+                format!("unknown method `{other}` (ais, pt, exact, quadrature)"),
             ));
         }
     }
@@ -572,6 +600,109 @@ fn run_ais(
         if z.abs() > 3.0 {
             report.warnings.push(format!(
                 "the estimate is {z:.1} standard errors from the exact log Z {ex:.6}: its error bar is too small (missed modes, too few temperatures or particles)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// log Z by parallel tempering: the stepping-stone estimate of a PT run
+/// from the AIS base (the same [`setup`]) to the target, with its batch-means
+/// standard error, Lambda and round trips, checked against the exact value
+/// where there is one.
+#[allow(clippy::too_many_arguments)]
+fn run_pt(
+    model: &Model,
+    contexts: Option<&Array2<f64>>,
+    job: &LogzJob,
+    cfg: &AisConfig,
+    report: &mut LogzReport,
+    control: &Control,
+    resume: Option<&Path>,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    if model.conditional().is_some() {
+        return Err(Error::param(
+            "--method",
+            "pt estimates the log Z of one target: use ais for conditional models (one log Z per context)",
+        ));
+    }
+    let mut config = crate::sampler::SampleConfig::new();
+    (
+        config.n_chains,
+        config.warmup,
+        config.draws,
+        config.thin,
+        config.seed,
+        config.beta,
+        config.record_energies,
+        config.adapt_step_size,
+    ) = (
+        job.chains,
+        job.warmup,
+        job.draws,
+        1,
+        job.seed,
+        job.beta,
+        false,
+        job.step_size.is_none(),
+    );
+    let settings = crate::pt::PtSettings::new(job.replicas);
+    let energy = model.energy(None)?;
+    crate::pt::validate(&config, &settings, energy.dim())?;
+    let setup = setup(model, contexts, job, cfg, control)?;
+    if let Some(p) = &setup.pilot {
+        report.pilot_rhat = Some(p.rhat).filter(|r| r.is_finite());
+    }
+    let mut spec = cfg.kernel_spec(energy.as_ref());
+    spec.step_size = job.step_size;
+    let out = match resume {
+        Some(path) => {
+            crate::pt::resume(energy.as_ref(), &setup.base, &spec, path, observer, control)?
+        }
+        None => crate::pt::sample(
+            energy.as_ref(),
+            &setup.base,
+            &spec,
+            &config,
+            &settings,
+            None,
+            observer,
+            control,
+        )?,
+    };
+    let p = &out.stats;
+    report.complete = out.complete;
+    report.log_z = vec![p.log_z];
+    report.stderr = vec![p.log_z_stderr];
+    report.ess = vec![f64::NAN];
+    report.acceptance = p.acceptance.iter().sum::<f64>() / p.acceptance.len() as f64;
+    report.divergences = p.divergences;
+    report.energy_evals = p.energy_evals;
+    let mut pt = crate::pt::stats_json(p);
+    pt["chains"] = serde_json::json!(config.n_chains);
+    pt["warmup"] = serde_json::json!(config.warmup);
+    pt["draws"] = serde_json::json!(config.draws);
+    report.pt = Some(pt);
+    report.warnings.extend(crate::pt::warnings(p));
+    if !out.complete {
+        report.warnings.push(format!(
+            "interrupted: the estimate uses the steps run so far{}",
+            control
+                .checkpoint
+                .as_ref()
+                .map_or(String::new(), |c| format!(
+                    "; continue with --resume {}",
+                    c.display()
+                ))
+        ));
+        return Ok(());
+    }
+    if let Some(ex) = report.exact_log_z {
+        let z = (p.log_z - ex) / p.log_z_stderr;
+        if z.abs() > 3.0 {
+            report.warnings.push(format!(
+                "the estimate is {z:.1} standard errors from the exact log Z {ex:.6}: its error bar is too small (too short a run, or chains that do not reach every mode)"
             ));
         }
     }

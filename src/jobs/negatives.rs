@@ -16,8 +16,17 @@ use ndarray::ArrayView2;
 pub struct NegativesJob {
     /// `short-run` (default; with `buffer` > 0 a replay buffer), `cd` or `pcd`.
     pub method: String,
-    /// Kernel (default: `gibbs` for binary models, else `ula`).
+    /// Kernel (default: `gibbs` for binary models, else `ula`), or `pt`:
+    /// persistent parallel tempering (with `method` `pcd`), whose replicas
+    /// move by `local_kernel`.
     pub kernel: Option<String>,
+    /// `pt`: replicas per chain (default 8).
+    pub replicas: usize,
+    /// `pt`: the replicas' local move (default: `gibbs` for binary models, else `mala`).
+    pub local_kernel: Option<String>,
+    /// `pt`: the reference is N(0, S^2 I) with this S (default: the
+    /// standard deviation of a `gaussian:STD` init); binary models: fair coins.
+    pub base_scale: Option<f64>,
     /// Transitions per call (default 100).
     pub steps: usize,
     /// Step size (default 0.01).
@@ -64,6 +73,9 @@ impl Default for NegativesJob {
             beta: 1.0,
             seed: 0,
             init: Init::Gaussian { std: 1.0 },
+            replicas: 8,
+            local_kernel: None,
+            base_scale: None,
         }
     }
 }
@@ -76,6 +88,17 @@ impl NegativesJob {
                 "--reinit",
                 format!("must be in [0, 1], got {}", self.reinit),
             ));
+        }
+        if self.kernel.as_deref() == Some("pt") {
+            return match (self.method.as_str(), self.buffer) {
+                ("pcd", 0) => Ok(Method::Tempered {
+                    replicas: self.replicas,
+                }),
+                _ => Err(Error::param(
+                    "--kernel",
+                    "pt negatives are persistent: use --method pcd (no buffer) with --kernel pt",
+                )),
+            };
         }
         Ok(match (self.method.as_str(), self.buffer) {
             ("short-run", 0) => Method::ShortRun,
@@ -110,13 +133,39 @@ impl NegativesJob {
         })
     }
 
-    /// The kernel for `energy` at the job's beta, and its name.
+    /// The kernel for `energy` at the job's beta, and its name (for `pt`,
+    /// the local move, named `pt(NAME)`).
     pub fn kernel(&self, energy: &dyn Energy) -> Result<(Box<dyn Kernel>, String)> {
+        let (kernel, spec) = self.kernel_and_spec(energy)?;
+        let name = if self.kernel.as_deref() == Some("pt") {
+            format!("pt({})", spec.name())
+        } else {
+            spec.name().to_string()
+        };
+        Ok((kernel, name))
+    }
+
+    fn kernel_and_spec(&self, energy: &dyn Energy) -> Result<(Box<dyn Kernel>, KernelSpec)> {
         let binary = energy.space() == StateSpace::Binary;
-        let mut spec = match &self.kernel {
-            Some(name) => KernelSpec::new(name)?,
-            None if binary => KernelSpec::new("gibbs")?,
-            None => KernelSpec::new("ula")?,
+        if self.kernel.is_none() && self.local_kernel.is_some() {
+            return Err(Error::param("--local-kernel", "is for --kernel pt"));
+        }
+        let mut spec = match (self.kernel.as_deref(), self.local_kernel.as_deref()) {
+            (Some("pt"), Some("pt")) => {
+                return Err(Error::param(
+                    "--local-kernel",
+                    "the local move is a kernel (mala, hmc, ...), not pt",
+                ));
+            }
+            (Some("pt"), Some(name)) => KernelSpec::new(name)?,
+            (Some("pt"), None) if binary => KernelSpec::new("gibbs")?,
+            (Some("pt"), None) => KernelSpec::new("mala")?,
+            (Some(_), Some(_)) => {
+                return Err(Error::param("--local-kernel", "is for --kernel pt"));
+            }
+            (Some(name), None) => KernelSpec::new(name)?,
+            (None, _) if binary => KernelSpec::new("gibbs")?,
+            (None, _) => KernelSpec::new("ula")?,
         };
         crate::error::check_positive("--step-size", self.step_size)?;
         crate::error::check_beta("--beta", self.beta)?;
@@ -126,7 +175,27 @@ impl NegativesJob {
         spec.track_energy = false;
         let scaled = Scaled::new(energy, self.beta)?;
         let kernel = spec.build_for(&scaled)?;
-        Ok((kernel, spec.name().to_string()))
+        Ok((kernel, spec))
+    }
+
+    /// `pt`: the reference of the tempering path: fair coins for binary
+    /// models, else N(0, S^2 I) (`base_scale`, or the init's Gaussian std).
+    pub fn reference(&self, energy: &dyn Energy) -> Result<crate::ais::Base> {
+        let d = energy.dim();
+        if energy.space() == StateSpace::Binary {
+            return crate::ais::Base::bernoulli(&vec![0.5; d], 0.0);
+        }
+        let scale = match (self.base_scale, &self.init) {
+            (Some(s), _) => s,
+            (None, Init::Gaussian { std }) => *std,
+            (None, _) => {
+                return Err(Error::param(
+                    "--base-scale",
+                    "pt negatives need a reference N(0, S^2 I): give --base-scale S (or a gaussian:STD init)",
+                ));
+            }
+        };
+        crate::ais::Base::isotropic(d, scale)
     }
 
     /// Where fresh chains start on `energy`: binary models start from coin
@@ -174,19 +243,34 @@ pub fn call(
     data: Option<ArrayView2<f64>>,
     control: &Control,
 ) -> Result<(NegativeBatch, String, Vec<String>)> {
-    let (kernel, name) = job.kernel(energy)?;
+    let (kernel, spec) = job.kernel_and_spec(energy)?;
+    let (_, name) = job.kernel(energy)?;
     let scaled = Scaled::new(energy, job.beta)?;
     let chains = sampler.state().n_chains;
     let positives = data.filter(|d| d.nrows() == chains || energy.fixed_rows().is_none());
     let tuning = kernel.initial_tuning();
-    let mut batch = sampler.generate_with(
-        &scaled,
-        kernel.as_ref(),
-        &tuning,
-        job.steps,
-        positives,
-        control,
-    )?;
+    let tempered = matches!(sampler.state().method, Method::Tempered { .. });
+    if tempered != (job.kernel.as_deref() == Some("pt")) {
+        return Err(Error::param(
+            "--kernel",
+            "the negatives state was made for another kernel (pt and the others keep different states)",
+        ));
+    }
+    let mut batch = if tempered {
+        let base = job.reference(energy)?;
+        sampler.generate_tempered(
+            &scaled, &base, &spec, &tuning, job.steps, positives, control,
+        )?
+    } else {
+        sampler.generate_with(
+            &scaled,
+            kernel.as_ref(),
+            &tuning,
+            job.steps,
+            positives,
+            control,
+        )?
+    };
     if !batch.complete {
         return Err(Error::Interrupted(
             "the call was stopped: nothing written, the negatives state is as it was".into(),
@@ -202,6 +286,19 @@ pub fn call(
     }
     batch.energies.mapv_inplace(|e| e / job.beta);
     let mut warnings = Vec::new();
+    if let Some(t) = &sampler.state().tempered
+        && let Some(a) = t
+            .swap_accept
+            .iter()
+            .copied()
+            .filter(|a| a.is_finite())
+            .reduce(f64::min)
+        && a < 0.05
+    {
+        warnings.push(format!(
+            "neighbouring replicas swap with probability {a:.3} at worst: the ladder is close to broken; use more replicas"
+        ));
+    }
     if batch.stats.divergences > 0 {
         warnings.push(format!(
             "{} divergent transitions (non-finite energies): lower the step size or clip the gradient",

@@ -3,7 +3,7 @@
 
 use crate::Energy;
 use crate::diagnostics;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::kernels::KernelSpec;
 use crate::model::Model;
@@ -19,7 +19,9 @@ use std::sync::Arc;
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SampleJob {
-    /// Kernel name (`boltz::KernelSpec::names()`: `mala`, `ula`, `hmc`, `rwm`, `gibbs`).
+    /// Kernel name (`boltz::KernelSpec::names()`: `mala`, `ula`, `hmc`,
+    /// `nuts`, `rwm`, `gibbs`, ...) or `pt` (parallel tempering with
+    /// [`SampleJob::kernel`] as the local move).
     pub sampler: String,
     /// Chains (default 4).
     pub chains: usize,
@@ -59,6 +61,13 @@ pub struct SampleJob {
     pub init: Init,
     /// Record each draw's energy (default true).
     pub record_energies: bool,
+    /// Parallel tempering (`sampler` `pt`): replicas per chain (default 8).
+    pub replicas: usize,
+    /// Parallel tempering: the local move's kernel (default: mala, or
+    /// gibbs for binary models).
+    pub kernel: Option<String>,
+    /// Parallel tempering: keep every replica's draws.
+    pub all_replicas: bool,
 }
 
 impl Default for SampleJob {
@@ -90,15 +99,35 @@ impl SampleJob {
             adapt_mass: true,
             init: Init::default(),
             record_energies: true,
+            replicas: 8,
+            kernel: None,
+            all_replicas: false,
         }
     }
 
-    /// The kernel spec, checked against `energy`.
+    /// The kernel spec, checked against `energy` (for `pt`, the local move's).
     pub fn kernel_spec(&self, energy: &dyn Energy) -> Result<KernelSpec> {
         if let Some(s) = self.step_size {
             crate::error::check_positive("step_size", s)?;
         }
-        let mut spec = KernelSpec::new(&self.sampler)?;
+        let name = match (self.sampler.as_str(), &self.kernel) {
+            ("pt", Some(k)) if k == "pt" => {
+                return Err(Error::param(
+                    "kernel",
+                    "the local move of parallel tempering is a kernel (mala, hmc, ...), not pt",
+                ));
+            }
+            ("pt", Some(k)) => k.clone(),
+            ("pt", None) => KernelSpec::for_energy(energy).name().to_string(),
+            (_, Some(k)) => {
+                return Err(Error::param(
+                    "kernel",
+                    format!("a local move (`{k}`) is for --sampler pt only"),
+                ));
+            }
+            (s, None) => s.to_string(),
+        };
+        let mut spec = KernelSpec::new(&name)?;
         spec.check(energy)?;
         spec.step_size = self.step_size;
         spec.leapfrog = self.leapfrog;
@@ -155,7 +184,101 @@ pub struct SampleRun {
     /// Whether each chain has its own context (chains then target
     /// different laws and R-hat does not apply).
     pub per_chain_context: bool,
+    /// Parallel tempering's figures (sampler `pt`).
+    pub pt: Option<crate::pt::PtStats>,
+    /// Every replica's draws, (replicas, chains, draws, dim), when asked for.
+    pub all_replicas: Option<ndarray::Array4<f64>>,
 }
+
+/// Parallel tempering for the sample job: the AIS base as the reference
+/// ([`crate::ais::default_base`]), the job's kernel as the local move; the
+/// target replica's draws as a [`SampleOutput`].
+#[allow(clippy::too_many_arguments)]
+fn run_pt(
+    energy: &dyn Energy,
+    spec: &KernelSpec,
+    job: &SampleJob,
+    config: &SampleConfig,
+    init: Option<Array2<f64>>,
+    observer: &mut dyn Observer,
+    control: &Control,
+    resume: Option<&Path>,
+) -> Result<(SampleOutput, PtRun)> {
+    if energy.fixed_rows().is_some() {
+        return Err(Error::param(
+            "sampler",
+            "parallel tempering runs on one target: give one context, not one per chain",
+        ));
+    }
+    let settings = crate::pt::PtSettings {
+        replicas: job.replicas,
+        adapt_schedule: true,
+        keep_all_replicas: job.all_replicas,
+        betas: None,
+    };
+    // Checked before the pilot that fits the reference runs.
+    crate::pt::validate(config, &settings, energy.dim())?;
+    let stop_only = Control {
+        stop: control.stop.clone(),
+        ..Control::default()
+    };
+    let base = match energy.space() {
+        crate::StateSpace::Binary => {
+            crate::ais::default_base(energy, config.beta, config.seed, None)?
+        }
+        crate::StateSpace::Continuous => {
+            crate::ais::pilot_with(energy, config.beta, config.seed, &stop_only)?
+                .ok_or_else(|| {
+                    Error::Interrupted(
+                        "stopped in the pilot that fits the tempering reference".into(),
+                    )
+                })?
+                .base
+        }
+    };
+    let out = match resume {
+        Some(path) => crate::pt::resume(energy, &base, spec, path, observer, control)?,
+        None => crate::pt::sample(
+            energy, &base, spec, config, &settings, init, observer, control,
+        )?,
+    };
+    let p = &out.stats;
+    let target = crate::energy::Scaled::new(energy, config.beta)?;
+    let c = config.n_chains;
+    let r = settings.replicas;
+    let last = out
+        .final_positions
+        .slice(ndarray::s![(r - 1) * c..r * c, ..])
+        .to_owned();
+    let final_state = crate::kernels::ChainState::new(&target, last)?;
+    let steps = p.tuning.step_size().expand(c * r);
+    let stats = sampler::RunStats {
+        kernel: "pt".into(),
+        acceptance: p.chain_acceptance.clone(),
+        divergences: p.chain_divergences.clone(),
+        warmup_divergences: p.warmup_divergences,
+        step_size: p.step_size[r - 1],
+        step_sizes: steps[(r - 1) * c..].to_vec(),
+        inv_mass: None,
+        tuning: p.tuning.clone(),
+        grad_evals: p.grad_evals,
+        energy_evals: p.energy_evals,
+        wall_s: p.wall_s,
+    };
+    Ok((
+        SampleOutput {
+            samples: out.samples,
+            energies: out.energies,
+            stats,
+            final_state,
+            complete: out.complete,
+        },
+        (out.stats, out.all_replicas),
+    ))
+}
+
+/// Parallel tempering's figures and, when kept, every replica's draws.
+type PtRun = (crate::pt::PtStats, Option<ndarray::Array4<f64>>);
 
 /// Runs `job` on `model` (with `context` for a conditional model) from
 /// `init` rows (chains x dim) or the job's starting distribution, or
@@ -184,23 +307,41 @@ pub fn sample(
     let energy: Arc<dyn Energy> = model.energy(context)?;
     let mut spec = job.kernel_spec(energy.as_ref())?;
     let config = job.config(energy.dim())?;
-    // ULA has no acceptance rate to tune against: without a step size it
-    // takes the one a MALA warm-up adapts to (as `compare` does).
-    if spec.name() == "ula" && job.step_size.is_none() {
-        spec.step_size = Some(crate::compare::ula_default_step(energy.as_ref(), &config)?);
-    }
-    let kernel = spec.build()?;
-    let out = match resume {
-        Some(path) => sampler::resume(energy.as_ref(), kernel.as_ref(), path, observer, control)?,
-        None => sampler::sample_with(
+    let (out, gradient_free, pt) = if job.sampler == "pt" {
+        let (out, pt) = run_pt(
             energy.as_ref(),
-            kernel.as_ref(),
+            &spec,
+            job,
             &config,
             init,
             observer,
             control,
-        )?,
+            resume,
+        )?;
+        (out, false, Some(pt))
+    } else {
+        // ULA has no acceptance rate to tune against: without a step size it
+        // takes the one a MALA warm-up adapts to (as `compare` does).
+        if spec.name() == "ula" && job.step_size.is_none() {
+            spec.step_size = Some(crate::compare::ula_default_step(energy.as_ref(), &config)?);
+        }
+        let kernel = spec.build()?;
+        let out = match resume {
+            Some(path) => {
+                sampler::resume(energy.as_ref(), kernel.as_ref(), path, observer, control)?
+            }
+            None => sampler::sample_with(
+                energy.as_ref(),
+                kernel.as_ref(),
+                &config,
+                init,
+                observer,
+                control,
+            )?,
+        };
+        (out, !kernel.has_step_size(), None)
     };
+    let gradient_free = gradient_free || pt.as_ref().is_some_and(|(p, _)| p.kernel == "gibbs");
     let (c, d, k) = out.samples.dim();
     // An interrupted run may have fewer than 4 draws: no diagnostics then.
     let have_diag = d >= 4;
@@ -240,7 +381,6 @@ pub fn sample(
                 ))
         ));
     }
-    let gradient_free = !kernel.has_step_size();
     let mut report = serde_json::json!({
         "partial": !out.complete,
         "model": model.name,
@@ -252,7 +392,11 @@ pub fn sample(
         "thin": config.thin,
         "seed": config.seed,
         "beta": config.beta,
-        "init": job.init.describe(),
+        "init": if job.sampler == "pt" {
+            "draws from the tempering reference (the AIS base)".to_string()
+        } else {
+            job.init.describe()
+        },
         "acceptance": acceptance,
         "acceptance_per_chain": s.acceptance,
         "divergences": divergences,
@@ -271,7 +415,24 @@ pub fn sample(
         report["inv_mass"] = serde_json::json!(s.inv_mass);
         report["grad_evals"] = serde_json::json!(s.grad_evals);
     }
+    let (pt, all_replicas) = match pt {
+        Some((stats, all)) => (Some(stats), all),
+        None => (None, None),
+    };
+    if let Some(p) = &pt {
+        let mut pw = crate::pt::warnings(p);
+        report["kernel"] = serde_json::json!(p.kernel);
+        report["pt"] = crate::pt::stats_json(p);
+        for w in &pw {
+            if let Some(list) = report["warnings"].as_array_mut() {
+                list.push(serde_json::json!(w));
+            }
+        }
+        warnings.append(&mut pw);
+    }
     Ok(SampleRun {
+        pt,
+        all_replicas,
         exact_check: exact.is_some(),
         output: out,
         report,

@@ -45,6 +45,39 @@ pub enum Method {
         #[serde(default)]
         policy: ReplayPolicy,
     },
+    /// Persistent parallel tempering: every chain keeps `replicas` replicas
+    /// on the path from a reference to the model, from call to call; each
+    /// call runs K steps of local moves and even-odd swaps and returns the
+    /// target replicas ([`NegativeSampler::generate_tempered`]). The
+    /// temperatures are re-spaced after every call from its swap rates.
+    Tempered {
+        /// Replicas per chain (>= 2).
+        replicas: usize,
+    },
+}
+
+/// The replicas of persistent parallel tempering between calls.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TemperedState {
+    /// Inverse temperatures on the path, rising from 0 to 1.
+    pub betas: Vec<f64>,
+    /// Every replica's position, replica-major (replicas x chains x dim);
+    /// empty before the first call.
+    pub positions: Vec<f64>,
+    /// Each replica's local-move stream (replica-major).
+    pub rngs: Vec<RngState>,
+    /// Each chain's swap stream.
+    pub swap_rngs: Vec<RngState>,
+    /// Which state sits in each replica (round-trip bookkeeping).
+    pub labels: Vec<u32>,
+    /// Per chain and state: the last extreme it visited.
+    pub heading: Vec<u8>,
+    /// Steps run so far (the parity of the next swap).
+    pub t: u64,
+    /// The last call's swap acceptance per pair.
+    pub swap_accept: Vec<f64>,
+    /// Round trips completed in the last call.
+    pub round_trips: u64,
 }
 
 /// How a replay buffer takes in each call's negatives.
@@ -98,6 +131,9 @@ pub struct NegativeState {
     /// say): a state is only loaded with the same tag.
     #[serde(default)]
     pub tag: String,
+    /// Persistent parallel tempering's replicas ([`Method::Tempered`]).
+    #[serde(default)]
+    pub tempered: Option<TemperedState>,
 }
 
 /// Statistics of one call.
@@ -184,6 +220,41 @@ impl NegativeSampler {
             }
         }
         init.validate("init")?;
+        let tempered = match method {
+            Method::Tempered { replicas } => {
+                crate::budget::at_most("replicas", replicas, 4096, "a few times Lambda is enough")?;
+                if replicas < 2 {
+                    return Err(Error::param(
+                        "replicas",
+                        "parallel tempering needs at least 2",
+                    ));
+                }
+                crate::budget::check(
+                    "replicas",
+                    &format!("{replicas} replicas of {n_chains} chains of dimension {dim}"),
+                    crate::budget::bytes(&[replicas, n_chains, dim.max(1)], 8 * 12),
+                )?;
+                let rngs = crate::pt::row_rngs(seed, n_chains, replicas);
+                Some(TemperedState {
+                    betas: (0..replicas)
+                        .map(|k| k as f64 / (replicas - 1) as f64)
+                        .collect(),
+                    positions: vec![],
+                    rngs: rngs.iter().map(save_rng).collect(),
+                    swap_rngs: (0..n_chains)
+                        .map(|c| save_rng(&crate::pt::swap_rng(seed, c)))
+                        .collect(),
+                    labels: (0..replicas * n_chains)
+                        .map(|i| (i / n_chains) as u32)
+                        .collect(),
+                    heading: vec![0; replicas * n_chains],
+                    t: 0,
+                    swap_accept: vec![],
+                    round_trips: 0,
+                })
+            }
+            _ => None,
+        };
         let rngs = chain_rngs(seed, n_chains);
         let aux = aux_rng(seed, 7);
         let state = NegativeState {
@@ -200,6 +271,7 @@ impl NegativeSampler {
             chain_rngs: vec![],
             aux_rng: save_rng(&aux),
             tag: String::new(),
+            tempered,
         };
         Ok(NegativeSampler { state, rngs, aux })
     }
@@ -215,7 +287,28 @@ impl NegativeSampler {
                 ),
             ));
         }
+        let tempered_ok = match (&state.method, &state.tempered) {
+            (Method::Tempered { replicas }, Some(t)) => {
+                let (r, n) = (*replicas, state.n_chains * *replicas);
+                r >= 2
+                    && t.betas.len() == r
+                    && t.betas[0] == 0.0
+                    && t.betas[r - 1] == 1.0
+                    && t.betas.windows(2).all(|w| w[0] < w[1])
+                    && (t.positions.is_empty() || t.positions.len() == n * state.dim)
+                    && t.positions.iter().all(|v| v.is_finite())
+                    && t.rngs.len() == n
+                    && t.swap_rngs.len() == state.n_chains
+                    && t.labels.len() == n
+                    && t.labels.iter().all(|l| (*l as usize) < r)
+                    && t.heading.len() == n
+                    && t.heading.iter().all(|h| *h <= 2)
+            }
+            (Method::Tempered { .. }, None) => false,
+            (_, t) => t.is_none(),
+        };
         if state.chain_rngs.len() != state.n_chains
+            || !tempered_ok
             || !state.buffer.len().is_multiple_of(state.dim.max(1))
             || !(state.persistent.is_empty()
                 || state.persistent.len() == state.n_chains * state.dim)
@@ -274,6 +367,12 @@ impl NegativeSampler {
                     ));
                 }
                 start.assign(&p);
+            }
+            Method::Tempered { .. } => {
+                return Err(Error::param(
+                    "method",
+                    "parallel-tempering negatives come from generate_tempered",
+                ));
             }
             Method::Pcd => {
                 if self.state.persistent.is_empty() {
@@ -513,6 +612,142 @@ impl NegativeSampler {
             self.state.buffer.truncate(buffer_len);
         }
         out
+    }
+
+    /// One call of persistent parallel tempering ([`Method::Tempered`]):
+    /// `steps` steps of `spec`'s kernel (at the fixed step of `tuning`, the
+    /// same for every replica) and even-odd swaps on the path from `base`
+    /// to `exp(-E)` (`energy` already scaled by beta), from where the last
+    /// call left the replicas (the first call starts them at draws from
+    /// the base). Returns the target replicas; the temperatures are then
+    /// re-spaced by the call's swap rejection rates (Pigeons' rule). A
+    /// stopped call leaves the state as it was.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_tempered(
+        &mut self,
+        energy: &dyn Energy,
+        base: &crate::ais::Base,
+        spec: &crate::kernels::KernelSpec,
+        tuning: &Tuning,
+        steps: usize,
+        positives: Option<ArrayView2<f64>>,
+        control: &Control,
+    ) -> Result<NegativeBatch> {
+        let Method::Tempered { replicas } = self.state.method else {
+            return Err(Error::param(
+                "method",
+                "this sampler was not made for parallel tempering",
+            ));
+        };
+        let (c, d) = (self.state.n_chains, self.state.dim);
+        if energy.dim() != d {
+            return Err(Error::shape(
+                "negatives",
+                format!("an energy of dimension {d}"),
+                format!("{}", energy.dim()),
+            ));
+        }
+        let t0 =
+            self.state.tempered.clone().ok_or_else(|| {
+                Error::param("state", "parallel tempering's replicas are missing")
+            })?;
+        let first = t0.positions.is_empty();
+        let y0 = (!first).then(|| {
+            Array2::from_shape_vec((replicas * c, d), t0.positions.clone()).expect("checked size")
+        });
+        in_pool(|| {
+            let (mut ladder, _) = crate::pt::Ladder::new(
+                energy,
+                base,
+                spec,
+                1.0,
+                c,
+                t0.betas.clone(),
+                self.state.seed,
+                y0,
+            )?;
+            // The first call drew its starts from the base with the fresh
+            // row streams; later calls continue the saved streams.
+            if !first {
+                ladder.rngs = t0.rngs.iter().map(restore_rng).collect();
+            }
+            ladder.swap_rngs = t0.swap_rngs.iter().map(restore_rng).collect();
+            ladder.labels.clone_from(&t0.labels);
+            ladder.heading.clone_from(&t0.heading);
+            let start = ladder.replica_rows(replicas - 1).to_owned();
+            let mut accept = vec![0.0; replicas - 1];
+            let mut attempts = vec![0u64; replicas - 1];
+            let (mut acc, mut divergences, mut trips) = (0.0, 0, 0);
+            for k in 0..steps {
+                ladder.local_move(tuning);
+                let top = &ladder.steps[(replicas - 1) * c..];
+                acc += top.iter().map(|s| s.accept_prob).sum::<f64>() / c as f64;
+                divergences += ladder.steps.iter().filter(|s| s.divergent).count();
+                trips += ladder.swap(t0.t + k as u64, &mut accept, &mut attempts);
+                if control.stopped() && k + 1 < steps {
+                    let negatives = ladder.replica_rows(replicas - 1).to_owned();
+                    let mut energies = Array1::zeros(c);
+                    energy.energy_batch(negatives.view(), energies.view_mut());
+                    return Ok(NegativeBatch {
+                        negatives,
+                        energies,
+                        stats: NegativeStats::default(),
+                        complete: false,
+                    });
+                }
+            }
+            let negatives = ladder.replica_rows(replicas - 1).to_owned();
+            let mut energies = Array1::zeros(c);
+            energy.energy_batch(negatives.view(), energies.view_mut());
+            let swap_accept: Vec<f64> = accept
+                .iter()
+                .zip(&attempts)
+                .map(|(a, n)| if *n > 0 { a / *n as f64 } else { f64::NAN })
+                .collect();
+            let betas = if attempts.iter().all(|n| *n > 0) {
+                let rejection: Vec<f64> = swap_accept.iter().map(|a| 1.0 - a).collect();
+                crate::pt::respace_schedule(ladder.betas(), &rejection)
+            } else {
+                t0.betas.clone()
+            };
+            self.state.tempered = Some(TemperedState {
+                betas,
+                positions: ladder.state.position.iter().copied().collect(),
+                rngs: ladder.rngs.iter().map(save_rng).collect(),
+                swap_rngs: ladder.swap_rngs.iter().map(save_rng).collect(),
+                labels: ladder.labels.clone(),
+                heading: ladder.heading.clone(),
+                t: t0.t + steps as u64,
+                swap_accept,
+                round_trips: trips,
+            });
+            self.state.calls += 1;
+            let moved = (&negatives - &start)
+                .map_axis(Axis(1), |r| r.dot(&r).sqrt())
+                .sum()
+                / c as f64;
+            let energy_pos = match positives {
+                Some(p) => crate::energy::evaluate(energy, p)
+                    .map(|e| e.mean().unwrap_or(f64::NAN))
+                    .unwrap_or(f64::NAN),
+                None => f64::NAN,
+            };
+            let energy_neg = energies.mean().unwrap_or(f64::NAN);
+            Ok(NegativeBatch {
+                negatives,
+                energies,
+                stats: NegativeStats {
+                    energy_pos,
+                    energy_neg,
+                    energy_gap: energy_neg - energy_pos,
+                    acceptance: if steps > 0 { acc / steps as f64 } else { 1.0 },
+                    divergences,
+                    distance_moved: moved,
+                    reinitialised: if first { c } else { 0 },
+                },
+                complete: true,
+            })
+        })
     }
 
     fn generate_inner(

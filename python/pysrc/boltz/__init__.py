@@ -154,6 +154,8 @@ def sample(
     target_accept: Optional[float] = None,
     shared_step: bool = False,
     adapt_mass: bool = True,
+    replicas: int = 8,
+    kernel: Optional[str] = None,
     progress: bool = False,
 ) -> Tuple[_np.ndarray, Dict[str, Any]]:
     """Draw from ``exp(-beta F(y)) / Z`` with MCMC; the CLI's ``boltz sample``.
@@ -162,8 +164,14 @@ def sample(
         energy: a :class:`Energy` (or a suite name / model file).
         sampler: ``mala`` (default), ``ula``, ``automala``, ``hmc``,
             ``autohmc``, ``nuts``, ``rwm``, ``autorwm`` or ``gibbs`` (binary
-            models). ``leapfrog``: HMC's (and AutoStep HMC's) leapfrog steps;
-            ``max_depth``: NUTS's most trajectory doublings.
+            models), or ``pt``: non-reversible parallel tempering for targets
+            with separated modes, ``replicas`` replicas per chain from the
+            AIS base to the target, ``kernel`` their local move (default
+            ``mala``; ``gibbs`` for binary models); its report has a ``pt``
+            dict (temperatures, swap acceptance, ``lambda``, round trips,
+            stepping-stone ``log_z``). ``leapfrog``: HMC's (and AutoStep
+            HMC's) leapfrog steps; ``max_depth``: NUTS's most trajectory
+            doublings.
         chains, warmup, draws, thin: chains, warm-up steps (step size and
             diagonal mass adapted), draws kept per chain, steps per draw.
         seed: chain ``i`` draws from the ChaCha stream keyed by ``(seed, i)``:
@@ -211,6 +219,8 @@ def sample(
         "target_accept": _opt_float(target_accept),
         "shared_step": bool(shared_step),
         "adapt_mass": bool(adapt_mass),
+        "replicas": _count(replicas, "replicas"),
+        "kernel": None if kernel is None else str(kernel),
     }
     samples, report = _native.sample(
         e, _dumps(job), ctx, init_rows, init_spec, bool(progress)
@@ -239,6 +249,9 @@ def _logz_job(**kw: Any) -> str:
         "resample": _opt_float(kw.get("resample")),
         "base_scale": _opt_float(kw.get("base_scale")),
     }
+    for key in ("replicas", "chains", "warmup", "draws"):
+        if key in kw:
+            job[key] = _count(kw[key], key)
     return _dumps(job)
 
 
@@ -285,13 +298,20 @@ def logz(
     resample: Optional[float] = None,
     base_scale: Optional[float] = None,
     data: Optional[_Array] = None,
+    replicas: int = 16,
+    chains: int = 16,
+    warmup: int = 2000,
+    draws: int = 8000,
     progress: bool = False,
 ) -> Dict[str, Any]:
     """Estimate ``log Z = log integral exp(-beta F(y)) dy``; the CLI's ``boltz logz``.
 
     Args:
         method: ``exact`` (enumeration, closed forms), ``quadrature`` (1-2
-            dims) or ``ais``; ``None``: exact where the model allows, else AIS.
+            dims), ``ais`` or ``pt`` (the stepping-stone estimate of a
+            parallel-tempering run: ``chains`` chains of ``replicas``
+            replicas, ``warmup`` then ``draws`` steps); ``None``: exact
+            where the model allows, else AIS.
         particles, temps: AIS particles (per context) and temperatures.
         context: for a conditional energy, (k, x_dim) contexts: one log Z(x)
             per row.
@@ -312,6 +332,7 @@ def logz(
         method=method, particles=particles, temps=temps, seed=seed, schedule=schedule,
         kernel=kernel, steps_per_temp=steps_per_temp, step_size=step_size, beta=beta,
         reverse=reverse, resample=resample, base_scale=base_scale,
+        replicas=replicas, chains=chains, warmup=warmup, draws=draws,
     )
     _, r = _native.logz(
         e, job, _context(e, context), _f64_2d(data, "data", e.dim), None, False, bool(progress)
