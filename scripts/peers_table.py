@@ -157,8 +157,8 @@ def w4(out, boltz, peers):
         for target in ["gmm-ring", "gmm-far", "funnel", "rbm20"]:
             bt = next((r for r in pts if r["target"] == f"{target} (pt)"), None)
             bd = next((r for r in b if r["target"] == f"{target} (boltz)"), None)
-            smc = next((r for r in p if r["target"] == target and "tempered_smc" in r["peer"] and "adaptive" not in r["peer"]), None)
-            asmc = next((r for r in p if r["target"] == target and "adaptive_tempered_smc" in r["peer"]), None)
+            smc = next((r for r in p if r["target"] == target and "tempered_smc (f64)" in r["peer"] and "adaptive" not in r["peer"]), None)
+            asmc = next((r for r in p if r["target"] == target and "adaptive_tempered_smc (f64)" in r["peer"]), None)
             cell = lambda r: f"{fmt(r['value'], 3)} ({fmt(se_of(r), 2)}), {fmt(r['wall_s'], 3)}" + ("" if r.get("ok", True) else " (fails its check)") if r else "-"
             out.append(f"| {target} | {cell(bt)} | {cell(bd)} | {cell(smc)} | {cell(asmc)} |")
     out.append("\nAll peer W4 rows:\n")

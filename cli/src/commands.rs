@@ -174,6 +174,7 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         replicas: args.replicas,
         kernel: args.kernel.clone(),
         all_replicas: args.all_replicas.is_some(),
+        base_scale: args.base_scale,
     })
 }
 
@@ -282,12 +283,13 @@ pub fn file_fingerprint(path: Option<&Path>) -> String {
 
 fn sample_flags(a: &SampleArgs) -> String {
     format!(
-        "model={} sampler={:?} replicas={} kernel={:?} all_replicas={} chains={} warmup={} draws={} thin={} step_size={} noise={:?} grad_clip={:?} clamp={:?} leapfrog={} jitter={} target_accept={:?} shared_step={} no_adapt_mass={} beta={} seed={} context={:?} init={:?}",
+        "model={} sampler={:?} replicas={} kernel={:?} all_replicas={} base_scale={:?} chains={} warmup={} draws={} thin={} step_size={} noise={:?} grad_clip={:?} clamp={:?} leapfrog={} jitter={} target_accept={:?} shared_step={} no_adapt_mass={} beta={} seed={} context={:?} init={:?}",
         a.model,
         a.sampler,
         a.replicas,
         a.kernel,
         a.all_replicas.is_some(),
+        a.base_scale,
         a.chains,
         a.warmup,
         a.draws,

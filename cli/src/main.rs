@@ -46,6 +46,10 @@ pub struct SampleArgs {
     /// pt: also write every replica's draws, (replicas, chains, draws, dim) npy.
     #[arg(long)]
     pub all_replicas: Option<PathBuf>,
+    /// pt: the reference N(0, S^2 I) (default: the AIS pilot's Gaussian,
+    /// centred at 0 and widened to cover where its chains started).
+    #[arg(long)]
+    pub base_scale: Option<f64>,
     /// Number of chains.
     #[arg(long, default_value_t = 4)]
     pub chains: usize,

@@ -97,6 +97,15 @@ fn separated(dir: &Path) -> String {
     )
 }
 
+/// Parallel tempering on the separated-modes example.
+fn separated_pt(dir: &Path) -> String {
+    let rel = "examples/models/separated-modes.json";
+    std::fs::create_dir_all(dir.join("examples/models")).unwrap();
+    std::fs::copy(root().join(rel), dir.join(rel)).unwrap();
+    let a = ["logz", "--model", rel, "--method", "pt"];
+    fenced(&format!("boltz {}", a.join(" ")), &boltz(dir, &a))
+}
+
 /// The sampling snippet.
 fn sample(dir: &Path) -> String {
     let a = [
@@ -274,9 +283,10 @@ fn readme_numbers_come_from_the_code() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut diffs = Vec::new();
-    let blocks: [(&str, Block); 7] = [
+    let blocks: [(&str, Block); 8] = [
         ("rbm20-logz", rbm20),
         ("separated-modes", separated),
+        ("separated-pt", separated_pt),
         ("sample", sample),
         ("ais-table", ais_table),
         ("funnel-seeds", funnel),

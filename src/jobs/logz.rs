@@ -654,15 +654,19 @@ fn run_pt(
     if let Some(p) = &setup.pilot {
         report.pilot_rhat = Some(p.rhat).filter(|r| r.is_finite());
     }
+    // The pilot's base widened to the region its chains started from
+    // (a base the user gives is used as it is).
+    let base = match (&setup.pilot, job.base_scale) {
+        (Some(_), None) => crate::pt::widen_reference(&setup.base)?,
+        _ => setup.base.clone(),
+    };
     let mut spec = cfg.kernel_spec(energy.as_ref());
     spec.step_size = job.step_size;
     let out = match resume {
-        Some(path) => {
-            crate::pt::resume(energy.as_ref(), &setup.base, &spec, path, observer, control)?
-        }
+        Some(path) => crate::pt::resume(energy.as_ref(), &base, &spec, path, observer, control)?,
         None => crate::pt::sample(
             energy.as_ref(),
-            &setup.base,
+            &base,
             &spec,
             &config,
             &settings,

@@ -68,6 +68,10 @@ pub struct SampleJob {
     pub kernel: Option<String>,
     /// Parallel tempering: keep every replica's draws.
     pub all_replicas: bool,
+    /// Parallel tempering: the reference N(0, S^2 I) with this S (default:
+    /// the AIS pilot's base widened to where its chains started,
+    /// [`crate::pt::widen_reference`]).
+    pub base_scale: Option<f64>,
 }
 
 impl Default for SampleJob {
@@ -102,6 +106,7 @@ impl SampleJob {
             replicas: 8,
             kernel: None,
             all_replicas: false,
+            base_scale: None,
         }
     }
 
@@ -109,6 +114,9 @@ impl SampleJob {
     pub fn kernel_spec(&self, energy: &dyn Energy) -> Result<KernelSpec> {
         if let Some(s) = self.step_size {
             crate::error::check_positive("step_size", s)?;
+        }
+        if self.sampler != "pt" && self.base_scale.is_some() {
+            return Err(Error::param("base_scale", "is for --sampler pt"));
         }
         let name = match (self.sampler.as_str(), &self.kernel) {
             ("pt", Some(k)) if k == "pt" => {
@@ -222,18 +230,22 @@ fn run_pt(
         stop: control.stop.clone(),
         ..Control::default()
     };
-    let base = match energy.space() {
-        crate::StateSpace::Binary => {
+    if let Some(s) = job.base_scale {
+        crate::error::check_positive("base_scale", s)?;
+    }
+    let base = match (energy.space(), job.base_scale) {
+        (crate::StateSpace::Continuous, Some(s)) => crate::ais::Base::isotropic(energy.dim(), s)?,
+        (crate::StateSpace::Binary, _) => {
             crate::ais::default_base(energy, config.beta, config.seed, None)?
         }
-        crate::StateSpace::Continuous => {
+        (crate::StateSpace::Continuous, None) => {
             crate::ais::pilot_with(energy, config.beta, config.seed, &stop_only)?
                 .ok_or_else(|| {
                     Error::Interrupted(
                         "stopped in the pilot that fits the tempering reference".into(),
                     )
-                })?
-                .base
+                })
+                .and_then(|p| crate::pt::widen_reference(&p.base))?
         }
     };
     let out = match resume {

@@ -376,6 +376,18 @@ impl<'a> Ladder<'a> {
         }
     }
 
+    /// `log f_{b_{r+1}}(x_i) - log f_{b_r}(x_i)` of every row `i` below the
+    /// top (slot `r`), replica-major, computed in parallel.
+    pub(crate) fn ratios_up(&self, out: &mut Vec<f64>) {
+        use rayon::prelude::*;
+        let below = (self.replicas - 1) * self.chains;
+        out.resize(below, 0.0);
+        out.par_iter_mut().enumerate().for_each(|(i, o)| {
+            let r = i / self.chains;
+            *o = self.log_ratio(i, self.betas[r], self.betas[r + 1]);
+        });
+    }
+
     /// `log f_{b_to}(x_i) - log f_{b_from}(x_i)` for row `i`'s state.
     pub(crate) fn log_ratio(&self, i: usize, b_from: f64, b_to: f64) -> f64 {
         match &self.path {
@@ -453,17 +465,27 @@ impl<'a> Ladder<'a> {
                 }
             }
             Path::Rbm(p) => {
+                // One sweep per temperature, the temperatures in parallel
+                // (disjoint rows and streams: the same draws on any threads).
+                use rayon::prelude::*;
                 let c = self.chains;
-                for (r, &b) in self.betas.iter().enumerate() {
-                    let rows = r * c..(r + 1) * c;
-                    p.rbm.gibbs_sweep_from(
-                        self.state.position.slice_mut(s![rows.clone(), ..]),
-                        &mut self.rngs[rows.clone()],
-                        b,
-                        Some(p.logit.view()),
-                        Some(p.act.slice(s![rows, ..])),
-                    );
-                }
+                let (rbm, logit, act) = (&p.rbm, p.logit.view(), p.act.view());
+                self.state
+                    .position
+                    .axis_chunks_iter_mut(Axis(0), c)
+                    .into_par_iter()
+                    .zip(self.rngs.par_chunks_mut(c))
+                    .zip(self.betas.par_iter())
+                    .enumerate()
+                    .for_each(|(r, ((v, rngs), &b))| {
+                        rbm.gibbs_sweep_from(
+                            v,
+                            rngs,
+                            b,
+                            Some(logit),
+                            Some(act.slice(s![r * c..(r + 1) * c, ..])),
+                        );
+                    });
                 self.steps.iter_mut().for_each(|s| {
                     *s = ChainStep {
                         accept_prob: 1.0,
@@ -498,11 +520,25 @@ impl<'a> Ladder<'a> {
         let (c, big_r) = (self.chains, self.replicas);
         let parity = (t % 2) as usize;
         let mut trips = 0;
+        // The pairs of one parity are disjoint: their acceptance ratios
+        // first, in parallel, then the decisions in chain order.
+        let pairs: Vec<usize> = (parity..big_r.saturating_sub(1)).step_by(2).collect();
+        let log_alphas: Vec<f64> = {
+            use rayon::prelude::*;
+            (0..c * pairs.len())
+                .into_par_iter()
+                .map(|k| {
+                    let (chain, r) = (k / pairs.len(), pairs[k % pairs.len()]);
+                    let (i, j) = (r * c + chain, (r + 1) * c + chain);
+                    let (bi, bj) = (self.betas[r], self.betas[r + 1]);
+                    self.log_ratio(i, bi, bj) + self.log_ratio(j, bj, bi)
+                })
+                .collect()
+        };
         for chain in 0..c {
-            for r in (parity..big_r.saturating_sub(1)).step_by(2) {
+            for (q, &r) in pairs.iter().enumerate() {
                 let (i, j) = (r * c + chain, (r + 1) * c + chain);
-                let (bi, bj) = (self.betas[r], self.betas[r + 1]);
-                let log_alpha = self.log_ratio(i, bi, bj) + self.log_ratio(j, bj, bi);
+                let log_alpha = log_alphas[chain * pairs.len() + q];
                 let u: f64 = self.swap_rngs[chain].random();
                 let prob = if log_alpha.is_nan() {
                     0.0

@@ -51,6 +51,33 @@ use ndarray::{Array2, Array3, Array4};
 use std::path::Path;
 use std::time::Instant;
 
+/// The reference tempering starts from, made from the AIS pilot's base:
+/// a Gaussian centred where the pilot's chains started (the origin: they
+/// start `dispersed:2,20`), each standard deviation at least
+/// `sqrt(S0^2 + m^2)` (`S0` about 5.4, the spread of those starts; `m` the
+/// pilot's mean) and at least the base's. So the reference holds the whole
+/// region the pilot started from, every basin in it with its share, and the
+/// modes the pilot found: the AIS base fits only what the pilot's chains
+/// found (a mode they all missed is missed for good), which suits
+/// importance weights, while PT pays for a wider reference only in a few
+/// more replicas (Lambda grows with the log of the width). Binary bases are
+/// returned as they are.
+pub fn widen_reference(base: &Base) -> Result<Base> {
+    match base {
+        Base::Gaussian { mean, std } => {
+            let (lo, hi): (f64, f64) = (2.0, 20.0);
+            let s0_sq = (hi * hi - lo * lo) / (2.0 * (hi / lo).ln()) / 3.0;
+            let std = mean
+                .iter()
+                .zip(std)
+                .map(|(m, s)| s.max((s0_sq + m * m).sqrt()))
+                .collect();
+            Base::gaussian(vec![0.0; mean.len()], std)
+        }
+        Base::Bernoulli { .. } => Ok(base.clone()),
+    }
+}
+
 /// The checkpoint kind of parallel-tempering runs.
 const KIND: &str = "pt";
 
@@ -289,6 +316,8 @@ struct Pt<'a> {
     log_z0: f64,
     /// The warm-up steps that end schedule rounds.
     ends: Vec<usize>,
+    /// Scratch: the log ratios of the stepping stone.
+    up: Vec<f64>,
 }
 
 impl Pt<'_> {
@@ -332,17 +361,19 @@ impl Pt<'_> {
         let batches = ss_batches(self.sampling_steps());
         let k = s * batches / self.sampling_steps();
         self.run.ss_n[k] += 1;
-        let (ladder, run) = (&self.ladder, &mut self.run);
-        let betas = ladder.betas();
+        let mut up = std::mem::take(&mut self.up);
+        self.ladder.ratios_up(&mut up);
+        let run = &mut self.run;
         for chain in 0..c {
             for p in 0..r - 1 {
-                let inc = ladder.log_ratio(p * c + chain, betas[p], betas[p + 1]);
+                let inc = up[p * c + chain];
                 let idx = (chain * batches + k) * (r - 1) + p;
                 if !inc.is_nan() {
                     run.ss[idx] = ln_add(run.ss[idx], inc);
                 }
             }
         }
+        self.up = up;
     }
 }
 
@@ -723,6 +754,7 @@ fn finish(
         start,
         log_z0,
         ends,
+        up: Vec::new(),
     };
     let every = pt.run.config.observe_every;
     let complete = drive(&mut pt, observer, control, every)?;
