@@ -92,6 +92,35 @@ impl Observer for NoObserver {
 }
 
 /// A run the loop drives one step at a time.
+impl Progress {
+    /// The progress of a chain run at step `t` of `total` (warm-up up to
+    /// `warmup`), with the mean acceptance `since = (sum, steps)` of the
+    /// steps since the last report.
+    pub(crate) fn of_chains(
+        t: usize,
+        warmup: usize,
+        total: usize,
+        since: (f64, usize),
+        divergences: usize,
+        step_size: f64,
+    ) -> Progress {
+        Progress {
+            phase: if t <= warmup {
+                Phase::Warmup
+            } else {
+                Phase::Sampling
+            },
+            step: t,
+            total,
+            accept_rate: since.0 / since.1.max(1) as f64,
+            divergences,
+            step_size,
+            contexts_done: 0,
+            contexts: 0,
+        }
+    }
+}
+
 pub(crate) trait Steps {
     /// True when the run has nothing left to do.
     fn finished(&self) -> bool;

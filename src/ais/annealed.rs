@@ -36,7 +36,8 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
-    fn resize(&mut self, n: usize, d: usize, grad: bool) {
+    /// Sizes the parts for `n` rows of dimension `d` (gradients only with `grad`).
+    pub(crate) fn resize(&mut self, n: usize, d: usize, grad: bool) {
         if self.f.len() != n {
             self.f = Array1::zeros(n);
             self.e0 = Array1::zeros(n);

@@ -39,6 +39,7 @@ mod schedule;
 mod weights;
 
 pub use annealed::Annealed;
+pub(crate) use annealed::Parts;
 pub use base::Base;
 pub(crate) use base::sample_rows;
 pub use config::{AisConfig, AisResult, Estimate, ScheduleChoice};

@@ -722,31 +722,15 @@ impl NegativeSampler {
                 round_trips: trips,
             });
             self.state.calls += 1;
-            let moved = (&negatives - &start)
-                .map_axis(Axis(1), |r| r.dot(&r).sqrt())
-                .sum()
-                / c as f64;
-            let energy_pos = match positives {
-                Some(p) => crate::energy::evaluate(energy, p)
-                    .map(|e| e.mean().unwrap_or(f64::NAN))
-                    .unwrap_or(f64::NAN),
-                None => f64::NAN,
-            };
-            let energy_neg = energies.mean().unwrap_or(f64::NAN);
-            Ok(NegativeBatch {
+            Ok(completed(
+                energy,
+                positives,
+                &start,
                 negatives,
                 energies,
-                stats: NegativeStats {
-                    energy_pos,
-                    energy_neg,
-                    energy_gap: energy_neg - energy_pos,
-                    acceptance: if steps > 0 { acc / steps as f64 } else { 1.0 },
-                    divergences,
-                    distance_moved: moved,
-                    reinitialised: if first { c } else { 0 },
-                },
-                complete: true,
-            })
+                (acc, steps, divergences),
+                if first { c } else { 0 },
+            ))
         })
     }
 
@@ -832,33 +816,57 @@ impl NegativeSampler {
         let mut energies = Array1::zeros(n);
         energy.energy_batch(state.position.view(), energies.view_mut());
         let negatives = state.position;
-        let moved = (&negatives - &start)
-            .map_axis(Axis(1), |r| r.dot(&r).sqrt())
-            .sum()
-            / n as f64;
         self.write_back(&negatives, &replay_slots);
         self.state.calls += 1;
-        let energy_pos = match positives {
-            Some(p) => crate::energy::evaluate(energy, p)
-                .map(|e| e.mean().unwrap_or(f64::NAN))
-                .unwrap_or(f64::NAN),
-            None => f64::NAN,
-        };
-        let energy_neg = energies.mean().unwrap_or(f64::NAN);
-        Ok(NegativeBatch {
+        Ok(completed(
+            energy,
+            positives,
+            &start,
             negatives,
             energies,
-            stats: NegativeStats {
-                energy_pos,
-                energy_neg,
-                energy_gap: energy_neg - energy_pos,
-                acceptance: if steps > 0 { acc / steps as f64 } else { 1.0 },
-                divergences,
-                distance_moved: moved,
-                reinitialised,
-            },
-            complete: true,
-        })
+            (acc, steps, divergences),
+            reinitialised,
+        ))
+    }
+}
+
+/// A completed call's batch: the energy gap against the positives, the
+/// mean acceptance over `steps` (`moves = (sum of per-step mean
+/// acceptances, steps, divergences)`) and the mean distance from `start`.
+fn completed(
+    energy: &dyn Energy,
+    positives: Option<ArrayView2<f64>>,
+    start: &Array2<f64>,
+    negatives: Array2<f64>,
+    energies: Array1<f64>,
+    moves: (f64, usize, usize),
+    reinitialised: usize,
+) -> NegativeBatch {
+    let (acc, steps, divergences) = moves;
+    let moved = (&negatives - start)
+        .map_axis(Axis(1), |r| r.dot(&r).sqrt())
+        .sum()
+        / negatives.nrows().max(1) as f64;
+    let energy_pos = match positives {
+        Some(p) => crate::energy::evaluate(energy, p)
+            .map(|e| e.mean().unwrap_or(f64::NAN))
+            .unwrap_or(f64::NAN),
+        None => f64::NAN,
+    };
+    let energy_neg = energies.mean().unwrap_or(f64::NAN);
+    NegativeBatch {
+        negatives,
+        energies,
+        stats: NegativeStats {
+            energy_pos,
+            energy_neg,
+            energy_gap: energy_neg - energy_pos,
+            acceptance: if steps > 0 { acc / steps as f64 } else { 1.0 },
+            divergences,
+            distance_moved: moved,
+            reinitialised,
+        },
+        complete: true,
     }
 }
 

@@ -8,7 +8,7 @@
 //! streams of their own whatever the other chains, and the swaps of chain
 //! `c` draw from a stream of their own ([`swap_rng`]).
 
-use crate::ais::{Base, sample_rows};
+use crate::ais::{Base, Parts, sample_rows};
 use crate::energy::{Energy, Rbm, Scaled, softplus, sum_softplus};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainState, ChainStep, Kernel, KernelSpec, Tuning};
@@ -46,29 +46,6 @@ struct Tempered<'a> {
     parts: &'a Mutex<Parts>,
 }
 
-/// Target and base energies (and gradients) of a batch, per row.
-#[derive(Default)]
-struct Parts {
-    f: Array1<f64>,
-    e0: Array1<f64>,
-    gf: Array2<f64>,
-    g0: Array2<f64>,
-}
-
-impl Parts {
-    fn fit(&mut self, n: usize, d: usize, grad: bool) {
-        if self.f.len() != n {
-            self.f = Array1::zeros(n);
-            self.e0 = Array1::zeros(n);
-        }
-        let gd = if grad { (n, d) } else { (0, 0) };
-        if self.gf.dim() != gd {
-            self.gf = Array2::zeros(gd);
-            self.g0 = Array2::zeros(gd);
-        }
-    }
-}
-
 /// `b f + (1 - b) e0` per row, and the same for gradients.
 fn mix_rows(
     b: &[f64],
@@ -101,7 +78,7 @@ impl Energy for Tempered<'_> {
     }
     fn energy_batch(&self, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>) {
         let mut p = self.parts.lock().expect("not poisoned");
-        p.fit(y.nrows(), y.ncols(), false);
+        p.resize(y.nrows(), y.ncols(), false);
         let p = &mut *p;
         self.target.energy_batch(y, p.f.view_mut());
         self.base.energy_batch(y, p.e0.view_mut());
@@ -114,7 +91,7 @@ impl Energy for Tempered<'_> {
         grad: ArrayViewMut2<f64>,
     ) {
         let mut p = self.parts.lock().expect("not poisoned");
-        p.fit(y.nrows(), y.ncols(), true);
+        p.resize(y.nrows(), y.ncols(), true);
         let p = &mut *p;
         self.target
             .energy_grad_batch(y, p.f.view_mut(), p.gf.view_mut());
@@ -161,6 +138,18 @@ struct RbmPath {
     act: Array2<f64>,
     dv: Array1<f64>,
     lb: Array1<f64>,
+}
+
+impl Geometric<'_> {
+    /// The tempered energy with `b` per row, recording into this path's parts.
+    fn tempered<'s>(&'s self, b: &'s [f64]) -> Tempered<'s> {
+        Tempered {
+            target: &self.target,
+            base: self.base,
+            b,
+            parts: &self.parts,
+        }
+    }
 }
 
 enum Path<'a> {
@@ -430,12 +419,7 @@ impl<'a> Ladder<'a> {
         let mut tally = MoveTally::default();
         match &mut self.path {
             Path::Geometric(g) => {
-                let tempered = Tempered {
-                    target: &g.target,
-                    base: g.base,
-                    b: &self.b_rows,
-                    parts: &g.parts,
-                };
+                let tempered = g.tempered(&self.b_rows);
                 g.kernel.step(
                     &tempered,
                     tuning,
@@ -607,12 +591,7 @@ impl<'a> Ladder<'a> {
     /// row moves; streams are copied).
     pub(crate) fn start_tuner(&self, tuner: &mut crate::kernels::Tuner, tuning: &mut Tuning) {
         if let Path::Geometric(g) = &self.path {
-            let tempered = Tempered {
-                target: &g.target,
-                base: g.base,
-                b: &self.b_rows,
-                parts: &g.parts,
-            };
+            let tempered = g.tempered(&self.b_rows);
             tuner.start(
                 g.kernel.as_ref(),
                 &tempered,
@@ -631,12 +610,7 @@ impl<'a> Ladder<'a> {
         tuning: &mut Tuning,
     ) {
         if let Path::Geometric(g) = &self.path {
-            let tempered = Tempered {
-                target: &g.target,
-                base: g.base,
-                b: &self.b_rows,
-                parts: &g.parts,
-            };
+            let tempered = g.tempered(&self.b_rows);
             tuner.update(
                 t,
                 g.kernel.as_ref(),

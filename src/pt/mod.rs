@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::io::{read_checkpoint, write_checkpoint};
 use crate::kernels::{Adaptation, Gibbs, Kernel, KernelSpec, Tuner, Tuning};
 use crate::rng::{RngState, restore_rng, save_rng};
-use crate::run::{Control, Observer, Phase, Progress, Steps, drive, in_pool};
+use crate::run::{Control, Observer, Progress, Steps, drive, in_pool};
 use crate::sampler::SampleConfig;
 use ndarray::{Array2, Array3, Array4};
 use std::path::Path;
@@ -447,21 +447,14 @@ impl Steps for Pt<'_> {
     }
 
     fn progress(&mut self) -> Progress {
-        let (acc, n) = std::mem::take(&mut self.since);
-        Progress {
-            phase: if self.run.t <= self.run.config.warmup {
-                Phase::Warmup
-            } else {
-                Phase::Sampling
-            },
-            step: self.run.t,
-            total: self.total(),
-            accept_rate: acc / n.max(1) as f64,
-            divergences: self.run.divergences + self.run.warmup_divergences,
-            step_size: self.run.tuning.step_size().median(),
-            contexts_done: 0,
-            contexts: 0,
-        }
+        Progress::of_chains(
+            self.run.t,
+            self.run.config.warmup,
+            self.total(),
+            std::mem::take(&mut self.since),
+            self.run.divergences + self.run.warmup_divergences,
+            self.run.tuning.step_size().median(),
+        )
     }
 
     fn save(&self, control: &Control) -> Result<()> {

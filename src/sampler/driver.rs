@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::io::{read_checkpoint, write_checkpoint};
 use crate::kernels::{ChainState, ChainStep, Kernel, Tuner, Tuning, mean_accept};
 use crate::rng::{ChainRng, RngState, chain_rngs, restore_rng, save_rng};
-use crate::run::{Control, Observer, Phase, Progress, Steps, drive, in_pool};
+use crate::run::{Control, Observer, Progress, Steps, drive, in_pool};
 use ndarray::{Array2, Array3};
 use std::path::Path;
 use std::time::Instant;
@@ -155,21 +155,14 @@ impl Steps for Chains<'_> {
     }
 
     fn progress(&mut self) -> Progress {
-        let (acc, n) = std::mem::take(&mut self.since);
-        Progress {
-            phase: if self.run.t <= self.run.config.warmup {
-                Phase::Warmup
-            } else {
-                Phase::Sampling
-            },
-            step: self.run.t,
-            total: self.total(),
-            accept_rate: acc / n.max(1) as f64,
-            divergences: self.run.total_divergences,
-            step_size: self.run.tuning.step_size().median(),
-            contexts_done: 0,
-            contexts: 0,
-        }
+        Progress::of_chains(
+            self.run.t,
+            self.run.config.warmup,
+            self.total(),
+            std::mem::take(&mut self.since),
+            self.run.total_divergences,
+            self.run.tuning.step_size().median(),
+        )
     }
 
     fn save(&self, control: &Control) -> Result<()> {
