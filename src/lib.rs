@@ -89,6 +89,7 @@ pub mod pt;
 pub mod rng;
 pub mod run;
 pub mod sampler;
+pub mod shard;
 pub mod suite;
 
 pub use ais::{AisConfig, AisProblem, AisResult, Base};

@@ -175,6 +175,11 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         kernel: args.kernel.clone(),
         all_replicas: args.all_replicas.is_some(),
         base_scale: args.base_scale,
+        shard: args
+            .shard
+            .as_deref()
+            .map(boltz::shard::Shard::parse)
+            .transpose()?,
     })
 }
 
@@ -332,6 +337,9 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         }
         outputs.declare("--all-replicas", a)?;
     }
+    if let Some(f) = &args.shard_out {
+        outputs.declare("--shard-out", f)?;
+    }
     args.output.declare(&mut outputs)?;
     if let Some(c) = &args.checkpoint {
         outputs.reserve("--checkpoint", c)?;
@@ -391,6 +399,11 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     let acceptance = run.report["acceptance"].as_f64().unwrap_or(f64::NAN);
     let divergences: usize = s.divergences.iter().sum();
     let mut report = run.report.clone();
+    if let Some(path) = &args.shard_out {
+        let bytes =
+            boltz::jobs::merge::sample_shard(&run, &job, &sample_settings(args, &model), path)?;
+        outputs.stage(path, &bytes)?;
+    }
     report["init"] = serde_json::json!(args.init.clone().unwrap_or_else(|| {
         if run.pt.is_some() {
             "draws from the tempering reference (the AIS base)".into()
@@ -565,5 +578,90 @@ pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Res
         ov.ess_bulk_min, ov.ess_tail_min, ov.rhat_max
     );
     print_warnings(&warnings);
+    Ok(())
+}
+
+/// `boltz merge`: the shards of one run joined.
+pub fn merge(
+    files: &[std::path::PathBuf],
+    out: Option<&Path>,
+    energies: Option<&Path>,
+    output: &crate::OutputArgs,
+) -> Result<()> {
+    let inputs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let mut outputs = boltz::io::Outputs::new(&inputs);
+    if let Some(o) = out {
+        outputs.declare("--out", o)?;
+    }
+    if let Some(e) = energies {
+        outputs.declare("--energies", e)?;
+    }
+    output.declare(&mut outputs)?;
+    let m = boltz::jobs::merge(files)?;
+    match m.kind.as_str() {
+        "logz" if out.is_some() || energies.is_some() => {
+            return Err(Error::param(
+                "--out",
+                "draws (sample shards) or log P (prob shards) are merged into --out; these are log Z shards",
+            ));
+        }
+        "prob" if energies.is_some() => {
+            return Err(Error::param("--energies", "is for sample shards"));
+        }
+        _ => {}
+    }
+    if let (Some(o), Some(s)) = (out, &m.samples) {
+        outputs.stage_array(o, s)?;
+    }
+    if let (Some(o), Some(lp)) = (out, &m.log_prob) {
+        outputs.stage_array(o, lp)?;
+    }
+    if let (Some(o), Some(e)) = (energies, &m.energies) {
+        outputs.stage_array(o, e)?;
+    }
+    let r = &m.report;
+    let text = output.emit(r, &mut outputs)?;
+    outputs.commit()?;
+    if !text {
+        return Ok(());
+    }
+    let shards = r["shards"].as_u64().unwrap_or(0);
+    if m.kind != "sample" {
+        let show = |key: &str| match &r[key] {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .take(5)
+                .map(|v| v.as_f64().map_or("NaN".into(), |x| format!("{x:.6}")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            v => v.as_f64().map_or("NaN".into(), |x| format!("{x:.6}")),
+        };
+        println!(
+            "log Z of {} by ais, {shards} shards merged ({} particles per context)",
+            r["model"].as_str().unwrap_or("?"),
+            r["particles"]
+        );
+        println!(
+            "  log Z = {} +- {}  (ESS {})",
+            show("log_z"),
+            show("stderr"),
+            show("ess")
+        );
+        if let Some(ex) = r["exact_log_z"].as_f64() {
+            println!("  exact log Z = {ex:.6}");
+        }
+    } else if let Some(s) = &m.samples {
+        let (c, d, k) = s.dim();
+        println!(
+            "{} on {}: {shards} shards merged, {c} chains x {d} draws x {k} dims{}",
+            r["sampler"].as_str().unwrap_or("?"),
+            r["model"].as_str().unwrap_or("?"),
+            out.map_or(String::new(), |o| format!(" -> {}", o.display()))
+        );
+        for key in ["acceptance", "ess_bulk_min", "ess_tail_min", "rhat_max"] {
+            println!("  {key:<13} {:.4}", r[key].as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    print_warnings(&m.warnings);
     Ok(())
 }

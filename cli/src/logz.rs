@@ -106,6 +106,15 @@ pub struct LogzArgs {
     /// Continue the AIS run saved in this checkpoint (same settings required).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// AIS: run only shard I of M (0-based) of every context's particles,
+    /// with the streams they have in the whole run (the pilot runs whole in
+    /// every shard); write the log-weights to --shard-out and join the
+    /// shards with `boltz merge`, which reports the whole run's log Z.
+    #[arg(long, value_name = "I/M", requires = "shard_out")]
+    pub shard: Option<String>,
+    /// The shard file (log-weights and the run's settings).
+    #[arg(long, requires = "shard")]
+    pub shard_out: Option<PathBuf>,
     /// Binary models: positives (n, dim) npy whose base-rate model is the AIS base.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -190,6 +199,11 @@ fn job(args: &LogzArgs) -> Result<LogzJob> {
         chains: args.chains,
         warmup: args.warmup,
         draws: args.draws,
+        shard: args
+            .shard
+            .as_deref()
+            .map(boltz::shard::Shard::parse)
+            .transpose()?,
     })
 }
 
@@ -251,6 +265,9 @@ fn inputs(args: &LogzArgs) -> Vec<&std::path::Path> {
 
 pub fn logz(args: &LogzArgs) -> Result<()> {
     let mut outputs = io::Outputs::new(&inputs(args));
+    if let Some(f) = &args.shard_out {
+        outputs.declare("--shard-out", f)?;
+    }
     args.output.declare(&mut outputs)?;
     if let Some(c) = &args.checkpoint {
         outputs.reserve("--checkpoint", c)?;
@@ -261,6 +278,11 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
     })?;
     let r = &out.report;
     let v = report_json(r)?;
+    if let Some(path) = &args.shard_out {
+        let bytes =
+            boltz::jobs::merge::logz_shard(&out, &job, &ais_settings(args, &model), None, path)?;
+        outputs.stage(path, &bytes)?;
+    }
     let text = args.output.emit(&v, &mut outputs)?;
     outputs.commit()?;
     if !text {
@@ -350,7 +372,13 @@ pub fn prob(
     let mut ins = inputs(args);
     ins.push(points);
     let mut outputs = io::Outputs::new(&ins);
-    outputs.declare("--out", out)?;
+    // A shard writes its shard file; `boltz merge --out` writes log P.
+    if args.shard.is_none() {
+        outputs.declare("--out", out)?;
+    }
+    if let Some(f) = &args.shard_out {
+        outputs.declare("--shard-out", f)?;
+    }
     args.output.declare(&mut outputs)?;
     if let Some(c) = &args.checkpoint {
         outputs.reserve("--checkpoint", c)?;
@@ -382,10 +410,37 @@ pub fn prob(
         },
         e => e,
     })?;
-    outputs.stage_array(out, &logp)?;
     let mut v = report_json(&o.report)?;
     v["points"] = serde_json::json!(y.nrows());
     v["paired"] = serde_json::json!(paired);
+    if let (Some(sh), Some(path)) = (job.shard, &args.shard_out) {
+        let settings = format!(
+            "prob points_file={} paired={paired} {}",
+            super::commands::file_fingerprint(Some(points)),
+            ais_settings(args, &model)
+        );
+        let bytes = boltz::jobs::merge::logz_shard(
+            &o,
+            &job,
+            &settings,
+            Some((&logp, paired, y.nrows())),
+            path,
+        )?;
+        outputs.stage(path, &bytes)?;
+        let text = args.output.emit(&v, &mut outputs)?;
+        outputs.commit()?;
+        if text {
+            println!(
+                "shard {}/{} of log P of {} points -> {} (join the shards with boltz merge --out)",
+                sh.index,
+                sh.count,
+                y.nrows(),
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    outputs.stage_array(out, &logp)?;
     v["out"] = serde_json::json!(out.display().to_string());
     v["out_shape"] = serde_json::json!(logp.shape());
     let text = args.output.emit(&v, &mut outputs)?;

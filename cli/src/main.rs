@@ -46,6 +46,15 @@ pub struct SampleArgs {
     /// pt: also write every replica's draws, (replicas, chains, draws, dim) npy.
     #[arg(long)]
     pub all_replicas: Option<PathBuf>,
+    /// Run only shard I of M (0-based) of the chains, with the streams they
+    /// have in the whole run; write it to --shard-out and join the shards
+    /// with `boltz merge`. Warm-up then adapts each chain's step alone and
+    /// no mass matrix, so every split gives the same draws.
+    #[arg(long, value_name = "I/M", requires = "shard_out")]
+    pub shard: Option<String>,
+    /// The shard file (its draws and the run's settings).
+    #[arg(long, requires = "shard")]
+    pub shard_out: Option<PathBuf>,
     /// pt: the reference N(0, S^2 I) (default: the AIS pilot's Gaussian,
     /// centred at 0 and widened to cover where its chains started).
     #[arg(long)]
@@ -248,6 +257,23 @@ pub enum Command {
         #[arg(long)]
         paired: bool,
     },
+    /// Join the shard files of one sharded run (`logz --shard`, `sample
+    /// --shard`): checks they are all the shards of one run, then reports
+    /// what the one-process run reports (log Z from all log-weights; all
+    /// chains' draws and diagnostics).
+    Merge {
+        /// The shard files, in any order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Sample shards: the merged draws, (chains, draws, dim) npy.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Sample shards: the merged energies, (chains, draws) npy.
+        #[arg(long)]
+        energies: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Negative samples for contrastive training (short-run, replay buffer, CD, PCD).
     Negatives(Box<negatives::NegativesArgs>),
     /// Run the suite's workloads (W1-W6), check and time them, and write
@@ -410,6 +436,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             | Command::Energy { .. }
             | Command::Diagnose { .. }
             | Command::Suite { .. }
+            | Command::Merge { .. }
     ) {
         exit_on_first_signal();
     } else {
@@ -417,6 +444,12 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
     match cli.command {
         Command::Suite { output } => commands::suite(&output),
+        Command::Merge {
+            files,
+            out,
+            energies,
+            output,
+        } => commands::merge(&files, out.as_deref(), energies.as_deref(), &output),
         Command::Energy {
             model,
             points,

@@ -51,6 +51,13 @@ pub struct AisConfig {
     pub bootstrap: usize,
     /// Particles of the pilot run (tuning steps and adaptive temperatures).
     pub pilot_particles: usize,
+    /// Run only this shard's particles of every context
+    /// ([`crate::shard::Shard::range`] of `particles`), with the streams
+    /// they have in the whole run; the pilot runs whole, as in every shard.
+    /// The estimates are then the shard's; a merge of all shards' log-weights
+    /// gives the whole run's.
+    #[serde(default)]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl AisConfig {
@@ -71,11 +78,28 @@ impl AisConfig {
             repeats: 0,
             bootstrap: 0,
             pilot_particles: 256,
+            shard: None,
         }
+    }
+
+    /// Particles per context this run anneals: all, or its shard's.
+    pub fn run_particles(&self) -> usize {
+        self.shard
+            .map_or(self.particles, |s| s.range(self.particles).len())
     }
 
     /// Checks every setting.
     pub fn validate(&self) -> Result<()> {
+        if let Some(s) = &self.shard {
+            s.check()?;
+            s.check_items(self.particles, "particles")?;
+            if self.repeats > 0 || self.bootstrap > 0 {
+                return Err(Error::param(
+                    "--shard",
+                    "repeats and the bootstrap need every particle: run them on the merged weights, not in shards",
+                ));
+            }
+        }
         if self.particles == 0 {
             return Err(Error::param("particles", "must be >= 1"));
         }

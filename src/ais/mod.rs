@@ -43,10 +43,13 @@ pub(crate) use annealed::Parts;
 pub use base::Base;
 pub(crate) use base::sample_rows;
 pub use config::{AisConfig, AisResult, Estimate, ScheduleChoice};
+pub(crate) use path::start_log_z;
 pub use plan::{Pilot, default_base, exact_draws, pilot, pilot_base, pilot_with};
 pub use prob::{label_log_probs, log_prob, log_prob_paired, log_prob_unconditional};
+pub(crate) use run::warnings as estimate_warnings;
 pub use run::{MAX_AIS_BYTES, ais, ais_with, reverse_ais};
 pub use schedule::{Schedule, respace};
+pub(crate) use weights::estimate;
 
 use crate::energy::{ConditionalEnergy, Conditioned, Energy};
 use crate::error::{Error, Result};

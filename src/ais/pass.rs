@@ -200,9 +200,20 @@ fn start<'p>(
     let n = groups * particles;
     let d = problem.energy.dim();
     let path = make_path(problem.energy.as_ref(), problem.base, config, n)?;
-    // Streams keyed by the global particle index (batches of contexts).
-    let first = (problem.first_group * particles) as u64;
-    let mut rngs = chain_rngs_from(seed, first, n);
+    // Streams keyed by the global particle index (batches of contexts;
+    // a shard's particles keep the streams of the whole run).
+    let (lo, per_context) = match (&plan, config.shard) {
+        (Plan::Frozen { .. }, Some(s)) if reverse_from.is_none() => {
+            (s.range(config.particles).start, config.particles)
+        }
+        _ => (0, particles),
+    };
+    let mut rngs: Vec<ChainRng> = (0..groups)
+        .flat_map(|g| {
+            let first = ((problem.first_group + g) * per_context + lo) as u64;
+            chain_rngs_from(seed, first, particles)
+        })
+        .collect();
     let mut x = Array2::zeros((n, d));
     match reverse_from {
         Some(s) => x.assign(&s),

@@ -55,6 +55,20 @@ pub(crate) trait AnnealPath {
     fn log_z0(&self) -> f64;
 }
 
+/// `log Z` of the start of the path AIS takes for `energy` from `base`:
+/// 0 for the geometric path (the base is normalised); for an RBM from a
+/// Bernoulli base (the parameter path) the base's visibles and the free
+/// hidden units, `sum softplus(logit) + H ln 2`.
+pub(crate) fn start_log_z(energy: &dyn Energy, base: &Base) -> f64 {
+    match (energy.as_rbm(), base) {
+        (Some((rbm, _)), Base::Bernoulli { logit }) => {
+            logit.iter().map(|&l| softplus(l)).sum::<f64>()
+                + rbm.n_hidden() as f64 * std::f64::consts::LN_2
+        }
+        _ => 0.0,
+    }
+}
+
 /// `f_b = p0^(1-b) exp(-b beta F)` with any kernel.
 struct Geometric<'a> {
     target: Scaled<'a>,

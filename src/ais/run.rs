@@ -90,7 +90,11 @@ fn to_estimates(p: &PassOutput, particles: usize) -> Vec<Estimate> {
 /// Warnings for estimates that cannot be trusted (and NaN error bars for
 /// non-finite ones); `first` is the index of the first estimate's context.
 /// Past three contexts of a kind, one line counts them.
-fn warnings(estimates: &mut [Estimate], config: &AisConfig, first: usize) -> Vec<String> {
+pub(crate) fn warnings(
+    estimates: &mut [Estimate],
+    config: &AisConfig,
+    first: usize,
+) -> Vec<String> {
     let mut bad = Vec::new();
     let mut low = Vec::new();
     for (i, e) in estimates.iter_mut().enumerate() {
@@ -198,7 +202,7 @@ fn forward(
             earlier.as_ref(),
         )?;
         let complete = r.complete;
-        earlier = Some(merge(earlier, r, config.particles));
+        earlier = Some(merge(earlier, r, config.run_particles()));
         if !complete {
             break;
         }
@@ -207,8 +211,10 @@ fn forward(
     let done = e.result.contexts_done;
     let mut out = e
         .result
-        .into_result(e.log_weights, problem.groups, config.particles);
-    out.warnings = warnings(&mut out.estimates[..done], config, 0);
+        .into_result(e.log_weights, problem.groups, config.run_particles());
+    if config.shard.is_none() {
+        out.warnings = warnings(&mut out.estimates[..done], config, 0);
+    }
     out.wall_s = start.elapsed().as_secs_f64();
     Ok(out)
 }
@@ -365,7 +371,10 @@ fn forward_one(
             estimates: vec![nan; problem.groups],
             bootstrap_stderr: None,
             repeats: vec![],
-            log_weights: ndarray::Array2::from_elem((problem.groups, config.particles), f64::NAN),
+            log_weights: ndarray::Array2::from_elem(
+                (problem.groups, config.run_particles()),
+                f64::NAN,
+            ),
             betas: vec![0.0],
             step_sizes: vec![],
             acceptance: f64::NAN,
@@ -378,10 +387,21 @@ fn forward_one(
             contexts_done: 0,
         });
     };
+    // A shard anneals its particles of every context (the energy's rows
+    // follow them); the pilot above ran whole, as in every shard.
+    let shard_problem;
+    let (main_problem, m) = match config.shard {
+        Some(s) => {
+            let m = s.range(config.particles).len();
+            shard_problem = problem.with_particles(m)?;
+            (&shard_problem, m)
+        }
+        None => (problem, config.particles),
+    };
     let main = pass(
-        problem,
+        main_problem,
         config,
-        config.particles,
+        m,
         config.seed,
         frozen(&betas, &steps),
         None,
@@ -389,8 +409,13 @@ fn forward_one(
         Some(observer),
         earlier,
     )?;
-    let mut estimates = to_estimates(&main, config.particles);
-    let warnings = warnings(&mut estimates, config, problem.first_group);
+    let mut estimates = to_estimates(&main, m);
+    // A shard's own estimates are partial: the merge warns on the whole.
+    let warnings = if config.shard.is_some() {
+        vec![]
+    } else {
+        warnings(&mut estimates, config, problem.first_group)
+    };
     let bootstrap_stderr = (config.bootstrap > 0 && main.complete).then(|| {
         let purpose = 2 + ((problem.first_group as u64) << 32);
         let mut rng = aux_rng(config.seed, purpose);

@@ -70,6 +70,10 @@ pub struct LogzJob {
     pub warmup: usize,
     /// `pt`: steps after warm-up whose states enter the estimate (default 8000).
     pub draws: usize,
+    /// `ais`: run only this shard of every context's particles
+    /// ([`crate::shard::Shard`]); the run's log-weights come back in
+    /// [`LogzRun::log_weights`] for a merge.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Default for LogzJob {
@@ -99,6 +103,7 @@ impl Default for LogzJob {
             chains: 16,
             warmup: 2000,
             draws: 8000,
+            shard: None,
         }
     }
 }
@@ -110,6 +115,18 @@ pub struct LogzRun {
     pub report: LogzReport,
     /// The contexts, one row per estimate.
     pub contexts: Option<Array2<f64>>,
+    /// A shard's log-weights; `None` for a whole run.
+    pub shard: Option<ShardWeights>,
+}
+
+/// What a shard of an AIS run hands to the merge.
+pub struct ShardWeights {
+    /// Log-weights, (contexts, the shard's particles).
+    pub log_weights: Array2<f64>,
+    /// Whether the run resampled (annealed SMC: shards merge as islands).
+    pub smc: bool,
+    /// `log Z` of the path's start (0, or the RBM parameter path's base).
+    pub log_z0: f64,
 }
 
 /// The checks of [`prob`] that need no points: a conditional model needs
@@ -140,6 +157,8 @@ pub fn check_prob(model: &Model, have_contexts: bool, paired: bool) -> Result<()
 /// log P(y|x) of `points` (N x dim): under every context (k x N), under
 /// its own context (`paired`: N, as many contexts as points), or log P(y)
 /// under an unconditional model (N). log Z comes from [`logz`] with `job`.
+/// With `job.shard` the array is `-beta F(x, y)` (log Z left out: the
+/// merge of the shards subtracts the whole run's).
 ///
 /// ```
 /// use boltz::jobs::{LogzJob, prob};
@@ -180,18 +199,25 @@ pub fn prob(
         }
     }
     let run = logz(model, contexts, job, control, resume, observer)?;
+    // A shard's log Z is partial: it returns `-beta F(x, y)` (log P with
+    // log Z = 0, the same arithmetic), from which the merge subtracts the
+    // merged log Z.
+    let zeros = vec![0.0; run.report.log_z.len()];
+    let log_z = if job.shard.is_some() {
+        &zeros
+    } else {
+        &run.report.log_z
+    };
     let logp: ArrayD<f64> = match (model.conditional(), &run.contexts) {
         (Some(c), Some(ctx)) if paired => {
-            ais::log_prob_paired(c.as_ref(), ctx.view(), points, &run.report.log_z, job.beta)?
-                .into_dyn()
+            ais::log_prob_paired(c.as_ref(), ctx.view(), points, log_z, job.beta)?.into_dyn()
         }
         (Some(c), Some(ctx)) => {
-            ais::log_prob(c.as_ref(), ctx.view(), points, &run.report.log_z, job.beta)?.into_dyn()
+            ais::log_prob(c.as_ref(), ctx.view(), points, log_z, job.beta)?.into_dyn()
         }
         _ => {
             let e = model.energy(None)?;
-            ais::log_prob_unconditional(e.as_ref(), points, run.report.log_z[0], job.beta)?
-                .into_dyn()
+            ais::log_prob_unconditional(e.as_ref(), points, log_z[0], job.beta)?.into_dyn()
         }
     };
     Ok((logp, run))
@@ -323,6 +349,7 @@ fn config(job: &LogzJob) -> Result<AisConfig> {
         repeats: job.repeats,
         bootstrap: job.bootstrap,
         pilot_particles: 256,
+        shard: job.shard,
     };
     c.validate()?;
     if let Some(s) = job.base_scale {
@@ -382,7 +409,7 @@ pub fn logz(
         None
     };
     let method = job.method.clone().unwrap_or_else(|| {
-        if exact.is_some() && !job.reverse && job.reverse_from.is_none() {
+        if exact.is_some() && !job.reverse && job.reverse_from.is_none() && job.shard.is_none() {
             "exact".into()
         } else {
             "ais".into()
@@ -415,6 +442,13 @@ pub fn logz(
         wall_s: 0.0,
         warnings: vec![],
     };
+    if job.shard.is_some() && method != "ais" {
+        return Err(Error::param(
+            "--shard",
+            format!("shards are for --method ais (this run is {method})"),
+        ));
+    }
+    let mut log_weights = None;
     match method.as_str() {
         "exact" => {
             let e = exact.ok_or_else(|| Error::param("--method", format!("no exact log Z for model `{}` at beta {} (exact covers RBMs with a layer of at most 24 units, closed-form Gaussians, mixtures and funnels, and the ring, at beta 1)", model.name, job.beta)))?;
@@ -429,16 +463,18 @@ pub fn logz(
             report.ess = vec![f64::NAN; lz.len()];
             report.log_z = lz;
         }
-        "ais" => run_ais(
-            model,
-            contexts.as_ref(),
-            job,
-            &cfg,
-            &mut report,
-            control,
-            resume,
-            observer,
-        )?,
+        "ais" => {
+            log_weights = run_ais(
+                model,
+                contexts.as_ref(),
+                job,
+                &cfg,
+                &mut report,
+                control,
+                resume,
+                observer,
+            )?
+        }
         "pt" => run_pt(
             model,
             contexts.as_ref(),
@@ -457,7 +493,11 @@ pub fn logz(
         }
     }
     report.wall_s = start.elapsed().as_secs_f64();
-    Ok(LogzRun { report, contexts })
+    Ok(LogzRun {
+        report,
+        contexts,
+        shard: log_weights,
+    })
 }
 
 /// Forward AIS (in batches of contexts, with progress and stop), the
@@ -472,7 +512,7 @@ fn run_ais(
     control: &Control,
     resume: Option<&Path>,
     observer: &mut dyn Observer,
-) -> Result<()> {
+) -> Result<Option<ShardWeights>> {
     let k = contexts.map_or(1, |c| c.nrows());
     let Setup {
         base,
@@ -533,8 +573,23 @@ fn run_ais(
     report.divergences = res.divergences;
     report.energy_evals = res.energy_evals;
     report.warnings.extend(res.warnings.iter().cloned());
+    if cfg.shard.is_some() {
+        // A shard's estimates are its own particles'; the merge computes
+        // the run's (and its warnings). No reverse pass in shards.
+        let smc = cfg.resample_threshold.is_some();
+        let log_z0 = crate::ais::start_log_z(problem_energy.as_ref(), &base);
+        // The pilot's warnings are the whole run's (every shard runs it).
+        if let Some(p) = &pilot {
+            report.warnings.extend(p.warnings.iter().cloned());
+        }
+        return Ok(res.complete.then_some(ShardWeights {
+            log_weights: res.log_weights,
+            smc,
+            log_z0,
+        }));
+    }
     if !res.complete {
-        return Ok(());
+        return Ok(None);
     }
     // Reverse AIS from exact draws: an upper bound whose gap to the forward
     // estimate shows mass the forward pass missed.
@@ -603,7 +658,7 @@ fn run_ais(
             ));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// log Z by parallel tempering: the stepping-stone estimate of a PT run

@@ -9,9 +9,11 @@
 //! read inputs, write outputs and print.
 
 pub mod logz;
+pub mod merge;
 pub mod negatives;
 pub mod sample;
 
 pub use logz::{LogzJob, LogzReport, LogzRun, logz, prob};
+pub use merge::{MergeRun, merge};
 pub use negatives::NegativesJob;
 pub use sample::{SampleJob, SampleRun, sample};

@@ -72,6 +72,12 @@ pub struct SampleJob {
     /// the AIS pilot's base widened to where its chains started,
     /// [`crate::pt::widen_reference`]).
     pub base_scale: Option<f64>,
+    /// Run only this shard of the chains ([`crate::shard::Shard::range`]),
+    /// with the streams they have in the whole run. Warm-up then adapts
+    /// each chain's step on its own and no mass matrix (a pooled mass would
+    /// tie a chain to the others of its shard), so every split gives the
+    /// same draws; `--shard 0/1` is the one-process run.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Default for SampleJob {
@@ -107,6 +113,7 @@ impl SampleJob {
             kernel: None,
             all_replicas: false,
             base_scale: None,
+            shard: None,
         }
     }
 
@@ -151,10 +158,32 @@ impl SampleJob {
         Ok(spec)
     }
 
-    /// The driver's configuration.
+    /// The driver's configuration (of this job's shard, if any).
     pub fn config(&self, dim: usize) -> Result<SampleConfig> {
+        let (n_chains, first_chain, adapt_mass) = match self.shard {
+            Some(s) => {
+                s.check()?;
+                s.check_items(self.chains, "chains")?;
+                if self.shared_step {
+                    return Err(Error::param(
+                        "--shard",
+                        "a shared step is adapted on all chains at once: shards need --shard without --shared-step",
+                    ));
+                }
+                if self.sampler == "pt" {
+                    return Err(Error::param(
+                        "--shard",
+                        "parallel tempering is not sharded yet: shard AIS (logz) or the other samplers",
+                    ));
+                }
+                let r = s.range(self.chains);
+                (r.len(), r.start, false)
+            }
+            None => (self.chains, 0, self.adapt_mass),
+        };
         let config = SampleConfig {
-            n_chains: self.chains,
+            first_chain,
+            n_chains,
             warmup: self.warmup,
             draws: self.draws,
             thin: self.thin,
@@ -162,7 +191,7 @@ impl SampleJob {
             beta: self.beta,
             adapt_step_size: self.step_size.is_none(),
             shared_step_size: self.shared_step,
-            adapt_mass: self.adapt_mass,
+            adapt_mass,
             record_energies: self.record_energies,
             observe_every: 10,
             init: self.init.clone(),
@@ -319,6 +348,19 @@ pub fn sample(
     let energy: Arc<dyn Energy> = model.energy(context)?;
     let mut spec = job.kernel_spec(energy.as_ref())?;
     let config = job.config(energy.dim())?;
+    // A shard starts its own chains from their rows of given positions.
+    let init = match (job.shard, init) {
+        (Some(s), Some(y)) if y.nrows() == job.chains => {
+            Some(y.slice(ndarray::s![s.range(job.chains), ..]).to_owned())
+        }
+        (_, y) => y,
+    };
+    if job.shard.is_some() && energy.fixed_rows().is_some() {
+        return Err(Error::param(
+            "--shard",
+            "chains with a context each are not sharded: give one context",
+        ));
+    }
     let (out, gradient_free, pt) = if job.sampler == "pt" {
         let (out, pt) = run_pt(
             energy.as_ref(),
@@ -426,6 +468,9 @@ pub fn sample(
         report["step_size"] = serde_json::json!(s.step_size);
         report["inv_mass"] = serde_json::json!(s.inv_mass);
         report["grad_evals"] = serde_json::json!(s.grad_evals);
+    }
+    if let Some(sh) = job.shard {
+        report["shard"] = serde_json::json!(format!("{}/{}", sh.index, sh.count));
     }
     let (pt, all_replicas) = match pt {
         Some((stats, all)) => (Some(stats), all),

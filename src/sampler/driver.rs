@@ -6,7 +6,7 @@ use crate::energy::{Energy, Scaled};
 use crate::error::{Error, Result};
 use crate::io::{read_checkpoint, write_checkpoint};
 use crate::kernels::{ChainState, ChainStep, Kernel, Tuner, Tuning, mean_accept};
-use crate::rng::{ChainRng, RngState, chain_rngs, restore_rng, save_rng};
+use crate::rng::{ChainRng, RngState, chain_rngs_from, restore_rng, save_rng};
 use crate::run::{Control, Observer, Progress, Steps, drive, in_pool};
 use ndarray::{Array2, Array3};
 use std::path::Path;
@@ -238,7 +238,7 @@ pub fn sample_with(
     let scaled = Scaled::new(energy, config.beta)?;
     let target: &dyn Energy = &scaled;
     let n = config.n_chains;
-    let mut rngs = chain_rngs(config.seed, n);
+    let mut rngs = chain_rngs_from(config.seed, config.first_chain as u64, n);
     let y0 = match init {
         Some(y) if y.dim() != (n, d) => {
             return Err(Error::shape(

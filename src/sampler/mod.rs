@@ -61,6 +61,10 @@ pub struct SampleConfig {
     pub observe_every: usize,
     /// Refuse runs whose recorded draws would exceed this many bytes.
     pub max_memory_bytes: usize,
+    /// The global index of the first chain (a shard of a larger run):
+    /// chain `i` of this run draws from stream `(seed, first_chain + i)`.
+    #[serde(default)]
+    pub first_chain: usize,
 }
 
 impl SampleConfig {
@@ -82,6 +86,7 @@ impl SampleConfig {
             record_energies: true,
             observe_every: 100,
             max_memory_bytes: 8 << 30,
+            first_chain: 0,
         }
     }
 

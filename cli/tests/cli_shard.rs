@@ -1,0 +1,311 @@
+//! Sharded runs merge exactly: `logz --shard I/M` (AIS, unconditional, RBM
+//! parameter path, conditional with contexts) and `sample --shard I/M` split
+//! into M = 1, 2, 3, 7 shards and joined by `boltz merge` give the
+//! one-process run's log Z, standard error and ESS bit for bit, and its
+//! draws byte for byte; annealed SMC merges as islands and says so; shards
+//! of different runs, missing or repeated shards are clear errors.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap()
+}
+
+#[test]
+fn logz_shards_merge_to_the_one_process_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    npy(&p.join("ctx.npy"), 3, 1, &[0.0, 0.5, 1.2]);
+    for (model, extra) in [
+        ("gmm-ring", vec![]),
+        ("rbm20", vec![]),
+        ("ring", vec!["--context", "ctx.npy"]),
+    ] {
+        let mut base = vec![
+            "logz",
+            "--model",
+            model,
+            "--method",
+            "ais",
+            "--no-reverse",
+            "--particles",
+            "70",
+            "--temps",
+            "60",
+            "--seed",
+            "3",
+        ];
+        base.extend(&extra);
+        let mut one = base.clone();
+        one.push("--json");
+        let whole = json(&assert_ok(&boltz(p, &one)));
+        for m in [1usize, 2, 3, 7] {
+            let mut files = Vec::new();
+            for i in 0..m {
+                let (shard, file) = (format!("{i}/{m}"), format!("{model}-{i}-{m}.shard"));
+                let mut a = base.clone();
+                a.extend(["--shard", &shard, "--shard-out", &file, "--quiet", "--json"]);
+                assert_ok(&boltz(p, &a));
+                files.push(file);
+            }
+            let mut a = vec!["merge"];
+            a.extend(files.iter().rev().map(String::as_str));
+            a.push("--json");
+            let merged = json(&assert_ok(&boltz(p, &a)));
+            for key in [
+                "log_z",
+                "stderr",
+                "ess",
+                "exact_log_z",
+                "conditional",
+                "warnings",
+            ] {
+                assert_eq!(merged[key], whole[key], "{model}, {m} shards: {key}");
+            }
+            assert_eq!(merged["shards"], m);
+            assert!(merged["warnings"].is_array());
+        }
+    }
+}
+
+#[test]
+fn prob_shards_merge_to_the_one_process_log_p() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    npy(&p.join("ctx.npy"), 3, 1, &[0.0, 0.5, 0.9]);
+    npy(&p.join("pts.npy"), 3, 2, &[0.1, 0.9, -0.5, 0.3, 0.0, 0.0]);
+    for (model, extra) in [
+        ("ring", vec!["--context", "ctx.npy"]),
+        ("ring", vec!["--context", "ctx.npy", "--paired"]),
+        ("gmm-ring", vec![]),
+    ] {
+        let mut base = vec![
+            "prob",
+            "--model",
+            model,
+            "--points",
+            "pts.npy",
+            "--method",
+            "ais",
+            "--no-reverse",
+            "--particles",
+            "40",
+            "--temps",
+            "30",
+            "--quiet",
+        ];
+        base.extend(&extra);
+        let mut one = base.clone();
+        one.extend(["--out", "one.npy"]);
+        assert_ok(&boltz(p, &one));
+        for m in [1usize, 3] {
+            let mut files = Vec::new();
+            for i in 0..m {
+                let (s, f) = (format!("{i}/{m}"), format!("p{i}.shard"));
+                let mut a = base.clone();
+                a.extend(["--out", "unused.npy", "--shard", &s, "--shard-out", &f]);
+                assert_ok(&boltz(p, &a));
+                files.push(f);
+            }
+            let mut a = vec!["merge"];
+            a.extend(files.iter().map(String::as_str));
+            a.extend(["--out", "merged.npy"]);
+            assert_ok(&boltz(p, &a));
+            assert_eq!(
+                std::fs::read(p.join("one.npy")).unwrap(),
+                std::fs::read(p.join("merged.npy")).unwrap(),
+                "{model} {extra:?}, {m} shards"
+            );
+            assert!(!p.join("unused.npy").exists());
+        }
+    }
+}
+
+#[test]
+fn sample_shards_merge_to_the_one_process_draws() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    for sampler in ["mala", "nuts"] {
+        let base = [
+            "sample",
+            "--model",
+            "gmm-far",
+            "--sampler",
+            sampler,
+            "--chains",
+            "7",
+            "--warmup",
+            "100",
+            "--draws",
+            "60",
+            "--seed",
+            "5",
+            "--quiet",
+        ];
+        let mut one = base.to_vec();
+        one.extend([
+            "--shard",
+            "0/1",
+            "--shard-out",
+            "one.shard",
+            "--out",
+            "one.npy",
+            "--energies",
+            "one-e.npy",
+        ]);
+        assert_ok(&boltz(p, &one));
+        for m in [1usize, 2, 3, 7] {
+            let mut files = Vec::new();
+            for i in 0..m {
+                let (shard, file) = (format!("{i}/{m}"), format!("s-{i}-{m}.shard"));
+                let mut a = base.to_vec();
+                a.extend(["--shard", &shard, "--shard-out", &file, "--out", "part.npy"]);
+                assert_ok(&boltz(p, &a));
+                files.push(file);
+            }
+            let mut a = vec!["merge"];
+            a.extend(files.iter().map(String::as_str));
+            a.extend(["--out", "m.npy", "--energies", "m-e.npy", "--json"]);
+            let r = json(&assert_ok(&boltz(p, &a)));
+            let same = |x: &str, y: &str| {
+                std::fs::read(p.join(x)).unwrap() == std::fs::read(p.join(y)).unwrap()
+            };
+            assert!(
+                same("one.npy", "m.npy"),
+                "{sampler}, {m} shards: draws differ"
+            );
+            assert!(
+                same("one-e.npy", "m-e.npy"),
+                "{sampler}, {m} shards: energies differ"
+            );
+            assert_eq!(r["chains"], 7);
+            assert_eq!(r["acceptance_per_chain"].as_array().unwrap().len(), 7);
+            for key in ["rhat_max", "ess_bulk_min", "warnings"] {
+                assert!(r.get(key).is_some(), "{key}");
+            }
+        }
+    }
+}
+
+#[test]
+fn smc_shards_merge_as_islands() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let base = [
+        "logz",
+        "--model",
+        "gmm-ring",
+        "--method",
+        "ais",
+        "--particles",
+        "200",
+        "--temps",
+        "100",
+        "--resample",
+        "0.5",
+        "--quiet",
+    ];
+    for i in 0..2 {
+        let (s, f) = (format!("{i}/2"), format!("i{i}.shard"));
+        let mut a = base.to_vec();
+        a.extend(["--shard", &s, "--shard-out", &f]);
+        assert_ok(&boltz(p, &a));
+    }
+    let r = json(&assert_ok(&boltz(
+        p,
+        &["merge", "i0.shard", "i1.shard", "--json"],
+    )));
+    let (lz, se) = (r["log_z"].as_f64().unwrap(), r["stderr"].as_f64().unwrap());
+    assert!(lz.is_finite() && se > 0.0);
+    assert!((lz - 1.509373).abs() < 4.0 * se + 0.05, "{lz} +- {se}");
+    let w: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert!(w.iter().any(|w| w.contains("islands")), "{w:?}");
+}
+
+#[test]
+fn shards_of_different_runs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let shard = |seed: &str, i: usize, m: usize, file: &str| {
+        let (s, f) = (format!("{i}/{m}"), file.to_string());
+        assert_ok(&boltz(
+            p,
+            &[
+                "logz",
+                "--model",
+                "gmm-ring",
+                "--particles",
+                "20",
+                "--temps",
+                "10",
+                "--no-reverse",
+                "--seed",
+                seed,
+                "--shard",
+                &s,
+                "--shard-out",
+                &f,
+                "--quiet",
+            ],
+        ));
+    };
+    shard("0", 0, 3, "a0");
+    shard("0", 1, 3, "a1");
+    shard("0", 2, 3, "a2");
+    shard("1", 2, 3, "b2");
+    shard("0", 1, 2, "c1");
+    assert_fails(&boltz(p, &["merge", "a0", "a1"]), 2, "shards missing: 2/3");
+    assert_fails(
+        &boltz(p, &["merge", "a0", "a1", "a1", "a2"]),
+        2,
+        "given twice",
+    );
+    assert_fails(&boltz(p, &["merge", "a0", "a1", "b2"]), 2, "settings");
+    assert_fails(&boltz(p, &["merge", "a0", "a1", "c1"]), 2, "shard counts");
+    assert_fails(
+        &boltz(p, &["merge", "a0", "a1", "a2", "--out", "x.npy"]),
+        2,
+        "log Z shards",
+    );
+    assert_ok(&boltz(p, &["merge", "a2", "a0", "a1"]));
+    // A damaged shard file is refused by its checksum.
+    let mut bytes = std::fs::read(p.join("a1")).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(p.join("a1"), bytes).unwrap();
+    assert_fails(&boltz(p, &["merge", "a0", "a1", "a2"]), 2, "a1");
+    // Settings that cannot be sharded.
+    let base = [
+        "logz",
+        "--model",
+        "gmm-ring",
+        "--particles",
+        "20",
+        "--temps",
+        "10",
+    ];
+    for (extra, needle) in [
+        (&["--shard", "2/2", "--shard-out", "x"][..], "0 <= I < M"),
+        (&["--shard", "0/21", "--shard-out", "x"][..], "empty"),
+        (
+            &["--shard", "0/2", "--shard-out", "x", "--repeats", "2"][..],
+            "merged weights",
+        ),
+        (
+            &["--shard", "0/2", "--shard-out", "x", "--method", "exact"][..],
+            "--method ais",
+        ),
+        (&["--shard", "a/b", "--shard-out", "x"][..], "I/M"),
+    ] {
+        let mut a = base.to_vec();
+        a.extend(extra);
+        assert_fails(&boltz(p, &a), 2, needle);
+    }
+}
