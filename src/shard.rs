@@ -5,7 +5,7 @@
 //! `[I N / M, (I + 1) N / M)` with the same streams they have in the
 //! one-process run. Each shard writes its log-weights or draws with the
 //! run's settings to a shard file (boltz's checkpoint container: versioned,
-//! checksummed); [`crate::jobs::merge`] checks that the files are the `M`
+//! checksummed); [`crate::jobs::merge()`] checks that the files are the `M`
 //! shards of one run and computes what the one-process run reports, bit
 //! for bit.
 
@@ -100,10 +100,15 @@ pub struct ShardHeader {
     /// Whether energies follow the draws (sample).
     #[serde(default)]
     pub energies: bool,
-    /// Whether the run resampled (annealed SMC): then shards merge as
-    /// independent islands.
+    /// Whether the run resampled (annealed SMC): then shards of particles
+    /// merge as independent islands.
     #[serde(default)]
     pub smc: bool,
+    /// logz: the contexts this shard covers when the run was split into
+    /// whole batches of contexts (its log-weights are those contexts', all
+    /// particles); `None` when every context's particles were split.
+    #[serde(default)]
+    pub context_range: Option<(usize, usize)>,
     /// The report of the shard's own run (figures the merge sums or
     /// checks: evaluations, acceptance, the exact log Z, ...).
     pub report: serde_json::Value,

@@ -364,7 +364,8 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         stop: Some(super::signals().stop.clone()),
-        settings: sample_settings(args, &model),
+        // A checkpoint belongs to its shard too.
+        settings: format!("{} shard={:?}", sample_settings(args, &model), args.shard),
     };
     let mut bar = Bar::new(args.quiet, (job.warmup + job.draws * job.thin) as u64);
     let run = boltz::jobs::sample::sample(

@@ -230,7 +230,8 @@ fn with_control<T>(
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         stop: Some(stop.clone()),
-        settings: ais_settings(args, model),
+        // A checkpoint belongs to its shard too.
+        settings: format!("{} shard={:?}", ais_settings(args, model), args.shard),
     };
     // One run per checkpoint file at a time.
     let _lock = match &args.checkpoint {

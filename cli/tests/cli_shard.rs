@@ -70,6 +70,54 @@ fn logz_shards_merge_to_the_one_process_run() {
     }
 }
 
+/// Many contexts: a run in several batches of contexts is split into whole
+/// batches when there are at least as many batches as shards (no pilot is
+/// run twice), else into particles; both merge to the one-process run.
+#[test]
+fn many_contexts_split_by_batches_or_particles() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // 300 contexts x 256 particles: 3 batches of at most 128 contexts.
+    let ctx: Vec<f64> = (0..300).map(|i| 1.2 * i as f64 / 300.0).collect();
+    npy(&p.join("ctx.npy"), 300, 1, &ctx);
+    let base = [
+        "logz",
+        "--model",
+        "ring",
+        "--context",
+        "ctx.npy",
+        "--method",
+        "ais",
+        "--no-reverse",
+        "--particles",
+        "256",
+        "--temps",
+        "20",
+    ];
+    let mut one = base.to_vec();
+    one.push("--json");
+    let whole = json(&assert_ok(&boltz(p, &one)));
+    for m in [2usize, 3, 4] {
+        let mut files = Vec::new();
+        for i in 0..m {
+            let (s, f) = (format!("{i}/{m}"), format!("b{i}-{m}.shard"));
+            let mut a = base.to_vec();
+            a.extend(["--shard", &s, "--shard-out", &f, "--quiet"]);
+            assert_ok(&boltz(p, &a));
+            files.push(f);
+        }
+        let mut a = vec!["merge"];
+        a.extend(files.iter().map(String::as_str));
+        a.push("--json");
+        let merged = json(&assert_ok(&boltz(p, &a)));
+        for key in ["log_z", "stderr", "ess", "warnings"] {
+            assert_eq!(merged[key], whole[key], "{m} shards: {key}");
+        }
+        let header = boltz::shard::read_shard(&p.join(&files[0])).unwrap().0;
+        assert_eq!(header.context_range.is_some(), m <= 3, "{m} shards");
+    }
+}
+
 #[test]
 fn prob_shards_merge_to_the_one_process_log_p() {
     let dir = tempfile::tempdir().unwrap();
@@ -307,5 +355,104 @@ fn shards_of_different_runs_are_refused() {
         let mut a = base.to_vec();
         a.extend(extra);
         assert_fails(&boltz(p, &a), 2, needle);
+    }
+}
+
+/// The Slurm job-array script, its task commands run here one after
+/// another (`BOLTZ_LOCAL=1`): the merged log Z is the one-process run's.
+#[test]
+fn slurm_array_script_runs_its_shards_and_merge_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm/logz-array.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args([
+            "3",
+            "run",
+            "--",
+            "--model",
+            "rbm20",
+            "--particles",
+            "90",
+            "--temps",
+            "50",
+        ])
+        .current_dir(p)
+        .env("BOLTZ", env!("CARGO_BIN_EXE_boltz"))
+        .env("BOLTZ_LOCAL", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = json(&std::fs::read_to_string(p.join("run/logz.json")).unwrap());
+    let one = json(&assert_ok(&boltz(
+        p,
+        &[
+            "logz",
+            "--model",
+            "rbm20",
+            "--method",
+            "ais",
+            "--no-reverse",
+            "--particles",
+            "90",
+            "--temps",
+            "50",
+            "--json",
+        ],
+    )));
+    for key in ["log_z", "stderr", "ess"] {
+        assert_eq!(merged[key], one[key], "{key}");
+    }
+    assert_eq!(merged["shards"], 3);
+    // A lost shard is named by the merge.
+    std::fs::remove_file(p.join("run/shard-1.boltz")).unwrap();
+    let files = ["merge", "run/shard-0.boltz", "run/shard-2.boltz"];
+    assert_fails(&boltz(p, &files), 2, "shards missing: 1/3");
+}
+
+/// A particle shard stopped at a checkpoint and resumed gives the same
+/// log-weights; a checkpoint of one shard is refused by another.
+#[test]
+fn a_shard_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let base = [
+        "logz",
+        "--model",
+        "gmm-ring",
+        "--method",
+        "ais",
+        "--no-reverse",
+        "--particles",
+        "60",
+        "--temps",
+        "90",
+        "--quiet",
+    ];
+    let run = |shard: &str, out: &str, extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend(["--shard", shard, "--shard-out", out]);
+        a.extend(extra);
+        boltz(p, &a)
+    };
+    assert_ok(&run("0/2", "s0", &[]));
+    assert_ok(&run("1/2", "full", &[]));
+    assert_ok(&run(
+        "1/2",
+        "first",
+        &["--checkpoint", "ck", "--checkpoint-every", "30"],
+    ));
+    assert_ok(&run("1/2", "resumed", &["--resume", "ck"]));
+    assert_fails(&run("0/2", "x", &["--resume", "ck"]), 2, "other settings");
+    let merged = |f: &str| json(&assert_ok(&boltz(p, &["merge", "s0", f, "--json"])));
+    let (a, b) = (merged("full"), merged("resumed"));
+    for key in ["log_z", "stderr", "ess"] {
+        assert_eq!(a[key], b[key], "{key}");
     }
 }

@@ -106,6 +106,42 @@ fn separated_pt(dir: &Path) -> String {
     fenced(&format!("boltz {}", a.join(" ")), &boltz(dir, &a))
 }
 
+/// A two-shard log Z run and its merge.
+fn shards(dir: &Path) -> String {
+    let mut text = String::new();
+    for i in 0..2 {
+        let (s, f) = (format!("{i}/2"), format!("s{i}.boltz"));
+        let a = [
+            "logz",
+            "--model",
+            "rbm20",
+            "--shard",
+            &s,
+            "--shard-out",
+            &f,
+            "--quiet",
+        ];
+        boltz(dir, &a);
+        text.push_str(&format!("$ boltz {}\n", a.join(" ")));
+    }
+    let m = ["merge", "s0.boltz", "s1.boltz"];
+    let one = [
+        "logz",
+        "--model",
+        "rbm20",
+        "--method",
+        "ais",
+        "--no-reverse",
+    ];
+    format!(
+        "```console\n{text}$ boltz {}\n{}$ boltz {}\n{}```\n",
+        m.join(" "),
+        boltz(dir, &m),
+        one.join(" "),
+        boltz(dir, &one)
+    )
+}
+
 /// The sampling snippet.
 fn sample(dir: &Path) -> String {
     let a = [
@@ -283,10 +319,11 @@ fn readme_numbers_come_from_the_code() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut diffs = Vec::new();
-    let blocks: [(&str, Block); 8] = [
+    let blocks: [(&str, Block); 9] = [
         ("rbm20-logz", rbm20),
         ("separated-modes", separated),
         ("separated-pt", separated_pt),
+        ("shards", shards),
         ("sample", sample),
         ("ais-table", ais_table),
         ("funnel-seeds", funnel),

@@ -696,6 +696,11 @@ fn init_from(spec: Option<&str>, default: boltz::init::Init) -> PyResult<boltz::
     }
 }
 
+/// [`settings`] (a name free for the shard functions' `settings` argument).
+fn settings_of<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> PyResult<T> {
+    settings(what, s)
+}
+
 /// Job settings sent as JSON by the Python layer (missing: the defaults).
 fn settings<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> PyResult<T> {
     serde_json::from_str(s)
@@ -782,6 +787,107 @@ fn logz<'py>(
         Ok((logp, run.report))
     })?;
     Ok((logp.map(|l| l.into_pyarray(py)), json(&report)?))
+}
+
+/// One shard of a sample or log Z / log P job (`kind` `sample` or `logz`;
+/// `job` as JSON with its `shard`), as the bytes of its shard file;
+/// `settings` names the run (a merge requires them equal).
+#[pyfunction]
+#[pyo3(signature = (energy, kind, job, settings, context, data, points, paired, init_spec))]
+#[allow(clippy::too_many_arguments)]
+fn run_shard<'py>(
+    py: Python<'py>,
+    energy: PyRef<'py, Energy>,
+    kind: &str,
+    job: &str,
+    settings: String,
+    context: Option<PyReadonlyArray2<'py, f64>>,
+    data: Option<PyReadonlyArray2<'py, f64>>,
+    points: Option<PyReadonlyArray2<'py, f64>>,
+    paired: bool,
+    init_spec: Option<String>,
+) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let name = std::path::PathBuf::from("shard");
+    let (model, context, points) = (energy.model.clone(), owned2(context), owned2(points));
+    let bytes = match kind {
+        "sample" => {
+            let mut job: SampleJob = settings_of("sample", job)?;
+            job.init = init_from(init_spec.as_deref(), job.init.clone())?;
+            run_job(py, &energy.callbacks(), move |stop| {
+                let run = boltz::jobs::sample(
+                    &model,
+                    context,
+                    &job,
+                    None,
+                    &mut boltz::NoObserver,
+                    &control(stop),
+                    None,
+                )?;
+                boltz::jobs::merge::sample_shard(&run, &job, &settings, &name)
+            })?
+        }
+        "logz" => {
+            let mut job: LogzJob = settings_of("logz", job)?;
+            job.data = owned2(data);
+            run_job(py, &energy.callbacks(), move |stop| {
+                let control = control(stop);
+                match &points {
+                    Some(p) => {
+                        let (lp, run) = boltz::jobs::prob(
+                            &model,
+                            context,
+                            p.view(),
+                            paired,
+                            &job,
+                            &control,
+                            None,
+                            &mut boltz::NoObserver,
+                        )?;
+                        let prob = Some((&lp, paired, p.nrows()));
+                        boltz::jobs::merge::logz_shard(&run, &job, &settings, prob, &name)
+                    }
+                    None => {
+                        let run = boltz::jobs::logz(
+                            &model,
+                            context,
+                            &job,
+                            &control,
+                            None,
+                            &mut boltz::NoObserver,
+                        )?;
+                        boltz::jobs::merge::logz_shard(&run, &job, &settings, None, &name)
+                    }
+                }
+            })?
+        }
+        other => {
+            return Err(BoltzError::new_err(format!(
+                "invalid value for `kind`: `{other}` (sample, logz)"
+            )));
+        }
+    };
+    Ok(pyo3::types::PyBytes::new(py, &bytes))
+}
+
+/// The merge of shard files (`boltz merge`): the report as JSON, the
+/// merged draws (sample shards) and log P (prob shards).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn merge_shards<'py>(
+    py: Python<'py>,
+    paths: Vec<String>,
+) -> PyResult<(
+    String,
+    Option<Bound<'py, numpy::PyArray3<f64>>>,
+    Option<Bound<'py, numpy::PyArrayDyn<f64>>>,
+)> {
+    let paths: Vec<std::path::PathBuf> = paths.into_iter().map(Into::into).collect();
+    let m = run_job(py, &[], move |_| boltz::jobs::merge(&paths))?;
+    Ok((
+        json(&m.report)?,
+        m.samples.map(|s| s.into_pyarray(py)),
+        m.log_prob.map(|l| l.into_pyarray(py)),
+    ))
 }
 
 /// Per-coordinate diagnostics of a (chains, draws, dim) array, as JSON.
@@ -1111,6 +1217,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mlp_energy, m)?)?;
     m.add_function(wrap_pyfunction!(sample, m)?)?;
     m.add_function(wrap_pyfunction!(logz, m)?)?;
+    m.add_function(wrap_pyfunction!(run_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_shards, m)?)?;
     m.add_function(wrap_pyfunction!(diagnose, m)?)?;
     m.add_function(wrap_pyfunction!(compare, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;

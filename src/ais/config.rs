@@ -51,11 +51,16 @@ pub struct AisConfig {
     pub bootstrap: usize,
     /// Particles of the pilot run (tuning steps and adaptive temperatures).
     pub pilot_particles: usize,
-    /// Run only this shard's particles of every context
-    /// ([`crate::shard::Shard::range`] of `particles`), with the streams
-    /// they have in the whole run; the pilot runs whole, as in every shard.
-    /// The estimates are then the shard's; a merge of all shards' log-weights
-    /// gives the whole run's.
+    /// Run only this shard of the run, with the streams its particles have
+    /// in the whole run. A conditional run with at least as many batches of
+    /// contexts ([`crate::ais::BATCH_PARTICLES`]) as shards splits its
+    /// batches (each batch has its own pilot, so whole batches reproduce
+    /// the one-process run and no pilot is repeated): the result then
+    /// covers [`AisResult::context_range`]. Otherwise every context's
+    /// particles are split ([`crate::shard::Shard::range`] of
+    /// `particles`) and every shard runs the pilot whole; the estimates are
+    /// the shard's, and a merge of all shards' log-weights gives the whole
+    /// run's.
     #[serde(default)]
     pub shard: Option<crate::shard::Shard>,
 }
@@ -92,7 +97,6 @@ impl AisConfig {
     pub fn validate(&self) -> Result<()> {
         if let Some(s) = &self.shard {
             s.check()?;
-            s.check_items(self.particles, "particles")?;
             if self.repeats > 0 || self.bootstrap > 0 {
                 return Err(Error::param(
                     "--shard",
@@ -231,4 +235,10 @@ pub struct AisResult {
     /// for a stopped run in batches of contexts, those of the batches
     /// finished before the stop.
     pub contexts_done: usize,
+    /// A shard that ran whole batches of contexts (see
+    /// [`AisConfig::shard`]): the range of contexts it covers; its
+    /// estimates and log-weights are those contexts', in order. `None` for
+    /// whole runs and shards of particles.
+    #[serde(skip)]
+    pub context_range: Option<std::ops::Range<usize>>,
 }

@@ -166,6 +166,15 @@ fn forward(
     let start = Instant::now();
     config.validate()?;
     let batches = problem.batches();
+    if let Some(s) = config.shard
+        && batches.len() > 1
+        && batches.len() >= s.count
+    {
+        return forward_batches(problem, config, s, &batches, control, observer);
+    }
+    if let Some(s) = config.shard {
+        s.check_items(config.particles, "particles per context")?;
+    }
     if batches.len() == 1 {
         return forward_one(problem, config, control, resume, observer, None);
     }
@@ -215,6 +224,53 @@ fn forward(
     if config.shard.is_none() {
         out.warnings = warnings(&mut out.estimates[..done], config, 0);
     }
+    out.wall_s = start.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// A shard of whole batches of contexts: batches `shard.range(batches)`,
+/// each run as in the one-process run (its own pilot, all its particles).
+fn forward_batches(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    shard: crate::shard::Shard,
+    batches: &[std::ops::Range<usize>],
+    control: &Control,
+    observer: &mut dyn Observer,
+) -> Result<AisResult> {
+    let start = Instant::now();
+    if control.checkpoint.is_some() {
+        return Err(Error::param(
+            "--checkpoint",
+            "a shard of batches of contexts is rerun whole if lost: no checkpoints",
+        ));
+    }
+    let mut whole = config.clone();
+    whole.shard = None;
+    let mine = shard.range(batches.len());
+    let (lo, hi) = (batches[mine.start].start, batches[mine.end - 1].end);
+    let mut earlier: Option<Earlier> = None;
+    for (b, range) in batches.iter().enumerate().take(mine.end).skip(mine.start) {
+        let sub = problem.batch(range.clone())?;
+        let mut obs = BatchObserver {
+            inner: &mut *observer,
+            offset: (b - mine.start) * config.temps,
+            total: mine.len() * config.temps,
+            contexts_done: range.start - lo,
+            contexts: hi - lo,
+        };
+        let r = forward_one(&sub, &whole, control, None, &mut obs, earlier.as_ref())?;
+        let complete = r.complete;
+        earlier = Some(merge(earlier, r, config.particles));
+        if !complete {
+            break;
+        }
+    }
+    let e = earlier.expect("a shard has at least one batch");
+    let mut out = e
+        .result
+        .into_result(e.log_weights, hi - lo, config.particles);
+    out.context_range = Some(lo..hi);
     out.wall_s = start.elapsed().as_secs_f64();
     Ok(out)
 }
@@ -291,6 +347,7 @@ impl Merged {
             warnings: self.warnings,
             complete: self.complete,
             contexts_done: self.contexts_done,
+            context_range: None,
         }
     }
 }
@@ -385,6 +442,7 @@ fn forward_one(
             warnings: vec![],
             complete: false,
             contexts_done: 0,
+            context_range: None,
         });
     };
     // A shard anneals its particles of every context (the energy's rows
@@ -470,6 +528,7 @@ fn forward_one(
         warnings,
         complete: main.complete,
         contexts_done: if main.complete { problem.groups } else { 0 },
+        context_range: None,
     })
 }
 
@@ -572,5 +631,6 @@ fn reverse_one(
         warnings: vec![],
         complete: p.complete,
         contexts_done: if p.complete { problem.groups } else { 0 },
+        context_range: None,
     })
 }

@@ -72,7 +72,7 @@ pub struct LogzJob {
     pub draws: usize,
     /// `ais`: run only this shard of every context's particles
     /// ([`crate::shard::Shard`]); the run's log-weights come back in
-    /// [`LogzRun::log_weights`] for a merge.
+    /// [`LogzRun::shard`] for a merge.
     pub shard: Option<crate::shard::Shard>,
 }
 
@@ -127,6 +127,8 @@ pub struct ShardWeights {
     pub smc: bool,
     /// `log Z` of the path's start (0, or the RBM parameter path's base).
     pub log_z0: f64,
+    /// The contexts this shard covers when it ran whole batches of them.
+    pub context_range: Option<std::ops::Range<usize>>,
 }
 
 /// The checks of [`prob`] that need no points: a conditional model needs
@@ -586,6 +588,7 @@ fn run_ais(
             log_weights: res.log_weights,
             smc,
             log_z0,
+            context_range: res.context_range,
         }));
     }
     if !res.complete {

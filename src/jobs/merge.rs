@@ -131,19 +131,60 @@ fn merge_logz(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRun>
             .collect::<Vec<_>>()
     });
     let n_pts: usize = points.as_ref().map_or(0, |s| s.iter().product());
+    // Shards of whole batches of contexts tile 0..k in index order.
+    let by_contexts = h0.context_range.is_some();
+    let mut next = 0;
     for (p, h, data) in &shards {
-        if data.len() != k * h.shard.range(n).len() + n_pts {
+        let rows = match h.context_range {
+            Some((lo, hi)) if by_contexts && lo == next && lo < hi && hi <= k => {
+                next = hi;
+                (hi - lo) * n
+            }
+            None if !by_contexts => k * h.shard.range(n).len(),
+            _ => {
+                return Err(Error::checkpoint(
+                    p,
+                    "its contexts do not follow the other shards' (shards of different runs?)",
+                ));
+            }
+        };
+        if data.len() != rows + n_pts {
             return Err(Error::checkpoint(
                 p,
                 "its log-weights do not match its shard's particles",
             ));
         }
     }
+    if by_contexts && next != k {
+        return Err(Error::param(
+            "merge",
+            format!("the shards cover contexts 0..{next} of {k}"),
+        ));
+    }
     let num = |h: &ShardHeader, key: &str| h.report[key].as_f64().unwrap_or(f64::NAN);
     let log_z0 = num(&h0, "log_z0");
     let mut report = h0.report.clone();
     let mut warnings = Vec::new();
-    let (estimates, log_weights) = if h0.smc {
+    let (estimates, log_weights) = if by_contexts {
+        // Each context's estimate is its shard's, made as in the
+        // one-process run (whole batches, their own pilots).
+        let mut est = Vec::with_capacity(k);
+        let mut lw = Array2::zeros((k, n));
+        for (_, h, data) in &shards {
+            let (lo, hi) = h.context_range.expect("checked");
+            for g in 0..hi - lo {
+                est.push(Estimate {
+                    log_z: at(h, "log_z", g),
+                    stderr: at(h, "stderr", g),
+                    ess: at(h, "ess", g),
+                    n,
+                });
+                lw.row_mut(lo + g)
+                    .assign(&ndarray::ArrayView1::from(&data[g * n..(g + 1) * n]));
+            }
+        }
+        (est, Some(lw))
+    } else if h0.smc {
         // Islands: Z = mean of the shards' Z (each an unbiased SMC
         // estimate); its variance from theirs by the delta method.
         let m = shards.len() as f64;
@@ -456,11 +497,12 @@ pub fn logz_shard(
         settings: settings.to_string(),
         shard,
         total: job.particles,
-        contexts: w.log_weights.nrows(),
+        contexts: run.contexts.as_ref().map_or(1, |c| c.nrows()),
         draws: 0,
         dim: 0,
         energies: false,
         smc: w.smc,
+        context_range: w.context_range.clone().map(|r| (r.start, r.end)),
         report: rep,
     };
     crate::shard::shard_bytes(name, &header, &data)
@@ -499,6 +541,7 @@ pub fn sample_shard(
         dim: k,
         energies: out.energies.is_some(),
         smc: false,
+        context_range: None,
         report: run.report.clone(),
     };
     crate::shard::shard_bytes(name, &header, &data)

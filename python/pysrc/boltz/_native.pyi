@@ -99,6 +99,20 @@ def logz(
     paired: bool,
     progress: bool,
 ) -> Tuple[Optional[npt.NDArray[np.float64]], str]: ...
+def run_shard(
+    energy: Energy,
+    kind: str,
+    job: str,
+    settings: str,
+    context: Optional[npt.NDArray[np.float64]],
+    data: Optional[npt.NDArray[np.float64]],
+    points: Optional[npt.NDArray[np.float64]],
+    paired: bool,
+    init_spec: Optional[str],
+) -> bytes: ...
+def merge_shards(
+    paths: List[str],
+) -> Tuple[str, Optional[npt.NDArray[np.float64]], Optional[npt.NDArray[np.float64]]]: ...
 def diagnose(samples: npt.NDArray[np.float64]) -> str: ...
 def compare(*args: Any) -> str: ...
 def threads() -> int: ...

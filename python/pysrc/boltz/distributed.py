@@ -1,0 +1,209 @@
+"""Sharded boltz runs on a Dask cluster: log Z, log P and sampling past one machine.
+
+A run is split into ``shards`` pieces whose merge is exact: shard ``i``
+anneals particles (or runs chains) ``[i N / M, (i + 1) N / M)`` with the
+random streams they have in the whole run, so the merged result equals the
+one-process run bit for bit (``boltz.logz(..., method="ais",
+reverse=False)``, ``boltz.sample``). Each shard is one task on the
+``dask.distributed`` client you pass (any cluster Dask reaches: local, SSH,
+Kubernetes, Slurm through dask-jobqueue); the tasks return their shard
+files' bytes, which are merged here with the checks of ``boltz merge``
+(every shard once, all of one run).
+
+``energy`` is a suite name or a JSON model file (a path the workers can
+read): workers load it themselves (native energies are not pickled).
+dask is an optional dependency: ``pip install "dask[distributed]"``.
+
+Example::
+
+    from dask.distributed import Client, LocalCluster
+    import boltz.distributed as bd
+    with Client(LocalCluster(n_workers=2, threads_per_worker=1)) as client:
+        r = bd.logz(client, "rbm20", shards=4, particles=1024, temps=1000)
+        print(r["log_z"], r["stderr"])
+"""
+
+import hashlib as _hashlib
+import json as _json
+import os as _os
+import tempfile as _tempfile
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as _np
+
+from . import BoltzError, _count, _f64_2d, _logz_arrays, _logz_job, _native, _report
+
+__all__ = ["logz", "log_prob", "sample"]
+
+
+def _run_shard(spec, kind, job, settings, context, data, points, paired, init_spec):
+    """One shard on a worker: its shard file's bytes."""
+    e = _native.load_model(spec)
+    return _native.run_shard(e, kind, job, settings, context, data, points, paired, init_spec)
+
+
+def _digest(*arrays: Optional[_np.ndarray]) -> str:
+    h = _hashlib.sha256()
+    for a in arrays:
+        h.update(b"-" if a is None else repr(a.shape).encode() + a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _spec(energy: Any) -> str:
+    if isinstance(energy, (str, _os.PathLike)):
+        return _os.fspath(energy)
+    raise BoltzError(
+        "invalid value for `energy`: sharded runs take a suite name or a model file the "
+        f"workers can read (native energies are not sent to workers), got {type(energy).__name__}"
+    )
+
+
+def _shards(shards: Any) -> int:
+    m = _count(shards, "shards")
+    if m < 1:
+        raise BoltzError("invalid value for `shards`: must be >= 1")
+    return m
+
+
+def _run(client, spec, kind, job, shards, context=None, data=None, points=None,
+         paired=False, init_spec=None, workdir=None):
+    """Submits every shard, gathers their files and merges them."""
+    settings = f"{kind} {spec} {_json.dumps(job, sort_keys=True)} {_digest(context, data, points)} paired={paired}"
+    futures = []
+    for i in range(shards):
+        ji = dict(job, shard={"index": i, "count": shards})
+        futures.append(client.submit(
+            _run_shard, spec, kind, _json.dumps(ji), settings, context, data, points,
+            paired, init_spec, pure=False, key=f"boltz-{kind}-shard-{i}-of-{shards}-{_os.urandom(4).hex()}",
+        ))
+    blobs = client.gather(futures)
+    with _tempfile.TemporaryDirectory(dir=workdir) as d:
+        paths = []
+        for i, b in enumerate(blobs):
+            p = _os.path.join(d, f"shard-{i}-of-{shards}.boltz")
+            with open(p, "wb") as f:
+                f.write(b)
+            paths.append(p)
+        return _native.merge_shards(paths)
+
+
+def logz(
+    client: Any,
+    energy: str,
+    shards: int = 2,
+    particles: int = 1024,
+    temps: int = 1000,
+    seed: int = 0,
+    context: Optional[Any] = None,
+    *,
+    schedule: str = "sigmoid",
+    kernel: Optional[str] = None,
+    steps_per_temp: int = 1,
+    step_size: Optional[float] = None,
+    beta: float = 1.0,
+    resample: Optional[float] = None,
+    base_scale: Optional[float] = None,
+    data: Optional[Any] = None,
+    workdir: Optional[str] = None,
+) -> Dict[str, Any]:
+    """AIS log Z in ``shards`` Dask tasks, merged: the dict of ``boltz.logz``
+    (``log_z``, ``stderr``, ``ess`` arrays, ``warnings``, ...) plus ``shards``.
+
+    Equal, bit for bit, to ``boltz.logz(energy, method="ais", reverse=False,
+    ...)`` with the same settings. With ``resample`` (annealed SMC) the shards
+    are independent islands and the merged Z is the mean of theirs (said in
+    ``warnings``).
+    """
+    spec = _spec(energy)
+    e = _native.load_model(spec)
+    job = _json.loads(_logz_job(
+        method="ais", particles=particles, temps=temps, seed=seed, schedule=schedule,
+        kernel=kernel, steps_per_temp=steps_per_temp, step_size=step_size, beta=beta,
+        reverse=False, resample=resample, base_scale=base_scale,
+    ))
+    ctx = _f64_2d(context, "context", e.x_dim) if context is not None else None
+    dat = _f64_2d(data, "data", e.dim)
+    r, _, _ = _run(client, spec, "logz", job, _shards(shards), ctx, dat, workdir=workdir)
+    return _logz_arrays(_listify(_json.loads(r)))
+
+
+def log_prob(
+    client: Any,
+    energy: str,
+    points: Any,
+    shards: int = 2,
+    context: Optional[Any] = None,
+    *,
+    paired: bool = False,
+    particles: int = 1024,
+    temps: int = 1000,
+    seed: int = 0,
+    kernel: Optional[str] = None,
+    beta: float = 1.0,
+    base_scale: Optional[float] = None,
+    workdir: Optional[str] = None,
+) -> Tuple[_np.ndarray, Dict[str, Any]]:
+    """log P(y|x) of ``points`` with AIS log Z in ``shards`` Dask tasks:
+    ``(log_p, report)``, as ``boltz.log_prob(..., method="ais",
+    return_report=True)`` without the reverse pass."""
+    spec = _spec(energy)
+    e = _native.load_model(spec)
+    job = _json.loads(_logz_job(
+        method="ais", particles=particles, temps=temps, seed=seed, schedule="sigmoid",
+        kernel=kernel, steps_per_temp=1, step_size=None, beta=beta, reverse=False,
+        resample=None, base_scale=base_scale,
+    ))
+    ctx = _f64_2d(context, "context", e.x_dim) if context is not None else None
+    pts = _f64_2d(points, "points", e.dim)
+    r, _, lp = _run(client, spec, "logz", job, _shards(shards), ctx, None, pts, bool(paired),
+                    workdir=workdir)
+    lp = _np.asarray(lp)
+    if lp.ndim == 1 and not paired:
+        lp = lp.reshape(1, -1)
+    return lp, _logz_arrays(_listify(_json.loads(r)))
+
+
+def sample(
+    client: Any,
+    energy: str,
+    sampler: str = "mala",
+    shards: int = 2,
+    chains: int = 4,
+    warmup: int = 1000,
+    draws: int = 1000,
+    seed: int = 0,
+    *,
+    step_size: Optional[float] = None,
+    beta: float = 1.0,
+    thin: int = 1,
+    init: Optional[str] = None,
+    leapfrog: int = 16,
+    max_depth: int = 10,
+    target_accept: Optional[float] = None,
+    workdir: Optional[str] = None,
+) -> Tuple[_np.ndarray, Dict[str, Any]]:
+    """Chains in ``shards`` Dask tasks, merged: ``(draws, report)`` with the
+    draws of all chains (chains, draws, dim) and their diagnostics.
+
+    Sharded warm-up adapts each chain's step on its own and no mass matrix,
+    so any split gives the same draws: ``shards=1`` is the one-process run.
+    """
+    spec = _spec(energy)
+    job = {
+        "sampler": str(sampler), "chains": _count(chains, "chains"),
+        "warmup": _count(warmup, "warmup"), "draws": _count(draws, "draws"),
+        "seed": _count(seed, "seed"), "step_size": None if step_size is None else float(step_size),
+        "beta": float(beta), "thin": _count(thin, "thin"), "leapfrog": _count(leapfrog, "leapfrog"),
+        "max_depth": _count(max_depth, "max_depth"),
+        "target_accept": None if target_accept is None else float(target_accept),
+    }
+    r, s, _ = _run(client, spec, "sample", job, _shards(shards), init_spec=init, workdir=workdir)
+    return s, _report(r)
+
+
+def _listify(r: Dict[str, Any]) -> Dict[str, Any]:
+    """Per-context values as lists (the merge writes numbers for one context)."""
+    for k in ("log_z", "stderr", "ess"):
+        if k in r and not isinstance(r[k], list):
+            r[k] = [r[k]]
+    return r
