@@ -128,6 +128,22 @@ pub trait RowEnergy: Send + Sync {
     fn row_space(&self) -> StateSpace {
         StateSpace::Continuous
     }
+    /// [`RowEnergy::energy_grad`] of a block of rows stored one after
+    /// another (`y`: rows x d, `energy`: rows, `grad`: rows x d), which batch
+    /// calls hand over at most [`ROW_BLOCK`] rows at a time. The default
+    /// goes row by row; an energy may compute several rows at once (in SIMD
+    /// lanes) if each row's value is the same, bit for bit, as
+    /// [`RowEnergy::energy_grad`]'s.
+    fn energy_grad_rows(&self, y: &[f64], energy: &mut [f64], grad: &mut [f64]) {
+        let d = self.state_dim().max(1);
+        for ((row, e), g) in y
+            .chunks_exact(d)
+            .zip(energy.iter_mut())
+            .zip(grad.chunks_exact_mut(d))
+        {
+            *e = self.energy_grad(row, g);
+        }
+    }
 }
 
 impl<T: RowEnergy> Energy for T {
@@ -140,10 +156,30 @@ impl<T: RowEnergy> Energy for T {
     fn energy_grad_batch(
         &self,
         y: ArrayView2<f64>,
-        energy: ArrayViewMut1<f64>,
-        grad: ArrayViewMut2<f64>,
+        mut energy: ArrayViewMut1<f64>,
+        mut grad: ArrayViewMut2<f64>,
     ) {
-        par_rows_grad(y, energy, grad, |row, e, g| *e = self.energy_grad(row, g));
+        let contiguous = y.is_standard_layout()
+            && grad.is_standard_layout()
+            && energy.as_slice().is_some()
+            && y.ncols() > 0;
+        if !contiguous {
+            par_rows_grad(y, energy, grad, |row, e, g| *e = self.energy_grad(row, g));
+            return;
+        }
+        // Blocks of rows, in parallel; each block in one call.
+        y.axis_chunks_iter(Axis(0), ROW_BLOCK)
+            .into_par_iter()
+            .zip(energy.axis_chunks_iter_mut(Axis(0), ROW_BLOCK))
+            .zip(grad.axis_chunks_iter_mut(Axis(0), ROW_BLOCK))
+            .for_each(|((yb, mut eb), mut gb)| {
+                let (Some(ys), Some(es), Some(gs)) =
+                    (yb.to_slice(), eb.as_slice_mut(), gb.as_slice_mut())
+                else {
+                    unreachable!("standard layout checked")
+                };
+                self.energy_grad_rows(ys, es, gs);
+            });
     }
     fn log_z(&self) -> Option<f64> {
         self.known_log_z()
