@@ -95,26 +95,10 @@ pub(crate) fn mix_parts(
         .and(e0)
         .for_each(|e, &f, &e0| *e = b * f + a * e0);
     if let (Some(mut g), Some((gf, g0))) = (grad, grads) {
-        // Contiguous blocks of rows in parallel (the same arithmetic per
-        // value as element by element, so the same bits).
-        match (g.as_slice_mut(), gf.as_slice(), g0.as_slice()) {
-            (Some(gs), Some(fs), Some(es)) => {
-                use rayon::prelude::*;
-                let block = 16 * gf.ncols().max(1);
-                gs.par_chunks_mut(block)
-                    .zip(fs.par_chunks(block))
-                    .zip(es.par_chunks(block))
-                    .for_each(|((g, f), e)| {
-                        for ((g, &f), &e0) in g.iter_mut().zip(f).zip(e) {
-                            *g = b * f + a * e0;
-                        }
-                    });
-            }
-            _ => ndarray::Zip::from(&mut g)
-                .and(gf)
-                .and(g0)
-                .par_for_each(|g, &f, &e0| *g = b * f + a * e0),
-        }
+        ndarray::Zip::from(&mut g)
+            .and(gf)
+            .and(g0)
+            .par_for_each(|g, &f, &e0| *g = b * f + a * e0);
     }
 }
 
