@@ -20,8 +20,16 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 pub struct Annealed<'a> {
     target: &'a dyn Energy,
     base: &'a Base,
-    b: f64,
+    b: Temps<'a>,
     parts: Option<&'a std::sync::Mutex<Parts>>,
+}
+
+/// Where on the path an [`Annealed`] energy is: one `b` for every row, or
+/// one per row (parallel tempering's replicas, all in one batch).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Temps<'a> {
+    One(f64),
+    Rows(&'a [f64]),
 }
 
 /// The target's and the base's energies (and gradients) of the last batch
@@ -56,7 +64,7 @@ impl<'a> Annealed<'a> {
         Annealed {
             target,
             base,
-            b,
+            b: Temps::One(b),
             parts: None,
         }
     }
@@ -71,7 +79,23 @@ impl<'a> Annealed<'a> {
         Annealed {
             target,
             base,
-            b,
+            b: Temps::One(b),
+            parts: Some(parts),
+        }
+    }
+
+    /// Row `i` at `b[i]` (called with exactly those rows), keeping the
+    /// parts of each batch in `parts`.
+    pub(crate) fn with_parts_rows(
+        target: &'a dyn Energy,
+        base: &'a Base,
+        b: &'a [f64],
+        parts: &'a std::sync::Mutex<Parts>,
+    ) -> Self {
+        Annealed {
+            target,
+            base,
+            b: Temps::Rows(b),
             parts: Some(parts),
         }
     }
@@ -80,15 +104,19 @@ impl<'a> Annealed<'a> {
 /// The geometric path's energy (and gradient) at `b` from its parts:
 /// `b F + (1 - b) E0`, the same arithmetic as `Base::mix_into`, so the
 /// same bits. Serves proposals ([`Annealed`]) and current positions
-/// (`Path::refresh`).
+/// (`Path::refresh`); with per-row temperatures, row `i` at `b[i]`.
 pub(crate) fn mix_parts(
-    b: f64,
+    b: Temps<'_>,
     f: &Array1<f64>,
     e0: &Array1<f64>,
     grads: Option<(&Array2<f64>, &Array2<f64>)>,
     mut energy: ArrayViewMut1<f64>,
     grad: Option<ArrayViewMut2<f64>>,
 ) {
+    let b = match b {
+        Temps::One(b) => b,
+        Temps::Rows(b) => return mix_rows(b, f, e0, grads, energy, grad),
+    };
     let a = 1.0 - b;
     ndarray::Zip::from(&mut energy)
         .and(f)
@@ -99,6 +127,32 @@ pub(crate) fn mix_parts(
             .and(gf)
             .and(g0)
             .par_for_each(|g, &f, &e0| *g = b * f + a * e0);
+    }
+}
+
+/// [`mix_parts`] with row `i` at `b[i]`.
+fn mix_rows(
+    b: &[f64],
+    f: &Array1<f64>,
+    e0: &Array1<f64>,
+    grads: Option<(&Array2<f64>, &Array2<f64>)>,
+    mut energy: ArrayViewMut1<f64>,
+    grad: Option<ArrayViewMut2<f64>>,
+) {
+    for (i, e) in energy.iter_mut().enumerate() {
+        *e = b[i] * f[i] + (1.0 - b[i]) * e0[i];
+    }
+    if let (Some(mut g), Some((gf, g0))) = (grad, grads) {
+        ndarray::Zip::indexed(g.rows_mut())
+            .and(gf.rows())
+            .and(g0.rows())
+            .par_for_each(|i, mut g, gf, g0| {
+                let (bi, a) = (b[i], 1.0 - b[i]);
+                ndarray::Zip::from(&mut g)
+                    .and(&gf)
+                    .and(&g0)
+                    .for_each(|g, &f, &e| *g = bi * f + a * e);
+            });
     }
 }
 
@@ -115,8 +169,11 @@ impl Energy for Annealed<'_> {
             mix_parts(self.b, &p.f, &p.e0, None, energy, None);
             return;
         }
+        let Temps::One(b) = self.b else {
+            unreachable!("per-row temperatures always keep their parts")
+        };
         self.target.energy_batch(y, energy.view_mut());
-        self.base.mix_into(y, energy, None, self.b);
+        self.base.mix_into(y, energy, None, b);
     }
     fn energy_grad_batch(
         &self,
@@ -142,15 +199,21 @@ impl Energy for Annealed<'_> {
             );
             return;
         }
+        let Temps::One(b) = self.b else {
+            unreachable!("per-row temperatures always keep their parts")
+        };
         self.target
             .energy_grad_batch(y, energy.view_mut(), grad.view_mut());
-        self.base.mix_into(y, energy, Some(grad), self.b);
+        self.base.mix_into(y, energy, Some(grad), b);
     }
     fn space(&self) -> crate::energy::StateSpace {
         self.target.space()
     }
     fn fixed_rows(&self) -> Option<usize> {
-        self.target.fixed_rows()
+        match self.b {
+            Temps::Rows(b) => Some(b.len()),
+            Temps::One(_) => self.target.fixed_rows(),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Annealing paths: the geometric path between a base and any energy, and
 //! the RBM parameter path, behind one trait the AIS pass drives.
 
-use super::annealed::{Annealed, AnnealedRows, Parts, mix_parts};
+use super::annealed::{Annealed, AnnealedRows, Parts, Temps, mix_parts};
 use super::{AisConfig, Base};
 use crate::energy::{Energy, Rbm, Scaled, softplus, sum_softplus};
 use crate::error::{Error, Result};
@@ -183,7 +183,14 @@ impl AnnealPath for Geometric<'_> {
     fn refresh(&self, state: &mut ChainState, b: f64) {
         let grads = self.grad.then_some((&self.gf, &self.g0));
         let g = self.grad.then(|| state.grad.view_mut());
-        mix_parts(b, &self.f, &self.e0, grads, state.energy.view_mut(), g);
+        mix_parts(
+            Temps::One(b),
+            &self.f,
+            &self.e0,
+            grads,
+            state.energy.view_mut(),
+            g,
+        );
     }
 
     fn transition(

@@ -8,12 +8,12 @@
 //! streams of their own whatever the other chains, and the swaps of chain
 //! `c` draw from a stream of their own ([`swap_rng`]).
 
-use crate::ais::{Base, Parts, sample_rows};
+use crate::ais::{Annealed, Base, Parts, sample_rows};
 use crate::energy::{Energy, Rbm, Scaled, softplus, sum_softplus};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainState, ChainStep, Kernel, KernelSpec, Tuning};
 use crate::rng::{ChainRng, aux_rng, chain_rng};
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
 use std::sync::Mutex;
 
 /// Key offset of the swap streams among the auxiliary streams.
@@ -33,85 +33,6 @@ pub(crate) fn row_rngs(seed: u64, chains: usize, replicas: usize) -> Vec<ChainRn
             chain_rng(seed, (c * replicas + r) as u64)
         })
         .collect()
-}
-
-/// The geometric path's energy `b_i F + (1 - b_i) E0` with its own `b_i`
-/// for every row `i`, keeping the target's and base's parts of each batch
-/// (so accepted proposals bring them along and swaps need no evaluation).
-/// It must be called with all rows ([`Energy::fixed_rows`]).
-struct Tempered<'a> {
-    target: &'a dyn Energy,
-    base: &'a Base,
-    b: &'a [f64],
-    parts: &'a Mutex<Parts>,
-}
-
-/// `b f + (1 - b) e0` per row, and the same for gradients.
-fn mix_rows(
-    b: &[f64],
-    f: &Array1<f64>,
-    e0: &Array1<f64>,
-    grads: Option<(&Array2<f64>, &Array2<f64>)>,
-    mut energy: ArrayViewMut1<f64>,
-    grad: Option<ArrayViewMut2<f64>>,
-) {
-    for (i, e) in energy.iter_mut().enumerate() {
-        *e = b[i] * f[i] + (1.0 - b[i]) * e0[i];
-    }
-    if let (Some(mut g), Some((gf, g0))) = (grad, grads) {
-        ndarray::Zip::indexed(g.rows_mut())
-            .and(gf.rows())
-            .and(g0.rows())
-            .par_for_each(|i, mut g, gf, g0| {
-                let (bi, a) = (b[i], 1.0 - b[i]);
-                ndarray::Zip::from(&mut g)
-                    .and(&gf)
-                    .and(&g0)
-                    .for_each(|g, &f, &e| *g = bi * f + a * e);
-            });
-    }
-}
-
-impl Energy for Tempered<'_> {
-    fn dim(&self) -> usize {
-        self.target.dim()
-    }
-    fn energy_batch(&self, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>) {
-        let mut p = self.parts.lock().expect("not poisoned");
-        p.resize(y.nrows(), y.ncols(), false);
-        let p = &mut *p;
-        self.target.energy_batch(y, p.f.view_mut());
-        self.base.energy_batch(y, p.e0.view_mut());
-        mix_rows(self.b, &p.f, &p.e0, None, energy, None);
-    }
-    fn energy_grad_batch(
-        &self,
-        y: ArrayView2<f64>,
-        energy: ArrayViewMut1<f64>,
-        grad: ArrayViewMut2<f64>,
-    ) {
-        let mut p = self.parts.lock().expect("not poisoned");
-        p.resize(y.nrows(), y.ncols(), true);
-        let p = &mut *p;
-        self.target
-            .energy_grad_batch(y, p.f.view_mut(), p.gf.view_mut());
-        self.base
-            .energy_grad_batch(y, p.e0.view_mut(), p.g0.view_mut());
-        mix_rows(
-            self.b,
-            &p.f,
-            &p.e0,
-            Some((&p.gf, &p.g0)),
-            energy,
-            Some(grad),
-        );
-    }
-    fn space(&self) -> crate::energy::StateSpace {
-        self.target.space()
-    }
-    fn fixed_rows(&self) -> Option<usize> {
-        Some(self.b.len())
-    }
 }
 
 /// The geometric path with any kernel: the target's and base's values at
@@ -141,14 +62,10 @@ struct RbmPath {
 }
 
 impl Geometric<'_> {
-    /// The tempered energy with `b` per row, recording into this path's parts.
-    fn tempered<'s>(&'s self, b: &'s [f64]) -> Tempered<'s> {
-        Tempered {
-            target: &self.target,
-            base: self.base,
-            b,
-            parts: &self.parts,
-        }
+    /// The geometric path's energy with row `i` at `b[i]` (all rows of
+    /// all replicas in one batch), recording into this path's parts.
+    fn tempered<'s>(&'s self, b: &'s [f64]) -> Annealed<'s> {
+        Annealed::with_parts_rows(&self.target, self.base, b, &self.parts)
     }
 }
 
