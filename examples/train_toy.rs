@@ -82,16 +82,19 @@ impl Adam {
         self.t += 1;
         let c1 = 1.0 - b1.powi(self.t);
         let c2 = 1.0 - b2.powi(self.t);
-        for (l, layer) in mlp.layers_mut().iter_mut().enumerate() {
-            self.m[l] = &self.m[l] * b1 + &g.weights[l] * (1.0 - b1);
-            self.v[l] = &self.v[l] * b2 + &g.weights[l].mapv(|x| x * x) * (1.0 - b2);
-            layer.weight = &layer.weight
-                - &((&self.m[l] / c1) / ((&self.v[l] / c2).mapv(f64::sqrt) + eps) * lr);
-            self.mb[l] = &self.mb[l] * b1 + &g.biases[l] * (1.0 - b1);
-            self.vb[l] = &self.vb[l] * b2 + &g.biases[l].mapv(|x| x * x) * (1.0 - b2);
-            layer.bias = &layer.bias
-                - &((&self.mb[l] / c1) / ((&self.vb[l] / c2).mapv(f64::sqrt) + eps) * lr);
-        }
+        mlp.update_layers(|layers| {
+            for (l, layer) in layers.iter_mut().enumerate() {
+                self.m[l] = &self.m[l] * b1 + &g.weights[l] * (1.0 - b1);
+                self.v[l] = &self.v[l] * b2 + &g.weights[l].mapv(|x| x * x) * (1.0 - b2);
+                layer.weight = &layer.weight
+                    - &((&self.m[l] / c1) / ((&self.v[l] / c2).mapv(f64::sqrt) + eps) * lr);
+                self.mb[l] = &self.mb[l] * b1 + &g.biases[l] * (1.0 - b1);
+                self.vb[l] = &self.vb[l] * b2 + &g.biases[l].mapv(|x| x * x) * (1.0 - b2);
+                layer.bias = &layer.bias
+                    - &((&self.mb[l] / c1) / ((&self.vb[l] / c2).mapv(f64::sqrt) + eps) * lr);
+            }
+        })
+        .expect("Adam keeps shapes; finite gradients keep weights finite");
     }
 }
 

@@ -37,8 +37,25 @@ for w in $WORKLOADS; do
   bash "$PEERS/run.sh" "$w" > /dev/null
 done
 mv "$RUN/results.jsonl" "$RUN/peers.jsonl" 2>/dev/null || : > "$RUN/peers.jsonl"
+# numpy's GEMM on this machine (the yardstick of W3's GFLOP/s), same threads.
+OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$VENV/bin/python" - > "$RUN/numpy_gemm.json" <<'PY' || echo '{}' > "$RUN/numpy_gemm.json"
+import json, time
+import numpy as np
+out = {}
+for name, dt in (("f64", np.float64), ("f32", np.float32)):
+    a = np.random.default_rng(0).random((1024, 1024)).astype(dt)
+    a @ a
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter(); r = 0
+        while time.perf_counter() - t < 0.4:
+            a @ a; r += 1
+        best = max(best, 2 * 1024**3 * r / (time.perf_counter() - t) / 1e9)
+    out[name] = best
+print(json.dumps(out))
+PY
 python3 "$ROOT/scripts/peers_table.py" "$RUN/boltz.jsonl" "$RUN/peers.jsonl" \
   --machine "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores" \
   --commit "$(cd "$ROOT" && git rev-parse --short=12 HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml || echo +dirty)" \
-  --date "$(date -u +%F)" --workloads "$WORKLOADS" > "$OUT/peers.md"
+  --date "$(date -u +%F)" --workloads "$WORKLOADS" --gemm "$RUN/numpy_gemm.json" > "$OUT/peers.md"
 echo "wrote $OUT/peers.md" >&2

@@ -1,7 +1,7 @@
 """Side-by-side table of boltz and the peers (results/peers.md).
 
 usage: python3 scripts/peers_table.py BOLTZ.jsonl PEERS.jsonl [--machine M] [--commit C]
-                                      [--date D] [--workloads "W1 W3 ..."]
+                                      [--date D] [--workloads "W1 W3 ..."] [--gemm GEMM.json]
 
 BOLTZ.jsonl holds `boltz bench --jsonl` lines, PEERS.jsonl the peer scripts' lines
 (../shared/peers), both from one run of scripts/compare-peers.sh. Throughputs
@@ -51,25 +51,36 @@ def excerpt(notes, pattern):
     return m.group(0) if m else ""
 
 
-def throughput(out, w, title, boltz, peers, targets):
+def throughput(out, w, title, boltz, peers, targets, extra=None):
+    """targets: (peer name, peer dtype, wanted ratio, boltz dtype) per target."""
     out.append(f"## {w}: {title}\n")
     b = [r for r in boltz if r["workload"] == w]
     p = [r for r in peers if r["workload"] == w]
     if not b or not p:
         out.append("(not measured in this run)\n")
         return
-    bb = b[0]
-    out.append(f"boltz (f64, {bb['threads']} threads): **{fmt(bb['value'])}** {bb['figure']}, "
-               f"checks {'passed' if bb['ok'] else 'FAILED'}.\n")
-    out.append("| peer | dtype | peer figure | boltz / peer | target |")
-    out.append("|---|---|---|---|---|")
+    by_dtype = {}
+    for r in b:
+        by_dtype.setdefault(dtype_of(r), r)
+    dts = [d for d in ("f64", "f32") if d in by_dtype]
+    for d in dts:
+        bb = by_dtype[d]
+        out.append(f"boltz ({d}, {bb['threads']} threads): **{fmt(bb['value'])}** {bb['figure']}, "
+                   f"checks {'passed' if bb['ok'] else 'FAILED'}.\n")
+    if extra:
+        out.append(extra + "\n")
+    out.append("| peer | dtype | peer figure | " + " | ".join(f"boltz {d} / peer" for d in dts) + " | target |")
+    out.append("|---|---|---|" + "---|" * len(dts) + "---|")
     for r in sorted(p, key=lambda r: -r["value"]):
-        ratio = bb["value"] / r["value"] if r["value"] else None
+        ratios = {d: (by_dtype[d]["value"] / r["value"] if r["value"] else None) for d in dts}
         t = ""
-        for (name, dt, want) in targets:
-            if name in r["peer"] and dtype_of(r) == dt:
-                t = f">= {want}x: {'met' if ratio and ratio >= want else 'NOT met'}"
-        out.append(f"| {r['peer']} | {dtype_of(r)} | {fmt(r['value'])} | {fmt(ratio, 3)} | {t} |")
+        for (name, dt, want, bdt) in targets:
+            if name in r["peer"] and dtype_of(r) == dt and bdt in ratios:
+                ratio = ratios[bdt]
+                ok = ratio and ratio >= want and by_dtype[bdt]["ok"]
+                t = f"boltz {bdt} >= {want}x: {'met' if ok else 'NOT met'}"
+        cells = " | ".join(fmt(ratios[d], 3) for d in dts)
+        out.append(f"| {r['peer']} | {dtype_of(r)} | {fmt(r['value'])} | {cells} | {t} |")
     out.append("")
 
 
@@ -172,23 +183,40 @@ def w4(out, boltz, peers):
 def main():
     files = [a for a in sys.argv[1:] if not a.startswith("--")]
     # drop option values
-    vals = {arg(o) for o in ["--machine", "--commit", "--date", "--workloads"]}
+    vals = {arg(o) for o in ["--machine", "--commit", "--date", "--workloads", "--gemm"]}
     files = [f for f in files if f not in vals]
     boltz, peers = load(files[0]), load(files[1])
     out = ["# boltz and the peers, side by side\n",
            f"One run of `scripts/compare-peers.sh {arg('--workloads')}` on {arg('--machine', 'this machine')}, "
            f"boltz commit {arg('--commit', '?')}, {arg('--date', '?')}. Each workload ran boltz first, then the peers "
            "(`../shared/peers/run.sh`), never two at once; every figure is a median of timed repeats after a warm-up "
-           "run (JAX compile time excluded, as the peers' scripts report it). boltz computes in f64 throughout. "
-           "Raw lines: `results/peers-run/`.\n"]
+           "run (JAX compile time excluded, as the peers' scripts report it). boltz computes in f64, and "
+           "in f32 in the rows that say so (W3 `mlp` and W5 `rbm500` run both: `--precision f32`, sampler "
+           "state and accumulations still f64). Raw lines: `results/peers-run/`.\n"]
+    w1_notes = next((r["notes"] for r in boltz if r["workload"] == "W1"), "")
+    rng = excerpt(w1_notes, r"ChaCha8 alone[^;]*")
     throughput(out, "W1", "MALA on gauss-ill, gradient evaluations per second (1024 chains x 1000 steps)", boltz, peers,
-               [("blackjax.mala", "f32", 4.0)])
+               [("blackjax.mala", "f32", 4.0, "f64")], rng or None)
     w2(out, boltz, peers)
+    gemm = ""
+    try:
+        with open(arg("--gemm")) as f:
+            g = json.load(f)
+        w3f = {dtype_of(r): r for r in boltz if r["workload"] == "W3"}
+        parts = []
+        for d in ("f64", "f32"):
+            if d in w3f and d in g:
+                gf = float(excerpt(w3f[d]["notes"], r"[0-9.]+(?= GFLOP/s in the matrix products)") or "nan")
+                parts.append(f"{d}: boltz {gf:.1f} GFLOP/s in W3's products, numpy's {d} GEMM "
+                             f"(n = 1024, same threads) {g[d]:.1f} GFLOP/s, {gf / g[d]:.0%} of it")
+        gemm = "GFLOP/s against numpy on this machine: " + "; ".join(parts) + "." if parts else ""
+    except (OSError, ValueError, KeyError):
+        gemm = ""
     throughput(out, "W3", "ULA negatives on mlp, chain-steps per second (1024 chains x 100 steps)", boltz, peers,
-               [("jax ULA", "f64", 1.2)])
+               [("jax ULA", "f64", 1.2, "f64"), ("jax ULA", "f32", 1.2, "f32")], gemm or None)
     w4(out, boltz, peers)
     throughput(out, "W5", "block Gibbs on rbm500, chain-sweeps per second (1024 chains x 1000 sweeps)", boltz, peers,
-               [("jax block Gibbs", "f32", 2.0)])
+               [("jax block Gibbs", "f32", 2.0, "f32")])
     print("\n".join(out))
 
 

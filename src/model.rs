@@ -1,8 +1,8 @@
 //! A loaded model: one of the energy families, with what is known about it.
 
 use crate::energy::{
-    ConditionalEnergy, Conditioned, DiagGaussian, Energy, FullGaussian, Funnel, Mixture, Mlp, Rbm,
-    Ring,
+    ConditionalEnergy, Conditioned, DiagGaussian, Energy, FullGaussian, Funnel, Mixture, Mlp,
+    Precision, Rbm, Ring,
 };
 use crate::error::{Error, Result};
 use ndarray::Array2;
@@ -99,6 +99,49 @@ impl Model {
         }
     }
 
+    /// The precision its energy computes in: f32 only for an `mlp` or
+    /// `rbm` set so (a model file's `"dtype": "f32"`, [`Model::with_precision`]).
+    pub fn precision(&self) -> Precision {
+        match &self.family {
+            Family::Mlp(m) => m.precision(),
+            Family::Rbm(r) => r.precision(),
+            _ => Precision::F64,
+        }
+    }
+
+    /// The model computing in `precision`. Neural and binary energies
+    /// (`mlp`, `rbm`) have an f32 path; any other family refuses f32 with
+    /// an error (its arithmetic is f64 only). Sampler state, acceptance,
+    /// AIS weights and every accumulation stay f64 either way.
+    ///
+    /// ```
+    /// use boltz::energy::Precision;
+    /// let m = boltz::model::load("rbm500")?.with_precision(Precision::F32)?;
+    /// assert_eq!(m.precision(), Precision::F32);
+    /// assert!(boltz::model::load("gauss-ill")?.with_precision(Precision::F32).is_err());
+    /// # Ok::<(), boltz::Error>(())
+    /// ```
+    pub fn with_precision(mut self, precision: Precision) -> Result<Model> {
+        if precision == self.precision() {
+            return Ok(self);
+        }
+        self.family = match self.family {
+            Family::Mlp(m) => Family::Mlp(Arc::new((*m).clone().with_precision(precision))),
+            Family::Rbm(r) => Family::Rbm(Arc::new((*r).clone().with_precision(precision))),
+            _ => {
+                return Err(Error::param(
+                    "precision",
+                    format!(
+                        "{precision} is available for mlp and rbm models; `{}` ({}) computes in f64",
+                        self.name,
+                        self.kind()
+                    ),
+                ));
+            }
+        };
+        Ok(self)
+    }
+
     /// The conditional energy, if the model is conditional (an `mlp` or
     /// `ring` with `x_dim` 0 is not: it is an ordinary energy in `y`).
     pub fn conditional(&self) -> Option<Arc<dyn ConditionalEnergy>> {
@@ -155,6 +198,9 @@ impl Model {
         }
         let mut h = crate::io::Fnv1a::new();
         h.update(self.kind().as_bytes());
+        if self.precision() != Precision::F64 {
+            h.update(self.precision().name().as_bytes());
+        }
         h.update(&(d as u64).to_le_bytes());
         h.update(&(x as u64).to_le_bytes());
         h.update_f64s(e.as_slice().unwrap_or(&[]));

@@ -44,6 +44,8 @@ pub struct CompareArgs {
     /// A suite target name or a model file (JSON).
     #[arg(long)]
     pub model: String,
+    #[command(flatten)]
+    pub precision: crate::PrecisionArg,
     /// Samplers, comma-separated: any kernel of `sample` (ula, mala,
     /// automala, hmc, autohmc, nuts, rwm, autorwm, gibbs). Default: mala,hmc,rwm,ula; gibbs for binary models.
     #[arg(long, value_delimiter = ',')]
@@ -289,7 +291,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         }
     }
     args.output.declare(&mut outputs)?;
-    let model = boltz::model::load(&args.model)?;
+    let model = args.precision.load(&args.model)?;
     let context = args
         .context
         .as_deref()

@@ -54,6 +54,7 @@ pub fn suite(output: &crate::OutputArgs) -> Result<()> {
 
 pub fn energy(
     model: &str,
+    precision: &crate::PrecisionArg,
     points: &Path,
     context: Option<&Path>,
     out: &Path,
@@ -70,7 +71,7 @@ pub fn energy(
         outputs.declare("--grad", g)?;
     }
     output.declare(&mut outputs)?;
-    let model = boltz::model::load(model)?;
+    let model = precision.load(model)?;
     let y = read_matrix(points, "points")?;
     let ctx = context.map(|p| read_matrix(p, "context")).transpose()?;
     let energy = model.energy(ctx)?;
@@ -352,7 +353,7 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         )?),
         None => None,
     };
-    let model = boltz::model::load(&args.model)?;
+    let model = args.precision.load(&args.model)?;
     let context = args
         .context
         .as_deref()

@@ -17,6 +17,8 @@ pub struct LogzArgs {
     /// A suite target name or a model file (JSON).
     #[arg(long)]
     pub model: String,
+    #[command(flatten)]
+    pub precision: crate::PrecisionArg,
     /// `ais`, `pt` (parallel tempering, stepping-stone estimate), `exact`
     /// (enumeration, closed form or radial formula) or `quadrature` (1-2
     /// dims); default: exact where the model allows, else AIS.
@@ -209,7 +211,7 @@ fn job(args: &LogzArgs) -> Result<LogzJob> {
 
 /// The model, its contexts (`--context`) and the job the flags describe.
 fn load(args: &LogzArgs) -> Result<(Model, Option<Array2<f64>>, LogzJob)> {
-    let model = boltz::model::load(&args.model)?;
+    let model = args.precision.load(&args.model)?;
     let contexts = args
         .context
         .as_deref()

@@ -29,6 +29,8 @@ pub struct SampleArgs {
     /// A suite target name or a model file (JSON).
     #[arg(long)]
     pub model: String,
+    #[command(flatten)]
+    pub precision: PrecisionArg,
     /// The transition kernel: ula, mala, automala, hmc, autohmc, nuts, rwm,
     /// autorwm or gibbs (block Gibbs for RBMs, single-site heat bath for
     /// other binary models); or pt: non-reversible parallel tempering with
@@ -199,6 +201,28 @@ pub fn json_bytes<T: serde::Serialize>(v: &T) -> boltz::Result<Vec<u8>> {
     Ok(s.into_bytes())
 }
 
+/// `--precision`: the arithmetic precision of the model's energy.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PrecisionArg {
+    /// The energy's arithmetic: f64, or f32 for mlp and rbm models (matrix
+    /// products, activations, RBM row sums and sigmoids in single precision;
+    /// sampler state, acceptance, AIS weights and every accumulation stay
+    /// f64). Default: the model file's `dtype`, else f64.
+    #[arg(long, value_name = "f64|f32")]
+    pub precision: Option<String>,
+}
+
+impl PrecisionArg {
+    /// Loads `spec` (suite name or model file) at this precision.
+    pub fn load(&self, spec: &str) -> boltz::Result<boltz::Model> {
+        let model = boltz::model::load(spec)?;
+        match &self.precision {
+            None => Ok(model),
+            Some(p) => model.with_precision(boltz::energy::Precision::parse(p)?),
+        }
+    }
+}
+
 /// A model given as a file (not a suite name): an input of the run.
 pub fn model_input(model: &str) -> Option<&std::path::Path> {
     let p = std::path::Path::new(model);
@@ -218,6 +242,8 @@ pub enum Command {
         /// A suite target name or a model file (JSON).
         #[arg(long)]
         model: String,
+        #[command(flatten)]
+        precision: PrecisionArg,
         /// Points, an (n, d) npy array.
         #[arg(long)]
         points: PathBuf,
@@ -452,6 +478,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         } => commands::merge(&files, out.as_deref(), energies.as_deref(), &output),
         Command::Energy {
             model,
+            precision,
             points,
             context,
             out,
@@ -459,6 +486,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             output,
         } => commands::energy(
             &model,
+            &precision,
             &points,
             context.as_deref(),
             &out,

@@ -14,6 +14,8 @@ pub struct NegativesArgs {
     /// A suite target name or a model file (JSON).
     #[arg(long)]
     pub model: String,
+    #[command(flatten)]
+    pub precision: crate::PrecisionArg,
     /// Positives, (n, dim) npy: CD starts from them; all methods report the energy gap.
     #[arg(long)]
     pub data: PathBuf,
@@ -123,7 +125,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         outputs.declare("--state", s)?;
     }
     args.output.declare(&mut outputs)?;
-    let model = boltz::model::load(&args.model)?;
+    let model = args.precision.load(&args.model)?;
     let data = read_matrix(&args.data, "data")?;
     let chains = args.chains.unwrap_or(data.nrows());
     let ctx = args

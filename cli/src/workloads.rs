@@ -12,7 +12,7 @@
 use boltz::ais::{self, AisConfig, AisProblem, Base, Schedule, ScheduleChoice};
 
 use boltz::diagnostics;
-use boltz::energy::{Energy, evaluate};
+use boltz::energy::{Energy, Precision, evaluate};
 use boltz::error::{Error, Result};
 use boltz::kernels::{ChainState, ChainStep, Gibbs, Kernel, KernelSpec, Mala, Ula, mean_accept};
 use boltz::model;
@@ -152,6 +152,12 @@ impl Measurement {
 
     fn size(mut self, size: &[usize]) -> Self {
         self.size = size.to_vec();
+        self
+    }
+
+    /// The precision of the energy's arithmetic (`"f64"` unless set).
+    fn dtype(mut self, precision: Precision) -> Self {
+        self.dtype = precision.name().into();
         self
     }
 
@@ -322,8 +328,37 @@ fn w1_with(opts: &BenchOptions, n: usize, steps: usize) -> Result<Measurement> {
         "per chain-step: 100 normals + 1 uniform, ~{} bytes of state read/written (position, gradient, proposal, proposal gradient, noise: 5 x 100 f64 written, ~9 x 100 read)",
         14 * 100 * 8
     ));
+    // The generator's own limit on this machine: ChaCha8 words alone, one
+    // thread, against the 808 random bytes (101 x 64 bits) each chain-step
+    // draws (a normal's slow path, ~1%, draws more).
+    let gbs = chacha_bytes_per_s() / 1e9;
+    let threads = rayon::current_num_threads() as f64;
+    let need = r.value * 808.0 / 1e9;
+    r.note(format!(
+        "ChaCha8 alone {gbs:.2} GB/s per thread ({:.2} M chain-steps/s of random bits on {threads} threads); W1 draws {need:.2} GB/s of random bits, {:.0}% of that limit",
+        gbs * 1e9 * threads / 808.0 / 1e6,
+        100.0 * need / (gbs * threads)
+    ));
     r.note(fmt_walls(&walls));
     Ok(r)
+}
+
+/// Bytes per second of one chain stream's ChaCha8 words (64 MiB, the best
+/// of three), on this thread.
+fn chacha_bytes_per_s() -> f64 {
+    let mut rng = boltz::rng::chain_rng(1, 2);
+    let mut buf = vec![0u64; 1 << 16];
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        for _ in 0..16 {
+            rng.fill_u64(&mut buf);
+        }
+        let s = t0.elapsed().as_secs_f64();
+        best = best.max(16.0 * 8.0 * buf.len() as f64 / s);
+        std::hint::black_box(&buf);
+    }
+    best
 }
 
 fn w1(opts: &BenchOptions) -> Result<Vec<Measurement>> {
@@ -496,8 +531,13 @@ fn w2(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     Ok(out)
 }
 
-fn w3_with(opts: &BenchOptions, n: usize, steps: usize) -> Result<Measurement> {
-    let m = model::load("mlp")?;
+fn w3_with(
+    opts: &BenchOptions,
+    n: usize,
+    steps: usize,
+    precision: Precision,
+) -> Result<Measurement> {
+    let m = model::load("mlp")?.with_precision(precision)?;
     let ctx = boltz::suite::mlp_contexts()?;
     let ctx = ctx.slice(s![..n.min(ctx.nrows()), ..]).to_owned();
     let e = m.energy(Some(ctx))?;
@@ -522,7 +562,8 @@ fn w3_with(opts: &BenchOptions, n: usize, steps: usize) -> Result<Measurement> {
         (n * steps) as f64 / wall,
         wall,
     )
-    .size(&[n, steps]);
+    .size(&[n, steps])
+    .dtype(precision);
     r.note(format!(
         "{n} chains (one per context row) x {steps} steps, ULA step 0.01, noise sqrt(0.02), y0 ~ N(0, I); mean F {f0:.3} -> {f1:.3}; divergences {}; mean distance moved {:.3}",
         batch.stats.divergences, batch.stats.distance_moved
@@ -546,7 +587,10 @@ fn w3_with(opts: &BenchOptions, n: usize, steps: usize) -> Result<Measurement> {
 
 fn w3(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     let (n, steps) = if opts.quick { (64, 10) } else { (1024, 100) };
-    Ok(vec![w3_with(opts, n, steps)?])
+    Ok(vec![
+        w3_with(opts, n, steps, Precision::F64)?,
+        w3_with(opts, n, steps, Precision::F32)?,
+    ])
 }
 
 /// The peers' W4 settings: linear grid, one MALA step per temperature with
@@ -695,8 +739,13 @@ fn w4_pt(
     Ok(r)
 }
 
-fn w5_with(opts: &BenchOptions, n: usize, sweeps: usize) -> Result<Measurement> {
-    let m = model::load("rbm500")?;
+fn w5_with(
+    opts: &BenchOptions,
+    n: usize,
+    sweeps: usize,
+    precision: Precision,
+) -> Result<Measurement> {
+    let m = model::load("rbm500")?.with_precision(precision)?;
     let e = m.energy(None)?;
     let kernel = Gibbs::new(false);
     let (wall, (state, _), walls) = timed(opts, |seed| {
@@ -716,7 +765,8 @@ fn w5_with(opts: &BenchOptions, n: usize, sweeps: usize) -> Result<Measurement> 
         (n * sweeps) as f64 / wall,
         wall,
     )
-    .size(&[n, sweeps]);
+    .size(&[n, sweeps])
+    .dtype(precision);
     r.note(format!(
         "{n} chains x {sweeps} sweeps (v -> h -> v), v0 ~ Bern(0.5); final mean F(v) {mean_fe:.3} (sd {sd_fe:.3}), mean pixel {pixel:.4} (digits data {data_pixel:.4})"
     ));
@@ -738,7 +788,10 @@ fn w5_with(opts: &BenchOptions, n: usize, sweeps: usize) -> Result<Measurement> 
 
 fn w5(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     let (n, sweeps) = if opts.quick { (64, 20) } else { (1024, 1000) };
-    Ok(vec![w5_with(opts, n, sweeps)?])
+    Ok(vec![
+        w5_with(opts, n, sweeps, Precision::F64)?,
+        w5_with(opts, n, sweeps, Precision::F32)?,
+    ])
 }
 
 fn w6(opts: &BenchOptions) -> Result<Vec<Measurement>> {
@@ -848,11 +901,13 @@ pub fn scaling(workloads: &[Workload], opts: &BenchOptions) -> Result<Vec<Measur
                     o,
                     if q { 64 } else { 1024 },
                     if q { 5 } else { 30 },
+                    Precision::F64,
                 )?),
                 Workload::W5 => Some(w5_with(
                     o,
                     if q { 64 } else { 1024 },
                     if q { 10 } else { 200 },
+                    Precision::F64,
                 )?),
                 _ => None,
             })
@@ -963,13 +1018,14 @@ pub fn today() -> String {
 /// A markdown table of measurements.
 pub fn markdown_table(rows: &[Measurement]) -> String {
     let mut t = String::from(
-        "| workload | target | figure | value | wall s | threads | checks | notes |\n|---|---|---|---|---|---|---|---|\n",
+        "| workload | target | dtype | figure | value | wall s | threads | checks | notes |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {:.3} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.3} | {} | {} | {} |\n",
             r.workload,
             r.target.replace('|', "\\|"),
+            r.dtype,
             r.figure.replace('|', "\\|"),
             sig(r.value, 4),
             r.wall_s,

@@ -36,11 +36,17 @@ fn bench_writes_measurements_with_the_peers_keys_and_keeps_hand_written_notes() 
     ];
     let table = assert_ok(&boltz(p, &args));
     assert!(
-        table.contains("| W1 | gauss-ill | grad evals/s |"),
+        table.contains("| W1 | gauss-ill | f64 | grad evals/s |"),
         "{table}"
     );
     let ms = lines(&out.join("bench.jsonl"));
-    assert_eq!(ms.len(), 3);
+    // W3 and W5 in f64 and in f32.
+    assert_eq!(ms.len(), 5);
+    let dtypes: Vec<_> = ms
+        .iter()
+        .map(|m| m["dtype"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(dtypes, ["f64", "f64", "f32", "f64", "f32"]);
     for m in &ms {
         for key in [
             "peer", "workload", "target", "figure", "value", "wall_s", "notes", "dtype", "size",
@@ -54,7 +60,8 @@ fn bench_writes_measurements_with_the_peers_keys_and_keeps_hand_written_notes() 
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("Analysis by hand.") && readme.contains("More notes."));
     assert!(!readme.contains("old table"));
-    assert!(readme.contains("| W5 | rbm500 | chain-sweeps/s |"));
+    assert!(readme.contains("| W5 | rbm500 | f64 | chain-sweeps/s |"));
+    assert!(readme.contains("| W5 | rbm500 | f32 | chain-sweeps/s |"));
     assert!(readme.contains("logical cores"), "machine line: {readme}");
     // A second run of one workload replaces its records and keeps the others.
     assert_ok(&boltz(
@@ -72,7 +79,7 @@ fn bench_writes_measurements_with_the_peers_keys_and_keeps_hand_written_notes() 
     ));
     let ms = lines(&out.join("bench.jsonl"));
     let count = |w: &str| ms.iter().filter(|m| m["workload"] == w).count();
-    assert_eq!((count("W1"), count("W3"), count("W5")), (1, 1, 1));
+    assert_eq!((count("W1"), count("W3"), count("W5")), (1, 2, 2));
 }
 
 #[test]

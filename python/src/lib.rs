@@ -464,6 +464,26 @@ impl Energy {
     fn kind(&self) -> &'static str {
         self.model.kind()
     }
+    /// The precision of the energy's arithmetic, `f64` or `f32`.
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.model.precision().name()
+    }
+    /// This energy computing in `precision` (`f64` or `f32`; f32 only for
+    /// `mlp` and `rbm` models): a new Energy, this one unchanged.
+    fn with_precision(&self, precision: &str) -> PyResult<Energy> {
+        if self.callback.is_some() {
+            return Err(BoltzError::new_err(
+                "invalid value for `precision`: a callback energy computes in its own precision",
+            ));
+        }
+        let p = boltz::energy::Precision::parse(precision).map_err(to_py)?;
+        let model = self.model.clone().with_precision(p).map_err(to_py)?;
+        Ok(Energy {
+            model,
+            callback: None,
+        })
+    }
     /// Whether states are binary vectors (0.0 / 1.0).
     #[getter]
     fn binary(&self) -> bool {

@@ -112,11 +112,7 @@ pub(crate) fn make_path<'p>(
         let scaled = if b == 1.0 {
             rbm.clone()
         } else {
-            Rbm::new(
-                rbm.weights().mapv(|w| w * b),
-                rbm.visible_bias().mapv(|v| v * b).to_vec(),
-                rbm.hidden_bias().mapv(|v| v * b).to_vec(),
-            )?
+            rbm.scaled(b)?
         };
         return Ok(Box::new(RbmPath {
             base_logit: Array1::from(logit.clone()),

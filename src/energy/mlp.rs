@@ -1,9 +1,8 @@
 //! Conditional MLP energies with a hand-written batched backward pass.
 
-use super::exp_poly;
-use super::{ConditionalEnergy, add_row, sigmoid, softplus};
+use super::{ConditionalEnergy, Precision, Real, add_row, sigmoid, softplus};
 use crate::error::{Error, Result};
-use crate::linalg::{SimdLevel, matmul};
+use crate::linalg::{Gemm, Packed, SimdLevel, matmul, matmul_packed};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
 use rayon::prelude::*;
 
@@ -101,6 +100,10 @@ pub struct Mlp {
     x_dim: usize,
     l2: f64,
     layers: Vec<Layer>,
+    /// The layers prepared for the f64 passes.
+    double: Vec<Prepared<f64>>,
+    /// The layers rounded to f32 and prepared, when the MLP computes in f32.
+    single: Option<Vec<Prepared<f32>>>,
 }
 
 struct Tape {
@@ -167,7 +170,13 @@ impl Mlp {
                 format!("{:?}", layers[0].weight.shape()),
             ));
         }
-        Ok(Mlp { x_dim, l2, layers })
+        Ok(Mlp {
+            double: prepare(&layers, x_dim, |v| v),
+            x_dim,
+            l2,
+            layers,
+            single: None,
+        })
     }
 
     /// The layers.
@@ -175,9 +184,69 @@ impl Mlp {
         &self.layers
     }
 
-    /// Mutable layers, for training (shapes must be kept).
-    pub fn layers_mut(&mut self) -> &mut [Layer] {
-        &mut self.layers
+    /// Changes the layers in place (training): `update` gets them mutably;
+    /// afterwards the shapes must be unchanged and every number finite,
+    /// else an error is returned and the previous layers are restored.
+    /// The f32 copy (if the MLP computes in f32) is refreshed.
+    pub fn update_layers(&mut self, update: impl FnOnce(&mut [Layer])) -> Result<()> {
+        let before = self.layers.clone();
+        update(&mut self.layers);
+        let same_shapes = before
+            .iter()
+            .zip(&self.layers)
+            .all(|(a, b)| a.weight.dim() == b.weight.dim() && a.bias.len() == b.bias.len());
+        let finite = self
+            .layers
+            .iter()
+            .all(|l| l.weight.iter().chain(l.bias.iter()).all(|v| v.is_finite()));
+        if !same_shapes || !finite {
+            self.layers = before;
+            return Err(Error::param(
+                "layers",
+                if same_shapes {
+                    "an update made a weight or bias non-finite (previous layers kept)"
+                } else {
+                    "an update changed a layer's shape (previous layers kept)"
+                },
+            ));
+        }
+        self.double = prepare(&self.layers, self.x_dim, |v| v);
+        if self.single.is_some() {
+            self.single = Some(prepare(&self.layers, self.x_dim, |v| v as f32));
+        }
+        Ok(())
+    }
+
+    /// The precision of the energy and gradient arithmetic (f64 unless
+    /// set with [`Mlp::with_precision`]).
+    pub fn precision(&self) -> Precision {
+        if self.single.is_some() {
+            Precision::F32
+        } else {
+            Precision::F64
+        }
+    }
+
+    /// This MLP computing its energies and `y`-gradients in `precision`:
+    /// with [`Precision::F32`] the matrix products, activations and backward
+    /// pass run in f32 on the weights rounded to f32 (inputs rounded,
+    /// outputs widened to f64; the `l2` term stays f64).
+    /// [`Mlp::param_grad`] always computes in f64.
+    ///
+    /// ```
+    /// use boltz::energy::{Mlp, Precision};
+    /// use boltz::{Family, model::load};
+    /// let Family::Mlp(m) = load("mlp")?.family else { unreachable!() };
+    /// let single = (*m).clone().with_precision(Precision::F32);
+    /// assert_eq!(single.precision(), Precision::F32);
+    /// # Ok::<(), boltz::Error>(())
+    /// ```
+    pub fn with_precision(mut self, precision: Precision) -> Mlp {
+        self.single = match precision {
+            Precision::F64 => None,
+            Precision::F32 => Some(prepare(&self.layers, self.x_dim, |v| v as f32)),
+        };
+        self
     }
 
     /// The `l2` coefficient.
@@ -250,115 +319,18 @@ impl Mlp {
         dz_all
     }
 
-    /// Energies (and gradients) of one block of rows, in a per-thread
-    /// workspace (no allocation once warm): forward through the layers with
-    /// the activation's derivative kept, then the backward pass for `dF/dy`.
+    /// Energies (and gradients) of one block of rows at this MLP's precision.
     fn block(
         &self,
         x: ArrayView2<f64>,
         y: ArrayView2<f64>,
-        mut e: ArrayViewMut1<f64>,
+        e: ArrayViewMut1<f64>,
         grad: Option<ArrayViewMut2<f64>>,
     ) {
-        thread_local! {
-            static WORK: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
+        match &self.single {
+            Some(layers) => block_in::<f32>(self, layers, x, y, e, grad),
+            None => block_in::<f64>(self, &self.double, x, y, e, grad),
         }
-        let n = y.nrows();
-        let nl = self.layers.len();
-        let need_grad = grad.is_some();
-        let in0 = self.layers[0].weight.nrows();
-        let level = crate::linalg::simd_level();
-        WORK.with(|cell| {
-            let mut work = cell.borrow_mut();
-            // Buffers: 0 = input, 1 + 2l = output of layer l, 2 + 2l = its
-            // derivative, then two for the backward pass.
-            let widths: Vec<usize> = self.layers.iter().map(|l| l.weight.ncols()).collect();
-            let maxw = widths.iter().copied().chain([in0]).max().unwrap_or(1);
-            let mut sizes = vec![n * in0];
-            for w in &widths {
-                sizes.push(n * w);
-                sizes.push(n * w);
-            }
-            sizes.push(n * maxw);
-            sizes.push(n * maxw);
-            if work.len() < sizes.len() {
-                work.resize(sizes.len(), Vec::new());
-            }
-            for (b, &len) in work.iter_mut().zip(&sizes) {
-                if b.len() < len {
-                    b.resize(len, 0.0);
-                }
-            }
-            let (first, rest) = work.split_at_mut(1);
-            let mut h0 =
-                ArrayViewMut2::from_shape((n, in0), &mut first[0][..n * in0]).expect("shape");
-            h0.slice_mut(s![.., ..self.x_dim]).assign(&x);
-            h0.slice_mut(s![.., self.x_dim..]).assign(&y);
-            // Forward.
-            for l in 0..nl {
-                let layer = &self.layers[l];
-                let w = widths[l];
-                let (before, after) = rest.split_at_mut(2 * l);
-                let input: &[f64] = if l == 0 {
-                    &first[0][..n * in0]
-                } else {
-                    &before[2 * l - 2][..n * widths[l - 1]]
-                };
-                let in_w = layer.weight.nrows();
-                let (outb, derb) = after.split_at_mut(1);
-                let z = &mut derb[0][..n * w];
-                let a = ArrayView2::from_shape((n, in_w), input).expect("shape");
-                let mut zv = ArrayViewMut2::from_shape((n, w), &mut *z).expect("shape");
-                matmul(a, layer.weight.view(), zv.view_mut(), false);
-                add_row(zv, layer.bias.view());
-                activate(level, layer.activation, z, &mut outb[0][..n * w], need_grad);
-            }
-            let last = &rest[2 * nl - 2][..n];
-            for i in 0..n {
-                e[i] = last[i];
-            }
-            if self.l2 > 0.0 {
-                Zip::from(&mut e)
-                    .and(y.rows())
-                    .for_each(|e, r| *e += 0.5 * self.l2 * r.dot(&r));
-            }
-            let Some(mut g) = grad else { return };
-            // Backward: dz_l = delta_l * f'_l, delta_{l-1} = dz_l W_l^T.
-            let (layers_buf, back) = rest.split_at_mut(2 * nl);
-            let (da, db) = back.split_at_mut(1);
-            // Both buffers hold n * maxw; each use slices what it needs.
-            let mut dz: &mut [f64] = &mut da[0][..];
-            dz[..n * widths[nl - 1]].copy_from_slice(&layers_buf[2 * nl - 1][..n * widths[nl - 1]]);
-            let mut spare: &mut [f64] = &mut db[0][..];
-            for l in (1..nl).rev() {
-                let w = widths[l];
-                let in_w = widths[l - 1];
-                let next = &mut spare[..n * in_w];
-                matmul(
-                    ArrayView2::from_shape((n, w), &dz[..n * w]).expect("shape"),
-                    self.layers[l].weight.t(),
-                    ArrayViewMut2::from_shape((n, in_w), &mut *next).expect("shape"),
-                    false,
-                );
-                let d = &layers_buf[2 * l - 1][..n * in_w];
-                for (v, dv) in next.iter_mut().zip(d) {
-                    *v *= dv;
-                }
-                let old = std::mem::take(&mut dz);
-                dz = next;
-                spare = old;
-            }
-            let wy = self.layers[0].weight.slice(s![self.x_dim.., ..]);
-            matmul(
-                ArrayView2::from_shape((n, widths[0]), &dz[..n * widths[0]]).expect("shape"),
-                wy.t(),
-                g.view_mut(),
-                false,
-            );
-            if self.l2 > 0.0 {
-                g.scaled_add(self.l2, &y);
-            }
-        });
     }
 
     /// `sum_i coef_i * dF(x_i, y_i)/d(theta)` for every weight and bias.
@@ -438,37 +410,235 @@ impl ConditionalEnergy for Mlp {
     }
 }
 
+/// The float types an MLP computes in, with their per-thread workspace and
+/// their activation loop.
+trait MlpFloat: Real + Gemm {
+    fn with_work<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R;
+    fn activate(level: SimdLevel, act: Activation, z: &mut [Self], out: &mut [Self], deriv: bool);
+}
+
+macro_rules! mlp_float {
+    ($t:ty) => {
+        impl MlpFloat for $t {
+            fn with_work<R>(f: impl FnOnce(&mut Vec<Vec<$t>>) -> R) -> R {
+                thread_local! {
+                    static WORK: std::cell::RefCell<Vec<Vec<$t>>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
+                }
+                WORK.with(|cell| f(&mut cell.borrow_mut()))
+            }
+            fn activate(
+                level: SimdLevel,
+                act: Activation,
+                z: &mut [$t],
+                out: &mut [$t],
+                deriv: bool,
+            ) {
+                activate(level, act, z, out, deriv)
+            }
+        }
+    };
+}
+mlp_float!(f64);
+mlp_float!(f32);
+
+/// A layer ready for the batched passes in the float type `T`: its weight
+/// packed for the forward product, its transpose (the first layer's `y`
+/// rows only) for the backward one, and its bias.
+#[derive(Clone, Debug)]
+struct Prepared<T> {
+    fwd: Packed<T>,
+    bwd: Packed<T>,
+    bias: Array1<T>,
+}
+
+/// The layers prepared in `T` (`round` maps an f64 to `T`).
+fn prepare<T: Gemm>(layers: &[Layer], x_dim: usize, round: impl Fn(f64) -> T) -> Vec<Prepared<T>> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| {
+            let w = layer.weight.mapv(&round);
+            let rows = if l == 0 { x_dim } else { 0 };
+            Prepared {
+                fwd: Packed::new(w.view()),
+                bwd: Packed::new(w.slice(s![rows.., ..]).t()),
+                bias: layer.bias.mapv(&round),
+            }
+        })
+        .collect()
+}
+
+/// Energies (and gradients) of one block of rows, computed in `T`, in a
+/// per-thread workspace (no allocation once warm): forward through the
+/// layers with the activation's derivative kept, then the backward pass for
+/// `dF/dy`. Inputs are rounded to `T`, outputs widened to f64; the `l2`
+/// term is added in f64.
+fn block_in<T: MlpFloat>(
+    mlp: &Mlp,
+    params: &[Prepared<T>],
+    x: ArrayView2<f64>,
+    y: ArrayView2<f64>,
+    mut e: ArrayViewMut1<f64>,
+    grad: Option<ArrayViewMut2<f64>>,
+) {
+    let n = y.nrows();
+    let nl = mlp.layers.len();
+    let x_dim = mlp.x_dim;
+    let need_grad = grad.is_some();
+    let in0 = mlp.layers[0].weight.nrows();
+    let y_dim = in0 - x_dim;
+    let level = crate::linalg::simd_level();
+    T::with_work(|work| {
+        // Buffers: 0 = input, 1 + 2l = output of layer l, 2 + 2l = its
+        // derivative, then two for the backward pass.
+        let widths: Vec<usize> = mlp.layers.iter().map(|l| l.weight.ncols()).collect();
+        let maxw = widths.iter().copied().chain([in0]).max().unwrap_or(1);
+        let mut sizes = vec![n * in0];
+        for w in &widths {
+            sizes.push(n * w);
+            sizes.push(n * w);
+        }
+        sizes.push(n * maxw.max(y_dim));
+        sizes.push(n * maxw.max(y_dim));
+        if work.len() < sizes.len() {
+            work.resize(sizes.len(), Vec::new());
+        }
+        for (b, &len) in work.iter_mut().zip(&sizes) {
+            if b.len() < len {
+                b.resize(len, T::ZERO);
+            }
+        }
+        let (first, rest) = work.split_at_mut(1);
+        {
+            let h0 = &mut first[0][..n * in0];
+            for (i, row) in h0.chunks_exact_mut(in0).enumerate() {
+                for (d, v) in row[..x_dim].iter_mut().zip(x.row(i)) {
+                    *d = T::of(*v);
+                }
+                for (d, v) in row[x_dim..].iter_mut().zip(y.row(i)) {
+                    *d = T::of(*v);
+                }
+            }
+        }
+        // Forward.
+        for l in 0..nl {
+            let layer = &params[l];
+            let w = widths[l];
+            let (before, after) = rest.split_at_mut(2 * l);
+            let input: &[T] = if l == 0 {
+                &first[0][..n * in0]
+            } else {
+                &before[2 * l - 2][..n * widths[l - 1]]
+            };
+            let in_w = if l == 0 { in0 } else { widths[l - 1] };
+            let (outb, derb) = after.split_at_mut(1);
+            let z = &mut derb[0][..n * w];
+            let a = ArrayView2::from_shape((n, in_w), input).expect("shape");
+            matmul_packed(
+                a,
+                &layer.fwd,
+                ArrayViewMut2::from_shape((n, w), &mut *z).expect("shape"),
+                false,
+            );
+            let bias = layer.bias.as_slice().expect("contiguous");
+            for row in z.chunks_exact_mut(w) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += *b;
+                }
+            }
+            T::activate(
+                level,
+                mlp.layers[l].activation,
+                z,
+                &mut outb[0][..n * w],
+                need_grad,
+            );
+        }
+        let last = &rest[2 * nl - 2][..n];
+        for i in 0..n {
+            e[i] = last[i].wide();
+        }
+        if mlp.l2 > 0.0 {
+            Zip::from(&mut e)
+                .and(y.rows())
+                .for_each(|e, r| *e += 0.5 * mlp.l2 * r.dot(&r));
+        }
+        let Some(mut g) = grad else { return };
+        // Backward: dz_l = delta_l * f'_l, delta_{l-1} = dz_l W_l^T.
+        let (layers_buf, back) = rest.split_at_mut(2 * nl);
+        let (da, db) = back.split_at_mut(1);
+        // Both buffers hold n * max(maxw, y_dim); each use slices what it needs.
+        let mut dz: &mut [T] = &mut da[0][..];
+        dz[..n * widths[nl - 1]].copy_from_slice(&layers_buf[2 * nl - 1][..n * widths[nl - 1]]);
+        let mut spare: &mut [T] = &mut db[0][..];
+        for l in (1..nl).rev() {
+            let w = widths[l];
+            let in_w = widths[l - 1];
+            let next = &mut spare[..n * in_w];
+            matmul_packed(
+                ArrayView2::from_shape((n, w), &dz[..n * w]).expect("shape"),
+                &params[l].bwd,
+                ArrayViewMut2::from_shape((n, in_w), &mut *next).expect("shape"),
+                false,
+            );
+            let d = &layers_buf[2 * l - 1][..n * in_w];
+            for (v, dv) in next.iter_mut().zip(d) {
+                *v = *v * *dv;
+            }
+            let old = std::mem::take(&mut dz);
+            dz = next;
+            spare = old;
+        }
+        let gy = &mut spare[..n * y_dim];
+        matmul_packed(
+            ArrayView2::from_shape((n, widths[0]), &dz[..n * widths[0]]).expect("shape"),
+            &params[0].bwd,
+            ArrayViewMut2::from_shape((n, y_dim), &mut *gy).expect("shape"),
+            false,
+        );
+        for (mut grow, gs) in g.rows_mut().into_iter().zip(gy.chunks_exact(y_dim)) {
+            for (d, v) in grow.iter_mut().zip(gs) {
+                *d = v.wide();
+            }
+        }
+        if mlp.l2 > 0.0 {
+            g.scaled_add(mlp.l2, &y);
+        }
+    });
+}
+
 /// Applies `act` to `z` into `out`; with `deriv`, `z` is overwritten by the
 /// derivative at `z`. SiLU (the suite's MLP) runs a branch-free loop on
 /// [`exp_poly`] that vectorises; the others call their scalar forms.
 #[inline(always)]
-fn activate_body(act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
+fn activate_body<T: Real>(act: Activation, z: &mut [T], out: &mut [T], deriv: bool) {
     match (act, deriv) {
         (Activation::Silu, true) => {
             for (zi, oi) in z.iter_mut().zip(out.iter_mut()) {
                 let a = *zi;
-                let s = 1.0 / (1.0 + exp_poly(-a));
+                let s = T::ONE / (T::ONE + (-a).exp_fast());
                 *oi = a * s;
-                *zi = s * (1.0 + a * (1.0 - s));
+                *zi = s * (T::ONE + a * (T::ONE - s));
             }
         }
         (Activation::Silu, false) => {
             for (zi, oi) in z.iter().zip(out.iter_mut()) {
                 // a * s exactly as with the derivative: same bits either way.
-                let s = 1.0 / (1.0 + exp_poly(-*zi));
+                let s = T::ONE / (T::ONE + (-*zi).exp_fast());
                 *oi = *zi * s;
             }
         }
         (_, true) => {
             for (zi, oi) in z.iter_mut().zip(out.iter_mut()) {
-                let (f, df) = act.apply_with_derivative(*zi);
-                *oi = f;
-                *zi = df;
+                let (f, df) = act.apply_with_derivative(zi.wide());
+                *oi = T::of(f);
+                *zi = T::of(df);
             }
         }
         (_, false) => {
             for (zi, oi) in z.iter().zip(out.iter_mut()) {
-                *oi = act.apply(*zi);
+                *oi = T::of(act.apply(zi.wide()));
             }
         }
     }
@@ -476,19 +646,19 @@ fn activate_body(act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn activate_avx512(act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
+fn activate_avx512<T: Real>(act: Activation, z: &mut [T], out: &mut [T], deriv: bool) {
     activate_body(act, z, out, deriv)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn activate_avx2(act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
+fn activate_avx2<T: Real>(act: Activation, z: &mut [T], out: &mut [T], deriv: bool) {
     activate_body(act, z, out, deriv)
 }
 
 /// [`activate_body`] at the CPU's SIMD level; the same operations in the
 /// same order at every level, so results do not depend on it.
-fn activate(level: SimdLevel, act: Activation, z: &mut [f64], out: &mut [f64], deriv: bool) {
+fn activate<T: Real>(level: SimdLevel, act: Activation, z: &mut [T], out: &mut [T], deriv: bool) {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.

@@ -26,6 +26,7 @@ mod funnel;
 mod gaussian;
 mod mixture;
 mod mlp;
+mod precision;
 mod rbm;
 mod ring;
 
@@ -34,6 +35,8 @@ pub use funnel::Funnel;
 pub use gaussian::{DiagGaussian, FullGaussian};
 pub use mixture::Mixture;
 pub use mlp::{Activation, Layer, Mlp, MlpGrads};
+pub(crate) use precision::Real;
+pub use precision::{Precision, exp_poly_f32};
 pub use rbm::Rbm;
 pub use ring::Ring;
 

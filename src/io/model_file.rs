@@ -18,10 +18,12 @@
 //! an MLP's weights are then in torch's `nn.Linear` layout (out x in) unless
 //! `"layout": "in_out"` says otherwise (`"layout": "torch"` also reads npy
 //! or inline weights in torch's layout). Unknown keys, wrong types, wrong shapes and
-//! non-finite numbers are errors naming the file and the key.
+//! non-finite numbers are errors naming the file and the key. An `mlp` or
+//! `rbm` takes `"dtype": "f32"` to compute its energies in single precision
+//! ([`crate::energy::Precision`]; default `"f64"`).
 
 use crate::energy::{
-    Activation, DiagGaussian, FullGaussian, Funnel, Layer, Mixture, Mlp, Rbm, Ring,
+    Activation, DiagGaussian, FullGaussian, Funnel, Layer, Mixture, Mlp, Precision, Rbm, Ring,
 };
 use crate::error::{Error, Result};
 use crate::io::npy::{MAX_ELEMENTS, NpyArray, read_npy};
@@ -163,6 +165,20 @@ impl Ctx<'_> {
             return Err(self.err(format!("`{at}{key}` must be 2-D, got shape {:?}", a.shape)));
         }
         Ok(Array2::from_shape_vec((a.shape[0], a.shape[1]), a.data).expect("shape"))
+    }
+
+    /// The optional `dtype` (`"f64"`, the default, or `"f32"`): the
+    /// precision of an mlp's or rbm's arithmetic.
+    fn dtype(&self, obj: &Map<String, Value>) -> Result<Precision> {
+        match obj.get("dtype") {
+            None => Ok(Precision::F64),
+            Some(Value::String(s)) => Precision::parse(s)
+                .map_err(|_| self.err(format!("`dtype`: unknown dtype `{s}` (f64 or f32)"))),
+            Some(v) => Err(self.err(format!(
+                "`dtype` must be a string (\"f64\" or \"f32\"), got {}",
+                type_name(v)
+            ))),
+        }
     }
 
     fn wrap(&self, r: Result<Family>) -> Result<Family> {
@@ -316,7 +332,11 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
             ctx.wrap(Ring::new(x, y, w).map(|r| Family::Ring(Arc::new(r))))?
         }
         "mlp" => {
-            ctx.check_keys(obj, &["kind", "x_dim", "l2", "layers", "layout"], "")?;
+            ctx.check_keys(
+                obj,
+                &["kind", "x_dim", "l2", "layers", "layout", "dtype"],
+                "",
+            )?;
             // Weights are (in x out) unless `layout` says torch's (out x in),
             // the default for tensors from a safetensors file.
             let torch_layout = match obj.get("layout") {
@@ -364,14 +384,23 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
                     activation: act,
                 });
             }
-            ctx.wrap(Mlp::new(x_dim, l2, layers).map(|m| Family::Mlp(Arc::new(m))))?
+            let precision = ctx.dtype(obj)?;
+            ctx.wrap(
+                Mlp::new(x_dim, l2, layers)
+                    .map(|m| Family::Mlp(Arc::new(m.with_precision(precision)))),
+            )?
         }
         "rbm" => {
-            ctx.check_keys(obj, &["kind", "weights", "visible_bias", "hidden_bias"], "")?;
+            ctx.check_keys(
+                obj,
+                &["kind", "weights", "visible_bias", "hidden_bias", "dtype"],
+                "",
+            )?;
             let w = ctx.matrix(obj, "weights", "")?;
             let b = ctx.vector(obj, "visible_bias", "")?;
             let c = ctx.vector(obj, "hidden_bias", "")?;
-            ctx.wrap(Rbm::new(w, b, c).map(|r| Family::Rbm(Arc::new(r))))?
+            let precision = ctx.dtype(obj)?;
+            ctx.wrap(Rbm::new(w, b, c).map(|r| Family::Rbm(Arc::new(r.with_precision(precision)))))?
         }
         other => {
             return Err(ctx.err(format!(

@@ -1,7 +1,7 @@
 //! Metropolis-adjusted Langevin (MALA).
 
 use super::{
-    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, evaluate_proposals,
+    ChainRow, ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, evaluate_proposals,
     for_each_block, for_each_chain_row, metropolis,
 };
 use crate::energy::{Energy, RowEnergy, sum_lanes1, sum_lanes3, sum_lanes4};
@@ -135,7 +135,7 @@ impl Kernel for Mala {
 }
 
 /// `out = y - eps W g + sqrt(2 eps W) xi`.
-#[inline]
+#[inline(always)]
 fn propose(eps: f64, w: Option<&[f64]>, y: &[f64], g: &[f64], xi: &[f64], out: &mut [f64]) {
     match w {
         None => {
@@ -155,7 +155,7 @@ fn propose(eps: f64, w: Option<&[f64]>, y: &[f64], g: &[f64], xi: &[f64], out: &
 /// `log alpha = E(y) - E(y') - log q(y'|y) + log q(y|y')` with
 /// `log q(y'|y) = -|xi|^2 / 2` (up to the shared constant) and the reverse
 /// move's residual `y - y' + eps W grad E(y')`.
-#[inline]
+#[inline(always)]
 fn log_alpha_of(
     eps: f64,
     w: Option<&[f64]>,
@@ -198,31 +198,59 @@ impl Mala {
         steps: &mut [ChainStep],
     ) {
         let w = tuning.inv_mass();
-        for_each_chain_row(state, rngs, steps, |mut c| {
-            let eps = tuning.step_size().get(c.index);
-            fill_standard_normal(c.rng, c.scratch);
-            propose(eps, w, c.position, c.grad, c.scratch, c.proposal);
-            let ep = energy.energy_grad(c.proposal, c.proposal_grad);
-            *c.proposal_energy = ep;
-            // g * 0 is NaN exactly for non-finite g: one vectorised probe.
-            let finite = ep.is_finite() && sum_lanes1(c.proposal_grad, |v| v * 0.0) == 0.0;
-            let log_alpha = if finite {
-                let drop = *c.energy - ep;
-                log_alpha_of(
-                    eps,
-                    w,
-                    drop,
-                    c.position,
-                    c.proposal,
-                    c.proposal_grad,
-                    c.scratch,
-                )
-            } else {
-                f64::NAN
-            };
-            if metropolis(log_alpha, finite, c.rng, c.step) {
-                c.accept();
-            }
+        let level = crate::linalg::simd_level();
+        for_each_chain_row(state, rngs, steps, |c| match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
+            crate::linalg::SimdLevel::Avx512 => unsafe { mala_row_avx512(energy, tuning, w, c) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
+            crate::linalg::SimdLevel::Avx2 => unsafe { mala_row_avx2(energy, tuning, w, c) },
+            _ => mala_row(energy, tuning, w, c),
         });
     }
+}
+
+/// One chain's MALA step on a row energy: noise, proposal, energy and
+/// gradient, the Metropolis decision. Element-wise arithmetic and sums in
+/// fixed lanes, so the AVX-512 and AVX2 copies below (wider vectors for
+/// the same operations) give the same bits as the baseline.
+#[inline(always)]
+fn mala_row(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, mut c: ChainRow<'_>) {
+    let eps = tuning.step_size().get(c.index);
+    fill_standard_normal(c.rng, c.scratch);
+    propose(eps, w, c.position, c.grad, c.scratch, c.proposal);
+    let ep = energy.energy_grad(c.proposal, c.proposal_grad);
+    *c.proposal_energy = ep;
+    // g * 0 is NaN exactly for non-finite g: one vectorised probe.
+    let finite = ep.is_finite() && sum_lanes1(c.proposal_grad, |v| v * 0.0) == 0.0;
+    let log_alpha = if finite {
+        let drop = *c.energy - ep;
+        log_alpha_of(
+            eps,
+            w,
+            drop,
+            c.position,
+            c.proposal,
+            c.proposal_grad,
+            c.scratch,
+        )
+    } else {
+        f64::NAN
+    };
+    if metropolis(log_alpha, finite, c.rng, c.step) {
+        c.accept();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn mala_row_avx512(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, c: ChainRow<'_>) {
+    mala_row(energy, tuning, w, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn mala_row_avx2(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, c: ChainRow<'_>) {
+    mala_row(energy, tuning, w, c)
 }

@@ -557,7 +557,12 @@ pub(crate) fn metropolis(
         };
         return false;
     }
-    let accept_prob = log_alpha.min(0.0).exp();
+    // exp(min(log_alpha, 0)), without the call where it is exp(0) = 1.
+    let accept_prob = if log_alpha >= 0.0 {
+        1.0
+    } else {
+        log_alpha.exp()
+    };
     let accepted = u < accept_prob;
     *step = ChainStep {
         accept_prob,

@@ -147,11 +147,7 @@ impl<'a> Ladder<'a> {
                     ));
                 }
                 let b = beta * b0;
-                let rbm = Rbm::new(
-                    rbm.weights().mapv(|w| w * b),
-                    rbm.visible_bias().mapv(|v| v * b).to_vec(),
-                    rbm.hidden_bias().mapv(|v| v * b).to_vec(),
-                )?;
+                let rbm = rbm.scaled(b)?;
                 Path::Rbm(Box::new(RbmPath {
                     act: Array2::zeros((n, rbm.n_hidden())),
                     dv: Array1::zeros(n),

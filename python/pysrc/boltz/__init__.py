@@ -115,7 +115,9 @@ def _count(v: Any, what: str) -> int:
     return int(v)
 
 
-def load_model(name_or_path: Union[str, "_os.PathLike[str]"]) -> Energy:
+def load_model(
+    name_or_path: Union[str, "_os.PathLike[str]"], precision: Optional[str] = None
+) -> Energy:
     """Load a suite target or a JSON model file, as the CLI's ``--model`` does.
 
     Suite targets: ``gauss-ill``, ``gmm-ring``, ``gmm-far``, ``funnel``,
@@ -123,8 +125,13 @@ def load_model(name_or_path: Union[str, "_os.PathLike[str]"]) -> Energy:
     JSON (see the README's model-file table); arrays are inline, ``.npy``
     paths, or tensors of a ``.safetensors`` file named by the model's
     ``safetensors`` key.
+
+    ``precision``: ``"f32"`` computes an ``mlp`` or ``rbm`` energy in single
+    precision (as the CLI's ``--precision``; sampler state and estimates
+    stay float64); default the model file's ``dtype``, else ``"f64"``.
     """
-    return _native.load_model(_os.fspath(name_or_path))
+    e = _native.load_model(_os.fspath(name_or_path))
+    return e if precision is None else e.with_precision(str(precision))
 
 
 def threads() -> int:

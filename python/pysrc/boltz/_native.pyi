@@ -26,6 +26,12 @@ class Energy:
     def kind(self) -> str:
         """gaussian, mixture, funnel, ring, mlp, rbm or custom."""
     @property
+    def precision(self) -> str:
+        """The precision of the energy's arithmetic, ``f64`` or ``f32``."""
+    def with_precision(self, precision: str) -> "Energy":
+        """This energy computing in ``precision`` (``f64`` or ``f32``; f32
+        only for ``mlp`` and ``rbm`` models)."""
+    @property
     def binary(self) -> bool:
         """Whether states are binary vectors (0.0 / 1.0)."""
     @property

@@ -89,8 +89,12 @@ def mlp_from_torch(
     l2: float = 0.0,
     *,
     name: Optional[str] = None,
+    precision: str = "f64",
 ) -> Energy:
     """boltz's native MLP energy from a torch MLP: full speed, no Python in the loop.
+
+    ``precision="f32"`` computes in single precision, as the module does in
+    torch (the weights are rounded to float32; sampler state stays float64).
 
     ``module_or_state_dict``: an ``nn.Sequential`` of ``Linear`` layers and
     activation modules (``SiLU``, ``ReLU``, ``Tanh``, ``Softplus``,
@@ -147,4 +151,5 @@ def mlp_from_torch(
         acts = list(activations) if activations is not None else inferred
     if not weights:
         raise BoltzError("invalid value for `module`: no Linear layers found")
-    return _native.mlp_energy(weights, biases, [str(a) for a in acts], int(x_dim), float(l2), name)
+    e = _native.mlp_energy(weights, biases, [str(a) for a in acts], int(x_dim), float(l2), name)
+    return e if precision == "f64" else e.with_precision(str(precision))
