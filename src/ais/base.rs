@@ -117,6 +117,101 @@ impl Base {
     }
 }
 
+/// One row of [`Base::mix_into`] for a Gaussian base, at the CPU's SIMD
+/// level: the same operations in the same order as the generic loop (the
+/// per-coordinate terms and gradients element-wise, then their sum left to
+/// right), so the same bits; returns the row's mixed energy.
+#[allow(clippy::too_many_arguments)]
+fn gauss_row(
+    level: crate::linalg::SimdLevel,
+    mean: &[f64],
+    std: &[f64],
+    row: &[f64],
+    g: &mut [f64],
+    e: f64,
+    b: f64,
+    a: f64,
+    c: f64,
+) -> f64 {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
+        crate::linalg::SimdLevel::Avx512 => unsafe {
+            gauss_row_avx512(mean, std, row, g, e, b, a, c)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
+        crate::linalg::SimdLevel::Avx2 => unsafe { gauss_row_avx2(mean, std, row, g, e, b, a, c) },
+        _ => gauss_row_body(mean, std, row, g, e, b, a, c),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gauss_row_body(
+    mean: &[f64],
+    std: &[f64],
+    row: &[f64],
+    g: &mut [f64],
+    e: f64,
+    b: f64,
+    a: f64,
+    c: f64,
+) -> f64 {
+    const CHUNK: usize = 64;
+    let mut t = [0.0f64; CHUNK];
+    let mut e0 = c;
+    let n = row.len();
+    let (mean, std, g) = (&mean[..n], &std[..n], &mut g[..n]);
+    let mut j0 = 0;
+    while j0 < n {
+        let k = CHUNK.min(n - j0);
+        for j in 0..k {
+            let i = j0 + j;
+            let z = (row[i] - mean[i]) / std[i];
+            t[j] = 0.5 * z * z;
+            g[i] = b * g[i] + a * (z / std[i]);
+        }
+        for tj in &t[..k] {
+            e0 += tj;
+        }
+        j0 += k;
+    }
+    b * e + a * e0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+fn gauss_row_avx512(
+    mean: &[f64],
+    std: &[f64],
+    row: &[f64],
+    g: &mut [f64],
+    e: f64,
+    b: f64,
+    a: f64,
+    c: f64,
+) -> f64 {
+    gauss_row_body(mean, std, row, g, e, b, a, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+fn gauss_row_avx2(
+    mean: &[f64],
+    std: &[f64],
+    row: &[f64],
+    g: &mut [f64],
+    e: f64,
+    b: f64,
+    a: f64,
+    c: f64,
+) -> f64 {
+    gauss_row_body(mean, std, row, g, e, b, a, c)
+}
+
 impl Energy for Base {
     fn dim(&self) -> usize {
         Base::dim(self)
@@ -170,6 +265,28 @@ impl Base {
             }
         };
         match grad {
+            Some(mut g)
+                if matches!(self, Base::Gaussian { .. })
+                    && y.is_standard_layout()
+                    && g.is_standard_layout() =>
+            {
+                let Base::Gaussian { mean, std } = self else {
+                    unreachable!("matched above")
+                };
+                let level = crate::linalg::simd_level();
+                let d = y.ncols().max(1);
+                let (ys, gs) = (
+                    y.as_slice().expect("standard"),
+                    g.as_slice_mut().expect("standard"),
+                );
+                ys.par_chunks(d)
+                    .zip(gs.par_chunks_mut(d))
+                    .zip(energy.axis_iter_mut(ndarray::Axis(0)).into_par_iter())
+                    .for_each(|((row, gr), mut e)| {
+                        let e = e.first_mut().expect("a 0-d view holds one value");
+                        *e = gauss_row(level, mean, std, row, gr, *e, b, a, c);
+                    });
+            }
             Some(mut g) => {
                 ndarray::Zip::from(y.rows())
                     .and(&mut energy)
