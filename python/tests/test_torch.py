@@ -117,6 +117,12 @@ def test_torch_energy_float32_and_conditional():
     e2, g2 = ne.energy_and_grad(y, x)
     np.testing.assert_allclose(e, e2, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(g, g2, rtol=1e-4, atol=1e-5)
+    # The native MLP in f32, as the module computes in torch.
+    n32 = boltz.mlp_from_torch(net, x_dim=2, precision="f32")
+    assert n32.precision == "f32"
+    e3, g3 = n32.energy_and_grad(y, x)
+    np.testing.assert_allclose(e, e3, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g, g3, rtol=1e-4, atol=1e-5)
     neg = boltz.Negatives(te, steps=5, step_size=0.01)
     out = neg.sample(chains=4, context=x)
     assert out.shape == (4, 3) and np.all(np.isfinite(out))
