@@ -49,6 +49,42 @@ pub(crate) fn simd_level() -> SimdLevel {
     })
 }
 
+/// `fn NAME(args) -> R` running `BODY(args)` compiled for AVX-512, for AVX2
+/// or for the baseline, whichever [`simd_level`] chose. `BODY` must be
+/// `#[inline(always)]` and do the same operations at every level
+/// (element-wise arithmetic, sums in fixed lanes, no fused multiply-add),
+/// so that every level gives the same bits: only the vector width changes.
+macro_rules! simd_dispatch {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:ident;) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = "avx512f")]
+            fn wide($($arg: $ty),*) $(-> $ret)? {
+                $body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = "avx2")]
+            fn mid($($arg: $ty),*) $(-> $ret)? {
+                $body($($arg),*)
+            }
+            match $crate::linalg::simd_level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
+                $crate::linalg::SimdLevel::Avx512 => unsafe { wide($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
+                $crate::linalg::SimdLevel::Avx2 => unsafe { mid($($arg),*) },
+                _ => $body($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use simd_dispatch;
+
 /// The body of [`matmul`] and [`matmul_f32`]: shape checks, then boltz's
 /// AVX-512 kernel for the type or the `gemm` crate's.
 macro_rules! matmul_impl {

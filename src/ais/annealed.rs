@@ -128,11 +128,10 @@ pub(crate) fn mix_parts(
             // Contiguous: chunks of MIX_CHUNK values (small arrays stay one
             // task), each mixed at the CPU's SIMD level; element-wise, so
             // the same bits as the Zip below.
-            let level = crate::linalg::simd_level();
             gs.par_chunks_mut(MIX_CHUNK)
                 .zip(fs.par_chunks(MIX_CHUNK))
                 .zip(zs.par_chunks(MIX_CHUNK))
-                .for_each(|((g, f), z)| mix_slice(level, b, a, g, f, z));
+                .for_each(|((g, f), z)| mix_slice(b, a, g, f, z));
             return;
         }
         ndarray::Zip::from(&mut g)
@@ -147,33 +146,17 @@ pub(crate) fn mix_parts(
 /// over a few threads.
 const MIX_CHUNK: usize = 4096;
 
-/// `g = b f + a e0` element-wise at the given SIMD level (same bits at
-/// every level: no fused multiply-add).
-fn mix_slice(
-    level: crate::linalg::SimdLevel,
-    b: f64,
-    a: f64,
-    g: &mut [f64],
-    f: &[f64],
-    e0: &[f64],
-) {
-    #[inline(always)]
-    fn body(b: f64, a: f64, g: &mut [f64], f: &[f64], e0: &[f64]) {
-        for ((g, f), e) in g.iter_mut().zip(f).zip(e0) {
-            *g = b * f + a * e;
-        }
+/// `g = b f + a e0`, element-wise.
+#[inline(always)]
+fn mix_body(b: f64, a: f64, g: &mut [f64], f: &[f64], e0: &[f64]) {
+    for ((g, f), e) in g.iter_mut().zip(f).zip(e0) {
+        *g = b * f + a * e;
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn wide(b: f64, a: f64, g: &mut [f64], f: &[f64], e0: &[f64]) {
-        body(b, a, g, f, e0)
-    }
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
-        crate::linalg::SimdLevel::Avx512 => unsafe { wide(b, a, g, f, e0) },
-        _ => body(b, a, g, f, e0),
-    }
+}
+
+crate::linalg::simd_dispatch! {
+    /// [`mix_body`] at the CPU's SIMD level (same bits at every level).
+    fn mix_slice(b: f64, a: f64, g: &mut [f64], f: &[f64], e0: &[f64]) = mix_body;
 }
 
 /// [`mix_parts`] with row `i` at `b[i]`.

@@ -117,33 +117,12 @@ impl Base {
     }
 }
 
-/// One row of [`Base::mix_into`] for a Gaussian base, at the CPU's SIMD
-/// level: the same operations in the same order as the generic loop (the
-/// per-coordinate terms and gradients element-wise, then their sum left to
-/// right), so the same bits; returns the row's mixed energy.
-#[allow(clippy::too_many_arguments)]
-fn gauss_row(
-    level: crate::linalg::SimdLevel,
-    mean: &[f64],
-    std: &[f64],
-    row: &[f64],
-    g: &mut [f64],
-    e: f64,
-    b: f64,
-    a: f64,
-    c: f64,
-) -> f64 {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
-        crate::linalg::SimdLevel::Avx512 => unsafe {
-            gauss_row_avx512(mean, std, row, g, e, b, a, c)
-        },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
-        crate::linalg::SimdLevel::Avx2 => unsafe { gauss_row_avx2(mean, std, row, g, e, b, a, c) },
-        _ => gauss_row_body(mean, std, row, g, e, b, a, c),
-    }
+crate::linalg::simd_dispatch! {
+    /// One row of [`Base::mix_into`] for a Gaussian base, at the CPU's SIMD
+    /// level: the same operations in the same order as the generic loop (the
+    /// per-coordinate terms and gradients element-wise, then their sum left to
+    /// right), so the same bits; returns the row's mixed energy.
+    fn gauss_row(mean: &[f64], std: &[f64], row: &[f64], g: &mut [f64], e: f64, b: f64, a: f64, c: f64) -> f64 = gauss_row_body;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -178,38 +157,6 @@ fn gauss_row_body(
         j0 += k;
     }
     b * e + a * e0
-}
-
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-fn gauss_row_avx512(
-    mean: &[f64],
-    std: &[f64],
-    row: &[f64],
-    g: &mut [f64],
-    e: f64,
-    b: f64,
-    a: f64,
-    c: f64,
-) -> f64 {
-    gauss_row_body(mean, std, row, g, e, b, a, c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2")]
-fn gauss_row_avx2(
-    mean: &[f64],
-    std: &[f64],
-    row: &[f64],
-    g: &mut [f64],
-    e: f64,
-    b: f64,
-    a: f64,
-    c: f64,
-) -> f64 {
-    gauss_row_body(mean, std, row, g, e, b, a, c)
 }
 
 impl Energy for Base {
@@ -273,7 +220,6 @@ impl Base {
                 let Base::Gaussian { mean, std } = self else {
                     unreachable!("matched above")
                 };
-                let level = crate::linalg::simd_level();
                 let d = y.ncols().max(1);
                 let (ys, gs) = (
                     y.as_slice().expect("standard"),
@@ -284,7 +230,7 @@ impl Base {
                     .zip(energy.axis_iter_mut(ndarray::Axis(0)).into_par_iter())
                     .for_each(|((row, gr), mut e)| {
                         let e = e.first_mut().expect("a 0-d view holds one value");
-                        *e = gauss_row(level, mean, std, row, gr, *e, b, a, c);
+                        *e = gauss_row(mean, std, row, gr, *e, b, a, c);
                     });
             }
             Some(mut g) => {

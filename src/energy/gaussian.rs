@@ -67,16 +67,7 @@ impl RowEnergy for DiagGaussian {
         })
     }
     fn energy_grad(&self, y: &[f64], grad: &mut [f64]) -> f64 {
-        let (m, w) = (&self.mean[..], &self.inv_var[..]);
-        match crate::linalg::simd_level() {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
-            crate::linalg::SimdLevel::Avx512 => unsafe { diag_grad_avx512(m, w, y, grad) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
-            crate::linalg::SimdLevel::Avx2 => unsafe { diag_grad_avx2(m, w, y, grad) },
-            _ => diag_grad(m, w, y, grad),
-        }
+        diag_grad(&self.mean[..], &self.inv_var[..], y, grad)
     }
     fn known_log_z(&self) -> Option<f64> {
         Some(self.std.iter().map(|s| (s * (2.0 * PI).sqrt()).ln()).sum())
@@ -86,7 +77,7 @@ impl RowEnergy for DiagGaussian {
 /// The diagonal Gaussian's energy and gradient: element-wise, and a sum in
 /// fixed lanes, so every SIMD level gives the same bits.
 #[inline(always)]
-fn diag_grad(m: &[f64], w: &[f64], y: &[f64], grad: &mut [f64]) -> f64 {
+fn diag_body(m: &[f64], w: &[f64], y: &[f64], grad: &mut [f64]) -> f64 {
     let n = y.len();
     let (m, w, g) = (&m[..n], &w[..n], &mut grad[..n]);
     for i in 0..n {
@@ -95,16 +86,9 @@ fn diag_grad(m: &[f64], w: &[f64], y: &[f64], grad: &mut [f64]) -> f64 {
     0.5 * super::sum_lanes3(y, m, g, |y, m, g| (y - m) * g)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn diag_grad_avx512(m: &[f64], w: &[f64], y: &[f64], grad: &mut [f64]) -> f64 {
-    diag_grad(m, w, y, grad)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn diag_grad_avx2(m: &[f64], w: &[f64], y: &[f64], grad: &mut [f64]) -> f64 {
-    diag_grad(m, w, y, grad)
+crate::linalg::simd_dispatch! {
+    /// [`diag_body`] at the CPU's SIMD level.
+    fn diag_grad(m: &[f64], w: &[f64], y: &[f64], grad: &mut [f64]) -> f64 = diag_body;
 }
 
 /// Gaussian with a full precision matrix: `F(y) = 0.5 (y - mean)^T P (y - mean)`.

@@ -198,25 +198,16 @@ impl Mala {
         steps: &mut [ChainStep],
     ) {
         let w = tuning.inv_mass();
-        let level = crate::linalg::simd_level();
-        for_each_chain_row(state, rngs, steps, |c| match level {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
-            crate::linalg::SimdLevel::Avx512 => unsafe { mala_row_avx512(energy, tuning, w, c) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
-            crate::linalg::SimdLevel::Avx2 => unsafe { mala_row_avx2(energy, tuning, w, c) },
-            _ => mala_row(energy, tuning, w, c),
-        });
+        for_each_chain_row(state, rngs, steps, |c| mala_row(energy, tuning, w, c));
     }
 }
 
 /// One chain's MALA step on a row energy: noise, proposal, energy and
 /// gradient, the Metropolis decision. Element-wise arithmetic and sums in
-/// fixed lanes, so the AVX-512 and AVX2 copies below (wider vectors for
-/// the same operations) give the same bits as the baseline.
+/// fixed lanes, so the AVX-512 and AVX2 copies (wider vectors for the
+/// same operations) give the same bits as the baseline.
 #[inline(always)]
-fn mala_row(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, mut c: ChainRow<'_>) {
+fn mala_row_body(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, mut c: ChainRow<'_>) {
     let eps = tuning.step_size().get(c.index);
     fill_standard_normal(c.rng, c.scratch);
     propose(eps, w, c.position, c.grad, c.scratch, c.proposal);
@@ -243,14 +234,7 @@ fn mala_row(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, mut c: C
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn mala_row_avx512(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, c: ChainRow<'_>) {
-    mala_row(energy, tuning, w, c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn mala_row_avx2(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, c: ChainRow<'_>) {
-    mala_row(energy, tuning, w, c)
+crate::linalg::simd_dispatch! {
+    /// [`mala_row_body`] at the CPU's SIMD level.
+    fn mala_row(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, c: ChainRow<'_>) = mala_row_body;
 }
