@@ -37,10 +37,12 @@
 //! seed's outcome, from run lengths that put the expected R-hat well under
 //! 1.01.
 
-use boltz::diagnostics::{ess_bulk, ess_mean, ess_tail, ks_test, rhat};
+mod common;
+use boltz::diagnostics::{ess_bulk, ess_mean, ks_test, rhat};
 use boltz::energy::{Energy, Funnel};
 use boltz::kernels::{AutoMala, Kernel, Mala};
 use boltz::sampler::{NoObserver, SampleConfig, sample};
+use common::thinned;
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
@@ -85,16 +87,6 @@ fn run_v(
     .unwrap();
     let grads = out.stats.grad_evals as f64;
     (out.samples.index_axis(Axis(2), 0).to_owned(), grads)
-}
-
-/// Pooled draws thinned to one per two autocorrelation times.
-fn thinned(x: ArrayView2<f64>) -> Vec<f64> {
-    let ess = ess_bulk(x).min(ess_tail(x)).max(1.0);
-    let step = 2 * ((x.len() as f64 / ess).ceil() as usize).max(1);
-    x.rows()
-        .into_iter()
-        .flat_map(|r| r.iter().step_by(step).copied().collect::<Vec<_>>())
-        .collect()
 }
 
 /// The four checks; returns whether each passed, with the figures printed.

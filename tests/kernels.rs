@@ -6,75 +6,21 @@
 //! errors for moments, KS and chi-square tests on draws thinned to be
 //! nearly independent (thinning by the chain's integrated autocorrelation time).
 
-use boltz::diagnostics::{chi_square_test, ess_bulk, ess_mean, ess_tail, ks_test};
+mod common;
+use boltz::diagnostics::{chi_square_test, ess_bulk, ess_mean, ks_test};
 use boltz::energy::{Energy, FnEnergy};
 use boltz::init::Init;
 use boltz::kernels::{AutoMala, Gibbs, Hmc, Kernel, Mala, Nuts, Rwm, Ula};
 use boltz::model;
 use boltz::sampler::{NoObserver, SampleConfig, SampleOutput, sample};
+use common::{run, run_from, thinned};
 use ndarray::{Array2, ArrayView2, Axis, s};
 use statrs::distribution::{ContinuousCDF, Normal};
 use std::sync::Arc;
 
-fn run(
-    energy: &dyn Energy,
-    kernel: &dyn Kernel,
-    chains: usize,
-    warmup: usize,
-    draws: usize,
-    thin: usize,
-    seed: u64,
-) -> SampleOutput {
-    run_from(
-        energy,
-        kernel,
-        chains,
-        warmup,
-        draws,
-        thin,
-        seed,
-        Init::default(),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_from(
-    energy: &dyn Energy,
-    kernel: &dyn Kernel,
-    chains: usize,
-    warmup: usize,
-    draws: usize,
-    thin: usize,
-    seed: u64,
-    init: Init,
-) -> SampleOutput {
-    let mut c = SampleConfig::new();
-    c.init = init;
-    c.n_chains = chains;
-    c.warmup = warmup;
-    c.draws = draws;
-    c.thin = thin;
-    c.seed = seed;
-    sample(energy, kernel, &c, None, &mut NoObserver).unwrap()
-}
-
 /// Draws of one coordinate as (chains, draws).
 fn coord(out: &SampleOutput, j: usize) -> Array2<f64> {
     out.samples.index_axis(Axis(2), j).to_owned()
-}
-
-/// Thins (chains, draws) to one draw per two autocorrelation times (the
-/// longer of the bulk's and the tails'), so that the pooled draws are
-/// close enough to independent for KS and chi-square tests (one time alone
-/// left chi-square statistics inflated by ~10% for RWM).
-fn thinned(x: ArrayView2<f64>) -> Vec<f64> {
-    let ess = ess_bulk(x).min(ess_tail(x)).max(1.0);
-    let step = 2 * ((x.len() as f64 / ess).ceil() as usize).max(1);
-    let mut v = Vec::new();
-    for row in x.rows() {
-        v.extend(row.iter().step_by(step).copied());
-    }
-    v
 }
 
 /// z-score of the mean of `x` against `truth`, with the standard error

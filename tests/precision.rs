@@ -3,12 +3,14 @@
 //! statistical tests as on f64 (tolerances unchanged), and its runs are
 //! bit-identical for any thread count.
 
+mod common;
 use boltz::Family;
-use boltz::diagnostics::{chi_square_test, ess_bulk, ess_tail};
+use boltz::diagnostics::{chi_square_test, ess_bulk};
 use boltz::energy::{Activation, ConditionalEnergy, Energy, Layer, Mlp, Precision, Rbm};
-use boltz::kernels::{Gibbs, Kernel, Mala, Ula};
+use boltz::kernels::{Gibbs, Mala, Ula};
 use boltz::model;
-use boltz::sampler::{NoObserver, SampleConfig, SampleOutput, sample};
+use boltz::sampler::SampleOutput;
+use common::{run, thinned};
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -122,34 +124,6 @@ fn rbm_f32_free_energies_and_gradients_match_f64() {
     }
 }
 
-fn run(
-    e: &dyn Energy,
-    k: &dyn Kernel,
-    chains: usize,
-    warmup: usize,
-    draws: usize,
-    seed: u64,
-) -> SampleOutput {
-    let mut c = SampleConfig::new();
-    c.n_chains = chains;
-    c.warmup = warmup;
-    c.draws = draws;
-    c.seed = seed;
-    sample(e, k, &c, None, &mut NoObserver).unwrap()
-}
-
-/// Thins (chains, draws) to one draw per two autocorrelation times (as in
-/// tests/kernels.rs).
-fn thinned(x: ArrayView2<f64>) -> Vec<f64> {
-    let ess = ess_bulk(x).min(ess_tail(x)).max(1.0);
-    let step = 2 * ((x.len() as f64 / ess).ceil() as usize).max(1);
-    let mut v = Vec::new();
-    for row in x.rows() {
-        v.extend(row.iter().step_by(step).copied());
-    }
-    v
-}
-
 #[test]
 fn gibbs_f32_on_rbm20_matches_enumeration() {
     // tests/kernels.rs's test on the f32 path, same draws and alpha: the
@@ -163,7 +137,7 @@ fn gibbs_f32_on_rbm20_matches_enumeration() {
     let rbm = m.rbm().unwrap().clone();
     let exact = boltz::exact::rbm_visible_marginal_counts(&rbm).unwrap();
     let e = m.energy(None).unwrap();
-    let out = run(e.as_ref(), &Gibbs::new(true), 64, 200, 2000, 41);
+    let out = run(e.as_ref(), &Gibbs::new(true), 64, 200, 2000, 1, 41);
     let counts = out.samples.sum_axis(Axis(2));
     let mut observed = vec![0.0; 65];
     for c in &thinned(counts.view()) {
@@ -232,8 +206,8 @@ fn mala_f32_on_the_suite_mlp_samples_what_f64_samples() {
     let m32 = m.with_precision(Precision::F32).unwrap();
     let e32 = m32.energy(Some(ctx)).unwrap();
     let k = Mala::new(0.2).unwrap();
-    let a = run(e.as_ref(), &k, 64, 500, 2000, 21);
-    let b = run(e32.as_ref(), &k, 64, 500, 2000, 22);
+    let a = run(e.as_ref(), &k, 64, 500, 2000, 1, 21);
+    let b = run(e32.as_ref(), &k, 64, 500, 2000, 1, 22);
     let moment = |out: &SampleOutput, j: usize, p: i32| {
         let x = out.samples.index_axis(Axis(2), j).mapv(|v| v.powi(p));
         let ess = ess_bulk(x.view()).max(1.0);
@@ -271,7 +245,7 @@ fn f32_runs_are_bit_identical_for_any_thread_count() {
                 .with_precision(Precision::F32)
                 .unwrap();
             let e = m.energy(None).unwrap();
-            let out = run(e.as_ref(), &Gibbs::new(true), 70, 10, 20, 8);
+            let out = run(e.as_ref(), &Gibbs::new(true), 70, 10, 20, 1, 8);
             bits.extend(out.samples.iter().map(|v| v.to_bits()));
             bits.extend(out.energies.as_ref().unwrap().iter().map(|v| v.to_bits()));
             let m = model::load("mlp")
@@ -283,9 +257,9 @@ fn f32_runs_are_bit_identical_for_any_thread_count() {
                 .slice(s![..300, ..])
                 .to_owned();
             let e = m.energy(Some(ctx)).unwrap();
-            let out = run(e.as_ref(), &Ula::new(0.01).unwrap(), 300, 0, 10, 9);
+            let out = run(e.as_ref(), &Ula::new(0.01).unwrap(), 300, 0, 10, 1, 9);
             bits.extend(out.samples.iter().map(|v| v.to_bits()));
-            let out = run(e.as_ref(), &Mala::new(0.05).unwrap(), 300, 0, 10, 9);
+            let out = run(e.as_ref(), &Mala::new(0.05).unwrap(), 300, 0, 10, 1, 9);
             bits.extend(out.samples.iter().map(|v| v.to_bits()));
             bits
         })

@@ -234,7 +234,11 @@ impl Rbm {
                     ab.assign(&vb.dot(&self.w));
                     add_row(ab.view_mut(), self.c.view());
                 }
-                Some(single) => ab.assign(&single.activations(vb).mapv(f64::from)),
+                Some(single) => {
+                    Zip::from(&mut ab)
+                        .and(&single.activations(vb))
+                        .for_each(|d, &a| *d = f64::from(a));
+                }
             });
         a
     }
