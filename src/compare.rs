@@ -35,6 +35,9 @@ pub struct CompareConfig {
     /// moments given to [`compare`] are those of beta 1: at another beta
     /// the error columns are left out.
     pub beta: f64,
+    /// Settings every sampler is built with (each reads those its registry
+    /// entry names; a step size is where each warm-up starts).
+    pub kernel_settings: crate::kernels::KernelSettings,
 }
 
 impl Default for CompareConfig {
@@ -46,6 +49,7 @@ impl Default for CompareConfig {
             seed: 0,
             ula_step: None,
             beta: 1.0,
+            kernel_settings: Default::default(),
         }
     }
 }
@@ -253,12 +257,12 @@ pub fn compare_with(
     let mut rows = Vec::new();
     for spec in samplers {
         let is_ula = spec.name() == "ula";
-        if is_ula && ula_step.is_none() && spec.step_size.is_none() {
+        if is_ula && ula_step.is_none() && spec.settings.step_size.is_none() {
             ula_step = Some(ula_default_step(energy, &cfg)?);
         }
         let mut spec = spec.clone();
-        if is_ula && spec.step_size.is_none() {
-            spec.step_size = ula_step.or(Some(0.01));
+        if is_ula && spec.settings.step_size.is_none() {
+            spec.settings.step_size = ula_step.or(Some(0.01));
         }
         let kernel = spec.build()?;
         let mut c = cfg.clone();
@@ -376,7 +380,7 @@ pub fn compare_model(
     let specs = samplers
         .unwrap_or(&defaults)
         .iter()
-        .map(|s| KernelSpec::new(s))
+        .map(|s| KernelSpec::with_settings(s, config.kernel_settings.clone()))
         .collect::<Result<Vec<_>>>()?;
     crate::error::check_beta("--beta", config.beta)?;
     let moments = model.moments().map(|(mean, var)| Moments { mean, var });

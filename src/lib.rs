@@ -5,9 +5,11 @@
 //! Gibbs-Boltzmann density `exp(-beta F(y)) / Z`. boltz provides
 //! - a parallel, batched energy core ([`energy`]) with the reference
 //!   families (Gaussian, mixture, funnel, ring, MLP, RBM);
-//! - transition kernels ([`kernels`]: ULA, MALA, HMC, RWM, Gibbs) and the
-//!   chain driver with warm-up adaptation, checkpoints and observers
-//!   ([`sampler`]);
+//! - transition kernels, one registry of them ([`kernels::KERNELS`]: ULA,
+//!   MALA, autoMALA, HMC, AutoStep HMC, NUTS, RWM, AutoStep RWM, Gibbs; each
+//!   with the [`kernels::KernelSettings`] it reads) and the chain driver
+//!   with warm-up adaptation, checkpoints and observers ([`sampler`]);
+//!   parallel tempering with any of them as the local move ([`pt`]);
 //! - negative samples for contrastive training and the contrastive losses
 //!   ([`negatives`]);
 //! - annealed importance sampling of log Z and log P(y|x), with reverse-AIS
@@ -100,5 +102,7 @@ pub use kernels::{Kernel, KernelSpec, Tuning};
 pub use model::{Family, Model};
 pub use ndarray;
 pub use negatives::{Loss, NegativeSampler};
+/// The `rand` boltz is built on (a user crate need not pin its own).
+pub use rand;
 pub use run::{Control, NoObserver, Observer};
 pub use sampler::{SampleConfig, SampleOutput};

@@ -14,7 +14,7 @@
 
 use boltz::diagnostics::{chi_square_test, ks_test};
 use boltz::energy::{Energy, FnEnergy, log_sum_exp};
-use boltz::kernels::{AutoMala, Gibbs, Hmc, Kernel, KernelSpec, Mala, Nuts, Rwm, Ula};
+use boltz::kernels::{Invariance, KERNELS, Kernel, KernelSpec, Ula};
 use boltz::model::{self, Family};
 use boltz::sampler::{NoObserver, SampleConfig, sample};
 use ndarray::Array2;
@@ -64,39 +64,25 @@ fn ks(name: &str, what: &str, x: &[f64], cdf: impl Fn(f64) -> f64) {
     assert!(p > ALPHA, "{name} {what}: KS p = {p:.2e} (D = {d:.4})");
 }
 
-/// Every continuous kernel of the spec, with fixed settings for a target
-/// of dimension `dim` whose smallest scale is about `scale`.
+/// The registry's kernels held to `which` invariance test, each built from
+/// its entry's test settings for a target of dimension `dim` whose smallest
+/// scale is about `scale`. A kernel added to the registry is tested here by
+/// construction: its entry must say which test and with what settings.
+fn registered(which: Invariance, scale: f64, dim: usize) -> Vec<(&'static str, Box<dyn Kernel>)> {
+    KERNELS
+        .iter()
+        .filter(|k| k.invariance == which)
+        .map(|k| {
+            let spec = KernelSpec::with_settings(k.name, (k.test_settings)(scale, dim)).unwrap();
+            (k.name, spec.build().unwrap())
+        })
+        .collect()
+}
+
+/// Every Metropolis-adjusted continuous kernel of the registry.
 fn kernels(scale: f64, dim: usize) -> Vec<(&'static str, Box<dyn Kernel>)> {
-    let names = KernelSpec::names();
-    let d = dim as f64;
-    let mut v: Vec<(&'static str, Box<dyn Kernel>)> = vec![
-        (
-            "mala",
-            Box::new(Mala::new(scale * scale / d.powf(1.0 / 3.0)).unwrap()),
-        ),
-        (
-            "hmc",
-            Box::new(Hmc::new(0.5 * scale / d.powf(0.25), 5, 0.2).unwrap()),
-        ),
-        ("rwm", Box::new(Rwm::new(2.38 * scale / d.sqrt()).unwrap())),
-        // A base step far from right on purpose: the selector must fix it.
-        ("automala", Box::new(AutoMala::new(4.0 * scale).unwrap())),
-        ("autohmc", Box::new(AutoMala::hmc(4.0 * scale, 5).unwrap())),
-        ("autorwm", Box::new(AutoMala::rwm(4.0 * scale).unwrap())),
-        ("nuts", Box::new(Nuts::new(0.5 * scale, 8).unwrap())),
-    ];
-    // A kernel added to the spec must be added here (ULA, unadjusted, has
-    // its own test below; Gibbs is for binary states).
-    for n in &names {
-        assert!(
-            [
-                "mala", "automala", "hmc", "autohmc", "nuts", "rwm", "autorwm", "ula", "gibbs"
-            ]
-            .contains(n),
-            "kernel `{n}` has no invariance test"
-        );
-    }
-    v.retain(|(n, _)| names.contains(n));
+    let v = registered(Invariance::Exact, scale, dim);
+    assert!(v.len() >= 7, "the registry lost its exact kernels");
     v
 }
 
@@ -201,10 +187,16 @@ fn ula_keeps_its_own_discretised_law() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     let normal = rand_distr::StandardNormal;
     let start = Array2::from_shape_fn((CHAINS, 2), |_| sd * rng.sample::<f64, _>(normal));
-    let y = step(&e, &Ula::new(h).unwrap(), start, 20, 10);
-    for j in 0..2 {
-        let z: Vec<f64> = y.column(j).iter().map(|v| v / sd).collect();
-        ks("ula", &format!("its stationary law, y_{j}"), &z, std_normal);
+    // Every unadjusted kernel of the registry, at its test step for s = 1
+    // (ULA's: h = 0.4).
+    let kernels = registered(Invariance::Unadjusted, s2.sqrt(), 2);
+    assert!(!kernels.is_empty());
+    for (name, k) in kernels {
+        let y = step(&e, k.as_ref(), start.clone(), 20, 10);
+        for j in 0..2 {
+            let z: Vec<f64> = y.column(j).iter().map(|v| v / sd).collect();
+            ks(name, &format!("its stationary law, y_{j}"), &z, std_normal);
+        }
     }
 }
 
@@ -249,15 +241,20 @@ fn gibbs_keeps_a_binary_target_exact() {
         });
         row.assign(&ndarray::arr1(&states[s.unwrap_or(63)]));
     }
-    let y = step(&energy, &Gibbs::new(true), start, 5, 12);
-    let mut observed = vec![0.0; 64];
-    for r in y.rows() {
-        let s: usize = (0..6).map(|i| (r[i] as usize) << i).sum();
-        observed[s] += 1.0;
+    // Every binary kernel of the registry.
+    let kernels = registered(Invariance::Binary, 1.0, 6);
+    assert!(!kernels.is_empty());
+    for (name, k) in kernels {
+        let y = step(&energy, k.as_ref(), start.clone(), 5, 12);
+        let mut observed = vec![0.0; 64];
+        for r in y.rows() {
+            let s: usize = (0..6).map(|i| (r[i] as usize) << i).sum();
+            observed[s] += 1.0;
+        }
+        let (stat, dof, p) = chi_square_test(&observed, &probs).unwrap();
+        eprintln!("{name} 6-bit: chi2 {stat:.1} on {dof} dof, p {p:.3}");
+        assert!(p > ALPHA, "{name}: chi-square p = {p:.2e}");
     }
-    let (stat, dof, p) = chi_square_test(&observed, &probs).unwrap();
-    eprintln!("gibbs 6-bit: chi2 {stat:.1} on {dof} dof, p {p:.3}");
-    assert!(p > ALPHA, "gibbs: chi-square p = {p:.2e}");
 }
 
 #[test]

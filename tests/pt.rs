@@ -455,7 +455,10 @@ fn pt_negatives_persist_their_replicas() {
         kernel: Some("pt".into()),
         replicas: 8,
         steps: 300,
-        step_size: 0.1,
+        kernel_settings: boltz::kernels::KernelSettings {
+            step_size: Some(0.1),
+            ..Default::default()
+        },
         base_scale: Some(4.0),
         ..NegativesJob::default()
     };

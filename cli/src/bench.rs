@@ -46,10 +46,10 @@ pub struct CompareArgs {
     pub model: String,
     #[command(flatten)]
     pub precision: crate::PrecisionArg,
-    /// Samplers, comma-separated: any kernel of `sample` (ula, mala,
-    /// automala, hmc, autohmc, nuts, rwm, autorwm, gibbs). Default: mala,hmc,rwm,ula; gibbs for binary models.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', help = format!("Samplers, comma-separated: any of {}. Default: mala,hmc,rwm,ula; gibbs for binary models", crate::kernel_args::kernel_names()))]
     pub samplers: Option<Vec<String>>,
+    #[command(flatten)]
+    pub kernel_args: crate::kernel_args::KernelArgs,
     /// Inverse temperature: every sampler targets exp(-beta F).
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,
@@ -304,6 +304,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         seed: args.seed,
         ula_step: args.ula_step,
         beta: args.beta,
+        kernel_settings: args.kernel_args.settings()?,
     };
     let report = compare::compare_model(
         &model,

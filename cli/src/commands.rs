@@ -1,7 +1,6 @@
 //! One function per subcommand.
 
 use super::SampleArgs;
-use boltz::diagnostics;
 use boltz::error::{Error, Result};
 use boltz::io::read_npy;
 use boltz::sampler::{Control, Observer, Progress};
@@ -26,6 +25,36 @@ pub fn read_matrix(path: &Path, what: &str) -> Result<Array2<f64>> {
         ));
     }
     Ok(m)
+}
+
+/// `boltz kernels`: the registry, each kernel with the settings it reads.
+pub fn kernels(output: &crate::OutputArgs) -> Result<()> {
+    let list = boltz::kernels::listing();
+    let mut outputs = boltz::io::Outputs::new(&[]);
+    output.declare(&mut outputs)?;
+    let v = serde_json::json!({ "kernels": list, "warnings": Vec::<String>::new() });
+    let text = output.emit(&v, &mut outputs)?;
+    outputs.commit()?;
+    if !text {
+        return Ok(());
+    }
+    for k in &list {
+        println!(
+            "{:<9} {} states: {}",
+            k["name"].as_str().unwrap_or(""),
+            k["space"].as_str().unwrap_or(""),
+            k["about"].as_str().unwrap_or("")
+        );
+        for s in k["settings"].as_array().into_iter().flatten() {
+            let flag = s["name"].as_str().unwrap_or("").replace('_', "-");
+            println!(
+                "            --{flag:<14} {} (default: {})",
+                s["about"].as_str().unwrap_or(""),
+                s["default"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
 }
 
 pub fn suite(output: &crate::OutputArgs) -> Result<()> {
@@ -118,36 +147,8 @@ pub fn energy(
     Ok(())
 }
 
-/// Parses `LO,HI`.
-fn parse_pair(name: &str, s: &str) -> Result<(f64, f64)> {
-    let parts: Vec<&str> = s.split(',').collect();
-    match parts.as_slice() {
-        [a, b] => match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
-            (Ok(a), Ok(b)) => Ok((a, b)),
-            _ => Err(Error::param(
-                name,
-                format!("expected two numbers LO,HI, got `{s}`"),
-            )),
-        },
-        _ => Err(Error::param(name, format!("expected LO,HI, got `{s}`"))),
-    }
-}
-
 /// The job the user asked for: the kernel and its settings.
 fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
-    let step_size = match args.step_size.as_str() {
-        "auto" => None,
-        s => Some(s.parse::<f64>().map_err(|_| {
-            Error::param(
-                "--step-size",
-                format!("expected `auto` or a number, got `{s}`"),
-            )
-        })?),
-    };
-    if let Some(s) = step_size {
-        boltz::error::check_positive("--step-size", s)?;
-    }
-    let init = parse_init_spec(args.init.as_deref())?;
     Ok(boltz::jobs::SampleJob {
         sampler: args.sampler.clone(),
         chains: args.chains,
@@ -155,22 +156,11 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         draws: args.draws,
         thin: args.thin,
         seed: args.seed,
-        step_size,
+        kernel_settings: args.kernel_args.settings()?,
         beta: args.beta,
-        leapfrog: args.leapfrog,
-        max_depth: args.max_depth,
-        jitter: args.jitter,
-        noise: args.noise,
-        grad_clip: args.grad_clip,
-        clamp: args
-            .clamp
-            .as_deref()
-            .map(|c| parse_pair("--clamp", c))
-            .transpose()?,
-        target_accept: args.target_accept,
         shared_step: args.shared_step,
         adapt_mass: !args.no_adapt_mass,
-        init,
+        init: parse_init_spec(args.init.as_deref())?,
         record_energies: true,
         replicas: args.replicas,
         kernel: args.kernel.clone(),
@@ -264,16 +254,29 @@ impl Observer for Bar {
     }
 }
 
-/// The settings a checkpoint must match on resume: everything that shapes
-/// the run, not where its outputs go.
-fn sample_settings(a: &SampleArgs, model: &boltz::Model) -> String {
+/// The settings a checkpoint or shard file stores and a resume or merge
+/// must match: the job itself (every setting, the kernel's among them),
+/// the model's fingerprint and the input files' fingerprints; not where
+/// outputs go. A shard file's leave the shard out (the shards of one run
+/// share them); a checkpoint's keep it (a checkpoint belongs to its shard).
+fn sample_settings(
+    a: &SampleArgs,
+    job: &boltz::jobs::SampleJob,
+    model: &boltz::Model,
+    with_shard: bool,
+) -> Result<String> {
     let init_file = a.init.as_deref().and_then(init_file);
-    format!(
-        "model_fingerprint={} context_file={} init_file={} {}",
-        model.fingerprint(),
-        file_fingerprint(a.context.as_deref()),
-        file_fingerprint(init_file),
-        sample_flags(a)
+    let mut job = job.clone();
+    if !with_shard {
+        job.shard = None;
+    }
+    boltz::jobs::run_settings(
+        &job,
+        model,
+        &[
+            ("context", file_fingerprint(a.context.as_deref())),
+            ("init", file_fingerprint(init_file)),
+        ],
     )
 }
 
@@ -285,35 +288,6 @@ pub fn file_fingerprint(path: Option<&Path>) -> String {
         Some(Err(_)) => "unreadable".into(),
         None => "-".into(),
     }
-}
-
-fn sample_flags(a: &SampleArgs) -> String {
-    format!(
-        "model={} sampler={:?} replicas={} kernel={:?} all_replicas={} base_scale={:?} chains={} warmup={} draws={} thin={} step_size={} noise={:?} grad_clip={:?} clamp={:?} leapfrog={} jitter={} target_accept={:?} shared_step={} no_adapt_mass={} beta={} seed={} context={:?} init={:?}",
-        a.model,
-        a.sampler,
-        a.replicas,
-        a.kernel,
-        a.all_replicas.is_some(),
-        a.base_scale,
-        a.chains,
-        a.warmup,
-        a.draws,
-        a.thin,
-        a.step_size,
-        a.noise,
-        a.grad_clip,
-        a.clamp,
-        a.leapfrog,
-        a.jitter,
-        a.target_accept,
-        a.shared_step,
-        a.no_adapt_mass,
-        a.beta,
-        a.seed,
-        a.context,
-        a.init
-    )
 }
 
 pub fn sample(args: &SampleArgs) -> Result<()> {
@@ -365,8 +339,7 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         stop: Some(super::signals().stop.clone()),
-        // A checkpoint belongs to its shard too.
-        settings: format!("{} shard={:?}", sample_settings(args, &model), args.shard),
+        settings: sample_settings(args, &job, &model, true)?,
     };
     let mut bar = Bar::new(args.quiet, (job.warmup + job.draws * job.thin) as u64);
     let run = boltz::jobs::sample::sample(
@@ -402,8 +375,12 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     let divergences: usize = s.divergences.iter().sum();
     let mut report = run.report.clone();
     if let Some(path) = &args.shard_out {
-        let bytes =
-            boltz::jobs::merge::sample_shard(&run, &job, &sample_settings(args, &model), path)?;
+        let bytes = boltz::jobs::merge::sample_shard(
+            &run,
+            &job,
+            &sample_settings(args, &job, &model, false)?,
+            path,
+        )?;
         outputs.stage(path, &bytes)?;
     }
     report["init"] = serde_json::json!(args.init.clone().unwrap_or_else(|| {
@@ -524,26 +501,11 @@ pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Res
             ));
         }
     };
-    if x.iter().any(|v| !v.is_finite()) {
-        return Err(Error::param(
-            format!("--samples ({})", samples.display()),
-            "contains non-finite values",
-        ));
-    }
-    let summaries = diagnostics::summarize(x.view())?;
-    let ov = diagnostics::overview(&summaries);
-    let constant = summaries.iter().filter(|s| s.constant).count();
-    if constant > 0 {
-        notes.push(format!(
-            "{constant} constant coordinates (R-hat and ESS undefined) are left out of the worst-case figures"
-        ));
-    }
-    let warnings = boltz::sampler::diagnostic_warnings(&ov);
-    let v = serde_json::json!({
-        "chains": x.shape()[0], "draws": x.shape()[1], "dim": x.shape()[2],
-        "ess_bulk_min": ov.ess_bulk_min, "ess_tail_min": ov.ess_tail_min, "rhat_max": ov.rhat_max,
-        "coordinates": summaries, "notes": notes, "warnings": warnings,
-    });
+    let mut report = boltz::jobs::diagnose(x.view()).map_err(|e| e.for_flag("--samples"))?;
+    // How a 2-D array was read comes first.
+    notes.append(&mut report.notes);
+    report.notes = notes;
+    let v = crate::json_value(&report)?;
     let text = output.emit(&v, &mut outputs)?;
     outputs.commit()?;
     if !text {
@@ -551,17 +513,16 @@ pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Res
     }
     println!(
         "{} chains x {} draws x {} dims",
-        x.shape()[0],
-        x.shape()[1],
-        x.shape()[2]
+        report.chains, report.draws, report.dim
     );
-    for n in &notes {
+    for n in &report.notes {
         println!("  note: {n}");
     }
     println!(
         "{:>5} {:>12} {:>12} {:>10} {:>9} {:>9} {:>7}",
         "coord", "mean", "sd", "mcse", "ess_bulk", "ess_tail", "rhat"
     );
+    let summaries = &report.coordinates;
     let show = summaries.len().min(20);
     for (j, s) in summaries.iter().enumerate().take(show) {
         println!(
@@ -577,9 +538,9 @@ pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Res
     }
     println!(
         "ess_bulk_min {:.1}  ess_tail_min {:.1}  rhat_max {:.4}",
-        ov.ess_bulk_min, ov.ess_tail_min, ov.rhat_max
+        report.ess_bulk_min, report.ess_tail_min, report.rhat_max
     );
-    print_warnings(&warnings);
+    print_warnings(&report.warnings);
     Ok(())
 }
 

@@ -48,18 +48,13 @@ pub struct LogzArgs {
     /// Target conditional ESS per step of the adaptive schedule's pilot.
     #[arg(long, default_value_t = 0.995)]
     pub cess: f64,
-    /// mala, hmc, rwm or gibbs (default: gibbs for binary models, else mala).
-    #[arg(long)]
+    #[arg(long, help = crate::kernel_args::kernel_help())]
     pub kernel: Option<String>,
-    /// HMC leapfrog steps (the same default as `sample`).
-    #[arg(long, default_value_t = 16)]
-    pub leapfrog: usize,
+    #[command(flatten)]
+    pub kernel_args: crate::kernel_args::KernelArgs,
     /// Transitions per temperature.
     #[arg(long, default_value_t = 1)]
     pub steps_per_temp: usize,
-    /// A fixed step size (default: tuned per temperature by a pilot run, then frozen).
-    #[arg(long)]
-    pub step_size: Option<f64>,
     /// Base N(M, S^2 I) with this S (default: a Gaussian fitted by a short
     /// MCMC pilot; binary models: the base-rate model of --data if given,
     /// else the RBM with its weights set to zero).
@@ -127,43 +122,32 @@ pub struct LogzArgs {
     pub quiet: bool,
 }
 
-/// The settings an AIS checkpoint must match: everything but where files go.
-fn ais_settings(a: &LogzArgs, model: &Model) -> String {
+/// The settings an AIS checkpoint or shard file stores and a resume or
+/// merge must match: the job itself (every setting, the kernel's among
+/// them), the model's fingerprint and the input files' fingerprints; not
+/// where outputs go. A shard file's leave the shard out (the shards of one
+/// run share them); a checkpoint's keep it (it belongs to its shard).
+fn ais_settings(
+    a: &LogzArgs,
+    job: &LogzJob,
+    model: &Model,
+    with_shard: bool,
+    extra: &[(&str, String)],
+) -> Result<String> {
     use super::commands::file_fingerprint as fp;
-    format!(
-        "model_fingerprint={} context_file={} data_file={} {}",
-        model.fingerprint(),
-        fp(a.context.as_deref()),
-        fp(a.data.as_deref()),
-        ais_flags(a)
-    )
-}
-
-fn ais_flags(a: &LogzArgs) -> String {
-    format!(
-        "model={} method={:?} replicas={} chains={} warmup={} draws={} particles={} temps={} schedule={} cess={} kernel={:?} leapfrog={} steps_per_temp={} step_size={:?} base_scale={:?} base_mean={} resample={:?} context={:?} beta={} seed={} data={:?}",
-        a.model,
-        a.method,
-        a.replicas,
-        a.chains,
-        a.warmup,
-        a.draws,
-        a.particles,
-        a.temps,
-        a.schedule,
-        a.cess,
-        a.kernel,
-        a.leapfrog,
-        a.steps_per_temp,
-        a.step_size,
-        a.base_scale,
-        a.base_mean,
-        a.resample,
-        a.context,
-        a.beta,
-        a.seed,
-        a.data
-    )
+    let mut job = job.clone();
+    if !with_shard {
+        job.shard = None;
+    }
+    // The arrays are not part of the job's JSON: their files are inputs.
+    (job.data, job.reverse_from) = (None, None);
+    let mut inputs = vec![
+        ("context", fp(a.context.as_deref())),
+        ("data", fp(a.data.as_deref())),
+        ("reverse_from", fp(a.reverse_from.as_deref())),
+    ];
+    inputs.extend(extra.iter().cloned());
+    boltz::jobs::run_settings(&job, model, &inputs)
 }
 
 /// The job the flags describe (files read).
@@ -175,9 +159,8 @@ fn job(args: &LogzArgs) -> Result<LogzJob> {
         schedule: args.schedule.clone(),
         cess: args.cess,
         kernel: args.kernel.clone(),
-        leapfrog: args.leapfrog,
+        kernel_settings: args.kernel_args.settings()?,
         steps_per_temp: args.steps_per_temp,
-        step_size: args.step_size,
         base_scale: args.base_scale,
         base_mean: args.base_mean,
         reverse: args.reverse,
@@ -224,6 +207,7 @@ fn load(args: &LogzArgs) -> Result<(Model, Option<Array2<f64>>, LogzJob)> {
 /// log Z job (`logz` and `prob` share it).
 fn with_control<T>(
     args: &LogzArgs,
+    job: &LogzJob,
     model: &Model,
     f: impl FnOnce(&Control, &mut Bar) -> Result<T>,
 ) -> Result<T> {
@@ -232,8 +216,7 @@ fn with_control<T>(
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         stop: Some(stop.clone()),
-        // A checkpoint belongs to its shard too.
-        settings: format!("{} shard={:?}", ais_settings(args, model), args.shard),
+        settings: ais_settings(args, job, model, true, &[])?,
     };
     // One run per checkpoint file at a time.
     let _lock = match &args.checkpoint {
@@ -276,14 +259,19 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
         outputs.reserve("--checkpoint", c)?;
     }
     let (model, contexts, job) = load(args)?;
-    let out = with_control(args, &model, |control, bar| {
+    let out = with_control(args, &job, &model, |control, bar| {
         boltz::jobs::logz(&model, contexts, &job, control, args.resume.as_deref(), bar)
     })?;
     let r = &out.report;
     let v = report_json(r)?;
     if let Some(path) = &args.shard_out {
-        let bytes =
-            boltz::jobs::merge::logz_shard(&out, &job, &ais_settings(args, &model), None, path)?;
+        let bytes = boltz::jobs::merge::logz_shard(
+            &out,
+            &job,
+            &ais_settings(args, &job, &model, false, &[])?,
+            None,
+            path,
+        )?;
         outputs.stage(path, &bytes)?;
     }
     let text = args.output.emit(&v, &mut outputs)?;
@@ -389,7 +377,7 @@ pub fn prob(
     let (model, contexts, job) = load(args)?;
     boltz::jobs::logz::check_prob(&model, contexts.is_some(), paired)?;
     let y = read_matrix(points, "points")?;
-    let (logp, o) = with_control(args, &model, |control, bar| {
+    let (logp, o) = with_control(args, &job, &model, |control, bar| {
         boltz::jobs::prob(
             &model,
             contexts,
@@ -417,11 +405,19 @@ pub fn prob(
     v["points"] = serde_json::json!(y.nrows());
     v["paired"] = serde_json::json!(paired);
     if let (Some(sh), Some(path)) = (job.shard, &args.shard_out) {
-        let settings = format!(
-            "prob points_file={} paired={paired} {}",
-            super::commands::file_fingerprint(Some(points)),
-            ais_settings(args, &model)
-        );
+        let settings = ais_settings(
+            args,
+            &job,
+            &model,
+            false,
+            &[
+                (
+                    "prob_points",
+                    super::commands::file_fingerprint(Some(points)),
+                ),
+                ("prob_paired", paired.to_string()),
+            ],
+        )?;
         let bytes = boltz::jobs::merge::logz_shard(
             &o,
             &job,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod kernel_args;
 mod logz;
 mod negatives;
 mod render;
@@ -31,11 +32,7 @@ pub struct SampleArgs {
     pub model: String,
     #[command(flatten)]
     pub precision: PrecisionArg,
-    /// The transition kernel: ula, mala, automala, hmc, autohmc, nuts, rwm,
-    /// autorwm or gibbs (block Gibbs for RBMs, single-site heat bath for
-    /// other binary models); or pt: non-reversible parallel tempering with
-    /// --kernel as the local move, for targets with separated modes.
-    #[arg(long)]
+    #[arg(long, help = kernel_args::sampler_help())]
     pub sampler: String,
     /// pt: replicas per chain, from the reference (the AIS base) to the
     /// target; about 2 Lambda + 2 (the report's communication barrier) is enough.
@@ -73,30 +70,8 @@ pub struct SampleArgs {
     /// Steps per recorded draw.
     #[arg(long, default_value_t = 1)]
     pub thin: usize,
-    /// `auto` (tuned during warm-up towards the kernel's usual acceptance) or a number.
-    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
-    pub step_size: String,
-    /// ULA noise standard deviation (default sqrt(2 step_size), the exact Langevin discretisation).
-    #[arg(long)]
-    pub noise: Option<f64>,
-    /// ULA: clamp each gradient entry to [-C, C].
-    #[arg(long)]
-    pub grad_clip: Option<f64>,
-    /// ULA: clamp positions to the box LO,HI after each step.
-    #[arg(long, value_name = "LO,HI", allow_hyphen_values = true)]
-    pub clamp: Option<String>,
-    /// HMC leapfrog steps per transition.
-    #[arg(long, default_value_t = 16)]
-    pub leapfrog: usize,
-    /// NUTS: most trajectory doublings per transition (2^D - 1 leapfrog steps at most).
-    #[arg(long, default_value_t = 10)]
-    pub max_depth: usize,
-    /// HMC step-size jitter, uniform in step * (1 +- J).
-    #[arg(long, default_value_t = 0.2)]
-    pub jitter: f64,
-    /// Acceptance rate targeted by step-size adaptation (default: the kernel's usual).
-    #[arg(long)]
-    pub target_accept: Option<f64>,
+    #[command(flatten)]
+    pub kernel_args: kernel_args::KernelArgs,
     /// One step size shared by all chains (adapted on their mean acceptance)
     /// instead of one per chain.
     #[arg(long)]
@@ -232,6 +207,11 @@ pub fn model_input(model: &str) -> Option<&std::path::Path> {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// List the kernels, what each is, the settings it reads and their defaults.
+    Kernels {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// List the reference targets, their dimensions and exact log Z.
     Suite {
         #[command(flatten)]
@@ -462,6 +442,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             | Command::Energy { .. }
             | Command::Diagnose { .. }
             | Command::Suite { .. }
+            | Command::Kernels { .. }
             | Command::Merge { .. }
     ) {
         exit_on_first_signal();
@@ -470,6 +451,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
     match cli.command {
         Command::Suite { output } => commands::suite(&output),
+        Command::Kernels { output } => commands::kernels(&output),
         Command::Merge {
             files,
             out,

@@ -25,11 +25,7 @@ pub struct NegativesArgs {
     /// short-run (from noise, or from a replay buffer with --buffer), cd or pcd.
     #[arg(long, default_value = "short-run")]
     pub method: String,
-    /// Any kernel of `sample` (ula, mala, automala, hmc, autohmc, nuts, rwm, autorwm, gibbs) with a fixed
-    /// step (default: gibbs for binary models, else ula); or pt (with
-    /// --method pcd): persistent parallel tempering, every chain's replicas
-    /// kept in --state.
-    #[arg(long)]
+    #[arg(long, help = format!("{}; or pt (with --method pcd): persistent parallel tempering, every chain's replicas kept in --state. The step is fixed (default: ula; gibbs for binary models)", crate::kernel_args::kernel_help()))]
     pub kernel: Option<String>,
     /// pt: replicas per chain.
     #[arg(long, default_value_t = 8)]
@@ -43,27 +39,14 @@ pub struct NegativesArgs {
     /// Inverse temperature: the chains target exp(-beta F).
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,
-    /// HMC leapfrog steps per transition.
-    #[arg(long, default_value_t = 16)]
-    pub leapfrog: usize,
-    /// HMC step-size jitter, uniform in step * (1 +- J).
-    #[arg(long, default_value_t = 0.2)]
-    pub jitter: f64,
     /// Chains per call (default: one per row of --data).
     #[arg(long)]
     pub chains: Option<usize>,
     /// Transitions per call (K).
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
-    /// Step size (ULA: multiplies the gradient; MALA: time step).
-    #[arg(long, default_value_t = 0.01)]
-    pub step_size: f64,
-    /// ULA noise standard deviation (default sqrt(2 step_size)).
-    #[arg(long)]
-    pub noise: Option<f64>,
-    /// ULA: clamp each gradient entry to [-C, C].
-    #[arg(long)]
-    pub grad_clip: Option<f64>,
+    #[command(flatten)]
+    pub kernel_args: crate::kernel_args::KernelArgs,
     /// Where fresh chains start: `gaussian:STD` (the default, gaussian:1),
     /// `uniform:LO,HI`, `dispersed:MIN,MAX`, or an npy file of points
     /// (chain i from row i mod rows), as `sample --init`. Binary models:
@@ -138,12 +121,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         method: args.method.clone(),
         kernel: args.kernel.clone(),
         steps: args.steps,
-        step_size: args.step_size,
-        noise: args.noise,
-        grad_clip: args.grad_clip,
-        clamp: None,
-        leapfrog: args.leapfrog,
-        jitter: args.jitter,
+        kernel_settings: args.kernel_args.settings()?,
         buffer: args.buffer,
         reinit: args.reinit,
         buffer_policy: args.buffer_policy.clone(),
@@ -156,13 +134,19 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
     };
     let method = job.method()?;
     let (_, kernel_name) = job.kernel(energy.as_ref())?;
-    // The state belongs to this model (its parameters), contexts and beta.
-    let tag = format!(
-        "model {} context {} beta {}",
-        model.fingerprint(),
-        super::commands::file_fingerprint(args.context.as_deref()),
-        args.beta
-    );
+    // The state belongs to this model (its parameters), contexts and
+    // settings: the job whole, the kernel's settings among them (where
+    // fresh chains start is checked by the state on its own).
+    let mut tagged = job.clone();
+    tagged.init = NegativesJob::default().init;
+    let tag = boltz::jobs::run_settings(
+        &tagged,
+        &model,
+        &[(
+            "context",
+            super::commands::file_fingerprint(args.context.as_deref()),
+        )],
+    )?;
     // One writer at a time: a second call on the same state waits.
     let _lock = match &args.state {
         Some(p) => Some(io::FileLock::acquire(p, Some(&stop))?),

@@ -241,7 +241,7 @@ fn impossible_settings_are_refused_before_work() {
         ),
         (
             vec!["--sampler", "mala", "--target-accept", "1.5"],
-            "target_accept",
+            "target-accept",
         ),
         (vec!["--sampler", "slice"], "slice"),
         (vec!["--sampler", "nuts", "--max-depth", "0"], "max_depth"),

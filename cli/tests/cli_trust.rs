@@ -623,23 +623,19 @@ fn init_is_one_convention() {
     );
 }
 
-/// Defaults that should agree do: HMC's leapfrog steps in sample, logz and
-/// negatives.
+/// Defaults that should agree do: HMC's leapfrog steps in sample, logz,
+/// prob, negatives and compare (one set of kernel flags, one default).
 #[test]
 fn leapfrog_defaults_agree() {
     let dir = tempfile::tempdir().unwrap();
-    for cmd in ["sample", "logz", "negatives"] {
+    for cmd in ["sample", "logz", "prob", "negatives", "compare"] {
         let help = assert_ok(&boltz(dir.path(), &[cmd, "--help"]));
         let at = help
             .find("--leapfrog")
             .unwrap_or_else(|| panic!("{cmd}: {help}"));
         let rest = &help[at..];
-        let line_end = rest.find("[default: ").unwrap();
-        assert!(
-            rest[line_end..].starts_with("[default: 16]"),
-            "{cmd}: {}",
-            &rest[..line_end + 20]
-        );
+        let line = &rest[..rest.find("\n      --").unwrap_or(rest.len())];
+        assert!(line.contains("(default: 16)"), "{cmd}: {line}");
     }
 }
 

@@ -717,14 +717,19 @@ fn init_from(spec: Option<&str>, default: boltz::init::Init) -> PyResult<boltz::
 }
 
 /// [`settings`] (a name free for the shard functions' `settings` argument).
-fn settings_of<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> PyResult<T> {
+fn settings_of<T>(what: &str, s: &str) -> PyResult<T>
+where
+    T: Default + serde::Serialize + serde::de::DeserializeOwned,
+{
     settings(what, s)
 }
 
 /// Job settings sent as JSON by the Python layer (missing: the defaults).
-fn settings<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> PyResult<T> {
-    serde_json::from_str(s)
-        .map_err(|e| BoltzError::new_err(format!("invalid {what} settings: {e}")))
+fn settings<T>(what: &str, s: &str) -> PyResult<T>
+where
+    T: Default + serde::Serialize + serde::de::DeserializeOwned,
+{
+    boltz::jobs::from_json(what, s).map_err(to_py)
 }
 
 /// Draws and the report (a JSON string) of a sample job: `job` is a
@@ -914,27 +919,8 @@ fn merge_shards<'py>(
 #[pyfunction]
 fn diagnose(py: Python<'_>, samples: PyReadonlyArray3<'_, f64>) -> PyResult<String> {
     let s = samples.as_array().to_owned();
-    let summary = run_job(py, &[], move |_| {
-        let (c, d, _) = s.dim();
-        if c < 1 || d < 4 {
-            return Err(boltz::Error::shape(
-                "samples",
-                "(chains >= 1, draws >= 4, dim)",
-                format!("{:?}", s.shape()),
-            ));
-        }
-        let sum = boltz::diagnostics::summarize(s.view())?;
-        let ov = boltz::diagnostics::overview(&sum);
-        let warnings = boltz::sampler::diagnostic_warnings(&ov);
-        Ok(serde_json::json!({
-            "coords": sum,
-            "ess_bulk_min": ov.ess_bulk_min,
-            "ess_tail_min": ov.ess_tail_min,
-            "rhat_max": ov.rhat_max,
-            "warnings": warnings,
-        }))
-    })?;
-    json(&summary)
+    let report = run_job(py, &[], move |_| boltz::jobs::diagnose(s.view()))?;
+    json(&report)
 }
 
 /// The comparison of samplers on one energy, as JSON (the CLI's report).
@@ -960,6 +946,7 @@ fn compare(
         seed,
         ula_step,
         beta,
+        ..Default::default()
     };
     let (model, context) = (energy.model.clone(), owned2(context));
     let report = run_job(py, &energy.callbacks(), move |stop| {
@@ -1221,6 +1208,12 @@ fn _panic_for_tests(py: Python<'_>, in_pool: bool) -> PyResult<()> {
     .map(|_| ())
 }
 
+/// The kernel registry as JSON (`boltz kernels --json`'s list).
+#[pyfunction]
+fn kernels_json() -> PyResult<String> {
+    json(&boltz::kernels::listing())
+}
+
 /// Threads of the pool boltz computes on.
 #[pyfunction]
 fn threads() -> usize {
@@ -1234,6 +1227,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CallbackEnergy>()?;
     m.add_class::<Negatives>()?;
     m.add_function(wrap_pyfunction!(load_model, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels_json, m)?)?;
     m.add_function(wrap_pyfunction!(mlp_energy, m)?)?;
     m.add_function(wrap_pyfunction!(sample, m)?)?;
     m.add_function(wrap_pyfunction!(logz, m)?)?;

@@ -187,6 +187,15 @@ def test_diagnose_iid_draws():
     assert d["warnings"] == []
     with pytest.raises(boltz.BoltzError):
         boltz.diagnose(np.zeros((2, 2, 2)))
+    # The CLI's rules (one library job): non-finite draws are refused, a
+    # constant coordinate is noted and left out of the worst cases.
+    y = x.copy()
+    y[1, 5, 0] = np.nan
+    with pytest.raises(boltz.BoltzError, match="non-finite"):
+        boltz.diagnose(y)
+    z = np.concatenate([x, np.full((4, 1000, 1), 7.0)], axis=2)
+    d = boltz.diagnose(z)
+    assert "constant" in d["notes"][0] and np.isfinite(d["rhat_max"])
 
 
 def test_init_and_thin():
@@ -283,3 +292,20 @@ def test_f32_precision_of_rbm_and_mlp():
         boltz.load_model("gauss-ill", precision="f32")
     with pytest.raises(boltz.BoltzError, match="f64 or f32"):
         mlp.with_precision("f16")
+
+
+def test_kernels_come_from_the_registry():
+    ks = boltz.kernels()
+    names = [k["name"] for k in ks]
+    assert {"mala", "hmc", "nuts", "gibbs"} <= set(names)
+    nuts = next(k for k in ks if k["name"] == "nuts")
+    assert [s["name"] for s in nuts["settings"]] == ["step_size", "target_accept", "max_depth"]
+    assert nuts["space"] == "continuous" and nuts["invariance"] == "exact"
+    # Every registered name is in the docstrings that list kernels.
+    for f in (boltz.sample, boltz.logz, boltz.Negatives):
+        assert all("``%s``" % n in f.__doc__ for n in names), f
+    # max_depth reaches NUTS: a depth-1 trajectory is at most one leapfrog step.
+    e = boltz.CallbackEnergy(lambda y: (0.5 * (y**2).sum(1), y.copy()), 2)
+    _, r1 = boltz.sample(e, "nuts", chains=2, warmup=50, draws=50, max_depth=1)
+    _, r6 = boltz.sample(e, "nuts", chains=2, warmup=50, draws=50, max_depth=6)
+    assert r1["grad_evals"] < r6["grad_evals"]

@@ -307,15 +307,7 @@ impl AnnealPath for RbmPath {
             );
             tally.0 += state.n_chains() as u64;
         }
-        steps.iter_mut().for_each(|s| {
-            *s = ChainStep {
-                accept_prob: 1.0,
-                accepted: true,
-                divergent: false,
-                extra_evals: 0,
-                selected_step: 0.0,
-            }
-        });
+        steps.iter_mut().for_each(|s| *s = ChainStep::exact());
         1.0
     }
 

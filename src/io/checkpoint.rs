@@ -143,10 +143,10 @@ pub fn read_checkpoint_as<T: serde::de::DeserializeOwned>(
             header.kind
         )));
     }
-    if settings.is_some_and(|s| header.settings != s) {
+    if let Some(now) = settings.filter(|s| header.settings != *s) {
         return Err(bad(&format!(
             "written by a run with other settings ({}); resume with the same ones",
-            header.settings
+            settings_change(&header.settings, now)
         )));
     }
     let data = bytes[hend + 8..body]
@@ -154,6 +154,55 @@ pub fn read_checkpoint_as<T: serde::de::DeserializeOwned>(
         .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
         .collect();
     Ok((header.state, data, header.settings))
+}
+
+/// What differs between two runs' settings (`stored`, then `now`): for
+/// settings written as JSON ([`crate::jobs::run_settings`]) each setting
+/// that differs, by name (`max_depth 6, now 2`); otherwise the stored
+/// settings whole.
+pub fn settings_change(stored: &str, now: &str) -> String {
+    fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    // The job's fields are named as the user sets them.
+                    let key = match prefix {
+                        "" | "job" => k.clone(),
+                        p => format!("{p}.{k}"),
+                    };
+                    leaves(&key, x, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
+    let (Some(a), Some(b)) = (parse(stored), parse(now)) else {
+        return stored.to_string();
+    };
+    let (mut la, mut lb) = (Vec::new(), Vec::new());
+    leaves("", &a, &mut la);
+    leaves("", &b, &mut lb);
+    let find = |l: &[(String, String)], k: &str| {
+        l.iter()
+            .find(|(n, _)| n == k)
+            .map_or_else(|| "unset".to_string(), |(_, v)| v.clone())
+    };
+    let mut keys: Vec<&String> = la.iter().chain(lb.iter()).map(|(k, _)| k).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| {
+            let (x, y) = (find(&la, k), find(&lb, k));
+            (x != y).then(|| format!("{k} {x}, now {y}"))
+        })
+        .collect();
+    if diffs.is_empty() {
+        stored.to_string()
+    } else {
+        diffs.join("; ")
+    }
 }
 
 #[cfg(test)]

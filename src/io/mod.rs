@@ -8,7 +8,7 @@ pub mod npy;
 pub mod safetensors;
 
 pub use atomic::{Outputs, write_atomic, write_json_atomic};
-pub use checkpoint::{CHECKPOINT_VERSION, read_checkpoint, write_checkpoint};
+pub use checkpoint::{CHECKPOINT_VERSION, read_checkpoint, settings_change, write_checkpoint};
 pub use hash::{Fnv1a, fnv1a};
 pub use model_file::load_model_file;
 pub use npy::{NpyArray, read_npy, read_npy_bytes, write_npy};

@@ -5,7 +5,7 @@
 use crate::Energy;
 use crate::ais::{self, AisConfig, AisProblem, Base, Schedule, ScheduleChoice};
 use crate::error::{Error, Result};
-use crate::kernels::KernelSpec;
+use crate::kernels::{KernelSettings, KernelSpec};
 use crate::model::Model;
 use crate::run::{Control, Observer};
 use ndarray::{Array2, ArrayD};
@@ -13,10 +13,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The settings of a log Z job, with the CLI's defaults ([`LogzJob::default`]).
-/// As JSON, missing fields take the defaults and unknown ones are refused
-/// (the arrays `reverse_from` and `data` are not part of it).
+/// As JSON ([`super::from_json`]), missing fields take the defaults and
+/// unknown ones are refused (the arrays `reverse_from` and `data` are not
+/// part of it); the kernel's settings are the fields of [`KernelSettings`],
+/// flattened in.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct LogzJob {
     /// `ais`, `pt` (parallel tempering's stepping-stone estimate),
     /// `exact` or `quadrature`; `None`: exact where the model allows (and
@@ -32,12 +34,13 @@ pub struct LogzJob {
     pub cess: f64,
     /// Transition kernel (default: gibbs for binary models, else mala).
     pub kernel: Option<String>,
-    /// HMC leapfrog steps (default 16).
-    pub leapfrog: usize,
+    /// The kernel's settings. A fixed `step_size` replaces the per-temperature
+    /// steps a pilot tunes; HMC runs without step jitter unless `jitter` is
+    /// set. Settings other than the step need `kernel` named.
+    #[serde(flatten)]
+    pub kernel_settings: KernelSettings,
     /// Transitions per temperature (default 1).
     pub steps_per_temp: usize,
-    /// A fixed step size (default: tuned per temperature by a pilot, then frozen).
-    pub step_size: Option<f64>,
     /// Base N(base_mean, base_scale^2 I) instead of the pilot-fitted Gaussian.
     pub base_scale: Option<f64>,
     /// Mean of that base (every coordinate).
@@ -85,9 +88,8 @@ impl Default for LogzJob {
             schedule: "sigmoid".into(),
             cess: 0.995,
             kernel: None,
-            leapfrog: 16,
+            kernel_settings: KernelSettings::default(),
             steps_per_temp: 1,
-            step_size: None,
             base_scale: None,
             base_mean: 0.0,
             reverse: false,
@@ -318,22 +320,31 @@ pub fn report_json(r: &LogzReport) -> Result<serde_json::Value> {
     Ok(v)
 }
 
-/// The kernel asked for (`None`: the model's default). AIS's HMC runs
-/// without step jitter.
+/// The kernel asked for (`None`: the model's default, which takes only
+/// a step size). AIS's HMC runs without step jitter unless one is set.
 fn parse_kernel(job: &LogzJob) -> Result<Option<KernelSpec>> {
+    let settings = &job.kernel_settings;
+    settings.check()?;
     let Some(name) = &job.kernel else {
+        let step_only = KernelSettings {
+            step_size: settings.step_size,
+            ..KernelSettings::default()
+        };
+        if *settings != step_only {
+            return Err(Error::param(
+                "kernel",
+                "kernel settings other than the step size need the kernel named (the default is chosen per model: gibbs for binary models, else mala)",
+            ));
+        }
         return Ok(None);
     };
-    let mut spec = KernelSpec::new(name)?.leapfrog(job.leapfrog);
-    spec.jitter = 0.0;
+    let mut spec = KernelSpec::with_settings(name, settings.clone())?;
+    spec.settings.jitter = Some(settings.jitter_or(0.0));
     spec.build()?;
     Ok(Some(spec))
 }
 
 fn config(job: &LogzJob) -> Result<AisConfig> {
-    if let Some(s) = job.step_size {
-        crate::error::check_positive("--step-size", s)?;
-    }
     let schedule = match job.schedule.as_str() {
         "adaptive" => ScheduleChoice::Adaptive { cess: job.cess },
         s => ScheduleChoice::Fixed(Schedule::parse(s)?),
@@ -344,7 +355,7 @@ fn config(job: &LogzJob) -> Result<AisConfig> {
         schedule,
         kernel: parse_kernel(job)?,
         steps_per_temp: job.steps_per_temp,
-        step_size: job.step_size,
+        step_size: job.kernel_settings.step_size,
         beta: job.beta,
         seed: job.seed,
         resample_threshold: job.resample,
@@ -703,7 +714,7 @@ fn run_pt(
         job.seed,
         job.beta,
         false,
-        job.step_size.is_none(),
+        job.kernel_settings.step_size.is_none(),
     );
     let settings = crate::pt::PtSettings::new(job.replicas);
     let energy = model.energy(None)?;
@@ -719,7 +730,7 @@ fn run_pt(
         _ => setup.base.clone(),
     };
     let mut spec = cfg.kernel_spec(energy.as_ref());
-    spec.step_size = job.step_size;
+    spec.settings.step_size = job.kernel_settings.step_size;
     let out = match resume {
         Some(path) => crate::pt::resume(energy.as_ref(), &base, &spec, path, observer, control)?,
         None => crate::pt::sample(

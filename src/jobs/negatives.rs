@@ -4,15 +4,18 @@
 use crate::energy::Scaled;
 use crate::error::{Error, Result};
 use crate::init::Init;
-use crate::kernels::{Kernel, KernelSpec};
+use crate::kernels::{Kernel, KernelSettings, KernelSpec};
 use crate::negatives::{Method, NegativeBatch, NegativeSampler, ReplayPolicy};
 use crate::run::Control;
 use crate::{Energy, StateSpace};
 use ndarray::ArrayView2;
 
 /// The settings of negative sampling, with the CLI's defaults ([`NegativesJob::default`]).
+/// As JSON ([`super::from_json`]) missing fields take the defaults and
+/// unknown ones are refused; the kernel's settings are the fields of
+/// [`KernelSettings`], flattened in.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct NegativesJob {
     /// `short-run` (default; with `buffer` > 0 a replay buffer), `cd` or `pcd`.
     pub method: String,
@@ -29,18 +32,10 @@ pub struct NegativesJob {
     pub base_scale: Option<f64>,
     /// Transitions per call (default 100).
     pub steps: usize,
-    /// Step size (default 0.01).
-    pub step_size: f64,
-    /// ULA noise scale (default: the Langevin sqrt(2 step)).
-    pub noise: Option<f64>,
-    /// Clip each chain's gradient to this norm.
-    pub grad_clip: Option<f64>,
-    /// Clamp every coordinate to `[lo, hi]` after a step.
-    pub clamp: Option<(f64, f64)>,
-    /// HMC leapfrog steps (default 16).
-    pub leapfrog: usize,
-    /// HMC step jitter (default 0.2).
-    pub jitter: f64,
+    /// The kernel's settings (of the local move for `pt`). The step is
+    /// fixed: `step_size` (default [`NegativesJob::DEFAULT_STEP`]).
+    #[serde(flatten)]
+    pub kernel_settings: KernelSettings,
     /// Replay buffer capacity (0: none).
     pub buffer: usize,
     /// Fraction of chains started from fresh noise with a buffer (default 0.05).
@@ -61,12 +56,7 @@ impl Default for NegativesJob {
             method: "short-run".into(),
             kernel: None,
             steps: 100,
-            step_size: 0.01,
-            noise: None,
-            grad_clip: None,
-            clamp: None,
-            leapfrog: 16,
-            jitter: 0.2,
+            kernel_settings: KernelSettings::default(),
             buffer: 0,
             reinit: 0.05,
             buffer_policy: "append".into(),
@@ -81,6 +71,14 @@ impl Default for NegativesJob {
 }
 
 impl NegativesJob {
+    /// The fixed step size when none is set.
+    pub const DEFAULT_STEP: f64 = 0.01;
+
+    /// The step size the chains move with.
+    pub fn step_size(&self) -> f64 {
+        self.kernel_settings.step_size.unwrap_or(Self::DEFAULT_STEP)
+    }
+
     /// The method the settings name (errors name the CLI flag).
     pub fn method(&self) -> Result<Method> {
         if !(0.0..=1.0).contains(&self.reinit) {
@@ -167,11 +165,10 @@ impl NegativesJob {
             (None, _) if binary => KernelSpec::new("gibbs")?,
             (None, _) => KernelSpec::new("ula")?,
         };
-        crate::error::check_positive("--step-size", self.step_size)?;
-        crate::error::check_beta("--beta", self.beta)?;
-        spec = spec.step_size(self.step_size)?.leapfrog(self.leapfrog);
-        (spec.jitter, spec.noise, spec.grad_clip, spec.clamp) =
-            (self.jitter, self.noise, self.grad_clip, self.clamp);
+        crate::error::check_beta("beta", self.beta)?;
+        self.kernel_settings.check()?;
+        spec.settings = self.kernel_settings.clone();
+        spec.settings.step_size = Some(self.step_size());
         spec.track_energy = false;
         let scaled = Scaled::new(energy, self.beta)?;
         let kernel = spec.build_for(&scaled)?;

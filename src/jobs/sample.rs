@@ -5,7 +5,7 @@ use crate::Energy;
 use crate::diagnostics;
 use crate::error::{Error, Result};
 use crate::init::Init;
-use crate::kernels::KernelSpec;
+use crate::kernels::{KernelSettings, KernelSpec};
 use crate::model::Model;
 use crate::run::{Control, Observer};
 use crate::sampler::{self, SampleConfig, SampleOutput};
@@ -14,10 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The settings of a sample job, with the CLI's defaults ([`SampleJob::new`]).
-/// As JSON (the Python front sends them so), missing fields take the
-/// defaults and unknown ones are refused.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// As JSON (the Python front sends them so; [`super::from_json`]), missing
+/// fields take the defaults and unknown ones are refused; the kernel's
+/// settings are the fields of [`KernelSettings`], flattened in.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SampleJob {
     /// Kernel name (`boltz::KernelSpec::names()`: `mala`, `ula`, `hmc`,
     /// `nuts`, `rwm`, `gibbs`, ...) or `pt` (parallel tempering with
@@ -33,25 +34,13 @@ pub struct SampleJob {
     pub thin: usize,
     /// Seed: chain `i` draws from the ChaCha stream keyed by `(seed, i)`.
     pub seed: u64,
-    /// A fixed step size; `None` adapts it in warm-up (ULA then takes the
-    /// step a MALA warm-up adapts to).
-    pub step_size: Option<f64>,
+    /// The kernel's settings (of the local move for `pt`). A fixed
+    /// `step_size` turns warm-up step adaptation off; `None` adapts it
+    /// (ULA then takes the step a MALA warm-up adapts to).
+    #[serde(flatten)]
+    pub kernel_settings: KernelSettings,
     /// Inverse temperature of the target `exp(-beta F)` (default 1).
     pub beta: f64,
-    /// HMC leapfrog steps (default 16).
-    pub leapfrog: usize,
-    /// NUTS: most trajectory doublings (default 10).
-    pub max_depth: usize,
-    /// HMC step jitter, a fraction of the step (default 0.2).
-    pub jitter: f64,
-    /// ULA noise scale (default: the Langevin sqrt(2 step)).
-    pub noise: Option<f64>,
-    /// Clip each chain's gradient to this norm.
-    pub grad_clip: Option<f64>,
-    /// Clamp every coordinate to `[lo, hi]` after a step.
-    pub clamp: Option<(f64, f64)>,
-    /// Target acceptance of the step-size adaptation (kernel default if `None`).
-    pub target_accept: Option<f64>,
     /// One step size for all chains instead of one per chain.
     pub shared_step: bool,
     /// Adapt a diagonal mass matrix in warm-up (default true).
@@ -96,15 +85,8 @@ impl SampleJob {
             draws: 1000,
             thin: 1,
             seed: 0,
-            step_size: None,
+            kernel_settings: KernelSettings::default(),
             beta: 1.0,
-            leapfrog: 16,
-            max_depth: 10,
-            jitter: 0.2,
-            noise: None,
-            grad_clip: None,
-            clamp: None,
-            target_accept: None,
             shared_step: false,
             adapt_mass: true,
             init: Init::default(),
@@ -119,9 +101,7 @@ impl SampleJob {
 
     /// The kernel spec, checked against `energy` (for `pt`, the local move's).
     pub fn kernel_spec(&self, energy: &dyn Energy) -> Result<KernelSpec> {
-        if let Some(s) = self.step_size {
-            crate::error::check_positive("step_size", s)?;
-        }
+        self.kernel_settings.check()?;
         if self.sampler != "pt" && self.base_scale.is_some() {
             return Err(Error::param("base_scale", "is for --sampler pt"));
         }
@@ -142,18 +122,8 @@ impl SampleJob {
             }
             (s, None) => s.to_string(),
         };
-        let mut spec = KernelSpec::new(&name)?;
+        let spec = KernelSpec::with_settings(&name, self.kernel_settings.clone())?;
         spec.check(energy)?;
-        spec.step_size = self.step_size;
-        spec.leapfrog = self.leapfrog;
-        spec.max_depth = self.max_depth;
-        spec.jitter = self.jitter;
-        spec.noise = self.noise;
-        spec.grad_clip = self.grad_clip;
-        spec.clamp = self.clamp;
-        if let Some(t) = self.target_accept {
-            spec = spec.target_accept(t)?;
-        }
         spec.build()?;
         Ok(spec)
     }
@@ -189,7 +159,7 @@ impl SampleJob {
             thin: self.thin,
             seed: self.seed,
             beta: self.beta,
-            adapt_step_size: self.step_size.is_none(),
+            adapt_step_size: self.kernel_settings.step_size.is_none(),
             shared_step_size: self.shared_step,
             adapt_mass,
             record_energies: self.record_energies,
@@ -376,8 +346,9 @@ pub fn sample(
     } else {
         // ULA has no acceptance rate to tune against: without a step size it
         // takes the one a MALA warm-up adapts to (as `compare` does).
-        if spec.name() == "ula" && job.step_size.is_none() {
-            spec.step_size = Some(crate::compare::ula_default_step(energy.as_ref(), &config)?);
+        if spec.name() == "ula" && job.kernel_settings.step_size.is_none() {
+            spec.settings.step_size =
+                Some(crate::compare::ula_default_step(energy.as_ref(), &config)?);
         }
         let kernel = spec.build()?;
         let out = match resume {

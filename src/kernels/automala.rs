@@ -42,6 +42,13 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     name: "automala",
     about: "autoMALA: MALA whose step doubles or halves per step until the acceptance ratio is in a random bracket (exact, locally adaptive)",
     space: crate::energy::StateSpace::Continuous,
+    settings: &["step_size"],
+    invariance: super::Invariance::Exact,
+    // A base step far from right on purpose: the selector must fix it.
+    test_settings: |scale, _| super::KernelSettings {
+        step_size: Some(4.0 * scale),
+        ..Default::default()
+    },
     build: |s: &KernelSpec| Ok(Box::new(AutoMala::new(s.step_or(0.1))?)),
 };
 
@@ -50,6 +57,12 @@ pub(crate) const INFO_RWM: KernelInfo = KernelInfo {
     name: "autorwm",
     about: "AutoStep RWM: random-walk Metropolis whose scale doubles or halves per step until the acceptance ratio is in a random bracket (exact, gradient-free)",
     space: crate::energy::StateSpace::Continuous,
+    settings: &["step_size"],
+    invariance: super::Invariance::Exact,
+    test_settings: |scale, _| super::KernelSettings {
+        step_size: Some(4.0 * scale),
+        ..Default::default()
+    },
     build: |s: &KernelSpec| Ok(Box::new(AutoMala::rwm(s.step_or(0.5))?)),
 };
 
@@ -58,7 +71,19 @@ pub(crate) const INFO_HMC: KernelInfo = KernelInfo {
     name: "autohmc",
     about: "AutoStep HMC: HMC whose step doubles or halves per step until the trajectory's acceptance ratio is in a random bracket (exact, locally adaptive)",
     space: crate::energy::StateSpace::Continuous,
-    build: |s: &KernelSpec| Ok(Box::new(AutoMala::hmc(s.step_or(0.1), s.leapfrog)?)),
+    settings: &["step_size", "leapfrog"],
+    invariance: super::Invariance::Exact,
+    test_settings: |scale, _| super::KernelSettings {
+        step_size: Some(4.0 * scale),
+        leapfrog: 5,
+        ..Default::default()
+    },
+    build: |s: &KernelSpec| {
+        Ok(Box::new(AutoMala::hmc(
+            s.step_or(0.1),
+            s.settings.leapfrog,
+        )?))
+    },
 };
 
 /// autoMALA with base step `eps0` (the leapfrog step of one-step HMC; the

@@ -12,6 +12,9 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     name: "gibbs",
     about: "Gibbs: block v -> h -> v for RBMs, single-site heat bath for other binary models",
     space: crate::energy::StateSpace::Binary,
+    settings: &[],
+    invariance: super::Invariance::Binary,
+    test_settings: |_, _| super::KernelSettings::default(),
     build: |s: &KernelSpec| Ok(Box::new(Gibbs::new(s.track_energy))),
 };
 
@@ -47,6 +50,12 @@ impl Default for Gibbs {
 }
 
 impl Kernel for Gibbs {
+    fn uses_mass(&self) -> bool {
+        false
+    }
+    fn space(&self) -> crate::energy::StateSpace {
+        crate::energy::StateSpace::Binary
+    }
     fn name(&self) -> &'static str {
         "gibbs"
     }
@@ -65,15 +74,7 @@ impl Kernel for Gibbs {
         if self.track_energy {
             energy.energy_batch(state.position.view(), state.energy.view_mut());
         }
-        steps.iter_mut().for_each(|s| {
-            *s = ChainStep {
-                accept_prob: 1.0,
-                accepted: true,
-                divergent: false,
-                extra_evals: 0,
-                selected_step: 0.0,
-            }
-        });
+        steps.iter_mut().for_each(|s| *s = ChainStep::exact());
     }
     fn initial_tuning(&self) -> Tuning {
         Tuning::new(1.0)
@@ -98,13 +99,7 @@ fn heat_bath(
 ) {
     state.proposal.assign(&state.position);
     for s in steps.iter_mut() {
-        *s = ChainStep {
-            accept_prob: 1.0,
-            accepted: true,
-            divergent: false,
-            extra_evals: 0,
-            selected_step: 0.0,
-        };
+        *s = ChainStep::exact();
     }
     for j in 0..state.dim() {
         state.proposal.column_mut(j).mapv_inplace(|v| 1.0 - v);

@@ -33,9 +33,18 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     name: "hmc",
     about: "Hamiltonian Monte Carlo: leapfrog, diagonal mass, step jitter",
     space: crate::energy::StateSpace::Continuous,
+    settings: &["step_size", "target_accept", "leapfrog", "jitter"],
+    invariance: super::Invariance::Exact,
+    test_settings: |scale, dim| super::KernelSettings {
+        step_size: Some(0.5 * scale / (dim as f64).powf(0.25)),
+        leapfrog: 5,
+        jitter: Some(0.2),
+        ..Default::default()
+    },
     build: |s: &KernelSpec| {
-        let k = Hmc::new(s.step_or(0.1), s.leapfrog, s.jitter)?;
-        Ok(Box::new(match s.target_accept {
+        let jitter = s.settings.jitter_or(super::KernelSettings::DEFAULT_JITTER);
+        let k = Hmc::new(s.step_or(0.1), s.settings.leapfrog, jitter)?;
+        Ok(Box::new(match s.settings.target_accept {
             Some(t) => k.with_target_accept(t)?,
             None => k,
         }))

@@ -27,9 +27,15 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     name: "mala",
     about: "Metropolis-adjusted Langevin, optional diagonal preconditioner",
     space: crate::energy::StateSpace::Continuous,
+    settings: &["step_size", "target_accept"],
+    invariance: super::Invariance::Exact,
+    test_settings: |scale, dim| super::KernelSettings {
+        step_size: Some(scale * scale / (dim as f64).powf(1.0 / 3.0)),
+        ..Default::default()
+    },
     build: |s: &KernelSpec| {
         let k = Mala::new(s.step_or(0.1))?;
-        Ok(Box::new(match s.target_accept {
+        Ok(Box::new(match s.settings.target_accept {
             Some(t) => k.with_target_accept(t)?,
             None => k,
         }))

@@ -28,7 +28,9 @@ pub use hmc::Hmc;
 pub use mala::Mala;
 pub use nuts::Nuts;
 pub use rwm::Rwm;
-pub use spec::{KERNELS, KernelInfo, KernelSpec};
+pub use spec::{
+    Invariance, KERNELS, KernelInfo, KernelSettings, KernelSpec, SETTINGS, SettingInfo, listing,
+};
 pub use ula::{Ula, UlaConfig};
 
 use crate::energy::Energy;
@@ -128,6 +130,48 @@ pub struct ChainStep {
 }
 
 impl ChainStep {
+    /// An exact move, always taken: a Gibbs sweep, an unadjusted step
+    /// (acceptance 1, not divergent).
+    pub fn exact() -> Self {
+        ChainStep {
+            accept_prob: 1.0,
+            accepted: true,
+            ..ChainStep::default()
+        }
+    }
+
+    /// A Metropolis decision: acceptance probability `min(1, alpha)` and
+    /// whether the proposal was taken.
+    pub fn metropolis(accept_prob: f64, accepted: bool) -> Self {
+        ChainStep {
+            accept_prob,
+            accepted,
+            ..ChainStep::default()
+        }
+    }
+
+    /// A divergence: the proposal's energy or gradient was not finite (or,
+    /// for trajectories, its energy error too large); not taken.
+    pub fn divergent() -> Self {
+        ChainStep {
+            divergent: true,
+            ..ChainStep::default()
+        }
+    }
+
+    /// This step with `n` evaluations beyond the kernel's nominal count.
+    pub fn with_extra_evals(mut self, n: u32) -> Self {
+        self.extra_evals = n;
+        self
+    }
+
+    /// This step with the step size it chose (kernels that choose one per
+    /// step, [`Kernel::chooses_step`]).
+    pub fn with_selected_step(mut self, step: f64) -> Self {
+        self.selected_step = step;
+        self
+    }
+
     /// `ln` of [`ChainStep::selected_step`], if the kernel chose a step
     /// (finite and > 0).
     pub fn log_selected_step(&self) -> Option<f64> {
@@ -169,9 +213,15 @@ pub trait Kernel: Send + Sync {
     fn target_accept(&self) -> Option<f64>;
 
     /// Whether the kernel uses a diagonal inverse mass matrix from its
-    /// tuning (MALA, HMC, RWM), so that warm-up should adapt one.
-    fn uses_mass(&self) -> bool {
-        false
+    /// tuning (MALA, HMC, RWM), so that warm-up should adapt one. Every
+    /// kernel must say (no default: a kernel that reads the mass but does
+    /// not say so would silently run without one).
+    fn uses_mass(&self) -> bool;
+
+    /// The states the kernel moves on (default continuous; Gibbs: binary).
+    /// Runners check it against the energy's before any step.
+    fn space(&self) -> crate::energy::StateSpace {
+        crate::energy::StateSpace::Continuous
     }
 
     /// Whether the kernel chooses its step at every step from a base step
@@ -337,20 +387,32 @@ impl StepSizes {
     }
 }
 
-/// Mutable views of one block of chains, for the parallel kernel loops.
-pub(crate) struct Block<'a> {
+/// Mutable views of one block of chains ([`for_each_block`]): what a
+/// kernel written outside boltz uses to move chains in parallel with the
+/// state's own scratch rows (no allocation per step). Row `i` of every
+/// view is chain `first + i`.
+pub struct Block<'a> {
     /// Index of the block's first chain.
     pub first: usize,
+    /// Positions (rows of the block's chains).
     pub position: ArrayViewMut2<'a, f64>,
+    /// Cached energies at the positions.
     pub energy: ArrayViewMut1<'a, f64>,
+    /// Cached gradients at the positions (zeros for gradient-free kernels).
     pub grad: ArrayViewMut2<'a, f64>,
+    /// Scratch: the proposals ([`evaluate_proposals`] fills their energies).
     pub proposal: ArrayViewMut2<'a, f64>,
+    /// Scratch: the proposals' energies.
     pub proposal_energy: ArrayViewMut1<'a, f64>,
+    /// Scratch: the proposals' gradients.
     pub proposal_grad: ArrayViewMut2<'a, f64>,
+    /// Scratch: one more row per chain (momentum, noise).
     pub momentum: ArrayViewMut2<'a, f64>,
     /// Two per-chain scalars a kernel may use within a step.
     pub aux: ArrayViewMut2<'a, f64>,
+    /// The chains' random streams: chain `first + i` draws only from `rngs[i]`.
     pub rngs: &'a mut [ChainRng],
+    /// What each chain's step did, to fill in.
     pub steps: &'a mut [ChainStep],
 }
 
@@ -369,8 +431,10 @@ impl Block<'_> {
     }
 }
 
-/// Runs `f` on every block of chains in parallel.
-pub(crate) fn for_each_block<F>(
+/// Runs `f` on every block of chains in parallel (blocks of a fixed size,
+/// so the result is the same for any thread count as long as each chain
+/// draws only from its own stream).
+pub fn for_each_block<F>(
     state: &mut ChainState,
     rngs: &mut [ChainRng],
     steps: &mut [ChainStep],
@@ -433,17 +497,26 @@ pub(crate) fn for_each_block<F>(
 /// One chain's rows, for kernels that run a whole step chain by chain
 /// (row energies): its position, cached energy and gradient, proposal
 /// buffers, a scratch row (noise or momentum), its stream and its record.
-pub(crate) struct ChainRow<'a> {
+pub struct ChainRow<'a> {
     /// The chain's index in the run.
     pub index: usize,
+    /// Its position.
     pub position: &'a mut [f64],
+    /// The cached gradient at the position.
     pub grad: &'a mut [f64],
+    /// The cached energy at the position.
     pub energy: &'a mut f64,
+    /// Scratch: the proposal.
     pub proposal: &'a mut [f64],
+    /// Scratch: the proposal's gradient.
     pub proposal_grad: &'a mut [f64],
+    /// Scratch: the proposal's energy.
     pub proposal_energy: &'a mut f64,
+    /// Scratch: one more row (noise or momentum).
     pub scratch: &'a mut [f64],
+    /// The chain's random stream.
     pub rng: &'a mut ChainRng,
+    /// What its step did, to fill in.
     pub step: &'a mut ChainStep,
 }
 
@@ -457,7 +530,7 @@ impl ChainRow<'_> {
 }
 
 /// Runs `f` on every chain's rows, blocks of chains in parallel.
-pub(crate) fn for_each_chain_row<F>(
+pub fn for_each_chain_row<F>(
     state: &mut ChainState,
     rngs: &mut [ChainRng],
     steps: &mut [ChainStep],
@@ -523,8 +596,9 @@ pub(crate) fn for_each_chain_row<F>(
     });
 }
 
-/// Evaluates the energy (and gradient) of every chain's proposal.
-pub(crate) fn evaluate_proposals(energy: &dyn Energy, state: &mut ChainState, with_grad: bool) {
+/// Evaluates the energy (and gradient) of every chain's proposal (the
+/// rows [`Block::proposal`] wrote), one batched call of the energy core.
+pub fn evaluate_proposals(energy: &dyn Energy, state: &mut ChainState, with_grad: bool) {
     if with_grad {
         energy.energy_grad_batch(
             state.proposal.view(),
@@ -536,25 +610,17 @@ pub(crate) fn evaluate_proposals(energy: &dyn Energy, state: &mut ChainState, wi
     }
 }
 
-/// Metropolis decision for one chain: records the step and returns whether
-/// to accept. `log_alpha` NaN or a non-finite proposal count as a divergence.
+/// Metropolis decision for one chain: draws one uniform from the chain's
+/// stream, records the step and returns whether to accept (the caller then
+/// takes the proposal, [`Block::accept`]). `log_alpha` is the log of the
+/// Metropolis-Hastings ratio; NaN or a non-finite proposal (`finite` false)
+/// count as a divergence.
 #[inline]
-pub(crate) fn metropolis(
-    log_alpha: f64,
-    finite: bool,
-    rng: &mut ChainRng,
-    step: &mut ChainStep,
-) -> bool {
+pub fn metropolis(log_alpha: f64, finite: bool, rng: &mut ChainRng, step: &mut ChainStep) -> bool {
     use rand::RngExt;
     let u: f64 = rng.random();
     if !finite || log_alpha.is_nan() {
-        *step = ChainStep {
-            accept_prob: 0.0,
-            accepted: false,
-            divergent: true,
-            extra_evals: 0,
-            selected_step: 0.0,
-        };
+        *step = ChainStep::divergent();
         return false;
     }
     // exp(min(log_alpha, 0)), without the call where it is exp(0) = 1.
@@ -564,13 +630,7 @@ pub(crate) fn metropolis(
         log_alpha.exp()
     };
     let accepted = u < accept_prob;
-    *step = ChainStep {
-        accept_prob,
-        accepted,
-        divergent: false,
-        extra_evals: 0,
-        selected_step: 0.0,
-    };
+    *step = ChainStep::metropolis(accept_prob, accepted);
     accepted
 }
 

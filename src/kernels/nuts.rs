@@ -45,9 +45,16 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     name: "nuts",
     about: "No-U-Turn Sampler: multinomial HMC whose trajectory doubles until it turns (diagonal mass, Stan's criterion)",
     space: crate::energy::StateSpace::Continuous,
+    settings: &["step_size", "target_accept", "max_depth"],
+    invariance: super::Invariance::Exact,
+    test_settings: |scale, _| super::KernelSettings {
+        step_size: Some(0.5 * scale),
+        max_depth: 8,
+        ..Default::default()
+    },
     build: |s: &KernelSpec| {
-        let k = Nuts::new(s.step_or(0.1), s.max_depth)?;
-        Ok(Box::new(match s.target_accept {
+        let k = Nuts::new(s.step_or(0.1), s.settings.max_depth)?;
+        Ok(Box::new(match s.settings.target_accept {
             Some(t) => k.with_target_accept(t)?,
             None => k,
         }))
@@ -378,11 +385,11 @@ impl Walk {
             *e = self.draw.e;
         }
         *step = ChainStep {
-            accept_prob: self.sum_metro / f64::from(self.n_leapfrog.max(1)),
-            accepted: self.moved,
             divergent: self.divergent,
-            extra_evals: 0,
-            selected_step: 0.0,
+            ..ChainStep::metropolis(
+                self.sum_metro / f64::from(self.n_leapfrog.max(1)),
+                self.moved,
+            )
         };
     }
 }

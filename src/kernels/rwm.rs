@@ -24,9 +24,15 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     name: "rwm",
     about: "Gaussian random-walk Metropolis, optional diagonal preconditioner",
     space: crate::energy::StateSpace::Continuous,
+    settings: &["step_size", "target_accept"],
+    invariance: super::Invariance::Exact,
+    test_settings: |scale, dim| super::KernelSettings {
+        step_size: Some(2.38 * scale / (dim as f64).sqrt()),
+        ..Default::default()
+    },
     build: |s: &KernelSpec| {
         let mut k = Rwm::new(s.step_or(0.1))?;
-        if let Some(t) = s.target_accept {
+        if let Some(t) = s.settings.target_accept {
             k.target = super::check_target_accept(t)?;
         }
         Ok(Box::new(k))

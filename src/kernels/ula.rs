@@ -44,8 +44,15 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     name: "ula",
     about: "unadjusted Langevin (biased by O(step)); EBM-practice noise, clip and clamp",
     space: crate::energy::StateSpace::Continuous,
-    build: |s: &KernelSpec| {
-        let step = s.step_or(0.01);
+    settings: &["step_size", "noise", "grad_clip", "clamp"],
+    invariance: super::Invariance::Unadjusted,
+    test_settings: |scale, _| super::KernelSettings {
+        step_size: Some(0.4 * scale * scale),
+        ..Default::default()
+    },
+    build: |spec: &KernelSpec| {
+        let s = &spec.settings;
+        let step = spec.step_or(0.01);
         if s.noise.is_none() && s.grad_clip.is_none() && s.clamp.is_none() {
             return Ok(Box::new(Ula::new(step)?));
         }
@@ -106,6 +113,9 @@ impl Ula {
 }
 
 impl Kernel for Ula {
+    fn uses_mass(&self) -> bool {
+        false
+    }
     fn name(&self) -> &'static str {
         "ula"
     }
@@ -159,21 +169,9 @@ impl Kernel for Ula {
             for i in 0..b.rngs.len() {
                 if b.proposal_finite(i, true) {
                     b.accept(i);
-                    b.steps[i] = ChainStep {
-                        accept_prob: 1.0,
-                        accepted: true,
-                        divergent: false,
-                        extra_evals: 0,
-                        selected_step: 0.0,
-                    };
+                    b.steps[i] = ChainStep::exact();
                 } else {
-                    b.steps[i] = ChainStep {
-                        accept_prob: 0.0,
-                        accepted: false,
-                        divergent: true,
-                        extra_evals: 0,
-                        selected_step: 0.0,
-                    };
+                    b.steps[i] = ChainStep::divergent();
                 }
             }
         });

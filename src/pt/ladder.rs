@@ -383,13 +383,7 @@ impl<'a> Ladder<'a> {
                             Some(act.slice(s![r * c..(r + 1) * c, ..])),
                         );
                     });
-                self.steps.iter_mut().for_each(|s| {
-                    *s = ChainStep {
-                        accept_prob: 1.0,
-                        accepted: true,
-                        ..ChainStep::default()
-                    }
-                });
+                self.steps.iter_mut().for_each(|s| *s = ChainStep::exact());
                 tally.energy_evals = n;
             }
         }

@@ -584,7 +584,7 @@ pub fn sample(
         let (mut tuner, mut tuning) = Tuner::new(kernel, adaptation, config.warmup, d);
         if let Some(t) = &config.tuning {
             tuning = t.clone();
-        } else if let Some(s) = spec.step_size {
+        } else if let Some(s) = spec.settings.step_size {
             tuning.set_step_size(crate::kernels::StepSizes::uniform(s));
         }
         ladder.start_tuner(&mut tuner, &mut tuning);

@@ -54,6 +54,7 @@ __all__ = [
     "Negatives",
     "compare",
     "diagnose",
+    "kernels",
     "load_model",
     "log_prob",
     "logz",
@@ -134,11 +135,32 @@ def load_model(
     return e if precision is None else e.with_precision(str(precision))
 
 
+def kernels() -> List[Dict[str, Any]]:
+    """Every kernel boltz offers, from its registry (as ``boltz kernels``):
+    for each a dict with ``name``, ``about``, ``space`` (``continuous`` or
+    ``binary``), ``invariance`` (the invariance test it is held to) and
+    ``settings``: the keyword arguments it reads (``step_size``,
+    ``leapfrog``, ``max_depth``, ...), each with ``about`` and ``default``.
+    """
+    return _json.loads(_native.kernels_json())
+
+
+_KERNEL_NAMES = ", ".join("``%s``" % k["name"] for k in kernels())
+
+
+def _with_kernel_names(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Writes the registry's kernel names into ``f``'s docstring."""
+    if f.__doc__:
+        f.__doc__ = f.__doc__.replace("KERNEL_NAMES", _KERNEL_NAMES)
+    return f
+
+
 def threads() -> int:
     """Worker threads boltz computes on (``RAYON_NUM_THREADS`` sets it)."""
     return _native.threads()
 
 
+@_with_kernel_names
 def sample(
     energy: Union[Energy, str],
     sampler: str = "mala",
@@ -169,16 +191,16 @@ def sample(
 
     Args:
         energy: a :class:`Energy` (or a suite name / model file).
-        sampler: ``mala`` (default), ``ula``, ``automala``, ``hmc``,
-            ``autohmc``, ``nuts``, ``rwm``, ``autorwm`` or ``gibbs`` (binary
-            models), or ``pt``: non-reversible parallel tempering for targets
+        sampler: a kernel of :func:`kernels` (KERNEL_NAMES; default
+            ``mala``, ``gibbs`` for binary models), or ``pt``: non-reversible parallel tempering for targets
             with separated modes, ``replicas`` replicas per chain from the
             AIS base to the target, ``kernel`` their local move (default
             ``mala``; ``gibbs`` for binary models); its report has a ``pt``
             dict (temperatures, swap acceptance, ``lambda``, round trips,
             stepping-stone ``log_z``). ``leapfrog``: HMC's (and AutoStep
             HMC's) leapfrog steps; ``max_depth``: NUTS's most trajectory
-            doublings.
+            doublings; :func:`kernels` says which kernel reads which
+            setting and its default.
         chains, warmup, draws, thin: chains, warm-up steps (step size and
             diagonal mass adapted), draws kept per chain, steps per draw.
         seed: chain ``i`` draws from the ChaCha stream keyed by ``(seed, i)``:
@@ -288,6 +310,7 @@ def _logz_arrays(r: Dict[str, Any]) -> Dict[str, Any]:
     return r
 
 
+@_with_kernel_names
 def logz(
     energy: Union[Energy, str],
     method: Optional[str] = None,
@@ -324,7 +347,8 @@ def logz(
             per row.
         schedule: ``linear``, ``geometric``, ``sigmoid``, ``piecewise`` or
             ``adaptive``.
-        kernel: AIS transition (default ``mala``; ``gibbs`` for binary models).
+        kernel: AIS transition, a kernel of :func:`kernels` (KERNEL_NAMES;
+            default ``mala``, ``gibbs`` for binary models).
         reverse: ``True`` requires reverse AIS from exact draws (an upper
             bound), ``False`` skips it; ``None`` runs it where exact draws exist.
         data: binary models: positives whose base-rate model is the AIS base.
@@ -396,7 +420,9 @@ def diagnose(samples: _Array) -> Dict[str, Any]:
     Returns a dict of numpy arrays ``ess_bulk``, ``ess_tail``, ``rhat``,
     ``mcse_mean``, ``mean``, ``sd`` (one entry per coordinate), the minima
     and maximum over coordinates (``ess_bulk_min``, ``ess_tail_min``,
-    ``rhat_max``) and ``warnings``. A (chains, draws) array is one coordinate.
+    ``rhat_max``), ``notes`` and ``warnings``: the CLI's ``boltz diagnose``
+    report, from the same library job. A (chains, draws) array is one
+    coordinate. Non-finite draws are refused (``BoltzError``).
     """
     a = _np.asarray(samples, dtype=_np.float64)
     if a.ndim == 2:
@@ -406,7 +432,7 @@ def diagnose(samples: _Array) -> Dict[str, Any]:
             f"shape mismatch in samples: expected (chains, draws, dim), got {a.shape}"
         )
     r = _json.loads(_native.diagnose(_np.ascontiguousarray(a)))
-    coords = r.pop("coords")
+    coords = r.pop("coordinates")
     out: Dict[str, Any] = {}
     for k in ("ess_bulk", "ess_tail", "rhat", "mcse_mean", "mean", "sd"):
         out[k] = _np.array(
@@ -414,6 +440,7 @@ def diagnose(samples: _Array) -> Dict[str, Any]:
         )
     for k in ("ess_bulk_min", "ess_tail_min", "rhat_max"):
         out[k] = float("nan") if r[k] is None else r[k]
+    out["notes"] = r["notes"]
     out["warnings"] = r["warnings"]
     return out
 
@@ -456,6 +483,7 @@ def compare(
     return r["rows"]
 
 
+@_with_kernel_names
 class Negatives:
     """Negative samples for contrastive training, call after call.
 
@@ -471,12 +499,12 @@ class Negatives:
     Args:
         energy: a :class:`Energy`; a :func:`torch_energy` sees the model's
             current weights at every call.
-        kernel: ``ula`` (default), ``mala``, ``hmc``, ``rwm``, or ``gibbs``
-            (default for binary models).
+        kernel: a kernel of :func:`kernels` (KERNEL_NAMES; default ``ula``,
+            ``gibbs`` for binary models), or ``pt``.
         steps, step_size, noise: transitions per call, step size, ULA noise
             scale (default the Langevin ``sqrt(2 step)``; a smaller one is the
             usual short-run EBM trick).
-        grad_clip, clamp: clip each chain's gradient norm; clamp every
+        grad_clip, clamp: clamp each gradient entry to ``[-C, C]``; clamp every
             coordinate to ``(lo, hi)`` after each step (e.g. pixel range).
         seed: chain ``i`` has its own ChaCha stream keyed by ``(seed, i)``.
 
