@@ -119,7 +119,7 @@ impl Init {
     pub fn describe(&self) -> String {
         match self {
             Init::Rows { rows, dim, values } => {
-                let mut h = crate::io::Fnv1a::new();
+                let mut h = crate::hash::Fnv1a::new();
                 h.update_f64s(values);
                 format!("rows {rows}x{dim} fnv1a {:016x}", h.finish())
             }

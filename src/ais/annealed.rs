@@ -154,7 +154,7 @@ fn mix_body(b: f64, a: f64, g: &mut [f64], f: &[f64], e0: &[f64]) {
     }
 }
 
-crate::linalg::simd_dispatch! {
+crate::simd::simd_dispatch! {
     /// [`mix_body`] at the CPU's SIMD level (same bits at every level).
     fn mix_slice(b: f64, a: f64, g: &mut [f64], f: &[f64], e0: &[f64]) = mix_body;
 }

@@ -117,7 +117,7 @@ impl Base {
     }
 }
 
-crate::linalg::simd_dispatch! {
+crate::simd::simd_dispatch! {
     /// One row of [`Base::mix_into`] for a Gaussian base, at the CPU's SIMD
     /// level: the same operations in the same order as the generic loop (the
     /// per-coordinate terms and gradients element-wise, then their sum left to

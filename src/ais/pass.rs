@@ -9,7 +9,7 @@ use super::{AisConfig, AisProblem, base};
 use crate::error::{Error, Result};
 use crate::io::{read_checkpoint, write_checkpoint};
 use crate::kernels::{ChainState, ChainStep};
-use crate::rng::{ChainRng, RngState, aux_rng, chain_rngs_from, restore_rng, save_rng};
+use crate::rng::{ChainRng, RngState, chain_rngs_from, restore_rng, save_rng};
 use crate::run::{Control, NoObserver, Observer, Phase, Progress, Steps, drive};
 use ndarray::{Array2, ArrayView2, s};
 
@@ -248,7 +248,10 @@ fn start<'p>(
         particles,
         state: ChainState::new(problem.base, x)?,
         rngs,
-        resample_rng: aux_rng(seed, 1 + ((problem.first_group as u64) << 32)),
+        resample_rng: crate::rng::Stream::AisResample {
+            first_group: problem.first_group,
+        }
+        .rng(seed),
         steps: vec![ChainStep::default(); n],
         logw: Array2::zeros((groups, particles)),
         inc: vec![0.0; n],

@@ -48,7 +48,7 @@ pub(crate) fn plan(
         &pilot_problem,
         config,
         pilot_n,
-        config.seed ^ 0x5A5A_5A5A_5A5A_5A5A,
+        crate::rng::PassSeed::AisPilot.of(config.seed),
         Plan::Pilot {
             betas: fixed.clone(),
             cess,

@@ -6,7 +6,6 @@ use super::plan::plan;
 use super::weights::bootstrap_stderr;
 use super::{AisConfig, AisProblem, AisResult, Estimate};
 use crate::error::{Error, Result};
-use crate::rng::aux_rng;
 use crate::run::{Control, NoObserver, Observer, in_pool};
 use ndarray::ArrayView2;
 use std::path::Path;
@@ -475,8 +474,10 @@ fn forward_one(
         warnings(&mut estimates, config, problem.first_group)
     };
     let bootstrap_stderr = (config.bootstrap > 0 && main.complete).then(|| {
-        let purpose = 2 + ((problem.first_group as u64) << 32);
-        let mut rng = aux_rng(config.seed, purpose);
+        let mut rng = crate::rng::Stream::AisBootstrap {
+            first_group: problem.first_group,
+        }
+        .rng(config.seed);
         (0..problem.groups)
             .map(|g| {
                 bootstrap_stderr(
@@ -490,9 +491,7 @@ fn forward_one(
     let mut repeats = Vec::new();
     let mut evals = pilot_evals + main.evals;
     for r in (1..=config.repeats).take_while(|_| main.complete) {
-        let seed = config
-            .seed
-            .wrapping_add((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let seed = crate::rng::PassSeed::AisRepeat(r).of(config.seed);
         let p = pass(
             problem,
             config,
@@ -598,7 +597,7 @@ fn reverse_one(
         problem,
         config,
         config.particles,
-        config.seed ^ 0x0123_4567_89AB_CDEF,
+        crate::rng::PassSeed::ReverseAis.of(config.seed),
         frozen(&betas, &rev),
         Some(samples),
         None,

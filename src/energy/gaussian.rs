@@ -86,7 +86,7 @@ fn diag_body(m: &[f64], w: &[f64], y: &[f64], grad: &mut [f64]) -> f64 {
     0.5 * super::sum_lanes3(y, m, g, |y, m, g| (y - m) * g)
 }
 
-crate::linalg::simd_dispatch! {
+crate::simd::simd_dispatch! {
     /// [`diag_body`] at the CPU's SIMD level.
     fn diag_grad(m: &[f64], w: &[f64], y: &[f64], grad: &mut [f64]) -> f64 = diag_body;
 }

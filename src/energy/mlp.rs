@@ -2,7 +2,8 @@
 
 use super::{ConditionalEnergy, Precision, Real, add_row, sigmoid, softplus};
 use crate::error::{Error, Result};
-use crate::linalg::{Gemm, Packed, SimdLevel, matmul, matmul_packed};
+use crate::linalg::{Gemm, Packed, matmul, matmul_packed};
+use crate::simd::SimdLevel;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
 use rayon::prelude::*;
 
@@ -488,7 +489,7 @@ fn block_in<T: MlpFloat>(
     let need_grad = grad.is_some();
     let in0 = mlp.layers[0].weight.nrows();
     let y_dim = in0 - x_dim;
-    let level = crate::linalg::simd_level();
+    let level = crate::simd::simd_level();
     T::with_work(|work| {
         // Buffers: 0 = input, 1 + 2l = output of layer l, 2 + 2l = its
         // derivative, then two for the backward pass.

@@ -2,8 +2,9 @@
 
 use super::{Energy, Precision, Real, StateSpace, add_row, sigmoid, sum_softplus};
 use crate::error::{Error, Result};
-use crate::linalg::{SimdLevel, matmul_f32, simd_level};
+use crate::linalg::matmul_f32;
 use crate::rng::ChainRng;
+use crate::simd::{SimdLevel, simd_level};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 use rayon::prelude::*;
 

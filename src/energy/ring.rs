@@ -53,7 +53,7 @@ impl Ring {
             let lr = if m == 1.0 { 0.0 } else { (m - 1.0) * r.ln() };
             lr - s * s / (2.0 * w2)
         };
-        log_area + crate::exact::log_integrate_1d(log_f, 0.0, r_max, 20_000)
+        log_area + crate::math::log_integrate_1d(log_f, 0.0, r_max, 20_000)
     }
 }
 

@@ -5,8 +5,9 @@
 mod enumerate;
 mod quadrature;
 
+pub use crate::math::log_integrate_1d;
 pub use enumerate::{MAX_ENUMERATED_BITS, enumerate_log_z, rbm_log_z, rbm_visible_marginal_counts};
-pub use quadrature::{log_integrate_1d, log_z_grid, log_z_grid_with_error};
+pub use quadrature::{log_z_grid, log_z_grid_with_error};
 
 use crate::error::{Error, Result};
 use crate::model::{Family, Model};

@@ -16,7 +16,7 @@ use std::path::Path;
 pub const CHECKPOINT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"BOLTZCKP";
 
-use super::hash::fnv1a;
+use crate::hash::fnv1a;
 
 #[derive(serde::Serialize)]
 struct HeaderOut<'a, T> {

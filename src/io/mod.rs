@@ -1,16 +1,14 @@
-//! Files in and out: npy arrays, model files, checkpoints, atomic writes.
+//! Files in and out: npy arrays, safetensors, checkpoints, atomic writes
+//! (model files are read by [`crate::model`]).
 
 pub mod atomic;
 pub mod checkpoint;
-pub mod hash;
-pub mod model_file;
 pub mod npy;
 pub mod safetensors;
 
+pub use crate::hash::{Fnv1a, fnv1a};
 pub use atomic::{Outputs, write_atomic, write_json_atomic};
 pub use checkpoint::{CHECKPOINT_VERSION, read_checkpoint, settings_change, write_checkpoint};
-pub use hash::{Fnv1a, fnv1a};
-pub use model_file::load_model_file;
 pub use npy::{NpyArray, read_npy, read_npy_bytes, write_npy};
 pub use safetensors::SafeTensors;
 

@@ -240,7 +240,7 @@ fn mala_row_body(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, mut
     }
 }
 
-crate::linalg::simd_dispatch! {
+crate::simd::simd_dispatch! {
     /// [`mala_row_body`] at the CPU's SIMD level.
     fn mala_row(energy: &dyn RowEnergy, tuning: &Tuning, w: Option<&[f64]>, c: ChainRow<'_>) = mala_row_body;
 }

@@ -16,7 +16,7 @@ pub use losses::{Loss, LossGrad};
 use crate::energy::{Energy, StateSpace};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainState, ChainStep, Kernel, Tuning};
-use crate::rng::{ChainRng, RngState, aux_rng, chain_rngs, restore_rng, save_rng};
+use crate::rng::{ChainRng, RngState, chain_rngs, restore_rng, save_rng};
 use crate::run::{Control, NoObserver, Progress, Steps, drive, in_pool};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::RngExt;
@@ -256,7 +256,7 @@ impl NegativeSampler {
             _ => None,
         };
         let rngs = chain_rngs(seed, n_chains);
-        let aux = aux_rng(seed, 7);
+        let aux = crate::rng::Stream::Negatives.rng(seed);
         let state = NegativeState {
             version: STATE_VERSION,
             method,

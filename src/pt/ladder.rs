@@ -12,16 +12,13 @@ use crate::ais::{Annealed, Base, Parts, sample_rows};
 use crate::energy::{Energy, Rbm, Scaled, softplus, sum_softplus};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainState, ChainStep, Kernel, KernelSpec, Tuning};
-use crate::rng::{ChainRng, aux_rng, chain_rng};
+use crate::rng::{ChainRng, chain_rng};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
 use std::sync::Mutex;
 
-/// Key offset of the swap streams among the auxiliary streams.
-const SWAP_STREAMS: u64 = 1 << 40;
-
 /// The stream that decides chain `chain`'s swaps in a run with `seed`.
 pub(crate) fn swap_rng(seed: u64, chain: usize) -> ChainRng {
-    aux_rng(seed, SWAP_STREAMS + chain as u64)
+    crate::rng::Stream::PtSwaps { chain }.rng(seed)
 }
 
 /// The local-move streams of `chains` chains of `replicas` replicas, in row

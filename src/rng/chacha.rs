@@ -219,7 +219,7 @@ impl TryCryptoRng for ChainRng {}
 /// Blocks `first .. first + 16` of (key, stream) into `out`, in order.
 fn blocks(key: &[u32; 8], stream: u64, first: u64, out: &mut [u32; BUF]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::linalg::simd_level() == crate::linalg::SimdLevel::Avx512 {
+    if crate::simd::simd_level() == crate::simd::SimdLevel::Avx512 {
         // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
         unsafe { avx512::blocks(key, stream, first, out) };
         return;

@@ -35,6 +35,74 @@ pub fn aux_rng(seed: u64, purpose: u64) -> ChainRng {
     rng
 }
 
+/// Every random stream a run draws from besides its chains' (each a key
+/// of [`aux_rng`]), and every seed of a whole pass derived from the run's,
+/// named in one place so that no two purposes share a stream by accident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// AIS: resampling (annealed SMC) of the batch of contexts that starts
+    /// at context `first_group`.
+    AisResample {
+        /// The batch's first context.
+        first_group: usize,
+    },
+    /// AIS: bootstrap of the standard error, for the batch starting at `first_group`.
+    AisBootstrap {
+        /// The batch's first context.
+        first_group: usize,
+    },
+    /// Negatives: the sampler's own draws (fresh starts, replay choices).
+    Negatives,
+    /// Parallel tempering: the swap decisions of chain `chain`.
+    PtSwaps {
+        /// The chain.
+        chain: usize,
+    },
+}
+
+impl Stream {
+    /// The stream's key under [`aux_rng`] (fixed: changing one changes
+    /// every run's draws).
+    pub fn purpose(self) -> u64 {
+        match self {
+            Stream::AisResample { first_group } => 1 + ((first_group as u64) << 32),
+            Stream::AisBootstrap { first_group } => 2 + ((first_group as u64) << 32),
+            Stream::Negatives => 7,
+            Stream::PtSwaps { chain } => (1 << 40) + chain as u64,
+        }
+    }
+
+    /// The stream for a run with seed `seed`.
+    pub fn rng(self, seed: u64) -> ChainRng {
+        aux_rng(seed, self.purpose())
+    }
+}
+
+/// Seeds of whole passes that a run derives from its own seed (each pass
+/// then keys its particles' streams by `(derived seed, i)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassSeed {
+    /// AIS's pilot pass (step sizes, adaptive temperatures).
+    AisPilot,
+    /// Reverse AIS from exact draws.
+    ReverseAis,
+    /// AIS's independent repeat `r` (1-based).
+    AisRepeat(usize),
+}
+
+impl PassSeed {
+    /// The pass's seed in a run with seed `seed`.
+    pub fn of(self, seed: u64) -> u64 {
+        match self {
+            PassSeed::AisPilot => seed ^ 0x5A5A_5A5A_5A5A_5A5A,
+            PassSeed::ReverseAis => seed ^ 0x0123_4567_89AB_CDEF,
+            PassSeed::AisRepeat(r) => {
+                seed.wrapping_add((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            }
+        }
+    }
+}
+
 /// The exact position of a stream: (seed words, stream, word position).
 /// Restoring it with [`restore_rng`] continues the stream bit for bit.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,4 +1,6 @@
-//! A loaded model: one of the energy families, with what is known about it.
+//! A loaded model: one of the energy families, with what is known about it;
+//! the reference suite's targets ([`suite`]) and model files
+//! ([`load_model_file`]), both by name or path through [`load`].
 
 use crate::energy::{
     ConditionalEnergy, Conditioned, DiagGaussian, Energy, FullGaussian, Funnel, Mixture, Mlp,
@@ -7,6 +9,11 @@ use crate::energy::{
 use crate::error::{Error, Result};
 use ndarray::Array2;
 use std::sync::Arc;
+
+mod file;
+pub mod suite;
+
+pub use file::load_model_file;
 
 /// The family behind a [`Model`], with the concrete type so that
 /// family-specific tools (Gibbs for RBMs, exact draws for Gaussians) can use it.
@@ -196,7 +203,7 @@ impl Model {
                 Err(_) => e.fill(f64::NAN),
             },
         }
-        let mut h = crate::io::Fnv1a::new();
+        let mut h = crate::hash::Fnv1a::new();
         h.update(self.kind().as_bytes());
         if self.precision() != Precision::F64 {
             h.update(self.precision().name().as_bytes());
@@ -319,12 +326,12 @@ impl Model {
 
 /// Loads a model by suite name or model-file path.
 pub fn load(spec: &str) -> Result<Model> {
-    if let Some(m) = crate::suite::target(spec)? {
+    if let Some(m) = suite::target(spec)? {
         return Ok(m);
     }
     let path = std::path::Path::new(spec);
     if path.exists() {
-        return crate::io::load_model_file(path);
+        return load_model_file(path);
     }
     Err(Error::UnknownModel(spec.to_string()))
 }

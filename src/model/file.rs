@@ -241,7 +241,7 @@ fn flatten(
 
 /// Reads a model file.
 pub fn load_model_file(path: &Path) -> Result<Model> {
-    let bytes = super::read_input(path)?;
+    let bytes = crate::io::read_input(path)?;
     let text = String::from_utf8(bytes).map_err(|_| Error::Model {
         path: path.into(),
         reason: "is not UTF-8 text".into(),
