@@ -382,7 +382,7 @@ pub fn compare_model(
         .iter()
         .map(|s| KernelSpec::with_settings(s, config.kernel_settings.clone()))
         .collect::<Result<Vec<_>>>()?;
-    crate::error::check_beta("--beta", config.beta)?;
+    crate::error::check_beta("beta", config.beta)?;
     let moments = model.moments().map(|(mean, var)| Moments { mean, var });
     compare_with(
         &model.name,

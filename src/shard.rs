@@ -23,12 +23,7 @@ pub struct Shard {
 impl Shard {
     /// Parses `I/M` (0-based `I`).
     pub fn parse(s: &str) -> Result<Shard> {
-        let bad = || {
-            Error::param(
-                "--shard",
-                format!("expected I/M with 0 <= I < M, got `{s}`"),
-            )
-        };
+        let bad = || Error::param("shard", format!("expected I/M with 0 <= I < M, got `{s}`"));
         let (i, m) = s.split_once('/').ok_or_else(bad)?;
         let (index, count) = (
             i.trim().parse::<usize>().map_err(|_| bad())?,
@@ -43,7 +38,7 @@ impl Shard {
     pub fn check(&self) -> Result<()> {
         if self.count == 0 || self.index >= self.count {
             return Err(Error::param(
-                "--shard",
+                "shard",
                 format!("shard {}/{}: need 0 <= I < M", self.index, self.count),
             ));
         }
@@ -62,7 +57,7 @@ impl Shard {
     pub fn check_items(&self, n: usize, what: &str) -> Result<()> {
         if self.count > n {
             return Err(Error::param(
-                "--shard",
+                "shard",
                 format!(
                     "{} shards of {n} {what}: some shards would be empty",
                     self.count

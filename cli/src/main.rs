@@ -352,7 +352,11 @@ pub fn exit_on_first_signal() {
 
 /// Runs the command line; returns the exit code.
 fn app_main() -> i32 {
-    let cli = match Cli::try_parse() {
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -401,7 +405,8 @@ fn app_main() -> i32 {
         eprintln!("error: invalid value for `--threads`: {e}");
         return 2;
     }
-    match rayon::scope(|_| run(cli)) {
+    let subcommand = matches.subcommand_name().unwrap_or("").to_string();
+    match rayon::scope(|_| run(cli)).map_err(|e| with_flags(e, &subcommand)) {
         Ok(()) => {
             use std::sync::atomic::Ordering;
             match SIGNALS.get() {
@@ -423,6 +428,71 @@ fn app_main() -> i32 {
             if e.is_input() { 2 } else { 1 }
         }
     }
+}
+
+/// The library names settings as the library and Python do (`step_size`,
+/// `shard`, `local_kernel`); the command line shows them as the flags of
+/// the command that ran (`--step-size`): the error's setting name, and each
+/// setting its reason writes in backticks. Names that are no flag of the
+/// command stay as they are.
+fn with_flags(e: Error, subcommand: &str) -> Error {
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let Some(cmd) = root.find_subcommand(subcommand) else {
+        return e;
+    };
+    let flag = |name: &str| {
+        let long = name.replace('_', "-");
+        cmd.get_arguments()
+            .chain(root.get_arguments())
+            .any(|a| a.get_long() == Some(long.as_str()))
+            .then(|| format!("--{long}"))
+    };
+    match e {
+        Error::InvalidParameter { name, reason } => Error::InvalidParameter {
+            name: flag(&name).unwrap_or(name),
+            reason: backticked_flags(&reason, &flag),
+        },
+        Error::Shape {
+            context,
+            expected,
+            got,
+        } => Error::Shape {
+            context: flag(&context).unwrap_or(context),
+            expected,
+            got,
+        },
+        e => e,
+    }
+}
+
+/// `text` with each `` `name` `` (or `` `name value` ``) whose name `flag`
+/// knows written with its flag.
+fn backticked_flags(text: &str, flag: &impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('`') {
+        out.push_str(&rest[..i + 1]);
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('`') else {
+            rest = after;
+            break;
+        };
+        // `name` or `name value`: the name becomes the flag.
+        let span = &after[..j];
+        let (word, value) = span.split_at(span.find(' ').unwrap_or(span.len()));
+        match flag(word).filter(|_| !word.is_empty()) {
+            Some(f) => {
+                out.push_str(&f);
+                out.push_str(value);
+            }
+            None => out.push_str(span),
+        }
+        out.push('`');
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn one_line(s: &str) -> String {

@@ -206,3 +206,49 @@ fn a_negatives_state_refuses_a_call_with_other_settings() {
         assert!(err.starts_with("error: "), "{err}");
     }
 }
+
+#[test]
+fn library_errors_name_settings_and_the_cli_shows_its_flags() {
+    // The library says `local_kernel` and `kernel pt` (as Python users
+    // write them); the command line shows the flags of the command run.
+    let dir = tempfile::tempdir().unwrap();
+    npy(&dir.path().join("d.npy"), 2, 2, &[0.1, 0.2, -0.3, 0.4]);
+    let out = boltz(
+        dir.path(),
+        &[
+            "negatives",
+            "--model",
+            "gmm-ring",
+            "--data",
+            "d.npy",
+            "--local-kernel",
+            "mala",
+            "--out",
+            "n.npy",
+        ],
+    );
+    assert_fails(
+        &out,
+        2,
+        "invalid value for `--local-kernel`: is for `--kernel pt`",
+    );
+    let out = boltz(
+        dir.path(),
+        &[
+            "sample",
+            "--model",
+            "gmm-ring",
+            "--sampler",
+            "mala",
+            "--base-scale",
+            "2",
+            "--out",
+            "s.npy",
+        ],
+    );
+    assert_fails(
+        &out,
+        2,
+        "invalid value for `--base-scale`: is for `--sampler pt`",
+    );
+}

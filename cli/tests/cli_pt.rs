@@ -221,13 +221,13 @@ fn impossible_pt_settings_are_clear_errors() {
     assert_fails(&boltz(p, &a), 2, "not pt");
     let mut a = s.to_vec();
     a.extend(["mala", "--kernel", "hmc"]);
-    assert_fails(&boltz(p, &a), 2, "--sampler pt only");
+    assert_fails(&boltz(p, &a), 2, "--sampler pt` only");
     let mut a = s.to_vec();
     a.extend(["mala", "--base-scale", "3"]);
     assert_fails(&boltz(p, &a), 2, "--sampler pt");
     let mut a = s.to_vec();
     a.extend(["pt", "--base-scale", "-1"]);
-    assert_fails(&boltz(p, &a), 2, "base_scale");
+    assert_fails(&boltz(p, &a), 2, "--base-scale");
     let mut a = s.to_vec();
     a.extend(["mala", "--all-replicas", "a.npy"]);
     assert_fails(&boltz(p, &a), 2, "--sampler pt");

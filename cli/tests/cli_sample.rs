@@ -244,8 +244,11 @@ fn impossible_settings_are_refused_before_work() {
             "target-accept",
         ),
         (vec!["--sampler", "slice"], "slice"),
-        (vec!["--sampler", "nuts", "--max-depth", "0"], "max_depth"),
-        (vec!["--sampler", "nuts", "--max-depth", "17"], "max_depth"),
+        (vec!["--sampler", "nuts", "--max-depth", "0"], "--max-depth"),
+        (
+            vec!["--sampler", "nuts", "--max-depth", "17"],
+            "--max-depth",
+        ),
     ];
     for (extra, needle) in cases {
         let mut args: Vec<&str> = base.to_vec();

@@ -25,6 +25,17 @@ def quad(y):
     return 0.5 * (y**2).sum(1), y.copy()
 
 
+def test_errors_name_settings_as_python_writes_them():
+    # Library errors speak of settings, never of CLI flags.
+    e = boltz.CallbackEnergy(quad, 2)
+    with pytest.raises(boltz.BoltzError, match="buffer_policy") as info:
+        boltz.Negatives(e, buffer=8, buffer_policy="nope")
+    assert "--" not in str(info.value)
+    with pytest.raises(boltz.BoltzError, match="max_depth") as info:
+        boltz.sample(e, "nuts", max_depth=40)
+    assert "--" not in str(info.value)
+
+
 def test_boltz_error_is_a_value_error_with_the_cli_message():
     assert issubclass(boltz.BoltzError, ValueError)
     e = boltz.CallbackEnergy(quad, 2)

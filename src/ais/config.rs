@@ -99,7 +99,7 @@ impl AisConfig {
             s.check()?;
             if self.repeats > 0 || self.bootstrap > 0 {
                 return Err(Error::param(
-                    "--shard",
+                    "shard",
                     "repeats and the bootstrap need every particle: run them on the merged weights, not in shards",
                 ));
             }

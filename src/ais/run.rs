@@ -240,7 +240,7 @@ fn forward_batches(
     let start = Instant::now();
     if control.checkpoint.is_some() {
         return Err(Error::param(
-            "--checkpoint",
+            "checkpoint",
             "a shard of batches of contexts is rerun whole if lost: no checkpoints",
         ));
     }

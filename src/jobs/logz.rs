@@ -138,7 +138,7 @@ pub struct ShardWeights {
 pub fn check_prob(model: &Model, have_contexts: bool, paired: bool) -> Result<()> {
     if model.conditional().is_some() && !have_contexts {
         return Err(Error::param(
-            "--context",
+            "context",
             format!(
                 "model `{}` is conditional: prob needs contexts (k, {})",
                 model.name,
@@ -148,7 +148,7 @@ pub fn check_prob(model: &Model, have_contexts: bool, paired: bool) -> Result<()
     }
     if paired && model.conditional().is_none() {
         return Err(Error::param(
-            "--paired",
+            "paired",
             format!(
                 "model `{}` is not conditional: its log P(y) is one per point already",
                 model.name
@@ -196,7 +196,7 @@ pub fn prob(
         let k = contexts.as_ref().map_or(0, |c| c.nrows());
         if k != points.nrows() {
             return Err(Error::shape(
-                "--paired",
+                "paired",
                 format!("as many contexts as points ({})", points.nrows()),
                 format!("{k} contexts"),
             ));
@@ -366,7 +366,7 @@ fn config(job: &LogzJob) -> Result<AisConfig> {
     };
     c.validate()?;
     if let Some(s) = job.base_scale {
-        crate::error::check_positive("--base-scale", s)?;
+        crate::error::check_positive("base_scale", s)?;
     }
     Ok(c)
 }
@@ -394,14 +394,14 @@ pub fn logz(
 ) -> Result<LogzRun> {
     if contexts.is_some() && model.conditional().is_none() {
         return Err(Error::param(
-            "--context",
+            "context",
             format!("model `{}` is not conditional", model.name),
         ));
     }
     let contexts = match (model.conditional(), contexts) {
         (Some(_), None) => Some(model.default_context.clone().ok_or_else(|| {
             Error::param(
-                "--context",
+                "context",
                 format!(
                     "model `{}` is conditional: give contexts (k, {})",
                     model.name,
@@ -457,14 +457,14 @@ pub fn logz(
     };
     if job.shard.is_some() && method != "ais" {
         return Err(Error::param(
-            "--shard",
-            format!("shards are for --method ais (this run is {method})"),
+            "shard",
+            format!("shards are for `method ais` (this run is {method})"),
         ));
     }
     let mut log_weights = None;
     match method.as_str() {
         "exact" => {
-            let e = exact.ok_or_else(|| Error::param("--method", format!("no exact log Z for model `{}` at beta {} (exact covers RBMs with a layer of at most 24 units, closed-form Gaussians, mixtures and funnels, and the ring, at beta 1)", model.name, job.beta)))?;
+            let e = exact.ok_or_else(|| Error::param("method", format!("no exact log Z for model `{}` at beta {} (exact covers RBMs with a layer of at most 24 units, closed-form Gaussians, mixtures and funnels, and the ring, at beta 1)", model.name, job.beta)))?;
             report.stderr = vec![0.0; e.len()];
             report.ess = vec![f64::NAN; e.len()];
             report.log_z = e;
@@ -500,7 +500,7 @@ pub fn logz(
         )?,
         other => {
             return Err(Error::param(
-                "--method",
+                "method",
                 format!("unknown method `{other}` (ais, pt, exact, quadrature)"),
             ));
         }
@@ -617,12 +617,12 @@ fn run_ais(
         None if job.reverse => {
             if job.beta != 1.0 {
                 return Err(Error::param(
-                    "--reverse",
-                    "exact draws are at beta 1: use --reverse-from for other beta",
+                    "reverse",
+                    "exact draws are at beta 1: use `reverse_from` for other beta",
                 ));
             }
             Some(exact_draws().ok_or_else(|| {
-                Error::param("--reverse", format!("no exact draws for model `{}`: give --reverse-from with draws of the target", model.name))
+                Error::param("reverse", format!("no exact draws for model `{}`: give `reverse_from` with draws of the target", model.name))
             })?)
         }
         None if !job.no_reverse => exact_draws(),
@@ -692,7 +692,7 @@ fn run_pt(
 ) -> Result<()> {
     if model.conditional().is_some() {
         return Err(Error::param(
-            "--method",
+            "method",
             "pt estimates the log Z of one target: use ais for conditional models (one log Z per context)",
         ));
     }
@@ -829,7 +829,7 @@ fn setup(
         (Some(c), Some(ctx)) => Some((c, ctx.clone())),
         (Some(_), None) => {
             return Err(Error::param(
-                "--context",
+                "context",
                 format!("model `{}` is conditional: give contexts", model.name),
             ));
         }

@@ -93,7 +93,7 @@ fn check_shards(
         return Err(Error::param(
             "merge",
             format!(
-                "shards missing: {} (rerun each from the same settings with --shard I/M: a shard is a pure function of the seed)",
+                "shards missing: {} (rerun each from the same settings with `shard I/M`: a shard is a pure function of the seed)",
                 missing.join(", ")
             ),
         ));
@@ -478,7 +478,7 @@ pub fn logz_shard(
 ) -> Result<Vec<u8>> {
     let shard = job
         .shard
-        .ok_or_else(|| Error::param("--shard", "this run is not a shard"))?;
+        .ok_or_else(|| Error::param("shard", "this run is not a shard"))?;
     let w = run.shard.as_ref().ok_or_else(|| {
         Error::Interrupted("the shard was stopped: no shard file written (rerun it)".into())
     })?;
@@ -518,7 +518,7 @@ pub fn sample_shard(
 ) -> Result<Vec<u8>> {
     let shard = job
         .shard
-        .ok_or_else(|| Error::param("--shard", "this run is not a shard"))?;
+        .ok_or_else(|| Error::param("shard", "this run is not a shard"))?;
     let out = &run.output;
     if !out.complete {
         return Err(Error::Interrupted(

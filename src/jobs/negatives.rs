@@ -83,7 +83,7 @@ impl NegativesJob {
     pub fn method(&self) -> Result<Method> {
         if !(0.0..=1.0).contains(&self.reinit) {
             return Err(Error::param(
-                "--reinit",
+                "reinit",
                 format!("must be in [0, 1], got {}", self.reinit),
             ));
         }
@@ -93,8 +93,8 @@ impl NegativesJob {
                     replicas: self.replicas,
                 }),
                 _ => Err(Error::param(
-                    "--kernel",
-                    "pt negatives are persistent: use --method pcd (no buffer) with --kernel pt",
+                    "kernel",
+                    "pt negatives are persistent: use `method pcd` (no buffer) with `kernel pt`",
                 )),
             };
         }
@@ -108,7 +108,7 @@ impl NegativesJob {
                     "write-back" => ReplayPolicy::WriteBack,
                     other => {
                         return Err(Error::param(
-                            "--buffer-policy",
+                            "buffer_policy",
                             format!("unknown policy `{other}` (append, write-back)"),
                         ));
                     }
@@ -118,13 +118,13 @@ impl NegativesJob {
             ("pcd", 0) => Method::Pcd,
             ("cd" | "pcd", _) => {
                 return Err(Error::param(
-                    "--buffer",
-                    "a replay buffer goes with --method short-run",
+                    "buffer",
+                    "a replay buffer goes with `method short-run`",
                 ));
             }
             (other, _) => {
                 return Err(Error::param(
-                    "--method",
+                    "method",
                     format!("unknown method `{other}` (short-run, cd, pcd)"),
                 ));
             }
@@ -146,12 +146,12 @@ impl NegativesJob {
     fn kernel_and_spec(&self, energy: &dyn Energy) -> Result<(Box<dyn Kernel>, KernelSpec)> {
         let binary = energy.space() == StateSpace::Binary;
         if self.kernel.is_none() && self.local_kernel.is_some() {
-            return Err(Error::param("--local-kernel", "is for --kernel pt"));
+            return Err(Error::param("local_kernel", "is for `kernel pt`"));
         }
         let mut spec = match (self.kernel.as_deref(), self.local_kernel.as_deref()) {
             (Some("pt"), Some("pt")) => {
                 return Err(Error::param(
-                    "--local-kernel",
+                    "local_kernel",
                     "the local move is a kernel (mala, hmc, ...), not pt",
                 ));
             }
@@ -159,7 +159,7 @@ impl NegativesJob {
             (Some("pt"), None) if binary => KernelSpec::new("gibbs")?,
             (Some("pt"), None) => KernelSpec::new("mala")?,
             (Some(_), Some(_)) => {
-                return Err(Error::param("--local-kernel", "is for --kernel pt"));
+                return Err(Error::param("local_kernel", "is for `kernel pt`"));
             }
             (Some(name), None) => KernelSpec::new(name)?,
             (None, _) if binary => KernelSpec::new("gibbs")?,
@@ -187,8 +187,8 @@ impl NegativesJob {
             (None, Init::Gaussian { std }) => *std,
             (None, _) => {
                 return Err(Error::param(
-                    "--base-scale",
-                    "pt negatives need a reference N(0, S^2 I): give --base-scale S (or a gaussian:STD init)",
+                    "base_scale",
+                    "pt negatives need a reference N(0, S^2 I): give `base_scale S` (or a gaussian:STD init)",
                 ));
             }
         };
@@ -249,7 +249,7 @@ pub fn call(
     let tempered = matches!(sampler.state().method, Method::Tempered { .. });
     if tempered != (job.kernel.as_deref() == Some("pt")) {
         return Err(Error::param(
-            "--kernel",
+            "kernel",
             "the negatives state was made for another kernel (pt and the others keep different states)",
         ));
     }

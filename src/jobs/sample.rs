@@ -103,7 +103,7 @@ impl SampleJob {
     pub fn kernel_spec(&self, energy: &dyn Energy) -> Result<KernelSpec> {
         self.kernel_settings.check()?;
         if self.sampler != "pt" && self.base_scale.is_some() {
-            return Err(Error::param("base_scale", "is for --sampler pt"));
+            return Err(Error::param("base_scale", "is for `sampler pt`"));
         }
         let name = match (self.sampler.as_str(), &self.kernel) {
             ("pt", Some(k)) if k == "pt" => {
@@ -117,7 +117,7 @@ impl SampleJob {
             (_, Some(k)) => {
                 return Err(Error::param(
                     "kernel",
-                    format!("a local move (`{k}`) is for --sampler pt only"),
+                    format!("a local move (`{k}`) is for `sampler pt` only"),
                 ));
             }
             (s, None) => s.to_string(),
@@ -136,13 +136,13 @@ impl SampleJob {
                 s.check_items(self.chains, "chains")?;
                 if self.shared_step {
                     return Err(Error::param(
-                        "--shard",
-                        "a shared step is adapted on all chains at once: shards need --shard without --shared-step",
+                        "shard",
+                        "a shared step is adapted on all chains at once: shards need `shard` without `shared_step`",
                     ));
                 }
                 if self.sampler == "pt" {
                     return Err(Error::param(
-                        "--shard",
+                        "shard",
                         "parallel tempering is not sharded yet: shard AIS (logz) or the other samplers",
                     ));
                 }
@@ -327,7 +327,7 @@ pub fn sample(
     };
     if job.shard.is_some() && energy.fixed_rows().is_some() {
         return Err(Error::param(
-            "--shard",
+            "shard",
             "chains with a context each are not sharded: give one context",
         ));
     }

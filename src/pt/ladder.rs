@@ -140,7 +140,7 @@ impl<'a> Ladder<'a> {
                 if spec.name() != "gibbs" {
                     return Err(Error::param(
                         "kernel",
-                        "parallel tempering of an RBM from a Bernoulli base moves by block Gibbs: use --kernel gibbs",
+                        "parallel tempering of an RBM from a Bernoulli base moves by block Gibbs: use `kernel gibbs`",
                     ));
                 }
                 let b = beta * b0;
