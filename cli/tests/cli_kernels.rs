@@ -252,3 +252,47 @@ fn library_errors_name_settings_and_the_cli_shows_its_flags() {
         "invalid value for `--base-scale`: is for `--sampler pt`",
     );
 }
+
+#[test]
+fn settings_without_meaning_are_refused() {
+    // Issue 32: `negatives --steps 0` and `sample --sampler pt --shared-step`
+    // were accepted with exit 0.
+    let dir = tempfile::tempdir().unwrap();
+    npy(&dir.path().join("d.npy"), 2, 2, &[0.1, 0.2, -0.3, 0.4]);
+    let out = boltz(
+        dir.path(),
+        &[
+            "negatives",
+            "--model",
+            "gmm-ring",
+            "--data",
+            "d.npy",
+            "--steps",
+            "0",
+            "--out",
+            "n.npy",
+        ],
+    );
+    assert_fails(&out, 2, "invalid value for `--steps`");
+    let out = boltz(
+        dir.path(),
+        &[
+            "sample",
+            "--model",
+            "gmm-ring",
+            "--sampler",
+            "pt",
+            "--shared-step",
+            "--chains",
+            "2",
+            "--warmup",
+            "10",
+            "--draws",
+            "10",
+            "--out",
+            "s.npy",
+        ],
+    );
+    assert_fails(&out, 2, "invalid value for `--shared-step`");
+    assert!(!dir.path().join("n.npy").exists() && !dir.path().join("s.npy").exists());
+}

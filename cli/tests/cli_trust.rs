@@ -594,14 +594,22 @@ fn init_is_one_convention() {
                 "--out",
                 "n.npy",
                 "--steps",
+                "1",
+                "--step-size",
+                "1e-12",
+                "--noise",
                 "0",
             ],
         ));
     }
-    // Zero steps from the file's rows: the negatives are the rows.
-    assert_eq!(
-        read(&p.join("n.npy")).data,
-        vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]
+    // One noiseless step of 1e-12 from the file's rows (zero steps are
+    // refused): the negatives are the rows to within 1e-9.
+    let got = read(&p.join("n.npy")).data;
+    let rows = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0];
+    assert_eq!(got.len(), rows.len());
+    assert!(
+        got.iter().zip(rows).all(|(a, b)| (a - b).abs() < 1e-9),
+        "{got:?}"
     );
     assert_fails(
         &boltz(

@@ -81,6 +81,12 @@ impl NegativesJob {
 
     /// The method the settings name (errors name the CLI flag).
     pub fn method(&self) -> Result<Method> {
+        if self.steps == 0 {
+            return Err(Error::param(
+                "steps",
+                "must be >= 1 (a call with no transitions returns its starting points)",
+            ));
+        }
         if !(0.0..=1.0).contains(&self.reinit) {
             return Err(Error::param(
                 "reinit",
@@ -240,6 +246,7 @@ pub fn call(
     data: Option<ArrayView2<f64>>,
     control: &Control,
 ) -> Result<(NegativeBatch, String, Vec<String>)> {
+    job.method()?;
     let (kernel, spec) = job.kernel_and_spec(energy)?;
     let (_, name) = job.kernel(energy)?;
     let scaled = Scaled::new(energy, job.beta)?;

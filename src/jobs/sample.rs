@@ -130,6 +130,12 @@ impl SampleJob {
 
     /// The driver's configuration (of this job's shard, if any).
     pub fn config(&self, dim: usize) -> Result<SampleConfig> {
+        if self.sampler == "pt" && self.shared_step {
+            return Err(Error::param(
+                "shared_step",
+                "parallel tempering adapts one step per replica (temperature): `shared_step` is for the other samplers",
+            ));
+        }
         let (n_chains, first_chain, adapt_mass) = match self.shard {
             Some(s) => {
                 s.check()?;

@@ -1,0 +1,248 @@
+//! Python callbacks as energies: the call, its checks and the buffers it fills.
+
+use super::*;
+
+/// Buffers reused from call to call, and the first error of the current run.
+#[derive(Default)]
+pub(crate) struct CallbackState {
+    /// Positions handed to `fn` (n x dim), reused while `n` stays the same.
+    pub(crate) y: Option<Py<PyArray2<f64>>>,
+    /// Contexts handed to `fn` (n x x_dim), for conditional energies.
+    pub(crate) x: Option<Py<PyArray2<f64>>>,
+    /// The first error of the run (an exception in `fn`, a wrong shape or dtype).
+    pub(crate) error: Option<PyErr>,
+}
+
+/// A Python function `fn(y) -> (energies, gradients)` (or `fn(y, x)`) as a
+/// batched energy: called once per evaluation for the whole batch, with the
+/// interpreter lock taken only for the call.
+pub(crate) struct Callback {
+    pub(crate) func: Py<PyAny>,
+    pub(crate) dim: usize,
+    pub(crate) x_dim: usize,
+    pub(crate) conditional: bool,
+    pub(crate) binary: bool,
+    pub(crate) state: Mutex<CallbackState>,
+    /// The stop flag of the run using this energy: an error sets it so the
+    /// run ends after the current step; once set, calls return NaN at once.
+    pub(crate) stop: Mutex<Option<Arc<AtomicBool>>>,
+    /// Calls of `fn`, nanoseconds spent inside it, and nanoseconds of the
+    /// whole evaluation (lock, copies, checks): the overhead figures.
+    pub(crate) calls: AtomicU64,
+    pub(crate) inside_ns: AtomicU64,
+    pub(crate) total_ns: AtomicU64,
+}
+
+/// A callback's result checked: a float64 numpy array of `shape`.
+pub(crate) fn checked<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let arr = obj.cast::<PyUntypedArray>().map_err(|_| {
+        BoltzError::new_err(format!(
+            "callback: {what} must be a numpy array of float64 with shape {shape:?}, got {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "an unknown type".into())
+        ))
+    })?;
+    let dt = arr.dtype();
+    if !dt.is_equiv_to(&numpy::dtype::<f64>(obj.py())) {
+        return Err(BoltzError::new_err(format!(
+            "callback: {what} have dtype {}, expected float64 (convert with .astype(numpy.float64))",
+            dt.str()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| "?".into())
+        )));
+    }
+    if arr.shape() != shape {
+        return Err(BoltzError::new_err(format!(
+            "callback: {what} have shape {:?}, expected {shape:?}",
+            arr.shape()
+        )));
+    }
+    Ok(arr.clone())
+}
+
+/// A reusable (n x d) float64 buffer holding `src`.
+pub(crate) fn fill_buffer<'py>(
+    py: Python<'py>,
+    slot: &mut Option<Py<PyArray2<f64>>>,
+    src: ArrayView2<f64>,
+) -> Bound<'py, PyArray2<f64>> {
+    let fits = slot
+        .as_ref()
+        .is_some_and(|b| b.bind(py).dims() == [src.nrows(), src.ncols()]);
+    if !fits {
+        *slot = Some(PyArray2::<f64>::zeros(py, [src.nrows(), src.ncols()], false).unbind());
+    }
+    let buf = slot.as_ref().map(|b| b.bind(py).clone());
+    let buf = buf.unwrap_or_else(|| PyArray2::<f64>::zeros(py, [src.nrows(), src.ncols()], false));
+    if let Ok(mut w) = buf.try_readwrite() {
+        let mut dst = w.as_array_mut();
+        match (dst.as_slice_mut(), src.as_slice()) {
+            (Some(d), Some(s)) => d.copy_from_slice(s),
+            _ => dst.assign(&src),
+        }
+    }
+    buf
+}
+
+impl Callback {
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|f| f.load(Ordering::SeqCst)))
+            .unwrap_or(false)
+    }
+
+    /// Records the first error of the run and stops the run.
+    pub(crate) fn fail(&self, e: PyErr) {
+        if let Ok(mut st) = self.state.lock()
+            && st.error.is_none()
+        {
+            st.error = Some(e);
+        }
+        if let Ok(s) = self.stop.lock()
+            && let Some(f) = s.as_ref()
+        {
+            f.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Arms the callback for a run stopped by `stop`; clears old errors.
+    pub(crate) fn arm(&self, stop: Arc<AtomicBool>) {
+        if let Ok(mut s) = self.stop.lock() {
+            *s = Some(stop);
+        }
+        if let Ok(mut st) = self.state.lock() {
+            st.error = None;
+        }
+    }
+
+    /// The run's first error, taken.
+    pub(crate) fn take_error(&self) -> Option<PyErr> {
+        self.state.lock().ok().and_then(|mut st| st.error.take())
+    }
+
+    pub(crate) fn eval(
+        &self,
+        x: Option<ArrayView2<f64>>,
+        y: ArrayView2<f64>,
+        mut energy: ArrayViewMut1<f64>,
+        mut grad: Option<ArrayViewMut2<f64>>,
+    ) {
+        let start = Instant::now();
+        let n = y.nrows();
+        let mut ok = false;
+        if !self.stopped() && n > 0 {
+            let r = Python::attach(|py| -> PyResult<()> {
+                let mut st = self
+                    .state
+                    .lock()
+                    .map_err(|_| BoltzError::new_err("callback state poisoned"))?;
+                let yb = fill_buffer(py, &mut st.y, y);
+                let args = if self.conditional {
+                    let xv = x.ok_or_else(|| BoltzError::new_err("no contexts"))?;
+                    let xb = fill_buffer(py, &mut st.x, xv);
+                    PyTuple::new(py, [yb.into_any(), xb.into_any()])?
+                } else {
+                    PyTuple::new(py, [yb.into_any()])?
+                };
+                drop(st);
+                let t = Instant::now();
+                let res = self.func.bind(py).call1(args);
+                self.inside_ns
+                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                let res = res?;
+                let pair = res.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
+                let (e, g) = match pair {
+                    Some(t) => (t.get_item(0)?, t.get_item(1)?),
+                    None => {
+                        let seq: Option<(Bound<PyAny>, Bound<PyAny>)> = res.extract().ok();
+                        seq.ok_or_else(|| {
+                            BoltzError::new_err(format!(
+                                "callback must return a pair (energies of shape ({n},), gradients of shape ({n}, {})), got {}",
+                                self.dim,
+                                res.get_type().name().map(|s| s.to_string()).unwrap_or_default()
+                            ))
+                        })?
+                    }
+                };
+                let e = checked(&e, "energies", &[n])?;
+                let g = checked(&g, "gradients", &[n, self.dim])?;
+                energy.assign(&e.cast::<numpy::PyArray1<f64>>()?.readonly().as_array());
+                if let Some(gr) = grad.as_mut() {
+                    gr.assign(&g.cast::<PyArray2<f64>>()?.readonly().as_array());
+                }
+                Ok(())
+            });
+            match r {
+                Ok(()) => ok = true,
+                Err(e) => self.fail(e),
+            }
+        }
+        if !ok {
+            energy.fill(f64::NAN);
+            if let Some(g) = grad.as_mut() {
+                g.fill(f64::NAN);
+            }
+        }
+        self.total_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A callback in `y` only (`x_dim` 0).
+pub(crate) struct CallbackY(pub(crate) Arc<Callback>);
+/// A conditional callback `fn(y, x)`.
+pub(crate) struct CallbackXY(pub(crate) Arc<Callback>);
+
+impl EnergyTrait for CallbackY {
+    fn dim(&self) -> usize {
+        self.0.dim
+    }
+    fn energy_batch(&self, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>) {
+        self.0.eval(None, y, energy, None);
+    }
+    fn energy_grad_batch(
+        &self,
+        y: ArrayView2<f64>,
+        energy: ArrayViewMut1<f64>,
+        grad: ArrayViewMut2<f64>,
+    ) {
+        self.0.eval(None, y, energy, Some(grad));
+    }
+    fn space(&self) -> StateSpace {
+        if self.0.binary {
+            StateSpace::Binary
+        } else {
+            StateSpace::Continuous
+        }
+    }
+}
+
+impl ConditionalEnergy for CallbackXY {
+    fn x_dim(&self) -> usize {
+        self.0.x_dim
+    }
+    fn y_dim(&self) -> usize {
+        self.0.dim
+    }
+    fn energy_batch(&self, x: ArrayView2<f64>, y: ArrayView2<f64>, energy: ArrayViewMut1<f64>) {
+        self.0.eval(Some(x), y, energy, None);
+    }
+    fn energy_grad_batch(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView2<f64>,
+        energy: ArrayViewMut1<f64>,
+        grad: ArrayViewMut2<f64>,
+    ) {
+        self.0.eval(Some(x), y, energy, Some(grad));
+    }
+}

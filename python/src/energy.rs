@@ -1,0 +1,277 @@
+//! The `Energy` class (suite targets, model files, native MLPs, callbacks) and its constructors.
+
+use super::*;
+
+/// Energies (n,) and gradients (n, dim) as numpy arrays.
+pub(crate) type EnergyAndGrad<'py> = (Bound<'py, numpy::PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+
+/// An energy boltz can sample: a suite target, a model file, a native MLP
+/// or a Python callback. `dim` is the dimension of `y`, `x_dim` that of
+/// the context `x` (0 for unconditional models).
+#[pyclass(subclass, module = "boltz._native", frozen)]
+pub(crate) struct Energy {
+    pub(crate) model: Model,
+    pub(crate) callback: Option<Arc<Callback>>,
+}
+
+impl Energy {
+    pub(crate) fn callbacks(&self) -> Vec<Arc<Callback>> {
+        self.callback.iter().cloned().collect()
+    }
+}
+
+#[pymethods]
+impl Energy {
+    /// Dimension of a state `y`.
+    #[getter]
+    pub(crate) fn dim(&self) -> usize {
+        self.model.dim()
+    }
+    /// Dimension of the context `x` (0: unconditional).
+    #[getter]
+    pub(crate) fn x_dim(&self) -> usize {
+        self.model.x_dim()
+    }
+    /// The model's name (suite name, file path, or the callback's name).
+    #[getter]
+    pub(crate) fn name(&self) -> String {
+        self.model.name.clone()
+    }
+    /// The family (`gaussian`, `mixture`, `funnel`, `ring`, `mlp`, `rbm`, `custom`).
+    #[getter]
+    pub(crate) fn kind(&self) -> &'static str {
+        self.model.kind()
+    }
+    /// The precision of the energy's arithmetic, `f64` or `f32`.
+    #[getter]
+    pub(crate) fn precision(&self) -> &'static str {
+        self.model.precision().name()
+    }
+    /// This energy computing in `precision` (`f64` or `f32`; f32 only for
+    /// `mlp` and `rbm` models): a new Energy, this one unchanged.
+    pub(crate) fn with_precision(&self, precision: &str) -> PyResult<Energy> {
+        if self.callback.is_some() {
+            return Err(BoltzError::new_err(
+                "invalid value for `precision`: a callback energy computes in its own precision",
+            ));
+        }
+        let p = boltz::energy::Precision::parse(precision).map_err(to_py)?;
+        let model = self.model.clone().with_precision(p).map_err(to_py)?;
+        Ok(Energy {
+            model,
+            callback: None,
+        })
+    }
+    /// Whether states are binary vectors (0.0 / 1.0).
+    #[getter]
+    pub(crate) fn binary(&self) -> bool {
+        self.model
+            .energy(self.model.default_context.clone())
+            .is_ok_and(|e| e.space() == StateSpace::Binary)
+    }
+    /// Exact log Z at beta 1 where known (closed form or enumeration), else None.
+    #[getter]
+    pub(crate) fn exact_log_z(&self) -> Option<f64> {
+        self.model.exact_log_z
+    }
+    /// `(calls, seconds inside fn, seconds of the whole evaluations)` of a
+    /// callback energy so far (None for native energies): the difference of
+    /// the last two is the callback path's overhead (lock, copies, checks).
+    pub(crate) fn callback_stats(&self) -> Option<(u64, f64, f64)> {
+        self.callback.as_ref().map(|c| {
+            (
+                c.calls.load(Ordering::Relaxed),
+                c.inside_ns.load(Ordering::Relaxed) as f64 * 1e-9,
+                c.total_ns.load(Ordering::Relaxed) as f64 * 1e-9,
+            )
+        })
+    }
+    /// `(energies (n,), gradients (n, dim))` of the rows of `y` (n, dim); a
+    /// conditional energy takes `x` (n, x_dim) or one row for all.
+    #[pyo3(signature = (y, x=None))]
+    pub(crate) fn energy_and_grad<'py>(
+        &self,
+        py: Python<'py>,
+        y: PyReadonlyArray2<'py, f64>,
+        x: Option<PyReadonlyArray2<'py, f64>>,
+    ) -> PyResult<EnergyAndGrad<'py>> {
+        let y = y.as_array().to_owned();
+        let x = owned2(x);
+        if self.model.x_dim() == 0 && x.as_ref().is_some_and(|x| x.ncols() > 0) {
+            return Err(BoltzError::new_err(format!(
+                "invalid value for `x`: model `{}` is not conditional",
+                self.model.name
+            )));
+        }
+        let x = x.filter(|_| self.model.x_dim() > 0);
+        let model = self.model.clone();
+        let (e, g) = run_job(py, &self.callbacks(), move |_| {
+            let n = y.nrows();
+            if model.x_dim() > 0 && x.is_none() {
+                return Err(boltz::Error::param(
+                    "x",
+                    format!(
+                        "model `{}` is conditional F(x, y): give contexts x (n or 1 rows, {} columns)",
+                        model.name,
+                        model.x_dim()
+                    ),
+                ));
+            }
+            if let Some(x) = &x
+                && x.nrows() != n
+                && x.nrows() != 1
+            {
+                return Err(boltz::Error::shape(
+                    "x",
+                    format!("({n} or 1, {})", model.x_dim()),
+                    format!("{:?}", x.shape()),
+                ));
+            }
+            let energy = model.energy(x)?;
+            boltz::energy::evaluate_with_grad(energy.as_ref(), y.view())
+        })?;
+        Ok((e.into_pyarray(py), g.into_pyarray(py)))
+    }
+
+    pub(crate) fn __repr__(&self) -> String {
+        format!(
+            "boltz.Energy(name={:?}, kind={:?}, dim={}, x_dim={})",
+            self.model.name,
+            self.model.kind(),
+            self.model.dim(),
+            self.model.x_dim()
+        )
+    }
+}
+
+/// CallbackEnergy(fn, dim, x_dim=0, binary=False, name=None)
+///
+/// An energy given by a Python function, evaluated for all chains at once.
+///
+/// `fn(y)` (or `fn(y, x)` when `x_dim > 0`) receives the positions of all
+/// chains as one C-contiguous float64 array of shape (n, dim) (and their
+/// contexts, (n, x_dim)) and returns `(energies, gradients)`: float64
+/// arrays of shapes (n,) and (n, dim), the gradient with respect to `y`.
+/// It is called once per energy evaluation, from one thread, with the
+/// interpreter lock taken only for the call; the array passed in is a
+/// buffer boltz reuses from call to call (copy it to keep it). An
+/// exception inside `fn`, or a result of the wrong shape or dtype, ends
+/// the run with an exception that names the problem; non-finite energies
+/// are divergences, as everywhere. `binary=True`: states are 0/1 vectors
+/// (Gibbs, exact enumeration up to 20 bits).
+#[pyclass(extends = Energy, module = "boltz._native", frozen)]
+pub(crate) struct CallbackEnergy {}
+
+#[pymethods]
+impl CallbackEnergy {
+    #[new]
+    #[pyo3(signature = (func, dim, x_dim=0, binary=false, name=None))]
+    pub(crate) fn new(
+        func: Bound<'_, PyAny>,
+        dim: usize,
+        x_dim: usize,
+        binary: bool,
+        name: Option<String>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        if !func.is_callable() {
+            return Err(BoltzError::new_err(
+                "invalid value for `fn`: must be callable as fn(y) or fn(y, x)",
+            ));
+        }
+        if dim == 0 {
+            return Err(BoltzError::new_err("invalid value for `dim`: must be >= 1"));
+        }
+        if dim > 1 << 24 || x_dim > 1 << 24 {
+            return Err(BoltzError::new_err(
+                "invalid value for `dim`: absurdly large (at most 2^24)",
+            ));
+        }
+        if binary && x_dim > 0 {
+            return Err(BoltzError::new_err(
+                "invalid value for `binary`: binary callbacks take no context (x_dim 0)",
+            ));
+        }
+        let name = name.unwrap_or_else(|| {
+            func.getattr("__name__")
+                .and_then(|n| n.extract::<String>())
+                .unwrap_or_else(|_| "callback".into())
+        });
+        let cb = Arc::new(Callback {
+            func: func.unbind(),
+            dim,
+            x_dim,
+            conditional: x_dim > 0,
+            binary,
+            state: Mutex::new(CallbackState::default()),
+            stop: Mutex::new(None),
+            calls: AtomicU64::new(0),
+            inside_ns: AtomicU64::new(0),
+            total_ns: AtomicU64::new(0),
+        });
+        let model = if x_dim > 0 {
+            Model::custom_conditional(name, Arc::new(CallbackXY(cb.clone())))
+        } else {
+            Model::custom(name, Arc::new(CallbackY(cb.clone())))
+        };
+        Ok(PyClassInitializer::from(Energy {
+            model,
+            callback: Some(cb),
+        })
+        .add_subclass(CallbackEnergy {}))
+    }
+}
+
+/// Loads a suite target (`gauss-ill`, `gmm-ring`, `funnel`, `mlp`, `rbm20`,
+/// ...) or a JSON model file, as the command-line tool does.
+#[pyfunction]
+pub(crate) fn load_model(py: Python<'_>, spec: String) -> PyResult<Energy> {
+    let model = run_job(py, &[], move |_| boltz::model::load(&spec))?;
+    Ok(Energy {
+        model,
+        callback: None,
+    })
+}
+
+/// The native MLP energy `net([x ; y]) + 0.5 l2 |y|^2` from layers given as
+/// (weight (in, out), bias (out,)) float64 arrays and activation names.
+#[pyfunction]
+#[pyo3(signature = (weights, biases, activations, x_dim=0, l2=0.0, name=None))]
+pub(crate) fn mlp_energy(
+    weights: Vec<PyReadonlyArray2<'_, f64>>,
+    biases: Vec<numpy::PyReadonlyArray1<'_, f64>>,
+    activations: Vec<String>,
+    x_dim: usize,
+    l2: f64,
+    name: Option<String>,
+) -> PyResult<Energy> {
+    if weights.len() != biases.len() || weights.len() != activations.len() {
+        return Err(BoltzError::new_err(format!(
+            "invalid value for `layers`: {} weights, {} biases and {} activations",
+            weights.len(),
+            biases.len(),
+            activations.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for (i, ((w, b), a)) in weights.iter().zip(&biases).zip(&activations).enumerate() {
+        let activation = boltz::energy::Activation::parse(a).ok_or_else(|| {
+            BoltzError::new_err(format!(
+                "invalid value for `activations[{i}]`: unknown activation `{a}` (silu, relu, tanh, softplus, none)"
+            ))
+        })?;
+        layers.push(boltz::energy::Layer {
+            weight: w.as_array().to_owned(),
+            bias: b.as_array().to_owned(),
+            activation,
+        });
+    }
+    let mlp = boltz::energy::Mlp::new(x_dim, l2, layers).map_err(to_py)?;
+    let model = Model::new(
+        name.unwrap_or_else(|| "mlp".into()),
+        boltz::model::Family::Mlp(Arc::new(mlp)),
+    );
+    Ok(Energy {
+        model,
+        callback: None,
+    })
+}

@@ -1,0 +1,234 @@
+//! The `Negatives` class: negative samples call after call.
+
+use super::*;
+
+/// Negative samples call after call (persistent chains, replay buffer and
+/// every random stream kept between calls).
+#[pyclass(module = "boltz._native")]
+pub(crate) struct Negatives {
+    pub(crate) energy: Py<Energy>,
+    pub(crate) job: NegativesJob,
+    pub(crate) sampler: Arc<Mutex<Option<NegativeSampler>>>,
+    pub(crate) last_report: Option<String>,
+}
+
+impl Negatives {
+    pub(crate) fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Option<NegativeSampler>>> {
+        self.sampler
+            .lock()
+            .map_err(|_| BoltzError::new_err("the negatives state was poisoned by a panic"))
+    }
+
+    /// What a saved state belongs to: the model's fingerprint and every
+    /// setting (a state file describes its own sampler).
+    pub(crate) fn tag(&self, py: Python<'_>) -> PyResult<String> {
+        let e = self.energy.bind(py).get();
+        Ok(format!(
+            "model {} job {}",
+            e.model.fingerprint(),
+            json(&self.job)?
+        ))
+    }
+}
+
+#[pymethods]
+impl Negatives {
+    /// A sampler of `energy` with a `NegativesJob` given as JSON and a
+    /// starting distribution spec (`gaussian:1`, `uniform:0,1`, ...).
+    #[new]
+    #[pyo3(signature = (energy, job, init=None))]
+    pub(crate) fn new(
+        energy: Py<Energy>,
+        job: &str,
+        init: Option<String>,
+        py: Python<'_>,
+    ) -> PyResult<Self> {
+        let mut job: NegativesJob = settings("negatives", job)?;
+        job.init = init_from(init.as_deref(), boltz::init::Init::Gaussian { std: 1.0 })?;
+        // Check every setting now, not at the first call.
+        job.method().map_err(to_py)?;
+        let e = energy
+            .bind(py)
+            .get()
+            .model
+            .energy(energy.bind(py).get().model.default_context.clone());
+        if let Ok(e) = e {
+            job.kernel(e.as_ref()).map_err(to_py)?;
+        }
+        Ok(Negatives {
+            energy,
+            job,
+            sampler: Arc::new(Mutex::new(None)),
+            last_report: None,
+        })
+    }
+
+    /// One call: (chains, dim) negatives; the report as JSON.
+    #[pyo3(signature = (data=None, context=None, chains=None))]
+    pub(crate) fn sample<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: Option<PyReadonlyArray2<'py, f64>>,
+        context: Option<PyReadonlyArray2<'py, f64>>,
+        chains: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let data = owned2(data);
+        let existing = self.lock()?.as_ref().map(|s| s.state().n_chains);
+        let n = match (existing, chains, &data) {
+            (Some(k), Some(c), _) if c != k => {
+                return Err(BoltzError::new_err(format!(
+                    "invalid value for `chains`: this sampler runs {k} chains (fixed at its first call)"
+                )));
+            }
+            (Some(k), _, _) => k,
+            (None, Some(c), _) => c,
+            (None, None, Some(d)) => d.nrows(),
+            (None, None, None) => {
+                return Err(BoltzError::new_err(
+                    "invalid value for `chains`: give data (one positive per chain) or chains",
+                ));
+            }
+        };
+        let (model, callbacks) = {
+            let e = self.energy.bind(py).get();
+            (e.model.clone(), e.callbacks())
+        };
+        let context = owned2(context);
+        let tag = self.tag(py)?;
+        let job = self.job.clone();
+        // The sampler stays in the shared slot whatever happens (an
+        // exception in a callback or Ctrl-C leave it as it was before the
+        // call); a new one is kept only after a call that succeeded.
+        let slot = self.sampler.clone();
+        let (batch, kernel, warnings, s) = run_job(py, &callbacks, move |stop| {
+            let energy = model.energy(context)?;
+            let mut guard = slot
+                .lock()
+                .map_err(|_| boltz::Error::param("negatives", "state poisoned by a panic"))?;
+            let mut fresh = match guard.as_ref() {
+                Some(_) => None,
+                None => Some(job.sampler(energy.as_ref(), n)?.with_tag(tag)),
+            };
+            let sampler = match fresh.as_mut() {
+                Some(f) => f,
+                None => guard
+                    .as_mut()
+                    .ok_or_else(|| boltz::Error::param("negatives", "no state"))?,
+            };
+            let (batch, kernel, warnings) = boltz::jobs::negatives::call(
+                sampler,
+                energy.as_ref(),
+                &job,
+                data.as_ref().map(|d| d.view()),
+                &control(stop),
+            )?;
+            let s = (sampler.state().calls, sampler.buffer_len());
+            if let Some(f) = fresh {
+                *guard = Some(f);
+            }
+            Ok((batch, kernel, warnings, Some(s)))
+        })?;
+
+        self.last_report = Some(json(&serde_json::json!({
+            "model": self.energy.bind(py).get().model.name,
+            "method": self.job.method,
+            "kernel": kernel,
+            "beta": self.job.beta,
+            "chains": batch.negatives.nrows(),
+            "steps": self.job.steps,
+            "call": s.map(|x| x.0),
+            "stats": batch.stats,
+            "buffer": s.map(|x| x.1),
+            "energies": batch.energies.to_vec(),
+            "warnings": warnings,
+        }))?);
+        Ok(batch.negatives.into_pyarray(py))
+    }
+
+    /// The settings, as JSON.
+    #[getter]
+    pub(crate) fn settings(&self) -> PyResult<String> {
+        json(&self.job)
+    }
+
+    /// The report of the last call, as JSON (None before the first call).
+    #[getter]
+    pub(crate) fn last_report(&self) -> Option<String> {
+        self.last_report.clone()
+    }
+
+    /// The whole state (chains, buffer, every stream) as JSON; None before the first call.
+    pub(crate) fn state_json(&self) -> PyResult<Option<String>> {
+        self.lock()?.as_ref().map(|s| json(&s.state())).transpose()
+    }
+
+    /// Restores a state from [`Negatives::state_json`].
+    pub(crate) fn load_state_json(
+        &mut self,
+        py: Python<'_>,
+        state: Option<String>,
+    ) -> PyResult<()> {
+        let Some(state) = state else {
+            *self.lock()? = None;
+            return Ok(());
+        };
+        let st: boltz::negatives::NegativeState = serde_json::from_str(&state)
+            .map_err(|e| BoltzError::new_err(format!("invalid negatives state: {e}")))?;
+        let dim = self.energy.bind(py).get().model.dim();
+        let tag = self.tag(py)?;
+        if st.dim != dim || st.tag != tag {
+            return Err(BoltzError::new_err(format!(
+                "invalid negatives state: saved for dimension {} and `{}`, this sampler has dimension {dim} and `{}`",
+                st.dim, st.tag, tag
+            )));
+        }
+        *self.lock()? = Some(NegativeSampler::restore(st).map_err(to_py)?);
+        Ok(())
+    }
+
+    /// Saves the state to `path` (versioned, checksummed, atomic).
+    pub(crate) fn save(&self, path: std::path::PathBuf) -> PyResult<()> {
+        let guard = self.lock()?;
+        let s = guard.as_ref().ok_or_else(|| {
+            BoltzError::new_err("nothing to save: the sampler has not been called yet")
+        })?;
+        s.save(&path).map_err(to_py)
+    }
+
+    /// A sampler continuing the state saved by [`Negatives::save`] on
+    /// `energy` (the same model: its fingerprint is checked), with the
+    /// settings stored in the file.
+    #[staticmethod]
+    pub(crate) fn load(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        energy: Py<Energy>,
+    ) -> PyResult<Self> {
+        let s = NegativeSampler::load_any(&path).map_err(to_py)?;
+        let tag = s.state().tag;
+        let fp = energy.bind(py).get().model.fingerprint();
+        let bad =
+            |why: String| BoltzError::new_err(format!("checkpoint {}: {why}", path.display()));
+        let rest = tag
+            .strip_prefix("model ")
+            .and_then(|r| r.split_once(" job "))
+            .ok_or_else(|| bad("not a state saved by boltz.Negatives".into()))?;
+        if rest.0 != fp {
+            return Err(bad(format!(
+                "saved for another model (fingerprint {}, this energy has {fp})",
+                rest.0
+            )));
+        }
+        let job: NegativesJob =
+            serde_json::from_str(rest.1).map_err(|e| bad(format!("bad settings: {e}")))?;
+        if s.state().dim != energy.bind(py).get().model.dim() {
+            return Err(bad("saved for another dimension".into()));
+        }
+        Ok(Negatives {
+            energy,
+            job,
+            sampler: Arc::new(Mutex::new(Some(s))),
+            last_report: None,
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! Running jobs: on a worker thread with the interpreter lock released, Ctrl-C polled, panics caught.
+
+use super::*;
+
+/// Progress on stderr, a few times a second (`progress=True`).
+pub(crate) struct StderrProgress {
+    pub(crate) on: bool,
+    pub(crate) last: Option<Instant>,
+}
+
+impl Observer for StderrProgress {
+    fn observe(&mut self, p: &Progress) {
+        if !self.on {
+            return;
+        }
+        let done = p.step >= p.total;
+        if !done
+            && self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let phase = p.phase.name();
+        eprint!(
+            "\rboltz {phase}: {}/{} steps, accept {:.2}, step {:.3e}, divergences {}   ",
+            p.step, p.total, p.accept_rate, p.step_size, p.divergences
+        );
+        if done {
+            eprintln!();
+        }
+    }
+}
+
+/// How often a waiting call takes the interpreter lock to look for Ctrl-C:
+/// often enough to stop within a fraction of a second, rarely enough not to
+/// take the lock from a callback running on the worker (each look forces a
+/// switch of the lock).
+pub(crate) const POLL: Duration = Duration::from_millis(100);
+
+/// Runs `job` on a worker thread with the interpreter lock released;
+/// Ctrl-C (checked every 100 ms) sets the stop flag and raises
+/// `KeyboardInterrupt`; the first error of a callback energy is raised as
+/// it is; a panic becomes a `BoltzError`.
+pub(crate) fn run_job<T: Send + 'static>(
+    py: Python<'_>,
+    callbacks: &[Arc<Callback>],
+    job: impl FnOnce(Arc<AtomicBool>) -> boltz::Result<T> + Send + 'static,
+) -> PyResult<T> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for c in callbacks {
+        c.arm(stop.clone());
+    }
+    let s2 = stop.clone();
+    let handle = std::thread::Builder::new()
+        .name("boltz-job".into())
+        .spawn(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(s2))))
+        .map_err(|e| BoltzError::new_err(format!("cannot start a worker thread: {e}")))?;
+    let mut interrupt: Option<PyErr> = None;
+    let mut waited_after_stop = Duration::ZERO;
+    loop {
+        let finished = py.detach(|| {
+            let t = Instant::now();
+            while t.elapsed() < POLL {
+                if handle.is_finished() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            handle.is_finished()
+        });
+        if finished {
+            break;
+        }
+        if interrupt.is_none() {
+            if let Err(e) = py.check_signals() {
+                stop.store(true, Ordering::SeqCst);
+                interrupt = Some(e);
+            }
+        } else {
+            waited_after_stop += POLL;
+            // Every loop stops within a step; one that does not (a long
+            // native step) is left to finish on its own.
+            if waited_after_stop > Duration::from_secs(2) {
+                return Err(interrupt.unwrap_or_else(|| PyKeyboardInterrupt::new_err("")));
+            }
+        }
+    }
+    let joined = handle
+        .join()
+        .map_err(|_| BoltzError::new_err("the worker thread failed"))?;
+    let callback_error = callbacks.iter().find_map(|c| c.take_error());
+    for c in callbacks {
+        if let Ok(mut s) = c.stop.lock() {
+            *s = None;
+        }
+    }
+    if let Some(e) = interrupt {
+        return Err(e);
+    }
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    match joined {
+        Ok(r) => r.map_err(to_py),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            Err(BoltzError::new_err(format!(
+                "internal error (a panic in boltz, please report it): {msg}"
+            )))
+        }
+    }
+}
+
+pub(crate) fn control(stop: Arc<AtomicBool>) -> Control {
+    Control {
+        stop: Some(stop),
+        ..Control::default()
+    }
+}
+
+pub(crate) fn owned2(a: Option<PyReadonlyArray2<'_, f64>>) -> Option<Array2<f64>> {
+    a.map(|a| a.as_array().to_owned())
+}
