@@ -296,3 +296,32 @@ fn settings_without_meaning_are_refused() {
     assert_fails(&out, 2, "invalid value for `--shared-step`");
     assert!(!dir.path().join("n.npy").exists() && !dir.path().join("s.npy").exists());
 }
+
+#[test]
+fn a_reverse_pass_is_not_dropped_silently_from_a_shard() {
+    // Issue 30, S051: `logz --reverse --shard` exited 0 without the
+    // reverse pass it requires.
+    let dir = tempfile::tempdir().unwrap();
+    let out = boltz(
+        dir.path(),
+        &[
+            "logz",
+            "--model",
+            "gmm-ring",
+            "--method",
+            "ais",
+            "--reverse",
+            "--shard",
+            "0/2",
+            "--shard-out",
+            "s.boltz",
+            "--particles",
+            "32",
+            "--temps",
+            "20",
+            "--quiet",
+        ],
+    );
+    assert_fails(&out, 2, "invalid value for `--reverse`");
+    assert!(!dir.path().join("s.boltz").exists());
+}

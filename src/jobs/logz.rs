@@ -461,6 +461,12 @@ pub fn logz(
             format!("shards are for `method ais` (this run is {method})"),
         ));
     }
+    if job.shard.is_some() && (job.reverse || job.reverse_from.is_some()) {
+        return Err(Error::param(
+            "reverse",
+            "reverse AIS runs on the whole run, not in a shard (merged shards give the forward estimate): run it without `shard`",
+        ));
+    }
     let mut log_weights = None;
     match method.as_str() {
         "exact" => {
