@@ -86,13 +86,8 @@ impl KernelArgs {
             grad_clip: self.grad_clip,
             clamp: self.clamp.as_deref().map(parse_pair).transpose()?,
         };
-        // The library names settings; the command line names its flags.
-        settings.check().map_err(|e| match e {
-            Error::InvalidParameter { name, reason } if SETTINGS.iter().any(|s| s.name == name) => {
-                Error::param(format!("--{}", name.replace('_', "-")), reason)
-            }
-            e => e,
-        })?;
+        // Setting names in errors become flags in main's `with_flags`.
+        settings.check()?;
         Ok(settings)
     }
 }

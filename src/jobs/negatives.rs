@@ -172,7 +172,6 @@ impl NegativesJob {
             (None, _) => KernelSpec::new("ula")?,
         };
         crate::error::check_beta("beta", self.beta)?;
-        self.kernel_settings.check()?;
         spec.settings = self.kernel_settings.clone();
         spec.settings.step_size = Some(self.step_size());
         spec.track_energy = false;

@@ -101,7 +101,6 @@ impl SampleJob {
 
     /// The kernel spec, checked against `energy` (for `pt`, the local move's).
     pub fn kernel_spec(&self, energy: &dyn Energy) -> Result<KernelSpec> {
-        self.kernel_settings.check()?;
         if self.sampler != "pt" && self.base_scale.is_some() {
             return Err(Error::param("base_scale", "is for `sampler pt`"));
         }

@@ -51,6 +51,19 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     },
 };
 
+/// Checks a step-size jitter: in [0, 1) (the kernel and
+/// [`super::KernelSettings::check`] share it).
+pub(crate) fn check_jitter(jitter: f64) -> Result<()> {
+    if (0.0..1.0).contains(&jitter) {
+        Ok(())
+    } else {
+        Err(Error::param(
+            "jitter",
+            format!("must be in [0, 1), got {jitter}"),
+        ))
+    }
+}
+
 impl Hmc {
     /// HMC with leapfrog step `step_size` (> 0), `n_steps` (>= 1) steps per
     /// transition, and step-size `jitter` in [0, 1).
@@ -69,12 +82,7 @@ impl Hmc {
             MAX_LEAPFROG,
             "a transition runs all its leapfrog steps before a stop request is seen",
         )?;
-        if !(0.0..1.0).contains(&jitter) {
-            return Err(Error::param(
-                "jitter",
-                format!("must be in [0, 1), got {jitter}"),
-            ));
-        }
+        check_jitter(jitter)?;
         Ok(Hmc {
             step_size,
             n_steps,

@@ -240,32 +240,9 @@ impl KernelSettings {
         if let Some(t) = self.target_accept {
             super::check_target_accept(t)?;
         }
-        if let Some(n) = self.noise
-            && !(n.is_finite() && n >= 0.0)
-        {
-            return Err(Error::param(
-                "noise",
-                format!("must be finite and >= 0, got {n}"),
-            ));
-        }
-        if let Some(c) = self.grad_clip {
-            crate::error::check_positive("grad_clip", c)?;
-        }
-        if let Some((lo, hi)) = self.clamp
-            && !(lo.is_finite() && hi.is_finite() && lo < hi)
-        {
-            return Err(Error::param(
-                "clamp",
-                format!("needs finite LO < HI, got ({lo}, {hi})"),
-            ));
-        }
-        if let Some(j) = self.jitter
-            && !(0.0..1.0).contains(&j)
-        {
-            return Err(Error::param(
-                "jitter",
-                format!("must be in [0, 1), got {j}"),
-            ));
+        super::ula::check_practice(self.noise, self.grad_clip, self.clamp)?;
+        if let Some(j) = self.jitter {
+            super::hmc::check_jitter(j)?;
         }
         Ok(())
     }

@@ -65,6 +65,36 @@ pub(crate) const INFO: KernelInfo = KernelInfo {
     },
 };
 
+/// Checks ULA's EBM-practice settings: a noise scale finite and >= 0, a
+/// gradient clip > 0, a clamp box with finite `lo < hi` (the kernel and
+/// [`super::KernelSettings::check`] share it).
+pub(crate) fn check_practice(
+    noise: Option<f64>,
+    grad_clip: Option<f64>,
+    clamp: Option<(f64, f64)>,
+) -> Result<()> {
+    if let Some(n) = noise
+        && !(n.is_finite() && n >= 0.0)
+    {
+        return Err(Error::param(
+            "noise",
+            format!("must be finite and >= 0, got {n}"),
+        ));
+    }
+    if let Some(c) = grad_clip {
+        check_positive("grad_clip", c)?;
+    }
+    if let Some((lo, hi)) = clamp
+        && !(lo.is_finite() && hi.is_finite() && lo < hi)
+    {
+        return Err(Error::param(
+            "clamp",
+            format!("needs finite lo < hi, got [{lo}, {hi}]"),
+        ));
+    }
+    Ok(())
+}
+
 impl Ula {
     /// Textbook ULA with time step `step_size`: noise `sqrt(2 step_size)`.
     pub fn new(step_size: f64) -> Result<Self> {
@@ -83,23 +113,7 @@ impl Ula {
     /// The EBM-practice form with separate step and noise.
     pub fn practice(config: UlaConfig) -> Result<Self> {
         check_positive("step_size", config.step_size)?;
-        if !(config.noise.is_finite() && config.noise >= 0.0) {
-            return Err(Error::param(
-                "noise",
-                format!("must be finite and >= 0, got {}", config.noise),
-            ));
-        }
-        if let Some(c) = config.grad_clip {
-            check_positive("grad_clip", c)?;
-        }
-        if let Some((lo, hi)) = config.clamp
-            && !(lo.is_finite() && hi.is_finite() && lo < hi)
-        {
-            return Err(Error::param(
-                "clamp",
-                format!("needs finite lo < hi, got [{lo}, {hi}]"),
-            ));
-        }
+        check_practice(Some(config.noise), config.grad_clip, config.clamp)?;
         Ok(Ula {
             config,
             coupled: false,
