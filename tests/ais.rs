@@ -110,7 +110,7 @@ fn automala_ais_covers_the_funnel_log_z_for_five_seeds() {
         let job = boltz::jobs::LogzJob {
             method: Some("ais".into()),
             kernel: Some("automala".into()),
-            steps_per_temp: 5,
+            steps_per_temp: Some(5),
             seed,
             ..Default::default()
         };

@@ -19,9 +19,11 @@ pub struct LogzArgs {
     pub model: String,
     #[command(flatten)]
     pub precision: crate::PrecisionArg,
-    /// `ais`, `pt` (parallel tempering, stepping-stone estimate), `exact`
-    /// (enumeration, closed form or radial formula) or `quadrature` (1-2
-    /// dims); default: exact where the model allows, else AIS.
+    /// `ais`, `smc` (annealed SMC with resample-move: temperatures chosen
+    /// on the fly, steps re-tuned at each), `pt` (parallel tempering,
+    /// stepping-stone estimate), `exact` (enumeration, closed form or
+    /// radial formula) or `quadrature` (1-2 dims); default: exact where
+    /// the model allows, else AIS.
     #[arg(long)]
     pub method: Option<String>,
     /// pt: replicas per chain.
@@ -36,25 +38,31 @@ pub struct LogzArgs {
     /// pt: steps after warm-up whose states enter the estimate.
     #[arg(long, default_value_t = 8000)]
     pub draws: usize,
-    /// AIS particles (per context).
+    /// AIS and SMC particles (per context).
     #[arg(long, default_value_t = 1024)]
     pub particles: usize,
-    /// AIS temperatures (annealing steps).
+    /// AIS temperatures (annealing steps); smc: the most it may choose.
     #[arg(long, default_value_t = 1000)]
     pub temps: usize,
-    /// linear, geometric, sigmoid, piecewise or adaptive.
+    /// AIS: linear, geometric, sigmoid, piecewise or adaptive.
     #[arg(long, default_value = "sigmoid")]
     pub schedule: String,
-    /// Target conditional ESS per step of the adaptive schedule's pilot.
-    #[arg(long, default_value_t = 0.995)]
-    pub cess: f64,
+    /// Target conditional ESS per temperature: of the adaptive schedule's
+    /// pilot (default 0.995), of smc's temperatures (default 0.99).
+    #[arg(long)]
+    pub cess: Option<f64>,
     #[arg(long, help = crate::kernel_args::kernel_help())]
     pub kernel: Option<String>,
     #[command(flatten)]
     pub kernel_args: crate::kernel_args::KernelArgs,
-    /// Transitions per temperature.
-    #[arg(long, default_value_t = 1)]
-    pub steps_per_temp: usize,
+    /// Transitions per temperature (default 1; smc: 5 moves).
+    #[arg(long)]
+    pub steps_per_temp: Option<usize>,
+    /// smc: independent islands the particles are split into (default 8);
+    /// the standard error is the larger of their genealogy estimate and
+    /// their spread.
+    #[arg(long)]
+    pub islands: Option<usize>,
     /// Base N(M, S^2 I) with this S (default: a Gaussian fitted by a short
     /// MCMC pilot; binary models: the base-rate model of --data if given,
     /// else the RBM with its weights set to zero).
@@ -161,6 +169,7 @@ fn job(args: &LogzArgs) -> Result<LogzJob> {
         kernel: args.kernel.clone(),
         kernel_settings: args.kernel_args.settings()?,
         steps_per_temp: args.steps_per_temp,
+        islands: args.islands,
         base_scale: args.base_scale,
         base_mean: args.base_mean,
         reverse: args.reverse,

@@ -309,3 +309,17 @@ def test_kernels_come_from_the_registry():
     _, r1 = boltz.sample(e, "nuts", chains=2, warmup=50, draws=50, max_depth=1)
     _, r6 = boltz.sample(e, "nuts", chains=2, warmup=50, draws=50, max_depth=6)
     assert r1["grad_evals"] < r6["grad_evals"]
+
+
+def test_logz_by_smc_reports_its_islands():
+    # Annealed SMC with resample-move on gmm-ring (exact log Z known):
+    # within 3 of its standard errors, both standard errors reported.
+    r = boltz.logz("gmm-ring", method="smc", seed=3)
+    assert r["method"] == "smc"
+    smc = r["smc"]
+    assert smc["islands"] == 8 and smc["moves_per_temp"] == 5
+    se = r["stderr"][0]
+    assert se >= max(smc["stderr_genealogy"][0], smc["stderr_islands"][0]) - 1e-15
+    assert abs(r["log_z"][0] - r["exact_log_z"]) < 3 * se
+    with pytest.raises(boltz.BoltzError, match="cess"):
+        boltz.logz("gmm-ring", method="smc", cess=1.5)

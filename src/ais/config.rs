@@ -18,6 +18,25 @@ pub enum ScheduleChoice {
         /// Target conditional ESS per step, in (0, 1).
         cess: f64,
     },
+    /// Annealed SMC with resample-move (Del Moral, Doucet & Jasra 2006):
+    /// no pilot; the estimating particles choose each temperature so that
+    /// its conditional ESS is `cess`, a context is resampled (systematic)
+    /// when its ESS/N falls below [`AisConfig::resample_threshold`]
+    /// (default 0.5), and each temperature runs
+    /// [`AisConfig::steps_per_temp`] moves of the kernel, whose step is
+    /// re-tuned after every move from the particles' acceptance (unless
+    /// [`AisConfig::step_size`] fixes it) and whose diagonal inverse mass
+    /// is the particles' variance. [`AisConfig::temps`] caps the number of
+    /// temperatures (the last then jumps to 1, with a warning). The
+    /// standard error is the Lee & Whiteley (2018) genealogy estimate.
+    /// `Z_hat` is the usual SMC product of the stages' mean weights; since
+    /// the schedule and steps adapt to the particles it is consistent, not
+    /// exactly unbiased (a schedule frozen by a pilot, [`Self::Adaptive`]
+    /// with a resample threshold, is exactly unbiased).
+    Smc {
+        /// Target conditional ESS per step, in (0, 1).
+        cess: f64,
+    },
 }
 
 /// Settings of an AIS run. [`AisConfig::new`] gives boltz's defaults.
@@ -43,8 +62,13 @@ pub struct AisConfig {
     pub beta: f64,
     /// The run's seed.
     pub seed: u64,
-    /// Resample (annealed SMC) when a context's ESS/N falls below this; `None` = plain AIS.
+    /// Resample (annealed SMC) when a context's ESS/N falls below this;
+    /// `None` = plain AIS ([`ScheduleChoice::Smc`]: 0.5).
     pub resample_threshold: Option<f64>,
+    /// [`ScheduleChoice::Smc`]: independent islands the particles are split
+    /// into (see [`crate::ais`]'s SMC); 1 for AIS.
+    #[serde(default = "one")]
+    pub islands: usize,
     /// Independent repeats, each reported separately (0 = none beyond the main run).
     pub repeats: usize,
     /// Bootstrap resamples of the weights for a second standard error (0 = none).
@@ -80,6 +104,7 @@ impl AisConfig {
             beta: 1.0,
             seed: 0,
             resample_threshold: None,
+            islands: 1,
             repeats: 0,
             bootstrap: 0,
             pilot_particles: 256,
@@ -160,7 +185,7 @@ impl AisConfig {
                 format!("must be in (0, 1], got {r}"),
             ));
         }
-        if let ScheduleChoice::Adaptive { cess } = self.schedule
+        if let ScheduleChoice::Adaptive { cess } | ScheduleChoice::Smc { cess } = self.schedule
             && !(cess > 0.0 && cess < 1.0)
         {
             return Err(Error::param(
@@ -171,8 +196,44 @@ impl AisConfig {
         if let Some(k) = &self.kernel {
             k.build()?;
         }
+        if self.islands == 0 || self.islands > self.particles {
+            return Err(Error::param(
+                "islands",
+                format!(
+                    "must be between 1 and the particles ({}), got {}",
+                    self.particles, self.islands
+                ),
+            ));
+        }
+        if !self.is_smc() && self.islands != 1 {
+            return Err(Error::param(
+                "islands",
+                "split SMC's particles (schedule smc); AIS has none",
+            ));
+        }
+        if self.is_smc() && self.repeats > 0 {
+            return Err(Error::param(
+                "repeats",
+                "SMC's islands are independent estimates already (islands)",
+            ));
+        }
+        if self.is_smc() && self.bootstrap > 0 {
+            return Err(Error::param(
+                "bootstrap",
+                "resamples AIS weights; SMC's error bar is the Lee & Whiteley genealogy estimate (run repeats for independent estimates)",
+            ));
+        }
         Ok(())
     }
+
+    /// Whether this is annealed SMC with resample-move ([`ScheduleChoice::Smc`]).
+    pub fn is_smc(&self) -> bool {
+        matches!(self.schedule, ScheduleChoice::Smc { .. })
+    }
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for AisConfig {
@@ -219,6 +280,9 @@ pub struct AisResult {
     pub divergences: usize,
     /// Resampling events (annealed SMC).
     pub resamplings: usize,
+    /// SMC's figures ([`ScheduleChoice::Smc`]; `None` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smc: Option<super::SmcSummary>,
     /// Evaluations of the target, all particles: energies (with or without
     /// gradient) for the geometric path; hidden activations and Gibbs
     /// sweeps for the RBM path.

@@ -36,6 +36,7 @@ mod plan;
 mod prob;
 mod run;
 mod schedule;
+mod smc;
 mod weights;
 
 pub use annealed::Annealed;
@@ -49,6 +50,7 @@ pub use prob::{label_log_probs, log_prob, log_prob_paired, log_prob_unconditiona
 pub(crate) use run::warnings as estimate_warnings;
 pub use run::{MAX_AIS_BYTES, ais, ais_with, reverse_ais};
 pub use schedule::{Schedule, respace};
+pub use smc::SmcSummary;
 pub(crate) use weights::estimate;
 
 use crate::energy::{ConditionalEnergy, Conditioned, Energy};

@@ -8,7 +8,7 @@ use super::weights::{cess, estimate, systematic};
 use super::{AisConfig, AisProblem, base};
 use crate::error::{Error, Result};
 use crate::io::{read_checkpoint, write_checkpoint};
-use crate::kernels::{ChainState, ChainStep};
+use crate::kernels::{ChainState, ChainStep, Tuning};
 use crate::rng::{ChainRng, RngState, chain_rngs_from, restore_rng, save_rng};
 use crate::run::{Control, NoObserver, Observer, Phase, Progress, Steps, drive};
 use ndarray::{Array2, ArrayView2, s};
@@ -17,6 +17,7 @@ use ndarray::{Array2, ArrayView2, s};
 const KIND: &str = "ais";
 
 /// How a pass picks temperatures and step sizes.
+#[derive(Clone, Debug)]
 pub(crate) enum Plan {
     /// Fixed temperatures and per-temperature steps (frozen).
     Frozen { betas: Vec<f64>, steps: Vec<f64> },
@@ -26,6 +27,31 @@ pub(crate) enum Plan {
         betas: Option<Vec<f64>>,
         cess: f64,
         start_step: f64,
+    },
+    /// Annealed SMC with resample-move (the estimating pass of
+    /// [`super::ScheduleChoice::Smc`]): each temperature chosen from the
+    /// particles by CESS, every context resampled when its ESS/N falls
+    /// below the threshold (default 0.5), `steps_per_temp` moves per
+    /// temperature whose step (with `adapt`) is re-tuned after every move
+    /// from the particles' acceptance and whose diagonal inverse mass is
+    /// the particles' variance (kernels that read one); at most
+    /// `config.temps` temperatures (the last then jumps to 1).
+    Smc {
+        cess: f64,
+        start_step: f64,
+        /// Re-tune the step at every temperature (no fixed step given).
+        adapt: bool,
+        /// Move with the Gaussian base's variance as inverse mass.
+        mass: bool,
+        /// The island's first particle in each context (its streams are
+        /// those of these particles in the whole run).
+        first: usize,
+        /// The islands finished before this one (kept in checkpoints).
+        done: Vec<super::smc::Island>,
+        /// Temperatures and per-temperature steps chosen by SMC's pilot:
+        /// the islands follow them (`None`: the pilot itself, which
+        /// chooses them as it runs).
+        frozen: Option<(Vec<f64>, Vec<f64>)>,
     },
 }
 
@@ -42,6 +68,10 @@ pub(crate) struct PassOutput {
     pub betas: Vec<f64>,
     pub steps: Vec<f64>,
     pub complete: bool,
+    /// SMC: distinct ancestors at the base of each context's final particles.
+    pub ancestors: Vec<usize>,
+    /// SMC: the schedule reached its cap and its last step jumped to 1.
+    pub capped: bool,
 }
 
 /// Everything a pass carries between temperatures (what a checkpoint holds).
@@ -59,6 +89,12 @@ struct Tally {
     steps_used: Vec<f64>,
     eps: f64,
     done: bool,
+    /// SMC: resampling events of each context (its Lee & Whiteley variance).
+    #[serde(default)]
+    resampled: Vec<usize>,
+    /// SMC: the schedule reached its cap of temperatures.
+    #[serde(default)]
+    capped: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -72,6 +108,21 @@ struct Saved {
     /// Whether the path's cache was valid at the checkpoint.
     #[serde(default)]
     path_fresh: bool,
+    /// SMC: each particle's ancestor at the base (index in its context).
+    #[serde(default)]
+    eves: Vec<u32>,
+    /// SMC: the islands finished before this pass's.
+    #[serde(default)]
+    islands: Vec<super::smc::Island>,
+}
+
+/// The SMC islands finished before the pass saved in the checkpoint at `path`.
+pub(crate) fn checkpoint_islands(
+    path: &std::path::Path,
+    control: &Control,
+) -> Result<Vec<super::smc::Island>> {
+    let (saved, _): (Saved, Vec<f64>) = read_checkpoint(path, KIND, &control.settings)?;
+    Ok(saved.islands)
 }
 
 /// What the batches of contexts finished before the current one produced:
@@ -118,6 +169,12 @@ struct Pass<'a> {
     inc: Vec<f64>,
     t: Tally,
     earlier: Option<Earlier>,
+    /// SMC: each particle's ancestor at the base, its index in its context
+    /// (the genealogy of the Lee & Whiteley variance estimate).
+    eves: Vec<u32>,
+    /// SMC: the inverse mass of the moves, the Gaussian base's variance
+    /// (the pilot's estimate of the target's, widened), fixed for the run.
+    mass: Option<Vec<f64>>,
 }
 
 /// Runs one pass of `particles` per context with `seed`. `reverse_from`
@@ -170,19 +227,24 @@ pub(crate) fn save_fresh(
     control: &Control,
     earlier: Option<&Earlier>,
 ) -> Result<()> {
-    let plan = Plan::Frozen {
+    // SMC's first island (its pilot's temperatures are not known yet: a
+    // resume checks only the first, 0).
+    let smc = super::plan::smc_plan(config, 0, vec![], Some((vec![0.0], vec![])));
+    let particles = match smc {
+        Some(_) => crate::shard::Shard {
+            index: 0,
+            count: config.islands,
+        }
+        .range(config.particles)
+        .len(),
+        None => config.particles,
+    };
+    let plan = smc.unwrap_or(Plan::Frozen {
         betas: vec![0.0],
         steps: vec![],
-    };
-    let p = start(
-        problem,
-        config,
-        config.particles,
-        config.seed,
-        plan,
-        None,
-        earlier,
-    )?;
+    });
+    let sub = problem.with_particles(particles)?;
+    let p = start(&sub, config, particles, config.seed, plan, None, earlier)?;
     p.save(control)
 }
 
@@ -203,6 +265,7 @@ fn start<'p>(
     // Streams keyed by the global particle index (batches of contexts;
     // a shard's particles keep the streams of the whole run).
     let (lo, per_context) = match (&plan, config.shard) {
+        (Plan::Smc { first, .. }, _) => (*first, config.particles),
         (Plan::Frozen { .. }, Some(s)) if reverse_from.is_none() => {
             (s.range(config.particles).start, config.particles)
         }
@@ -221,9 +284,21 @@ fn start<'p>(
     }
     let eps = match &plan {
         Plan::Frozen { .. } => 0.0,
-        Plan::Pilot { start_step, .. } => *start_step,
+        Plan::Pilot { start_step, .. } | Plan::Smc { start_step, .. } => *start_step,
+    };
+    let smc = matches!(plan, Plan::Smc { .. });
+    let eves = if smc {
+        (0..n).map(|i| (i % particles) as u32).collect()
+    } else {
+        Vec::new()
     };
     let reverse = reverse_from.is_some();
+    let mass = match (&plan, problem.base) {
+        (Plan::Smc { mass: true, .. }, super::Base::Gaussian { std, .. }) => {
+            Some(std.iter().map(|s| s * s).collect())
+        }
+        _ => None,
+    };
     Ok(Pass {
         t: Tally {
             k: 0,
@@ -238,6 +313,8 @@ fn start<'p>(
             steps_used: Vec::new(),
             eps,
             done: false,
+            resampled: if smc { vec![0; groups] } else { Vec::new() },
+            capped: false,
         },
         path,
         base: problem.base,
@@ -256,6 +333,8 @@ fn start<'p>(
         logw: Array2::zeros((groups, particles)),
         inc: vec![0.0; n],
         earlier: earlier.cloned(),
+        eves,
+        mass,
     })
 }
 
@@ -285,6 +364,21 @@ impl Pass<'_> {
                 }
                 Some(self.bisect(b_from, *cess))
             }
+            Plan::Smc {
+                frozen: Some((bs, _)),
+                ..
+            } => bs.get(k + 1).copied(),
+            Plan::Smc { cess, .. } => {
+                if b_from >= 1.0 {
+                    return None;
+                }
+                if k + 1 >= self.config.temps {
+                    self.t.capped = true;
+                    return Some(1.0);
+                }
+                let cess = *cess;
+                Some(self.bisect(b_from, cess))
+            }
         }
     }
 
@@ -311,11 +405,11 @@ impl Pass<'_> {
     /// Resamples each context whose ESS/N fell below the threshold (SMC;
     /// a pilot always does below 0.5), folding its estimate into log Z.
     fn resample(&mut self) {
-        let pilot = matches!(self.plan, Plan::Pilot { .. });
-        let Some(th) = (if pilot {
-            Some(self.config.resample_threshold.unwrap_or(0.5))
-        } else {
-            self.config.resample_threshold
+        let Some(th) = (match self.plan {
+            Plan::Pilot { .. } | Plan::Smc { .. } => {
+                Some(self.config.resample_threshold.unwrap_or(0.5))
+            }
+            Plan::Frozen { .. } => self.config.resample_threshold,
         }) else {
             return;
         };
@@ -335,6 +429,13 @@ impl Pass<'_> {
             for (j, a) in anc.iter().enumerate() {
                 self.state.position.row_mut(g * m + j).assign(&old.row(*a));
             }
+            if !self.eves.is_empty() {
+                let old_eves = self.eves[rows].to_vec();
+                for (j, a) in anc.iter().enumerate() {
+                    self.eves[g * m + j] = old_eves[*a];
+                }
+                self.t.resampled[g] += 1;
+            }
             self.logw.row_mut(g).fill(0.0);
             self.t.resamplings += 1;
             moved = true;
@@ -349,9 +450,16 @@ impl Pass<'_> {
     /// Transitions at `b` (the pilot moves its step towards the target).
     fn transition(&mut self, b: f64) {
         self.path.refresh(&mut self.state, b);
+        if let Plan::Smc { adapt, frozen, .. } = &self.plan {
+            let adapt = *adapt;
+            if let Some(step) = frozen.as_ref().and_then(|(_, st)| st.get(self.t.k)) {
+                self.t.eps = *step;
+            }
+            return self.smc_moves(b, adapt);
+        }
         let step = match &self.plan {
             Plan::Frozen { steps, .. } => steps.get(self.t.k).copied().unwrap_or(self.t.eps),
-            Plan::Pilot { .. } => self.t.eps,
+            Plan::Pilot { .. } | Plan::Smc { .. } => self.t.eps,
         };
         let mut tally = (0u64, 0usize);
         let a = self.path.transition(
@@ -359,7 +467,7 @@ impl Pass<'_> {
             &mut self.rngs,
             &mut self.steps,
             b,
-            step,
+            &Tuning::new(step),
             self.config.steps_per_temp,
             &mut tally,
         );
@@ -374,6 +482,61 @@ impl Pass<'_> {
         if matches!(self.plan, Plan::Pilot { .. }) && self.path.chooses_step() {
             // The next temperature's base step: the geometric mean of the
             // steps the pilot's particles chose at this one.
+            let logs: Vec<f64> = self
+                .steps
+                .iter()
+                .filter_map(ChainStep::log_selected_step)
+                .collect();
+            if !logs.is_empty() {
+                let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+                self.t.eps = mean.exp().clamp(1e-12, 1e6);
+            }
+        }
+    }
+
+    /// SMC's moves at `b`: `steps_per_temp` transitions with the step
+    /// re-tuned from the previous temperature's acceptance (or, for the
+    /// AutoStep kernels, the geometric mean of the steps they chose) and
+    /// the inverse mass the Gaussian base's variance, fixed for the run.
+    /// (A mass from the particles' own variance, the usual choice, biased
+    /// log Z upwards by 2-4 standard errors on gmm-far and gauss-ill with
+    /// 128 particles an island: the coupling of every particle's kernel to
+    /// the whole cloud is O(T d / N); the base's variance comes from the
+    /// pilot's independent chains.)
+    fn smc_moves(&mut self, b: f64, adapt: bool) {
+        let mut tuning = Tuning::new(self.t.eps);
+        if let (Some(m), true) = (&self.mass, self.path.uses_mass()) {
+            tuning = tuning
+                .with_inv_mass(m.clone())
+                .expect("checked finite and > 0");
+        }
+        self.t.steps_used.push(self.t.eps);
+        let mut tally = (0u64, 0usize);
+        let moves = self.config.steps_per_temp;
+        let a = self.path.transition(
+            &mut self.state,
+            &mut self.rngs,
+            &mut self.steps,
+            b,
+            &tuning,
+            moves,
+            &mut tally,
+        );
+        self.t.evals += tally.0;
+        self.t.divergences += tally.1;
+        self.t.acc_sum += a;
+        self.t.acc_n += 1;
+        if !adapt {
+            return;
+        }
+        // The next temperature's step, from this one's moves (as the
+        // pilot's): tuning from the particles before a temperature's
+        // moves, not during them, keeps each move's kernel fixed given
+        // the past.
+        let gain = 1.5 * (moves as f64).sqrt().min(3.0);
+        if let Some(target) = self.path.target_accept() {
+            self.t.eps = (self.t.eps * (gain * (a - target)).exp()).clamp(1e-12, 1e6);
+        } else if self.path.chooses_step() {
             let logs: Vec<f64> = self
                 .steps
                 .iter()
@@ -405,6 +568,26 @@ impl Pass<'_> {
         let planned = match &self.plan {
             Plan::Frozen { betas, .. } => Some(betas.as_slice()),
             Plan::Pilot { betas, .. } => betas.as_deref(),
+            Plan::Smc { frozen, .. } => frozen.as_ref().map(|(b, _)| b.as_slice()),
+        };
+        let smc_ok = match &self.plan {
+            Plan::Smc { done, .. } => {
+                saved.islands == *done
+                    && saved.eves.len() == n
+                    && saved.eves.iter().all(|e| (*e as usize) < self.particles)
+                    && t.resampled.len() == self.groups
+                    && t.resampled.iter().all(|r| *r <= t.k)
+                    && t.k <= self.config.temps
+                    && t.betas_used.windows(2).all(|w| w[0] < w[1])
+                    && t.eps.is_finite()
+                    && t.eps > 0.0
+            }
+            _ => {
+                saved.eves.is_empty()
+                    && saved.islands.is_empty()
+                    && t.resampled.is_empty()
+                    && !t.capped
+            }
         };
         let betas_ok = t.betas_used.len() == t.k + 1
             && t.steps_used.len() <= t.k
@@ -419,7 +602,7 @@ impl Pass<'_> {
             && t.acc_sum >= 0.0
             && t.acc_sum <= t.acc_n as f64
             && data[..n * d].iter().all(|v| v.is_finite());
-        if !betas_ok || !tallies_ok {
+        if !betas_ok || !tallies_ok || !smc_ok {
             return Err(Error::checkpoint(
                 path,
                 format!(
@@ -439,6 +622,7 @@ impl Pass<'_> {
         self.rngs = saved.rngs.iter().map(restore_rng).collect();
         self.resample_rng = restore_rng(&saved.resample_rng);
         self.t = saved.tally;
+        self.eves = saved.eves;
         if saved.path_fresh {
             // The uninterrupted run had these values cached: rebuild them
             // without counting evaluations it did not make.
@@ -452,11 +636,21 @@ impl Pass<'_> {
 
     fn finish(mut self, complete: bool) -> PassOutput {
         let mut ess = vec![0.0; self.groups];
+        let mut ancestors = Vec::new();
+        let m = self.particles;
         for g in 0..self.groups {
-            let (lz, v, e) = estimate(&self.logw.row(g).to_vec());
+            let row = self.logw.row(g).to_vec();
+            let (lz, v, e) = estimate(&row);
             self.t.log_z[g] += lz;
-            self.t.var[g] += v;
             ess[g] = e;
+            if self.eves.is_empty() {
+                self.t.var[g] += v;
+            } else {
+                let eves = &self.eves[g * m..(g + 1) * m];
+                let (var, distinct) = lee_whiteley(&row, eves, self.t.resampled[g]);
+                self.t.var[g] = var;
+                ancestors.push(distinct);
+            }
         }
         let t = self.t;
         PassOutput {
@@ -475,8 +669,34 @@ impl Pass<'_> {
             betas: t.betas_used,
             steps: t.steps_used,
             complete,
+            ancestors,
+            capped: t.capped,
         }
     }
+}
+
+/// The Lee & Whiteley (2018) estimate of the relative variance of an SMC
+/// estimate of Z, `Var(Z_hat) / Z^2`, from the final log-weights, each
+/// particle's ancestor at the base (`eves`) and the number of resampling
+/// events: `1 - (N / (N - 1))^(R + 1) (1 - sum_e S_e^2)`, where `S_e` is the
+/// normalised weight of the particles descended from `e`. Without
+/// resampling it is the unbiased `(N sum W^2 - 1) / (N - 1)`. Used as the
+/// variance of `log Z_hat` (delta method; clamped at 0). Also returns the
+/// number of distinct ancestors: when they are few, the genealogy has
+/// collapsed and the estimate sees little of the variance from before.
+pub(crate) fn lee_whiteley(logw: &[f64], eves: &[u32], resamplings: usize) -> (f64, usize) {
+    let n = logw.len();
+    if n < 2 {
+        return (f64::NAN, n);
+    }
+    let lse = crate::energy::log_sum_exp(logw);
+    let mut by_eve = std::collections::BTreeMap::<u32, f64>::new();
+    for (w, e) in logw.iter().zip(eves) {
+        *by_eve.entry(*e).or_insert(0.0) += (w - lse).exp();
+    }
+    let sum_sq: f64 = by_eve.values().map(|s| s * s).sum();
+    let factor = (n as f64 / (n as f64 - 1.0)).powi(resamplings as i32 + 1);
+    ((1.0 - factor * (1.0 - sum_sq)).max(0.0), by_eve.len())
 }
 
 impl Steps for Pass<'_> {
@@ -514,7 +734,11 @@ impl Steps for Pass<'_> {
     fn progress(&mut self) -> Progress {
         let total = match &self.plan {
             Plan::Frozen { betas, .. } => betas.len() - 1,
-            Plan::Pilot { .. } => self.config.temps,
+            Plan::Smc {
+                frozen: Some((bs, _)),
+                ..
+            } => bs.len() - 1,
+            Plan::Pilot { .. } | Plan::Smc { .. } => self.config.temps,
         };
         Progress {
             phase: Phase::Annealing,
@@ -536,6 +760,11 @@ impl Steps for Pass<'_> {
             resample_rng: save_rng(&self.resample_rng),
             earlier: self.earlier.clone(),
             path_fresh: self.path.is_fresh(),
+            eves: self.eves.clone(),
+            islands: match &self.plan {
+                Plan::Smc { done, .. } => done.clone(),
+                _ => Vec::new(),
+            },
         };
         let mut data: Vec<f64> = self.state.position.iter().copied().collect();
         data.extend(self.logw.iter().copied());

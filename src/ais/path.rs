@@ -30,8 +30,9 @@ pub(crate) trait AnnealPath {
     fn increment(&self, b_from: f64, b_to: f64, out: &mut [f64]);
     /// Sets the state's cached energy and gradient to the path's at `b`.
     fn refresh(&self, state: &mut ChainState, b: f64);
-    /// Runs `n_steps` transitions at `b` with step size `eps`; returns the
-    /// mean acceptance and adds the evaluations and divergences to `tally`.
+    /// Runs `n_steps` transitions at `b` with `tuning` (step size and
+    /// diagonal inverse mass); returns the mean acceptance and adds the
+    /// evaluations and divergences to `tally`.
     #[allow(clippy::too_many_arguments)]
     fn transition(
         &mut self,
@@ -39,10 +40,14 @@ pub(crate) trait AnnealPath {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
         b: f64,
-        eps: f64,
+        tuning: &Tuning,
         n_steps: usize,
         tally: &mut (u64, usize),
     ) -> f64;
+    /// Whether the transition reads a diagonal inverse mass.
+    fn uses_mass(&self) -> bool {
+        false
+    }
     /// The acceptance rate the pilot tunes step sizes towards, if any.
     fn target_accept(&self) -> Option<f64>;
     /// Whether the kernel chooses its step at every step from a base step
@@ -195,11 +200,10 @@ impl AnnealPath for Geometric<'_> {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
         b: f64,
-        eps: f64,
+        tuning: &Tuning,
         n_steps: usize,
         tally: &mut (u64, usize),
     ) -> f64 {
-        let tuning = Tuning::new(eps);
         let reuse = self.kernel.proposal_is_last_eval();
         let mut acc = 0.0;
         // Kernels that evaluate other points after the proposals (NUTS,
@@ -211,10 +215,10 @@ impl AnnealPath for Geometric<'_> {
                 AnnealedRows::new(&self.target, self.base, b)
             };
             match rows {
-                Some(rows) => self.kernel.step(&rows, &tuning, state, rngs, steps),
+                Some(rows) => self.kernel.step(&rows, tuning, state, rngs, steps),
                 None => {
                     let annealed = Annealed::with_parts(&self.target, self.base, b, &self.parts);
-                    self.kernel.step(&annealed, &tuning, state, rngs, steps);
+                    self.kernel.step(&annealed, tuning, state, rngs, steps);
                 }
             }
             tally.0 += (state.n_chains() * self.kernel.grad_evals_per_step().max(1)) as u64
@@ -232,6 +236,9 @@ impl AnnealPath for Geometric<'_> {
 
     fn target_accept(&self) -> Option<f64> {
         self.kernel.target_accept()
+    }
+    fn uses_mass(&self) -> bool {
+        self.kernel.uses_mass()
     }
     fn chooses_step(&self) -> bool {
         self.kernel.chooses_step()
@@ -290,7 +297,7 @@ impl AnnealPath for RbmPath {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
         b: f64,
-        _eps: f64,
+        _tuning: &Tuning,
         n_steps: usize,
         tally: &mut (u64, usize),
     ) -> f64 {

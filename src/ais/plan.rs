@@ -22,6 +22,12 @@ pub(crate) fn plan(
     let fixed = match &config.schedule {
         ScheduleChoice::Fixed(s) => Some(s.betas(config.temps)?),
         ScheduleChoice::Adaptive { .. } => None,
+        ScheduleChoice::Smc { .. } => {
+            return Err(Error::param(
+                "schedule",
+                "SMC chooses its temperatures as it runs: it has no plan to reuse (reverse AIS needs a fixed or pilot-chosen schedule)",
+            ));
+        }
     };
     let energy = problem.energy.as_ref();
     let kernel = config.kernel_spec(energy).build()?;
@@ -36,7 +42,7 @@ pub(crate) fn plan(
         return Ok(Some((betas, vec![fixed_step; config.temps], 0)));
     }
     let cess = match config.schedule {
-        ScheduleChoice::Adaptive { cess } => cess,
+        ScheduleChoice::Adaptive { cess } | ScheduleChoice::Smc { cess } => cess,
         ScheduleChoice::Fixed(_) => 0.99,
     };
     let start_step = config.step_size.unwrap_or(0.1);
@@ -77,6 +83,32 @@ pub(crate) fn plan(
         config_steps_by_beta(&p.betas[1..], &p.steps, &betas[1..])
     };
     Ok(Some((betas, steps, p.evals)))
+}
+
+/// A pass of annealed SMC ([`ScheduleChoice::Smc`]). Its pilot
+/// (`frozen: None`) chooses the temperatures as it runs, its step starting
+/// at the configured one (fixed) or at 0.5 (re-tuned at every
+/// temperature). An island (`frozen`: the pilot's temperatures and steps)
+/// follows them with its particles starting at `first` in each context,
+/// after the islands `done`.
+pub(crate) fn smc_plan(
+    config: &AisConfig,
+    first: usize,
+    done: Vec<super::smc::Island>,
+    frozen: Option<(Vec<f64>, Vec<f64>)>,
+) -> Option<Plan> {
+    let ScheduleChoice::Smc { cess } = config.schedule else {
+        return None;
+    };
+    Some(Plan::Smc {
+        cess,
+        start_step: config.step_size.unwrap_or(0.5),
+        adapt: config.step_size.is_none() && frozen.is_none(),
+        mass: config.step_size.is_none(),
+        first,
+        done,
+        frozen,
+    })
 }
 
 fn config_steps_by_beta(pilot_b: &[f64], pilot_steps: &[f64], b: &[f64]) -> Vec<f64> {

@@ -100,7 +100,10 @@ pub(crate) fn warnings(
         if !e.log_z.is_finite() {
             e.stderr = f64::NAN;
             bad.push(first + i);
-        } else if e.ess < 0.1 * config.particles as f64 && config.resample_threshold.is_none() {
+        } else if e.ess < 0.1 * config.particles as f64
+            && config.resample_threshold.is_none()
+            && !config.is_smc()
+        {
             low.push((first + i, e.ess));
         }
     }
@@ -172,6 +175,18 @@ fn forward(
         return forward_batches(problem, config, s, &batches, control, observer);
     }
     if let Some(s) = config.shard {
+        if config.is_smc() {
+            return Err(Error::param(
+                "shard",
+                format!(
+                    "SMC chooses each temperature from all of a context's particles, so a shard cannot run part of them; shards of SMC are whole batches of contexts (here {} batch(es) of up to {} contexts at {} particles each, for {} shards)",
+                    batches.len(),
+                    super::BATCH_PARTICLES / config.particles.max(1),
+                    config.particles,
+                    s.count
+                ),
+            ));
+        }
         s.check_items(config.particles, "particles per context")?;
     }
     if batches.len() == 1 {
@@ -308,6 +323,8 @@ pub(crate) struct Merged {
     acc_n: usize,
     divergences: usize,
     resamplings: usize,
+    #[serde(default)]
+    smc: Option<super::SmcSummary>,
     energy_evals: u64,
     warnings: Vec<String>,
     betas: Vec<f64>,
@@ -341,6 +358,7 @@ impl Merged {
             acceptance: self.acc_sum / self.acc_n.max(1) as f64,
             divergences: self.divergences,
             resamplings: self.resamplings,
+            smc: self.smc,
             energy_evals: self.energy_evals,
             wall_s: 0.0,
             warnings: self.warnings,
@@ -366,6 +384,7 @@ fn merge(earlier: Option<Earlier>, r: AisResult, particles: usize) -> Earlier {
             acc_n: 0,
             divergences: 0,
             resamplings: 0,
+            smc: None,
             energy_evals: 0,
             warnings: vec![],
             betas: r.betas.clone(),
@@ -386,6 +405,12 @@ fn merge(earlier: Option<Earlier>, r: AisResult, particles: usize) -> Earlier {
     m.acc_n += groups;
     m.divergences += r.divergences;
     m.resamplings += r.resamplings;
+    if let (true, Some(s)) = (r.complete, r.smc) {
+        match &mut m.smc {
+            Some(all) => all.extend(s),
+            None => m.smc = Some(s),
+        }
+    }
     m.energy_evals += r.energy_evals;
     m.warnings.extend(r.warnings);
     m.contexts_done += done;
@@ -407,6 +432,13 @@ fn forward_one(
 ) -> Result<AisResult> {
     let start = Instant::now();
     check_memory(problem, config)?;
+    if config.is_smc() {
+        let mut r = super::smc::forward_smc(problem, config, control, resume, observer, earlier)?;
+        if r.complete && config.shard.is_none() {
+            r.warnings = smc_warnings(&mut r, config, problem.first_group);
+        }
+        return Ok(r);
+    }
     let stop_only = Control {
         stop: control.stop.clone(),
         ..Control::default()
@@ -417,33 +449,14 @@ fn forward_one(
         if control.checkpoint.is_some() && earlier.is_some() {
             super::pass::save_fresh(problem, config, control, earlier)?;
         }
-        let nan = Estimate {
-            log_z: f64::NAN,
-            stderr: f64::NAN,
-            ess: f64::NAN,
-            n: config.particles,
-        };
-        return Ok(AisResult {
-            estimates: vec![nan; problem.groups],
-            bootstrap_stderr: None,
-            repeats: vec![],
-            log_weights: ndarray::Array2::from_elem(
-                (problem.groups, config.run_particles()),
-                f64::NAN,
-            ),
-            betas: vec![0.0],
-            step_sizes: vec![],
-            acceptance: f64::NAN,
-            divergences: 0,
-            resamplings: 0,
-            energy_evals: 0,
-            wall_s: start.elapsed().as_secs_f64(),
-            warnings: vec![],
-            complete: false,
-            contexts_done: 0,
-            context_range: None,
-        });
+        return Ok(unfinished(
+            problem.groups,
+            config.run_particles(),
+            vec![0.0],
+            start,
+        ));
     };
+    let main_plan = frozen(&betas, &steps);
     // A shard anneals its particles of every context (the energy's rows
     // follow them); the pilot above ran whole, as in every shard.
     let shard_problem;
@@ -460,7 +473,7 @@ fn forward_one(
         config,
         m,
         config.seed,
-        frozen(&betas, &steps),
+        main_plan.clone(),
         None,
         Some((control, resume)),
         Some(observer),
@@ -497,7 +510,7 @@ fn forward_one(
             config,
             config.particles,
             seed,
-            frozen(&betas, &steps),
+            main_plan.clone(),
             None,
             Some((&stop_only, None)),
             None,
@@ -522,6 +535,7 @@ fn forward_one(
         acceptance: main.acceptance,
         divergences: main.divergences,
         resamplings: main.resamplings,
+        smc: None,
         energy_evals: evals,
         wall_s: start.elapsed().as_secs_f64(),
         warnings,
@@ -529,6 +543,53 @@ fn forward_one(
         contexts_done: if main.complete { problem.groups } else { 0 },
         context_range: None,
     })
+}
+
+/// The result of a run stopped before any estimate: NaN estimates,
+/// `complete` false, the temperatures reached.
+pub(crate) fn unfinished(
+    groups: usize,
+    particles: usize,
+    betas: Vec<f64>,
+    start: Instant,
+) -> AisResult {
+    let nan = Estimate {
+        log_z: f64::NAN,
+        stderr: f64::NAN,
+        ess: f64::NAN,
+        n: particles,
+    };
+    AisResult {
+        estimates: vec![nan; groups],
+        bootstrap_stderr: None,
+        repeats: vec![],
+        log_weights: ndarray::Array2::from_elem((groups, particles), f64::NAN),
+        betas,
+        step_sizes: vec![],
+        acceptance: f64::NAN,
+        divergences: 0,
+        resamplings: 0,
+        smc: None,
+        energy_evals: 0,
+        wall_s: start.elapsed().as_secs_f64(),
+        warnings: vec![],
+        complete: false,
+        contexts_done: 0,
+        context_range: None,
+    }
+}
+
+/// The warnings of a finished SMC batch: non-finite estimates, and
+/// islands whose schedule reached its cap.
+fn smc_warnings(r: &mut AisResult, config: &AisConfig, first: usize) -> Vec<String> {
+    let mut out = warnings(&mut r.estimates, config, first);
+    if r.smc.as_ref().is_some_and(|s| s.capped) {
+        out.push(format!(
+            "SMC's pilot reached the cap of {} temperatures before b = 1 and its last step jumped to 1: the last weights are poor and the error bar may be too small; raise the cap (temps) or lower cess",
+            config.temps
+        ));
+    }
+    out
 }
 
 /// Reverse AIS from exact draws of the target (rows of `samples`, one
@@ -625,6 +686,7 @@ fn reverse_one(
         acceptance: p.acceptance,
         divergences: p.divergences,
         resamplings: p.resamplings,
+        smc: None,
         energy_evals: pilot_evals + p.evals,
         wall_s: start.elapsed().as_secs_f64(),
         warnings: vec![],

@@ -20,18 +20,21 @@ use std::sync::Arc;
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct LogzJob {
-    /// `ais`, `pt` (parallel tempering's stepping-stone estimate),
-    /// `exact` or `quadrature`; `None`: exact where the model allows (and
-    /// no reverse pass is asked for), else AIS.
+    /// `ais`, `smc` (annealed SMC with resample-move,
+    /// [`ais::ScheduleChoice::Smc`]), `pt` (parallel tempering's
+    /// stepping-stone estimate), `exact` or `quadrature`; `None`: exact
+    /// where the model allows (and no reverse pass is asked for), else AIS.
     pub method: Option<String>,
-    /// AIS particles per context (default 1024).
+    /// AIS and SMC particles per context (default 1024).
     pub particles: usize,
-    /// AIS temperatures (default 1000).
+    /// AIS temperatures; SMC's cap on them (default 1000).
     pub temps: usize,
-    /// `linear`, `geometric`, `sigmoid` (default), `piecewise` or `adaptive`.
+    /// AIS: `linear`, `geometric`, `sigmoid` (default), `piecewise` or
+    /// `adaptive` (SMC chooses its own).
     pub schedule: String,
-    /// Target conditional ESS per step of the adaptive schedule (default 0.995).
-    pub cess: f64,
+    /// Target conditional ESS per temperature: of the adaptive schedule's
+    /// pilot (default 0.995), of SMC's temperatures (default 0.99).
+    pub cess: Option<f64>,
     /// Transition kernel (default: gibbs for binary models, else mala).
     pub kernel: Option<String>,
     /// The kernel's settings. A fixed `step_size` replaces the per-temperature
@@ -39,8 +42,12 @@ pub struct LogzJob {
     /// set. Settings other than the step need `kernel` named.
     #[serde(flatten)]
     pub kernel_settings: KernelSettings,
-    /// Transitions per temperature (default 1).
-    pub steps_per_temp: usize,
+    /// Transitions per temperature (default 1 for AIS; 5 moves for SMC).
+    pub steps_per_temp: Option<usize>,
+    /// SMC: independent islands the particles are split into (default 8,
+    /// at most the particles); the standard error is the larger of the
+    /// islands' genealogy estimate and their spread.
+    pub islands: Option<usize>,
     /// Base N(base_mean, base_scale^2 I) instead of the pilot-fitted Gaussian.
     pub base_scale: Option<f64>,
     /// Mean of that base (every coordinate).
@@ -86,10 +93,11 @@ impl Default for LogzJob {
             particles: 1024,
             temps: 1000,
             schedule: "sigmoid".into(),
-            cess: 0.995,
+            cess: None,
             kernel: None,
             kernel_settings: KernelSettings::default(),
-            steps_per_temp: 1,
+            steps_per_temp: None,
+            islands: None,
             base_scale: None,
             base_mean: 0.0,
             reverse: false,
@@ -269,6 +277,11 @@ pub struct LogzReport {
     /// Parallel tempering's figures (method `pt`): replicas, temperatures,
     /// swap acceptance, Lambda, round trips, chains, warm-up, draws.
     pub pt: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// SMC's figures (method `smc`): temperatures it chose, moves per
+    /// temperature, resampling events, distinct ancestors of each
+    /// context's final particles, its last step size.
+    pub smc: Option<serde_json::Value>,
     /// AIS particles per context.
     pub particles: usize,
     /// AIS temperatures.
@@ -344,21 +357,45 @@ fn parse_kernel(job: &LogzJob) -> Result<Option<KernelSpec>> {
     Ok(Some(spec))
 }
 
+/// SMC's defaults: target conditional ESS per temperature and moves per temperature.
+const SMC_CESS: f64 = 0.99;
+const SMC_MOVES: usize = 5;
+const SMC_ISLANDS: usize = 8;
+
 fn config(job: &LogzJob) -> Result<AisConfig> {
+    let smc = job.method.as_deref() == Some("smc");
     let schedule = match job.schedule.as_str() {
-        "adaptive" => ScheduleChoice::Adaptive { cess: job.cess },
+        _ if smc => ScheduleChoice::Smc {
+            cess: job.cess.unwrap_or(SMC_CESS),
+        },
+        "adaptive" => ScheduleChoice::Adaptive {
+            cess: job.cess.unwrap_or(0.995),
+        },
         s => ScheduleChoice::Fixed(Schedule::parse(s)?),
     };
+    if smc && job.schedule != LogzJob::default().schedule {
+        return Err(Error::param(
+            "schedule",
+            "smc chooses each temperature as it runs (set its target conditional ESS with cess)",
+        ));
+    }
     let c = AisConfig {
         particles: job.particles,
         temps: job.temps,
         schedule,
         kernel: parse_kernel(job)?,
-        steps_per_temp: job.steps_per_temp,
+        steps_per_temp: job
+            .steps_per_temp
+            .unwrap_or(if smc { SMC_MOVES } else { 1 }),
         step_size: job.kernel_settings.step_size,
         beta: job.beta,
         seed: job.seed,
         resample_threshold: job.resample,
+        islands: job.islands.unwrap_or(if smc {
+            SMC_ISLANDS.min(job.particles.max(1))
+        } else {
+            1
+        }),
         repeats: job.repeats,
         bootstrap: job.bootstrap,
         pilot_particles: 256,
@@ -445,6 +482,7 @@ pub fn logz(
         bootstrap_stderr: None,
         repeats: vec![],
         pt: None,
+        smc: None,
         particles: cfg.particles,
         temps: cfg.temps,
         seed: cfg.seed,
@@ -455,10 +493,16 @@ pub fn logz(
         wall_s: 0.0,
         warnings: vec![],
     };
-    if job.shard.is_some() && method != "ais" {
+    if job.shard.is_some() && method != "ais" && method != "smc" {
         return Err(Error::param(
             "shard",
-            format!("shards are for `method ais` (this run is {method})"),
+            format!("shards are for `method ais` and `method smc` (this run is {method})"),
+        ));
+    }
+    if method == "smc" && (job.reverse || job.reverse_from.is_some()) {
+        return Err(Error::param(
+            "reverse",
+            "reverse AIS needs a fixed schedule: it runs with `method ais`, not smc",
         ));
     }
     if job.shard.is_some() && (job.reverse || job.reverse_from.is_some()) {
@@ -482,7 +526,7 @@ pub fn logz(
             report.ess = vec![f64::NAN; lz.len()];
             report.log_z = lz;
         }
-        "ais" => {
+        "ais" | "smc" => {
             log_weights = run_ais(
                 model,
                 contexts.as_ref(),
@@ -507,7 +551,7 @@ pub fn logz(
         other => {
             return Err(Error::param(
                 "method",
-                format!("unknown method `{other}` (ais, pt, exact, quadrature)"),
+                format!("unknown method `{other}` (ais, smc, pt, exact, quadrature)"),
             ));
         }
     }
@@ -592,10 +636,16 @@ fn run_ais(
     report.divergences = res.divergences;
     report.energy_evals = res.energy_evals;
     report.warnings.extend(res.warnings.iter().cloned());
+    if let Some(s) = &res.smc {
+        let mut v = serde_json::to_value(s)
+            .map_err(|e| Error::param("report", format!("cannot encode: {e}")))?;
+        v["moves_per_temp"] = serde_json::json!(cfg.steps_per_temp);
+        report.smc = Some(v);
+    }
     if cfg.shard.is_some() {
         // A shard's estimates are its own particles'; the merge computes
         // the run's (and its warnings). No reverse pass in shards.
-        let smc = cfg.resample_threshold.is_some();
+        let smc = cfg.resample_threshold.is_some() || cfg.is_smc();
         let log_z0 = crate::ais::start_log_z(problem_energy.as_ref(), &base);
         // The pilot's warnings are the whole run's (every shard runs it).
         if let Some(p) = &pilot {
@@ -631,7 +681,7 @@ fn run_ais(
                 Error::param("reverse", format!("no exact draws for model `{}`: give `reverse_from` with draws of the target", model.name))
             })?)
         }
-        None if !job.no_reverse => exact_draws(),
+        None if !job.no_reverse && !cfg.is_smc() => exact_draws(),
         None => None,
     };
     if let Some(s) = reverse_samples {

@@ -82,7 +82,7 @@ impl Stream {
 /// then keys its particles' streams by `(derived seed, i)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PassSeed {
-    /// AIS's pilot pass (step sizes, adaptive temperatures).
+    /// The pilot pass of AIS or SMC (step sizes, adaptive temperatures).
     AisPilot,
     /// Reverse AIS from exact draws.
     ReverseAis,

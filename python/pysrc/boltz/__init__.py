@@ -270,7 +270,12 @@ def _logz_job(**kw: Any) -> str:
         "seed": _count(kw["seed"], "seed"),
         "schedule": str(kw["schedule"]),
         "kernel": kw["kernel"],
-        "steps_per_temp": _count(kw["steps_per_temp"], "steps_per_temp"),
+        "steps_per_temp": (
+            None if kw["steps_per_temp"] is None
+            else _count(kw["steps_per_temp"], "steps_per_temp")
+        ),
+        "cess": _opt_float(kw.get("cess")),
+        "islands": None if kw.get("islands") is None else _count(kw["islands"], "islands"),
         "step_size": _opt_float(kw["step_size"]),
         "beta": float(kw["beta"]),
         "reverse": kw["reverse"] is True,
@@ -321,11 +326,13 @@ def logz(
     *,
     schedule: str = "sigmoid",
     kernel: Optional[str] = None,
-    steps_per_temp: int = 1,
+    steps_per_temp: Optional[int] = None,
     step_size: Optional[float] = None,
     beta: float = 1.0,
     reverse: Optional[bool] = None,
     resample: Optional[float] = None,
+    cess: Optional[float] = None,
+    islands: Optional[int] = None,
     base_scale: Optional[float] = None,
     data: Optional[_Array] = None,
     replicas: int = 16,
@@ -338,11 +345,22 @@ def logz(
 
     Args:
         method: ``exact`` (enumeration, closed forms), ``quadrature`` (1-2
-            dims), ``ais`` or ``pt`` (the stepping-stone estimate of a
-            parallel-tempering run: ``chains`` chains of ``replicas``
-            replicas, ``warmup`` then ``draws`` steps); ``None``: exact
-            where the model allows, else AIS.
-        particles, temps: AIS particles (per context) and temperatures.
+            dims), ``ais``, ``smc`` (annealed SMC with resample-move: each
+            temperature chosen by its conditional ESS ``cess``, default
+            0.99, resampling below ESS/N ``resample``, default 0.5,
+            ``steps_per_temp`` moves, default 5, with steps re-tuned at
+            every temperature; Lee & Whiteley standard error) or ``pt``
+            (the stepping-stone estimate of a parallel-tempering run:
+            ``chains`` chains of ``replicas`` replicas, ``warmup`` then
+            ``draws`` steps); ``None``: exact where the model allows, else
+            AIS.
+        particles, temps: AIS particles (per context) and temperatures
+            (SMC: the most temperatures it may choose).
+        steps_per_temp: transitions per temperature (default 1; SMC 5).
+        cess: target conditional ESS per temperature (SMC 0.99; the
+            ``adaptive`` schedule's pilot 0.995).
+        islands: SMC: independent islands the particles are split into
+            (default 8); ``report["smc"]`` has both standard errors.
         context: for a conditional energy, (k, x_dim) contexts: one log Z(x)
             per row.
         schedule: ``linear``, ``geometric``, ``sigmoid``, ``piecewise`` or
@@ -362,7 +380,8 @@ def logz(
     job = _logz_job(
         method=method, particles=particles, temps=temps, seed=seed, schedule=schedule,
         kernel=kernel, steps_per_temp=steps_per_temp, step_size=step_size, beta=beta,
-        reverse=reverse, resample=resample, base_scale=base_scale,
+        reverse=reverse, resample=resample, base_scale=base_scale, cess=cess,
+        islands=islands,
         replicas=replicas, chains=chains, warmup=warmup, draws=draws,
     )
     _, r = _native.logz(
@@ -383,7 +402,7 @@ def log_prob(
     seed: int = 0,
     schedule: str = "sigmoid",
     kernel: Optional[str] = None,
-    steps_per_temp: int = 1,
+    steps_per_temp: Optional[int] = None,
     step_size: Optional[float] = None,
     beta: float = 1.0,
     reverse: Optional[bool] = None,
