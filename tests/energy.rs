@@ -451,3 +451,73 @@ fn mixture_lanes_equal_the_row_path_bit_for_bit() {
         }
     }
 }
+
+/// A full-covariance mixture (scikit-learn's `precisions_cholesky_`
+/// convention): its log Z against 2-D quadrature, its gradient against
+/// central differences, its batch against its rows, its exact draws'
+/// mean and variance against its moments (within 4 Monte Carlo standard
+/// errors), and the bundled digits GMM against scikit-learn's log
+/// densities of the first three digits (`scripts/fit_digits_gmm.py`).
+#[test]
+fn full_covariance_mixture_is_exact() {
+    // Precisions P_k = U_k U_k^T from upper-triangular U_k.
+    let u =
+        ndarray::Array3::from_shape_vec((2, 2, 2), vec![1.5, 0.7, 0.0, 0.8, 0.6, -0.3, 0.0, 1.2])
+            .unwrap();
+    let means = ndarray::arr2(&[[0.5, -1.0], [-2.0, 1.5]]);
+    let m = energy::FullMixture::new(vec![0.3, 0.9], means, u).unwrap();
+    let truth = (1.2f64).ln();
+    assert!((m.log_z().unwrap() - truth).abs() < 1e-12);
+    let q = exact::log_z_grid(&m, &[-14.0, -14.0], &[14.0, 14.0], 1400).unwrap();
+    assert!((q - truth).abs() < 1e-7, "quadrature {q} vs {truth}");
+    let y = points(6, 2, &[0.3, -0.7], 2.0);
+    check_grad(&m, &y);
+    check_batch_equals_rows(&m, &y);
+    let mut rng = boltz::rng::chain_rngs(7, 1).pop().unwrap();
+    let n = 40_000;
+    let mut draws = Array2::zeros((n, 2));
+    for i in 0..n {
+        m.sample_exact(&mut rng, draws.row_mut(i).as_slice_mut().unwrap());
+    }
+    let (mean, var) = m.moments();
+    for j in 0..2 {
+        let col = draws.column(j);
+        let mu = col.mean().unwrap();
+        let v = col.var(1.0);
+        let se_mean = (var[j] / n as f64).sqrt();
+        assert!(
+            (mu - mean[j]).abs() < 4.0 * se_mean,
+            "mean {j}: {mu} vs {}",
+            mean[j]
+        );
+        // The variance's standard error from the fourth moment.
+        let m4 = col.iter().map(|x| (x - mu).powi(4)).sum::<f64>() / n as f64;
+        let se_var = ((m4 - v * v) / n as f64).sqrt();
+        assert!(
+            (v - var[j]).abs() < 4.0 * se_var,
+            "var {j}: {v} vs {}",
+            var[j]
+        );
+    }
+    // Lower-triangular entries are refused.
+    let bad = ndarray::Array3::from_shape_vec((1, 2, 2), vec![1.0, 0.0, 0.5, 1.0]).unwrap();
+    assert!(energy::FullMixture::new(vec![1.0], ndarray::arr2(&[[0.0, 0.0]]), bad).is_err());
+
+    let gmm = model::load("examples/models/digits-gmm/model.json").unwrap();
+    assert_eq!(gmm.dim(), 64);
+    assert!(gmm.exact_log_z.unwrap().abs() < 1e-12);
+    let a = boltz::io::read_npy(std::path::Path::new(
+        "examples/models/digits-gmm/first3.npy",
+    ))
+    .unwrap();
+    let digits = Array2::from_shape_vec((a.shape[0], a.shape[1]), a.data).unwrap();
+    let f = energy::evaluate(gmm.energy(None).unwrap().as_ref(), digits.view()).unwrap();
+    let sklearn = [55.287110517989994, 54.59491934409384, 39.91077584088065];
+    for (fi, s) in f.iter().zip(sklearn) {
+        assert!(
+            (-fi - s).abs() < 1e-9,
+            "log density {} vs scikit-learn {s}",
+            -fi
+        );
+    }
+}

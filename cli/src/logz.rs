@@ -21,11 +21,21 @@ pub struct LogzArgs {
     pub precision: crate::PrecisionArg,
     /// `ais`, `smc` (annealed SMC with resample-move: temperatures chosen
     /// on the fly, steps re-tuned at each), `pt` (parallel tempering,
-    /// stepping-stone estimate), `exact` (enumeration, closed form or
-    /// radial formula) or `quadrature` (1-2 dims); default: exact where
-    /// the model allows, else AIS.
+    /// stepping-stone estimate), `check` (AIS, SMC and PT held against
+    /// each other by a chi-square test: their combined estimate where they
+    /// agree, none where they do not), `exact` (enumeration, closed form
+    /// or radial formula) or `quadrature` (1-2 dims); default: check with
+    /// --target-se, else exact where the model allows, else AIS.
     #[arg(long)]
     pub method: Option<String>,
+    /// check: double the particles (and PT's draws) each round until the
+    /// estimators agree with a standard error at most this.
+    #[arg(long)]
+    pub target_se: Option<f64>,
+    /// check with --target-se: start no round that would end past this
+    /// many seconds.
+    #[arg(long, requires = "target_se")]
+    pub max_seconds: Option<f64>,
     /// pt: replicas per chain.
     #[arg(long, default_value_t = 16)]
     pub replicas: usize,
@@ -189,6 +199,8 @@ fn job(args: &LogzArgs) -> Result<LogzJob> {
             .as_deref()
             .map(|p| read_matrix(p, "data"))
             .transpose()?,
+        target_se: args.target_se,
+        max_seconds: args.max_seconds,
         replicas: args.replicas,
         chains: args.chains,
         warmup: args.warmup,
@@ -326,6 +338,15 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
             ));
         }
         println!("{line}");
+    }
+    if let Some(s) = &r.smc {
+        println!(
+            "  smc: {} islands, {} temperatures, {} moves each, {} resamplings",
+            s["islands"], s["temperatures"], s["moves_per_temp"], s["resamplings"]
+        );
+    }
+    if let Some(c) = &r.check {
+        print_check(c, many);
     }
     if r.log_z.len() > shown {
         println!(
@@ -472,4 +493,33 @@ pub fn prob(
     );
     super::commands::print_warnings(&o.report.warnings);
     Ok(())
+}
+
+/// The check's verdict and each estimator's first estimate.
+fn print_check(c: &serde_json::Value, many: bool) {
+    println!(
+        "  check: the estimators {} (chi-square {}, p {}; {} round(s), {})",
+        c["verdict"].as_str().unwrap_or("?"),
+        fmt_first(&c["chi2"], 2),
+        fmt_first(&c["p_value"], 3),
+        c["rounds"],
+        c["stopped"].as_str().unwrap_or("?")
+    );
+    for (m, e) in c["estimators"].as_object().into_iter().flatten() {
+        println!(
+            "    {m:<4} log Z = {} +- {}{}{}",
+            fmt_first(&e["log_z"], 6),
+            fmt_first(&e["stderr"], 6),
+            if many { " (context 0)" } else { "" },
+            e["excluded"]
+                .as_str()
+                .map_or(String::new(), |w| format!("  (left out: {w})"))
+        );
+    }
+}
+
+/// The first number of a JSON array (or the number), with `digits` decimals.
+fn fmt_first(v: &serde_json::Value, digits: usize) -> String {
+    let x = v.get(0).unwrap_or(v).as_f64().unwrap_or(f64::NAN);
+    format!("{x:.digits$}")
 }

@@ -268,6 +268,13 @@ pub struct AisResult {
     /// Final log-weights, (contexts, particles).
     #[serde(skip)]
     pub log_weights: Array2<f64>,
+    /// The final particles of the run's pilot pass (the one that tunes
+    /// steps or chooses temperatures; it runs whole in every shard) for an
+    /// unconditional problem, approximate draws of the target: positions
+    /// (n, dim) and log-weights. `None` for conditional problems and runs
+    /// with no pilot pass (fixed step and fixed schedule).
+    #[serde(skip)]
+    pub positions: Option<(Array2<f64>, Vec<f64>)>,
     /// The inverse temperatures used.
     #[serde(skip)]
     pub betas: Vec<f64>,

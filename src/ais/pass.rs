@@ -58,6 +58,8 @@ pub(crate) enum Plan {
 /// What a pass returns.
 pub(crate) struct PassOutput {
     pub log_weights: Array2<f64>,
+    /// The particles' final positions.
+    pub positions: Array2<f64>,
     pub log_z: Vec<f64>,
     pub var: Vec<f64>,
     pub ess: Vec<f64>,
@@ -655,6 +657,7 @@ impl Pass<'_> {
         let t = self.t;
         PassOutput {
             log_weights: self.logw,
+            positions: self.state.position,
             log_z: t.log_z,
             var: t.var,
             ess,

@@ -8,8 +8,12 @@ use crate::error::{Error, Result};
 use crate::rng::chain_rngs;
 use ndarray::{Array2, ArrayView2};
 
-/// Temperatures, per-temperature steps, and the pilot's energy evaluations.
-pub(crate) type Planned = (Vec<f64>, Vec<f64>, u64);
+/// Temperatures, per-temperature steps, the pilot's energy evaluations and
+/// its final particles (positions and log-weights; `None` without a pilot).
+pub(crate) type Planned = (Vec<f64>, Vec<f64>, u64, Option<Particles>);
+
+/// Particles' positions (n, dim) and log-weights.
+pub(crate) type Particles = (Array2<f64>, Vec<f64>);
 
 /// The temperatures, per-temperature steps and energy evaluations of the
 /// pilot for the estimating run: from the configuration, completed by a
@@ -39,7 +43,7 @@ pub(crate) fn plan(
     let needs_pilot = fixed.is_none() || (has_step && config.step_size.is_none());
     if !needs_pilot {
         let betas = fixed.expect("fixed when no pilot");
-        return Ok(Some((betas, vec![fixed_step; config.temps], 0)));
+        return Ok(Some((betas, vec![fixed_step; config.temps], 0, None)));
     }
     let cess = match config.schedule {
         ScheduleChoice::Adaptive { cess } | ScheduleChoice::Smc { cess } => cess,
@@ -82,7 +86,8 @@ pub(crate) fn plan(
         // Map the pilot's steps (one per pilot temperature) onto the new ones by b.
         config_steps_by_beta(&p.betas[1..], &p.steps, &betas[1..])
     };
-    Ok(Some((betas, steps, p.evals)))
+    let particles = (p.positions, p.log_weights.iter().copied().collect());
+    Ok(Some((betas, steps, p.evals, Some(particles))))
 }
 
 /// A pass of annealed SMC ([`ScheduleChoice::Smc`]). Its pilot
@@ -134,6 +139,7 @@ pub fn exact_draws(model: &crate::model::Model, n: usize, seed: u64) -> Option<A
         match &model.family {
             Family::Gaussian(g) => g.sample_exact(rng, row),
             Family::FullGaussian(g) => g.sample_exact(rng, row),
+            Family::FullMixture(m) => m.sample_exact(rng, row),
             Family::Mixture(m) => m.sample_exact(rng, row),
             Family::Funnel(f) => f.sample_exact(rng, row),
             _ => return None,
@@ -163,10 +169,69 @@ pub struct Pilot {
     /// (NaN when the chains have contexts of their own).
     pub rhat: f64,
     /// Said when the chains, started over-dispersed, disagree (R-hat above
-    /// 1.05): the target may have modes the pilot's chains could not cross,
-    /// and an AIS estimate may miss their mass without its error bar
-    /// showing it.
+    /// 1.05): the target may have modes the pilot's chains could not cross.
+    /// On its own this does not mean an estimate is wrong (the base covers
+    /// every mode a chain found; it fired on every right SMC run of
+    /// gmm-ring, gmm-far and gauss-ill), so the log Z job reports the
+    /// R-hat and warns only when [`Pilot::uncovered`] finds a chain's
+    /// region the annealed particles did not reach.
     pub warnings: Vec<String>,
+    /// Each chain's mean per coordinate, (chains, dim) (no rows for a
+    /// pilot of per-row contexts).
+    pub chain_means: Array2<f64>,
+    /// Each chain's standard deviation per coordinate, (chains, dim).
+    pub chain_sds: Array2<f64>,
+}
+
+impl Pilot {
+    /// The chains whose region no annealed particle reached: chain `c`'s
+    /// region is reached when some particle of non-negligible weight
+    /// (`N w >= 0.01` for normalised weights `w`) lies within 3 of the
+    /// chain's standard deviations, root-mean-square over coordinates,
+    /// of the chain's mean. Returns (chain, that distance of the nearest
+    /// such particle) for each chain not reached. A miss means a region
+    /// the pilot's chains found and settled in holds none of the
+    /// particles whose weights estimate log Z: its mass is not in the
+    /// estimate, and the error bar cannot show it.
+    pub fn uncovered(&self, positions: ArrayView2<f64>, log_weights: &[f64]) -> Vec<(usize, f64)> {
+        let n = positions.nrows();
+        if n == 0 || log_weights.len() != n || self.chain_means.ncols() != positions.ncols() {
+            return Vec::new();
+        }
+        let lse = crate::energy::log_sum_exp(log_weights);
+        let kept: Vec<usize> = (0..n)
+            .filter(|&i| (log_weights[i] - lse).exp() * n as f64 >= 0.01)
+            .collect();
+        let floor: Vec<f64> = match &self.base {
+            Base::Gaussian { std, .. } => std.iter().map(|s| 1e-3 * s).collect(),
+            Base::Bernoulli { .. } => return Vec::new(),
+        };
+        let d = positions.ncols() as f64;
+        let mut out = Vec::new();
+        for (c, (m, s)) in self
+            .chain_means
+            .outer_iter()
+            .zip(self.chain_sds.outer_iter())
+            .enumerate()
+        {
+            let nearest = kept
+                .iter()
+                .map(|&i| {
+                    let x = positions.row(i);
+                    let ss: f64 = x
+                        .iter()
+                        .zip(m.iter().zip(s.iter().zip(&floor)))
+                        .map(|(x, (m, (s, f)))| ((x - m) / s.max(*f)).powi(2))
+                        .sum();
+                    (ss / d).sqrt()
+                })
+                .fold(f64::INFINITY, f64::min);
+            if nearest > 3.0 {
+                out.push((c, nearest));
+            }
+        }
+        out
+    }
 }
 
 /// The pilot of [`pilot_base`], with its agreement check.
@@ -232,8 +297,12 @@ pub fn pilot_with(
             base,
             rhat,
             warnings,
+            chain_means: Array2::zeros((0, d)),
+            chain_sds: Array2::zeros((0, d)),
         }));
     }
+    let chain_means = out.samples.mean_axis(ndarray::Axis(1)).expect("draws");
+    let chain_sds = out.samples.std_axis(ndarray::Axis(1), 1.0);
     let ov = crate::diagnostics::overview(&crate::diagnostics::summarize(out.samples.view())?);
     if ov.rhat_max > 1.05 {
         warnings.push(format!(
@@ -245,6 +314,8 @@ pub fn pilot_with(
         base,
         rhat: ov.rhat_max,
         warnings,
+        chain_means,
+        chain_sds,
     }))
 }
 

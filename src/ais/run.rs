@@ -353,6 +353,7 @@ impl Merged {
             repeats: self.repeats,
             log_weights: ndarray::Array2::from_shape_vec((contexts, particles), lw)
                 .expect("sizes match"),
+            positions: None,
             betas: self.betas,
             step_sizes: self.step_sizes,
             acceptance: self.acc_sum / self.acc_n.max(1) as f64,
@@ -443,7 +444,9 @@ fn forward_one(
         stop: control.stop.clone(),
         ..Control::default()
     };
-    let Some((betas, steps, pilot_evals)) = plan(problem, config, Some(&stop_only))? else {
+    let Some((betas, steps, pilot_evals, pilot_particles)) =
+        plan(problem, config, Some(&stop_only))?
+    else {
         // Stopped in the pilot: nothing estimated; a checkpoint keeps the
         // batches before this one.
         if control.checkpoint.is_some() && earlier.is_some() {
@@ -525,11 +528,15 @@ fn forward_one(
         evals += p.evals;
         repeats.push(to_estimates(&p, config.particles));
     }
+    // The pilot's particles: it runs whole in every shard, so the check
+    // made on them is the same in every shard and in the one-process run.
+    let positions = pilot_particles.filter(|_| problem.cond.is_none());
     Ok(AisResult {
         estimates,
         bootstrap_stderr,
         repeats,
         log_weights: main.log_weights,
+        positions,
         betas: main.betas,
         step_sizes: main.steps,
         acceptance: main.acceptance,
@@ -564,6 +571,7 @@ pub(crate) fn unfinished(
         bootstrap_stderr: None,
         repeats: vec![],
         log_weights: ndarray::Array2::from_elem((groups, particles), f64::NAN),
+        positions: None,
         betas,
         step_sizes: vec![],
         acceptance: f64::NAN,
@@ -648,7 +656,7 @@ fn reverse_one(
 ) -> Result<AisResult> {
     let start = Instant::now();
     check_memory(problem, config)?;
-    let (betas, steps, pilot_evals) = plan(problem, config, None)?.expect("no stop flag");
+    let (betas, steps, pilot_evals, _) = plan(problem, config, None)?.expect("no stop flag");
     // Reverse steps run at b_{T-1}, ..., b_1: the forward step used at
     // temperature k is steps[k - 1].
     let mut rev: Vec<f64> = steps.iter().rev().copied().collect();
@@ -681,6 +689,7 @@ fn reverse_one(
         bootstrap_stderr: None,
         repeats: vec![],
         log_weights: p.log_weights,
+        positions: None,
         betas: p.betas,
         step_sizes: p.steps,
         acceptance: p.acceptance,

@@ -204,6 +204,10 @@ pub(crate) fn forward_smc(
     }
     let mut r = combine(&done, groups, config.particles, start);
     r.energy_evals += pilot.evals;
+    // The pilot's final particles (rerun on resume, so the same bits).
+    if problem.cond.is_none() {
+        r.positions = Some((pilot.positions, pilot.log_weights.iter().copied().collect()));
+    }
     r.betas = pilot.betas;
     if let Some(s) = &mut r.smc {
         s.capped = pilot.capped;
@@ -267,6 +271,7 @@ fn combine(islands: &[Island], groups: usize, particles: usize, start: Instant) 
         bootstrap_stderr: None,
         repeats: vec![],
         log_weights: lw,
+        positions: None,
         betas: vec![0.0, 1.0],
         step_sizes: summary.final_steps.clone(),
         acceptance: islands.iter().map(|i| i.acceptance).sum::<f64>() / k,

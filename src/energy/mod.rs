@@ -22,6 +22,7 @@
 //! of 0.0/1.0 in the same arrays; [`Energy::space`] says which kind a model has.
 
 mod closure;
+mod full_mixture;
 mod funnel;
 mod gaussian;
 mod mixture;
@@ -31,6 +32,7 @@ mod rbm;
 mod ring;
 
 pub use closure::FnEnergy;
+pub use full_mixture::FullMixture;
 pub use funnel::Funnel;
 pub use gaussian::{DiagGaussian, FullGaussian};
 pub use mixture::Mixture;

@@ -8,6 +8,7 @@
 //! returns arrays and a JSON report whose keys are the CLI's. Fronts only
 //! read inputs, write outputs and print.
 
+mod check;
 pub mod diagnose;
 pub mod logz;
 pub mod merge;

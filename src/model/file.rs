@@ -5,6 +5,9 @@
 //! {"kind": "gaussian", "mean": [0, 0], "precision": [[2, 0.5], [0.5, 1]]}
 //! {"kind": "mixture", "weights": [0.5, 0.5], "means": [[-2, 0], [2, 0]], "std": 0.5}
 //! {"kind": "mixture", "amplitudes": [1, 1], "means": [[-2, 0], [2, 0]], "std": [0.5, 1]}
+//! {"kind": "mixture", "weights": "w.npy", "means": "m.npy", "precision_cholesky": "u.npy"}
+//!   (full covariances: `u` is (K, d, d), each the upper-triangular Cholesky
+//!   factor of a precision, scikit-learn's `precisions_cholesky_`)
 //! {"kind": "funnel", "dim": 10}
 //! {"kind": "ring", "x_dim": 1, "y_dim": 2, "width": 0.1}
 //! {"kind": "mlp", "x_dim": 16, "l2": 0.5, "layers": [{"weight": "w0.npy", "bias": "b0.npy", "activation": "silu"}, ...]}
@@ -289,6 +292,24 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
                 }
                 _ => return Err(ctx.err("gaussian needs exactly one of `std` and `precision`")),
             }
+        }
+        "mixture" if obj.contains_key("precision_cholesky") => {
+            ctx.check_keys(obj, &["kind", "weights", "means", "precision_cholesky"], "")?;
+            let w = ctx.vector(obj, "weights", "")?;
+            let means = ctx.matrix(obj, "means", "")?;
+            let u = ctx.array(obj, "precision_cholesky", "")?;
+            if u.shape.len() != 3 {
+                return Err(ctx.err(format!(
+                    "`precision_cholesky` must be 3-D (K, d, d), got shape {:?}",
+                    u.shape
+                )));
+            }
+            let u = ndarray::Array3::from_shape_vec((u.shape[0], u.shape[1], u.shape[2]), u.data)
+                .expect("shape");
+            ctx.wrap(
+                crate::energy::FullMixture::new(w, means, u)
+                    .map(|m| Family::FullMixture(Arc::new(m))),
+            )?
         }
         "mixture" => {
             ctx.check_keys(obj, &["kind", "weights", "amplitudes", "means", "std"], "")?;

@@ -25,6 +25,8 @@ pub enum Family {
     FullGaussian(Arc<FullGaussian>),
     /// Isotropic Gaussian mixture.
     Mixture(Arc<Mixture>),
+    /// Gaussian mixture with full covariances.
+    FullMixture(Arc<crate::energy::FullMixture>),
     /// Neal's funnel.
     Funnel(Arc<Funnel>),
     /// The `ring` conditional energy.
@@ -60,6 +62,7 @@ impl Model {
         let exact_log_z = match &family {
             Family::Gaussian(g) => g.log_z(),
             Family::FullGaussian(g) => g.log_z(),
+            Family::FullMixture(m) => Some(m.exact_log_z()),
             Family::Mixture(m) => m.log_z(),
             Family::Funnel(f) => f.log_z(),
             _ => None,
@@ -97,7 +100,7 @@ impl Model {
     pub fn kind(&self) -> &'static str {
         match self.family {
             Family::Gaussian(_) | Family::FullGaussian(_) => "gaussian",
-            Family::Mixture(_) => "mixture",
+            Family::Mixture(_) | Family::FullMixture(_) => "mixture",
             Family::Funnel(_) => "funnel",
             Family::Ring(_) => "ring",
             Family::Mlp(_) => "mlp",
@@ -219,6 +222,7 @@ impl Model {
         match &self.family {
             Family::Gaussian(g) => g.dim(),
             Family::FullGaussian(g) => g.dim(),
+            Family::FullMixture(m) => m.means().ncols(),
             Family::Mixture(m) => m.dim(),
             Family::Funnel(f) => f.dim(),
             Family::Ring(r) => r.y_dim(),
@@ -244,6 +248,7 @@ impl Model {
                 Some((g.mean().to_vec(), g.std().iter().map(|s| s * s).collect()))
             }
             Family::FullGaussian(g) => Some((g.mean().to_vec(), g.variances())),
+            Family::FullMixture(m) => Some(m.moments()),
             Family::Mixture(m) => {
                 let mass = m.component_mass();
                 let (k, d) = m.means().dim();
@@ -309,6 +314,7 @@ impl Model {
                 Ok(match &self.family {
                     Family::Gaussian(g) => g.clone(),
                     Family::FullGaussian(g) => g.clone(),
+                    Family::FullMixture(m) => m.clone(),
                     Family::Mixture(m) => m.clone(),
                     Family::Funnel(f) => f.clone(),
                     Family::Rbm(r) => r.clone(),

@@ -276,6 +276,8 @@ def _logz_job(**kw: Any) -> str:
         ),
         "cess": _opt_float(kw.get("cess")),
         "islands": None if kw.get("islands") is None else _count(kw["islands"], "islands"),
+        "target_se": _opt_float(kw.get("target_se")),
+        "max_seconds": _opt_float(kw.get("max_seconds")),
         "step_size": _opt_float(kw["step_size"]),
         "beta": float(kw["beta"]),
         "reverse": kw["reverse"] is True,
@@ -333,6 +335,8 @@ def logz(
     resample: Optional[float] = None,
     cess: Optional[float] = None,
     islands: Optional[int] = None,
+    target_se: Optional[float] = None,
+    max_seconds: Optional[float] = None,
     base_scale: Optional[float] = None,
     data: Optional[_Array] = None,
     replicas: int = 16,
@@ -361,6 +365,10 @@ def logz(
             ``adaptive`` schedule's pilot 0.995).
         islands: SMC: independent islands the particles are split into
             (default 8); ``report["smc"]`` has both standard errors.
+        target_se, max_seconds: ``method="check"`` (AIS, SMC and PT held
+            against each other; ``report["check"]["verdict"]``): double the
+            particles each round until the estimators agree within this
+            standard error, starting no round past ``max_seconds``.
         context: for a conditional energy, (k, x_dim) contexts: one log Z(x)
             per row.
         schedule: ``linear``, ``geometric``, ``sigmoid``, ``piecewise`` or
@@ -381,7 +389,7 @@ def logz(
         method=method, particles=particles, temps=temps, seed=seed, schedule=schedule,
         kernel=kernel, steps_per_temp=steps_per_temp, step_size=step_size, beta=beta,
         reverse=reverse, resample=resample, base_scale=base_scale, cess=cess,
-        islands=islands,
+        islands=islands, target_se=target_se, max_seconds=max_seconds,
         replicas=replicas, chains=chains, warmup=warmup, draws=draws,
     )
     _, r = _native.logz(
