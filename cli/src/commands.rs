@@ -102,6 +102,9 @@ pub fn energy(
     output.declare(&mut outputs)?;
     let model = precision.load(model)?;
     let y = read_matrix(points, "points")?;
+    // A binary model's energy of other points is its free energy's
+    // continuous extension (gradients of relaxations use it): said, not refused.
+    let not_states = model.non_state(y.view());
     let ctx = context.map(|p| read_matrix(p, "context")).transpose()?;
     let energy = model.energy(ctx)?;
     let e = if let Some(grad_path) = grad {
@@ -116,6 +119,12 @@ pub fn energy(
     };
     let finite = e.iter().filter(|v| v.is_finite()).count();
     let mut warnings = Vec::new();
+    if let Some((r, c, v)) = not_states {
+        warnings.push(format!(
+            "model `{}` has binary states and row {r}, column {c} is {v}: these energies are the free energy's continuous extension, not energies of states",
+            model.name
+        ));
+    }
     if finite < e.len() {
         warnings.push(format!(
             "{} of {} energies are not finite",

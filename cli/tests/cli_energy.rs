@@ -401,3 +401,54 @@ fn precision_f32_from_the_flag_or_the_model_file() {
     );
     assert_fails(&out, 2, "dtype");
 }
+
+/// A binary model's log P is of 0/1 points only: `prob` on rbm20 with 0.5
+/// or 7 in a point exits 2 naming the row and column, and `energy` says
+/// its values are the free energy's continuous extension (issue 32); an
+/// RBM whose weights overflow the exact sum exits 2 instead of printing a
+/// null log Z.
+#[test]
+fn binary_models_refuse_non_binary_points_and_overflowing_sums() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    for v in [0.5, 7.0, -1.0] {
+        let mut data = vec![1.0; 2 * 64];
+        data[64 + 3] = v;
+        npy(&p.join("y.npy"), 2, 64, &data);
+        let out = boltz(
+            p,
+            &[
+                "prob", "--model", "rbm20", "--points", "y.npy", "--out", "o.npy",
+            ],
+        );
+        assert_fails(&out, 2, "row 1, column 3");
+        let out = boltz(
+            p,
+            &[
+                "energy", "--model", "rbm20", "--points", "y.npy", "--out", "o.npy", "--json",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+        let w = v["warnings"][0].as_str().unwrap_or_default();
+        assert!(
+            w.contains("row 1, column 3") && w.contains("continuous extension"),
+            "{v}"
+        );
+    }
+    npy(&p.join("y.npy"), 2, 64, &vec![1.0; 2 * 64]);
+    assert_ok(&boltz(
+        p,
+        &[
+            "energy", "--model", "rbm20", "--points", "y.npy", "--out", "o.npy",
+        ],
+    ));
+    npy(&p.join("W.npy"), 10, 5, &[1e308; 50]);
+    boltz::io::write_npy(&p.join("b.npy"), &[10], &[0.0; 10]).unwrap();
+    boltz::io::write_npy(&p.join("c.npy"), &[5], &[0.0; 5]).unwrap();
+    fs::write(
+        p.join("m.json"),
+        r#"{"kind": "rbm", "weights": "W.npy", "visible_bias": "b.npy", "hidden_bias": "c.npy"}"#,
+    )
+    .unwrap();
+    assert_fails(&boltz(p, &["logz", "--model", "m.json"]), 2, "not finite");
+}

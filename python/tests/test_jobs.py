@@ -323,3 +323,16 @@ def test_logz_by_smc_reports_its_islands():
     assert abs(r["log_z"][0] - r["exact_log_z"]) < 3 * se
     with pytest.raises(boltz.BoltzError, match="cess"):
         boltz.logz("gmm-ring", method="smc", cess=1.5)
+
+
+def test_binary_models_refuse_non_binary_points():
+    # Issue 32: log P of an RBM at 0.5 or 7 is a number that means nothing;
+    # log_prob refuses it, naming the entry (energy_and_grad keeps the free
+    # energy's continuous extension, which relaxations use).
+    rbm = boltz.load_model("rbm20")
+    v = np.ones((3, rbm.dim))
+    assert np.isfinite(boltz.log_prob(rbm, v, method="exact")).all()
+    for bad in (0.5, 7.0):
+        v[2, 5] = bad
+        with pytest.raises(boltz.BoltzError, match="row 2, column 5"):
+            boltz.log_prob(rbm, v, method="exact")

@@ -212,6 +212,7 @@ pub fn prob(
             format!("{:?}", points.shape()),
         ));
     }
+    model.check_points(points, "points")?;
     if paired {
         let k = contexts.as_ref().map_or(0, |c| c.nrows());
         if k != points.nrows() {
@@ -548,6 +549,21 @@ pub fn logz(
     match method.as_str() {
         "exact" => {
             let e = exact.ok_or_else(|| Error::param("method", format!("no exact log Z for model `{}` at beta {} (exact covers RBMs with a layer of at most 24 units, closed-form Gaussians, mixtures and funnels, and the ring, at beta 1)", model.name, job.beta)))?;
+            if let Some(i) = e.iter().position(|v| !v.is_finite()) {
+                return Err(Error::param(
+                    "model",
+                    format!(
+                        "the exact log Z of `{}`{} is not finite ({}): its parameters overflow the sum (weights too large?)",
+                        model.name,
+                        if e.len() > 1 {
+                            format!(" at context {i}")
+                        } else {
+                            String::new()
+                        },
+                        e[i]
+                    ),
+                ));
+            }
             report.stderr = vec![0.0; e.len()];
             report.ess = vec![f64::NAN; e.len()];
             report.log_z = e;

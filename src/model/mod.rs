@@ -233,6 +233,44 @@ impl Model {
         }
     }
 
+    /// Whether the model's states are binary (an RBM, or a custom energy
+    /// that says so) or continuous.
+    pub fn space(&self) -> crate::energy::StateSpace {
+        match &self.family {
+            Family::Rbm(_) => crate::energy::StateSpace::Binary,
+            Family::Custom(e) => e.space(),
+            _ => crate::energy::StateSpace::Continuous,
+        }
+    }
+
+    /// Refuses `points` (n, dim) a binary model cannot score: every entry
+    /// must then be 0 or 1 (an RBM's free energy at 0.5 or 7 is a finite
+    /// number that means nothing). `what` names the input in the error.
+    pub fn check_points(&self, points: ndarray::ArrayView2<f64>, what: &str) -> Result<()> {
+        match self.non_state(points) {
+            None => Ok(()),
+            Some((r, c, v)) => Err(Error::param(
+                what,
+                format!(
+                    "model `{}` has binary states: every value must be 0 or 1 (row {r}, column {c} is {v})",
+                    self.name
+                ),
+            )),
+        }
+    }
+
+    /// The first entry (row, column, value) of `points` that is not a
+    /// state of a binary model (`None` for continuous models).
+    pub fn non_state(&self, points: ndarray::ArrayView2<f64>) -> Option<(usize, usize, f64)> {
+        if self.space() != crate::energy::StateSpace::Binary {
+            return None;
+        }
+        points
+            .indexed_iter()
+            .find(|(_, v)| **v != 0.0 && **v != 1.0)
+            .map(|((r, c), v)| (r, c, *v))
+    }
+
     /// Dimension of the context `x` (0 for unconditional models).
     pub fn x_dim(&self) -> usize {
         self.conditional().map_or(0, |c| c.x_dim())
