@@ -16,6 +16,9 @@ use ndarray::{Array2, ArrayView2, s};
 /// The checkpoint kind of AIS passes.
 const KIND: &str = "ais";
 
+/// SMC's first step when the config fixes none (re-tuned from there).
+const SMC_START_STEP: f64 = 0.5;
+
 /// How a pass picks temperatures and step sizes.
 #[derive(Clone, Debug)]
 pub(crate) enum Plan {
@@ -28,21 +31,16 @@ pub(crate) enum Plan {
         cess: f64,
         start_step: f64,
     },
-    /// Annealed SMC with resample-move (the estimating pass of
-    /// [`super::ScheduleChoice::Smc`]): each temperature chosen from the
-    /// particles by CESS, every context resampled when its ESS/N falls
-    /// below the threshold (default 0.5), `steps_per_temp` moves per
-    /// temperature whose step (with `adapt`) is re-tuned after every move
-    /// from the particles' acceptance and whose diagonal inverse mass is
-    /// the particles' variance (kernels that read one); at most
-    /// `config.temps` temperatures (the last then jumps to 1).
+    /// A pass of annealed SMC with resample-move
+    /// ([`super::ScheduleChoice::Smc`]: its `cess`, the config's step):
+    /// every context resampled when its ESS/N falls below the threshold
+    /// (default 0.5), `steps_per_temp` moves per temperature with the
+    /// Gaussian base's variance as inverse mass (unless the step is
+    /// fixed). The pilot (`frozen: None`) chooses each temperature by CESS
+    /// and re-tunes the step from each temperature's moves, at most
+    /// `config.temps` temperatures (the last then jumps to 1); an island
+    /// follows the pilot's temperatures and steps.
     Smc {
-        cess: f64,
-        start_step: f64,
-        /// Re-tune the step at every temperature (no fixed step given).
-        adapt: bool,
-        /// Move with the Gaussian base's variance as inverse mass.
-        mass: bool,
         /// The island's first particle in each context (its streams are
         /// those of these particles in the whole run).
         first: usize,
@@ -231,7 +229,11 @@ pub(crate) fn save_fresh(
 ) -> Result<()> {
     // SMC's first island (its pilot's temperatures are not known yet: a
     // resume checks only the first, 0).
-    let smc = super::plan::smc_plan(config, 0, vec![], Some((vec![0.0], vec![])));
+    let smc = config.is_smc().then(|| Plan::Smc {
+        first: 0,
+        done: vec![],
+        frozen: Some((vec![0.0], vec![])),
+    });
     let particles = match smc {
         Some(_) => crate::shard::Shard {
             index: 0,
@@ -286,7 +288,8 @@ fn start<'p>(
     }
     let eps = match &plan {
         Plan::Frozen { .. } => 0.0,
-        Plan::Pilot { start_step, .. } | Plan::Smc { start_step, .. } => *start_step,
+        Plan::Pilot { start_step, .. } => *start_step,
+        Plan::Smc { .. } => config.step_size.unwrap_or(SMC_START_STEP),
     };
     let smc = matches!(plan, Plan::Smc { .. });
     let eves = if smc {
@@ -296,7 +299,7 @@ fn start<'p>(
     };
     let reverse = reverse_from.is_some();
     let mass = match (&plan, problem.base) {
-        (Plan::Smc { mass: true, .. }, super::Base::Gaussian { std, .. }) => {
+        (Plan::Smc { .. }, super::Base::Gaussian { std, .. }) if config.step_size.is_none() => {
             Some(std.iter().map(|s| s * s).collect())
         }
         _ => None,
@@ -370,7 +373,7 @@ impl Pass<'_> {
                 frozen: Some((bs, _)),
                 ..
             } => bs.get(k + 1).copied(),
-            Plan::Smc { cess, .. } => {
+            Plan::Smc { .. } => {
                 if b_from >= 1.0 {
                     return None;
                 }
@@ -378,7 +381,9 @@ impl Pass<'_> {
                     self.t.capped = true;
                     return Some(1.0);
                 }
-                let cess = *cess;
+                let super::ScheduleChoice::Smc { cess } = self.config.schedule else {
+                    unreachable!("SMC passes run SMC configs")
+                };
                 Some(self.bisect(b_from, cess))
             }
         }
@@ -449,70 +454,26 @@ impl Pass<'_> {
         }
     }
 
-    /// Transitions at `b` (the pilot moves its step towards the target).
+    /// Transitions at `b`: the frozen step of this temperature, or the
+    /// step being tuned (pilot passes), with the Gaussian base's variance as
+    /// inverse mass in SMC; then, in a pass that tunes, the next
+    /// temperature's step from this one's moves.
     fn transition(&mut self, b: f64) {
         self.path.refresh(&mut self.state, b);
-        if let Plan::Smc { adapt, frozen, .. } = &self.plan {
-            let adapt = *adapt;
-            if let Some(step) = frozen.as_ref().and_then(|(_, st)| st.get(self.t.k)) {
-                self.t.eps = *step;
-            }
-            return self.smc_moves(b, adapt);
-        }
         let step = match &self.plan {
-            Plan::Frozen { steps, .. } => steps.get(self.t.k).copied().unwrap_or(self.t.eps),
+            Plan::Frozen { steps, .. }
+            | Plan::Smc {
+                frozen: Some((_, steps)),
+                ..
+            } => steps.get(self.t.k).copied().unwrap_or(self.t.eps),
             Plan::Pilot { .. } | Plan::Smc { .. } => self.t.eps,
         };
-        let mut tally = (0u64, 0usize);
-        let a = self.path.transition(
-            &mut self.state,
-            &mut self.rngs,
-            &mut self.steps,
-            b,
-            &Tuning::new(step),
-            self.config.steps_per_temp,
-            &mut tally,
-        );
-        self.t.evals += tally.0;
-        self.t.divergences += tally.1;
-        self.t.acc_sum += a;
-        self.t.acc_n += 1;
-        self.t.steps_used.push(step);
-        if let (Plan::Pilot { .. }, Some(target)) = (&self.plan, self.path.target_accept()) {
-            self.t.eps = (self.t.eps * (1.5 * (a - target)).exp()).clamp(1e-12, 1e6);
-        }
-        if matches!(self.plan, Plan::Pilot { .. }) && self.path.chooses_step() {
-            // The next temperature's base step: the geometric mean of the
-            // steps the pilot's particles chose at this one.
-            let logs: Vec<f64> = self
-                .steps
-                .iter()
-                .filter_map(ChainStep::log_selected_step)
-                .collect();
-            if !logs.is_empty() {
-                let mean = logs.iter().sum::<f64>() / logs.len() as f64;
-                self.t.eps = mean.exp().clamp(1e-12, 1e6);
-            }
-        }
-    }
-
-    /// SMC's moves at `b`: `steps_per_temp` transitions with the step
-    /// re-tuned from the previous temperature's acceptance (or, for the
-    /// AutoStep kernels, the geometric mean of the steps they chose) and
-    /// the inverse mass the Gaussian base's variance, fixed for the run.
-    /// (A mass from the particles' own variance, the usual choice, biased
-    /// log Z upwards by 2-4 standard errors on gmm-far and gauss-ill with
-    /// 128 particles an island: the coupling of every particle's kernel to
-    /// the whole cloud is O(T d / N); the base's variance comes from the
-    /// pilot's independent chains.)
-    fn smc_moves(&mut self, b: f64, adapt: bool) {
-        let mut tuning = Tuning::new(self.t.eps);
+        let mut tuning = Tuning::new(step);
         if let (Some(m), true) = (&self.mass, self.path.uses_mass()) {
             tuning = tuning
                 .with_inv_mass(m.clone())
                 .expect("checked finite and > 0");
         }
-        self.t.steps_used.push(self.t.eps);
         let mut tally = (0u64, 0usize);
         let moves = self.config.steps_per_temp;
         let a = self.path.transition(
@@ -528,17 +489,23 @@ impl Pass<'_> {
         self.t.divergences += tally.1;
         self.t.acc_sum += a;
         self.t.acc_n += 1;
-        if !adapt {
-            return;
-        }
-        // The next temperature's step, from this one's moves (as the
-        // pilot's): tuning from the particles before a temperature's
-        // moves, not during them, keeps each move's kernel fixed given
-        // the past.
-        let gain = 1.5 * (moves as f64).sqrt().min(3.0);
+        self.t.steps_used.push(step);
+        // SMC's pilot tunes from all of a temperature's moves (its gain
+        // grows with them); its particles' kernel is fixed before they
+        // move, given the past.
+        let gain = match &self.plan {
+            Plan::Pilot { .. } => 1.5,
+            Plan::Smc { frozen: None, .. } if self.config.step_size.is_none() => {
+                1.5 * (moves as f64).sqrt().min(3.0)
+            }
+            _ => return,
+        };
         if let Some(target) = self.path.target_accept() {
             self.t.eps = (self.t.eps * (gain * (a - target)).exp()).clamp(1e-12, 1e6);
-        } else if self.path.chooses_step() {
+        }
+        if self.path.chooses_step() {
+            // The next temperature's base step: the geometric mean of the
+            // steps the particles chose at this one.
             let logs: Vec<f64> = self
                 .steps
                 .iter()

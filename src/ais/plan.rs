@@ -90,32 +90,6 @@ pub(crate) fn plan(
     Ok(Some((betas, steps, p.evals, Some(particles))))
 }
 
-/// A pass of annealed SMC ([`ScheduleChoice::Smc`]). Its pilot
-/// (`frozen: None`) chooses the temperatures as it runs, its step starting
-/// at the configured one (fixed) or at 0.5 (re-tuned at every
-/// temperature). An island (`frozen`: the pilot's temperatures and steps)
-/// follows them with its particles starting at `first` in each context,
-/// after the islands `done`.
-pub(crate) fn smc_plan(
-    config: &AisConfig,
-    first: usize,
-    done: Vec<super::smc::Island>,
-    frozen: Option<(Vec<f64>, Vec<f64>)>,
-) -> Option<Plan> {
-    let ScheduleChoice::Smc { cess } = config.schedule else {
-        return None;
-    };
-    Some(Plan::Smc {
-        cess,
-        start_step: config.step_size.unwrap_or(0.5),
-        adapt: config.step_size.is_none() && frozen.is_none(),
-        mass: config.step_size.is_none(),
-        first,
-        done,
-        frozen,
-    })
-}
-
 fn config_steps_by_beta(pilot_b: &[f64], pilot_steps: &[f64], b: &[f64]) -> Vec<f64> {
     b.iter()
         .map(|&x| {

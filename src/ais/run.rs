@@ -209,12 +209,11 @@ fn forward(
     let temps_per_batch = config.temps;
     for (b, range) in batches.iter().enumerate().skip(first) {
         let sub = problem.batch(range.clone())?;
-        let mut obs = BatchObserver {
+        let mut obs = Shifted {
             inner: &mut *observer,
             offset: b * temps_per_batch,
             total: batches.len() * temps_per_batch,
-            contexts_done: range.start,
-            contexts: problem.groups,
+            contexts: Some((range.start, problem.groups)),
         };
         let r = forward_one(
             &sub,
@@ -266,12 +265,11 @@ fn forward_batches(
     let mut earlier: Option<Earlier> = None;
     for (b, range) in batches.iter().enumerate().take(mine.end).skip(mine.start) {
         let sub = problem.batch(range.clone())?;
-        let mut obs = BatchObserver {
+        let mut obs = Shifted {
             inner: &mut *observer,
             offset: (b - mine.start) * config.temps,
             total: mine.len() * config.temps,
-            contexts_done: range.start - lo,
-            contexts: hi - lo,
+            contexts: Some((range.start - lo, hi - lo)),
         };
         let r = forward_one(&sub, &whole, control, None, &mut obs, earlier.as_ref())?;
         let complete = r.complete;
@@ -289,22 +287,24 @@ fn forward_batches(
     Ok(out)
 }
 
-/// Progress of a batch seen as progress of the whole run.
-struct BatchObserver<'o> {
-    inner: &'o mut dyn Observer,
-    offset: usize,
-    total: usize,
-    contexts_done: usize,
-    contexts: usize,
+/// Progress of a part of a run (a batch of contexts, an SMC island) seen
+/// as progress of the whole: steps shifted by `offset` of `total`, and the
+/// contexts counted (done, all) when given.
+pub(crate) struct Shifted<'o> {
+    pub inner: &'o mut dyn Observer,
+    pub offset: usize,
+    pub total: usize,
+    pub contexts: Option<(usize, usize)>,
 }
 
-impl Observer for BatchObserver<'_> {
+impl Observer for Shifted<'_> {
     fn observe(&mut self, p: &crate::run::Progress) {
         let mut p = p.clone();
         p.step += self.offset;
         p.total = self.total;
-        p.contexts_done = self.contexts_done;
-        p.contexts = self.contexts;
+        if let Some((done, all)) = self.contexts {
+            (p.contexts_done, p.contexts) = (done, all);
+        }
         self.inner.observe(&p);
     }
 }

@@ -20,8 +20,8 @@
 //! moves mix, the adapted schedule) but has only `islands - 1` degrees of
 //! freedom. Both are reported ([`SmcSummary`]).
 
-use super::pass::{Earlier, PassOutput, checkpoint_islands, pass};
-use super::plan::smc_plan;
+use super::pass::{Earlier, PassOutput, Plan, checkpoint_islands, pass};
+use super::run::Shifted;
 use super::{AisConfig, AisProblem, AisResult, Estimate};
 use crate::energy::log_sum_exp;
 use crate::error::{Error, Result};
@@ -143,7 +143,11 @@ pub(crate) fn forward_smc(
         config,
         pilot_n,
         crate::rng::PassSeed::AisPilot.of(config.seed),
-        smc_plan(config, 0, vec![], None).expect("an SMC config"),
+        Plan::Smc {
+            first: 0,
+            done: vec![],
+            frozen: None,
+        },
         None,
         Some((&stop_only, None)),
         None,
@@ -174,12 +178,16 @@ pub(crate) fn forward_smc(
     for i in first..count {
         let range = Shard { index: i, count }.range(config.particles);
         let sub = problem.with_particles(range.len())?;
-        let plan = smc_plan(config, range.start, done.clone(), Some(schedule.clone()))
-            .expect("an SMC config");
-        let mut obs = IslandObserver {
+        let plan = Plan::Smc {
+            first: range.start,
+            done: done.clone(),
+            frozen: Some(schedule.clone()),
+        };
+        let mut obs = Shifted {
             inner: &mut *observer,
             offset: i * config.temps,
             total: count * config.temps,
+            contexts: None,
         };
         let out = pass(
             &sub,
@@ -202,27 +210,28 @@ pub(crate) fn forward_smc(
         }
         done.push(Island::new(out));
     }
-    let mut r = combine(&done, groups, config.particles, start);
-    r.energy_evals += pilot.evals;
-    // The pilot's final particles (rerun on resume, so the same bits).
-    if problem.cond.is_none() {
-        r.positions = Some((pilot.positions, pilot.log_weights.iter().copied().collect()));
-    }
-    r.betas = pilot.betas;
-    if let Some(s) = &mut r.smc {
-        s.capped = pilot.capped;
-        s.temperatures = vec![r.betas.len() - 1];
-    }
-    Ok(r)
+    Ok(combine(&done, pilot, problem, config.particles, start))
 }
 
-/// The islands' estimates of each context combined (see the module docs).
-fn combine(islands: &[Island], groups: usize, particles: usize, start: Instant) -> AisResult {
+/// The islands' estimates of each context combined (see the module docs),
+/// with the pilot's schedule, evaluations and (for one target) its final
+/// particles, which the coverage check reads: the pilot is rerun on
+/// resume, so they are the same bits.
+fn combine(
+    islands: &[Island],
+    pilot: PassOutput,
+    problem: &AisProblem<'_>,
+    particles: usize,
+    start: Instant,
+) -> AisResult {
+    let groups = problem.contexts();
     let k = islands.len() as f64;
     let mut summary = SmcSummary {
         islands: islands.len(),
+        temperatures: vec![pilot.betas.len() - 1],
         resamplings: islands.iter().map(|i| i.resamplings).sum(),
         final_steps: islands.iter().map(|i| i.last_step).collect(),
+        capped: pilot.capped,
         ..SmcSummary::default()
     };
     let mut estimates = Vec::with_capacity(groups);
@@ -271,34 +280,21 @@ fn combine(islands: &[Island], groups: usize, particles: usize, start: Instant) 
         bootstrap_stderr: None,
         repeats: vec![],
         log_weights: lw,
-        positions: None,
-        betas: vec![0.0, 1.0],
+        positions: problem
+            .cond
+            .is_none()
+            .then(|| (pilot.positions, pilot.log_weights.iter().copied().collect())),
+        betas: pilot.betas,
         step_sizes: summary.final_steps.clone(),
         acceptance: islands.iter().map(|i| i.acceptance).sum::<f64>() / k,
         divergences: islands.iter().map(|i| i.divergences).sum(),
         resamplings: summary.resamplings,
-        energy_evals: islands.iter().map(|i| i.evals).sum(),
+        energy_evals: pilot.evals + islands.iter().map(|i| i.evals).sum::<u64>(),
         wall_s: start.elapsed().as_secs_f64(),
         warnings: vec![],
         complete: true,
         contexts_done: groups,
         context_range: None,
         smc: Some(summary),
-    }
-}
-
-/// Progress of an island seen as progress of all islands.
-struct IslandObserver<'o> {
-    inner: &'o mut dyn Observer,
-    offset: usize,
-    total: usize,
-}
-
-impl Observer for IslandObserver<'_> {
-    fn observe(&mut self, p: &crate::run::Progress) {
-        let mut p = p.clone();
-        p.step += self.offset;
-        p.total = self.total;
-        self.inner.observe(&p);
     }
 }

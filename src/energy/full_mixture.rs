@@ -213,6 +213,16 @@ impl FullMixture {
     }
 }
 
+/// Runs `f` on a scratch vector of length `d`: on the stack up to 128
+/// coordinates (no allocation per evaluation).
+fn with_scratch<R>(d: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    if d <= 128 {
+        f(&mut [0.0f64; 128][..d])
+    } else {
+        f(&mut vec![0.0; d])
+    }
+}
+
 impl RowEnergy for FullMixture {
     fn state_dim(&self) -> usize {
         self.means.ncols()
@@ -223,37 +233,57 @@ impl RowEnergy for FullMixture {
     }
 
     fn energy(&self, y: &[f64]) -> f64 {
-        let mut t = vec![0.0; y.len()];
-        let terms: Vec<f64> = (0..self.weights.len())
-            .map(|c| self.term(c, y, &mut t))
-            .collect();
-        -log_sum_exp(&terms)
+        // A log-sum-exp over components in one pass (running maximum).
+        with_scratch(y.len(), |t| {
+            let (mut mx, mut sum) = (f64::NEG_INFINITY, 0.0);
+            for c in 0..self.weights.len() {
+                let v = self.term(c, y, t);
+                if v > mx {
+                    sum = sum * (mx - v).exp() + 1.0;
+                    mx = v;
+                } else if v > f64::NEG_INFINITY {
+                    sum += (v - mx).exp();
+                }
+            }
+            -(mx + sum.ln())
+        })
     }
 
     fn energy_grad(&self, y: &[f64], grad: &mut [f64]) -> f64 {
-        // dF/dy = sum_k r_k U_k t_k, t_k = U_k^T (y - m_k), r_k the responsibilities.
-        let (k, d) = self.means.dim();
-        let mut ts = vec![0.0; k * d];
-        let terms: Vec<f64> = (0..k)
-            .map(|c| self.term(c, y, &mut ts[c * d..(c + 1) * d]))
-            .collect();
-        let lse = log_sum_exp(&terms);
+        // dF/dy = sum_k r_k U_k t_k, t_k = U_k^T (y - m_k), r_k the
+        // responsibilities: accumulated in one pass with the log-sum-exp's
+        // running maximum, rescaling the sum when it grows.
         grad.iter_mut().for_each(|g| *g = 0.0);
-        for c in 0..k {
-            let r = (terms[c] - lse).exp();
-            if r == 0.0 {
-                continue;
-            }
-            let u = self.chol.index_axis(ndarray::Axis(0), c);
-            let t = &ts[c * d..(c + 1) * d];
-            for (l, g) in grad.iter_mut().enumerate() {
-                let mut s = 0.0;
-                for (j, tj) in t.iter().enumerate().skip(l) {
-                    s += u[[l, j]] * tj;
+        with_scratch(y.len(), |t| {
+            let (mut mx, mut sum) = (f64::NEG_INFINITY, 0.0);
+            for c in 0..self.weights.len() {
+                let v = self.term(c, y, t);
+                let w = if v > mx {
+                    let scale = (mx - v).exp();
+                    grad.iter_mut().for_each(|g| *g *= scale);
+                    sum *= scale;
+                    mx = v;
+                    1.0
+                } else if v > f64::NEG_INFINITY {
+                    (v - mx).exp()
+                } else {
+                    0.0
+                };
+                if w == 0.0 {
+                    continue;
                 }
-                *g += r * s;
+                sum += w;
+                let u = self.chol.index_axis(ndarray::Axis(0), c);
+                for (l, g) in grad.iter_mut().enumerate() {
+                    let mut s = 0.0;
+                    for (j, tj) in t.iter().enumerate().skip(l) {
+                        s += u[[l, j]] * tj;
+                    }
+                    *g += w * s;
+                }
             }
-        }
-        -lse
+            grad.iter_mut().for_each(|g| *g /= sum);
+            -(mx + sum.ln())
+        })
     }
 }
