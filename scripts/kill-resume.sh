@@ -2,7 +2,7 @@
 # kill -9 at N random moments per command (sample, logz, prob), resume from
 # the checkpoint, and compare the whole output with an uninterrupted run:
 # the npy outputs byte for byte, the JSON reports field by field except the
-# wall time. Usage: scripts/kill-resume.sh [N=20]. Prints one line per
+# wall time; an AIS shard file byte for byte too. Usage: scripts/kill-resume.sh [N=20]. Prints one line per
 # command: identical/total.
 set -u
 N=${1:-20}
@@ -51,3 +51,4 @@ run_case() {  # name, out-flag ("--out" or "-"), args...
 run_case sample --out sample --model gauss-ill --sampler hmc --chains 8 --warmup 500 --draws 3000 --seed 4 --quiet
 run_case logz - logz --model gmm-far --method ais --particles 512 --temps 3000 --quiet
 run_case prob --out prob --model ring --context x.npy --points y.npy --method ais --particles 512 --temps 3000 --quiet
+run_case logz-shard --shard-out logz --model gmm-far --method ais --particles 512 --temps 3000 --shard 1/2 --quiet

@@ -177,6 +177,10 @@ pub fn ess(x: ArrayView2<f64>) -> f64 {
         let mu = chain_mean.iter().sum::<f64>() / m as f64;
         var_plus += chain_mean.iter().map(|c| (c - mu) * (c - mu)).sum::<f64>() / (m as f64 - 1.0);
     }
+    if !(var_plus.is_finite() && var_plus > 0.0) {
+        // Values so large that their variance overflows.
+        return f64::NAN;
+    }
     let rho =
         |t: usize| 1.0 - (mean_var - acov.iter().map(|a| a[t]).sum::<f64>() / m as f64) / var_plus;
     let mut rho_hat = vec![0.0; n];
@@ -194,13 +198,16 @@ pub fn ess(x: ArrayView2<f64>) -> f64 {
         }
         t += 2;
     }
-    let max_t = t - 2;
+    // -1 when the first pair of autocorrelations is already negative (an
+    // alternating chain), as in ArviZ: then tau is its floor below.
+    let max_t = t as isize - 2;
+    let last = (max_t + 1) as usize;
     if rho_even > 0.0 {
-        rho_hat[max_t + 1] = rho_even;
+        rho_hat[last] = rho_even;
     }
     // Initial monotone sequence.
     let mut t = 1;
-    while t + 2 <= max_t {
+    while t as isize + 2 <= max_t {
         if rho_hat[t + 1] + rho_hat[t + 2] > rho_hat[t - 1] + rho_hat[t] {
             rho_hat[t + 1] = (rho_hat[t - 1] + rho_hat[t]) / 2.0;
             rho_hat[t + 2] = rho_hat[t + 1];
@@ -208,7 +215,7 @@ pub fn ess(x: ArrayView2<f64>) -> f64 {
         t += 2;
     }
     let total = (m * n) as f64;
-    let tau = -1.0 + 2.0 * rho_hat[..=max_t].iter().sum::<f64>() + rho_hat[max_t + 1];
+    let tau = -1.0 + 2.0 * rho_hat[..last].iter().sum::<f64>() + rho_hat[last];
     let tau = tau.max(1.0 / total.log10());
     total / tau
 }

@@ -68,16 +68,86 @@ impl Shard {
     }
 }
 
-/// Format version of shard files.
-pub const SHARD_VERSION: u32 = 1;
+/// Format version of shard files (2: typed figures, no wall time).
+pub const SHARD_VERSION: u32 = 2;
+
+/// What a log Z (or prob) shard hands the merge: the figures it computes
+/// with, typed, and range-checked when read ([`read_shard`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogzFigures {
+    /// `log Z` of the path's start (0, or the RBM parameter path's base).
+    pub log_z0: f64,
+    /// The shard's own estimate per context it covers (natural log): the
+    /// run's where the shard ran whole contexts, an island's under SMC.
+    pub log_z: Vec<f64>,
+    /// Their standard errors.
+    pub stderr: Vec<f64>,
+    /// Their weights' effective sample sizes (NaN where not defined).
+    pub ess: Vec<f64>,
+    /// Mean acceptance of the shard's transitions, in [0, 1].
+    pub acceptance: f64,
+    /// Divergent transitions.
+    pub divergences: u64,
+    /// Energy evaluations (rows), all passes.
+    pub energy_evals: u64,
+    /// The exact log Z where known (one context), for the merged check.
+    pub exact_log_z: Option<f64>,
+    /// Whether the model is conditional (per-context arrays in reports).
+    pub conditional: bool,
+    /// The shard's warnings (the pilot's coverage check: the same in
+    /// every shard).
+    pub warnings: Vec<String>,
+    /// prob shards: the shape of `-beta F(x, y)` that follows the
+    /// log-weights, (contexts, points) or (points,), and whether each
+    /// point had its own context.
+    pub prob: Option<ProbPoints>,
+}
+
+/// The points of a prob shard.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbPoints {
+    /// (contexts, points), or (points,) when paired or unconditional.
+    pub shape: Vec<usize>,
+    /// Whether point `i` is scored under context `i` alone.
+    pub paired: bool,
+}
+
+/// What a sample shard hands the merge, typed and range-checked.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleFigures {
+    /// Mean acceptance of each of the shard's chains, in [0, 1].
+    pub acceptance_per_chain: Vec<f64>,
+    /// Divergent transitions of each chain after warm-up.
+    pub divergences_per_chain: Vec<u64>,
+    /// Divergent transitions in warm-up, all the shard's chains.
+    pub warmup_divergences: u64,
+    /// Energy evaluations (rows), warm-up included.
+    pub energy_evals: u64,
+    /// Gradient evaluations (`None` for kernels without gradients).
+    pub grad_evals: Option<u64>,
+    /// The shard's own warnings.
+    pub warnings: Vec<String>,
+}
+
+/// The figures of a shard, by kind.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardFigures {
+    /// A log Z or prob shard.
+    Logz(LogzFigures),
+    /// A sample shard.
+    Sample(SampleFigures),
+}
 
 /// The header of a shard file (the bulk values follow it).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShardHeader {
     /// [`SHARD_VERSION`].
     pub version: u32,
-    /// `logz` or `sample`.
-    pub kind: String,
     /// Every setting of the run but the shard (a merge requires them equal).
     pub settings: String,
     /// Which shard.
@@ -86,27 +156,189 @@ pub struct ShardHeader {
     pub total: usize,
     /// Contexts (logz; 1 for an unconditional model).
     pub contexts: usize,
-    /// Recorded draws per chain and dimension (sample).
-    #[serde(default)]
+    /// Recorded draws per chain (sample; 0 for logz).
     pub draws: usize,
-    /// Dimension (sample).
-    #[serde(default)]
+    /// Dimension (sample; 0 for logz).
     pub dim: usize,
     /// Whether energies follow the draws (sample).
-    #[serde(default)]
     pub energies: bool,
     /// Whether the run resampled (annealed SMC): then shards of particles
     /// merge as independent islands.
-    #[serde(default)]
     pub smc: bool,
     /// logz: the contexts this shard covers when the run was split into
     /// whole batches of contexts (its log-weights are those contexts', all
     /// particles); `None` when every context's particles were split.
-    #[serde(default)]
     pub context_range: Option<(usize, usize)>,
-    /// The report of the shard's own run (figures the merge sums or
-    /// checks: evaluations, acceptance, the exact log Z, ...).
+    /// The figures the merge computes with.
+    pub figures: ShardFigures,
+    /// The rest of the shard's own report (an object; its wall time left
+    /// out so that a rerun shard is byte-identical), the base of the
+    /// merged report. The merge computes nothing from it.
     pub report: serde_json::Value,
+}
+
+impl ShardHeader {
+    /// `logz` or `sample`.
+    pub fn kind(&self) -> &'static str {
+        match self.figures {
+            ShardFigures::Logz(_) => "logz",
+            ShardFigures::Sample(_) => "sample",
+        }
+    }
+
+    /// The contexts this shard's log-weights are for: its context range,
+    /// else all.
+    pub fn own_contexts(&self) -> usize {
+        self.context_range.map_or(self.contexts, |(lo, hi)| hi - lo)
+    }
+
+    /// How many f64 values follow the header, from its sizes (`None` on
+    /// overflow).
+    pub fn data_len(&self) -> Option<usize> {
+        match &self.figures {
+            ShardFigures::Sample(_) => {
+                let m = self.shard.range(self.total).len();
+                let per = self.draws.checked_mul(self.dim)?;
+                let e = if self.energies { self.draws } else { 0 };
+                m.checked_mul(per.checked_add(e)?)
+            }
+            ShardFigures::Logz(f) => {
+                let particles = if self.context_range.is_some() {
+                    self.total
+                } else {
+                    self.shard.range(self.total).len()
+                };
+                let w = self.own_contexts().checked_mul(particles)?;
+                let pts = match &f.prob {
+                    Some(p) => p.shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b))?,
+                    None => 0,
+                };
+                w.checked_add(pts)
+            }
+        }
+    }
+
+    /// The bytes a merge of the whole run holds (merged arrays and the
+    /// shards' values), `None` on overflow.
+    pub fn merge_bytes(&self) -> Option<usize> {
+        let whole = match &self.figures {
+            ShardFigures::Sample(_) => {
+                let e = if self.energies { 1 } else { 0 };
+                crate::budget::bytes(&[self.total, self.draws, self.dim.checked_add(e)?], 8)?
+            }
+            ShardFigures::Logz(f) => {
+                let pts = match &f.prob {
+                    Some(p) => p.shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b))?,
+                    None => 0,
+                };
+                crate::budget::bytes(&[self.contexts, self.total], 8)?
+                    .checked_add(crate::budget::bytes(&[pts], 8 * 2)?)?
+            }
+        };
+        whole.checked_mul(2)
+    }
+
+    /// Range checks of every field against the others, before anything is
+    /// allocated from them; `what` says what is wrong.
+    fn check(&self) -> std::result::Result<(), String> {
+        self.shard.check().map_err(|e| e.to_string())?;
+        if self.total == 0 || self.contexts == 0 {
+            return Err("its run has no particles, chains or contexts".into());
+        }
+        let split = if self.context_range.is_some() {
+            self.contexts
+        } else {
+            self.total
+        };
+        if self.shard.count > split {
+            return Err(format!(
+                "{} shards of {split}: some would be empty",
+                self.shard.count
+            ));
+        }
+        if !self.report.is_object() {
+            return Err("its report is not an object".into());
+        }
+        let finite = |name: &str, v: f64| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{name} {v} is not finite"))
+            }
+        };
+        let fraction = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} {v} is not in [0, 1]"))
+            }
+        };
+        match &self.figures {
+            ShardFigures::Sample(f) => {
+                let m = self.shard.range(self.total).len();
+                if self.contexts != 1 || self.smc || self.context_range.is_some() {
+                    return Err("a sample shard with logz fields".into());
+                }
+                if self.draws == 0 || self.dim == 0 {
+                    return Err("no draws or no dimensions".into());
+                }
+                if f.acceptance_per_chain.len() != m || f.divergences_per_chain.len() != m {
+                    return Err(format!("per-chain figures for other than its {m} chains"));
+                }
+                for &a in &f.acceptance_per_chain {
+                    fraction("acceptance", a)?;
+                }
+            }
+            ShardFigures::Logz(f) => {
+                if self.draws != 0 || self.dim != 0 || self.energies {
+                    return Err("a logz shard with sample fields".into());
+                }
+                if let Some((lo, hi)) = self.context_range
+                    && !(lo < hi && hi <= self.contexts)
+                {
+                    return Err(format!("context range {lo}..{hi} of {}", self.contexts));
+                }
+                let k = self.own_contexts();
+                if f.log_z.len() != k || f.stderr.len() != k || f.ess.len() != k {
+                    return Err(format!("estimates for other than its {k} contexts"));
+                }
+                finite("log_z0", f.log_z0)?;
+                fraction("acceptance", f.acceptance)?;
+                if let Some(e) = f.exact_log_z {
+                    finite("exact log Z", e)?;
+                }
+                for g in 0..k {
+                    finite("log Z", f.log_z[g])?;
+                    if !(f.stderr[g] >= 0.0 && f.stderr[g].is_finite()) {
+                        return Err(format!(
+                            "standard error {} is not finite and >= 0",
+                            f.stderr[g]
+                        ));
+                    }
+                    if !(f.ess[g].is_nan()
+                        || (0.0..=self.total as f64 * (1.0 + 1e-9)).contains(&f.ess[g]))
+                    {
+                        return Err(format!("ESS {} is not in [0, {}]", f.ess[g], self.total));
+                    }
+                }
+                if let Some(p) = &f.prob {
+                    let ok = match (p.shape.as_slice(), p.paired) {
+                        ([c, _], false) => *c == self.contexts,
+                        ([n], true) => *n == self.contexts,
+                        ([_], false) => self.contexts == 1,
+                        _ => false,
+                    };
+                    if !ok || p.shape.contains(&0) {
+                        return Err(format!(
+                            "prob shape {:?} does not fit {} contexts",
+                            p.shape, self.contexts
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Writes a shard file's bytes (for a transaction of outputs).
@@ -114,7 +346,11 @@ pub fn shard_bytes(path: &std::path::Path, header: &ShardHeader, data: &[f64]) -
     crate::io::checkpoint::checkpoint_bytes(path, "shard", &header.settings, header, data)
 }
 
-/// Reads a shard file: its header and bulk values.
+/// Reads a shard file: its header and bulk values. Shard files are
+/// untrusted input: every header field is range-checked against the
+/// others, the values' count against the header's sizes, the values
+/// themselves (no NaN, no `+inf` log-weight; finite draws), and the
+/// memory a merge would hold against the budget ([`crate::budget`]).
 pub fn read_shard(path: &std::path::Path) -> Result<(ShardHeader, Vec<f64>)> {
     let (h, data, stored): (ShardHeader, Vec<f64>, String) =
         crate::io::checkpoint::read_checkpoint_as(path, "shard", None)?;
@@ -127,10 +363,30 @@ pub fn read_shard(path: &std::path::Path) -> Result<(ShardHeader, Vec<f64>)> {
             ),
         ));
     }
-    if stored != h.settings || h.shard.check().is_err() {
+    if stored != h.settings {
         return Err(Error::checkpoint(
             path,
             "its header is inconsistent (corrupt?)",
+        ));
+    }
+    h.check()
+        .map_err(|why| Error::checkpoint(path, format!("its header is out of range: {why}")))?;
+    crate::budget::check("merge", "the merged run", h.merge_bytes())
+        .map_err(|e| Error::checkpoint(path, e.to_string()))?;
+    if h.data_len() != Some(data.len()) {
+        return Err(Error::checkpoint(
+            path,
+            "its values do not match its header's sizes",
+        ));
+    }
+    let bad = match &h.figures {
+        ShardFigures::Logz(_) => data.iter().position(|v| v.is_nan() || *v == f64::INFINITY),
+        ShardFigures::Sample(_) => data.iter().position(|v| !v.is_finite()),
+    };
+    if let Some(i) = bad {
+        return Err(Error::checkpoint(
+            path,
+            format!("value {i} is {} (forged or corrupt?)", data[i]),
         ));
     }
     Ok((h, data))

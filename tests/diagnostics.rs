@@ -71,3 +71,22 @@ fn rhat_flags_shifted_chains() {
     }
     assert!(rhat(y.view()) > 1.05);
 }
+
+#[test]
+fn ess_of_edge_cases_is_arviz_s_or_nan_never_a_panic() {
+    // An alternating chain: the first pair of autocorrelations is already
+    // negative, so tau takes its floor 1 / log10(N) as in ArviZ's `_ess`:
+    // ESS = N log10(N).
+    let alt = Array2::from_shape_fn((1, 8), |(_, t)| if t % 2 == 0 { 1.0 } else { -1.0 });
+    let e = boltz::diagnostics::ess(alt.view());
+    assert!((e - 8.0 * 8f64.log10()).abs() < 1e-12, "alternating: {e}");
+    // Values whose variance overflows have no ESS (was a panic, found by
+    // the forged-shard fuzz target).
+    let mut big = ar1(2, 10, 0.5, 3);
+    big[[1, 2]] = -1.5e301;
+    big[[0, 5]] = 1.7e308;
+    assert!(boltz::diagnostics::ess(big.view()).is_nan());
+    let _ = ess_bulk(big.view());
+    let _ = ess_tail(big.view());
+    let _ = rhat(big.view());
+}

@@ -311,7 +311,9 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     .flatten()
     .collect();
     let mut outputs = boltz::io::Outputs::new(&inputs);
-    outputs.declare("--out", &args.out)?;
+    if let Some(o) = &args.out {
+        outputs.declare("--out", o)?;
+    }
     if let Some(e) = &args.energies {
         outputs.declare("--energies", e)?;
     }
@@ -371,7 +373,9 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     let run = run?;
     let out = &run.output;
     let (c, d, k) = out.samples.dim();
-    outputs.stage_array(&args.out, &out.samples)?;
+    if let Some(o) = &args.out {
+        outputs.stage_array(o, &out.samples)?;
+    }
     if let (Some(path), Some(e)) = (&args.energies, &out.energies) {
         outputs.stage_array(path, e)?;
     }
@@ -408,7 +412,10 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         "{} on {}: {c} chains x {d} draws x {k} dims -> {}",
         s.kernel,
         model.name,
-        args.out.display()
+        args.out
+            .as_ref()
+            .or(args.shard_out.as_ref())
+            .map_or(String::new(), |p| p.display().to_string())
     );
     println!("  acceptance    {acceptance:.3}");
     if let Some(p) = &run.pt {

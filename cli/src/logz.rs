@@ -387,15 +387,25 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
 pub fn prob(
     args: &LogzArgs,
     points: &std::path::Path,
-    out: &std::path::Path,
+    out: Option<&std::path::Path>,
     paired: bool,
 ) -> Result<()> {
     let mut ins = inputs(args);
     ins.push(points);
     let mut outputs = io::Outputs::new(&ins);
     // A shard writes its shard file; `boltz merge --out` writes log P.
-    if args.shard.is_none() {
-        outputs.declare("--out", out)?;
+    let out = match (&args.shard, out) {
+        (Some(_), _) => None,
+        (None, Some(o)) => Some(o),
+        (None, None) => {
+            return Err(Error::param(
+                "--out",
+                "prob writes log P to --out (a shard writes --shard-out)",
+            ));
+        }
+    };
+    if let Some(o) = out {
+        outputs.declare("--out", o)?;
     }
     if let Some(f) = &args.shard_out {
         outputs.declare("--shard-out", f)?;
@@ -469,6 +479,12 @@ pub fn prob(
         }
         return Ok(());
     }
+    let Some(out) = out else {
+        return Err(Error::param(
+            "--out",
+            "prob writes log P to --out (a shard writes --shard-out)",
+        ));
+    };
     outputs.stage_array(out, &logp)?;
     v["out"] = serde_json::json!(out.display().to_string());
     v["out_shape"] = serde_json::json!(logp.shape());

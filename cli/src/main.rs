@@ -94,9 +94,10 @@ pub struct SampleArgs {
     /// (-R, R)), `gaussian:STD`, `uniform:LO,HI`. Binary models: coin flips.
     #[arg(long, allow_hyphen_values = true)]
     pub init: Option<String>,
-    /// Output samples, (chains, draws, dim) npy.
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Output samples, (chains, draws, dim) npy (a shard needs only
+    /// --shard-out; `boltz merge --out` writes the run's).
+    #[arg(long, required_unless_present = "shard_out")]
+    pub out: Option<PathBuf>,
     /// Output energies F of the draws, (chains, draws) npy.
     #[arg(long)]
     pub energies: Option<PathBuf>,
@@ -255,9 +256,10 @@ pub enum Command {
         #[arg(long)]
         points: PathBuf,
         /// Output npy: (contexts, N) for all pairs, (N,) with --paired or
-        /// for an unconditional model.
-        #[arg(long)]
-        out: PathBuf,
+        /// for an unconditional model (a shard writes --shard-out instead;
+        /// `boltz merge --out` writes the run's).
+        #[arg(long, required_unless_present = "shard_out")]
+        out: Option<PathBuf>,
         /// Row i of the points under row i of the contexts only (N contexts
         /// for N points): output (N,).
         #[arg(long)]
@@ -374,11 +376,18 @@ fn app_main() -> i32 {
                 };
             }
             let text = e.to_string();
-            let first = text
-                .lines()
+            // The first line, with the arguments clap lists under it
+            // (indented: the missing ones), on one line.
+            let mut lines = text.lines();
+            let mut first = lines
                 .next()
                 .unwrap_or("usage error")
-                .trim_start_matches("error: ");
+                .trim_start_matches("error: ")
+                .to_string();
+            for l in lines.take_while(|l| l.starts_with("  ")) {
+                first.push(' ');
+                first.push_str(l.trim());
+            }
             eprintln!("error: {first} (see boltz --help)");
             return 2;
         }
@@ -560,7 +569,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             points,
             out,
             paired,
-        } => logz::prob(&args, &points, &out, paired),
+        } => logz::prob(&args, &points, out.as_deref(), paired),
     }
 }
 

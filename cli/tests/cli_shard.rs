@@ -450,9 +450,219 @@ fn a_shard_resumes_from_its_checkpoint() {
     ));
     assert_ok(&run("1/2", "resumed", &["--resume", "ck"]));
     assert_fails(&run("0/2", "x", &["--resume", "ck"]), 2, "other settings");
+    // A shard is a pure function of its seed and settings: rerun, or
+    // resumed from its checkpoint, it is the same file byte for byte.
+    assert_ok(&run("1/2", "again", &[]));
+    let bytes = |f: &str| std::fs::read(p.join(f)).unwrap();
+    assert!(bytes("again") == bytes("full"), "a rerun shard differs");
+    assert!(bytes("resumed") == bytes("full"), "a resumed shard differs");
     let merged = |f: &str| json(&assert_ok(&boltz(p, &["merge", "s0", f, "--json"])));
     let (a, b) = (merged("full"), merged("resumed"));
     for key in ["log_z", "stderr", "ess"] {
         assert_eq!(a[key], b[key], "{key}");
+    }
+}
+
+/// Rewrites a shard file as a careful forger would: its header (the
+/// container's `state`) and values edited, the checksum recomputed.
+fn forge(src: &std::path::Path, dst: &std::path::Path, edit: &dyn Fn(&mut Value, &mut Vec<f64>)) {
+    let b = std::fs::read(src).unwrap();
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let hlen = word(12);
+    let mut head: Value = serde_json::from_slice(&b[20..20 + hlen]).unwrap();
+    let n = word(20 + hlen);
+    let mut vals: Vec<f64> = (0..n)
+        .map(|i| f64::from_le_bytes(b[28 + hlen + 8 * i..36 + hlen + 8 * i].try_into().unwrap()))
+        .collect();
+    edit(&mut head["state"], &mut vals);
+    let h = serde_json::to_vec(&head).unwrap();
+    let mut out = b[..12].to_vec();
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&(vals.len() as u64).to_le_bytes());
+    for v in &vals {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let sum = boltz::io::fnv1a(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    std::fs::write(dst, out).unwrap();
+}
+
+/// Issue 30's forged shard files (S073-S085; checksums recomputed): every
+/// one is refused by the merge with one `error:` line and exit 2, before
+/// anything is allocated from its header, and never merged into a number.
+#[test]
+fn forged_shard_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    npy(&p.join("pts.npy"), 2, 2, &[0.1, 0.9, -0.5, 0.3]);
+    for (kind, args) in [
+        (
+            "logz",
+            &[
+                "logz",
+                "--model",
+                "gmm-ring",
+                "--particles",
+                "40",
+                "--temps",
+                "10",
+                "--no-reverse",
+            ][..],
+        ),
+        (
+            "prob",
+            &[
+                "prob",
+                "--model",
+                "gmm-ring",
+                "--points",
+                "pts.npy",
+                "--method",
+                "ais",
+                "--particles",
+                "40",
+                "--temps",
+                "10",
+                "--no-reverse",
+            ][..],
+        ),
+        (
+            "sample",
+            &[
+                "sample",
+                "--model",
+                "gmm-ring",
+                "--sampler",
+                "mala",
+                "--chains",
+                "4",
+                "--warmup",
+                "20",
+                "--draws",
+                "10",
+                "--energies",
+                "e.npy",
+            ][..],
+        ),
+    ] {
+        for i in 0..2 {
+            let mut a = args.to_vec();
+            let (s, f) = (format!("{i}/2"), format!("{kind}{i}"));
+            a.extend(["--shard", &s, "--shard-out", &f, "--quiet"]);
+            assert_ok(&boltz(p, &a));
+        }
+        assert_ok(&boltz(
+            p,
+            &["merge", &format!("{kind}0"), &format!("{kind}1")],
+        ));
+    }
+    type Edit = Box<dyn Fn(&mut Value, &mut Vec<f64>)>;
+    let set = |path: &'static [&'static str], v: Value| -> Edit {
+        Box::new(move |h: &mut Value, _: &mut Vec<f64>| {
+            let mut at = h;
+            for k in path {
+                at = &mut at[*k];
+            }
+            *at = v.clone();
+        })
+    };
+    let big = |e: u32| Value::from(1u64 << e);
+    let cases: Vec<(&str, &str, Edit, &str)> = vec![
+        (
+            "S073",
+            "logz",
+            Box::new(|_, v| v.iter_mut().for_each(|x| *x = f64::NAN)),
+            "NaN",
+        ),
+        (
+            "S074",
+            "logz",
+            Box::new(|_, v| v.iter_mut().for_each(|x| *x = f64::INFINITY)),
+            "inf",
+        ),
+        (
+            "S075",
+            "logz",
+            set(&["figures", "logz", "log_z0"], 1e308.into()),
+            "starts at log Z",
+        ),
+        (
+            "S076",
+            "logz",
+            set(&["figures", "logz", "log_z0"], "x".into()),
+            "logz1",
+        ),
+        (
+            "S077",
+            "logz",
+            set(&["report"], Value::Null),
+            "not an object",
+        ),
+        (
+            "S078",
+            "logz",
+            set(&["figures", "logz", "energy_evals"], (-5).into()),
+            "logz1",
+        ),
+        (
+            "weights",
+            "logz",
+            Box::new(|_, v| v[0] += 1.0),
+            "log-weights give",
+        ),
+        (
+            "estimate",
+            "logz",
+            set(&["figures", "logz", "log_z"], serde_json::json!([9.0])),
+            "log-weights give",
+        ),
+        (
+            "acceptance",
+            "logz",
+            set(&["figures", "logz", "acceptance"], 7.0.into()),
+            "acceptance",
+        ),
+        ("contexts", "logz", set(&["contexts"], big(62)), "logz1"),
+        ("particles", "logz", set(&["total"], big(62)), "logz1"),
+        (
+            "S079",
+            "prob",
+            set(
+                &["figures", "logz", "prob", "shape"],
+                serde_json::json!([1u64 << 32, 1u64 << 32]),
+            ),
+            "prob1",
+        ),
+        ("S082", "sample", set(&["draws"], big(31)), "sample1"),
+        ("S083", "sample", set(&["draws"], big(40)), "sample1"),
+        ("S084", "sample", set(&["dim"], big(62)), "sample1"),
+        ("S085", "sample", set(&["total"], big(62)), "sample1"),
+        ("draws", "sample", Box::new(|_, v| v[3] = f64::NAN), "NaN"),
+        (
+            "chains",
+            "sample",
+            set(
+                &["figures", "sample", "acceptance_per_chain"],
+                serde_json::json!([0.5]),
+            ),
+            "chains",
+        ),
+        (
+            "kind",
+            "sample",
+            set(&["figures"], serde_json::json!({"logz": null})),
+            "sample1",
+        ),
+    ];
+    for (id, kind, edit, needle) in cases {
+        let f = format!("{kind}1");
+        forge(&p.join(&f), &p.join("forged"), edit.as_ref());
+        std::fs::rename(p.join(&f), p.join("keep")).unwrap();
+        std::fs::rename(p.join("forged"), p.join(&f)).unwrap();
+        let out = boltz(p, &["merge", &format!("{kind}0"), &f, "--json"]);
+        std::fs::rename(p.join("keep"), p.join(&f)).unwrap();
+        eprintln!("{id}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        assert_fails(&out, 2, needle);
     }
 }

@@ -46,8 +46,47 @@ fn hostile_counts_are_refused_before_allocation() {
         "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 0), }",
         &[],
     );
+    npy(&p.join("x.npy"), 1, 1, &[0.3]);
     let max = u64::MAX.to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        // Issue 34: conditional AIS (and its shards) went past the budget
+        // and aborted on allocation.
+        (
+            vec![
+                "logz",
+                "--model",
+                "ring",
+                "--method",
+                "ais",
+                "--context",
+                "x.npy",
+                "--particles",
+                "1073741824",
+                "--temps",
+                "5",
+            ],
+            "would need",
+        ),
+        (
+            vec![
+                "logz",
+                "--model",
+                "ring",
+                "--method",
+                "ais",
+                "--context",
+                "x.npy",
+                "--particles",
+                "1073741824",
+                "--temps",
+                "5",
+                "--shard",
+                "0/2",
+                "--shard-out",
+                "s",
+            ],
+            "would need",
+        ),
         (
             vec![
                 "negatives",

@@ -182,6 +182,19 @@ impl<'a> AisProblem<'a> {
         particles: usize,
         base: &'a Base,
     ) -> Result<AisProblem<'a>> {
+        // The batch's context rows and its particles' state (about 8 arrays
+        // of particles x y_dim, as `run`'s memory check counts) must fit
+        // the budget before the rows are built.
+        let per_row = all
+            .ncols()
+            .saturating_add(model.y_dim().max(1).saturating_mul(8));
+        run::check_bytes(
+            &format!(
+                "{} contexts x {particles} particles (contexts and particle state)",
+                range.len()
+            ),
+            crate::budget::bytes(&[range.len(), particles, per_row], 8),
+        )?;
         let rows = Array2::from_shape_fn((range.len() * particles, all.ncols()), |(r, j)| {
             all[[range.start + r / particles, j]]
         });

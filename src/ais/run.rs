@@ -66,12 +66,18 @@ fn check_memory(problem: &AisProblem<'_>, config: &AisConfig) -> Result<()> {
         config.particles,
         problem.energy.dim()
     );
+    check_bytes(&what, bytes)
+}
+
+/// Refuses `bytes` (of particle state described by `what`; `None`:
+/// overflowed) above [`MAX_AIS_BYTES`] or the memory budget.
+pub(crate) fn check_bytes(what: &str, bytes: Option<usize>) -> Result<()> {
     match bytes {
         Some(b) if b > MAX_AIS_BYTES => Err(Error::param(
             "particles",
             format!("{what} would need more than {} GiB", MAX_AIS_BYTES >> 30),
         )),
-        _ => crate::budget::check("particles", &what, bytes).map(|_| ()),
+        _ => crate::budget::check("particles", what, bytes).map(|_| ()),
     }
 }
 

@@ -9,7 +9,7 @@
 
 use crate::ais::{AisConfig, Estimate, estimate, estimate_warnings};
 use crate::error::{Error, Result};
-use crate::shard::ShardHeader;
+use crate::shard::{LogzFigures, ProbPoints, SampleFigures, ShardFigures, ShardHeader};
 use ndarray::{Array2, Array3};
 use std::path::PathBuf;
 
@@ -33,12 +33,13 @@ pub struct MergeRun {
     pub warnings: Vec<String>,
 }
 
+/// A shard file as read: its path, header and values.
+type ShardFile = (PathBuf, ShardHeader, Vec<f64>);
+
 /// Checks that `shards` are the shards of one run: one kind, one set of
 /// settings, one count `M`, every index `0..M` exactly once. Returns them
 /// in index order.
-fn check_shards(
-    mut shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>,
-) -> Result<Vec<(PathBuf, ShardHeader, Vec<f64>)>> {
+fn check_shards(mut shards: Vec<ShardFile>) -> Result<Vec<ShardFile>> {
     let Some((p0, h0, _)) = shards.first() else {
         return Err(Error::param("merge", "give the shard files to merge"));
     };
@@ -54,7 +55,7 @@ fn check_shards(
                 ),
             )
         };
-        if h.kind != h0.kind {
+        if h.kind() != h0.kind() {
             return Err(differs("kinds"));
         }
         if h.settings != h0.settings {
@@ -65,8 +66,16 @@ fn check_shards(
         }
         if (h.total, h.contexts, h.draws, h.dim, h.energies, h.smc)
             != (h0.total, h0.contexts, h0.draws, h0.dim, h0.energies, h0.smc)
+            || h.context_range.is_some() != h0.context_range.is_some()
         {
             return Err(differs("sizes"));
+        }
+        if let (ShardFigures::Logz(f), ShardFigures::Logz(f0)) = (&h.figures, &h0.figures)
+            && (f.prob != f0.prob
+                || f.conditional != f0.conditional
+                || f.exact_log_z.map(f64::to_bits) != f0.exact_log_z.map(f64::to_bits))
+        {
+            return Err(differs("points or exact values"));
         }
     }
     let m = h0.shard.count;
@@ -101,160 +110,77 @@ fn check_shards(
     Ok(shards)
 }
 
-/// Merges the shard files at `paths` (any order).
+/// Merges the shard files at `paths` (any order). Each file is checked
+/// as untrusted input ([`crate::shard::read_shard`]), and the files
+/// together must fit the memory budget before they are read.
 pub fn merge(paths: &[PathBuf]) -> Result<MergeRun> {
+    let mut bytes = 0usize;
+    for p in paths {
+        let len = std::fs::metadata(p)
+            .map_err(|e| Error::checkpoint(p, e.to_string()))?
+            .len();
+        bytes = bytes.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+    }
+    // The shards' values, and as much again merged.
+    crate::budget::check("merge", "the shards and their merge", bytes.checked_mul(2))?;
     let mut shards = Vec::with_capacity(paths.len());
     for p in paths {
         let (h, data) = crate::shard::read_shard(p)?;
         shards.push((p.clone(), h, data));
     }
     let shards = check_shards(shards)?;
-    match shards[0].1.kind.as_str() {
+    match shards[0].1.kind() {
         "logz" => merge_logz(shards),
-        "sample" => merge_sample(shards),
-        other => Err(Error::param(
-            "merge",
-            format!("unknown shard kind `{other}`"),
-        )),
+        _ => merge_sample(shards),
     }
 }
 
-fn merge_logz(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRun> {
+/// A logz shard's figures (checked to be a logz shard's by [`check_shards`]).
+fn logz_figures(h: &ShardHeader) -> &LogzFigures {
+    match &h.figures {
+        ShardFigures::Logz(f) => f,
+        ShardFigures::Sample(_) => unreachable!("checked: one kind"),
+    }
+}
+
+/// A sample shard's figures.
+fn sample_figures(h: &ShardHeader) -> &SampleFigures {
+    match &h.figures {
+        ShardFigures::Sample(f) => f,
+        ShardFigures::Logz(_) => unreachable!("checked: one kind"),
+    }
+}
+
+fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
     let h0 = shards[0].1.clone();
-    let (n, k) = (h0.total, h0.contexts);
-    // prob shards: `-beta F(x, y)` follows the log-weights, the same in
-    // every shard (checked).
-    let points = h0.report["prob_shape"].as_array().map(|a| {
-        a.iter()
-            .filter_map(|v| v.as_u64())
-            .map(|v| v as usize)
-            .collect::<Vec<_>>()
-    });
-    let n_pts: usize = points.as_ref().map_or(0, |s| s.iter().product());
-    // Shards of whole batches of contexts tile 0..k in index order.
-    let by_contexts = h0.context_range.is_some();
-    let mut next = 0;
+    let f0 = logz_figures(&h0);
+    let n_pts: usize = f0
+        .prob
+        .as_ref()
+        .map_or(0, |p| p.shape.iter().product::<usize>());
     for (p, h, data) in &shards {
-        let rows = match h.context_range {
-            Some((lo, hi)) if by_contexts && lo == next && lo < hi && hi <= k => {
-                next = hi;
-                (hi - lo) * n
-            }
-            None if !by_contexts => k * h.shard.range(n).len(),
-            _ => {
-                return Err(Error::checkpoint(
-                    p,
-                    "its contexts do not follow the other shards' (shards of different runs?)",
-                ));
-            }
-        };
-        if data.len() != rows + n_pts {
-            return Err(Error::checkpoint(
-                p,
-                "its log-weights do not match its shard's particles",
-            ));
-        }
+        check_figures(p, h, data, f0.log_z0)?;
     }
-    if by_contexts && next != k {
-        return Err(Error::param(
-            "merge",
-            format!("the shards cover contexts 0..{next} of {k}"),
-        ));
-    }
-    let num = |h: &ShardHeader, key: &str| h.report[key].as_f64().unwrap_or(f64::NAN);
-    let log_z0 = num(&h0, "log_z0");
-    let mut report = h0.report.clone();
-    let mut warnings = Vec::new();
-    let (estimates, log_weights) = if by_contexts {
-        // Each context's estimate is its shard's, made as in the
-        // one-process run (whole batches, their own pilots).
-        let mut est = Vec::with_capacity(k);
-        let mut lw = Array2::zeros((k, n));
-        for (_, h, data) in &shards {
-            let (lo, hi) = h.context_range.expect("checked");
-            for g in 0..hi - lo {
-                est.push(Estimate {
-                    log_z: at(h, "log_z", g),
-                    stderr: at(h, "stderr", g),
-                    ess: at(h, "ess", g),
-                    n,
-                });
-                lw.row_mut(lo + g)
-                    .assign(&ndarray::ArrayView1::from(&data[g * n..(g + 1) * n]));
-            }
-        }
-        (est, Some(lw))
+    let (estimates, log_weights, mut warnings) = if h0.context_range.is_some() {
+        by_contexts(&shards)?
     } else if h0.smc {
-        // Islands: Z = mean of the shards' Z (each an unbiased SMC
-        // estimate); its variance from theirs by the delta method.
-        let m = shards.len() as f64;
-        let est = (0..k)
-            .map(|g| {
-                let lz: Vec<f64> = shards.iter().map(|(_, h, _)| at(h, "log_z", g)).collect();
-                let se: Vec<f64> = shards.iter().map(|(_, h, _)| at(h, "stderr", g)).collect();
-                let log_z = crate::energy::log_sum_exp(&lz) - m.ln();
-                let var = lz
-                    .iter()
-                    .zip(&se)
-                    .map(|(l, s)| ((l - log_z).exp() * s).powi(2))
-                    .sum::<f64>()
-                    / (m * m);
-                Estimate {
-                    log_z,
-                    stderr: var.sqrt(),
-                    ess: f64::NAN,
-                    n,
-                }
-            })
-            .collect::<Vec<_>>();
-        warnings.push(format!(
-            "annealed SMC with resampling merges as {} independent islands: log Z is the log of the mean of their Z estimates (unbiased in Z), not one population's",
-            shards.len()
-        ));
-        (est, None)
+        islands(&shards)
     } else {
-        let mut lw = Array2::zeros((k, n));
-        for (_, h, data) in &shards {
-            let r = h.shard.range(n);
-            let m = r.len();
-            for g in 0..k {
-                lw.row_mut(g)
-                    .slice_mut(ndarray::s![r.clone()])
-                    .assign(&ndarray::ArrayView1::from(&data[g * m..(g + 1) * m]));
-            }
-        }
-        let est = (0..k)
-            .map(|g| {
-                let (lz, var, ess) = estimate(&lw.row(g).to_vec());
-                let mut log_z = log_z0;
-                log_z += lz;
-                Estimate {
-                    log_z,
-                    stderr: var.sqrt(),
-                    ess,
-                    n,
-                }
-            })
-            .collect::<Vec<_>>();
-        (est, Some(lw))
+        by_particles(&shards, f0.log_z0)
     };
     let mut estimates = estimates;
+    let n = h0.total;
     let mut config = AisConfig::new();
     config.particles = n;
     config.resample_threshold = h0.smc.then_some(0.5);
     warnings.extend(estimate_warnings(&mut estimates, &config, 0));
     // The pilot's warnings, the same in every shard (its own run).
-    warnings.extend(
-        h0.report["warnings"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|w| w.as_str().map(String::from)),
-    );
-    let conditional = report["conditional"].as_bool().unwrap_or(false);
+    warnings.extend(f0.warnings.iter().cloned());
+    let mut report = h0.report.clone();
+    let figures = shards.iter().map(|(_, h, _)| logz_figures(h));
     let pick = |f: &dyn Fn(&Estimate) -> f64| -> serde_json::Value {
         let v: Vec<f64> = estimates.iter().map(f).collect();
-        if conditional {
+        if f0.conditional {
             serde_json::json!(v)
         } else {
             serde_json::json!(v[0])
@@ -265,31 +191,20 @@ fn merge_logz(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRun>
     report["ess"] = pick(&|e| e.ess);
     report["particles"] = serde_json::json!(n);
     report["energy_evals"] = serde_json::json!(
-        shards
-            .iter()
-            .map(|(_, h, _)| h.report["energy_evals"].as_u64().unwrap_or(0))
-            .sum::<u64>()
+        figures
+            .clone()
+            .fold(0u64, |a, f| a.saturating_add(f.energy_evals))
     );
     report["acceptance"] = serde_json::json!(
         shards
             .iter()
-            .map(|(_, h, _)| num(h, "acceptance") * h.shard.range(n).len() as f64)
+            .map(|(_, h, _)| logz_figures(h).acceptance * h.shard.range(n).len() as f64)
             .sum::<f64>()
             / n as f64
     );
-    report["divergences"] = serde_json::json!(
-        shards
-            .iter()
-            .map(|(_, h, _)| h.report["divergences"].as_u64().unwrap_or(0))
-            .sum::<u64>()
-    );
-    report["wall_s"] = serde_json::json!(
-        shards
-            .iter()
-            .map(|(_, h, _)| num(h, "wall_s"))
-            .fold(0.0, f64::max)
-    );
-    if let (Some(ex), false) = (report["exact_log_z"].as_f64(), conditional) {
+    report["divergences"] =
+        serde_json::json!(figures.fold(0u64, |a, f| a.saturating_add(f.divergences)));
+    if let (Some(ex), false) = (f0.exact_log_z, f0.conditional) {
         let e = &estimates[0];
         let z = (e.log_z - ex) / e.stderr;
         if z.abs() > 3.0 {
@@ -298,44 +213,12 @@ fn merge_logz(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRun>
             ));
         }
     }
-    if let Some(obj) = report.as_object_mut() {
-        obj.remove("log_z0");
-        obj.remove("shard");
-    }
-    let log_prob = match &points {
-        Some(shape) => {
-            let tail = |d: &Vec<f64>| d[d.len() - n_pts..].to_vec();
-            let neg_f = tail(&shards[0].2);
-            if shards.iter().any(|(_, _, d)| tail(d) != neg_f) {
-                return Err(Error::param(
-                    "merge",
-                    "the shards' points or energies differ: they are not shards of one prob run",
-                ));
-            }
-            let lz: Vec<f64> = estimates.iter().map(|e| e.log_z).collect();
-            let paired = report["paired"].as_bool().unwrap_or(false);
-            // The same arithmetic as the one-process run: -beta F - log Z.
-            let v: Vec<f64> = neg_f
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    let g = match (shape.len(), paired) {
-                        (2, _) => i / shape[1],
-                        (_, true) => i,
-                        _ => 0,
-                    };
-                    f - lz[g]
-                })
-                .collect();
-            Some(
-                ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), v)
-                    .map_err(|e| Error::Numerical(e.to_string()))?,
-            )
-        }
+    let log_prob = match &f0.prob {
+        Some(p) => Some(merge_log_prob(&shards, p, n_pts, &estimates)?),
         None => None,
     };
     if let Some(obj) = report.as_object_mut() {
-        obj.remove("prob_shape");
+        obj.remove("shard");
     }
     report["shards"] = serde_json::json!(shards.len());
     report["warnings"] = serde_json::json!(warnings);
@@ -350,16 +233,191 @@ fn merge_logz(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRun>
     })
 }
 
-/// Entry `g` of a report's per-context value (a number for one context).
-fn at(h: &ShardHeader, key: &str, g: usize) -> f64 {
-    match &h.report[key] {
-        serde_json::Value::Array(a) => a.get(g).and_then(|v| v.as_f64()),
-        v => v.as_f64(),
+/// Checks a log Z shard's figures against its log-weights: one `log Z_0`
+/// for the run (`log_z0`, the first shard's), and without resampling its
+/// own estimates are those its log-weights give. A shard edited in one
+/// place but not the other is refused.
+fn check_figures(p: &std::path::Path, h: &ShardHeader, data: &[f64], log_z0: f64) -> Result<()> {
+    let f = logz_figures(h);
+    if f.log_z0.to_bits() != log_z0.to_bits() {
+        return Err(Error::checkpoint(
+            p,
+            format!(
+                "its path starts at log Z {:?} where the other shards' starts at {log_z0:?} (forged, or shards of different runs?)",
+                f.log_z0
+            ),
+        ));
     }
-    .unwrap_or(f64::NAN)
+    if h.smc {
+        return Ok(());
+    }
+    let per = if h.context_range.is_some() {
+        h.total
+    } else {
+        h.shard.range(h.total).len()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    for g in 0..h.own_contexts() {
+        let (lz, var, ess) = estimate(&data[g * per..(g + 1) * per]);
+        let ok = close(f.log_z[g], log_z0 + lz)
+            && close(f.stderr[g], var.sqrt())
+            && (close(f.ess[g], ess) || f.ess[g].is_nan() && ess.is_nan());
+        if !ok {
+            return Err(Error::checkpoint(
+                p,
+                format!(
+                    "its estimate of context {g} is not the one its log-weights give (forged or corrupt?)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
-fn merge_sample(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRun> {
+/// What a merge of log Z shards computes: the estimates per context, the
+/// log-weights (none for islands), warnings.
+type Merged = (Vec<Estimate>, Option<Array2<f64>>, Vec<String>);
+
+/// Shards of whole batches of contexts: each context's estimate is its
+/// shard's, made as in the one-process run (whole batches, their own
+/// pilots); the shards must tile the contexts in index order.
+fn by_contexts(shards: &[ShardFile]) -> Result<Merged> {
+    let (n, k) = (shards[0].1.total, shards[0].1.contexts);
+    let mut est = Vec::with_capacity(k);
+    let mut lw = Array2::zeros((k, n));
+    let mut next = 0;
+    for (p, h, data) in shards {
+        let f = logz_figures(h);
+        let (lo, hi) = h.context_range.expect("checked: one kind of split");
+        if lo != next {
+            return Err(Error::checkpoint(
+                p,
+                "its contexts do not follow the other shards' (shards of different runs?)",
+            ));
+        }
+        next = hi;
+        for g in 0..hi - lo {
+            est.push(Estimate {
+                log_z: f.log_z[g],
+                stderr: f.stderr[g],
+                ess: f.ess[g],
+                n,
+            });
+            lw.row_mut(lo + g)
+                .assign(&ndarray::ArrayView1::from(&data[g * n..(g + 1) * n]));
+        }
+    }
+    if next != k {
+        return Err(Error::param(
+            "merge",
+            format!("the shards cover contexts 0..{next} of {k}"),
+        ));
+    }
+    Ok((est, Some(lw), Vec::new()))
+}
+
+/// Annealed SMC's shards are islands: Z = mean of the shards' Z (each an
+/// unbiased SMC estimate); its variance from theirs by the delta method.
+fn islands(shards: &[ShardFile]) -> Merged {
+    let (n, k) = (shards[0].1.total, shards[0].1.contexts);
+    let m = shards.len() as f64;
+    let est = (0..k)
+        .map(|g| {
+            let lz: Vec<f64> = shards
+                .iter()
+                .map(|(_, h, _)| logz_figures(h).log_z[g])
+                .collect();
+            let se: Vec<f64> = shards
+                .iter()
+                .map(|(_, h, _)| logz_figures(h).stderr[g])
+                .collect();
+            let log_z = crate::energy::log_sum_exp(&lz) - m.ln();
+            let var = lz
+                .iter()
+                .zip(&se)
+                .map(|(l, s)| ((l - log_z).exp() * s).powi(2))
+                .sum::<f64>()
+                / (m * m);
+            Estimate {
+                log_z,
+                stderr: var.sqrt(),
+                ess: f64::NAN,
+                n,
+            }
+        })
+        .collect::<Vec<_>>();
+    let warning = format!(
+        "annealed SMC with resampling merges as {} independent islands: log Z is the log of the mean of their Z estimates (unbiased in Z), not one population's",
+        shards.len()
+    );
+    (est, None, vec![warning])
+}
+
+/// Shards of every context's particles: the log-weights in particle
+/// order, then the one-process run's delta-method estimate.
+fn by_particles(shards: &[ShardFile], log_z0: f64) -> Merged {
+    let (n, k) = (shards[0].1.total, shards[0].1.contexts);
+    let mut lw = Array2::zeros((k, n));
+    for (_, h, data) in shards {
+        let r = h.shard.range(n);
+        let m = r.len();
+        for g in 0..k {
+            lw.row_mut(g)
+                .slice_mut(ndarray::s![r.clone()])
+                .assign(&ndarray::ArrayView1::from(&data[g * m..(g + 1) * m]));
+        }
+    }
+    let est = (0..k)
+        .map(|g| {
+            let (lz, var, ess) = estimate(&lw.row(g).to_vec());
+            let mut log_z = log_z0;
+            log_z += lz;
+            Estimate {
+                log_z,
+                stderr: var.sqrt(),
+                ess,
+                n,
+            }
+        })
+        .collect::<Vec<_>>();
+    (est, Some(lw), Vec::new())
+}
+
+/// `log P(y|x)` of a prob run from its shards: `-beta F(x, y)` (the same
+/// in every shard, checked) minus the merged log Z, the one-process run's
+/// arithmetic.
+fn merge_log_prob(
+    shards: &[ShardFile],
+    p: &ProbPoints,
+    n_pts: usize,
+    estimates: &[Estimate],
+) -> Result<ndarray::ArrayD<f64>> {
+    let tail = |d: &Vec<f64>| d[d.len() - n_pts..].to_vec();
+    let neg_f = tail(&shards[0].2);
+    if shards.iter().any(|(_, _, d)| tail(d) != neg_f) {
+        return Err(Error::param(
+            "merge",
+            "the shards' points or energies differ: they are not shards of one prob run",
+        ));
+    }
+    let lz: Vec<f64> = estimates.iter().map(|e| e.log_z).collect();
+    let v: Vec<f64> = neg_f
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let g = match (p.shape.len(), p.paired) {
+                (2, _) => i / p.shape[1],
+                (_, true) => i,
+                _ => 0,
+            };
+            f - lz[g]
+        })
+        .collect();
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&p.shape), v)
+        .map_err(|e| Error::Numerical(e.to_string()))
+}
+
+fn merge_sample(shards: Vec<ShardFile>) -> Result<MergeRun> {
     let h0 = shards[0].1.clone();
     let (c, n, d) = (h0.total, h0.draws, h0.dim);
     let mut samples = Array3::zeros((c, n, d));
@@ -367,13 +425,6 @@ fn merge_sample(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRu
     for (p, h, data) in &shards {
         let r = h.shard.range(c);
         let m = r.len();
-        let want = m * n * d + if h.energies { m * n } else { 0 };
-        if data.len() != want {
-            return Err(Error::checkpoint(
-                p,
-                "its draws do not match its shard's chains",
-            ));
-        }
         let s = ndarray::ArrayView3::from_shape((m, n, d), &data[..m * n * d])
             .map_err(|e| Error::checkpoint(p, e.to_string()))?;
         samples.slice_mut(ndarray::s![r.clone(), .., ..]).assign(&s);
@@ -384,7 +435,6 @@ fn merge_sample(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRu
         }
     }
     let mut report = h0.report.clone();
-    let mut warnings = Vec::new();
     let ov = if n >= 4 {
         crate::diagnostics::overview(&crate::diagnostics::summarize(samples.view())?)
     } else {
@@ -394,6 +444,7 @@ fn merge_sample(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRu
             rhat_max: f64::NAN,
         }
     };
+    let mut warnings = Vec::new();
     if ov.rhat_max > 1.01 {
         warnings.push(format!(
             "R-hat {:.4} above 1.01 over all chains: they disagree (caught in different modes, or not yet mixed); run longer or use a tempered sampler",
@@ -406,46 +457,37 @@ fn merge_sample(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRu
             ov.ess_bulk_min
         ));
     }
-    for (_, h, _) in &shards {
-        for w in h.report["warnings"].as_array().into_iter().flatten() {
-            if let Some(w) = w.as_str()
-                && !w.starts_with("R-hat")
-                && !w.starts_with("bulk ESS")
-            {
+    let figures: Vec<&SampleFigures> = shards.iter().map(|(_, h, _)| sample_figures(h)).collect();
+    for ((_, h, _), f) in shards.iter().zip(&figures) {
+        for w in &f.warnings {
+            if !w.starts_with("R-hat") && !w.starts_with("bulk ESS") {
                 warnings.push(format!("shard {}/{}: {w}", h.shard.index, h.shard.count));
             }
         }
     }
-    let sum_u = |key: &str| -> u64 {
-        shards
-            .iter()
-            .map(|(_, h, _)| h.report[key].as_u64().unwrap_or(0))
-            .sum()
+    let sum = |get: &dyn Fn(&SampleFigures) -> u64| {
+        figures.iter().fold(0u64, |a, f| a.saturating_add(get(f)))
     };
-    let cat = |key: &str| -> serde_json::Value {
-        serde_json::json!(
-            shards
-                .iter()
-                .flat_map(|(_, h, _)| h.report[key].as_array().cloned().unwrap_or_default())
-                .collect::<Vec<_>>()
-        )
-    };
+    let acc: Vec<f64> = figures
+        .iter()
+        .flat_map(|f| f.acceptance_per_chain.iter().copied())
+        .collect();
+    let div: Vec<u64> = figures
+        .iter()
+        .flat_map(|f| f.divergences_per_chain.iter().copied())
+        .collect();
     report["chains"] = serde_json::json!(c);
     report["ess_bulk_min"] = serde_json::json!(ov.ess_bulk_min);
     report["ess_tail_min"] = serde_json::json!(ov.ess_tail_min);
     report["rhat_max"] = serde_json::json!(ov.rhat_max);
-    report["acceptance_per_chain"] = cat("acceptance_per_chain");
-    report["divergences_per_chain"] = cat("divergences_per_chain");
-    let acc: Vec<f64> = report["acceptance_per_chain"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-        .unwrap_or_default();
     report["acceptance"] = serde_json::json!(acc.iter().sum::<f64>() / acc.len().max(1) as f64);
-    report["divergences"] = serde_json::json!(sum_u("divergences"));
-    report["warmup_divergences"] = serde_json::json!(sum_u("warmup_divergences"));
-    report["energy_evals"] = serde_json::json!(sum_u("energy_evals"));
-    if report.get("grad_evals").is_some() {
-        report["grad_evals"] = serde_json::json!(sum_u("grad_evals"));
+    report["acceptance_per_chain"] = serde_json::json!(acc);
+    report["divergences"] = serde_json::json!(div.iter().fold(0u64, |a, d| a.saturating_add(*d)));
+    report["divergences_per_chain"] = serde_json::json!(div);
+    report["warmup_divergences"] = serde_json::json!(sum(&|f| f.warmup_divergences));
+    report["energy_evals"] = serde_json::json!(sum(&|f| f.energy_evals));
+    if figures.iter().all(|f| f.grad_evals.is_some()) {
+        report["grad_evals"] = serde_json::json!(sum(&|f| f.grad_evals.unwrap_or(0)));
     }
     if let Some(obj) = report.as_object_mut() {
         obj.remove("shard");
@@ -469,6 +511,7 @@ fn merge_sample(shards: Vec<(PathBuf, ShardHeader, Vec<f64>)>) -> Result<MergeRu
 /// `job.shard`: its log-weights, the path's `log Z_0`, `-beta F(x, y)` of the
 /// points for prob, and `settings` (everything that shapes the run but the
 /// shard; a merge requires them equal). `name` names the file in errors.
+/// The file holds no wall time: a rerun shard is byte-identical.
 pub fn logz_shard(
     run: &super::LogzRun,
     job: &super::LogzJob,
@@ -482,18 +525,37 @@ pub fn logz_shard(
     let w = run.shard.as_ref().ok_or_else(|| {
         Error::Interrupted("the shard was stopped: no shard file written (rerun it)".into())
     })?;
-    let mut rep = super::logz::report_json(&run.report)?;
-    rep["log_z0"] = serde_json::json!(w.log_z0);
+    let r = &run.report;
+    let mut rep = super::logz::report_json(r)?;
     let mut data: Vec<f64> = w.log_weights.iter().copied().collect();
-    if let Some((lp, paired, points)) = prob {
-        rep["prob_shape"] = serde_json::json!(lp.shape());
+    let mut points = None;
+    if let Some((lp, paired, n)) = prob {
+        rep["points"] = serde_json::json!(n);
         rep["paired"] = serde_json::json!(paired);
-        rep["points"] = serde_json::json!(points);
+        points = Some(ProbPoints {
+            shape: lp.shape().to_vec(),
+            paired,
+        });
         data.extend(lp.iter().copied());
     }
+    if let Some(obj) = rep.as_object_mut() {
+        obj.remove("wall_s");
+    }
+    let figures = LogzFigures {
+        log_z0: w.log_z0,
+        log_z: r.log_z.clone(),
+        stderr: r.stderr.clone(),
+        ess: r.ess.clone(),
+        acceptance: r.acceptance,
+        divergences: r.divergences as u64,
+        energy_evals: r.energy_evals,
+        exact_log_z: r.exact_log_z,
+        conditional: r.conditional,
+        warnings: r.warnings.clone(),
+        prob: points,
+    };
     let header = ShardHeader {
         version: crate::shard::SHARD_VERSION,
-        kind: "logz".into(),
         settings: settings.to_string(),
         shard,
         total: job.particles,
@@ -503,6 +565,7 @@ pub fn logz_shard(
         energies: false,
         smc: w.smc,
         context_range: w.context_range.clone().map(|r| (r.start, r.end)),
+        figures: ShardFigures::Logz(figures),
         report: rep,
     };
     crate::shard::shard_bytes(name, &header, &data)
@@ -530,9 +593,21 @@ pub fn sample_shard(
     if let Some(e) = &out.energies {
         data.extend(e.iter().copied());
     }
+    let s = &out.stats;
+    let figures = SampleFigures {
+        acceptance_per_chain: s.acceptance.clone(),
+        divergences_per_chain: s.divergences.iter().map(|&d| d as u64).collect(),
+        warmup_divergences: s.warmup_divergences as u64,
+        energy_evals: s.energy_evals,
+        grad_evals: (!run.gradient_free).then_some(s.grad_evals),
+        warnings: run.warnings.clone(),
+    };
+    let mut report = run.report.clone();
+    if let Some(obj) = report.as_object_mut() {
+        obj.remove("wall_s");
+    }
     let header = ShardHeader {
         version: crate::shard::SHARD_VERSION,
-        kind: "sample".into(),
         settings: settings.to_string(),
         shard,
         total: job.chains,
@@ -542,7 +617,8 @@ pub fn sample_shard(
         energies: out.energies.is_some(),
         smc: false,
         context_range: None,
-        report: run.report.clone(),
+        figures: ShardFigures::Sample(figures),
+        report,
     };
     crate::shard::shard_bytes(name, &header, &data)
 }
