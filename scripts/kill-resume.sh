@@ -52,3 +52,4 @@ run_case sample --out sample --model gauss-ill --sampler hmc --chains 8 --warmup
 run_case logz - logz --model gmm-far --method ais --particles 512 --temps 3000 --quiet
 run_case prob --out prob --model ring --context x.npy --points y.npy --method ais --particles 512 --temps 3000 --quiet
 run_case logz-shard --shard-out logz --model gmm-far --method ais --particles 512 --temps 3000 --shard 1/2 --quiet
+run_case pt --out sample --model gmm-ring --sampler pt --chains 4 --warmup 20000 --draws 60000 --seed 2 --quiet

@@ -38,6 +38,14 @@ fn settings_of(b: &[u8]) -> String {
     .unwrap_or_default()
 }
 
+/// The sampling run's configuration in a checkpoint's header, if it can be read.
+fn config_of(b: &[u8]) -> Option<boltz::SampleConfig> {
+    let hlen = usize::try_from(u64::from_le_bytes(b.get(12..20)?.try_into().ok()?)).ok()?;
+    let h: serde_json::Value =
+        serde_json::from_slice(b.get(20..20usize.checked_add(hlen)?)?).ok()?;
+    serde_json::from_value(h.get("state")?.get("run")?.get("config")?.clone()).ok()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(400), ..ProptestConfig::default() })]
 
@@ -121,7 +129,10 @@ proptest! {
         let control = boltz::run::Control { settings, ..Default::default() };
         let e = boltz::model::load("gmm-ring").unwrap().energy(None).unwrap();
         let k = boltz::kernels::Mala::new(0.1).unwrap();
-        let _ = boltz::sampler::resume(e.as_ref(), &k, &path, &mut boltz::run::NoObserver, &control);
+        // The run's configuration as the file has it, so that the checks
+        // past the configuration's are reached.
+        let config = config_of(&b).unwrap_or_default();
+        let _ = boltz::sampler::resume(e.as_ref(), &k, &config, &path, &mut boltz::run::NoObserver, &control);
         let base = boltz::ais::Base::isotropic(2, 2.0).unwrap();
         let problem = boltz::ais::AisProblem::new(e.clone(), &base).unwrap();
         let mut cfg = boltz::ais::AisConfig::new();

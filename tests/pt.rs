@@ -426,6 +426,7 @@ fn pt_is_deterministic_across_threads_and_resumes_bit_identically() {
             energy.as_ref(),
             &base,
             &spec,
+            (&config, &settings),
             &ck,
             &mut NoObserver,
             &control,

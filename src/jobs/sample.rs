@@ -253,7 +253,15 @@ fn run_pt(
         }
     };
     let out = match resume {
-        Some(path) => crate::pt::resume(energy, &base, spec, path, observer, control)?,
+        Some(path) => crate::pt::resume(
+            energy,
+            &base,
+            spec,
+            (config, &settings),
+            path,
+            observer,
+            control,
+        )?,
         None => crate::pt::sample(
             energy, &base, spec, config, &settings, init, observer, control,
         )?,
@@ -357,9 +365,14 @@ pub fn sample(
         }
         let kernel = spec.build()?;
         let out = match resume {
-            Some(path) => {
-                sampler::resume(energy.as_ref(), kernel.as_ref(), path, observer, control)?
-            }
+            Some(path) => sampler::resume(
+                energy.as_ref(),
+                kernel.as_ref(),
+                &config,
+                path,
+                observer,
+                control,
+            )?,
             None => sampler::sample_with(
                 energy.as_ref(),
                 kernel.as_ref(),

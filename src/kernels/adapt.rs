@@ -181,6 +181,87 @@ impl Tuner {
         self.warmup == warmup && dual_ok && mass_ok && chosen_ok
     }
 
+    /// Whether `tuning`'s step sizes are the ones this tuner set after `t`
+    /// steps (bit for bit): after warm-up the averaged steps, during it
+    /// the last dual-averaging steps. True where the tuner does not set
+    /// them alone (no step adaptation, AutoStep base steps, the first step,
+    /// the step that ends a mass window). A resumed checkpoint whose step
+    /// sizes were edited is refused with this.
+    pub fn steps_agree(&self, t: usize, tuning: &Tuning) -> bool {
+        let (Some(da), false) = (&self.dual, self.adapt_base) else {
+            return true;
+        };
+        let w = self.warmup;
+        let window_end = self.adapt_mass && (t == w * 40 / 100 || t == w * 90 / 100);
+        let expect: Vec<f64> = if w == 0 || t == 0 || (t < w && window_end) {
+            return true;
+        } else if t >= w {
+            da.iter().map(DualAveraging::final_step_size).collect()
+        } else {
+            da.iter().map(|d| d.log_step.exp()).collect()
+        };
+        let steps = tuning.step_size().as_slice();
+        steps.len() == expect.len()
+            && steps
+                .iter()
+                .zip(&expect)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
+    /// Whether this tuner (a checkpoint's, after `t` steps of `chains`
+    /// chains) is one `fresh` (the run's own, from [`Tuner::new`]) can have
+    /// become: the same schedule and targets; each dual average aimed at
+    /// the kernel's target, with as many updates as warm-up made since its
+    /// last restart, an average error within its bounds and its current
+    /// log step the one its other fields give (so that no field of it can
+    /// be edited alone); a mass window of whole steps of all chains with
+    /// non-negative sums of squares.
+    pub fn agrees(&self, fresh: &Tuner, t: usize, chains: usize) -> bool {
+        let same = (
+            self.warmup,
+            self.target,
+            self.shared,
+            self.adapt_mass,
+            self.adapt_base,
+        ) == (
+            fresh.warmup,
+            fresh.target,
+            fresh.shared,
+            fresh.adapt_mass,
+            fresh.adapt_base,
+        );
+        let w = self.warmup;
+        let done = t.min(w);
+        let restart = if self.adapt_mass {
+            [w * 40 / 100, w * 90 / 100]
+                .into_iter()
+                .filter(|r| *r >= 1 && *r <= done)
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let dual_ok = match (&self.dual, self.target) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(da), Some(tg)) => da.iter().all(|d| {
+                let log_step = (d.mu - d.t.sqrt() / GAMMA * d.h_bar).clamp(-700.0, 700.0);
+                d.target.to_bits() == tg.to_bits()
+                    && d.t == (done - restart) as f64
+                    && d.h_bar >= tg - 1.0
+                    && d.h_bar <= tg
+                    && (d.t == 0.0 || d.log_step.to_bits() == log_step.to_bits())
+            }),
+        };
+        let m = &self.mass;
+        let rows = m.n / chains.max(1) as f64;
+        let mass_ok = m.n >= 0.0
+            && rows.fract() == 0.0
+            && rows <= done as f64
+            && m.m2.iter().all(|v| *v >= 0.0);
+        same && dual_ok && mass_ok
+    }
+
     /// A tuner for `warmup` steps of `kernel` on states of dimension `dim`,
     /// and the tuning the run starts from (the kernel's initial tuning,
     /// with a unit inverse mass when the mass is adapted).

@@ -124,6 +124,13 @@ pub fn save_rng(rng: &ChainRng) -> RngState {
     }
 }
 
+/// Whether a saved stream is `expected`'s stream (its key and nonce; the
+/// position is the saved state's own): a checkpoint whose stream was
+/// edited to another chain's or seed's is refused with this.
+pub fn same_stream(state: &RngState, expected: &ChainRng) -> bool {
+    state.seed == expected.get_seed() && state.stream == expected.get_stream()
+}
+
 /// Rebuilds a generator at a saved position.
 pub fn restore_rng(state: &RngState) -> ChainRng {
     let mut rng = ChainRng::from_seed(state.seed);

@@ -276,22 +276,31 @@ pub fn sample_with(
 
 /// Continues the run saved in `checkpoint` to its end (or to the next
 /// stop), bit-identical to an uninterrupted run. `control.settings` must
-/// equal the settings the run was started with; the energy and kernel must
-/// be built as they were (the adapted tuning comes from the checkpoint).
+/// equal the settings the run was started with, and `config` the run's
+/// configuration (the checkpoint's copy is checked against it, never
+/// trusted: an edited `beta` is refused); the energy and kernel must be
+/// built as they were (the adapted tuning comes from the checkpoint).
 pub fn resume(
     energy: &dyn Energy,
     kernel: &dyn Kernel,
+    config: &SampleConfig,
     checkpoint: &Path,
     observer: &mut dyn Observer,
     control: &Control,
 ) -> Result<SampleOutput> {
     let start = Instant::now();
     let (saved, data): (Saved, Vec<f64>) = read_checkpoint(checkpoint, KIND, &control.settings)?;
+    let bad = |r: &str| Error::checkpoint(checkpoint, r.to_string());
+    if let Some(what) = config.differs_from(&saved.run.config) {
+        return Err(bad(&format!(
+            "its run configuration differs from this run's in {what}; refusing an edited checkpoint"
+        )));
+    }
     let mut run = saved.run;
+    run.config = config.clone();
     run.elapsed_s = saved.elapsed_s;
     let c = run.config.clone();
     let d = energy.dim();
-    let bad = |r: &str| Error::checkpoint(checkpoint, r.to_string());
     let n_samples = c
         .n_chains
         .checked_mul(run.draw)
@@ -327,6 +336,18 @@ pub fn resume(
             .acceptance
             .iter()
             .any(|a| !(0.0..=total as f64).contains(a))
+        || !tallies_fit(&run, c.n_chains)
+        || !run.tuner.steps_agree(run.t, &run.tuning)
+        || !run.tuner.agrees(
+            &Tuner::new(kernel, c.adaptation(), c.warmup, d).0,
+            run.t,
+            c.n_chains,
+        )
+        || saved
+            .rngs
+            .iter()
+            .zip(chain_rngs_from(c.seed, c.first_chain as u64, c.n_chains))
+            .any(|(s, e)| !crate::rng::same_stream(s, &e))
     {
         return Err(bad(
             "its state is out of range for these settings; refusing a damaged or edited checkpoint",
@@ -345,6 +366,20 @@ pub fn resume(
     let state = ChainState::new(target, positions)?;
     let rngs: Vec<ChainRng> = saved.rngs.iter().map(restore_rng).collect();
     in_pool(|| finish(target, kernel, run, state, rngs, observer, control, start))
+}
+
+/// The divergence and evaluation tallies of a checkpoint within what its
+/// steps can have made: at most one divergence per chain and step, and
+/// at most 2^20 extra evaluations per chain and step (NUTS at its deepest
+/// tree makes 2^max_depth).
+fn tallies_fit(run: &RunState, n: usize) -> bool {
+    let warm = run.t.min(run.config.warmup);
+    let sampled = run.t - warm;
+    let most = |steps: usize| steps.saturating_mul(n);
+    run.divergences.iter().all(|&d| d <= sampled)
+        && run.warmup_divergences <= most(warm)
+        && run.total_divergences == run.warmup_divergences + run.divergences.iter().sum::<usize>()
+        && run.extra_evals <= (most(run.t) as u64).saturating_mul(1 << 20)
 }
 
 /// Drives the run on the shared loop and gathers the output.

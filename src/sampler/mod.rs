@@ -68,6 +68,29 @@ pub struct SampleConfig {
 }
 
 impl SampleConfig {
+    /// The first setting in which `saved` (a checkpoint's configuration)
+    /// differs from this run's, as `name (saved, now)`; `None` when they
+    /// agree. The progress interval and the memory ceiling are the
+    /// caller's, not the run's.
+    pub fn differs_from(&self, saved: &SampleConfig) -> Option<String> {
+        let mut saved = saved.clone();
+        saved.observe_every = self.observe_every;
+        saved.max_memory_bytes = self.max_memory_bytes;
+        if saved == *self {
+            return None;
+        }
+        let (a, b) = (
+            serde_json::to_value(&saved).ok()?,
+            serde_json::to_value(self).ok()?,
+        );
+        let key = a
+            .as_object()?
+            .iter()
+            .find(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k} ({v}, now {})", b[k.as_str()]));
+        Some(key.unwrap_or_else(|| "a setting".into()))
+    }
+
     /// Defaults: 4 chains, 1000 warm-up steps, 1000 draws, no thinning,
     /// seed 0, beta 1, adaptation of step size and mass on.
     pub fn new() -> Self {

@@ -64,7 +64,15 @@ pub(super) fn run_pt(
     let mut spec = cfg.kernel_spec(energy.as_ref());
     spec.settings.step_size = job.kernel_settings.step_size;
     let out = match resume {
-        Some(path) => crate::pt::resume(energy.as_ref(), &base, &spec, path, observer, control)?,
+        Some(path) => crate::pt::resume(
+            energy.as_ref(),
+            &base,
+            &spec,
+            (&config, &settings),
+            path,
+            observer,
+            control,
+        )?,
         None => crate::pt::sample(
             energy.as_ref(),
             &base,
