@@ -167,33 +167,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     outputs.declare("--out", &readme)?;
     args.output.declare(&mut outputs)?;
     let mut all = read_jsonl(&jsonl)?;
-    let mut fresh = Vec::new();
-    for w in &workloads {
-        eprintln!("boltz bench: {} ...", w.name());
-        let ms = bench::run(
-            &[*w],
-            &BenchOptions {
-                scaling: false,
-                ..opts.clone()
-            },
-        )?;
-        for m in &ms {
-            if args.jsonl {
-                println!("{}", crate::json_line(m)?);
-            }
-        }
-        fresh.extend(ms);
-    }
-    if args.scaling {
-        eprintln!("boltz bench: scaling ...");
-        let ms = bench::scaling(&workloads, &opts)?;
-        if args.jsonl {
-            for m in &ms {
-                println!("{}", crate::json_line(m)?);
-            }
-        }
-        fresh.extend(ms);
-    }
+    let fresh = measure(args, &workloads, &opts)?;
     // Replace earlier records of the workloads just run; keep the others.
     let ran: Vec<String> = fresh.iter().map(|m| m.workload.clone()).collect();
     all.retain(|m| !ran.contains(&m.workload));
@@ -251,12 +225,62 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         print!("{}", bench::markdown_table(&fresh));
         super::commands::print_warnings(&warnings);
     }
+    eprint_summary(args, fresh.len(), &jsonl, failed.len());
+    if !failed.is_empty() && args.strict {
+        return Err(Error::Numerical(format!(
+            "{} measurements failed their checks",
+            failed.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs each workload (and the scaling figures when asked), printing each
+/// record as a JSON line with `--jsonl`.
+fn measure(
+    args: &BenchArgs,
+    workloads: &[Workload],
+    opts: &BenchOptions,
+) -> Result<Vec<Measurement>> {
+    let mut fresh = Vec::new();
+    for w in workloads {
+        eprintln!("boltz bench: {} ...", w.name());
+        let ms = bench::run(
+            &[*w],
+            &BenchOptions {
+                scaling: false,
+                ..opts.clone()
+            },
+        )?;
+        for m in &ms {
+            if args.jsonl {
+                println!("{}", crate::json_line(m)?);
+            }
+        }
+        fresh.extend(ms);
+    }
+    if args.scaling {
+        eprintln!("boltz bench: scaling ...");
+        let ms = bench::scaling(workloads, opts)?;
+        if args.jsonl {
+            for m in &ms {
+                println!("{}", crate::json_line(m)?);
+            }
+        }
+        fresh.extend(ms);
+    }
+    Ok(fresh)
+}
+
+/// The one line on stderr that says what `bench` wrote and how many of its
+/// `n` measurements `failed` their checks.
+fn eprint_summary(args: &BenchArgs, n: usize, jsonl: &Path, failed: usize) {
     eprintln!(
         "boltz bench: {} measurements -> {} and {}{}",
-        fresh.len(),
+        n,
         jsonl.display(),
         args.out.join("README.md").display(),
-        match (failed.len(), args.strict) {
+        match (failed, args.strict) {
             (0, _) => String::new(),
             (n, true) => format!("; {n} with a FAILED check (see notes): exit 1 (--strict)"),
             (n, false) => format!(
@@ -269,13 +293,6 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             ),
         }
     );
-    if !failed.is_empty() && args.strict {
-        return Err(Error::Numerical(format!(
-            "{} measurements failed their checks",
-            failed.len()
-        )));
-    }
-    Ok(())
 }
 
 pub fn compare(args: &CompareArgs) -> Result<()> {

@@ -372,7 +372,6 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     bar.finish();
     let run = run?;
     let out = &run.output;
-    let (c, d, k) = out.samples.dim();
     if let Some(o) = &args.out {
         outputs.stage_array(o, &out.samples)?;
     }
@@ -382,10 +381,6 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     if let (Some(path), Some(a)) = (&args.all_replicas, &run.all_replicas) {
         outputs.stage_array(path, a)?;
     }
-    let (ov, s, warnings, gradient_free) =
-        (&run.overview, &out.stats, &run.warnings, run.gradient_free);
-    let acceptance = run.report["acceptance"].as_f64().unwrap_or(f64::NAN);
-    let divergences: usize = s.divergences.iter().sum();
     let mut report = run.report.clone();
     if let Some(path) = &args.shard_out {
         let bytes = boltz::jobs::merge::sample_shard(
@@ -405,13 +400,24 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     }));
     let text = args.output.emit(&report, &mut outputs)?;
     outputs.commit()?;
-    if !text {
-        return Ok(());
+    if text {
+        print_sample(args, &model.name, &run);
     }
+    Ok(())
+}
+
+/// The text summary of a sampling run.
+fn print_sample(args: &SampleArgs, model: &str, run: &boltz::jobs::SampleRun) {
+    let out = &run.output;
+    let (c, d, k) = out.samples.dim();
+    let (ov, s, warnings, gradient_free) =
+        (&run.overview, &out.stats, &run.warnings, run.gradient_free);
+    let acceptance = run.report["acceptance"].as_f64().unwrap_or(f64::NAN);
+    let divergences: usize = s.divergences.iter().sum();
     println!(
         "{} on {}: {c} chains x {d} draws x {k} dims -> {}",
         s.kernel,
-        model.name,
+        model,
         args.out
             .as_ref()
             .or(args.shard_out.as_ref())
@@ -458,7 +464,6 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         println!("  checked against exact draws of the target");
     }
     print_warnings(warnings);
-    Ok(())
 }
 
 /// Prints each warning on its own line, indented, after the results.

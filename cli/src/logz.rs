@@ -490,13 +490,24 @@ pub fn prob(
     v["out_shape"] = serde_json::json!(logp.shape());
     let text = args.output.emit(&v, &mut outputs)?;
     outputs.commit()?;
-    if !text {
-        return Ok(());
+    if text {
+        print_prob(&o, y.nrows(), paired, out, &logp);
     }
+    Ok(())
+}
+
+/// The text summary of a prob run.
+fn print_prob(
+    o: &boltz::jobs::LogzRun,
+    points: usize,
+    paired: bool,
+    out: &std::path::Path,
+    logp: &ndarray::ArrayD<f64>,
+) {
     let se = Array1::from(o.report.stderr.clone());
     println!(
         "log P of {} points{} by {} -> {} {:?} (log Z standard errors up to {:.2e})",
-        y.nrows(),
+        points,
         match (&o.contexts, paired) {
             (Some(c), false) => format!(" under {} contexts", c.nrows()),
             (Some(_), true) => " each under its own context".to_string(),
@@ -508,7 +519,6 @@ pub fn prob(
         se.iter().copied().fold(0.0, f64::max)
     );
     super::commands::print_warnings(&o.report.warnings);
-    Ok(())
 }
 
 /// The check's verdict and each estimator's first estimate.

@@ -117,21 +117,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         .map(|p| read_matrix(p, "context"))
         .transpose()?;
     let energy = model.energy(ctx)?;
-    let job = NegativesJob {
-        method: args.method.clone(),
-        kernel: args.kernel.clone(),
-        steps: args.steps,
-        kernel_settings: args.kernel_args.settings()?,
-        buffer: args.buffer,
-        reinit: args.reinit,
-        buffer_policy: args.buffer_policy.clone(),
-        beta: args.beta,
-        seed: args.seed,
-        init: parse_init(&args.init)?,
-        replicas: args.replicas,
-        local_kernel: args.local_kernel.clone(),
-        base_scale: args.base_scale,
-    };
+    let job = negatives_job(args)?;
     let method = job.method()?;
     let (_, kernel_name) = job.kernel(energy.as_ref())?;
     // The state belongs to this model (its parameters), contexts and
@@ -206,9 +192,21 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
     }
     let text = args.output.emit(&v, &mut outputs)?;
     outputs.commit()?;
-    if !text {
-        return Ok(());
+    if text {
+        print_call(args, &kernel_name, &batch, &sampler, &warnings);
     }
+    Ok(())
+}
+
+/// The text summary of one call.
+fn print_call(
+    args: &NegativesArgs,
+    kernel_name: &str,
+    batch: &boltz::negatives::NegativeBatch,
+    sampler: &NegativeSampler,
+    warnings: &[String],
+) {
+    let s = &batch.stats;
     println!(
         "{} negatives ({} steps of {kernel_name}): energy pos {:.4}, neg {:.4}, gap {:.4}; acceptance {:.3}, divergences {}, moved {:.4}, fresh {}, buffer {}",
         batch.negatives.nrows(),
@@ -222,6 +220,24 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         s.reinitialised,
         sampler.buffer_len()
     );
-    super::commands::print_warnings(&warnings);
-    Ok(())
+    super::commands::print_warnings(warnings);
+}
+
+/// The job the command's arguments describe.
+fn negatives_job(args: &NegativesArgs) -> Result<NegativesJob> {
+    Ok(NegativesJob {
+        method: args.method.clone(),
+        kernel: args.kernel.clone(),
+        steps: args.steps,
+        kernel_settings: args.kernel_args.settings()?,
+        buffer: args.buffer,
+        reinit: args.reinit,
+        buffer_policy: args.buffer_policy.clone(),
+        beta: args.beta,
+        seed: args.seed,
+        init: parse_init(&args.init)?,
+        replicas: args.replicas,
+        local_kernel: args.local_kernel.clone(),
+        base_scale: args.base_scale,
+    })
 }

@@ -4,17 +4,18 @@
 //! step adaptation; run on the shared loop with checkpoints and stop.
 
 use super::path::{AnnealPath, make_path};
-use super::weights::{cess, estimate, systematic};
+use super::saved::{Earlier, Saved};
+use super::weights::{cess, estimate, lee_whiteley, systematic};
 use super::{AisConfig, AisProblem, base};
 use crate::error::{Error, Result};
 use crate::io::{read_checkpoint, write_checkpoint};
 use crate::kernels::{ChainState, ChainStep, Tuning};
-use crate::rng::{ChainRng, RngState, chain_rngs_from, restore_rng, save_rng};
+use crate::rng::{ChainRng, chain_rngs_from, restore_rng, save_rng};
 use crate::run::{Control, NoObserver, Observer, Phase, Progress, Steps, drive};
 use ndarray::{Array2, ArrayView2, s};
 
 /// The checkpoint kind of AIS passes.
-const KIND: &str = "ais";
+pub(super) const KIND: &str = "ais";
 
 /// SMC's first step when the config fixes none (re-tuned from there).
 const SMC_START_STEP: f64 = 0.5;
@@ -76,7 +77,7 @@ pub(crate) struct PassOutput {
 
 /// Everything a pass carries between temperatures (what a checkpoint holds).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct Tally {
+pub(super) struct Tally {
     k: usize,
     log_z: Vec<f64>,
     var: Vec<f64>,
@@ -97,63 +98,8 @@ struct Tally {
     capped: bool,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    tally: Tally,
-    rngs: Vec<RngState>,
-    resample_rng: RngState,
-    /// Batches of contexts finished before this pass (runs in batches).
-    #[serde(default)]
-    earlier: Option<Earlier>,
-    /// Whether the path's cache was valid at the checkpoint.
-    #[serde(default)]
-    path_fresh: bool,
-    /// SMC: each particle's ancestor at the base (index in its context).
-    #[serde(default)]
-    eves: Vec<u32>,
-    /// SMC: the islands finished before this pass's.
-    #[serde(default)]
-    islands: Vec<super::smc::Island>,
-}
-
-/// The SMC islands finished before the pass saved in the checkpoint at `path`.
-pub(crate) fn checkpoint_islands(
-    path: &std::path::Path,
-    control: &Control,
-) -> Result<Vec<super::smc::Island>> {
-    let (saved, _): (Saved, Vec<f64>) = read_checkpoint(path, KIND, &control.settings)?;
-    Ok(saved.islands)
-}
-
-/// What the batches of contexts finished before the current one produced:
-/// kept in the current batch's checkpoints so that a resumed run skips them.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Earlier {
-    /// The finished batches' results merged (log weights in `log_weights`).
-    pub result: super::run::Merged,
-    /// Their log-weights, (contexts done, particles) row-major.
-    #[serde(skip)]
-    pub log_weights: Vec<f64>,
-}
-
-/// The finished batches recorded in the checkpoint at `path` (`None` for
-/// a checkpoint of a single-batch run).
-pub(crate) fn checkpoint_earlier(
-    path: &std::path::Path,
-    control: &Control,
-) -> Result<Option<Earlier>> {
-    let (saved, data): (Saved, Vec<f64>) = read_checkpoint(path, KIND, &control.settings)?;
-    Ok(saved.earlier.map(|mut e| {
-        let own = data
-            .len()
-            .saturating_sub(e.result.contexts_done * e.result.particles);
-        e.log_weights = data[own..].to_vec();
-        e
-    }))
-}
-
 /// A pass in progress.
-struct Pass<'a> {
+pub(super) struct Pass<'a> {
     path: Box<dyn AnnealPath + 'a>,
     base: &'a super::Base,
     config: &'a AisConfig,
@@ -218,42 +164,8 @@ pub(crate) fn pass(
     Ok(p.finish(complete))
 }
 
-/// Writes the checkpoint of the estimating pass of `problem` before its
-/// first temperature (a run in batches stopped between two batches, or in
-/// a batch's pilot, after `earlier` batches finished).
-pub(crate) fn save_fresh(
-    problem: &AisProblem<'_>,
-    config: &AisConfig,
-    control: &Control,
-    earlier: Option<&Earlier>,
-) -> Result<()> {
-    // SMC's first island (its pilot's temperatures are not known yet: a
-    // resume checks only the first, 0).
-    let smc = config.is_smc().then(|| Plan::Smc {
-        first: 0,
-        done: vec![],
-        frozen: Some((vec![0.0], vec![])),
-    });
-    let particles = match smc {
-        Some(_) => crate::shard::Shard {
-            index: 0,
-            count: config.islands,
-        }
-        .range(config.particles)
-        .len(),
-        None => config.particles,
-    };
-    let plan = smc.unwrap_or(Plan::Frozen {
-        betas: vec![0.0],
-        steps: vec![],
-    });
-    let sub = problem.with_particles(particles)?;
-    let p = start(&sub, config, particles, config.seed, plan, None, earlier)?;
-    p.save(control)
-}
-
 /// A pass at its first temperature.
-fn start<'p>(
+pub(super) fn start<'p>(
     problem: &'p AisProblem<'_>,
     config: &'p AisConfig,
     particles: usize,
@@ -643,30 +555,6 @@ impl Pass<'_> {
             capped: t.capped,
         }
     }
-}
-
-/// The Lee & Whiteley (2018) estimate of the relative variance of an SMC
-/// estimate of Z, `Var(Z_hat) / Z^2`, from the final log-weights, each
-/// particle's ancestor at the base (`eves`) and the number of resampling
-/// events: `1 - (N / (N - 1))^(R + 1) (1 - sum_e S_e^2)`, where `S_e` is the
-/// normalised weight of the particles descended from `e`. Without
-/// resampling it is the unbiased `(N sum W^2 - 1) / (N - 1)`. Used as the
-/// variance of `log Z_hat` (delta method; clamped at 0). Also returns the
-/// number of distinct ancestors: when they are few, the genealogy has
-/// collapsed and the estimate sees little of the variance from before.
-pub(crate) fn lee_whiteley(logw: &[f64], eves: &[u32], resamplings: usize) -> (f64, usize) {
-    let n = logw.len();
-    if n < 2 {
-        return (f64::NAN, n);
-    }
-    let lse = crate::energy::log_sum_exp(logw);
-    let mut by_eve = std::collections::BTreeMap::<u32, f64>::new();
-    for (w, e) in logw.iter().zip(eves) {
-        *by_eve.entry(*e).or_insert(0.0) += (w - lse).exp();
-    }
-    let sum_sq: f64 = by_eve.values().map(|s| s * s).sum();
-    let factor = (n as f64 / (n as f64 - 1.0)).powi(resamplings as i32 + 1);
-    ((1.0 - factor * (1.0 - sum_sq)).max(0.0), by_eve.len())
 }
 
 impl Steps for Pass<'_> {

@@ -1,13 +1,13 @@
 //! Forward and reverse AIS runs: plan, estimating pass, warnings,
 //! bootstrap and repeats.
 
-use super::pass::{Earlier, PassOutput, Plan, pass};
+use super::pass::{PassOutput, Plan, pass};
 use super::plan::plan;
+use super::saved::Earlier;
 use super::weights::bootstrap_stderr;
 use super::{AisConfig, AisProblem, AisResult, Estimate};
 use crate::error::{Error, Result};
 use crate::run::{Control, NoObserver, Observer, in_pool};
-use ndarray::ArrayView2;
 use std::path::Path;
 use std::time::Instant;
 
@@ -51,7 +51,7 @@ pub const MAX_AIS_BYTES: usize = 8 << 30;
 /// Refuses runs whose particle state (about 8 arrays of particles x dim
 /// f64: positions, proposals, gradients, momenta, cached components) would
 /// not fit in [`MAX_AIS_BYTES`].
-fn check_memory(problem: &AisProblem<'_>, config: &AisConfig) -> Result<()> {
+pub(super) fn check_memory(problem: &AisProblem<'_>, config: &AisConfig) -> Result<()> {
     let bytes = crate::budget::bytes(
         &[
             problem.groups,
@@ -155,7 +155,7 @@ pub(crate) fn warnings(
     out
 }
 
-fn frozen(betas: &[f64], steps: &[f64]) -> Plan {
+pub(super) fn frozen(betas: &[f64], steps: &[f64]) -> Plan {
     Plan::Frozen {
         betas: betas.to_vec(),
         steps: steps.to_vec(),
@@ -199,7 +199,7 @@ fn forward(
         return forward_one(problem, config, control, resume, observer, None);
     }
     let mut earlier = match resume {
-        Some(p) => super::pass::checkpoint_earlier(p, control)?,
+        Some(p) => super::saved::checkpoint_earlier(p, control)?,
         None => None,
     };
     let done = earlier.as_ref().map_or(0, |e| e.result.contexts_done);
@@ -340,7 +340,12 @@ pub(crate) struct Merged {
 
 impl Merged {
     /// The merged result; contexts not done get NaN estimates.
-    fn into_result(self, log_weights: Vec<f64>, contexts: usize, particles: usize) -> AisResult {
+    pub(super) fn into_result(
+        self,
+        log_weights: Vec<f64>,
+        contexts: usize,
+        particles: usize,
+    ) -> AisResult {
         let mut estimates = self.estimates;
         let mut lw = log_weights;
         let nan = Estimate {
@@ -377,7 +382,7 @@ impl Merged {
 }
 
 /// Appends batch result `r` (complete or not) to the earlier batches'.
-fn merge(earlier: Option<Earlier>, r: AisResult, particles: usize) -> Earlier {
+pub(super) fn merge(earlier: Option<Earlier>, r: AisResult, particles: usize) -> Earlier {
     let groups = r.estimates.len();
     let done = if r.complete { groups } else { 0 };
     let mut e = earlier.unwrap_or(Earlier {
@@ -456,7 +461,7 @@ fn forward_one(
         // Stopped in the pilot: nothing estimated; a checkpoint keeps the
         // batches before this one.
         if control.checkpoint.is_some() && earlier.is_some() {
-            super::pass::save_fresh(problem, config, control, earlier)?;
+            super::saved::save_fresh(problem, config, control, earlier)?;
         }
         return Ok(unfinished(
             problem.groups,
@@ -495,45 +500,13 @@ fn forward_one(
     } else {
         warnings(&mut estimates, config, problem.first_group)
     };
-    let bootstrap_stderr = (config.bootstrap > 0 && main.complete).then(|| {
-        let mut rng = crate::rng::Stream::AisBootstrap {
-            first_group: problem.first_group,
-        }
-        .rng(config.seed);
-        (0..problem.groups)
-            .map(|g| {
-                bootstrap_stderr(
-                    &main.log_weights.row(g).to_vec(),
-                    config.bootstrap,
-                    &mut rng,
-                )
-            })
-            .collect()
-    });
-    let mut repeats = Vec::new();
-    let mut evals = pilot_evals + main.evals;
-    for r in (1..=config.repeats).take_while(|_| main.complete) {
-        let seed = crate::rng::PassSeed::AisRepeat(r).of(config.seed);
-        let p = pass(
-            problem,
-            config,
-            config.particles,
-            seed,
-            main_plan.clone(),
-            None,
-            Some((&stop_only, None)),
-            None,
-            None,
-        )?;
-        if !p.complete {
-            return Err(Error::Interrupted(format!(
-                "stopped in repeat {r} of {}",
-                config.repeats
-            )));
-        }
-        evals += p.evals;
-        repeats.push(to_estimates(&p, config.particles));
-    }
+    let bootstrap_stderr = bootstrap(problem, config, &main);
+    let (repeats, repeat_evals) = if main.complete {
+        run_repeats(problem, config, &main_plan, &stop_only)?
+    } else {
+        (Vec::new(), 0)
+    };
+    let evals = pilot_evals + main.evals + repeat_evals;
     // The pilot's particles: it runs whole in every shard, so the check
     // made on them is the same in every shard and in the one-process run.
     let positions = pilot_particles.filter(|_| problem.cond.is_none());
@@ -556,6 +529,61 @@ fn forward_one(
         contexts_done: if main.complete { problem.groups } else { 0 },
         context_range: None,
     })
+}
+
+/// Bootstrap standard errors of each context's estimate from the main
+/// pass's log-weights (`config.bootstrap` resamples; none for a stopped pass).
+fn bootstrap(problem: &AisProblem<'_>, config: &AisConfig, main: &PassOutput) -> Option<Vec<f64>> {
+    (config.bootstrap > 0 && main.complete).then(|| {
+        let mut rng = crate::rng::Stream::AisBootstrap {
+            first_group: problem.first_group,
+        }
+        .rng(config.seed);
+        (0..problem.groups)
+            .map(|g| {
+                bootstrap_stderr(
+                    &main.log_weights.row(g).to_vec(),
+                    config.bootstrap,
+                    &mut rng,
+                )
+            })
+            .collect()
+    })
+}
+
+/// The independent repeats of the main pass (`config.repeats`, each on
+/// its own seed, the same plan): their estimates and evaluations.
+fn run_repeats(
+    problem: &AisProblem<'_>,
+    config: &AisConfig,
+    main_plan: &Plan,
+    stop_only: &Control,
+) -> Result<(Vec<Vec<Estimate>>, u64)> {
+    let mut repeats = Vec::new();
+    let mut evals = 0;
+    for r in 1..=config.repeats {
+        let seed = crate::rng::PassSeed::AisRepeat(r).of(config.seed);
+        let p = pass(
+            problem,
+            config,
+            config.particles,
+            seed,
+            main_plan.clone(),
+            None,
+            Some((stop_only, None)),
+            None,
+            None,
+        )?;
+        if !p.complete {
+            return Err(Error::Interrupted(format!(
+                "stopped in repeat {r} of {}",
+                config.repeats
+            )));
+        }
+        evals += p.evals;
+        repeats.push(to_estimates(&p, config.particles));
+    }
+    Ok((repeats, evals))
 }
 
 /// The result of a run stopped before any estimate: NaN estimates,
@@ -604,109 +632,4 @@ fn smc_warnings(r: &mut AisResult, config: &AisConfig, first: usize) -> Vec<Stri
         ));
     }
     out
-}
-
-/// Reverse AIS from exact draws of the target (rows of `samples`, one
-/// context's particles after another): anneals from b = 1 to the base and
-/// returns an estimate of `-log Z` turned into a stochastic **upper** bound
-/// on `log Z` (bidirectional Monte Carlo, Grosse, Ghahramani & Adams 2015):
-/// `log Z_upper = -(logsumexp(log w_rev) - log N)`. The same temperatures
-/// and steps as a forward run with `config` are used.
-pub fn reverse_ais(
-    problem: &AisProblem<'_>,
-    config: &AisConfig,
-    samples: ArrayView2<f64>,
-) -> Result<AisResult> {
-    in_pool(|| reverse(problem, config, samples))
-}
-
-fn reverse(
-    problem: &AisProblem<'_>,
-    config: &AisConfig,
-    samples: ArrayView2<f64>,
-) -> Result<AisResult> {
-    let start = Instant::now();
-    config.validate()?;
-    let n = problem.groups * config.particles;
-    if samples.dim() != (n, problem.energy.dim()) {
-        return Err(Error::shape(
-            "reverse AIS samples",
-            format!("({n}, {})", problem.energy.dim()),
-            format!("{:?}", samples.shape()),
-        ));
-    }
-    let batches = problem.batches();
-    if batches.len() == 1 {
-        return reverse_one(problem, config, samples);
-    }
-    let mut earlier = None;
-    for range in batches {
-        let sub = problem.batch(range.clone())?;
-        let m = config.particles;
-        let rows = samples.slice(ndarray::s![range.start * m..range.end * m, ..]);
-        let r = reverse_one(&sub, config, rows)?;
-        earlier = Some(merge(earlier, r, m));
-    }
-    let e = earlier.expect("at least one batch");
-    let mut out = e
-        .result
-        .into_result(e.log_weights, problem.groups, config.particles);
-    out.wall_s = start.elapsed().as_secs_f64();
-    Ok(out)
-}
-
-fn reverse_one(
-    problem: &AisProblem<'_>,
-    config: &AisConfig,
-    samples: ArrayView2<f64>,
-) -> Result<AisResult> {
-    let start = Instant::now();
-    check_memory(problem, config)?;
-    let (betas, steps, pilot_evals, _) = plan(problem, config, None)?.expect("no stop flag");
-    // Reverse steps run at b_{T-1}, ..., b_1: the forward step used at
-    // temperature k is steps[k - 1].
-    let mut rev: Vec<f64> = steps.iter().rev().copied().collect();
-    let shift = 1.min(rev.len());
-    rev.rotate_left(shift);
-    let p = pass(
-        problem,
-        config,
-        config.particles,
-        crate::rng::PassSeed::ReverseAis.of(config.seed),
-        frozen(&betas, &rev),
-        Some(samples),
-        None,
-        None,
-        None,
-    )?;
-    let log_z0 = super::path::make_path(problem.energy.as_ref(), problem.base, config, 1)?.log_z0();
-    // The pass started its log Z at log Z0 (the forward start). In reverse,
-    // mean(w) estimates Z0 / Z: log Z_upper = log Z0 - log mean(w).
-    let estimates = (0..problem.groups)
-        .map(|g| Estimate {
-            log_z: 2.0 * log_z0 - p.log_z[g],
-            stderr: p.var[g].sqrt(),
-            ess: p.ess[g],
-            n: config.particles,
-        })
-        .collect();
-    Ok(AisResult {
-        estimates,
-        bootstrap_stderr: None,
-        repeats: vec![],
-        log_weights: p.log_weights,
-        positions: None,
-        betas: p.betas,
-        step_sizes: p.steps,
-        acceptance: p.acceptance,
-        divergences: p.divergences,
-        resamplings: p.resamplings,
-        smc: None,
-        energy_evals: pilot_evals + p.evals,
-        wall_s: start.elapsed().as_secs_f64(),
-        warnings: vec![],
-        complete: p.complete,
-        contexts_done: if p.complete { problem.groups } else { 0 },
-        context_range: None,
-    })
 }

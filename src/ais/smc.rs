@@ -20,8 +20,9 @@
 //! moves mix, the adapted schedule) but has only `islands - 1` degrees of
 //! freedom. Both are reported ([`SmcSummary`]).
 
-use super::pass::{Earlier, PassOutput, Plan, checkpoint_islands, pass};
+use super::pass::{PassOutput, Plan, pass};
 use super::run::Shifted;
+use super::saved::{Earlier, checkpoint_islands};
 use super::{AisConfig, AisProblem, AisResult, Estimate};
 use crate::energy::log_sum_exp;
 use crate::error::{Error, Result};
@@ -156,7 +157,7 @@ pub(crate) fn forward_smc(
     if !pilot.complete {
         // Nothing to resume in a pilot; a checkpoint keeps earlier batches.
         if control.checkpoint.is_some() && earlier.is_some() {
-            super::pass::save_fresh(problem, config, control, earlier)?;
+            super::saved::save_fresh(problem, config, control, earlier)?;
         }
         return Ok(super::run::unfinished(
             groups,

@@ -60,3 +60,27 @@ pub(crate) fn bootstrap_stderr(w: &[f64], b: usize, rng: &mut ChainRng) -> f64 {
     (vals.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (vals.len() as f64 - 1.0).max(1.0))
         .sqrt()
 }
+
+/// The Lee & Whiteley (2018) estimate of the relative variance of an SMC
+/// estimate of Z, `Var(Z_hat) / Z^2`, from the final log-weights, each
+/// particle's ancestor at the base (`eves`) and the number of resampling
+/// events: `1 - (N / (N - 1))^(R + 1) (1 - sum_e S_e^2)`, where `S_e` is the
+/// normalised weight of the particles descended from `e`. Without
+/// resampling it is the unbiased `(N sum W^2 - 1) / (N - 1)`. Used as the
+/// variance of `log Z_hat` (delta method; clamped at 0). Also returns the
+/// number of distinct ancestors: when they are few, the genealogy has
+/// collapsed and the estimate sees little of the variance from before.
+pub(crate) fn lee_whiteley(logw: &[f64], eves: &[u32], resamplings: usize) -> (f64, usize) {
+    let n = logw.len();
+    if n < 2 {
+        return (f64::NAN, n);
+    }
+    let lse = crate::energy::log_sum_exp(logw);
+    let mut by_eve = std::collections::BTreeMap::<u32, f64>::new();
+    for (w, e) in logw.iter().zip(eves) {
+        *by_eve.entry(*e).or_insert(0.0) += (w - lse).exp();
+    }
+    let sum_sq: f64 = by_eve.values().map(|s| s * s).sum();
+    let factor = (n as f64 / (n as f64 - 1.0)).powi(resamplings as i32 + 1);
+    ((1.0 - factor * (1.0 - sum_sq)).max(0.0), by_eve.len())
+}

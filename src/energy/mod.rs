@@ -22,6 +22,7 @@
 //! of 0.0/1.0 in the same arrays; [`Energy::space`] says which kind a model has.
 
 mod closure;
+mod conditioned;
 mod full_mixture;
 mod funnel;
 mod gaussian;
@@ -32,6 +33,7 @@ mod rbm;
 mod ring;
 
 pub use closure::FnEnergy;
+pub use conditioned::Conditioned;
 pub use full_mixture::FullMixture;
 pub use funnel::Funnel;
 pub use gaussian::{DiagGaussian, FullGaussian};
@@ -45,7 +47,6 @@ pub use ring::Ring;
 use crate::error::{Error, Result};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 use rayon::prelude::*;
-use std::sync::Arc;
 
 /// Rows per parallel block for row-wise energies. Fixed, never derived from
 /// the thread count, so results do not depend on it.
@@ -368,98 +369,6 @@ pub trait ConditionalEnergy: Send + Sync {
     }
 }
 
-/// A conditional energy with its context fixed: an [`Energy`] in `y`.
-///
-/// The context array has one row (shared by every chain) or one row per
-/// chain (then [`Energy::fixed_rows`] is that number).
-#[derive(Clone)]
-pub struct Conditioned {
-    model: Arc<dyn ConditionalEnergy>,
-    context: Array2<f64>,
-}
-
-impl Conditioned {
-    /// Fixes `context` (k x x_dim, k >= 1) for `model`.
-    pub fn new(model: Arc<dyn ConditionalEnergy>, context: Array2<f64>) -> Result<Self> {
-        if context.ncols() != model.x_dim() || context.nrows() == 0 {
-            return Err(Error::shape(
-                "context",
-                format!("(k >= 1, {})", model.x_dim()),
-                format!("{:?}", context.shape()),
-            ));
-        }
-        if context.iter().any(|v| !v.is_finite()) {
-            return Err(Error::param("context", "contains a non-finite number"));
-        }
-        Ok(Conditioned { model, context })
-    }
-
-    /// The contexts, one row each.
-    pub fn context(&self) -> ArrayView2<'_, f64> {
-        self.context.view()
-    }
-
-    /// The underlying conditional model.
-    pub fn model(&self) -> &Arc<dyn ConditionalEnergy> {
-        &self.model
-    }
-
-    /// The contexts for a batch of `n` rows: the one row repeated, or one
-    /// per row; `None` when the batch does not have one row per context
-    /// (a caller's bug: the energies are then NaN, never the energies of
-    /// other contexts).
-    fn context_for(&self, n: usize) -> Option<ArrayView2<'_, f64>> {
-        if self.context.nrows() == 1 {
-            self.context.broadcast((n, self.context.ncols()))
-        } else if self.context.nrows() == n {
-            Some(self.context.view())
-        } else {
-            debug_assert!(
-                false,
-                "{n} rows for {} per-row contexts",
-                self.context.nrows()
-            );
-            None
-        }
-    }
-}
-
-impl Energy for Conditioned {
-    fn dim(&self) -> usize {
-        self.model.y_dim()
-    }
-    fn energy_batch(&self, y: ArrayView2<f64>, mut energy: ArrayViewMut1<f64>) {
-        match self.context_for(y.nrows()) {
-            Some(x) => self.model.energy_batch(x, y, energy),
-            None => energy.fill(f64::NAN),
-        }
-    }
-    fn energy_grad_batch(
-        &self,
-        y: ArrayView2<f64>,
-        mut energy: ArrayViewMut1<f64>,
-        mut grad: ArrayViewMut2<f64>,
-    ) {
-        match self.context_for(y.nrows()) {
-            Some(x) => self.model.energy_grad_batch(x, y, energy, grad),
-            None => {
-                energy.fill(f64::NAN);
-                grad.fill(f64::NAN);
-            }
-        }
-    }
-    fn log_z(&self) -> Option<f64> {
-        if self.context.nrows() == 1 {
-            self.model.log_z_at(self.context.row(0))
-        } else {
-            None
-        }
-    }
-    fn fixed_rows(&self) -> Option<usize> {
-        (self.context.nrows() > 1).then_some(self.context.nrows())
-    }
-}
-
 /// `log(sum(exp(v)))`, computed stably; `-inf` for an empty slice or all `-inf`.
 pub fn log_sum_exp(v: &[f64]) -> f64 {
     let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -624,6 +533,7 @@ impl Energy for Scaled<'_> {
 #[cfg(test)]
 mod lane_tests {
     use super::*;
+    use std::sync::Arc;
 
     /// A batch whose rows do not match per-row contexts gets NaN energies
     /// (divergences), never the energies of other contexts (release

@@ -344,48 +344,16 @@ pub fn sample(
             "chains with a context each are not sharded: give one context",
         ));
     }
-    let (out, gradient_free, pt) = if job.sampler == "pt" {
-        let (out, pt) = run_pt(
-            energy.as_ref(),
-            &spec,
-            job,
-            &config,
-            init,
-            observer,
-            control,
-            resume,
-        )?;
-        (out, false, Some(pt))
-    } else {
-        // ULA has no acceptance rate to tune against: without a step size it
-        // takes the one a MALA warm-up adapts to (as `compare` does).
-        if spec.name() == "ula" && job.kernel_settings.step_size.is_none() {
-            spec.settings.step_size =
-                Some(crate::compare::ula_default_step(energy.as_ref(), &config)?);
-        }
-        let kernel = spec.build()?;
-        let out = match resume {
-            Some(path) => sampler::resume(
-                energy.as_ref(),
-                kernel.as_ref(),
-                &config,
-                path,
-                observer,
-                control,
-            )?,
-            None => sampler::sample_with(
-                energy.as_ref(),
-                kernel.as_ref(),
-                &config,
-                init,
-                observer,
-                control,
-            )?,
-        };
-        (out, !kernel.has_step_size(), None)
-    };
+    let (out, gradient_free, pt) = run_chains(
+        energy.as_ref(),
+        &mut spec,
+        job,
+        &config,
+        init,
+        (observer, control, resume),
+    )?;
     let gradient_free = gradient_free || pt.as_ref().is_some_and(|(p, _)| p.kernel == "gibbs");
-    let (c, d, k) = out.samples.dim();
+    let d = out.samples.dim().1;
     // An interrupted run may have fewer than 4 draws: no diagnostics then.
     let have_diag = d >= 4;
     let ov = if have_diag {
@@ -397,9 +365,6 @@ pub fn sample(
             rhat_max: f64::NAN,
         }
     };
-    let s = &out.stats;
-    let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len().max(1) as f64;
-    let divergences: usize = s.divergences.iter().sum();
     // Exact draws of the target (suite targets, Gaussians, mixtures, the
     // funnel; at beta 1) let the run be checked against the truth.
     let exact = (config.beta == 1.0)
@@ -424,43 +389,8 @@ pub fn sample(
                 ))
         ));
     }
-    let mut report = serde_json::json!({
-        "partial": !out.complete,
-        "model": model.name,
-        "sampler": s.kernel,
-        "dim": k,
-        "chains": c,
-        "draws": d,
-        "warmup": config.warmup,
-        "thin": config.thin,
-        "seed": config.seed,
-        "beta": config.beta,
-        "init": if job.sampler == "pt" {
-            "draws from the tempering reference (the AIS base)".to_string()
-        } else {
-            job.init.describe()
-        },
-        "acceptance": acceptance,
-        "acceptance_per_chain": s.acceptance,
-        "divergences": divergences,
-        "divergences_per_chain": s.divergences,
-        "warmup_divergences": s.warmup_divergences,
-        "ess_bulk_min": ov.ess_bulk_min,
-        "ess_tail_min": ov.ess_tail_min,
-        "rhat_max": ov.rhat_max,
-        "exact_check": exact.is_some(),
-        "energy_evals": s.energy_evals,
-        "wall_s": s.wall_s,
-        "warnings": warnings,
-    });
-    if !gradient_free {
-        report["step_size"] = serde_json::json!(s.step_size);
-        report["inv_mass"] = serde_json::json!(s.inv_mass);
-        report["grad_evals"] = serde_json::json!(s.grad_evals);
-    }
-    if let Some(sh) = job.shard {
-        report["shard"] = serde_json::json!(format!("{}/{}", sh.index, sh.count));
-    }
+    let checks = (&ov, exact.is_some(), gradient_free);
+    let mut report = report_json(model, job, &config, &out, checks, &warnings);
     let (pt, all_replicas) = match pt {
         Some((stats, all)) => (Some(stats), all),
         None => (None, None),
@@ -487,4 +417,97 @@ pub fn sample(
         gradient_free,
         per_chain_context: energy.fixed_rows().is_some(),
     })
+}
+
+/// What a run of the chains returns: its output, whether the kernel uses
+/// no gradient, and parallel tempering's figures and replicas.
+type Chains = (
+    SampleOutput,
+    bool,
+    Option<(crate::pt::PtStats, Option<ndarray::Array4<f64>>)>,
+);
+
+/// Runs (or resumes) the chains of `job`: parallel tempering, or any other
+/// kernel through the sampler (ULA without a step takes a MALA warm-up's).
+fn run_chains(
+    energy: &dyn Energy,
+    spec: &mut KernelSpec,
+    job: &SampleJob,
+    config: &SampleConfig,
+    init: Option<Array2<f64>>,
+    (observer, control, resume): (&mut dyn Observer, &Control, Option<&Path>),
+) -> Result<Chains> {
+    Ok(if job.sampler == "pt" {
+        let (out, pt) = run_pt(energy, spec, job, config, init, observer, control, resume)?;
+        (out, false, Some(pt))
+    } else {
+        // ULA has no acceptance rate to tune against: without a step size it
+        // takes the one a MALA warm-up adapts to (as `compare` does).
+        if spec.name() == "ula" && job.kernel_settings.step_size.is_none() {
+            spec.settings.step_size = Some(crate::compare::ula_default_step(energy, config)?);
+        }
+        let kernel = spec.build()?;
+        let out = match resume {
+            Some(path) => {
+                sampler::resume(energy, kernel.as_ref(), config, path, observer, control)?
+            }
+            None => sampler::sample_with(energy, kernel.as_ref(), config, init, observer, control)?,
+        };
+        (out, !kernel.has_step_size(), None)
+    })
+}
+
+/// The run's JSON report (the CLI's keys): settings, tallies, diagnostics
+/// `checks` (overview, whether exact draws checked it, whether the kernel
+/// is gradient-free) and warnings.
+fn report_json(
+    model: &Model,
+    job: &SampleJob,
+    config: &SampleConfig,
+    out: &SampleOutput,
+    (ov, exact_check, gradient_free): (&diagnostics::Overview, bool, bool),
+    warnings: &[String],
+) -> serde_json::Value {
+    let s = &out.stats;
+    let (c, d, k) = out.samples.dim();
+    let acceptance = s.acceptance.iter().sum::<f64>() / s.acceptance.len().max(1) as f64;
+    let divergences: usize = s.divergences.iter().sum();
+    let mut report = serde_json::json!({
+        "partial": !out.complete,
+        "model": model.name,
+        "sampler": s.kernel,
+        "dim": k,
+        "chains": c,
+        "draws": d,
+        "warmup": config.warmup,
+        "thin": config.thin,
+        "seed": config.seed,
+        "beta": config.beta,
+        "init": if job.sampler == "pt" {
+            "draws from the tempering reference (the AIS base)".to_string()
+        } else {
+            job.init.describe()
+        },
+        "acceptance": acceptance,
+        "acceptance_per_chain": s.acceptance,
+        "divergences": divergences,
+        "divergences_per_chain": s.divergences,
+        "warmup_divergences": s.warmup_divergences,
+        "ess_bulk_min": ov.ess_bulk_min,
+        "ess_tail_min": ov.ess_tail_min,
+        "rhat_max": ov.rhat_max,
+        "exact_check": exact_check,
+        "energy_evals": s.energy_evals,
+        "wall_s": s.wall_s,
+        "warnings": warnings,
+    });
+    if !gradient_free {
+        report["step_size"] = serde_json::json!(s.step_size);
+        report["inv_mass"] = serde_json::json!(s.inv_mass);
+        report["grad_evals"] = serde_json::json!(s.grad_evals);
+    }
+    if let Some(sh) = job.shard {
+        report["shard"] = serde_json::json!(format!("{}/{}", sh.index, sh.count));
+    }
+    report
 }

@@ -293,48 +293,7 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
                 _ => return Err(ctx.err("gaussian needs exactly one of `std` and `precision`")),
             }
         }
-        "mixture" if obj.contains_key("precision_cholesky") => {
-            ctx.check_keys(obj, &["kind", "weights", "means", "precision_cholesky"], "")?;
-            let w = ctx.vector(obj, "weights", "")?;
-            let means = ctx.matrix(obj, "means", "")?;
-            let u = ctx.array(obj, "precision_cholesky", "")?;
-            if u.shape.len() != 3 {
-                return Err(ctx.err(format!(
-                    "`precision_cholesky` must be 3-D (K, d, d), got shape {:?}",
-                    u.shape
-                )));
-            }
-            let u = ndarray::Array3::from_shape_vec((u.shape[0], u.shape[1], u.shape[2]), u.data)
-                .expect("shape");
-            ctx.wrap(
-                crate::energy::FullMixture::new(w, means, u)
-                    .map(|m| Family::FullMixture(Arc::new(m))),
-            )?
-        }
-        "mixture" => {
-            ctx.check_keys(obj, &["kind", "weights", "amplitudes", "means", "std"], "")?;
-            let key = match (obj.contains_key("weights"), obj.contains_key("amplitudes")) {
-                (true, false) => "weights",
-                (false, true) => "amplitudes",
-                _ => {
-                    return Err(ctx.err(
-                        "mixture needs exactly one of `weights` (component probabilities of normalised Gaussians) and `amplitudes` (factors of unnormalised ones)",
-                    ));
-                }
-            };
-            let w = ctx.vector(obj, key, "")?;
-            let means = ctx.matrix(obj, "means", "")?;
-            let std = match ctx.get(obj, "std", "")? {
-                Value::Number(_) => vec![ctx.number(obj, "std", "")?; w.len()],
-                _ => ctx.vector(obj, "std", "")?,
-            };
-            let m = if key == "weights" {
-                Mixture::from_weights(w, means, std)
-            } else {
-                Mixture::from_amplitudes(w, means, std)
-            };
-            ctx.wrap(m.map(|m| Family::Mixture(Arc::new(m))))?
-        }
+        "mixture" => mixture_family(&ctx, obj)?,
         "funnel" => {
             ctx.check_keys(obj, &["kind", "dim", "scale"], "")?;
             let dim = ctx.size(obj, "dim", "")?;
@@ -352,65 +311,7 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
             let w = ctx.number(obj, "width", "")?;
             ctx.wrap(Ring::new(x, y, w).map(|r| Family::Ring(Arc::new(r))))?
         }
-        "mlp" => {
-            ctx.check_keys(
-                obj,
-                &["kind", "x_dim", "l2", "layers", "layout", "dtype"],
-                "",
-            )?;
-            // Weights are (in x out) unless `layout` says torch's (out x in),
-            // the default for tensors from a safetensors file.
-            let torch_layout = match obj.get("layout") {
-                None => ctx.tensors.is_some(),
-                Some(Value::String(s)) if s == "torch" => true,
-                Some(Value::String(s)) if s == "in_out" => false,
-                Some(v) => {
-                    return Err(ctx.err(format!(
-                        "`layout` must be \"torch\" (out x in, nn.Linear's weight) or \"in_out\", got {v}"
-                    )));
-                }
-            };
-            let x_dim = ctx.size(obj, "x_dim", "")?;
-            let l2 = if obj.contains_key("l2") {
-                ctx.number(obj, "l2", "")?
-            } else {
-                0.0
-            };
-            let layers_v = ctx
-                .get(obj, "layers", "")?
-                .as_array()
-                .ok_or_else(|| ctx.err("`layers` must be an array of objects"))?;
-            let mut layers = Vec::new();
-            for (i, lv) in layers_v.iter().enumerate() {
-                let at = format!("layers[{i}].");
-                let lo = lv
-                    .as_object()
-                    .ok_or_else(|| ctx.err(format!("`layers[{i}]` must be an object")))?;
-                ctx.check_keys(lo, &["weight", "bias", "activation"], &at)?;
-                let weight = ctx.matrix(lo, "weight", &at)?;
-                let weight = if torch_layout {
-                    weight.reversed_axes().as_standard_layout().into_owned()
-                } else {
-                    weight
-                };
-                let bias = Array1::from(ctx.vector(lo, "bias", &at)?);
-                let act = match lo.get("activation") {
-                    None => Activation::None,
-                    Some(Value::String(s)) => Activation::parse(s).ok_or_else(|| ctx.err(format!("`{at}activation`: unknown activation `{s}` (silu, relu, tanh, softplus, none)")))?,
-                    Some(v) => return Err(ctx.err(format!("`{at}activation` must be a string, got {}", type_name(v)))),
-                };
-                layers.push(Layer {
-                    weight,
-                    bias,
-                    activation: act,
-                });
-            }
-            let precision = ctx.dtype(obj)?;
-            ctx.wrap(
-                Mlp::new(x_dim, l2, layers)
-                    .map(|m| Family::Mlp(Arc::new(m.with_precision(precision)))),
-            )?
-        }
+        "mlp" => mlp_family(&ctx, obj)?,
         "rbm" => {
             ctx.check_keys(
                 obj,
@@ -430,6 +331,121 @@ pub fn load_model_file(path: &Path) -> Result<Model> {
         }
     };
     Ok(Model::new(path.display().to_string(), family))
+}
+
+/// The `mixture` kinds: full covariances (`precision_cholesky`) or
+/// diagonal ones (`weights` or `amplitudes`, `means`, `std`).
+fn mixture_family(ctx: &Ctx<'_>, obj: &serde_json::Map<String, Value>) -> Result<Family> {
+    if obj.contains_key("precision_cholesky") {
+        ctx.check_keys(obj, &["kind", "weights", "means", "precision_cholesky"], "")?;
+        let w = ctx.vector(obj, "weights", "")?;
+        let means = ctx.matrix(obj, "means", "")?;
+        let u = ctx.array(obj, "precision_cholesky", "")?;
+        if u.shape.len() != 3 {
+            return Err(ctx.err(format!(
+                "`precision_cholesky` must be 3-D (K, d, d), got shape {:?}",
+                u.shape
+            )));
+        }
+        let u = ndarray::Array3::from_shape_vec((u.shape[0], u.shape[1], u.shape[2]), u.data)
+            .expect("shape");
+        ctx.wrap(
+            crate::energy::FullMixture::new(w, means, u).map(|m| Family::FullMixture(Arc::new(m))),
+        )
+    } else {
+        ctx.check_keys(obj, &["kind", "weights", "amplitudes", "means", "std"], "")?;
+        let key = match (obj.contains_key("weights"), obj.contains_key("amplitudes")) {
+            (true, false) => "weights",
+            (false, true) => "amplitudes",
+            _ => {
+                return Err(ctx.err(
+                    "mixture needs exactly one of `weights` (component probabilities of normalised Gaussians) and `amplitudes` (factors of unnormalised ones)",
+                ));
+            }
+        };
+        let w = ctx.vector(obj, key, "")?;
+        let means = ctx.matrix(obj, "means", "")?;
+        let std = match ctx.get(obj, "std", "")? {
+            Value::Number(_) => vec![ctx.number(obj, "std", "")?; w.len()],
+            _ => ctx.vector(obj, "std", "")?,
+        };
+        let m = if key == "weights" {
+            Mixture::from_weights(w, means, std)
+        } else {
+            Mixture::from_amplitudes(w, means, std)
+        };
+        ctx.wrap(m.map(|m| Family::Mixture(Arc::new(m))))
+    }
+}
+
+/// The `mlp` kind: layers of weights (torch's or in x out layout), biases
+/// and activations.
+fn mlp_family(ctx: &Ctx<'_>, obj: &serde_json::Map<String, Value>) -> Result<Family> {
+    ctx.check_keys(
+        obj,
+        &["kind", "x_dim", "l2", "layers", "layout", "dtype"],
+        "",
+    )?;
+    // Weights are (in x out) unless `layout` says torch's (out x in),
+    // the default for tensors from a safetensors file.
+    let torch_layout = match obj.get("layout") {
+        None => ctx.tensors.is_some(),
+        Some(Value::String(s)) if s == "torch" => true,
+        Some(Value::String(s)) if s == "in_out" => false,
+        Some(v) => {
+            return Err(ctx.err(format!(
+                "`layout` must be \"torch\" (out x in, nn.Linear's weight) or \"in_out\", got {v}"
+            )));
+        }
+    };
+    let x_dim = ctx.size(obj, "x_dim", "")?;
+    let l2 = if obj.contains_key("l2") {
+        ctx.number(obj, "l2", "")?
+    } else {
+        0.0
+    };
+    let layers_v = ctx
+        .get(obj, "layers", "")?
+        .as_array()
+        .ok_or_else(|| ctx.err("`layers` must be an array of objects"))?;
+    let mut layers = Vec::new();
+    for (i, lv) in layers_v.iter().enumerate() {
+        let at = format!("layers[{i}].");
+        let lo = lv
+            .as_object()
+            .ok_or_else(|| ctx.err(format!("`layers[{i}]` must be an object")))?;
+        ctx.check_keys(lo, &["weight", "bias", "activation"], &at)?;
+        let weight = ctx.matrix(lo, "weight", &at)?;
+        let weight = if torch_layout {
+            weight.reversed_axes().as_standard_layout().into_owned()
+        } else {
+            weight
+        };
+        let bias = Array1::from(ctx.vector(lo, "bias", &at)?);
+        let act = match lo.get("activation") {
+            None => Activation::None,
+            Some(Value::String(s)) => Activation::parse(s).ok_or_else(|| {
+                ctx.err(format!(
+                    "`{at}activation`: unknown activation `{s}` (silu, relu, tanh, softplus, none)"
+                ))
+            })?,
+            Some(v) => {
+                return Err(ctx.err(format!(
+                    "`{at}activation` must be a string, got {}",
+                    type_name(v)
+                )));
+            }
+        };
+        layers.push(Layer {
+            weight,
+            bias,
+            activation: act,
+        });
+    }
+    let precision = ctx.dtype(obj)?;
+    ctx.wrap(
+        Mlp::new(x_dim, l2, layers).map(|m| Family::Mlp(Arc::new(m.with_precision(precision)))),
+    )
 }
 
 /// A JSON value walked only to refuse objects with a repeated key (serde's

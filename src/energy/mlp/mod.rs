@@ -1,6 +1,6 @@
 //! Conditional MLP energies with a hand-written batched backward pass.
 
-use super::{ConditionalEnergy, Precision, Real, add_row, sigmoid, softplus};
+use super::{ConditionalEnergy, Precision, Real, add_row};
 use crate::error::{Error, Result};
 use crate::linalg::{Gemm, Packed, matmul, matmul_packed};
 use crate::simd::SimdLevel;
@@ -10,64 +10,9 @@ use rayon::prelude::*;
 /// Rows per parallel block: each block is one set of matrix products.
 const MLP_BLOCK: usize = 256;
 
-/// Pointwise non-linearity of a layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// `a * sigmoid(a)`.
-    Silu,
-    /// `max(a, 0)`.
-    Relu,
-    /// `tanh(a)`.
-    Tanh,
-    /// `log(1 + exp(a))`.
-    Softplus,
-    /// The identity.
-    None,
-}
-
-impl Activation {
-    /// Parses `silu`, `relu`, `tanh`, `softplus`, `none`.
-    pub fn parse(name: &str) -> Option<Activation> {
-        Some(match name {
-            "silu" => Activation::Silu,
-            "relu" => Activation::Relu,
-            "tanh" => Activation::Tanh,
-            "softplus" => Activation::Softplus,
-            "none" | "linear" | "identity" => Activation::None,
-            _ => return None,
-        })
-    }
-
-    #[inline]
-    fn apply(self, a: f64) -> f64 {
-        match self {
-            Activation::Silu => a * sigmoid(a),
-            Activation::Relu => a.max(0.0),
-            Activation::Tanh => a.tanh(),
-            Activation::Softplus => softplus(a),
-            Activation::None => a,
-        }
-    }
-
-    /// `(f(a), f'(a))` with one exponential at most (silu and softplus
-    /// share the sigmoid, tanh its value).
-    #[inline]
-    fn apply_with_derivative(self, a: f64) -> (f64, f64) {
-        match self {
-            Activation::Silu => {
-                let s = sigmoid(a);
-                (a * s, s * (1.0 + a * (1.0 - s)))
-            }
-            Activation::Tanh => {
-                let t = a.tanh();
-                (t, 1.0 - t * t)
-            }
-            Activation::Softplus => (softplus(a), sigmoid(a)),
-            Activation::Relu => (a.max(0.0), if a > 0.0 { 1.0 } else { 0.0 }),
-            Activation::None => (a, 1.0),
-        }
-    }
-}
+mod activation;
+pub use activation::Activation;
+use activation::activate;
 
 /// One dense layer: `h_out = act(h_in W + bias)`, W is (in x out).
 #[derive(Clone, Debug)]
@@ -470,6 +415,34 @@ fn prepare<T: Gemm>(layers: &[Layer], x_dim: usize, round: impl Fn(f64) -> T) ->
         .collect()
 }
 
+/// Sizes the per-thread buffers of [`block_in`] for `n` rows: the input
+/// (`in0` wide), each layer's output and derivative, and two for the
+/// backward pass (wide enough for any layer and the `y_dim` gradient).
+fn size_work<T: MlpFloat>(
+    work: &mut Vec<Vec<T>>,
+    widths: &[usize],
+    n: usize,
+    in0: usize,
+    y_dim: usize,
+) {
+    let maxw = widths.iter().copied().chain([in0]).max().unwrap_or(1);
+    let mut sizes = vec![n * in0];
+    for w in widths {
+        sizes.push(n * w);
+        sizes.push(n * w);
+    }
+    sizes.push(n * maxw.max(y_dim));
+    sizes.push(n * maxw.max(y_dim));
+    if work.len() < sizes.len() {
+        work.resize(sizes.len(), Vec::new());
+    }
+    for (b, &len) in work.iter_mut().zip(&sizes) {
+        if b.len() < len {
+            b.resize(len, T::ZERO);
+        }
+    }
+}
+
 /// Energies (and gradients) of one block of rows, computed in `T`, in a
 /// per-thread workspace (no allocation once warm): forward through the
 /// layers with the activation's derivative kept, then the backward pass for
@@ -494,32 +467,14 @@ fn block_in<T: MlpFloat>(
         // Buffers: 0 = input, 1 + 2l = output of layer l, 2 + 2l = its
         // derivative, then two for the backward pass.
         let widths: Vec<usize> = mlp.layers.iter().map(|l| l.weight.ncols()).collect();
-        let maxw = widths.iter().copied().chain([in0]).max().unwrap_or(1);
-        let mut sizes = vec![n * in0];
-        for w in &widths {
-            sizes.push(n * w);
-            sizes.push(n * w);
-        }
-        sizes.push(n * maxw.max(y_dim));
-        sizes.push(n * maxw.max(y_dim));
-        if work.len() < sizes.len() {
-            work.resize(sizes.len(), Vec::new());
-        }
-        for (b, &len) in work.iter_mut().zip(&sizes) {
-            if b.len() < len {
-                b.resize(len, T::ZERO);
-            }
-        }
+        size_work(work, &widths, n, in0, y_dim);
         let (first, rest) = work.split_at_mut(1);
-        {
-            let h0 = &mut first[0][..n * in0];
-            for (i, row) in h0.chunks_exact_mut(in0).enumerate() {
-                for (d, v) in row[..x_dim].iter_mut().zip(x.row(i)) {
-                    *d = T::of(*v);
-                }
-                for (d, v) in row[x_dim..].iter_mut().zip(y.row(i)) {
-                    *d = T::of(*v);
-                }
+        for (i, row) in first[0][..n * in0].chunks_exact_mut(in0).enumerate() {
+            for (d, v) in row[..x_dim].iter_mut().zip(x.row(i)) {
+                *d = T::of(*v);
+            }
+            for (d, v) in row[x_dim..].iter_mut().zip(y.row(i)) {
+                *d = T::of(*v);
             }
         }
         // Forward.
@@ -607,66 +562,4 @@ fn block_in<T: MlpFloat>(
             g.scaled_add(mlp.l2, &y);
         }
     });
-}
-
-/// Applies `act` to `z` into `out`; with `deriv`, `z` is overwritten by the
-/// derivative at `z`. SiLU (the suite's MLP) runs a branch-free loop on
-/// [`exp_poly`] that vectorises; the others call their scalar forms.
-#[inline(always)]
-fn activate_body<T: Real>(act: Activation, z: &mut [T], out: &mut [T], deriv: bool) {
-    match (act, deriv) {
-        (Activation::Silu, true) => {
-            for (zi, oi) in z.iter_mut().zip(out.iter_mut()) {
-                let a = *zi;
-                let s = T::ONE / (T::ONE + (-a).exp_fast());
-                *oi = a * s;
-                *zi = s * (T::ONE + a * (T::ONE - s));
-            }
-        }
-        (Activation::Silu, false) => {
-            for (zi, oi) in z.iter().zip(out.iter_mut()) {
-                // a * s exactly as with the derivative: same bits either way.
-                let s = T::ONE / (T::ONE + (-*zi).exp_fast());
-                *oi = *zi * s;
-            }
-        }
-        (_, true) => {
-            for (zi, oi) in z.iter_mut().zip(out.iter_mut()) {
-                let (f, df) = act.apply_with_derivative(zi.wide());
-                *oi = T::of(f);
-                *zi = T::of(df);
-            }
-        }
-        (_, false) => {
-            for (zi, oi) in z.iter().zip(out.iter_mut()) {
-                *oi = T::of(act.apply(zi.wide()));
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn activate_avx512<T: Real>(act: Activation, z: &mut [T], out: &mut [T], deriv: bool) {
-    activate_body(act, z, out, deriv)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn activate_avx2<T: Real>(act: Activation, z: &mut [T], out: &mut [T], deriv: bool) {
-    activate_body(act, z, out, deriv)
-}
-
-/// [`activate_body`] at the CPU's SIMD level; the same operations in the
-/// same order at every level, so results do not depend on it.
-fn activate<T: Real>(level: SimdLevel, act: Activation, z: &mut [T], out: &mut [T], deriv: bool) {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: simd_level() returned Avx512 only if the CPU has AVX-512F.
-        SimdLevel::Avx512 => unsafe { activate_avx512(act, z, out, deriv) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: simd_level() returned Avx2 only if the CPU has AVX2.
-        SimdLevel::Avx2 => unsafe { activate_avx2(act, z, out, deriv) },
-        _ => activate_body(act, z, out, deriv),
-    }
 }
