@@ -1,5 +1,6 @@
 //! Fuzzing of the readers of untrusted files: the npy reader, the
-//! safetensors reader, the model file parser, the checkpoint loaders and
+//! safetensors reader, the model file parser, the checkpoint loaders
+//! (sampling, AIS, negatives, parallel tempering) and
 //! the merge of shard files never panic on mutated or random bytes, and a
 //! forged shard header (checksum recomputed) is refused or changes no
 //! merged number. `PROPTEST_CASES=N` runs longer (the committed corpus in
@@ -36,6 +37,14 @@ fn settings_of(b: &[u8]) -> String {
         Some(h.get("settings")?.as_str()?.to_string())
     })()
     .unwrap_or_default()
+}
+
+/// A tempering checkpoint's settings, if they can be read.
+fn pt_of(b: &[u8]) -> Option<boltz::pt::PtSettings> {
+    let hlen = usize::try_from(u64::from_le_bytes(b.get(12..20)?.try_into().ok()?)).ok()?;
+    let h: serde_json::Value =
+        serde_json::from_slice(b.get(20..20usize.checked_add(hlen)?)?).ok()?;
+    serde_json::from_value(h.get("state")?.get("run")?.get("pt")?.clone()).ok()
 }
 
 /// The sampling run's configuration in a checkpoint's header, if it can be read.
@@ -106,7 +115,7 @@ proptest! {
     /// would) never panic the container reader or the sample and AIS
     /// resume paths: they are refused or resumed.
     #[test]
-    fn checkpoint_loaders_never_panic(seed in 0usize..2, flips in prop::collection::vec((0usize..8192, any::<u8>()), 0..6), cut in 0usize..8192, fix in any::<bool>()) {
+    fn checkpoint_loaders_never_panic(seed in 0usize..3, flips in prop::collection::vec((0usize..8192, any::<u8>()), 0..6), cut in 0usize..8192, fix in any::<bool>()) {
         let files = corpus("ckpt");
         let mut b = files[seed % files.len()].clone();
         for (pos, byte) in flips {
@@ -123,7 +132,7 @@ proptest! {
         let path = dir.path().join("ck");
         std::fs::write(&path, &b).unwrap();
         let settings = settings_of(&b);
-        for kind in ["sample", "ais", "negatives"] {
+        for kind in ["sample", "ais", "negatives", "pt"] {
             let _ = boltz::io::read_checkpoint::<serde_json::Value>(&path, kind, &settings);
         }
         let control = boltz::run::Control { settings, ..Default::default() };
@@ -138,6 +147,11 @@ proptest! {
         let mut cfg = boltz::ais::AisConfig::new();
         (cfg.particles, cfg.temps, cfg.step_size) = (16, 20, Some(0.1));
         let _ = boltz::ais::ais_with(&problem, &cfg, &control, Some(&path), &mut boltz::run::NoObserver);
+        // Parallel tempering's loader, with the run's settings as the file
+        // has them.
+        let pt = pt_of(&b).unwrap_or_else(|| boltz::pt::PtSettings::new(4));
+        let spec = boltz::KernelSpec::new("mala").unwrap();
+        let _ = boltz::pt::resume(e.as_ref(), &base, &spec, (&config, &pt), &path, &mut boltz::run::NoObserver, &control);
     }
 
     /// A shard file forged as a careful editor would (one header field set

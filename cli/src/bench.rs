@@ -159,7 +159,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         seed: args.seed,
         scaling: args.scaling,
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    out_dir(&args.out)?;
     let jsonl = args.out.join("bench.jsonl");
     let readme = args.out.join("README.md");
     let mut outputs = boltz::io::Outputs::new(&[]);
@@ -295,6 +295,21 @@ fn eprint_summary(args: &BenchArgs, n: usize, jsonl: &Path, failed: usize) {
     );
 }
 
+/// Makes the output directory `dir`, refusing (exit 2, before any work) a
+/// path that exists and is not a directory.
+fn out_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::param(
+            "--out",
+            format!(
+                "{} exists and is not a directory (--out names the directory the figures are written into)",
+                dir.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
 pub fn compare(args: &CompareArgs) -> Result<()> {
     let inputs: Vec<&Path> = [args.context.as_deref(), crate::model_input(&args.model)]
         .into_iter()
@@ -302,7 +317,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         .collect();
     let mut outputs = boltz::io::Outputs::new(&inputs);
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        out_dir(dir)?;
         for f in ["compare.json", "compare.md", "compare.svg"] {
             outputs.declare("--out", &dir.join(f))?;
         }

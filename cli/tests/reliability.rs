@@ -47,8 +47,33 @@ fn hostile_counts_are_refused_before_allocation() {
         &[],
     );
     npy(&p.join("x.npy"), 1, 1, &[0.3]);
+    std::fs::write(p.join("a-file"), b"").unwrap();
     let max = u64::MAX.to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        // Issue 34: an --out directory that is a file was found after the
+        // whole comparison ran (exit 1).
+        (
+            vec!["compare", "--model", "gmm-ring", "--out", "a-file"],
+            "not a directory",
+        ),
+        (
+            vec!["bench", "--workloads", "W1", "--quick", "--out", "a-file"],
+            "not a directory",
+        ),
+        // Issue 32: a reference no replica can bridge (its variance
+        // underflows) gave log Z -1378 on a standard Gaussian, unwarned.
+        (
+            vec![
+                "logz",
+                "--model",
+                "gmm-ring",
+                "--method",
+                "pt",
+                "--base-scale",
+                "1e-300",
+            ],
+            "--base-scale",
+        ),
         // Issue 34: conditional AIS (and its shards) went past the budget
         // and aborted on allocation.
         (

@@ -30,7 +30,7 @@ pub enum Base {
 impl Base {
     /// `N(0, scale^2 I)` in `dim` dimensions.
     pub fn isotropic(dim: usize, scale: f64) -> Result<Base> {
-        check_positive("base scale", scale)?;
+        check_std("base scale", scale)?;
         Ok(Base::Gaussian {
             mean: vec![0.0; dim],
             std: vec![scale; dim],
@@ -48,7 +48,7 @@ impl Base {
             ));
         }
         for s in &std {
-            check_positive("base std", *s)?;
+            check_std("base std", *s)?;
         }
         Ok(Base::Gaussian { mean, std })
     }
@@ -271,4 +271,23 @@ pub(crate) fn sample_rows(base: &Base, rngs: &mut [ChainRng], mut out: ArrayView
         .for_each(|(mut row, rng)| {
             base.sample(rng, row.as_slice_mut().expect("standard layout"));
         });
+}
+
+/// A Gaussian's standard deviation whose variance and precision are
+/// ordinary floating-point numbers: positive and finite, `s^2` neither
+/// subnormal nor infinite (a scale of 1e-300 made the base's energy
+/// infinite and tempering report log Z = -1378 on a standard Gaussian
+/// with many round trips, no warning).
+pub(crate) fn check_std(name: &str, s: f64) -> Result<()> {
+    check_positive(name, s)?;
+    let var = s * s;
+    if !var.is_normal() || !(1.0 / var).is_finite() {
+        return Err(Error::param(
+            name,
+            format!(
+                "{s:e} is too extreme: its variance {var:e} is not an ordinary float (use a scale between 1e-150 and 1e150)"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -235,7 +235,7 @@ fn run_pt(
         ..Control::default()
     };
     if let Some(s) = job.base_scale {
-        crate::error::check_positive("base_scale", s)?;
+        crate::ais::check_std("base_scale", s)?;
     }
     let base = match (energy.space(), job.base_scale) {
         (crate::StateSpace::Continuous, Some(s)) => crate::ais::Base::isotropic(energy.dim(), s)?,

@@ -366,7 +366,7 @@ fn config(job: &LogzJob) -> Result<AisConfig> {
     };
     c.validate()?;
     if let Some(s) = job.base_scale {
-        crate::error::check_positive("base_scale", s)?;
+        crate::ais::check_std("base_scale", s)?;
     }
     Ok(c)
 }
