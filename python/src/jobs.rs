@@ -119,7 +119,8 @@ pub(crate) fn logz<'py>(
 
 /// One shard of a sample or log Z / log P job (`kind` `sample` or `logz`;
 /// `job` as JSON with its `shard`), as the bytes of its shard file;
-/// `settings` names the run (a merge requires them equal).
+/// `settings` names the run (a merge requires them equal; the model's
+/// fingerprint is added to them here, on the worker).
 #[pyfunction]
 #[pyo3(signature = (energy, kind, job, settings, context, data, points, paired, init_spec))]
 #[allow(clippy::too_many_arguments)]
@@ -137,6 +138,9 @@ pub(crate) fn run_shard<'py>(
 ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
     let name = std::path::PathBuf::from("shard");
     let (model, context, points) = (energy.model.clone(), owned2(context), owned2(points));
+    // The settings name the model by what it is, not by its path: workers
+    // whose `model.json` differ write shards that do not merge.
+    let settings = format!("{settings} model {}", model.fingerprint());
     let bytes = match kind {
         "sample" => {
             let mut job: SampleJob = settings_of("sample", job)?;

@@ -47,3 +47,29 @@ def test_sharded_log_prob_and_sample(client):
 def test_native_energies_are_refused(client):
     with pytest.raises(boltz.BoltzError, match="suite name or a model file"):
         bd.logz(client, boltz.load_model("gmm-ring"), shards=2)
+
+
+def test_shards_of_different_models_behind_one_path_do_not_merge(tmp_path, monkeypatch):
+    # Workers in different directories whose `model.json` differ: the same
+    # spec and settings string, other models (issue 34: merged to 2.76
+    # between 1.84 and 3.23, no warning). The worker adds the model's
+    # fingerprint to the settings, so the merge refuses them.
+    import json
+
+    blobs = []
+    for i, std in enumerate((1.0, 2.0)):
+        d = tmp_path / f"worker{i}"
+        d.mkdir()
+        (d / "model.json").write_text(json.dumps({"kind": "gaussian", "mean": [0, 0], "std": [std, std]}))
+        monkeypatch.chdir(d)
+        job = {"method": "ais", "particles": 40, "temps": 20, "no_reverse": True,
+               "shard": {"index": i, "count": 2}}
+        blobs.append(bd._run_shard("model.json", "logz", json.dumps(job), "logz model.json same",
+                                   None, None, None, False, None))
+    paths = []
+    for i, b in enumerate(blobs):
+        p = tmp_path / f"s{i}"
+        p.write_bytes(b)
+        paths.append(str(p))
+    with pytest.raises(boltz.BoltzError, match="settings"):
+        boltz._native.merge_shards(paths)
