@@ -104,6 +104,17 @@ pub struct LogzFigures {
     pub prob: Option<ProbPoints>,
 }
 
+impl LogzFigures {
+    /// How many values of `-beta F(x, y)` follow the log-weights (0 for a
+    /// log Z shard; `None` when the shape's product overflows).
+    pub fn points(&self) -> Option<usize> {
+        match &self.prob {
+            Some(p) => p.shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)),
+            None => Some(0),
+        }
+    }
+}
+
 /// The points of a prob shard.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,11 +220,7 @@ impl ShardHeader {
                     self.shard.range(self.total).len()
                 };
                 let w = self.own_contexts().checked_mul(particles)?;
-                let pts = match &f.prob {
-                    Some(p) => p.shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b))?,
-                    None => 0,
-                };
-                w.checked_add(pts)
+                w.checked_add(f.points()?)
             }
         }
     }
@@ -226,14 +233,8 @@ impl ShardHeader {
                 let e = if self.energies { 1 } else { 0 };
                 crate::budget::bytes(&[self.total, self.draws, self.dim.checked_add(e)?], 8)?
             }
-            ShardFigures::Logz(f) => {
-                let pts = match &f.prob {
-                    Some(p) => p.shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b))?,
-                    None => 0,
-                };
-                crate::budget::bytes(&[self.contexts, self.total], 8)?
-                    .checked_add(crate::budget::bytes(&[pts], 8 * 2)?)?
-            }
+            ShardFigures::Logz(f) => crate::budget::bytes(&[self.contexts, self.total], 8)?
+                .checked_add(crate::budget::bytes(&[f.points()?], 8 * 2)?)?,
         };
         whole.checked_mul(2)
     }

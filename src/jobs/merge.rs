@@ -154,10 +154,7 @@ fn sample_figures(h: &ShardHeader) -> &SampleFigures {
 fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
     let h0 = shards[0].1.clone();
     let f0 = logz_figures(&h0);
-    let n_pts: usize = f0
-        .prob
-        .as_ref()
-        .map_or(0, |p| p.shape.iter().product::<usize>());
+    let n_pts = f0.points().unwrap_or(0);
     for (p, h, data) in &shards {
         check_figures(p, h, data, f0.log_z0)?;
     }

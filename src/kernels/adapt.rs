@@ -187,7 +187,7 @@ impl Tuner {
     /// them alone (no step adaptation, AutoStep base steps, the first step,
     /// the step that ends a mass window). A resumed checkpoint whose step
     /// sizes were edited is refused with this.
-    pub fn steps_agree(&self, t: usize, tuning: &Tuning) -> bool {
+    fn steps_agree(&self, t: usize, tuning: &Tuning) -> bool {
         let (Some(da), false) = (&self.dual, self.adapt_base) else {
             return true;
         };
@@ -215,8 +215,9 @@ impl Tuner {
     /// last restart, an average error within its bounds and its current
     /// log step the one its other fields give (so that no field of it can
     /// be edited alone); a mass window of whole steps of all chains with
-    /// non-negative sums of squares.
-    pub fn agrees(&self, fresh: &Tuner, t: usize, chains: usize) -> bool {
+    /// non-negative sums of squares; and `tuning`'s step sizes the ones it
+    /// set.
+    pub fn agrees(&self, fresh: &Tuner, t: usize, chains: usize, tuning: &Tuning) -> bool {
         let same = (
             self.warmup,
             self.target,
@@ -259,7 +260,7 @@ impl Tuner {
             && rows.fract() == 0.0
             && rows <= done as f64
             && m.m2.iter().all(|v| *v >= 0.0);
-        same && dual_ok && mass_ok
+        same && dual_ok && mass_ok && self.steps_agree(t, tuning)
     }
 
     /// A tuner for `warmup` steps of `kernel` on states of dimension `dim`,

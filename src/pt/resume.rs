@@ -90,7 +90,7 @@ pub fn resume(
             mass: false,
         };
         let fresh = Tuner::new(kernel, adaptation, cfg.warmup, d).0;
-        if !run.tuner.agrees(&fresh, run.t, n) {
+        if !run.tuner.agrees(&fresh, run.t, n, &run.tuning) {
             return Err(bad(
                 "its adaptation state is out of range for these settings; refusing a damaged or edited checkpoint",
             ));
@@ -169,7 +169,6 @@ fn state_fits(saved: &Saved, run: &RunState, data: &[f64], d: usize) -> bool {
         || saved.positions.iter().chain(data).any(|v| !v.is_finite())
         || run.ss.iter().any(|v| v.is_nan())
         || !tallies_fit(run, c, r)
-        || !run.tuner.steps_agree(run.t, &run.tuning)
         || saved
             .rngs
             .iter()

@@ -337,11 +337,11 @@ pub fn resume(
             .iter()
             .any(|a| !(0.0..=total as f64).contains(a))
         || !tallies_fit(&run, c.n_chains)
-        || !run.tuner.steps_agree(run.t, &run.tuning)
         || !run.tuner.agrees(
             &Tuner::new(kernel, c.adaptation(), c.warmup, d).0,
             run.t,
             c.n_chains,
+            &run.tuning,
         )
         || saved
             .rngs
