@@ -130,7 +130,11 @@ pub struct LogzArgs {
     /// The shard file (log-weights and the run's settings).
     #[arg(long, requires = "shard")]
     pub shard_out: Option<PathBuf>,
-    /// Binary models: positives (n, dim) npy whose base-rate model is the AIS base.
+    /// Positives (n, dim) npy, the data the model was trained on. Binary
+    /// models: their base-rate model is the AIS base. Continuous models:
+    /// the pilot that fits the base starts at them (a trained EBM's mass
+    /// sits in wells around its data that chains from elsewhere may never
+    /// find).
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[command(flatten)]

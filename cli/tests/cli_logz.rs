@@ -257,6 +257,37 @@ fn logz_refuses_bad_settings() {
         a.extend(args);
         assert_fails(&boltz(p, &a), 2, needle);
     }
+    // Positives start the pilot of an unconditional model's base: not
+    // with a base given, not for a conditional model, not of another width.
+    npy(&p.join("d2.npy"), 3, 2, &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    npy(&p.join("d3.npy"), 2, 3, &[0.0; 6]);
+    for (args, needle) in [
+        (
+            &[
+                "--model",
+                "gmm-ring",
+                "--method",
+                "ais",
+                "--base-scale",
+                "2",
+                "--data",
+                "d2.npy",
+            ][..],
+            "--base-scale gives the base",
+        ),
+        (
+            &["--model", "ring", "--method", "ais", "--data", "d2.npy"][..],
+            "one chain per context",
+        ),
+        (
+            &["--model", "gmm-ring", "--method", "smc", "--data", "d3.npy"][..],
+            "(n >= 1, 2)",
+        ),
+    ] {
+        let mut a = vec!["logz"];
+        a.extend(args);
+        assert_fails(&boltz(p, &a), 2, needle);
+    }
     assert_fails(
         &boltz(
             p,

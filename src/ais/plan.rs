@@ -155,7 +155,18 @@ pub struct Pilot {
     pub chain_means: Array2<f64>,
     /// Each chain's standard deviation per coordinate, (chains, dim).
     pub chain_sds: Array2<f64>,
+    /// Each chain's mean energy `F` (at beta 1) over its draws.
+    pub chain_energies: Vec<f64>,
+    /// The inverse temperature the pilot ran at.
+    pub beta: f64,
+    /// Whether the chains started at data rows ([`pilot_with`]'s `starts`).
+    pub from_data: bool,
 }
+
+/// A region of a pilot chain whose mass, by [`Pilot::uncovered`]'s
+/// estimate, is below `e^-NEGLIGIBLE` times that of the particles' region
+/// is not reported as missed: its absence moves log Z by under `e^-20`.
+const NEGLIGIBLE: f64 = 20.0;
 
 impl Pilot {
     /// The chains whose region no annealed particle reached: chain `c`'s
@@ -167,9 +178,26 @@ impl Pilot {
     /// the pilot's chains found and settled in holds none of the
     /// particles whose weights estimate log Z: its mass is not in the
     /// estimate, and the error bar cannot show it.
-    pub fn uncovered(&self, positions: ArrayView2<f64>, log_weights: &[f64]) -> Vec<(usize, f64)> {
+    ///
+    /// A region whose mass is negligible is not a miss: a chain stuck on
+    /// a plateau far above the wells where the mass is (a trained EBM at
+    /// beta 1: energy +2 against -245) is left out when the log of its
+    /// mass relative to the particles', each estimated as a Gaussian's
+    /// (`-beta (F_chain - F_particles) + sum_i ln(sd_chain_i /
+    /// sd_particles_i)`, means and sds of the chain's draws and of the
+    /// weighted particles), is below -20.
+    pub fn uncovered(
+        &self,
+        positions: ArrayView2<f64>,
+        log_weights: &[f64],
+        energy: &dyn Energy,
+    ) -> Vec<(usize, f64)> {
         let n = positions.nrows();
-        if n == 0 || log_weights.len() != n || self.chain_means.ncols() != positions.ncols() {
+        if n == 0
+            || log_weights.len() != n
+            || self.chain_means.ncols() != positions.ncols()
+            || energy.dim() != positions.ncols()
+        {
             return Vec::new();
         }
         let lse = crate::energy::log_sum_exp(log_weights);
@@ -181,6 +209,7 @@ impl Pilot {
             Base::Bernoulli { .. } => return Vec::new(),
         };
         let d = positions.ncols() as f64;
+        let log_mass = self.relative_log_mass(positions, log_weights, lse, energy, &floor);
         let mut out = Vec::new();
         for (c, (m, s)) in self
             .chain_means
@@ -188,6 +217,9 @@ impl Pilot {
             .zip(self.chain_sds.outer_iter())
             .enumerate()
         {
+            if log_mass[c] < -NEGLIGIBLE {
+                continue;
+            }
             let nearest = kept
                 .iter()
                 .map(|&i| {
@@ -206,24 +238,81 @@ impl Pilot {
         }
         out
     }
+
+    /// Per chain, the log of its region's mass relative to the weighted
+    /// particles' region, each estimated as a Gaussian's ([`Pilot::uncovered`]).
+    fn relative_log_mass(
+        &self,
+        positions: ArrayView2<f64>,
+        log_weights: &[f64],
+        lse: f64,
+        energy: &dyn Energy,
+        floor: &[f64],
+    ) -> Vec<f64> {
+        let chains = self.chain_means.nrows();
+        if self.chain_energies.len() != chains {
+            return vec![0.0; chains];
+        }
+        let mut f = ndarray::Array1::zeros(positions.nrows());
+        energy.energy_batch(positions, f.view_mut());
+        let w: Vec<f64> = log_weights.iter().map(|l| (l - lse).exp()).collect();
+        let f_p: f64 = w.iter().zip(f.iter()).map(|(w, f)| w * f).sum();
+        if !f_p.is_finite() {
+            return vec![0.0; chains];
+        }
+        let d = positions.ncols();
+        let sd_p: Vec<f64> = (0..d)
+            .map(|j| {
+                let col = positions.column(j);
+                let m: f64 = w.iter().zip(col.iter()).map(|(w, x)| w * x).sum();
+                let v: f64 = w
+                    .iter()
+                    .zip(col.iter())
+                    .map(|(w, x)| w * (x - m).powi(2))
+                    .sum();
+                v.sqrt().max(floor[j])
+            })
+            .collect();
+        (0..chains)
+            .map(|c| {
+                let volume: f64 = (0..d)
+                    .map(|j| (self.chain_sds[[c, j]].max(floor[j]) / sd_p[j]).ln())
+                    .sum();
+                let r = -self.beta * (self.chain_energies[c] - f_p) + volume;
+                if r.is_nan() { 0.0 } else { r }
+            })
+            .collect()
+    }
 }
 
 /// The pilot of [`pilot_base`], with its agreement check.
 pub fn pilot(energy: &dyn Energy, beta: f64, seed: u64) -> Result<Pilot> {
-    pilot_with(energy, beta, seed, &crate::run::Control::default())?
+    pilot_with(energy, beta, seed, None, &crate::run::Control::default())?
         .ok_or_else(|| Error::Interrupted("the AIS pilot was stopped".into()))
 }
 
 /// [`pilot`] with a stop flag (`control.stop`; its checkpoint settings
-/// are not used): `None` when stopped.
+/// are not used) and, optionally, where its chains start: `starts`, rows
+/// of points where the target's mass is thought to be (the positives a
+/// model was trained on), of which the 64 chains start at evenly spaced
+/// rows (chain `i` at row `i n / 64`; with fewer rows, row `i mod n`)
+/// instead of over-dispersed. A trained EBM can hold its mass in narrow
+/// wells around the data that chains from elsewhere take thousands of
+/// steps to fall into: a pilot that never finds them fits a base that
+/// misses them, and so does every annealed particle. `None` when stopped.
 pub fn pilot_with(
     energy: &dyn Energy,
     beta: f64,
     seed: u64,
+    starts: Option<ArrayView2<f64>>,
     control: &crate::run::Control,
 ) -> Result<Option<Pilot>> {
     let mut config = crate::sampler::SampleConfig::new();
     config.n_chains = energy.fixed_rows().unwrap_or(64);
+    let from_data = starts.is_some();
+    if let Some(x) = starts {
+        config.init = start_rows(x, energy, config.n_chains)?;
+    }
     (
         config.warmup,
         config.draws,
@@ -231,7 +320,7 @@ pub fn pilot_with(
         config.seed,
         config.beta,
         config.record_energies,
-    ) = (500, 200, 1, seed ^ 0xBA5E, beta, false);
+    ) = (500, 200, 1, seed ^ 0xBA5E, beta, true);
     let kernel = crate::kernels::Mala::new(0.1)?;
     let stop_only = crate::run::Control {
         stop: control.stop.clone(),
@@ -273,6 +362,9 @@ pub fn pilot_with(
             warnings,
             chain_means: Array2::zeros((0, d)),
             chain_sds: Array2::zeros((0, d)),
+            chain_energies: Vec::new(),
+            beta,
+            from_data,
         }));
     }
     let chain_means = out.samples.mean_axis(ndarray::Axis(1)).expect("draws");
@@ -284,18 +376,61 @@ pub fn pilot_with(
             config.n_chains, ov.rhat_max
         ));
     }
+    let chain_energies = out
+        .energies
+        .as_ref()
+        .and_then(|e| e.mean_axis(ndarray::Axis(1)))
+        .map_or_else(Vec::new, |m| m.to_vec());
     Ok(Some(Pilot {
         base,
         rhat: ov.rhat_max,
         warnings,
         chain_means,
         chain_sds,
+        chain_energies,
+        beta,
+        from_data,
     }))
+}
+
+/// Chains' starts at evenly spaced rows of `x` ([`pilot_with`]).
+fn start_rows(x: ArrayView2<f64>, energy: &dyn Energy, chains: usize) -> Result<crate::init::Init> {
+    let d = energy.dim();
+    if x.ncols() != d || x.nrows() == 0 {
+        return Err(Error::shape(
+            "data where the pilot's chains start",
+            format!("(n >= 1, {d})"),
+            format!("{:?}", x.shape()),
+        ));
+    }
+    if energy.fixed_rows().is_some() {
+        return Err(Error::param(
+            "data",
+            "the pilot of a conditional model runs one chain per context; data (positives) choose where the pilot of an unconditional model starts",
+        ));
+    }
+    let n = x.nrows();
+    let rows: Vec<usize> = if n <= chains {
+        (0..n).collect()
+    } else {
+        (0..chains).map(|i| i * n / chains).collect()
+    };
+    let values = rows
+        .iter()
+        .flat_map(|&r| x.row(r).to_vec())
+        .collect::<Vec<f64>>();
+    crate::error::check_finite("data", &values)?;
+    Ok(crate::init::Init::Rows {
+        rows: rows.len(),
+        dim: d,
+        values,
+    })
 }
 
 /// The base AIS anneals from, chosen for `energy` at inverse temperature
 /// `beta` where the user gives none. Continuous states: a Gaussian fitted
-/// by a short MCMC pilot ([`pilot_base`]). Binary states: the base-rate
+/// by a short MCMC pilot ([`pilot_base`]), whose chains start at evenly
+/// spaced rows of `data` when given ([`pilot_with`]). Binary states: the base-rate
 /// model of `data` (positives the user gives: per-coordinate means clipped
 /// to [0.01, 0.99], as Salakhutdinov & Murray 2008) when given; else, for
 /// an RBM, the model itself with its weights and hidden biases set to zero
@@ -336,6 +471,10 @@ pub fn default_base(
         (StateSpace::Binary, None) => Ok(Base::Bernoulli {
             logit: vec![0.0; d],
         }),
-        (StateSpace::Continuous, _) => pilot_base(energy, beta, seed),
+        (StateSpace::Continuous, _) => {
+            pilot_with(energy, beta, seed, data, &crate::run::Control::default())?
+                .map(|p| p.base)
+                .ok_or_else(|| Error::Interrupted("the AIS pilot was stopped".into()))
+        }
     }
 }

@@ -243,7 +243,7 @@ fn run_pt(
             crate::ais::default_base(energy, config.beta, config.seed, None)?
         }
         (crate::StateSpace::Continuous, None) => {
-            crate::ais::pilot_with(energy, config.beta, config.seed, &stop_only)?
+            crate::ais::pilot_with(energy, config.beta, config.seed, None, &stop_only)?
                 .ok_or_else(|| {
                     Error::Interrupted(
                         "stopped in the pilot that fits the tempering reference".into(),

@@ -48,8 +48,16 @@ pub(super) fn stepping_stone(
     let mut width = 1;
     while width <= batches {
         let merged = batches.div_ceil(width);
-        if merged < 8.min(batches) {
-            break;
+        // Down to 8 batches per chain, then whole chains as the units
+        // (with at least 8 chains): a chain whose target replica holds
+        // one mode longer than an eighth of the run differs from the
+        // others as a whole.
+        if merged < 8.min(batches) && !(merged == 1 && chains >= 8) {
+            if width >= batches {
+                break;
+            }
+            width = batches;
+            continue;
         }
         let mut psi = Vec::with_capacity(chains * merged);
         for chain in 0..chains {

@@ -356,8 +356,11 @@ def logz(
             every temperature; Lee & Whiteley standard error) or ``pt``
             (the stepping-stone estimate of a parallel-tempering run:
             ``chains`` chains of ``replicas`` replicas, ``warmup`` then
-            ``draws`` steps); ``None``: exact where the model allows, else
-            AIS.
+            ``draws`` steps) or ``check`` (AIS, SMC and PT, each with its
+            own seed and pilot, held against each other: an estimate only
+            where they agree); ``None``: exact where the model allows, else
+            ``check``, or AIS for a conditional energy or with an option
+            only AIS has (``reverse=True``, ``resample``, ``schedule``).
         particles, temps: AIS particles (per context) and temperatures
             (SMC: the most temperatures it may choose).
         steps_per_temp: transitions per temperature (default 1; SMC 5).
@@ -377,7 +380,11 @@ def logz(
             default ``mala``, ``gibbs`` for binary models).
         reverse: ``True`` requires reverse AIS from exact draws (an upper
             bound), ``False`` skips it; ``None`` runs it where exact draws exist.
-        data: binary models: positives whose base-rate model is the AIS base.
+        data: positives (n, dim), the data the model was trained on. Binary
+            models: their base-rate model is the AIS base; continuous
+            models: the pilot that fits the base starts its chains at them
+            (a trained EBM's mass can sit in wells around its data that
+            chains from elsewhere never find: give them).
 
     Returns:
         a dict with ``log_z``, ``stderr``, ``ess`` (numpy arrays of length k,

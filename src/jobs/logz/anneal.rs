@@ -72,9 +72,11 @@ pub(super) fn run_ais(
         let log_z0 = crate::ais::start_log_z(problem_energy.as_ref(), &base);
         // The coverage check, on the pilot pass's particles: the same in
         // every shard, so the merge's (the first shard's) is the run's.
-        report
-            .warnings
-            .extend(coverage_warnings(pilot.as_ref(), &res));
+        report.warnings.extend(coverage_warnings(
+            pilot.as_ref(),
+            &res,
+            problem_energy.as_ref(),
+        ));
         return Ok(res.complete.then_some(ShardWeights {
             log_weights: res.log_weights,
             smc,
@@ -86,9 +88,11 @@ pub(super) fn run_ais(
         return Ok(None);
     }
     reverse_pass(model, &problem, job, cfg, report, k)?;
-    report
-        .warnings
-        .extend(coverage_warnings(pilot.as_ref(), &res));
+    report.warnings.extend(coverage_warnings(
+        pilot.as_ref(),
+        &res,
+        problem_energy.as_ref(),
+    ));
     if let Some(ex) = report.exact_log_z {
         let z = (report.log_z[0] - ex) / report.stderr[0];
         if z.abs() > 3.0 {
@@ -219,18 +223,27 @@ fn reverse_pass(
 /// shard) never reached ([`ais::Pilot::uncovered`]). It
 /// replaces a warning on the pilot's R-hat alone, which fired on every
 /// right SMC run of three suite targets (`results/issue27/warnings.md`).
-fn coverage_warnings(pilot: Option<&ais::Pilot>, res: &ais::AisResult) -> Vec<String> {
+fn coverage_warnings(
+    pilot: Option<&ais::Pilot>,
+    res: &ais::AisResult,
+    energy: &dyn crate::Energy,
+) -> Vec<String> {
     let (Some(p), Some((x, lw))) = (pilot, &res.positions) else {
         return Vec::new();
     };
-    let missed = p.uncovered(x.view(), lw);
+    let missed = p.uncovered(x.view(), lw, energy);
     let Some(&(c, dist)) = missed.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
         return Vec::new();
     };
     vec![format!(
-        "{} of the pilot's {} chains, started over-dispersed, settled in regions none of the annealed particles reached (chain {c}: the nearest particle is {dist:.1} of its standard deviations away; pilot R-hat {:.2}): log Z misses the mass there without its error bar showing it; check with parallel tempering (method pt) or more moves per temperature",
+        "{} of the pilot's {} chains, started {}, settled in regions none of the annealed particles reached (chain {c}: the nearest particle is {dist:.1} of its standard deviations away; pilot R-hat {:.2}): log Z misses the mass there without its error bar showing it; check with parallel tempering (method pt) or more moves per temperature",
         missed.len(),
         p.chain_means.nrows(),
+        if p.from_data {
+            "at the data"
+        } else {
+            "over-dispersed"
+        },
         p.rhat
     )]
 }
@@ -306,6 +319,12 @@ pub(super) fn setup(
         }
         None => model.energy(None)?,
     };
+    if job.data.is_some() && (cond.is_some() || job.base_scale.is_some()) {
+        return Err(Error::param(
+            "data",
+            "positives choose where the pilot that fits the base of an unconditional model starts; a conditional model's pilot runs one chain per context, and --base-scale gives the base itself",
+        ));
+    }
     if let Some(s) = job.base_scale {
         let base = Base::gaussian(vec![job.base_mean; energy.dim()], vec![s; energy.dim()])?;
         return Ok(Setup {
@@ -319,7 +338,8 @@ pub(super) fn setup(
         stop: control.stop.clone(),
         ..Control::default()
     };
-    let pilot = ais::pilot_with(energy.as_ref(), cfg.beta, cfg.seed, &pilot_control)?
+    let starts = job.data.as_ref().map(|d| d.view());
+    let pilot = ais::pilot_with(energy.as_ref(), cfg.beta, cfg.seed, starts, &pilot_control)?
         .ok_or_else(|| Error::Interrupted("stopped in the pilot that fits the AIS base".into()))?;
     Ok(Setup {
         base: pilot.base.clone(),

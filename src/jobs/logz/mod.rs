@@ -76,7 +76,11 @@ pub struct LogzJob {
     pub beta: f64,
     /// Seed: particle `i` draws from the ChaCha stream keyed by `(seed, i)`.
     pub seed: u64,
-    /// Binary models: positives whose base-rate model is the AIS base.
+    /// Positives (rows of data the model was trained on, n x dim). Binary
+    /// models: their base-rate model is the AIS base. Continuous
+    /// unconditional models: the pilot that fits the Gaussian base starts
+    /// its chains at evenly spaced rows (where a trained EBM's mass is)
+    /// instead of over-dispersed ([`crate::ais::pilot_with`]).
     #[serde(skip)]
     pub data: Option<Array2<f64>>,
     /// `pt`: replicas per chain (default 16).
@@ -412,8 +416,10 @@ pub fn logz(
             && job.shard.is_none()
         {
             "exact".into()
-        } else {
+        } else if ais_only(model, job, control, resume) {
             "ais".into()
+        } else {
+            "check".into()
         }
     });
     check_method(job, &method)?;
@@ -490,6 +496,24 @@ fn contexts_of(model: &Model, contexts: Option<Array2<f64>>) -> Result<Option<Ar
 
 /// Settings that do not go with `method`: shards outside AIS and SMC, a
 /// budget outside `check`, a reverse pass outside whole AIS runs.
+/// Whether a run without a method named is AIS rather than `check` (the
+/// default where there is no exact answer): a conditional model (a check
+/// per context would run SMC on every one), or an option only AIS has
+/// (shards, checkpoints, reverse AIS, resampling, repeats, bootstrap, a
+/// schedule).
+fn ais_only(model: &Model, job: &LogzJob, control: &Control, resume: Option<&Path>) -> bool {
+    model.conditional().is_some()
+        || job.shard.is_some()
+        || control.checkpoint.is_some()
+        || resume.is_some()
+        || job.reverse
+        || job.reverse_from.is_some()
+        || job.resample.is_some()
+        || job.repeats > 0
+        || job.bootstrap > 0
+        || job.schedule != LogzJob::default().schedule
+}
+
 fn check_method(job: &LogzJob, method: &str) -> Result<()> {
     if job.shard.is_some() && method != "ais" && method != "smc" {
         return Err(Error::param(
