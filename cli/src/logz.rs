@@ -25,7 +25,10 @@ pub struct LogzArgs {
     /// each other by a chi-square test: their combined estimate where they
     /// agree, none where they do not), `exact` (enumeration, closed form
     /// or radial formula) or `quadrature` (1-2 dims); default: check with
-    /// --target-se, else exact where the model allows, else AIS.
+    /// --target-se, else exact where the model allows, else check (AIS
+    /// for a conditional model and with an option only AIS has: --shard,
+    /// --checkpoint, --resume, --reverse, --reverse-from, --resample,
+    /// --repeats, --bootstrap, --schedule).
     #[arg(long)]
     pub method: Option<String>,
     /// check: double the particles (and PT's draws) each round until the

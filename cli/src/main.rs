@@ -242,7 +242,7 @@ pub enum Command {
     },
     /// Run chains of a sampler on a model and report diagnostics.
     Sample(Box<SampleArgs>),
-    /// log Z of a model: exact where possible, else AIS with error bars.
+    /// log Z of a model: exact where possible, else estimators held against each other (AIS for conditional models), with error bars.
     Logz {
         #[command(flatten)]
         args: Box<logz::LogzArgs>,

@@ -1,6 +1,7 @@
-//! The log Z job: the exact value where the model allows, else AIS with
-//! its base, reverse AIS where exact draws exist, the checks that compare
-//! them, and the report (the CLI's `logz` and `prob`).
+//! The log Z job: the exact value where the model allows, else the
+//! estimators held against each other (`check`) or AIS with its base,
+//! reverse AIS where exact draws exist, the checks that compare them, and
+//! the report (the CLI's `logz` and `prob`).
 
 use crate::ais::{AisConfig, Schedule, ScheduleChoice};
 use crate::error::{Error, Result};
@@ -30,7 +31,9 @@ pub struct LogzJob {
     /// PT, held against each other: the combined estimate only where they
     /// agree), `exact` or `quadrature`; `None`: `check` with `target_se`,
     /// else exact where the model allows (and no reverse pass is asked
-    /// for), else AIS.
+    /// for), else `check`, or AIS for a conditional model and with an
+    /// option only AIS has (shard, checkpoint, resume, reverse, resample,
+    /// repeats, bootstrap, a schedule).
     pub method: Option<String>,
     /// AIS and SMC particles per context (default 1024).
     pub particles: usize,
