@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 
+from case_rows import CaseRows, parse_args
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOLTZ = os.path.join(ROOT, "target", "release", "boltz")
 
@@ -75,15 +77,7 @@ def classify(warnings):
 
 
 def main():
-    argv = sys.argv[1:]
-    only = None
-    if "--only" in argv:
-        i = argv.index("--only")
-        only = argv[i + 1]
-        del argv[i:i + 2]
-    seeds = int(argv[0]) if len(argv) > 0 else 20
-    out_dir = argv[1] if len(argv) > 1 else os.path.join(ROOT, "results", "issue27")
-    os.makedirs(out_dir, exist_ok=True)
+    seeds, out_dir, only = parse_args(sys.argv[1:], 20, os.path.join(ROOT, "results", "issue27"))
     tmp = tempfile.mkdtemp()
     ctx = os.path.join(tmp, "ctx.npy")
     save_npy(ctx, [[i * 0.1] for i in range(8)])
@@ -121,19 +115,10 @@ def main():
         ("funnel check", "miss", ["--model", "funnel", "--method", "check"]),
         ("gmm-far ais, 64 x 10", "miss", ["--model", "gmm-far", "--method", "ais", "--particles", "64", "--temps", "10"]),
     ]
-    jsonl = os.path.join(out_dir, "warnings.jsonl")
-    kept = []
-    if only is not None:
-        with open(jsonl) as f:
-            kept = [json.loads(line) for line in f]
-    rows = []
-    with open(jsonl, "w") as f:
+    with CaseRows(os.path.join(out_dir, "warnings.jsonl"), only) as out:
+        rows = out.rows
         for case, expected, args in cases:
-            if only is not None and only not in case:
-                for row in kept:
-                    if row["case"] == case:
-                        rows.append(row)
-                        f.write(json.dumps(row) + "\n")
+            if not out.run(case):
                 continue
             for seed in range(seeds):
                 r = logz(args + ["--seed", str(seed)])
@@ -153,8 +138,7 @@ def main():
                        "right": (expected == "right") if withheld else z <= 3.0,
                        "withheld": withheld, "warnings": kinds,
                        "energy_evals": r["energy_evals"], "wall_s": r["wall_s"]}
-                rows.append(row)
-                f.write(json.dumps(row) + "\n")
+                out.add(row)
             done = [x for x in rows if x["case"] == case]
             print(f"{case}: right {sum(x['right'] for x in done)}/{len(done)}, "
                   f"warned {sum(bool(set(x['warnings']) - {'exact-value'}) for x in done)}",

@@ -25,6 +25,8 @@ import os
 import subprocess
 import sys
 
+from case_rows import CaseRows, parse_args
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOLTZ = os.path.join(ROOT, "target", "release", "boltz")
 MODELS = os.path.join(ROOT, "examples", "models")
@@ -65,28 +67,11 @@ def pooled(rows):
 
 
 def main():
-    argv = sys.argv[1:]
-    only = None
-    if "--only" in argv:
-        i = argv.index("--only")
-        only = argv[i + 1]
-        del argv[i:i + 2]
-    seeds = int(argv[0]) if len(argv) > 0 else 5
-    out_dir = argv[1] if len(argv) > 1 else os.path.join(ROOT, "results", "issue27")
-    os.makedirs(out_dir, exist_ok=True)
-    jsonl = os.path.join(out_dir, "w8.jsonl")
-    kept = []
-    if only is not None:
-        with open(jsonl) as f:
-            kept = [json.loads(line) for line in f]
-    rows = []
-    with open(jsonl, "w") as f:
+    seeds, out_dir, only = parse_args(sys.argv[1:], 5, os.path.join(ROOT, "results", "issue27"))
+    with CaseRows(os.path.join(out_dir, "w8.jsonl"), only) as out:
+        rows = out.rows
         for case, model, beta, extra in CASES:
-            if only is not None and only not in case:
-                for row in kept:
-                    if row["case"] == case:
-                        rows.append(row)
-                        f.write(json.dumps(row) + "\n")
+            if not out.run(case):
                 continue
             for seed in range(seeds):
                 r = run(model, beta, seed, extra)
@@ -102,8 +87,7 @@ def main():
                     "warnings": r["warnings"], "energy_evals": r["energy_evals"],
                     "wall_s": r["wall_s"],
                 }
-                rows.append(row)
-                f.write(json.dumps(row) + "\n")
+                out.add(row)
                 print(f"{case} seed {seed}: {row['log_z']} +- {row['stderr']} "
                       f"({row['verdict']}, {len(row['warnings'])} warnings)", file=sys.stderr, flush=True)
     lines = [

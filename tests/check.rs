@@ -5,24 +5,28 @@
 //! given), the budget grows until the target standard error, and the
 //! settings that have no meaning are refused.
 
-use boltz::jobs::{LogzJob, LogzRun, logz};
-use boltz::model;
+use boltz::jobs::{LogzJob, LogzReport, LogzRun, logz};
+use boltz::model::{self, Model};
 
-fn check(name: &str, job: LogzJob) -> LogzRun {
-    let m = model::load(name).unwrap();
-    let job = LogzJob {
-        method: Some("check".into()),
-        ..job
-    };
+/// `job` on `m`, with no contexts, control or resume.
+fn run(m: &Model, job: &LogzJob) -> LogzRun {
     logz(
-        &m,
+        m,
         None,
-        &job,
+        job,
         &Default::default(),
         None,
         &mut boltz::NoObserver,
     )
     .unwrap()
+}
+
+fn check(name: &str, job: LogzJob) -> LogzRun {
+    let job = LogzJob {
+        method: Some("check".into()),
+        ..job
+    };
+    run(&model::load(name).unwrap(), &job)
 }
 
 #[test]
@@ -147,18 +151,7 @@ fn check_refuses_what_it_cannot_honour() {
 #[test]
 fn the_default_without_an_exact_answer_is_the_check() {
     let m = model::load("gmm-ring").unwrap();
-    let go = |job: LogzJob| {
-        logz(
-            &m,
-            None,
-            &job,
-            &Default::default(),
-            None,
-            &mut boltz::NoObserver,
-        )
-        .unwrap()
-        .report
-    };
+    let go = |job: LogzJob| run(&m, &job).report;
     // At beta 2 the mixture has no closed form here.
     let r = go(LogzJob {
         beta: 2.0,
@@ -185,16 +178,7 @@ fn the_default_without_an_exact_answer_is_the_check() {
         temps: 20,
         ..LogzJob::default()
     };
-    let r = logz(
-        &ring,
-        None,
-        &job,
-        &Default::default(),
-        None,
-        &mut boltz::NoObserver,
-    )
-    .unwrap();
-    assert_eq!(r.report.method, "ais");
+    assert_eq!(run(&ring, &job).report.method, "ais");
 }
 
 /// Positives where the mass is (`data`) start the pilot that fits the
@@ -212,29 +196,11 @@ fn data_where_the_mass_is_lets_smc_find_the_modes_its_pilot_misses() {
             seed,
             ..LogzJob::default()
         };
-        let without = logz(
-            &m,
-            None,
-            &job,
-            &Default::default(),
-            None,
-            &mut boltz::NoObserver,
-        )
-        .unwrap()
-        .report;
-        let z = |r: &boltz::jobs::LogzReport| (r.log_z[0] - 0.0).abs() / r.stderr[0];
+        let without = run(&m, &job).report;
+        let z = |r: &LogzReport| (r.log_z[0] - 0.0).abs() / r.stderr[0];
         missed += usize::from(z(&without) > 3.0);
         job.data = Some(data.clone());
-        let with = logz(
-            &m,
-            None,
-            &job,
-            &Default::default(),
-            None,
-            &mut boltz::NoObserver,
-        )
-        .unwrap()
-        .report;
+        let with = run(&m, &job).report;
         assert!(
             z(&with) <= 3.0 && with.warnings.is_empty(),
             "seed {seed}: {} +- {} {:?}",

@@ -47,6 +47,7 @@ pub use base::Base;
 pub(crate) use base::{check_std, sample_rows};
 pub use config::{AisConfig, AisResult, Estimate, ScheduleChoice};
 pub(crate) use path::start_log_z;
+pub(crate) use plan::evenly_spaced;
 pub use plan::{Pilot, default_base, exact_draws, pilot, pilot_base, pilot_with};
 pub use prob::{label_log_probs, log_prob, log_prob_paired, log_prob_unconditional};
 pub use reverse::reverse_ais;

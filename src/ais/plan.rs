@@ -393,6 +393,16 @@ pub fn pilot_with(
     }))
 }
 
+/// At most `k` of `0..n`, evenly spaced (`i n / k`; all of them when
+/// `n <= k`): the rows a pilot starts at or the contexts it pools.
+pub(crate) fn evenly_spaced(n: usize, k: usize) -> Vec<usize> {
+    if n <= k {
+        (0..n).collect()
+    } else {
+        (0..k).map(|i| i * n / k).collect()
+    }
+}
+
 /// Chains' starts at evenly spaced rows of `x` ([`pilot_with`]).
 fn start_rows(x: ArrayView2<f64>, energy: &dyn Energy, chains: usize) -> Result<crate::init::Init> {
     let d = energy.dim();
@@ -409,12 +419,7 @@ fn start_rows(x: ArrayView2<f64>, energy: &dyn Energy, chains: usize) -> Result<
             "the pilot of a conditional model runs one chain per context; data (positives) choose where the pilot of an unconditional model starts",
         ));
     }
-    let n = x.nrows();
-    let rows: Vec<usize> = if n <= chains {
-        (0..n).collect()
-    } else {
-        (0..chains).map(|i| i * n / chains).collect()
-    };
+    let rows = evenly_spaced(x.nrows(), chains);
     let values = rows
         .iter()
         .flat_map(|&r| x.row(r).to_vec())

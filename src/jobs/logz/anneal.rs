@@ -304,14 +304,7 @@ pub(super) fn setup(
     let energy: Arc<dyn Energy> = match &cond {
         Some((c, ctx)) => {
             // The pilot sees up to 64 contexts, 8 chains each.
-            let k = ctx.nrows();
-            let chosen: Vec<usize> = if k <= PILOT_CONTEXTS {
-                (0..k).collect()
-            } else {
-                (0..PILOT_CONTEXTS)
-                    .map(|i| i * k / PILOT_CONTEXTS)
-                    .collect()
-            };
+            let chosen = crate::ais::evenly_spaced(ctx.nrows(), PILOT_CONTEXTS);
             let rows = Array2::from_shape_fn((chosen.len() * 8, ctx.ncols()), |(r, j)| {
                 ctx[[chosen[r / 8], j]]
             });
