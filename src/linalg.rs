@@ -1,108 +1,199 @@
 //! Dense matrix products for the neural energies.
 //!
-//! [`matmul`] computes `C = A B` (or `C += A B`) for any strides. On CPUs
-//! with AVX-512 it runs boltz's own kernel: `B` is packed into panels of 32
-//! columns (zero-padded), and each 6 x 32 tile of `C` accumulates in 24
-//! vector registers over the whole inner dimension, one broadcast of `A`
+//! [`matmul`] computes `C = A B` (or `C += A B`) for any strides with one
+//! summation order on every CPU: each entry of `C` sums `A[i, p] B[p, j]`
+//! over the inner dimension in chunks of [`KC`], each chunk by fused
+//! multiply-adds in order of `p` into an accumulator that starts at zero,
+//! and the chunk's sum is added to `C` (or set, for the first chunk
+//! without `accumulate`). Nothing else rounds, so a product's bits depend
+//! neither on the CPU's vector unit nor on how many rows a call has: a
+//! batch of chains and one chain alone get the same energies, and runs are
+//! bit-identical across machines.
+//!
+//! Three kernels follow that order. With AVX-512 `B` is packed into panels
+//! of four vectors (32 f64 or 64 f32 columns, zero-padded) and each 6-row
+//! tile of `C` accumulates in 24 vector registers, one broadcast of `A`
 //! and four fused multiply-adds per row and step (the register blocking of
-//! BLIS and of the `gemm` crate). Elsewhere the `gemm` crate's kernels run
-//! (AVX2 / FMA / scalar, chosen at run time). Both are sequential within a
-//! call (callers parallelise over row blocks), so results never depend on
-//! the number of threads; on one machine they are deterministic, across
-//! CPUs with different vector units the last bits may differ.
+//! BLIS); with AVX2 and FMA the panels are two vectors wide (8 f64 or 16
+//! f32 columns), 12 accumulators per tile (BLIS's Haswell shape);
+//! otherwise, and for products narrower than one vector, a scalar loop
+//! does the same operations with `mul_add` (hardware FMA where the CPU has
+//! it). All are sequential within a call (callers parallelise over row
+//! blocks), so results never depend on the number of threads.
 
 use crate::simd::{SimdLevel, simd_level};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-/// Rows of `A` per register tile.
-const MR: usize = 6;
-/// Inner-dimension chunk: a KC x NR chunk of a panel is 32 KiB (L1).
+/// Inner-dimension chunk: every kernel sums `KC` products into a fresh
+/// accumulator before adding it to `C` (a KC x 32 f64 chunk of an AVX-512
+/// panel is 32 KiB, L1). Changing it changes every product's last bits.
 const KC: usize = 128;
 
-/// The body of [`matmul`] and [`matmul_f32`]: shape checks, then boltz's
-/// AVX-512 kernel for the type or the `gemm` crate's.
-macro_rules! matmul_impl {
-    ($kernel:ident, $a:ident, $b:ident, $c:ident, $accumulate:ident, $zero:expr, $one:expr) => {{
-        let (a, b, mut c, accumulate) = ($a, $b, $c, $accumulate);
-        let (m, k) = a.dim();
-        let n = b.ncols();
-        assert_eq!(b.nrows(), k, "matmul: inner dimensions");
-        assert_eq!(c.dim(), (m, n), "matmul: output shape");
-        if m == 0 || n == 0 {
-            return;
-        }
-        if k == 0 {
-            if !accumulate {
-                c.fill($zero);
-            }
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if n >= 8 && avx512() {
-            // SAFETY: AVX-512F is present (checked); shapes were checked above.
-            unsafe { $kernel::matmul(a, b, c, accumulate) };
-            return;
-        }
-        let (sa, sb) = (a.strides(), b.strides());
-        let sc = [c.strides()[0], c.strides()[1]];
-        // SAFETY: the pointers and strides describe the three views exactly
-        // (shapes checked above); `c` is borrowed mutably, so it aliases
-        // neither input.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                sc[1],
-                sc[0],
-                accumulate,
-                a.as_ptr(),
-                sa[1],
-                sa[0],
-                b.as_ptr(),
-                sb[1],
-                sb[0],
-                $one,
-                $one,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    }};
+/// The kernel this CPU runs for products at least one vector wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// AVX-512F.
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    /// The scalar loop.
+    Scalar,
 }
-/// `c = a b`, or `c += a b` with `accumulate`.
+
+/// The fastest kernel this CPU has (`BOLTZ_SIMD` caps it like the other
+/// hand-vectorised loops; the bits are the same whichever runs).
+fn kernel() -> Kernel {
+    match simd_level() {
+        SimdLevel::Avx512 => Kernel::Avx512,
+        SimdLevel::Avx2 if has_fma() => Kernel::Avx2,
+        _ => Kernel::Scalar,
+    }
+}
+
+/// Whether the CPU has fused multiply-add instructions.
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The float types' fused multiply-add, for the scalar loop.
+trait MulAdd: Copy + Default + std::ops::Add<Output = Self> {
+    /// `self * b + c`, rounded once.
+    fn mul_add(self, b: Self, c: Self) -> Self;
+}
+impl MulAdd for f64 {
+    #[inline(always)]
+    fn mul_add(self, b: f64, c: f64) -> f64 {
+        f64::mul_add(self, b, c)
+    }
+}
+impl MulAdd for f32 {
+    #[inline(always)]
+    fn mul_add(self, b: f32, c: f32) -> f32 {
+        f32::mul_add(self, b, c)
+    }
+}
+
+/// Rows of `C` the scalar loop works on at once (independent chains of
+/// multiply-adds hide their latency).
+const SCALAR_ROWS: usize = 8;
+
+/// The scalar kernel: [`matmul`]'s summation order, element by element.
+///
+/// # Safety
+/// `a` is (m x k), `b` (k x n), `c` (m x n) and does not alias them; `k > 0`.
+#[inline(always)]
+unsafe fn scalar_body<T: MulAdd>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    mut c: ArrayViewMut2<T>,
+    accumulate: bool,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    let (sa, sb, sc) = (a.strides(), b.strides(), [c.strides()[0], c.strides()[1]]);
+    let mut i0 = 0;
+    while i0 < m {
+        let r = SCALAR_ROWS.min(m - i0);
+        for j in 0..n {
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = KC.min(k - k0);
+                let mut acc = [T::default(); SCALAR_ROWS];
+                for p in k0..k0 + kc {
+                    // SAFETY: (p, j) and (i0 + ri, p) are inside `b` and `a`.
+                    let bpj = unsafe { *bp.offset(p as isize * sb[0] + j as isize * sb[1]) };
+                    for (ri, s) in acc[..r].iter_mut().enumerate() {
+                        let at = (i0 + ri) as isize * sa[0] + p as isize * sa[1];
+                        *s = unsafe { *ap.offset(at) }.mul_add(bpj, *s);
+                    }
+                }
+                for (ri, s) in acc[..r].iter().enumerate() {
+                    // SAFETY: (i0 + ri, j) is inside `c`.
+                    let d =
+                        unsafe { &mut *cp.offset((i0 + ri) as isize * sc[0] + j as isize * sc[1]) };
+                    *d = if accumulate || k0 > 0 { *d + *s } else { *s };
+                }
+                k0 += kc;
+            }
+        }
+        i0 += r;
+    }
+}
+
+/// [`scalar_body`] compiled with FMA instructions.
+///
+/// # Safety
+/// As [`scalar_body`]'s; the CPU must have FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn scalar_fma<T: MulAdd>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    c: ArrayViewMut2<T>,
+    accumulate: bool,
+) {
+    // SAFETY: as this function's.
+    unsafe { scalar_body(a, b, c, accumulate) }
+}
+
+/// The scalar kernel, with hardware FMA where the CPU has it (the same bits
+/// either way: `mul_add` rounds once).
+///
+/// # Safety
+/// As [`scalar_body`]'s.
+unsafe fn scalar<T: MulAdd>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    c: ArrayViewMut2<T>,
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        // SAFETY: FMA is present (checked); the rest as this function's.
+        return unsafe { scalar_fma(a, b, c, accumulate) };
+    }
+    // SAFETY: as this function's.
+    unsafe { scalar_body(a, b, c, accumulate) }
+}
+
+/// `c = a b`, or `c += a b` with `accumulate`, in the summation order of
+/// the module docs (the same bits on every CPU and for any row count).
 ///
 /// # Panics
 /// If the shapes do not chain: `a` is (m, k), `b` (k, n), `c` (m, n).
 pub fn matmul(a: ArrayView2<f64>, b: ArrayView2<f64>, c: ArrayViewMut2<f64>, accumulate: bool) {
-    matmul_impl!(avx512_f64, a, b, c, accumulate, 0.0f64, 1.0f64)
+    <f64 as Gemm>::matmul(a, b, c, accumulate)
 }
 
 /// [`matmul`] in single precision (the f32 compute path of the neural
-/// energies): the same kernels with 16 floats per vector, panels of 64
-/// columns.
+/// energies): the same kernels with twice the floats per vector.
 ///
 /// # Panics
 /// If the shapes do not chain: `a` is (m, k), `b` (k, n), `c` (m, n).
 pub fn matmul_f32(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>, accumulate: bool) {
-    matmul_impl!(avx512_f32, a, b, c, accumulate, 0.0f32, 1.0f32)
+    <f32 as Gemm>::matmul(a, b, c, accumulate)
 }
 
 /// A right-hand matrix `B` (k x n) prepared once for many products `A B`
-/// (a layer's weights): boltz's AVX-512 kernel packs `B` into panels on
-/// every [`matmul`]; a `Packed` holds the panels, so products with it skip
-/// that copy (and its strided reads when `B` is a transposed view). The
-/// results are those of [`matmul`] with `B`, bit for bit.
+/// (a layer's weights): the vector kernels pack `B` into panels on every
+/// [`matmul`]; a `Packed` holds the panels, so products with it skip that
+/// copy (and its strided reads when `B` is a transposed view). The results
+/// are those of [`matmul`] with `B`, bit for bit.
 #[derive(Clone, Debug)]
 pub struct Packed<T> {
     /// `B` (or `B^T` when `transposed`) in standard layout: `B` with the
-    /// strides it was given, the other back-ends' operand.
+    /// strides it was given, the scalar kernel's operand.
     plain: ndarray::Array2<T>,
     transposed: bool,
-    /// The AVX-512 kernel's panels (empty when that kernel does not run).
+    /// The vector kernel's panels (empty when the scalar kernel runs).
     panels: Vec<T>,
 }
 
@@ -110,7 +201,7 @@ pub struct Packed<T> {
 pub trait Gemm: Copy + Default + Send + Sync + 'static {
     /// `c (+)= a b`: [`matmul`] or [`matmul_f32`].
     fn matmul(a: ArrayView2<Self>, b: ArrayView2<Self>, c: ArrayViewMut2<Self>, accumulate: bool);
-    /// `b`'s panels for boltz's AVX-512 kernel (empty where it does not run).
+    /// `b`'s panels for the vector kernel (empty where the scalar one runs).
     fn panels(b: ArrayView2<Self>) -> Vec<Self>;
     /// `c (+)= a b` with `b` packed.
     fn matmul_packed(
@@ -121,24 +212,69 @@ pub trait Gemm: Copy + Default + Send + Sync + 'static {
     );
 }
 
+/// Checks that `a` (m x k), `b` (k x n) and `c` chain, and settles the
+/// products with nothing to sum; returns whether a kernel must still run.
+fn chain<T: Default + Copy>(
+    (m, k): (usize, usize),
+    (kb, n): (usize, usize),
+    c: &mut ArrayViewMut2<T>,
+    accumulate: bool,
+) -> bool {
+    assert_eq!(kb, k, "matmul: inner dimensions");
+    assert_eq!(c.dim(), (m, n), "matmul: output shape");
+    if m == 0 || n == 0 {
+        return false;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(T::default());
+        }
+        return false;
+    }
+    true
+}
+
 macro_rules! gemm_float {
-    ($t:ty, $matmul:ident, $kernel:ident) => {
+    ($t:ty, $k512:ident, $k2:ident, $kernel_for:ident) => {
+        /// The kernel for products `n` columns wide (the scalar one below
+        /// one vector).
+        fn $kernel_for(n: usize) -> Kernel {
+            match kernel() {
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx512 if n >= $k512::LANES => Kernel::Avx512,
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2 if n >= $k2::LANES => Kernel::Avx2,
+                _ => Kernel::Scalar,
+            }
+        }
         impl Gemm for $t {
             fn matmul(
                 a: ArrayView2<$t>,
                 b: ArrayView2<$t>,
-                c: ArrayViewMut2<$t>,
+                mut c: ArrayViewMut2<$t>,
                 accumulate: bool,
             ) {
-                $matmul(a, b, c, accumulate)
+                if !chain(a.dim(), b.dim(), &mut c, accumulate) {
+                    return;
+                }
+                match $kernel_for(b.ncols()) {
+                    // SAFETY (all three): the CPU has the kernel's
+                    // instructions (kernel() checked); shapes were checked.
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx512 => unsafe { $k512::matmul(a, b, c, accumulate) },
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => unsafe { $k2::matmul(a, b, c, accumulate) },
+                    _ => unsafe { scalar(a, b, c, accumulate) },
+                }
             }
             fn panels(b: ArrayView2<$t>) -> Vec<$t> {
-                #[cfg(target_arch = "x86_64")]
-                if b.ncols() >= 8 && avx512() {
-                    return $kernel::pack(b);
+                match $kernel_for(b.ncols()) {
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx512 => $k512::pack(b),
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => $k2::pack(b),
+                    _ => Vec::new(),
                 }
-                let _ = b;
-                Vec::new()
             }
             fn matmul_packed(
                 a: ArrayView2<$t>,
@@ -146,25 +282,30 @@ macro_rules! gemm_float {
                 mut c: ArrayViewMut2<$t>,
                 accumulate: bool,
             ) {
-                let (m, k) = a.dim();
-                let n = b.dim().1;
-                #[cfg(target_arch = "x86_64")]
-                if !b.panels.is_empty() && m > 0 && k > 0 {
-                    assert_eq!(b.dim().0, k, "matmul: inner dimensions");
-                    assert_eq!(c.dim(), (m, n), "matmul: output shape");
-                    // SAFETY: panels exist only if AVX-512F is present;
-                    // shapes were checked above.
-                    unsafe { $kernel::matmul_packed(a, &b.panels, n, c.view_mut(), accumulate) };
+                if b.panels.is_empty() {
+                    return <$t as Gemm>::matmul(a, b.view(), c, accumulate);
+                }
+                if !chain(a.dim(), b.dim(), &mut c, accumulate) {
                     return;
                 }
-                $matmul(a, b.view(), c, accumulate)
+                let n = b.dim().1;
+                match $kernel_for(n) {
+                    // SAFETY (both): panels exist only for a vector kernel
+                    // the CPU has; shapes were checked above.
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx512 => unsafe {
+                        $k512::matmul_packed(a, &b.panels, n, c, accumulate)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => unsafe { $k2::matmul_packed(a, &b.panels, n, c, accumulate) },
+                    _ => <$t as Gemm>::matmul(a, b.view(), c, accumulate),
+                }
             }
         }
     };
 }
-gemm_float!(f64, matmul, avx512_f64);
-gemm_float!(f32, matmul_f32, avx512_f32);
-
+gemm_float!(f64, avx512_f64, avx2_f64, kernel_f64);
+gemm_float!(f32, avx512_f32, avx2_f32, kernel_f32);
 impl<T: Gemm> Packed<T> {
     /// Packs `b` (k x n).
     pub fn new(b: ArrayView2<T>) -> Self {
@@ -209,24 +350,25 @@ pub fn matmul_packed<T: Gemm>(
     T::matmul_packed(a, b, c, accumulate)
 }
 
-/// Whether boltz's AVX-512 kernel runs (`BOLTZ_SIMD=avx2` or `base`
-/// turns it off, e.g. to compare backends).
-#[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    simd_level() == SimdLevel::Avx512
-}
-
-/// boltz's AVX-512 kernel for one float type: `$t` with `$lanes` per
-/// vector (panels of `NR = 4 $lanes` columns) and its intrinsics.
-macro_rules! avx512_kernel {
-    ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $store:ident) => {
+/// One vector kernel for one float type: `$t` with `$lanes` per vector,
+/// panels of `NV` vectors (`NR = NV * $lanes` columns), tiles of up to
+/// `MR` rows, the instructions of `$feat` and their intrinsics.
+macro_rules! vector_kernel {
+    ($name:ident, $feat:literal, $t:ty, $lanes:expr, $nv:expr, $mr:expr,
+     $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $store:ident) => {
         #[cfg(target_arch = "x86_64")]
         mod $name {
-            use super::{KC, MR};
-            /// Columns per packed panel of `B` (four vectors).
-            const NR: usize = 4 * $lanes;
+            use super::KC;
             use ndarray::{ArrayView2, ArrayViewMut2};
             use std::arch::x86_64::*;
+            /// Floats per vector.
+            pub const LANES: usize = $lanes;
+            /// Vectors per panel.
+            const NV: usize = $nv;
+            /// Columns per packed panel of `B`.
+            const NR: usize = NV * LANES;
+            /// Rows of `A` per register tile (`MR * NV` accumulators).
+            const MR: usize = $mr;
 
             thread_local! {
                 static PACK: std::cell::RefCell<(Vec<$t>, Vec<$t>)> =
@@ -264,7 +406,7 @@ macro_rules! avx512_kernel {
             /// its first `w` columns.
             // A microkernel's raw operands: bundling them would only add a copy.
             #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = "avx512f")]
+            #[target_feature(enable = $feat)]
             unsafe fn tile<const R: usize>(
                 k: usize,
                 a: *const $t,
@@ -277,47 +419,42 @@ macro_rules! avx512_kernel {
                 accumulate: bool,
             ) {
                 unsafe {
-                    let mut acc = [[$zero(); 4]; R];
+                    let mut acc = [[$zero(); NV]; R];
                     for p in 0..k {
                         let bp = panel.add(p * NR);
-                        let b0 = $load(bp);
-                        let b1 = $load(bp.add(1 * $lanes));
-                        let b2 = $load(bp.add(2 * $lanes));
-                        let b3 = $load(bp.add(3 * $lanes));
-                        for i in 0..R {
+                        let mut b = [$zero(); NV];
+                        for (v, bv) in b.iter_mut().enumerate() {
+                            *bv = $load(bp.add(v * LANES));
+                        }
+                        for (i, acc) in acc.iter_mut().enumerate() {
                             let ai = $set1(*a.add(i * lda + p));
-                            acc[i][0] = $fma(ai, b0, acc[i][0]);
-                            acc[i][1] = $fma(ai, b1, acc[i][1]);
-                            acc[i][2] = $fma(ai, b2, acc[i][2]);
-                            acc[i][3] = $fma(ai, b3, acc[i][3]);
+                            for v in 0..NV {
+                                acc[v] = $fma(ai, b[v], acc[v]);
+                            }
                         }
                     }
                     if csc == 1 && w == NR {
                         // A full tile of a row-major C: vector stores (and adds;
                         // c + acc rounds as the scalar path's, same bits).
-                        for i in 0..R {
+                        for (i, acc) in acc.iter().enumerate() {
                             let row = c.offset(i as isize * ldc);
-                            for v in 0..4 {
-                                let d = row.add($lanes * v);
-                                let x = if accumulate {
-                                    $add($load(d), acc[i][v])
-                                } else {
-                                    acc[i][v]
-                                };
+                            for (v, s) in acc.iter().enumerate() {
+                                let d = row.add(LANES * v);
+                                let x = if accumulate { $add($load(d), *s) } else { *s };
                                 $store(d, x);
                             }
                         }
                         return;
                     }
                     let mut buf = [<$t>::default(); NR];
-                    for i in 0..R {
-                        for v in 0..4 {
-                            $store(buf.as_mut_ptr().add($lanes * v), acc[i][v]);
+                    for (i, acc) in acc.iter().enumerate() {
+                        for (v, s) in acc.iter().enumerate() {
+                            $store(buf.as_mut_ptr().add(LANES * v), *s);
                         }
                         let row = c.offset(i as isize * ldc);
-                        for j in 0..w {
+                        for (j, s) in buf[..w].iter().enumerate() {
                             let d = row.offset(j as isize * csc);
-                            *d = if accumulate { *d + buf[j] } else { buf[j] };
+                            *d = if accumulate { *d + *s } else { *s };
                         }
                     }
                 }
@@ -333,8 +470,9 @@ macro_rules! avx512_kernel {
             /// See [`super::matmul`].
             ///
             /// # Safety
-            /// The CPU must have AVX-512F; `a` (m x k), `b` (k x n), `c` (m x n).
-            #[target_feature(enable = "avx512f")]
+            /// The CPU must have the kernel's instructions; `a` (m x k),
+            /// `b` (k x n), `c` (m x n), `k > 0`.
+            #[target_feature(enable = $feat)]
             pub unsafe fn matmul(
                 a: ArrayView2<$t>,
                 b: ArrayView2<$t>,
@@ -353,9 +491,9 @@ macro_rules! avx512_kernel {
             /// `c (+)= a b` with `b` (k x n) already packed ([`pack`]).
             ///
             /// # Safety
-            /// The CPU must have AVX-512F; `a` (m x k), `pb` the panels of a
-            /// (k x n) matrix, `c` (m x n).
-            #[target_feature(enable = "avx512f")]
+            /// The CPU must have the kernel's instructions; `a` (m x k), `pb`
+            /// the panels of a (k x n) matrix, `c` (m x n), `k > 0`.
+            #[target_feature(enable = $feat)]
             pub unsafe fn matmul_packed(
                 a: ArrayView2<$t>,
                 pb: &[$t],
@@ -370,7 +508,7 @@ macro_rules! avx512_kernel {
                 });
             }
 
-            #[target_feature(enable = "avx512f")]
+            #[target_feature(enable = $feat)]
             unsafe fn run(
                 a: ArrayView2<$t>,
                 pb: &[$t],
@@ -381,57 +519,59 @@ macro_rules! avx512_kernel {
             ) {
                 let (m, k) = a.dim();
                 assert!(pb.len() >= n.div_ceil(NR) * k * NR, "packed panels");
-                {
-                    let (ap, lda) = if a.strides()[1] == 1 && a.strides()[0] >= 0 {
-                        (a.as_ptr(), a.strides()[0] as usize)
-                    } else {
-                        pack_a(&a, pa);
-                        (pa.as_ptr(), k)
-                    };
-                    let (ldc, csc) = (c.strides()[0], c.strides()[1]);
-                    let cp = c.as_mut_ptr();
-                    for p in 0..n.div_ceil(NR) {
-                        let j0 = p * NR;
-                        let w = NR.min(n - j0);
-                        // Inner dimension in chunks of KC: a chunk of the panel
-                        // (KC x NR floats) stays in L1 while every row block uses it.
-                        let mut k0 = 0;
-                        while k0 < k {
-                            let kc = KC.min(k - k0);
-                            let acc = accumulate || k0 > 0;
-                            let mut i = 0;
-                            while i < m {
-                                let r = MR.min(m - i);
-                                // SAFETY: the panel chunk, the rows i..i+r of a
-                                // (columns k0..k0+kc) and the tile of c at (i, j0)
-                                // of width w lie inside their buffers.
-                                unsafe {
-                                    let panel = pb.as_ptr().add(p * k * NR + k0 * NR);
-                                    let at = ap.add(i * lda + k0);
-                                    let ct = cp.offset(i as isize * ldc + j0 as isize * csc);
-                                    match r {
-                                        6 => tile::<6>(kc, at, lda, panel, ct, ldc, csc, w, acc),
-                                        5 => tile::<5>(kc, at, lda, panel, ct, ldc, csc, w, acc),
-                                        4 => tile::<4>(kc, at, lda, panel, ct, ldc, csc, w, acc),
-                                        3 => tile::<3>(kc, at, lda, panel, ct, ldc, csc, w, acc),
-                                        2 => tile::<2>(kc, at, lda, panel, ct, ldc, csc, w, acc),
-                                        _ => tile::<1>(kc, at, lda, panel, ct, ldc, csc, w, acc),
-                                    }
+                let (ap, lda) = if a.strides()[1] == 1 && a.strides()[0] >= 0 {
+                    (a.as_ptr(), a.strides()[0] as usize)
+                } else {
+                    pack_a(&a, pa);
+                    (pa.as_ptr(), k)
+                };
+                let (ldc, csc) = (c.strides()[0], c.strides()[1]);
+                let cp = c.as_mut_ptr();
+                for p in 0..n.div_ceil(NR) {
+                    let j0 = p * NR;
+                    let w = NR.min(n - j0);
+                    // Inner dimension in chunks of KC (the summation order of
+                    // the module docs); a chunk of the panel stays in L1 while
+                    // every row block uses it.
+                    let mut k0 = 0;
+                    while k0 < k {
+                        let kc = KC.min(k - k0);
+                        let acc = accumulate || k0 > 0;
+                        let mut i = 0;
+                        while i < m {
+                            let r = MR.min(m - i);
+                            // SAFETY: the panel chunk, the rows i..i+r of a
+                            // (columns k0..k0+kc) and the tile of c at (i, j0)
+                            // of width w lie inside their buffers.
+                            unsafe {
+                                let panel = pb.as_ptr().add(p * k * NR + k0 * NR);
+                                let at = ap.add(i * lda + k0);
+                                let ct = cp.offset(i as isize * ldc + j0 as isize * csc);
+                                match r {
+                                    6 => tile::<6>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                    5 => tile::<5>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                    4 => tile::<4>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                    3 => tile::<3>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                    2 => tile::<2>(kc, at, lda, panel, ct, ldc, csc, w, acc),
+                                    _ => tile::<1>(kc, at, lda, panel, ct, ldc, csc, w, acc),
                                 }
-                                i += r;
                             }
-                            k0 += kc;
+                            i += r;
                         }
+                        k0 += kc;
                     }
                 }
             }
         }
     };
 }
-avx512_kernel!(
+vector_kernel!(
     avx512_f64,
+    "avx512f",
     f64,
     8,
+    4,
+    6,
     _mm512_setzero_pd,
     _mm512_loadu_pd,
     _mm512_set1_pd,
@@ -439,16 +579,47 @@ avx512_kernel!(
     _mm512_add_pd,
     _mm512_storeu_pd
 );
-avx512_kernel!(
+vector_kernel!(
     avx512_f32,
+    "avx512f",
     f32,
     16,
+    4,
+    6,
     _mm512_setzero_ps,
     _mm512_loadu_ps,
     _mm512_set1_ps,
     _mm512_fmadd_ps,
     _mm512_add_ps,
     _mm512_storeu_ps
+);
+vector_kernel!(
+    avx2_f64,
+    "avx2,fma",
+    f64,
+    4,
+    2,
+    6,
+    _mm256_setzero_pd,
+    _mm256_loadu_pd,
+    _mm256_set1_pd,
+    _mm256_fmadd_pd,
+    _mm256_add_pd,
+    _mm256_storeu_pd
+);
+vector_kernel!(
+    avx2_f32,
+    "avx2,fma",
+    f32,
+    8,
+    2,
+    6,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps
 );
 
 #[cfg(test)]
@@ -535,5 +706,71 @@ mod tests {
             matmul_packed(a32.view(), &p32, c2.view_mut(), false);
             assert_eq!(c, c2);
         }
+    }
+    /// Every kernel this CPU has gives the scalar kernel's bits, and a row
+    /// alone gives its row of the batch (the promise of the module docs).
+    #[test]
+    fn every_kernel_gives_the_scalar_bits_for_any_row_count() {
+        macro_rules! check {
+            ($t:ty, $k512:ident, $k2:ident) => {
+                for (m, k, n) in [
+                    (1, 300, 70),
+                    (13, 48, 33),
+                    (7, 129, 8),
+                    (37, 128, 1),
+                    (6, 256, 64),
+                    (50, 5, 17),
+                ] {
+                    let a =
+                        Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j) as $t * 0.37).sin());
+                    let b =
+                        Array2::from_shape_fn((k, n), |(i, j)| ((i + 3 * j) as $t * 0.91).cos());
+                    for accumulate in [false, true] {
+                        let start = Array2::from_shape_fn((m, n), |(i, j)| ((i + j) as $t).sqrt());
+                        let mut want = start.clone();
+                        // SAFETY: the shapes chain, k > 0.
+                        unsafe { scalar(a.view(), b.view(), want.view_mut(), accumulate) };
+                        let mut got = start.clone();
+                        <$t as Gemm>::matmul(a.view(), b.view(), got.view_mut(), accumulate);
+                        assert_eq!(got, want, "{m}x{k}x{n}");
+                        let mut packed = start.clone();
+                        matmul_packed(
+                            a.view(),
+                            &Packed::new(b.view()),
+                            packed.view_mut(),
+                            accumulate,
+                        );
+                        assert_eq!(packed, want, "{m}x{k}x{n} packed");
+                        for i in 0..m {
+                            let mut row = start.slice(ndarray::s![i..i + 1, ..]).to_owned();
+                            let ai = a.slice(ndarray::s![i..i + 1, ..]);
+                            <$t as Gemm>::matmul(ai, b.view(), row.view_mut(), accumulate);
+                            assert_eq!(row.row(0), want.row(i), "{m}x{k}x{n} row {i}");
+                        }
+                        #[cfg(target_arch = "x86_64")]
+                        {
+                            let mut kernels: Vec<(
+                                &str,
+                                unsafe fn(ArrayView2<$t>, ArrayView2<$t>, ArrayViewMut2<$t>, bool),
+                            )> = Vec::new();
+                            if std::arch::is_x86_feature_detected!("avx512f") {
+                                kernels.push(("avx512", $k512::matmul));
+                            }
+                            if std::arch::is_x86_feature_detected!("avx2") && has_fma() {
+                                kernels.push(("avx2", $k2::matmul));
+                            }
+                            for (name, f) in kernels {
+                                let mut c = start.clone();
+                                // SAFETY: the CPU has the kernel's instructions (checked).
+                                unsafe { f(a.view(), b.view(), c.view_mut(), accumulate) };
+                                assert_eq!(c, want, "{name} {m}x{k}x{n}");
+                            }
+                        }
+                    }
+                }
+            };
+        }
+        check!(f64, avx512_f64, avx2_f64);
+        check!(f32, avx512_f32, avx2_f32);
     }
 }
