@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 /// Options of `boltz bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Workloads to run, comma-separated (W1..W6; default all).
-    #[arg(long, value_delimiter = ',', default_value = "W1,W2,W3,W4,W5,W6")]
+    /// Workloads to run, comma-separated (W1..W6, W8; default all).
+    #[arg(long, value_delimiter = ',', default_value = "W1,W2,W3,W4,W5,W6,W8")]
     pub workloads: Vec<String>,
     /// Folder for bench.jsonl and README.md.
     #[arg(long, default_value = "results")]

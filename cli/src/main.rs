@@ -284,7 +284,7 @@ pub enum Command {
     },
     /// Negative samples for contrastive training (short-run, replay buffer, CD, PCD).
     Negatives(Box<negatives::NegativesArgs>),
-    /// Run the suite's workloads (W1-W6), check and time them, and write
+    /// Run the suite's workloads (W1-W6, W8), check and time them, and write
     /// results/bench.jsonl and the table in results/README.md.
     Bench(Box<bench::BenchArgs>),
     /// Run several samplers on one model with the same seed and compare

@@ -114,6 +114,56 @@ fn bench_checks_ais_against_exact_log_z() {
 }
 
 #[test]
+fn bench_w8_estimates_log_z_of_the_trained_ebms_and_holds_the_mixture_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let args = [
+        "bench",
+        "--quick",
+        "--repeats",
+        "2",
+        "--workloads",
+        "W8",
+        "--out",
+        "r",
+        "--jsonl",
+    ];
+    let out = assert_ok(&boltz(p, &args));
+    let ms: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let targets: Vec<&str> = ms.iter().map(|m| m["target"].as_str().unwrap()).collect();
+    assert_eq!(
+        targets,
+        [
+            "digits-ebm-b10 (beta 10)",
+            "digits-ebm-b1 (beta 1)",
+            "digits-gmm (beta 1)"
+        ]
+    );
+    for m in &ms {
+        assert_eq!(m["workload"], "W8");
+        let (lz, se) = (m["logz_hat"].as_f64().unwrap(), m["se"].as_f64().unwrap());
+        assert!(lz.is_finite() && se > 0.0, "{m}");
+        // The repeats are held against each other, whatever the sizes.
+        assert!(
+            m["notes"].as_str().unwrap().contains("2 independent runs"),
+            "{m}"
+        );
+    }
+    assert_eq!(ms[2]["figure"], "|logZ_hat - logZ|");
+    assert!(ms[2]["notes"].as_str().unwrap().contains("(exact 0.0000)"));
+    assert_eq!(ms[0]["figure"], "logZ_hat");
+    assert!(
+        ms[0]["notes"]
+            .as_str()
+            .unwrap()
+            .contains("started at the 1797 digits")
+    );
+}
+
+#[test]
 fn bench_refuses_bad_settings() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();

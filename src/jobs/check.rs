@@ -199,9 +199,11 @@ fn one_round(
             .map(|(_, r)| (r.log_z[g], r.stderr[g]))
             .filter(|(l, s)| l.is_finite() && s.is_finite() && *s > 0.0)
             .collect();
+        // The test: a chi-square about the inverse-variance mean.
         let w: f64 = est.iter().map(|(_, s)| 1.0 / (s * s)).sum();
-        let c = est.iter().map(|(l, s)| l / (s * s)).sum::<f64>() / w;
-        let x2: f64 = est.iter().map(|(l, s)| ((l - c) / s).powi(2)).sum();
+        let c_iv = est.iter().map(|(l, s)| l / (s * s)).sum::<f64>() / w;
+        let x2: f64 = est.iter().map(|(l, s)| ((l - c_iv) / s).powi(2)).sum();
+        let (c, se) = combine(&est);
         let pv = if est.len() >= 2 {
             1.0 - ChiSquared::new((est.len() - 1) as f64)
                 .expect("dof >= 1")
@@ -210,7 +212,7 @@ fn one_round(
             f64::NAN
         };
         combined.push(c);
-        stderr.push(w.sqrt().recip());
+        stderr.push(se);
         chi2.push(x2);
         p.push(pv);
     }
@@ -228,6 +230,38 @@ fn one_round(
         p,
         above,
     })
+}
+
+/// The combined estimate of log Z and its standard error from the tested
+/// estimates `(log Z_j, se_j)`: the mean of their `Z_j` (each estimates Z
+/// without bias at the same particle count), as SMC combines its islands;
+/// its standard error the larger of the estimators' own, propagated
+/// (`sum r_j^2 se_j^2 / m^2`, `r_j = Z_j / Z_hat`), and the spread of the
+/// `r_j` about 1. Not their inverse-variance mean: a run that misses the
+/// heavy tail of its weights is both low and too sure (its error bar is
+/// computed from the weights it has), so weighting by the reported error
+/// bars leans on exactly the runs that missed mass (on the digits
+/// mixture 3 checks of 5 were 3.7-6.0 of their standard errors low).
+fn combine(est: &[(f64, f64)]) -> (f64, f64) {
+    if est.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let m = est.len() as f64;
+    let lz: Vec<f64> = est.iter().map(|(l, _)| *l).collect();
+    let c = crate::energy::log_sum_exp(&lz) - m.ln();
+    let r: Vec<f64> = lz.iter().map(|l| (l - c).exp()).collect();
+    let own = r
+        .iter()
+        .zip(est)
+        .map(|(r, (_, s))| (r * s).powi(2))
+        .sum::<f64>()
+        / (m * m);
+    let spread = if est.len() >= 2 {
+        r.iter().map(|r| (r - 1.0).powi(2)).sum::<f64>() / ((m - 1.0) * m)
+    } else {
+        0.0
+    };
+    (c, own.max(spread).sqrt())
 }
 
 /// The first AIS or SMC estimate, tested or left out, that lies so far
@@ -365,5 +399,29 @@ fn fill(
             "the estimators agree but the standard error {:.4} is above the target {t} ({stopped} after {rounds} rounds, {particles} particles)",
             r.stderr.iter().copied().fold(0.0, f64::max)
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::combine;
+
+    #[test]
+    fn the_combination_is_the_mean_of_z_with_the_larger_error_bar() {
+        // Seed 2 of the digits mixture (exact 0): SMC -0.92 +- 0.15 (a run
+        // that missed the heavy tail: low and too sure) and -0.32 +- 0.31.
+        // The inverse-variance mean was -0.81 +- 0.13 (6 se off); the mean
+        // of Z is ln((e^-0.92 + e^-0.32) / 2), its spread the larger error.
+        let (c, se) = combine(&[(-0.92, 0.15), (-0.32, 0.31)]);
+        let want = (((-0.92f64).exp() + (-0.32f64).exp()) / 2.0).ln();
+        assert!((c - want).abs() < 1e-12, "{c}");
+        let r = [(-0.92 - c).exp(), (-0.32 - c).exp()];
+        let spread = ((r[0] - 1.0).powi(2) + (r[1] - 1.0).powi(2)) / 2.0;
+        assert!((se - spread.sqrt()).abs() < 1e-12, "{se}");
+        assert!(c / se > -3.0);
+        // Equal estimates: their own error bars, propagated.
+        let (c, se) = combine(&[(1.0, 0.1), (1.0, 0.1), (1.0, 0.1)]);
+        assert!((c - 1.0).abs() < 1e-12 && (se - 0.1 / 3f64.sqrt()).abs() < 1e-12);
+        assert!(combine(&[]).0.is_nan());
     }
 }

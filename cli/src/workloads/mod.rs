@@ -1,4 +1,4 @@
-//! The suite's workloads W1-W6 (`../shared/SUITE.md`) as timed, checked
+//! The suite's workloads W1-W6 (`../shared/SUITE.md`) and W8 (trained EBMs) as timed, checked
 //! measurements: what `boltz bench` runs and writes to `results/`.
 //!
 //! Every measurement times what the peers' scripts time (the sampling
@@ -27,11 +27,13 @@ mod chains;
 mod logz;
 mod scaling;
 mod w2;
+mod w8;
 
 use chains::{w1, w1_with, w3, w3_with, w5, w5_with};
 use logz::{w4, w6};
 pub use scaling::scaling;
 use w2::w2;
+use w8::w8;
 
 /// The suite's workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,10 +50,12 @@ pub enum Workload {
     W5,
     /// log P(y|x) on `ring` against the radial quadrature.
     W6,
+    /// log Z of the trained digits EBMs and the digits mixture by SMC.
+    W8,
 }
 
 impl Workload {
-    /// Parses `W1`..`W6` (case-insensitive).
+    /// Parses `W1`..`W6`, `W8` (case-insensitive).
     pub fn parse(s: &str) -> Result<Workload> {
         let w = match s.trim().to_ascii_uppercase().as_str() {
             "W1" => Workload::W1,
@@ -60,17 +64,18 @@ impl Workload {
             "W4" => Workload::W4,
             "W5" => Workload::W5,
             "W6" => Workload::W6,
+            "W8" => Workload::W8,
             other => {
                 return Err(Error::param(
                     "--workloads",
-                    format!("unknown workload `{other}` (W1..W6)"),
+                    format!("unknown workload `{other}` (W1..W6, W8)"),
                 ));
             }
         };
         Ok(w)
     }
 
-    /// `W1`..`W6`.
+    /// `W1`..`W6`, `W8`.
     pub fn name(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
@@ -79,6 +84,7 @@ impl Workload {
             Workload::W4 => "W4",
             Workload::W5 => "W5",
             Workload::W6 => "W6",
+            Workload::W8 => "W8",
         }
     }
 }
@@ -271,6 +277,7 @@ pub fn run(workloads: &[Workload], opts: &BenchOptions) -> Result<Vec<Measuremen
             Workload::W4 => w4(opts)?,
             Workload::W5 => w5(opts)?,
             Workload::W6 => w6(opts)?,
+            Workload::W8 => w8(opts)?,
         });
     }
     if opts.scaling {
