@@ -92,8 +92,13 @@ pub struct CompareRow {
     pub mean_error_z: Option<f64>,
     /// Largest `|var_hat / var - 1|` over coordinates, where moments are known.
     pub var_error: Option<f64>,
+    /// Largest `|var_hat - var|` in Monte Carlo standard errors of the
+    /// variance (`sqrt((m4 - var_hat^2) / ESS_bulk)` per coordinate).
+    pub var_error_z: Option<f64>,
     /// What [`crate::sampler::warnings`] says about the run (R-hat, ESS,
-    /// drift, divergences).
+    /// drift, divergences), and where the moments are known a mean or
+    /// variance further from them than Monte Carlo error allows
+    /// ([`moment_z_limit`]). A sampler with a warning is not ranked.
     pub warnings: Vec<String>,
 }
 
@@ -110,6 +115,11 @@ pub struct CompareReport {
     pub threads: usize,
     /// Rows in the order the samplers were given.
     pub rows: Vec<CompareRow>,
+    /// The samplers without warnings (their draws pass every check: R-hat,
+    /// ESS, divergences, the known moments), fastest first by bulk ESS per
+    /// second. A sampler whose draws fail a check is not ranked, however
+    /// fast: its ESS measures how well it explores the wrong distribution.
+    pub ranking: Vec<String>,
     /// Whether exact moments were available for the error columns.
     pub moments_known: bool,
 }
@@ -163,23 +173,55 @@ fn moment_errors(
     sums: &[CoordSummary],
     mean: &[f64],
     var: &[f64],
-) -> (f64, f64, f64) {
-    let mut me = 0.0f64;
-    let mut mz = 0.0f64;
-    let mut ve = 0.0f64;
+) -> MomentErrors {
+    let mut e = MomentErrors::default();
     for (j, s) in sums.iter().enumerate() {
         let sd = var[j].sqrt();
         let err = (s.mean - mean[j]).abs();
-        me = me.max(err / sd);
-        mz = mz.max(err / s.mcse_mean);
+        e.mean_sd = e.mean_sd.max(err / sd);
+        e.mean_z = e.mean_z.max(err / s.mcse_mean);
         let col = samples.index_axis(Axis(2), j);
-        let v = col
-            .mapv(|x| (x - s.mean) * (x - s.mean))
-            .mean()
-            .unwrap_or(f64::NAN);
-        ve = ve.max((v / var[j] - 1.0).abs());
+        let dev2 = col.mapv(|x| (x - s.mean) * (x - s.mean));
+        let v = dev2.mean().unwrap_or(f64::NAN);
+        let m4 = dev2.mapv(|d| d * d).mean().unwrap_or(f64::NAN);
+        e.var_rel = e.var_rel.max((v / var[j] - 1.0).abs());
+        // The variance estimate's Monte Carlo error: the sample variance of
+        // (x - mean)^2 over the coordinate's bulk ESS.
+        let se = ((m4 - v * v).max(0.0) / s.ess_bulk.max(1.0)).sqrt();
+        if se > 0.0 {
+            e.var_z = e.var_z.max((v - var[j]).abs() / se);
+        }
     }
-    (me, mz, ve)
+    e
+}
+
+/// The largest errors of a run's moments over coordinates.
+#[derive(Clone, Copy, Debug, Default)]
+struct MomentErrors {
+    /// `|mean_hat - mean| / sd`.
+    mean_sd: f64,
+    /// `|mean_hat - mean| / MCSE`.
+    mean_z: f64,
+    /// `|var_hat / var - 1|`.
+    var_rel: f64,
+    /// `|var_hat - var|` in Monte Carlo standard errors.
+    var_z: f64,
+}
+
+/// The z beyond which a moment error over `coordinates` coordinates is
+/// not Monte Carlo noise: the two-sided normal quantile at 0.1% divided by
+/// the coordinates (Bonferroni; 3.3 for one coordinate, 4.4 for 100).
+pub fn moment_z_limit(coordinates: usize) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let p = 0.001 / (2.0 * coordinates.max(1) as f64);
+    Normal::standard().inverse_cdf(1.0 - p)
+}
+
+/// The samplers without warnings, fastest first by bulk ESS per second.
+fn ranking(rows: &[CompareRow]) -> Vec<String> {
+    let mut ok: Vec<&CompareRow> = rows.iter().filter(|r| r.warnings.is_empty()).collect();
+    ok.sort_by(|a, b| b.ess_bulk_per_s.total_cmp(&a.ess_bulk_per_s));
+    ok.iter().map(|r| r.sampler.clone()).collect()
 }
 
 /// Runs every sampler (by [`KernelSpec`]) on `energy` with the same
@@ -298,6 +340,7 @@ pub fn compare_with(
         dim: energy.dim(),
         config: config.clone(),
         threads: rayon::current_num_threads(),
+        ranking: ranking(&rows),
         rows,
         moments_known: moments.is_some(),
     })
@@ -314,7 +357,7 @@ fn row(
 ) -> Result<CompareRow> {
     let sums = diagnostics::summarize(out.samples.view())?;
     let ov = diagnostics::overview(&sums);
-    let warnings = crate::sampler::warnings(energy, out, Some(&ov), None)?;
+    let mut warnings = crate::sampler::warnings(energy, out, Some(&ov), None)?;
     let s = &out.stats;
     let wall = s.wall_s;
     // Gradient-free samplers are charged per energy evaluation.
@@ -323,12 +366,31 @@ fn row(
     } else {
         s.energy_evals
     };
-    let (mean_error, mean_error_z, var_error) = match moments {
+    let (mean_error, mean_error_z, var_error, var_error_z) = match moments {
         Some(m) => {
-            let (a, b, c) = moment_errors(out.samples.view(), &sums, &m.mean, &m.var);
-            (Some(a), Some(b), Some(c))
+            let e = moment_errors(out.samples.view(), &sums, &m.mean, &m.var);
+            let limit = moment_z_limit(m.mean.len());
+            if e.mean_z > limit {
+                warnings.push(format!(
+                    "a mean is {:.1} Monte Carlo standard errors from the exact one (more than {limit:.1}, the 0.1% bound over {} coordinates): the draws are biased (a step too large for an unadjusted kernel, modes not mixed) or not converged; not ranked",
+                    e.mean_z,
+                    m.mean.len()
+                ));
+            }
+            if e.var_z > limit {
+                warnings.push(format!(
+                    "a variance is {:.1} Monte Carlo standard errors from the exact one (relative error {:.3}, more than {limit:.1} se): the draws are biased or not converged; not ranked",
+                    e.var_z, e.var_rel
+                ));
+            }
+            (
+                Some(e.mean_sd),
+                Some(e.mean_z),
+                Some(e.var_rel),
+                Some(e.var_z),
+            )
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     Ok(CompareRow {
         sampler: name.to_string(),
@@ -348,6 +410,7 @@ fn row(
         mean_error,
         mean_error_z,
         var_error,
+        var_error_z,
         warnings,
     })
 }

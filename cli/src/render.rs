@@ -47,6 +47,25 @@ pub fn markdown(report: &CompareReport) -> String {
             opt(r.var_error, 3),
         ));
     }
+    let unranked: Vec<&str> = report
+        .rows
+        .iter()
+        .filter(|r| !r.warnings.is_empty())
+        .map(|r| r.sampler.as_str())
+        .collect();
+    t.push_str(&format!(
+        "\nRanking by bulk ESS/s (samplers whose draws pass every check): {}{}\n",
+        if report.ranking.is_empty() {
+            "none".to_string()
+        } else {
+            report.ranking.join(", ")
+        },
+        if unranked.is_empty() {
+            String::new()
+        } else {
+            format!("; not ranked (warned below): {}", unranked.join(", "))
+        }
+    ));
     let warned: Vec<String> = report
         .rows
         .iter()

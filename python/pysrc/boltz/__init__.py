@@ -497,7 +497,10 @@ def compare(
     ``grad_evals``, ``ess_bulk_min``, ``ess_tail_min``, ``ess_bulk_per_s``,
     ``ess_bulk_per_eval``, ``acceptance``, ``divergences``, ``rhat_max``,
     ``step_size``, the errors against exact moments where known
-    (``mean_error``, ``mean_error_z``, ``var_error``) and ``warnings``.
+    (``mean_error``, ``mean_error_z``, ``var_error``, ``var_error_z``) and
+    ``warnings`` (a mean or variance further from the exact one than Monte
+    Carlo error allows is one). Rank by ``ess_bulk_per_s`` only the rows
+    without warnings: the CLI's ranking does.
     Default samplers: mala, hmc, rwm, ula (gibbs for binary models).
     """
     e = _energy(energy)
