@@ -12,6 +12,26 @@ fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `boltz bench --quick --repeats R --workloads W --jsonl` in `p`: its
+/// measurements.
+fn bench_jsonl(p: &std::path::Path, workload: &str, repeats: &str) -> Vec<serde_json::Value> {
+    let args = [
+        "bench",
+        "--quick",
+        "--repeats",
+        repeats,
+        "--workloads",
+        workload,
+        "--out",
+        "r",
+        "--jsonl",
+    ];
+    assert_ok(&boltz(p, &args))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn bench_writes_measurements_with_the_peers_keys_and_keeps_hand_written_notes() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,22 +106,7 @@ fn bench_writes_measurements_with_the_peers_keys_and_keeps_hand_written_notes() 
 fn bench_checks_ais_against_exact_log_z() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let args = [
-        "bench",
-        "--quick",
-        "--repeats",
-        "1",
-        "--workloads",
-        "W4",
-        "--out",
-        "r",
-        "--jsonl",
-    ];
-    let out = assert_ok(&boltz(p, &args));
-    let ms: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let ms = bench_jsonl(p, "W4", "1");
     // Four targets, each with the peers' settings, boltz's defaults and
     // parallel tempering at the same budget.
     assert_eq!(ms.len(), 12);
@@ -117,22 +122,7 @@ fn bench_checks_ais_against_exact_log_z() {
 fn bench_w8_estimates_log_z_of_the_trained_ebms_and_holds_the_mixture_to_zero() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let args = [
-        "bench",
-        "--quick",
-        "--repeats",
-        "2",
-        "--workloads",
-        "W8",
-        "--out",
-        "r",
-        "--jsonl",
-    ];
-    let out = assert_ok(&boltz(p, &args));
-    let ms: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let ms = bench_jsonl(p, "W8", "2");
     let targets: Vec<&str> = ms.iter().map(|m| m["target"].as_str().unwrap()).collect();
     assert_eq!(
         targets,

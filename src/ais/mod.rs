@@ -55,6 +55,7 @@ pub(crate) use run::warnings as estimate_warnings;
 pub use run::{MAX_AIS_BYTES, ais, ais_with};
 pub use schedule::{Schedule, respace};
 pub use smc::SmcSummary;
+pub(crate) use smc::mean_of_z;
 pub(crate) use weights::estimate;
 
 use crate::energy::{ConditionalEnergy, Conditioned, Energy};

@@ -214,6 +214,24 @@ pub(crate) fn forward_smc(
     Ok(combine(&done, pilot, problem, config.particles, start))
 }
 
+/// Independent estimates `log Z_j` (variances `var_j` of each) of one Z
+/// combined by the mean of their `Z_j`: `(log Z_hat, propagated variance,
+/// spread variance)`, the second `sum r_j^2 var_j / m^2` and the third the
+/// spread of the `r_j = Z_j / Z_hat` about 1 (NaN with fewer than two), both
+/// of `log Z_hat`. SMC's islands and `method check`'s estimators combine so.
+pub(crate) fn mean_of_z(log_z: &[f64], var: &[f64]) -> (f64, f64, f64) {
+    let k = log_z.len() as f64;
+    let c = log_sum_exp(log_z) - k.ln();
+    let r: Vec<f64> = log_z.iter().map(|l| (l - c).exp()).collect();
+    let own = r.iter().zip(var).map(|(r, v)| r * r * v).sum::<f64>() / (k * k);
+    let spread = if log_z.len() > 1 {
+        r.iter().map(|r| (r - 1.0) * (r - 1.0)).sum::<f64>() / ((k - 1.0) * k)
+    } else {
+        f64::NAN
+    };
+    (c, own, spread)
+}
+
 /// The islands' estimates of each context combined (see the module docs),
 /// with the pilot's schedule, evaluations and (for one target) its final
 /// particles, which the coverage check reads: the pilot is rerun on
@@ -238,20 +256,8 @@ fn combine(
     let mut estimates = Vec::with_capacity(groups);
     for g in 0..groups {
         let lz: Vec<f64> = islands.iter().map(|i| i.log_z[g]).collect();
-        let log_z = log_sum_exp(&lz) - k.ln();
-        // Each island's Z relative to their mean.
-        let r: Vec<f64> = lz.iter().map(|l| (l - log_z).exp()).collect();
-        let gen_var = r
-            .iter()
-            .zip(islands)
-            .map(|(r, i)| r * r * i.var[g])
-            .sum::<f64>()
-            / (k * k);
-        let spread_var = if islands.len() > 1 {
-            r.iter().map(|r| (r - 1.0) * (r - 1.0)).sum::<f64>() / ((k - 1.0) * k)
-        } else {
-            f64::NAN
-        };
+        let var: Vec<f64> = islands.iter().map(|i| i.var[g]).collect();
+        let (log_z, gen_var, spread_var) = mean_of_z(&lz, &var);
         summary.stderr_genealogy.push(gen_var.sqrt());
         summary.stderr_islands.push(spread_var.sqrt());
         summary

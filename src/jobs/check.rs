@@ -199,18 +199,8 @@ fn one_round(
             .map(|(_, r)| (r.log_z[g], r.stderr[g]))
             .filter(|(l, s)| l.is_finite() && s.is_finite() && *s > 0.0)
             .collect();
-        // The test: a chi-square about the inverse-variance mean.
-        let w: f64 = est.iter().map(|(_, s)| 1.0 / (s * s)).sum();
-        let c_iv = est.iter().map(|(l, s)| l / (s * s)).sum::<f64>() / w;
-        let x2: f64 = est.iter().map(|(l, s)| ((l - c_iv) / s).powi(2)).sum();
+        let (x2, pv) = chi_square(&est);
         let (c, se) = combine(&est);
-        let pv = if est.len() >= 2 {
-            1.0 - ChiSquared::new((est.len() - 1) as f64)
-                .expect("dof >= 1")
-                .cdf(x2)
-        } else {
-            f64::NAN
-        };
         combined.push(c);
         stderr.push(se);
         chi2.push(x2);
@@ -232,6 +222,21 @@ fn one_round(
     })
 }
 
+/// Whether independent estimates `(log Z_j, se_j)` agree: the chi-square
+/// of their differences from their inverse-variance mean against their
+/// standard errors, and its p-value on `m - 1` degrees of freedom (NaN
+/// with fewer than two estimates).
+pub fn chi_square(est: &[(f64, f64)]) -> (f64, f64) {
+    let w: f64 = est.iter().map(|(_, s)| 1.0 / (s * s)).sum();
+    let c = est.iter().map(|(l, s)| l / (s * s)).sum::<f64>() / w;
+    let x2: f64 = est.iter().map(|(l, s)| ((l - c) / s).powi(2)).sum();
+    let p = match est.len() {
+        0 | 1 => f64::NAN,
+        m => ChiSquared::new((m - 1) as f64).map_or(f64::NAN, |d| 1.0 - d.cdf(x2)),
+    };
+    (x2, p)
+}
+
 /// The combined estimate of log Z and its standard error from the tested
 /// estimates `(log Z_j, se_j)`: the mean of their `Z_j` (each estimates Z
 /// without bias at the same particle count), as SMC combines its islands;
@@ -246,21 +251,9 @@ fn combine(est: &[(f64, f64)]) -> (f64, f64) {
     if est.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let m = est.len() as f64;
-    let lz: Vec<f64> = est.iter().map(|(l, _)| *l).collect();
-    let c = crate::energy::log_sum_exp(&lz) - m.ln();
-    let r: Vec<f64> = lz.iter().map(|l| (l - c).exp()).collect();
-    let own = r
-        .iter()
-        .zip(est)
-        .map(|(r, (_, s))| (r * s).powi(2))
-        .sum::<f64>()
-        / (m * m);
-    let spread = if est.len() >= 2 {
-        r.iter().map(|r| (r - 1.0).powi(2)).sum::<f64>() / ((m - 1.0) * m)
-    } else {
-        0.0
-    };
+    let (lz, var): (Vec<f64>, Vec<f64>) = est.iter().map(|(l, s)| (*l, s * s)).unzip();
+    let (c, own, spread) = crate::ais::mean_of_z(&lz, &var);
+    // max ignores the NaN spread of a single estimate.
     (c, own.max(spread).sqrt())
 }
 

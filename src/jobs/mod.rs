@@ -15,6 +15,7 @@ pub mod merge;
 pub mod negatives;
 pub mod sample;
 
+pub use check::chi_square;
 pub use diagnose::{DiagnoseReport, diagnose};
 pub use logz::{LogzJob, LogzReport, LogzRun, logz, prob};
 pub use merge::{MergeRun, merge};

@@ -10,8 +10,7 @@
 
 use super::*;
 use crate::commands::read_matrix;
-use boltz::jobs::{LogzJob, logz};
-use statrs::distribution::{ChiSquared, ContinuousCDF};
+use boltz::jobs::{LogzJob, chi_square, logz};
 use std::path::PathBuf;
 
 /// The repository's `examples/models` (W8's models and data ship there,
@@ -80,7 +79,7 @@ pub(super) fn w8(opts: &BenchOptions) -> Result<Vec<Measurement>> {
         ));
         // The timed repeats (and the untimed warm-up run) are independent
         // estimates: a chi-square of their spread against their error bars.
-        let (x2, p) = agreement(&runs);
+        let (x2, p) = chi_square(&runs);
         r.check(
             runs.len() < 2 || p >= 0.01,
             format!(
@@ -107,15 +106,4 @@ pub(super) fn w8(opts: &BenchOptions) -> Result<Vec<Measurement>> {
         out.push(r);
     }
     Ok(out)
-}
-
-/// The chi-square of independent estimates `(log Z, se)` about their
-/// inverse-variance mean, and its p-value (NaN with fewer than two).
-fn agreement(runs: &[(f64, f64)]) -> (f64, f64) {
-    let w: f64 = runs.iter().map(|(_, s)| 1.0 / (s * s)).sum();
-    let c = runs.iter().map(|(l, s)| l / (s * s)).sum::<f64>() / w;
-    let x2: f64 = runs.iter().map(|(l, s)| ((l - c) / s).powi(2)).sum();
-    let p =
-        ChiSquared::new(runs.len().saturating_sub(1) as f64).map_or(f64::NAN, |d| 1.0 - d.cdf(x2));
-    (x2, p)
 }
