@@ -17,9 +17,17 @@
 //!   quadrature;
 //! - diagnostics: R-hat, bulk and tail ESS, MCSE, KS and chi-square tests
 //!   ([`diagnostics`]);
-//! - the reference suite of targets ([`suite`]) and model files ([`io`]);
+//! - the reference suite of targets ([`suite`]) and model files ([`model`]);
+//!   npy, safetensors and checkpoint files, written atomically ([`io`]);
 //! - samplers compared side by side on any energy ([`compare`](mod@compare));
-//! - one run loop with checkpoints, a stop flag and observers ([`run`]).
+//! - one run loop with checkpoints, a stop flag and observers, and on it
+//!   one chain engine ([`run::ChainRun`] driving a [`run::Transition`]) for
+//!   the sampler, parallel tempering and the negatives' moves ([`run`]).
+//!
+//! The modules `jobs`, `shard` and `budget` are the command-line tool's
+//! and the Python package's shared helpers (whole jobs with their
+//! reports, shard files, the memory budget); they are public for those
+//! fronts and hidden from this documentation.
 //!
 //! The `boltz` command-line tool is its own crate (`cli/` in the
 //! workspace); depending on this library builds no CLI, terminal or
@@ -74,6 +82,7 @@
 #![deny(missing_docs)]
 
 pub mod ais;
+#[doc(hidden)]
 pub mod budget;
 pub mod compare;
 pub mod diagnostics;
@@ -83,6 +92,7 @@ pub mod exact;
 pub mod hash;
 pub mod init;
 pub mod io;
+#[doc(hidden)]
 pub mod jobs;
 pub mod kernels;
 pub mod linalg;
@@ -93,6 +103,7 @@ pub mod pt;
 pub mod rng;
 pub mod run;
 pub mod sampler;
+#[doc(hidden)]
 pub mod shard;
 mod simd;
 

@@ -128,21 +128,22 @@ fn silent_edits<T>(
 /// range) is checked.
 fn uncheckable(field: &str) -> bool {
     let state = [
-        "/state/positions/",
+        "/positions/",
         "/word_pos",
         "/tuner/mass/mean/",
         "/tuner/mass/m2/",
         "/log_step_bar",
         "/tuning/inv_mass/",
         "/run/acceptance/",
-        "/run/chain_acceptance/",
+        "/engine/chain_acceptance/",
+        "/engine/accept_sum",
         "/run/round_accept/",
         "/run/swap_accept/",
         "/run/trips",
-        "/state/heading/",
+        "/heading/",
         "/run/ss/",
         "/run/energy_evals",
-        "/run/extra_evals",
+        "/engine/extra_evals",
         "elapsed_s",
     ];
     state.iter().any(|s| field.contains(s))

@@ -802,13 +802,13 @@ fn edited_checkpoints_are_refused() {
         (
             "t - 50",
             Box::new(|v| {
-                let t = v["state"]["run"]["t"].as_u64().unwrap();
-                v["state"]["run"]["t"] = Value::from(t - 50);
+                let t = v["state"]["engine"]["t"].as_u64().unwrap();
+                v["state"]["engine"]["t"] = Value::from(t - 50);
             }),
         ),
         (
             "t beyond",
-            Box::new(|v| v["state"]["run"]["t"] = Value::from(1u64 << 40)),
+            Box::new(|v| v["state"]["engine"]["t"] = Value::from(1u64 << 40)),
         ),
     ];
     for (what, edit) in edits {

@@ -6,8 +6,9 @@ use super::{Init, Method, NegativeBatch, NegativeSampler, NegativeStats, Tempere
 use crate::energy::{Energy, StateSpace};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainState, ChainStep, Kernel, Tuning};
-use crate::rng::{ChainRng, restore_rng, save_rng};
-use crate::run::{Control, NoObserver, Progress, Steps, drive, in_pool};
+use crate::rng::{restore_rng, save_rng};
+use crate::run::{ChainRun, Control, Finished, NoObserver, Phase, Schedule, Transition, in_pool};
+use crate::sampler::KernelMoves;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 impl NegativeSampler {
@@ -72,52 +73,31 @@ impl NegativeSampler {
             ladder.labels.clone_from(&t0.labels);
             ladder.heading.clone_from(&t0.heading);
             let start = ladder.replica_rows(replicas - 1).to_owned();
-            let mut accept = vec![0.0; replicas - 1];
-            let mut attempts = vec![0u64; replicas - 1];
-            let (mut acc, mut divergences, mut trips) = (0.0, 0, 0);
-            for k in 0..steps {
-                ladder.local_move(tuning);
-                let top = &ladder.steps[(replicas - 1) * c..];
-                acc += top.iter().map(|s| s.accept_prob).sum::<f64>() / c as f64;
-                divergences += ladder.steps.iter().filter(|s| s.divergent).count();
-                trips += ladder.swap(t0.t + k as u64, &mut accept, &mut attempts);
-                if control.stopped() && k + 1 < steps {
-                    let negatives = ladder.replica_rows(replicas - 1).to_owned();
-                    let mut energies = Array1::zeros(c);
-                    energy.energy_batch(negatives.view(), energies.view_mut());
-                    return Ok(NegativeBatch {
-                        negatives,
-                        energies,
-                        stats: NegativeStats::default(),
-                        complete: false,
-                    });
-                }
+            let moves = LadderMoves {
+                ladder,
+                tuning,
+                first: t0.t,
+                accept: vec![0.0; replicas - 1],
+                attempts: vec![0; replicas - 1],
+                trips: 0,
+            };
+            let (
+                complete,
+                Finished {
+                    transition: moves,
+                    tally,
+                    ..
+                },
+            ) = run_call(moves, steps, control);
+            let complete = complete?;
+            let (acc, divergences) = (tally.accept_sum, tally.divergences);
+            let negatives = moves.ladder.replica_rows(replicas - 1).to_owned();
+            if !complete {
+                return Ok(stopped(energy, negatives));
             }
-            let negatives = ladder.replica_rows(replicas - 1).to_owned();
             let mut energies = Array1::zeros(c);
             energy.energy_batch(negatives.view(), energies.view_mut());
-            let swap_accept: Vec<f64> = accept
-                .iter()
-                .zip(&attempts)
-                .map(|(a, n)| if *n > 0 { a / *n as f64 } else { f64::NAN })
-                .collect();
-            let betas = if attempts.iter().all(|n| *n > 0) {
-                let rejection: Vec<f64> = swap_accept.iter().map(|a| 1.0 - a).collect();
-                crate::pt::respace_schedule(ladder.betas(), &rejection)
-            } else {
-                t0.betas.clone()
-            };
-            self.state.tempered = Some(TemperedState {
-                betas,
-                positions: ladder.state.position.iter().copied().collect(),
-                rngs: ladder.rngs.iter().map(save_rng).collect(),
-                swap_rngs: ladder.swap_rngs.iter().map(save_rng).collect(),
-                labels: ladder.labels.clone(),
-                heading: ladder.heading.clone(),
-                t: t0.t + steps as u64,
-                swap_accept,
-                round_trips: trips,
-            });
+            self.state.tempered = Some(moves.into_state(&t0, steps));
             self.state.calls += 1;
             Ok(completed(
                 energy,
@@ -181,33 +161,26 @@ impl NegativeSampler {
             }
             other => other,
         })?;
-        let mut run = Moves {
+        let moves = KernelMoves::fixed(
             energy,
             kernel,
-            tuning,
+            tuning.clone(),
             state,
-            rngs: &mut self.rngs,
-            steps: vec![ChainStep::default(); n],
-            k: 0,
-            total: steps,
-            acc: 0.0,
-            divergences: 0,
-        };
-        let quiet = Control {
-            stop: control.stop.clone(),
-            ..Control::default()
-        };
-        let complete = drive(&mut run, &mut NoObserver, &quiet, usize::MAX)?;
-        let (acc, divergences, state) = (run.acc, run.divergences, run.state);
+            std::mem::take(&mut self.rngs),
+        );
+        let (
+            complete,
+            Finished {
+                transition: moves,
+                tally,
+                ..
+            },
+        ) = run_call(moves, steps, control);
+        self.rngs = moves.rngs;
+        let complete = complete?;
+        let (acc, divergences, state) = (tally.accept_sum, tally.divergences, moves.state);
         if !complete {
-            let mut energies = Array1::zeros(n);
-            energy.energy_batch(state.position.view(), energies.view_mut());
-            return Ok(NegativeBatch {
-                negatives: state.position,
-                energies,
-                stats: NegativeStats::default(),
-                complete: false,
-            });
+            return Ok(stopped(energy, state.position));
         }
         // Gibbs kernels may leave energies stale: recompute them.
         let mut energies = Array1::zeros(n);
@@ -224,6 +197,38 @@ impl NegativeSampler {
             (acc, steps, divergences),
             reinitialised,
         ))
+    }
+}
+
+/// One call's `steps` moves on the chain engine, to the end or to
+/// `control`'s stop flag (no progress reports, no checkpoints: a call's
+/// state is saved between calls); the transition comes back either way.
+fn run_call<T: Transition>(
+    moves: T,
+    steps: usize,
+    control: &Control,
+) -> (Result<bool>, Finished<T>) {
+    let mut schedule = Schedule::new(0, steps, 0);
+    schedule.phase = Phase::Negatives;
+    let mut run = ChainRun::new(moves, schedule, "negatives").expect("no recorded draws");
+    let quiet = Control {
+        stop: control.stop.clone(),
+        ..Control::default()
+    };
+    let complete = run.drive_every(&mut NoObserver, &quiet, usize::MAX);
+    (complete, run.finish())
+}
+
+/// A stopped call's batch: the chains where they stopped, with their
+/// energies; no statistics.
+fn stopped(energy: &dyn Energy, negatives: Array2<f64>) -> NegativeBatch {
+    let mut energies = Array1::zeros(negatives.nrows());
+    energy.energy_batch(negatives.view(), energies.view_mut());
+    NegativeBatch {
+        negatives,
+        energies,
+        stats: NegativeStats::default(),
+        complete: false,
     }
 }
 
@@ -267,55 +272,81 @@ fn completed(
     }
 }
 
-/// The K steps of one call, on the shared run loop.
-struct Moves<'a> {
-    energy: &'a dyn Energy,
-    kernel: &'a dyn Kernel,
+/// Persistent tempering's moves in one negatives call: local moves of
+/// every replica at a fixed tuning and even-odd swaps, the swaps counted
+/// from the ladder's step `first` (the steps of earlier calls).
+struct LadderMoves<'a> {
+    ladder: crate::pt::Ladder<'a>,
     tuning: &'a Tuning,
-    state: ChainState,
-    rngs: &'a mut [ChainRng],
-    steps: Vec<ChainStep>,
-    k: usize,
-    total: usize,
-    acc: f64,
-    divergences: usize,
+    first: u64,
+    accept: Vec<f64>,
+    attempts: Vec<u64>,
+    trips: u64,
 }
 
-impl Steps for Moves<'_> {
-    fn finished(&self) -> bool {
-        self.k >= self.total
-    }
-    fn advance(&mut self) -> Result<()> {
-        self.kernel.step(
-            self.energy,
-            self.tuning,
-            &mut self.state,
-            self.rngs,
-            &mut self.steps,
-        );
-        self.acc += crate::kernels::mean_accept(&self.steps);
-        self.divergences += self.steps.iter().filter(|s| s.divergent).count();
-        self.k += 1;
-        Ok(())
-    }
-    fn done(&self) -> usize {
-        self.k
-    }
-    fn progress(&mut self) -> Progress {
-        Progress {
-            phase: crate::run::Phase::Negatives,
-            step: self.k,
-            total: self.total,
-            accept_rate: self.acc / self.k.max(1) as f64,
-            divergences: self.divergences,
-            step_size: self.tuning.step_size().median(),
-            contexts_done: 0,
-            contexts: 0,
+impl LadderMoves<'_> {
+    /// The replicas' state after a completed call of `steps` steps that
+    /// started from `t0`: positions, streams, labels and directions, and
+    /// the temperatures re-spaced by the call's swap rejection rates
+    /// (kept where a pair was never attempted).
+    fn into_state(self, t0: &TemperedState, steps: usize) -> TemperedState {
+        let ladder = self.ladder;
+        let swap_accept: Vec<f64> = self
+            .accept
+            .iter()
+            .zip(&self.attempts)
+            .map(|(a, n)| if *n > 0 { a / *n as f64 } else { f64::NAN })
+            .collect();
+        let betas = if self.attempts.iter().all(|n| *n > 0) {
+            let rejection: Vec<f64> = swap_accept.iter().map(|a| 1.0 - a).collect();
+            crate::pt::respace_schedule(ladder.betas(), &rejection)
+        } else {
+            t0.betas.clone()
+        };
+        TemperedState {
+            betas,
+            positions: ladder.state.position.iter().copied().collect(),
+            rngs: ladder.rngs.iter().map(save_rng).collect(),
+            swap_rngs: ladder.swap_rngs.iter().map(save_rng).collect(),
+            labels: ladder.labels.clone(),
+            heading: ladder.heading.clone(),
+            t: t0.t + steps as u64,
+            swap_accept,
+            round_trips: self.trips,
         }
     }
-    fn save(&self, _control: &Control) -> Result<()> {
+}
+
+impl Transition for LadderMoves<'_> {
+    fn rows(&self) -> usize {
+        self.ladder.chains * self.ladder.replicas
+    }
+
+    fn chains(&self) -> usize {
+        self.ladder.chains
+    }
+
+    fn advance(&mut self, t: usize, _warmup: bool) -> Result<&[ChainStep]> {
+        self.ladder.local_move(self.tuning);
+        self.trips += self
+            .ladder
+            .swap(self.first + t as u64, &mut self.accept, &mut self.attempts);
+        Ok(&self.ladder.steps)
+    }
+
+    fn tracks(&self) -> Vec<usize> {
+        vec![]
+    }
+
+    fn record(&self, _out: &mut [&mut [f64]]) {}
+
+    fn step_size(&self) -> f64 {
+        self.tuning.step_size().median()
+    }
+
+    fn save(&self) -> Result<serde_json::Value> {
         // A call's state is saved by its caller between calls
         // ([`NegativeSampler::save`]); within a call there is nothing to keep.
-        Ok(())
+        Ok(serde_json::Value::Null)
     }
 }

@@ -41,14 +41,14 @@ mod stone;
 pub use ladder::respace_schedule;
 pub(crate) use ladder::{Ladder, row_rngs, swap_rng};
 pub use resume::resume;
-use run::{RunState, finish};
+use run::{RunState, finish, schedule, transition};
 use stone::ss_batches;
 
 use crate::ais::Base;
 use crate::energy::Energy;
 use crate::error::{Error, Result};
 use crate::kernels::{Adaptation, Gibbs, Kernel, KernelSpec, Tuner, Tuning};
-use crate::run::{Control, Observer, in_pool};
+use crate::run::{ChainRun, Control, Observer, in_pool};
 use crate::sampler::SampleConfig;
 use ndarray::{Array2, Array3, Array4};
 use std::time::Instant;
@@ -335,7 +335,6 @@ pub fn sample(
         let run = RunState {
             config: config.clone(),
             pt: pt.clone(),
-            t: 0,
             tuning,
             tuner,
             betas,
@@ -346,23 +345,13 @@ pub fn sample(
             swap_attempts: vec![0; r - 1],
             trips: 0,
             acceptance: vec![0.0; r],
-            chain_acceptance: vec![0.0; c],
-            chain_divergences: vec![0; c],
-            divergences: 0,
-            warmup_divergences: 0,
             energy_evals: evals,
             grad_evals: if grad { evals } else { 0 },
             ss: vec![f64::MIN; c * batches * (r - 1)],
             ss_n: vec![0; batches],
-            draw: 0,
-            elapsed_s: 0.0,
-            samples: vec![0.0; c * config.draws * d],
-            energies: config.record_energies.then(|| vec![0.0; c * config.draws]),
-            all: pt
-                .keep_all_replicas
-                .then(|| vec![0.0; r * c * config.draws * d]),
         };
-        finish(ladder, run, observer, control, start)
+        let run = ChainRun::new(transition(ladder, run), schedule(config), KIND)?;
+        finish(run, observer, control, start)
     })
 }
 

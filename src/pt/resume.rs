@@ -1,7 +1,7 @@
 //! Resuming a parallel-tempering run: its checkpoint checked field by
 //! field against the run's settings before anything is used.
 
-use super::run::{RunState, Saved, finish, round_ends};
+use super::run::{RunState, Saved, SavedRun, finish, round_ends, schedule, transition};
 use super::stone::ss_batches;
 use super::{KIND, Ladder, PtOutput, PtSettings, row_rngs, swap_rng, validate};
 use crate::ais::Base;
@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::io::read_checkpoint;
 use crate::kernels::{Adaptation, Gibbs, Kernel, KernelSpec, Tuner};
 use crate::rng::restore_rng;
-use crate::run::{Control, Observer, in_pool};
+use crate::run::{ChainRun, Control, Observer, in_pool};
 use crate::sampler::SampleConfig;
 use ndarray::Array2;
 use std::path::Path;
@@ -33,6 +33,7 @@ pub fn resume(
     let (saved, data): (Saved, Vec<f64>) = read_checkpoint(checkpoint, KIND, &control.settings)?;
     let bad = |why: &str| Error::checkpoint(checkpoint, why.to_string());
     let (config, settings) = run;
+    let Saved { engine, run: saved } = saved;
     let differs = config
         .differs_from(&saved.run.config)
         .or_else(|| (saved.run.pt != *settings).then(|| "its tempering settings".to_string()));
@@ -41,33 +42,26 @@ pub fn resume(
             "its run configuration differs from this run's in {what}; refusing an edited checkpoint"
         )));
     }
-    let mut run = saved.run.clone();
-    run.config = config.clone();
-    run.elapsed_s = saved.elapsed_s;
     let d = energy.dim();
-    let cfg = run.config.clone();
-    let betas0 = validate(&cfg, &run.pt, d).map_err(|_| bad("its settings are invalid"))?;
-    let (c, r) = (cfg.n_chains, run.pt.replicas);
+    let cfg = config.clone();
+    let betas0 = validate(&cfg, settings, d).map_err(|_| bad("its settings are invalid"))?;
+    let (c, r) = (cfg.n_chains, settings.replicas);
     let n = c * r;
-    let (n_samples, n_energies, _) = recorded_len(&run, d);
-    if betas0.len() != r || !state_fits(&saved, &run, &data, d) {
-        return Err(bad(
-            "its state is out of range for these settings; refusing a damaged or edited checkpoint",
-        ));
+    let out_of_range =
+        "its state is out of range for these settings; refusing a damaged or edited checkpoint";
+    if betas0.len() != r || engine.t > schedule(&cfg).total() || !state_fits(&saved, engine.t, d) {
+        return Err(bad(out_of_range));
     }
-    run.samples = data[..n_samples].to_vec();
-    run.samples.resize(c * cfg.draws * d, 0.0);
-    run.energies = cfg.record_energies.then(|| {
-        let mut e = data[n_samples..n_samples + n_energies].to_vec();
-        e.resize(c * cfg.draws, 0.0);
-        e
-    });
-    run.all = run.pt.keep_all_replicas.then(|| {
-        let mut a = data[n_samples + n_energies..].to_vec();
-        a.resize(n * cfg.draws * d, 0.0);
-        a
-    });
-    let positions = Array2::from_shape_vec((n, d), saved.positions).expect("checked size");
+    let SavedRun {
+        run: mut state,
+        positions,
+        rngs,
+        swap_rngs,
+        labels,
+        heading,
+    } = saved;
+    state.config = cfg.clone();
+    let positions = Array2::from_shape_vec((n, d), positions).expect("checked size");
     in_pool(|| {
         // The caches are rebuilt at the saved positions (not counted: the
         // uninterrupted run had them from its last moves).
@@ -77,7 +71,7 @@ pub fn resume(
             spec,
             cfg.beta,
             c,
-            run.betas.clone(),
+            state.betas.clone(),
             cfg.seed,
             Some(positions),
         )?;
@@ -90,49 +84,39 @@ pub fn resume(
             mass: false,
         };
         let fresh = Tuner::new(kernel, adaptation, cfg.warmup, d).0;
-        if !run.tuner.agrees(&fresh, run.t, n, &run.tuning) {
+        if !state.tuner.agrees(&fresh, engine.t, n, &state.tuning) {
             return Err(bad(
                 "its adaptation state is out of range for these settings; refusing a damaged or edited checkpoint",
             ));
         }
-        ladder.rngs = saved.rngs.iter().map(restore_rng).collect();
-        ladder.swap_rngs = saved.swap_rngs.iter().map(restore_rng).collect();
-        ladder.labels = saved.labels;
-        ladder.heading = saved.heading;
-        finish(ladder, run, observer, control, start)
+        ladder.rngs = rngs.iter().map(restore_rng).collect();
+        ladder.swap_rngs = swap_rngs.iter().map(restore_rng).collect();
+        ladder.labels = labels;
+        ladder.heading = heading;
+        let run = ChainRun::resume(
+            transition(ladder, state),
+            schedule(&cfg),
+            KIND,
+            engine,
+            &data,
+        )
+        .map_err(|why| bad(&format!("{why}; refusing a damaged or edited checkpoint")))?;
+        finish(run, observer, control, start)
     })
 }
 
-/// The recorded values a checkpoint holds: draws, energies and every
-/// replica's draws (when kept), as counts of f64.
-fn recorded_len(run: &RunState, d: usize) -> (usize, usize, usize) {
-    let (c, r) = (run.config.n_chains, run.pt.replicas);
-    let n_samples = run.draw * c * d;
-    let n_energies = if run.config.record_energies {
-        run.draw * c
-    } else {
-        0
-    };
-    let n_all = if run.pt.keep_all_replicas {
-        run.draw * c * r * d
-    } else {
-        0
-    };
-    (n_samples, n_energies, n_all)
-}
-
-/// Every field of a checkpoint in range for its (checked) settings and
-/// consistent with the others: sizes, counters, temperatures, labels,
-/// tallies, tuning, the streams' keys, finite values.
-fn state_fits(saved: &Saved, run: &RunState, data: &[f64], d: usize) -> bool {
+/// Every field of a checkpoint's tempering state in range for its
+/// (checked) settings at step `t` and consistent with the others: sizes,
+/// temperatures, labels, swap and stepping-stone tallies, tuning, the
+/// streams' keys, finite values (the executor checks its own counts and
+/// the recorded draws).
+fn state_fits(saved: &SavedRun, t: usize, d: usize) -> bool {
+    let run = &saved.run;
     let cfg = &run.config;
     let (c, r) = (cfg.n_chains, run.pt.replicas);
     let n = c * r;
-    let total = cfg.total_steps().expect("validated");
-    let sampling = total - cfg.warmup;
+    let sampling = cfg.draws * cfg.thin;
     let batches = ss_batches(sampling);
-    let (n_samples, n_energies, n_all) = recorded_len(run, d);
-    let recorded = run.t.saturating_sub(cfg.warmup) / cfg.thin;
     let betas_ok = run.betas.len() == r
         && run.betas[0] == 0.0
         && run.betas[r - 1] == 1.0
@@ -146,9 +130,6 @@ fn state_fits(saved: &Saved, run: &RunState, data: &[f64], d: usize) -> bool {
     !(saved.positions.len() != n * d
         || saved.rngs.len() != n
         || saved.swap_rngs.len() != c
-        || run.t > total
-        || run.draw != recorded
-        || data.len() != n_samples + n_energies + n_all
         || !betas_ok
         || !labels_ok
         || saved.heading.len() != n
@@ -159,16 +140,13 @@ fn state_fits(saved: &Saved, run: &RunState, data: &[f64], d: usize) -> bool {
         || run.round_attempts.len() != r - 1
         || run.swap_attempts.len() != r - 1
         || run.acceptance.len() != r
-        || run.chain_acceptance.len() != c
-        || run.chain_divergences.len() != c
         || run.ss.len() != c * batches * (r - 1)
         || run.ss_n.len() != batches
         || !run.tuning.fits(n, d)
         || !run.tuner.fits(cfg.warmup, n, d)
-        || !run.elapsed_s.is_finite()
-        || saved.positions.iter().chain(data).any(|v| !v.is_finite())
+        || saved.positions.iter().any(|v| !v.is_finite())
         || run.ss.iter().any(|v| v.is_nan())
-        || !tallies_fit(run, c, r)
+        || !tallies_fit(run, t, c, r)
         || saved
             .rngs
             .iter()
@@ -181,15 +159,15 @@ fn state_fits(saved: &Saved, run: &RunState, data: &[f64], d: usize) -> bool {
             .any(|(chain, s)| !crate::rng::same_stream(s, &swap_rng(cfg.seed, chain))))
 }
 
-/// The tallies of a checkpoint within what its steps can have made (`c`
-/// chains of `r` replicas): swap acceptances at most the attempts, at most
-/// one attempt per chain, pair and step, acceptance sums at most the
-/// steps, divergences at most one per row and step, stepping-stone batch
-/// counts that add up to the sampling steps done, rounds of valid
+/// The tempering tallies of a checkpoint at step `t` within what its
+/// steps can have made (`c` chains of `r` replicas): swap acceptances at
+/// most the attempts, exactly one attempt per chain, pair and step of its
+/// parity, per-replica acceptance sums at most the steps, stepping-stone
+/// batch counts that add up to the sampling steps done, rounds of valid
 /// temperatures.
-fn tallies_fit(run: &RunState, c: usize, r: usize) -> bool {
-    let warm = run.t.min(run.config.warmup);
-    let sampled = run.t - warm;
+fn tallies_fit(run: &RunState, t: usize, c: usize, r: usize) -> bool {
+    let warm = t.min(run.config.warmup);
+    let sampled = t - warm;
     let per_step = |steps: usize| (steps as u64).saturating_mul(c as u64);
     let swaps_ok = |accept: &[f64], attempts: &[u64], most: u64| {
         accept
@@ -223,16 +201,12 @@ fn tallies_fit(run: &RunState, c: usize, r: usize) -> bool {
         && exact(
             &run.swap_attempts,
             run.config.warmup,
-            run.t.max(run.config.warmup),
+            t.max(run.config.warmup),
         )
         && swaps_ok(&run.swap_accept, &run.swap_attempts, per_step(sampled))
         && swaps_ok(&run.round_accept, &run.round_attempts, per_step(warm))
         && run.trips <= per_step(sampled).saturating_mul(r as u64)
         && sums_ok(&run.acceptance, (sampled * c) as f64)
-        && sums_ok(&run.chain_acceptance, sampled as f64)
-        && run.chain_divergences.iter().all(|&d| d <= sampled)
-        && run.divergences as u64 <= per_step(sampled).saturating_mul(r as u64)
-        && run.warmup_divergences as u64 <= per_step(warm).saturating_mul(r as u64)
         && run.ss_n.iter().sum::<u64>() == sampled as u64
         && run
             .rounds

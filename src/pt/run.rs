@@ -1,26 +1,25 @@
-//! A parallel-tempering run as steps of the shared loop: its state, one
+//! A parallel-tempering run as a [`Transition`] of the chain engine: one
 //! step (local moves, swaps, schedule rounds, stepping-stone sums), its
-//! checkpoint and its output.
+//! checkpoint state and its output.
 
 use super::Ladder;
 use super::stone::{ln_add, ss_batches, stepping_stone};
-use super::{KIND, PtOutput, PtSettings, PtStats, Round, respace_schedule};
-use crate::error::Result;
-use crate::io::write_checkpoint;
-use crate::kernels::{Tuner, Tuning};
+use super::{PtOutput, PtSettings, PtStats, Round, respace_schedule};
+use crate::error::{Error, Result};
+use crate::kernels::{ChainStep, Tuner, Tuning};
 use crate::rng::{RngState, save_rng};
-use crate::run::{Control, Observer, Progress, Steps, drive};
+use crate::run::{ChainRun, Control, Finished, Observer, Schedule, Transition, by_chain};
 use crate::sampler::SampleConfig;
-use ndarray::{Array2, Array3, Array4};
+use ndarray::Array4;
 use std::time::Instant;
 
-/// Everything carried from one step to the next (with the positions and
-/// streams, a run continues from it bit-identically).
+/// Everything the ladder's transition carries from one step to the next
+/// besides the executor's counts (with the positions and streams, a run
+/// continues from it bit-identically).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct RunState {
     pub(super) config: SampleConfig,
     pub(super) pt: PtSettings,
-    pub(super) t: usize,
     pub(super) tuning: Tuning,
     pub(super) tuner: Tuner,
     pub(super) betas: Vec<f64>,
@@ -30,11 +29,8 @@ pub(super) struct RunState {
     pub(super) swap_accept: Vec<f64>,
     pub(super) swap_attempts: Vec<u64>,
     pub(super) trips: u64,
+    /// Per replica: the sum of its chains' acceptance over the sampling steps.
     pub(super) acceptance: Vec<f64>,
-    pub(super) chain_acceptance: Vec<f64>,
-    pub(super) chain_divergences: Vec<usize>,
-    pub(super) divergences: usize,
-    pub(super) warmup_divergences: usize,
     pub(super) energy_evals: u64,
     pub(super) grad_evals: u64,
     /// Stepping stone: per (chain, batch, pair) the log-sum-exp of the
@@ -42,20 +38,12 @@ pub(super) struct RunState {
     pub(super) ss: Vec<f64>,
     /// Sampling steps per batch.
     pub(super) ss_n: Vec<u64>,
-    pub(super) draw: usize,
-    pub(super) elapsed_s: f64,
-    #[serde(skip)]
-    pub(super) samples: Vec<f64>,
-    #[serde(skip)]
-    pub(super) energies: Option<Vec<f64>>,
-    #[serde(skip)]
-    pub(super) all: Option<Vec<f64>>,
 }
 
 #[derive(serde::Serialize)]
 struct SavedRef<'a> {
+    #[serde(flatten)]
     run: &'a RunState,
-    elapsed_s: f64,
     positions: Vec<f64>,
     rngs: Vec<RngState>,
     swap_rngs: Vec<RngState>,
@@ -63,15 +51,23 @@ struct SavedRef<'a> {
     heading: &'a [u8],
 }
 
+/// A tempering checkpoint's run state as read back.
 #[derive(serde::Deserialize)]
-pub(super) struct Saved {
+pub(super) struct SavedRun {
+    #[serde(flatten)]
     pub(super) run: RunState,
-    pub(super) elapsed_s: f64,
     pub(super) positions: Vec<f64>,
     pub(super) rngs: Vec<RngState>,
     pub(super) swap_rngs: Vec<RngState>,
     pub(super) labels: Vec<u32>,
     pub(super) heading: Vec<u8>,
+}
+
+/// A tempering checkpoint's header.
+#[derive(serde::Deserialize)]
+pub(super) struct Saved {
+    pub(super) engine: crate::run::Tally,
+    pub(super) run: SavedRun,
 }
 
 /// The warm-up steps after which the schedule is re-spaced: 1/64, 1/32,
@@ -87,11 +83,11 @@ pub(super) fn round_ends(warmup: usize) -> Vec<usize> {
     ends
 }
 
-struct Pt<'a> {
+/// The ladder's transition: local moves of every replica, swaps,
+/// schedule rounds in warm-up, stepping-stone sums after it.
+pub(super) struct Pt<'a> {
     ladder: Ladder<'a>,
     run: RunState,
-    since: (f64, usize),
-    start: Instant,
     log_z0: f64,
     /// The warm-up steps that end schedule rounds.
     ends: Vec<usize>,
@@ -100,38 +96,8 @@ struct Pt<'a> {
 }
 
 impl Pt<'_> {
-    fn total(&self) -> usize {
-        self.run.config.total_steps().expect("validated")
-    }
-
     fn sampling_steps(&self) -> usize {
-        self.total() - self.run.config.warmup
-    }
-
-    fn record(&mut self) {
-        let (c, r) = (self.ladder.chains, self.ladder.replicas);
-        let d = self.ladder.state.dim();
-        let run = &mut self.run;
-        let draw = run.draw;
-        let top = self.ladder.replica_rows(r - 1);
-        let off = draw * c * d;
-        for (k, v) in top.iter().enumerate() {
-            run.samples[off + k] = *v;
-        }
-        if let Some(e) = run.energies.as_mut() {
-            for chain in 0..c {
-                e[draw * c + chain] = self
-                    .ladder
-                    .target_energy((r - 1) * c + chain, run.config.beta);
-            }
-        }
-        if let Some(all) = run.all.as_mut() {
-            let off = draw * r * c * d;
-            for (k, v) in self.ladder.state.position.iter().enumerate() {
-                all[off + k] = *v;
-            }
-        }
-        run.draw += 1;
+        self.run.config.draws * self.run.config.thin
     }
 
     /// Adds the sampling step's log ratios to the stepping-stone sums.
@@ -154,149 +120,166 @@ impl Pt<'_> {
         }
         self.up = up;
     }
+
+    /// Warm-up's part of step `t`: the tuner, swaps counted for the
+    /// schedule's round, and the round's re-spacing where it ends.
+    fn warmup(&mut self, t: usize) {
+        let run = &mut self.run;
+        self.ladder.update_tuner(&mut run.tuner, t, &mut run.tuning);
+        // Round trips count in the sampling phase only.
+        self.ladder
+            .swap(t as u64, &mut run.round_accept, &mut run.round_attempts);
+        if run.pt.adapt_schedule && self.ends.contains(&(t + 1)) {
+            let rejection: Vec<f64> = run
+                .round_accept
+                .iter()
+                .zip(&run.round_attempts)
+                .map(|(a, n)| 1.0 - a / (*n).max(1) as f64)
+                .collect();
+            if run.round_attempts.iter().all(|n| *n > 0) {
+                let betas = respace_schedule(self.ladder.betas(), &rejection);
+                run.rounds.push(Round {
+                    end: t + 1,
+                    lambda: rejection.iter().sum(),
+                    betas: betas.clone(),
+                });
+                self.ladder.set_betas(betas.clone());
+                run.betas = betas;
+            }
+            run.round_accept.iter_mut().for_each(|a| *a = 0.0);
+            run.round_attempts.iter_mut().for_each(|a| *a = 0);
+        }
+    }
 }
 
-impl Steps for Pt<'_> {
-    fn finished(&self) -> bool {
-        self.run.t >= self.total()
+impl Transition for Pt<'_> {
+    fn rows(&self) -> usize {
+        self.ladder.chains * self.ladder.replicas
     }
 
-    fn advance(&mut self) -> Result<()> {
-        let t = self.run.t;
-        let warmup = self.run.config.warmup;
+    fn chains(&self) -> usize {
+        self.ladder.chains
+    }
+
+    fn advance(&mut self, t: usize, warmup: bool) -> Result<&[ChainStep]> {
         let c = self.ladder.chains;
         let tally = self.ladder.local_move(&self.run.tuning);
-        let run = &mut self.run;
-        run.energy_evals += tally.energy_evals;
-        run.grad_evals += tally.grad_evals;
-        let steps = &self.ladder.steps;
-        let div = steps.iter().filter(|s| s.divergent).count();
-        self.since.0 += crate::kernels::mean_accept(steps);
-        self.since.1 += 1;
-        if t < warmup {
-            run.warmup_divergences += div;
-            self.ladder.update_tuner(&mut run.tuner, t, &mut run.tuning);
-            // Round trips count in the sampling phase only.
-            self.ladder
-                .swap(t as u64, &mut run.round_accept, &mut run.round_attempts);
-            if run.pt.adapt_schedule && self.ends.contains(&(t + 1)) {
-                let rejection: Vec<f64> = run
-                    .round_accept
-                    .iter()
-                    .zip(&run.round_attempts)
-                    .map(|(a, n)| 1.0 - a / (*n).max(1) as f64)
-                    .collect();
-                if run.round_attempts.iter().all(|n| *n > 0) {
-                    let betas = respace_schedule(self.ladder.betas(), &rejection);
-                    run.rounds.push(Round {
-                        end: t + 1,
-                        lambda: rejection.iter().sum(),
-                        betas: betas.clone(),
-                    });
-                    self.ladder.set_betas(betas.clone());
-                    run.betas = betas;
-                }
-                run.round_accept.iter_mut().for_each(|a| *a = 0.0);
-                run.round_attempts.iter_mut().for_each(|a| *a = 0);
-            }
+        self.run.energy_evals += tally.energy_evals;
+        self.run.grad_evals += tally.grad_evals;
+        if warmup {
+            self.warmup(t);
         } else {
-            run.divergences += div;
-            for (i, s) in steps.iter().enumerate() {
+            let run = &mut self.run;
+            for (i, s) in self.ladder.steps.iter().enumerate() {
                 run.acceptance[i / c] += s.accept_prob;
-            }
-            let top = &steps[steps.len() - c..];
-            for (chain, s) in top.iter().enumerate() {
-                run.chain_acceptance[chain] += s.accept_prob;
-                run.chain_divergences[chain] += usize::from(s.divergent);
             }
             run.trips += self
                 .ladder
                 .swap(t as u64, &mut run.swap_accept, &mut run.swap_attempts);
-            self.stepping_stone(t - warmup);
-            if (t - warmup + 1).is_multiple_of(self.run.config.thin) {
-                self.record();
+            self.stepping_stone(t - self.run.config.warmup);
+        }
+        Ok(&self.ladder.steps)
+    }
+
+    fn tracks(&self) -> Vec<usize> {
+        let (c, r, d) = (
+            self.ladder.chains,
+            self.ladder.replicas,
+            self.ladder.state.dim(),
+        );
+        let mut w = vec![c * d];
+        if self.run.config.record_energies {
+            w.push(c);
+        }
+        if self.run.pt.keep_all_replicas {
+            w.push(r * c * d);
+        }
+        w
+    }
+
+    fn record(&self, out: &mut [&mut [f64]]) {
+        let (c, r) = (self.ladder.chains, self.ladder.replicas);
+        let top = self.ladder.replica_rows(r - 1);
+        for (o, v) in out[0].iter_mut().zip(top.iter()) {
+            *o = *v;
+        }
+        let mut k = 1;
+        if self.run.config.record_energies {
+            for (chain, o) in out[k].iter_mut().enumerate().take(c) {
+                *o = self
+                    .ladder
+                    .target_energy((r - 1) * c + chain, self.run.config.beta);
+            }
+            k += 1;
+        }
+        if self.run.pt.keep_all_replicas {
+            for (o, v) in out[k].iter_mut().zip(self.ladder.state.position.iter()) {
+                *o = *v;
             }
         }
-        self.run.t += 1;
-        Ok(())
     }
 
-    fn done(&self) -> usize {
-        self.run.t
+    fn step_size(&self) -> f64 {
+        self.run.tuning.step_size().median()
     }
 
-    fn progress(&mut self) -> Progress {
-        Progress::of_chains(
-            self.run.t,
-            self.run.config.warmup,
-            self.total(),
-            std::mem::take(&mut self.since),
-            self.run.divergences + self.run.warmup_divergences,
-            self.run.tuning.step_size().median(),
-        )
-    }
-
-    fn save(&self, control: &Control) -> Result<()> {
-        let path = control.checkpoint.as_ref().expect("asked for");
+    fn save(&self) -> Result<serde_json::Value> {
         let snap = SavedRef {
             run: &self.run,
-            elapsed_s: self.run.elapsed_s + self.start.elapsed().as_secs_f64(),
             positions: self.ladder.state.position.iter().copied().collect(),
             rngs: self.ladder.rngs.iter().map(save_rng).collect(),
             swap_rngs: self.ladder.swap_rngs.iter().map(save_rng).collect(),
             labels: &self.ladder.labels,
             heading: &self.ladder.heading,
         };
-        let (c, r, d) = (
-            self.ladder.chains,
-            self.ladder.replicas,
-            self.ladder.state.dim(),
-        );
-        let draw = self.run.draw;
-        let mut data = self.run.samples[..draw * c * d].to_vec();
-        if let Some(e) = &self.run.energies {
-            data.extend_from_slice(&e[..draw * c]);
-        }
-        if let Some(a) = &self.run.all {
-            data.extend_from_slice(&a[..draw * r * c * d]);
-        }
-        write_checkpoint(path, KIND, &control.settings, &snap, &data)
+        serde_json::to_value(snap).map_err(|e| Error::Numerical(format!("checkpoint: {e}")))
     }
 }
 
+/// The schedule of a tempering run.
+pub(super) fn schedule(config: &SampleConfig) -> Schedule {
+    Schedule::new(config.warmup, config.draws, config.thin)
+}
+
+/// The transition of a run on `ladder` from `run`.
+pub(super) fn transition<'a>(ladder: Ladder<'a>, run: RunState) -> Pt<'a> {
+    Pt {
+        log_z0: ladder.log_z0(),
+        ends: round_ends(run.config.warmup),
+        ladder,
+        run,
+        up: Vec::new(),
+    }
+}
+
+/// Drives the run on the chain engine and gathers the output.
 pub(super) fn finish(
-    ladder: Ladder<'_>,
-    run: RunState,
+    run: ChainRun<Pt<'_>>,
     observer: &mut dyn Observer,
     control: &Control,
     start: Instant,
 ) -> Result<PtOutput> {
-    let log_z0 = ladder.log_z0();
-    let ends = round_ends(run.config.warmup);
-    let mut pt = Pt {
-        ladder,
-        run,
-        since: (0.0, 0),
-        start,
-        log_z0,
-        ends,
-        up: Vec::new(),
-    };
-    let every = pt.run.config.observe_every;
-    let complete = drive(&mut pt, observer, control, every)?;
-    Ok(output(pt, complete))
+    let mut run = run.started_at(start);
+    let every = run.transition().run.config.observe_every;
+    let complete = run.drive_every(observer, control, every)?;
+    Ok(output(run.finish(), complete))
 }
 
-fn output(pt: Pt<'_>, complete: bool) -> PtOutput {
+fn output(done: Finished<Pt<'_>>, complete: bool) -> PtOutput {
+    let Finished {
+        transition: pt,
+        tally,
+        tracks,
+        wall_s,
+    } = done;
     let Pt {
         ladder,
         run,
-        start,
         log_z0,
         ..
     } = pt;
     let (c, r, d) = (ladder.chains, ladder.replicas, ladder.state.dim());
-    let sampling = run.t.saturating_sub(run.config.warmup) as f64;
+    let sampling = tally.t.saturating_sub(run.config.warmup) as f64;
     let swap_accept: Vec<f64> = run
         .swap_accept
         .iter()
@@ -331,47 +314,31 @@ fn output(pt: Pt<'_>, complete: bool) -> PtOutput {
             .iter()
             .map(|a| a / (c as f64 * sampling))
             .collect(),
-        chain_acceptance: run.chain_acceptance.iter().map(|a| a / sampling).collect(),
-        chain_divergences: run.chain_divergences.clone(),
+        chain_acceptance: tally
+            .chain_acceptance
+            .iter()
+            .map(|a| a / sampling)
+            .collect(),
+        chain_divergences: tally.chain_divergences.clone(),
         step_size,
-        divergences: run.divergences,
-        warmup_divergences: run.warmup_divergences,
+        divergences: tally.divergences,
+        warmup_divergences: tally.warmup_divergences,
         energy_evals: run.energy_evals,
         grad_evals: run.grad_evals,
-        wall_s: run.elapsed_s + start.elapsed().as_secs_f64(),
+        wall_s,
         tuning: run.tuning.clone(),
     };
-    let draws = run.draw;
-    let mut samples = Array3::zeros((c, draws, d));
-    for (draw, block) in run.samples.chunks_exact(c * d).take(draws).enumerate() {
-        for chain in 0..c {
-            samples
-                .slice_mut(ndarray::s![chain, draw, ..])
-                .assign(&ndarray::ArrayView1::from(
-                    &block[chain * d..(chain + 1) * d],
-                ));
-        }
-    }
-    let energies = run.energies.map(|e| {
-        let mut out = Array2::zeros((c, draws));
-        for (draw, block) in e.chunks_exact(c).take(draws).enumerate() {
-            out.column_mut(draw)
-                .assign(&ndarray::ArrayView1::from(block));
-        }
-        out
+    let draws = tally.draw;
+    let mut tracks = tracks.into_iter();
+    let samples = by_chain(&tracks.next().expect("positions"), c, d);
+    let energies = run.config.record_energies.then(|| {
+        by_chain(&tracks.next().expect("energies"), c, 1).index_axis_move(ndarray::Axis(2), 0)
     });
-    let all_replicas = run.all.map(|a| {
-        let mut out = Array4::zeros((r, c, draws, d));
-        for (draw, block) in a.chunks_exact(r * c * d).take(draws).enumerate() {
-            for k in 0..r {
-                for chain in 0..c {
-                    let off = (k * c + chain) * d;
-                    out.slice_mut(ndarray::s![k, chain, draw, ..])
-                        .assign(&ndarray::ArrayView1::from(&block[off..off + d]));
-                }
-            }
-        }
-        out
+    let all_replicas = run.pt.keep_all_replicas.then(|| {
+        let a = tracks.next().expect("every replica");
+        Array4::from_shape_fn((r, c, draws, d), |(k, chain, draw, j)| {
+            a[((draw * r + k) * c + chain) * d + j]
+        })
     });
     PtOutput {
         samples,

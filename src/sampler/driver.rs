@@ -1,186 +1,165 @@
-//! The sampling run as steps of the shared loop: warm-up with a
-//! [`Tuner`], then recorded draws; checkpoints and resume.
+//! The sampling run as a [`Transition`] of the chain engine: the
+//! kernel's moves, warm-up with a [`Tuner`], recorded draws; checkpoints
+//! and resume.
 
 use super::{RunStats, SampleConfig, SampleOutput, initial_positions};
 use crate::energy::{Energy, Scaled};
 use crate::error::{Error, Result};
-use crate::io::{read_checkpoint, write_checkpoint};
-use crate::kernels::{ChainState, ChainStep, Kernel, Tuner, Tuning, mean_accept};
+use crate::io::read_checkpoint;
+use crate::kernels::{ChainState, ChainStep, Kernel, Tuner, Tuning};
 use crate::rng::{ChainRng, RngState, chain_rngs_from, restore_rng, save_rng};
-use crate::run::{Control, Observer, Progress, Steps, drive, in_pool};
-use ndarray::{Array2, Array3};
+use crate::run::{
+    ChainRun, Control, Finished, Observer, Schedule, Tally, Transition, by_chain, in_pool,
+};
+use ndarray::Array2;
 use std::path::Path;
 use std::time::Instant;
 
 /// The checkpoint kind of sampling runs.
 const KIND: &str = "sample";
 
-/// Everything the driver carries from one step to the next: with the
-/// energy and the kernel, a run continues from it bit-identically.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct RunState {
-    config: SampleConfig,
-    t: usize,
-    tuning: Tuning,
-    tuner: Tuner,
-    acceptance: Vec<f64>,
-    divergences: Vec<usize>,
-    warmup_divergences: usize,
-    total_divergences: usize,
-    draw: usize,
-    elapsed_s: f64,
-    /// Evaluations beyond the kernel's nominal count per step (kernels
-    /// whose cost varies; [`ChainStep::extra_evals`]), all chains, warm-up
-    /// included.
-    #[serde(default)]
-    extra_evals: u64,
-    /// Recorded draws so far, draw-major: `(draw, chain, dim)`, so the
-    /// recorded part is a prefix and checkpoints write only that.
-    #[serde(skip)]
-    samples: Vec<f64>,
-    /// Recorded energies so far, `(draw, chain)`.
-    #[serde(skip)]
-    energies: Option<Vec<f64>>,
-}
-
-/// A checkpoint's header: the run's counters and tuning with the chains'
-/// positions and streams (the recorded draws go in the binary part).
-#[derive(serde::Serialize)]
-struct SavedRef<'a> {
-    run: &'a RunState,
-    elapsed_s: f64,
-    positions: Vec<f64>,
-    rngs: Vec<RngState>,
-}
-
-/// [`SavedRef`] as read back.
-#[derive(serde::Deserialize)]
-struct Saved {
-    run: RunState,
-    elapsed_s: f64,
-    positions: Vec<f64>,
-    rngs: Vec<RngState>,
-}
-
-/// A sampling run in progress.
-struct Chains<'a> {
+/// The chains' moves by one kernel at a tuning: the sampler's transition
+/// (adapting the tuning in warm-up and recording draws) and the negatives'
+/// (a fixed tuning, nothing recorded).
+pub(crate) struct KernelMoves<'a> {
     target: &'a dyn Energy,
     kernel: &'a dyn Kernel,
-    run: RunState,
-    state: ChainState,
-    rngs: Vec<ChainRng>,
+    pub(crate) tuning: Tuning,
+    /// Warm-up's adapter; `None` keeps the tuning fixed.
+    tuner: Option<Tuner>,
+    pub(crate) state: ChainState,
+    pub(crate) rngs: Vec<ChainRng>,
     steps: Vec<ChainStep>,
-    since: (f64, usize),
-    start: Instant,
+    /// The sampling run's configuration; `None` records nothing (the
+    /// negatives' moves).
+    config: Option<SampleConfig>,
 }
 
-impl Chains<'_> {
-    fn total(&self) -> usize {
-        self.run.config.total_steps().expect("validated")
-    }
-
-    /// Copies the chains' current positions into the recorded draws.
-    fn record(&mut self) {
-        let (n, d) = (self.state.n_chains(), self.state.dim());
-        let run = &mut self.run;
-        let draw = run.draw;
-        for c in 0..n {
-            let off = (draw * n + c) * d;
-            run.samples[off..off + d].copy_from_slice(
-                self.state
-                    .position
-                    .row(c)
-                    .as_slice()
-                    .expect("standard layout"),
-            );
-            if let Some(e) = run.energies.as_mut() {
-                e[draw * n + c] = self.state.energy[c] / run.config.beta;
-            }
+impl<'a> KernelMoves<'a> {
+    /// Moves of `kernel` on `target` from `state` at a fixed `tuning`,
+    /// recording nothing.
+    pub(crate) fn fixed(
+        target: &'a dyn Energy,
+        kernel: &'a dyn Kernel,
+        tuning: Tuning,
+        state: ChainState,
+        rngs: Vec<ChainRng>,
+    ) -> Self {
+        let n = state.n_chains();
+        KernelMoves {
+            target,
+            kernel,
+            tuning,
+            tuner: None,
+            state,
+            rngs,
+            steps: vec![ChainStep::default(); n],
+            config: None,
         }
-        run.draw += 1;
     }
 }
 
-impl Steps for Chains<'_> {
-    fn finished(&self) -> bool {
-        self.run.t >= self.total()
+/// A sampling checkpoint's run state as written.
+#[derive(serde::Serialize)]
+struct SavedRef<'a> {
+    config: &'a SampleConfig,
+    tuning: &'a Tuning,
+    tuner: &'a Tuner,
+    positions: Vec<f64>,
+    rngs: Vec<RngState>,
+}
+
+/// A sampling checkpoint's run state as read back.
+#[derive(serde::Deserialize)]
+struct SavedRun {
+    config: SampleConfig,
+    tuning: Tuning,
+    tuner: Tuner,
+    positions: Vec<f64>,
+    rngs: Vec<RngState>,
+}
+
+/// A sampling checkpoint's header.
+#[derive(serde::Deserialize)]
+struct Saved {
+    engine: Tally,
+    run: SavedRun,
+}
+
+impl Transition for KernelMoves<'_> {
+    fn rows(&self) -> usize {
+        self.state.n_chains()
     }
 
-    fn advance(&mut self) -> Result<()> {
-        let t = self.run.t;
-        let warmup = self.run.config.warmup;
-        let run = &mut self.run;
+    fn chains(&self) -> usize {
+        self.state.n_chains()
+    }
+
+    fn advance(&mut self, t: usize, warmup: bool) -> Result<&[ChainStep]> {
         self.kernel.step(
             self.target,
-            &run.tuning,
+            &self.tuning,
             &mut self.state,
             &mut self.rngs,
             &mut self.steps,
         );
-        self.since.0 += mean_accept(&self.steps);
-        self.since.1 += 1;
-        let div = self.steps.iter().filter(|s| s.divergent).count();
-        run.total_divergences += div;
-        run.extra_evals += self
-            .steps
-            .iter()
-            .map(|s| u64::from(s.extra_evals))
-            .sum::<u64>();
-        if t < warmup {
-            run.warmup_divergences += div;
-            run.tuner.update(
+        if warmup && let Some(tuner) = self.tuner.as_mut() {
+            tuner.update(
                 t,
                 self.kernel,
                 self.target,
                 &self.state,
                 &self.rngs,
                 &self.steps,
-                &mut run.tuning,
+                &mut self.tuning,
             );
-        } else {
-            for (i, s) in self.steps.iter().enumerate() {
-                run.acceptance[i] += s.accept_prob;
-                run.divergences[i] += usize::from(s.divergent);
-            }
-            if (t - warmup + 1).is_multiple_of(run.config.thin) {
-                self.record();
+        }
+        Ok(&self.steps)
+    }
+
+    fn tracks(&self) -> Vec<usize> {
+        let (n, d) = (self.state.n_chains(), self.state.dim());
+        match &self.config {
+            Some(c) if c.record_energies => vec![n * d, n],
+            Some(_) => vec![n * d],
+            None => vec![],
+        }
+    }
+
+    fn record(&self, out: &mut [&mut [f64]]) {
+        let beta = self.config.as_ref().map_or(1.0, |c| c.beta);
+        for (o, v) in out[0].iter_mut().zip(self.state.position.iter()) {
+            *o = *v;
+        }
+        if let Some(e) = out.get_mut(1) {
+            for (o, v) in e.iter_mut().zip(self.state.energy.iter()) {
+                *o = *v / beta;
             }
         }
-        self.run.t += 1;
-        Ok(())
     }
 
-    fn done(&self) -> usize {
-        self.run.t
+    fn step_size(&self) -> f64 {
+        self.tuning.step_size().median()
     }
 
-    fn progress(&mut self) -> Progress {
-        Progress::of_chains(
-            self.run.t,
-            self.run.config.warmup,
-            self.total(),
-            std::mem::take(&mut self.since),
-            self.run.total_divergences,
-            self.run.tuning.step_size().median(),
-        )
-    }
-
-    fn save(&self, control: &Control) -> Result<()> {
-        let path = control.checkpoint.as_ref().expect("asked for");
+    fn save(&self) -> Result<serde_json::Value> {
+        let (Some(config), Some(tuner)) = (&self.config, &self.tuner) else {
+            return Ok(serde_json::Value::Null);
+        };
         let snap = SavedRef {
-            run: &self.run,
-            elapsed_s: self.run.elapsed_s + self.start.elapsed().as_secs_f64(),
+            config,
+            tuning: &self.tuning,
+            tuner,
             positions: self.state.position.iter().copied().collect(),
             rngs: self.rngs.iter().map(save_rng).collect(),
         };
-        let (n, d) = (self.state.n_chains(), self.state.dim());
-        let draw = self.run.draw;
-        let mut data = self.run.samples[..draw * n * d].to_vec();
-        if let Some(e) = &self.run.energies {
-            data.extend_from_slice(&e[..draw * n]);
-        }
-        write_checkpoint(path, KIND, &control.settings, &snap, &data)
+        serde_json::to_value(snap).map_err(|e| Error::Numerical(format!("checkpoint: {e}")))
     }
+}
+
+/// The schedule of a sampling run.
+fn schedule(config: &SampleConfig) -> Schedule {
+    Schedule::new(config.warmup, config.draws, config.thin)
 }
 
 /// Runs `config.n_chains` chains of `kernel` on `exp(-beta F)`.
@@ -256,22 +235,20 @@ pub fn sample_with(
         tuning = t.clone();
     }
     tuner.start(kernel, target, &state, &rngs, &mut tuning);
-    let run = RunState {
-        config: config.clone(),
-        t: 0,
+    let moves = KernelMoves {
+        target,
+        kernel,
         tuning,
-        tuner,
-        acceptance: vec![0.0; n],
-        divergences: vec![0; n],
-        warmup_divergences: 0,
-        total_divergences: 0,
-        draw: 0,
-        elapsed_s: 0.0,
-        extra_evals: 0,
-        samples: vec![0.0; n * config.draws * d],
-        energies: config.record_energies.then(|| vec![0.0; n * config.draws]),
+        tuner: Some(tuner),
+        state,
+        rngs,
+        steps: vec![ChainStep::default(); n],
+        config: Some(config.clone()),
     };
-    in_pool(|| finish(target, kernel, run, state, rngs, observer, control, start))
+    in_pool(|| {
+        let run = ChainRun::new(moves, schedule(config), KIND)?;
+        finish(run, observer, control, start)
+    })
 }
 
 /// Continues the run saved in `checkpoint` to its end (or to the next
@@ -291,137 +268,91 @@ pub fn resume(
     let start = Instant::now();
     let (saved, data): (Saved, Vec<f64>) = read_checkpoint(checkpoint, KIND, &control.settings)?;
     let bad = |r: &str| Error::checkpoint(checkpoint, r.to_string());
-    if let Some(what) = config.differs_from(&saved.run.config) {
+    let Saved { engine, run } = saved;
+    if let Some(what) = config.differs_from(&run.config) {
         return Err(bad(&format!(
             "its run configuration differs from this run's in {what}; refusing an edited checkpoint"
         )));
     }
-    let mut run = saved.run;
-    run.config = config.clone();
-    run.elapsed_s = saved.elapsed_s;
-    let c = run.config.clone();
+    let c = config;
     let d = energy.dim();
-    let n_samples = c
-        .n_chains
-        .checked_mul(run.draw)
-        .and_then(|x| x.checked_mul(d))
-        .ok_or_else(|| bad("absurd sizes"))?;
-    let n_energies = if c.record_energies {
-        c.n_chains * run.draw
-    } else {
-        0
-    };
-    if saved.positions.len() != c.n_chains * d
-        || saved.rngs.len() != c.n_chains
-        || run.draw > c.draws
-        || data.len() != n_samples + n_energies
+    if run.positions.len() != c.n_chains.saturating_mul(d)
+        || run.rngs.len() != c.n_chains
         || c.validate(d).is_err()
     {
         return Err(bad("its sizes do not match the model and settings"));
     }
-    // Every counter in range and consistent with the others: the step
-    // index within the run, the draws recorded for it, per-chain tallies,
-    // a usable tuning, finite positions and draws.
-    let total = c.total_steps().expect("validated");
-    let recorded = run.t.saturating_sub(c.warmup) / c.thin;
-    if run.t > total
-        || run.draw != recorded
-        || run.acceptance.len() != c.n_chains
-        || run.divergences.len() != c.n_chains
-        || !run.tuning.fits(c.n_chains, d)
+    // A usable tuning, one this run's adaptation can have reached by its
+    // step, finite positions, the chains' own streams (the executor checks
+    // its counters and recorded draws).
+    let out_of_range =
+        "its state is out of range for these settings; refusing a damaged or edited checkpoint";
+    if !run.tuning.fits(c.n_chains, d)
         || !run.tuner.fits(c.warmup, c.n_chains, d)
-        || !run.elapsed_s.is_finite()
-        || saved.positions.iter().chain(&data).any(|v| !v.is_finite())
-        || run
-            .acceptance
-            .iter()
-            .any(|a| !(0.0..=total as f64).contains(a))
-        || !tallies_fit(&run, c.n_chains)
+        || run.positions.iter().any(|v| !v.is_finite())
+        || engine.t > schedule(c).total()
         || !run.tuner.agrees(
             &Tuner::new(kernel, c.adaptation(), c.warmup, d).0,
-            run.t,
+            engine.t,
             c.n_chains,
             &run.tuning,
         )
-        || saved
+        || run
             .rngs
             .iter()
             .zip(chain_rngs_from(c.seed, c.first_chain as u64, c.n_chains))
             .any(|(s, e)| !crate::rng::same_stream(s, &e))
     {
-        return Err(bad(
-            "its state is out of range for these settings; refusing a damaged or edited checkpoint",
-        ));
+        return Err(bad(out_of_range));
     }
-    run.samples = data[..n_samples].to_vec();
-    run.samples.resize(c.n_chains * c.draws * d, 0.0);
-    run.energies = c.record_energies.then(|| {
-        let mut e = data[n_samples..].to_vec();
-        e.resize(c.n_chains * c.draws, 0.0);
-        e
-    });
     let scaled = Scaled::new(energy, c.beta)?;
     let target: &dyn Energy = &scaled;
-    let positions = Array2::from_shape_vec((c.n_chains, d), saved.positions).expect("checked size");
-    let state = ChainState::new(target, positions)?;
-    let rngs: Vec<ChainRng> = saved.rngs.iter().map(restore_rng).collect();
-    in_pool(|| finish(target, kernel, run, state, rngs, observer, control, start))
+    let positions = Array2::from_shape_vec((c.n_chains, d), run.positions).expect("checked size");
+    let moves = KernelMoves {
+        target,
+        kernel,
+        tuning: run.tuning,
+        tuner: Some(run.tuner),
+        state: ChainState::new(target, positions)?,
+        rngs: run.rngs.iter().map(restore_rng).collect(),
+        steps: vec![ChainStep::default(); c.n_chains],
+        config: Some(c.clone()),
+    };
+    let run = ChainRun::resume(moves, schedule(c), KIND, engine, &data)
+        .map_err(|why| bad(&format!("{why}; refusing a damaged or edited checkpoint")))?;
+    in_pool(|| finish(run, observer, control, start))
 }
 
-/// The divergence and evaluation tallies of a checkpoint within what its
-/// steps can have made: at most one divergence per chain and step, and
-/// at most 2^20 extra evaluations per chain and step (NUTS at its deepest
-/// tree makes 2^max_depth).
-fn tallies_fit(run: &RunState, n: usize) -> bool {
-    let warm = run.t.min(run.config.warmup);
-    let sampled = run.t - warm;
-    let most = |steps: usize| steps.saturating_mul(n);
-    run.divergences.iter().all(|&d| d <= sampled)
-        && run.warmup_divergences <= most(warm)
-        && run.total_divergences == run.warmup_divergences + run.divergences.iter().sum::<usize>()
-        && run.extra_evals <= (most(run.t) as u64).saturating_mul(1 << 20)
-}
-
-/// Drives the run on the shared loop and gathers the output.
-#[allow(clippy::too_many_arguments)]
+/// Drives the run on the chain engine and gathers the output.
 fn finish(
-    target: &dyn Energy,
-    kernel: &dyn Kernel,
-    run: RunState,
-    state: ChainState,
-    rngs: Vec<ChainRng>,
+    run: ChainRun<KernelMoves<'_>>,
     observer: &mut dyn Observer,
     control: &Control,
     start: Instant,
 ) -> Result<SampleOutput> {
-    let n = state.n_chains();
-    let mut chains = Chains {
-        target,
-        kernel,
-        run,
-        state,
-        rngs,
-        steps: vec![ChainStep::default(); n],
-        since: (0.0, 0),
-        start,
-    };
-    let observe_every = chains.run.config.observe_every;
-    let complete = drive(&mut chains, observer, control, observe_every)?;
-    Ok(output(chains, complete))
+    let mut run = run.started_at(start);
+    let every = run
+        .transition()
+        .config
+        .as_ref()
+        .map_or(1, |c| c.observe_every);
+    let complete = run.drive_every(observer, control, every)?;
+    Ok(output(run.finish(), complete))
 }
 
-fn output(chains: Chains<'_>, complete: bool) -> SampleOutput {
-    let Chains {
-        kernel,
-        run,
-        state,
-        start,
-        ..
-    } = chains;
-    let (n, d) = (state.n_chains(), state.dim());
-    let sampling_steps = run.t.saturating_sub(run.config.warmup) as f64;
-    let acceptance = run
-        .acceptance
+fn output(done: Finished<KernelMoves<'_>>, complete: bool) -> SampleOutput {
+    let Finished {
+        transition: moves,
+        tally,
+        mut tracks,
+        wall_s,
+    } = done;
+    let config = moves.config.as_ref().expect("a sampling run");
+    let (n, d) = (moves.state.n_chains(), moves.state.dim());
+    let kernel = moves.kernel;
+    let sampling_steps = tally.t.saturating_sub(config.warmup) as f64;
+    let acceptance = tally
+        .chain_acceptance
         .iter()
         .map(|a| {
             if sampling_steps > 0.0 {
@@ -431,51 +362,37 @@ fn output(chains: Chains<'_>, complete: bool) -> SampleOutput {
             }
         })
         .collect();
-    let steps_total = run.t as u64 * n as u64;
+    let steps_total = tally.t as u64 * n as u64;
     let stats = RunStats {
         kernel: kernel.name().to_string(),
         acceptance,
-        divergences: run.divergences.clone(),
-        warmup_divergences: run.warmup_divergences,
-        step_size: run.tuning.step_size().median(),
-        step_sizes: run.tuning.step_size().expand(n),
-        inv_mass: run.tuning.inv_mass().map(<[f64]>::to_vec),
-        tuning: run.tuning.clone(),
+        divergences: tally.chain_divergences.clone(),
+        warmup_divergences: tally.warmup_divergences,
+        step_size: moves.tuning.step_size().median(),
+        step_sizes: moves.tuning.step_size().expand(n),
+        inv_mass: moves.tuning.inv_mass().map(<[f64]>::to_vec),
+        tuning: moves.tuning.clone(),
         grad_evals: steps_total * kernel.grad_evals_per_step() as u64
             + n as u64
             + if kernel.grad_evals_per_step() > 0 {
-                run.extra_evals
+                tally.extra_evals
             } else {
                 0
             },
         energy_evals: steps_total * kernel.grad_evals_per_step().max(1) as u64
             + n as u64
-            + run.extra_evals,
-        wall_s: run.elapsed_s + start.elapsed().as_secs_f64(),
+            + tally.extra_evals,
+        wall_s,
     };
-    let draws = run.draw;
-    // Draw-major storage to the (chains, draws, dim) the caller gets.
-    let mut samples = Array3::zeros((n, draws, d));
-    for (draw, block) in run.samples.chunks_exact(n * d).take(draws).enumerate() {
-        for c in 0..n {
-            samples
-                .slice_mut(ndarray::s![c, draw, ..])
-                .assign(&ndarray::ArrayView1::from(&block[c * d..(c + 1) * d]));
-        }
-    }
-    let energies = run.energies.map(|e| {
-        let mut out = Array2::zeros((n, draws));
-        for (draw, block) in e.chunks_exact(n).take(draws).enumerate() {
-            out.column_mut(draw)
-                .assign(&ndarray::ArrayView1::from(block));
-        }
-        out
+    let energies = config.record_energies.then(|| {
+        let e = tracks.pop().expect("recorded");
+        by_chain(&e, n, 1).index_axis_move(ndarray::Axis(2), 0)
     });
     SampleOutput {
-        samples,
+        samples: by_chain(&tracks[0], n, d),
         energies,
         stats,
-        final_state: state,
+        final_state: moves.state,
         complete,
     }
 }

@@ -7,6 +7,7 @@ mod driver;
 
 pub use crate::run::{Control, NoObserver, Observer, Phase, Progress};
 pub use checks::{EXACT_CHECK_P, diagnostic_warnings, warnings};
+pub(crate) use driver::KernelMoves;
 pub use driver::{resume, sample, sample_with};
 
 use crate::energy::{Energy, StateSpace};

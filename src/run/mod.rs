@@ -1,9 +1,15 @@
 //! The one run loop that sampling, AIS and negatives share: progress for
-//! an observer, checkpoints every N steps, and a stop flag.
+//! an observer, checkpoints every N steps, and a stop flag; and on it the
+//! chain engine ([`ChainRun`] driving a [`Transition`]) that runs the
+//! sampler's chains, parallel tempering's ladder and the negatives' moves.
 //!
 //! A run stopped by its flag returns what it has (marked incomplete) after
 //! writing a resumable checkpoint where one was asked for; a resumed run
 //! gives the same bytes as an uninterrupted one.
+
+mod chains;
+
+pub use chains::{ChainRun, Finished, Schedule, Tally, Transition, by_chain};
 
 use crate::error::Result;
 use std::path::PathBuf;
@@ -92,35 +98,6 @@ impl Observer for NoObserver {
 }
 
 /// A run the loop drives one step at a time.
-impl Progress {
-    /// The progress of a chain run at step `t` of `total` (warm-up up to
-    /// `warmup`), with the mean acceptance `since = (sum, steps)` of the
-    /// steps since the last report.
-    pub(crate) fn of_chains(
-        t: usize,
-        warmup: usize,
-        total: usize,
-        since: (f64, usize),
-        divergences: usize,
-        step_size: f64,
-    ) -> Progress {
-        Progress {
-            phase: if t <= warmup {
-                Phase::Warmup
-            } else {
-                Phase::Sampling
-            },
-            step: t,
-            total,
-            accept_rate: since.0 / since.1.max(1) as f64,
-            divergences,
-            step_size,
-            contexts_done: 0,
-            contexts: 0,
-        }
-    }
-}
-
 pub(crate) trait Steps {
     /// True when the run has nothing left to do.
     fn finished(&self) -> bool;
