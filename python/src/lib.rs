@@ -84,10 +84,11 @@ fn kernels_json() -> PyResult<String> {
     json(&boltz::kernels::listing())
 }
 
-/// Threads of the pool boltz computes on.
+/// Threads of the pool boltz computes on (this process's: a forked child
+/// has its own).
 #[pyfunction]
-fn threads() -> usize {
-    rayon::current_num_threads()
+fn threads() -> PyResult<usize> {
+    Ok(pool()?.current_num_threads())
 }
 
 #[pymodule]

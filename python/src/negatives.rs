@@ -4,12 +4,18 @@ use super::*;
 
 /// Negative samples call after call (persistent chains, replay buffer and
 /// every random stream kept between calls).
-#[pyclass(module = "boltz._native")]
+///
+/// Safe to share between Python threads: calls on one object take turns
+/// (a call waits, without the interpreter lock, for the one in progress),
+/// so each call continues the state the previous one left.
+#[pyclass(module = "boltz._native", frozen)]
 pub(crate) struct Negatives {
     pub(crate) energy: Py<Energy>,
     pub(crate) job: NegativesJob,
     pub(crate) sampler: Arc<Mutex<Option<NegativeSampler>>>,
-    pub(crate) last_report: Option<String>,
+    pub(crate) last_report: Mutex<Option<String>>,
+    /// Held for the whole of a call (or a state read or write).
+    pub(crate) turn: Mutex<()>,
 }
 
 impl Negatives {
@@ -29,50 +35,32 @@ impl Negatives {
             json(&self.job)?
         ))
     }
-}
 
-#[pymethods]
-impl Negatives {
-    /// A sampler of `energy` with a `NegativesJob` given as JSON and a
-    /// starting distribution spec (`gaussian:1`, `uniform:0,1`, ...).
-    #[new]
-    #[pyo3(signature = (energy, job, init=None))]
-    pub(crate) fn new(
-        energy: Py<Energy>,
-        job: &str,
-        init: Option<String>,
-        py: Python<'_>,
-    ) -> PyResult<Self> {
-        let mut job: NegativesJob = settings("negatives", job)?;
-        job.init = init_from(init.as_deref(), boltz::init::Init::Gaussian { std: 1.0 })?;
-        // Check every setting now, not at the first call.
-        job.method().map_err(to_py)?;
-        let e = energy
-            .bind(py)
-            .get()
-            .model
-            .energy(energy.bind(py).get().model.default_context.clone());
-        if let Ok(e) = e {
-            job.kernel(e.as_ref()).map_err(to_py)?;
-        }
-        Ok(Negatives {
-            energy,
-            job,
-            sampler: Arc::new(Mutex::new(None)),
-            last_report: None,
-        })
+    /// Runs `f` when no other thread's call on this object is in progress.
+    /// Waiting releases the interpreter lock (the call in progress may need
+    /// it for a Python energy) and looks for Ctrl-C.
+    fn in_turn<R>(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+        let _turn = loop {
+            match self.turn.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+                    py.check_signals()?;
+                }
+            }
+        };
+        f()
     }
 
-    /// One call: (chains, dim) negatives; the report as JSON.
-    #[pyo3(signature = (data=None, context=None, chains=None))]
-    pub(crate) fn sample<'py>(
-        &mut self,
-        py: Python<'py>,
-        data: Option<PyReadonlyArray2<'py, f64>>,
-        context: Option<PyReadonlyArray2<'py, f64>>,
+    /// One call (in turn): the negatives; the report kept for `last_report`.
+    fn call(
+        &self,
+        py: Python<'_>,
+        data: Option<Array2<f64>>,
+        context: Option<Array2<f64>>,
         chains: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let data = owned2(data);
+    ) -> PyResult<Array2<f64>> {
         let existing = self.lock()?.as_ref().map(|s| s.state().n_chains);
         let n = match (existing, chains, &data) {
             (Some(k), Some(c), _) if c != k => {
@@ -93,7 +81,6 @@ impl Negatives {
             let e = self.energy.bind(py).get();
             (e.model.clone(), e.callbacks())
         };
-        let context = owned2(context);
         let tag = self.tag(py)?;
         let job = self.job.clone();
         // The sampler stays in the shared slot whatever happens (an
@@ -129,7 +116,7 @@ impl Negatives {
             Ok((batch, kernel, warnings, Some(s)))
         })?;
 
-        self.last_report = Some(json(&serde_json::json!({
+        let report = json(&serde_json::json!({
             "model": self.energy.bind(py).get().model.name,
             "method": self.job.method,
             "kernel": kernel,
@@ -141,33 +128,17 @@ impl Negatives {
             "buffer": s.map(|x| x.1),
             "energies": batch.energies.to_vec(),
             "warnings": warnings,
-        }))?);
-        Ok(batch.negatives.into_pyarray(py))
+        }))?;
+        *self
+            .last_report
+            .lock()
+            .map_err(|_| BoltzError::new_err("the last report was poisoned by a panic"))? =
+            Some(report);
+        Ok(batch.negatives)
     }
 
-    /// The settings, as JSON.
-    #[getter]
-    pub(crate) fn settings(&self) -> PyResult<String> {
-        json(&self.job)
-    }
-
-    /// The report of the last call, as JSON (None before the first call).
-    #[getter]
-    pub(crate) fn last_report(&self) -> Option<String> {
-        self.last_report.clone()
-    }
-
-    /// The whole state (chains, buffer, every stream) as JSON; None before the first call.
-    pub(crate) fn state_json(&self) -> PyResult<Option<String>> {
-        self.lock()?.as_ref().map(|s| json(&s.state())).transpose()
-    }
-
-    /// Restores a state from [`Negatives::state_json`].
-    pub(crate) fn load_state_json(
-        &mut self,
-        py: Python<'_>,
-        state: Option<String>,
-    ) -> PyResult<()> {
+    /// Restores a state (in turn); `None` forgets it.
+    fn load_state(&self, py: Python<'_>, state: Option<String>) -> PyResult<()> {
         let Some(state) = state else {
             *self.lock()? = None;
             return Ok(());
@@ -185,14 +156,89 @@ impl Negatives {
         *self.lock()? = Some(NegativeSampler::restore(st).map_err(to_py)?);
         Ok(())
     }
+}
+
+#[pymethods]
+impl Negatives {
+    /// A sampler of `energy` with a `NegativesJob` given as JSON and a
+    /// starting distribution spec (`gaussian:1`, `uniform:0,1`, ...).
+    #[new]
+    #[pyo3(signature = (energy, job, init=None))]
+    pub(crate) fn new(
+        energy: Py<Energy>,
+        job: &str,
+        init: Option<String>,
+        py: Python<'_>,
+    ) -> PyResult<Self> {
+        let mut job: NegativesJob = settings("negatives", job)?;
+        job.init = init_from(init.as_deref(), boltz::init::Init::Gaussian { std: 1.0 })?;
+        // Check every setting now, not at the first call.
+        job.method().map_err(to_py)?;
+        let e = energy
+            .bind(py)
+            .get()
+            .model
+            .energy(energy.bind(py).get().model.default_context.clone());
+        if let Ok(e) = e {
+            job.kernel(e.as_ref()).map_err(to_py)?;
+        }
+        Ok(Negatives {
+            energy,
+            job,
+            sampler: Arc::new(Mutex::new(None)),
+            last_report: Mutex::new(None),
+            turn: Mutex::new(()),
+        })
+    }
+
+    /// One call: (chains, dim) negatives; the report as JSON.
+    #[pyo3(signature = (data=None, context=None, chains=None))]
+    pub(crate) fn sample<'py>(
+        &self,
+        py: Python<'py>,
+        data: Option<PyReadonlyArray2<'py, f64>>,
+        context: Option<PyReadonlyArray2<'py, f64>>,
+        chains: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let data = owned2(data);
+        let context = owned2(context);
+        self.in_turn(py, || self.call(py, data, context, chains))
+            .map(|n| n.into_pyarray(py))
+    }
+
+    /// The settings, as JSON.
+    #[getter]
+    pub(crate) fn settings(&self) -> PyResult<String> {
+        json(&self.job)
+    }
+
+    /// The report of the last call, as JSON (None before the first call).
+    #[getter]
+    pub(crate) fn last_report(&self) -> Option<String> {
+        self.last_report.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// The whole state (chains, buffer, every stream) as JSON; None before the first call.
+    pub(crate) fn state_json(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.in_turn(py, || {
+            self.lock()?.as_ref().map(|s| json(&s.state())).transpose()
+        })
+    }
+
+    /// Restores a state from [`Negatives::state_json`].
+    pub(crate) fn load_state_json(&self, py: Python<'_>, state: Option<String>) -> PyResult<()> {
+        self.in_turn(py, || self.load_state(py, state))
+    }
 
     /// Saves the state to `path` (versioned, checksummed, atomic).
-    pub(crate) fn save(&self, path: std::path::PathBuf) -> PyResult<()> {
-        let guard = self.lock()?;
-        let s = guard.as_ref().ok_or_else(|| {
-            BoltzError::new_err("nothing to save: the sampler has not been called yet")
-        })?;
-        s.save(&path).map_err(to_py)
+    pub(crate) fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        self.in_turn(py, || {
+            let guard = self.lock()?;
+            let s = guard.as_ref().ok_or_else(|| {
+                BoltzError::new_err("nothing to save: the sampler has not been called yet")
+            })?;
+            s.save(&path).map_err(to_py)
+        })
     }
 
     /// A sampler continuing the state saved by [`Negatives::save`] on
@@ -228,7 +274,8 @@ impl Negatives {
             energy,
             job,
             sampler: Arc::new(Mutex::new(Some(s))),
-            last_report: None,
+            last_report: Mutex::new(None),
+            turn: Mutex::new(()),
         })
     }
 }

@@ -33,13 +33,57 @@ impl Observer for StderrProgress {
     }
 }
 
+/// The thread pool of this process, with the process id it was made in.
+struct ProcessPool {
+    pid: u32,
+    pool: rayon::ThreadPool,
+}
+
+/// The pool boltz computes on in this process. rayon's global pool does
+/// not survive `fork`: its threads stay in the parent, and a forked
+/// child's first parallel call would wait for them forever (a
+/// `multiprocessing` worker, a PyTorch DataLoader worker). So the pool is
+/// made per process: a child builds its own at its first call. A parent's
+/// pool is left alone in the child (its threads do not exist there; there
+/// is nothing to join or free). One atomic pointer, no lock, so a fork at
+/// any moment leaves nothing locked.
+pub(crate) fn pool() -> PyResult<&'static rayon::ThreadPool> {
+    use std::sync::atomic::AtomicPtr;
+    static POOL: AtomicPtr<ProcessPool> = AtomicPtr::new(std::ptr::null_mut());
+    let pid = std::process::id();
+    loop {
+        let current = POOL.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer here was made by Box::into_raw below
+        // and is never freed (pools live as long as the process).
+        if let Some(p) = unsafe { current.as_ref() }
+            && p.pid == pid
+        {
+            return Ok(&p.pool);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("boltz-{i}"))
+            .build()
+            .map_err(|e| BoltzError::new_err(format!("cannot start the thread pool: {e}")))?;
+        let fresh = Box::into_raw(Box::new(ProcessPool { pid, pool }));
+        if POOL
+            .compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another thread of this process made one first: use it.
+            // SAFETY: `fresh` was never shared.
+            drop(unsafe { Box::from_raw(fresh) });
+        }
+    }
+}
+
 /// How often a waiting call takes the interpreter lock to look for Ctrl-C:
 /// often enough to stop within a fraction of a second, rarely enough not to
 /// take the lock from a callback running on the worker (each look forces a
 /// switch of the lock).
 pub(crate) const POLL: Duration = Duration::from_millis(100);
 
-/// Runs `job` on a worker thread with the interpreter lock released;
+/// Runs `job` on a worker thread, in this process's [`pool`], with the
+/// interpreter lock released;
 /// Ctrl-C (checked every 100 ms) sets the stop flag and raises
 /// `KeyboardInterrupt`; the first error of a callback energy is raised as
 /// it is; a panic becomes a `BoltzError`.
@@ -53,9 +97,12 @@ pub(crate) fn run_job<T: Send + 'static>(
         c.arm(stop.clone());
     }
     let s2 = stop.clone();
+    let pool = pool()?;
     let handle = std::thread::Builder::new()
         .name("boltz-job".into())
-        .spawn(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(s2))))
+        .spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(|| job(s2))))
+        })
         .map_err(|e| BoltzError::new_err(format!("cannot start a worker thread: {e}")))?;
     let mut interrupt: Option<PyErr> = None;
     let mut waited_after_stop = Duration::ZERO;

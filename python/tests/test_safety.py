@@ -246,3 +246,81 @@ def test_negatives_state_survives_an_exception_and_ctrl_c():
     with pytest.raises(KeyboardInterrupt):
         long.sample(chains=64)
     assert long.state_dict()["state"] is None  # a first call stopped keeps nothing
+
+
+def _sample_in_child():
+    draws, _ = boltz.sample("gmm-ring", "mala", chains=2, warmup=50, draws=20, seed=1)
+    return draws.shape
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_boltz(tmp_path):
+    # The parent's pool threads do not exist in a forked child: the child
+    # builds its own pool instead of waiting for them forever (P201).
+    assert _sample_in_child() == (2, 20, 2)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if _sample_in_child() == (2, 20, 2) else 3
+            code = code if boltz.threads() >= 1 else 4
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung in its boltz call")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_multiprocessing_fork_workers_run_boltz():
+    # multiprocessing.Pool with fork (Linux's default before Python 3.14,
+    # and PyTorch DataLoader workers): every worker computes (P202).
+    import multiprocessing
+
+    _sample_in_child()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        shapes = pool.starmap_async(_sample_in_child, [()] * 4).get(timeout=120)
+    assert shapes == [(2, 20, 2)] * 4
+
+
+def test_one_negatives_object_shared_by_threads():
+    # Six threads calling one object: every call runs (they take turns,
+    # none raises "Already borrowed"), and the calls continue one state.
+    calls = []
+    lock = threading.Lock()
+
+    def slow_quad(y):
+        time.sleep(0.002)
+        return quad(y)
+
+    neg = boltz.Negatives(boltz.CallbackEnergy(slow_quad, 2), method="pcd", steps=5, seed=3)
+    neg.sample(chains=4)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(3):
+                neg.sample()
+                with lock:
+                    calls.append(neg.last_report["call"])
+                neg.state_dict()
+        except Exception as e:  # pragma: no cover - the failure is the assert below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    assert neg.state_dict()["state"]["calls"] == 1 + 6 * 3
+    # Each thread read the report of the last call to finish then.
+    assert len(calls) == 18 and all(2 <= c <= 19 for c in calls)

@@ -549,6 +549,12 @@ class Negatives:
     through :meth:`state_dict` / :meth:`load_state_dict` and
     :meth:`save` / :meth:`load`: a training run resumed from a checkpoint
     draws the same negatives as one never stopped.
+
+    One object may be shared by several threads: their calls take turns
+    (a call waits for the one in progress, without holding the interpreter
+    lock), each continuing the state the previous one left; which thread
+    goes first is not fixed, so use one object per thread where the order
+    matters. :attr:`last_report` is the report of the last call to finish.
     """
 
     def __init__(
