@@ -95,6 +95,20 @@ impl Energy {
         y: PyReadonlyArray2<'py, f64>,
         x: Option<PyReadonlyArray2<'py, f64>>,
     ) -> PyResult<EnergyAndGrad<'py>> {
+        let (n, d) = y.as_array().dim();
+        let model_dim = self.model.dim();
+        if d != model_dim {
+            return Err(BoltzError::new_err(format!(
+                "shape mismatch in y: expected (n, {model_dim}), got ({n}, {d})"
+            )));
+        }
+        // The copy, the energies and the gradients, before any of them.
+        boltz::budget::check(
+            "y",
+            "points and gradients",
+            boltz::budget::bytes(&[n, 2 * d + 1], 8),
+        )
+        .map_err(to_py)?;
         let y = y.as_array().to_owned();
         let x = owned2(x);
         if self.model.x_dim() == 0 && x.as_ref().is_some_and(|x| x.ncols() > 0) {
@@ -165,12 +179,12 @@ pub(crate) struct CallbackEnergy {}
 #[pymethods]
 impl CallbackEnergy {
     #[new]
-    #[pyo3(signature = (func, dim, x_dim=0, binary=false, name=None))]
+    #[pyo3(signature = (func, dim, x_dim=None, binary=None, name=None))]
     pub(crate) fn new(
         func: Bound<'_, PyAny>,
-        dim: usize,
-        x_dim: usize,
-        binary: bool,
+        dim: Bound<'_, PyAny>,
+        x_dim: Option<Bound<'_, PyAny>>,
+        binary: Option<Bound<'_, PyAny>>,
         name: Option<String>,
     ) -> PyResult<PyClassInitializer<Self>> {
         if !func.is_callable() {
@@ -178,6 +192,17 @@ impl CallbackEnergy {
                 "invalid value for `fn`: must be callable as fn(y) or fn(y, x)",
             ));
         }
+        let dim = int_arg(&dim, "dim")?;
+        let x_dim = x_dim.map_or(Ok(0), |x| int_arg(&x, "x_dim"))?;
+        let binary = match binary {
+            None => false,
+            Some(b) => b.extract::<bool>().map_err(|_| {
+                BoltzError::new_err(format!(
+                    "invalid value for `binary`: expected True or False, got {b}"
+                ))
+            })?,
+        };
+        takes_args(&func, if x_dim > 0 { 2 } else { 1 })?;
         if dim == 0 {
             return Err(BoltzError::new_err("invalid value for `dim`: must be >= 1"));
         }
@@ -219,6 +244,49 @@ impl CallbackEnergy {
         })
         .add_subclass(CallbackEnergy {}))
     }
+}
+
+/// A count given from Python: an int (not a bool, not a float), >= 0.
+fn int_arg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    let bad = |why: String| BoltzError::new_err(format!("invalid value for `{name}`: {why}"));
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(bad(format!("expected an integer, got {v}")));
+    }
+    let i: i128 = v
+        .extract()
+        .map_err(|_| bad(format!("expected an integer, got {v}")))?;
+    usize::try_from(i).map_err(|_| bad(format!("must be >= 0, got {i}")))
+}
+
+/// Whether `func` can be called with `n` positional arguments (`fn(y)`, or
+/// `fn(y, x)` for a conditional energy); functions whose signature cannot
+/// be read (some builtins) pass.
+fn takes_args(func: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
+    let py = func.py();
+    let Ok(sig) = py
+        .import("inspect")
+        .and_then(|i| i.getattr("signature"))
+        .and_then(|s| s.call1((func,)))
+    else {
+        return Ok(());
+    };
+    let args: Vec<Py<PyAny>> = (0..n).map(|_| py.None()).collect();
+    if sig
+        .call_method1("bind", pyo3::types::PyTuple::new(py, args)?)
+        .is_err()
+    {
+        let shape = if n == 2 { "fn(y, x)" } else { "fn(y)" };
+        return Err(BoltzError::new_err(format!(
+            "invalid value for `fn`: it must take {n} argument{} ({shape}){}",
+            if n == 1 { "" } else { "s" },
+            if n == 2 {
+                ": a conditional energy (x_dim > 0) is called with the contexts too"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
 }
 
 /// Loads a suite target (`gauss-ill`, `gmm-ring`, `funnel`, `mlp`, `rbm20`,

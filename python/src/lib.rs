@@ -84,6 +84,16 @@ fn kernels_json() -> PyResult<String> {
     json(&boltz::kernels::listing())
 }
 
+/// Refuses, with a `BoltzError` naming `what`, an array of `shape` and
+/// `bytes_each` bytes per entry that would not fit the memory budget
+/// (`BOLTZ_MAX_MEMORY`, the cgroup, `ulimit -v`, the machine's memory).
+#[pyfunction]
+fn check_memory(what: &str, shape: Vec<usize>, bytes_each: usize) -> PyResult<()> {
+    boltz::budget::check(what, "the array", boltz::budget::bytes(&shape, bytes_each))
+        .map(|_| ())
+        .map_err(to_py)
+}
+
 /// Threads of the pool boltz computes on (this process's: a forked child
 /// has its own).
 #[pyfunction]
@@ -108,6 +118,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compare, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(threads, m)?)?;
+    m.add_function(wrap_pyfunction!(check_memory, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let _ = (Array1::<f64>::zeros(0), ());
     Ok(())

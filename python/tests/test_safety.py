@@ -324,3 +324,63 @@ def test_one_negatives_object_shared_by_threads():
     assert neg.state_dict()["state"]["calls"] == 1 + 6 * 3
     # Each thread read the report of the last call to finish then.
     assert len(calls) == 18 and all(2 <= c <= 19 for c in calls)
+
+
+def _cond(y, x):
+    return quad(y)
+
+
+_BAD_ARGUMENTS = [
+    # (case, call, what the message names) -- issue 30's Python audit.
+    ("3-D y", lambda: boltz.load_model("gmm-ring").energy_and_grad(np.zeros((2, 2, 2))), "2-D"),
+    ("y of strings", lambda: boltz.load_model("gmm-ring").energy_and_grad([["a", "b"]]), "`y`"),
+    ("y a string", lambda: boltz.load_model("gmm-ring").energy_and_grad("ab"), "`y`"),
+    ("y wrong width", lambda: boltz.load_model("gmm-ring").energy_and_grad(np.zeros((2, 3))), "(n, 2)"),
+    ("NaN y", lambda: boltz.load_model("gmm-ring").energy_and_grad(np.array([[0.0, np.nan]])), "finite"),
+    ("inf y", lambda: boltz.load_model("gmm-ring").energy_and_grad([[np.inf, 0.0]]), "finite"),
+    (
+        "10^12-row broadcast view",
+        lambda: boltz.load_model("gmm-ring").energy_and_grad(np.broadcast_to(np.zeros(2), (10**12, 2))),
+        "would need",
+    ),
+    ("dim -1", lambda: boltz.CallbackEnergy(quad, -1), "`dim`"),
+    ("dim 2.0", lambda: boltz.CallbackEnergy(quad, 2.0), "`dim`"),
+    ("dim True", lambda: boltz.CallbackEnergy(quad, True), "`dim`"),
+    ("dim 0", lambda: boltz.CallbackEnergy(quad, 0), "`dim`"),
+    ("x_dim -1", lambda: boltz.CallbackEnergy(quad, 2, x_dim=-1), "`x_dim`"),
+    ("binary 'yes'", lambda: boltz.CallbackEnergy(quad, 2, binary="yes"), "`binary`"),
+    ("conditional fn(y)", lambda: boltz.CallbackEnergy(quad, 2, x_dim=1), "fn(y, x)"),
+    ("fn(y, x) unconditional", lambda: boltz.CallbackEnergy(_cond, 2), "fn(y)"),
+    ("clamp (1,)", lambda: boltz.sample("gmm-ring", "ula", clamp=(1,)), "`clamp`"),
+    ("clamp 'ab'", lambda: boltz.Negatives("gmm-ring", clamp="ab"), "`clamp`"),
+    ("load_model(None)", lambda: boltz.load_model(None), "name_or_path"),
+    ("diagnose of strings", lambda: boltz.diagnose([[["a"]]]), "`samples`"),
+    ("diagnose of a string", lambda: boltz.diagnose("abc"), "`samples`"),
+    ("log_prob NaN points", lambda: boltz.log_prob("gmm-ring", [[np.nan, 0.0]]), "finite"),
+    ("log_prob 0 rows", lambda: boltz.log_prob("gmm-ring", np.zeros((0, 2))), "0 rows"),
+    ("log_prob points None", lambda: boltz.log_prob("gmm-ring", None), "`points`"),
+]
+
+
+@pytest.mark.parametrize("case,call,match", _BAD_ARGUMENTS, ids=[c[0] for c in _BAD_ARGUMENTS])
+def test_bad_arguments_are_boltz_errors(case, call, match):
+    with pytest.raises(boltz.BoltzError) as info:
+        call()
+    assert match in str(info.value), str(info.value)
+
+
+def test_points_of_any_real_dtype_or_a_list_are_taken():
+    e = boltz.load_model("gmm-ring")
+    ref_e, ref_g = e.energy_and_grad(np.array([[0.5, -1.0]]))
+    for y in (
+        np.array([[0.5, -1.0]], dtype=np.float32),
+        [[0.5, -1.0]],
+        np.array([0.5, -1.0]),
+        np.asfortranarray(np.array([[0.5, -1.0]])),
+    ):
+        got_e, got_g = e.energy_and_grad(y)
+        assert got_e.dtype == np.float64 and got_e.shape == (1,)
+        np.testing.assert_array_equal(got_e, ref_e)
+        np.testing.assert_array_equal(got_g, ref_g)
+    ints_e, _ = e.energy_and_grad(np.array([[1, 2]]))
+    np.testing.assert_array_equal(ints_e, e.energy_and_grad([[1.0, 2.0]])[0])

@@ -137,3 +137,22 @@ def test_mlp_from_torch_refuses_unsupported_modules():
         boltz.mlp_from_torch(net)
     with pytest.raises(boltz.BoltzError, match="activations"):
         boltz.mlp_from_torch(net.state_dict())
+
+
+def test_tensors_in_tensors_out():
+    # energy_and_grad and log_prob take torch tensors (with grad, float32)
+    # and answer with tensors of the input's dtype and device (issue 28).
+    torch = pytest.importorskip("torch")
+    e = boltz.load_model("gmm-ring")
+    y = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    en, g = e.energy_and_grad(y)
+    assert isinstance(en, torch.Tensor) and isinstance(g, torch.Tensor)
+    assert en.dtype == torch.float64 and g.shape == (2, 2)
+    ref_e, ref_g = e.energy_and_grad(y.detach().numpy())
+    np.testing.assert_array_equal(en.numpy(), ref_e)
+    np.testing.assert_array_equal(g.numpy(), ref_g)
+    e32, _ = e.energy_and_grad(y.detach().float())
+    assert e32.dtype == torch.float32
+    lp = boltz.log_prob("gmm-ring", y)
+    assert isinstance(lp, torch.Tensor) and lp.shape == (1, 2)
+    np.testing.assert_array_equal(lp.numpy(), boltz.log_prob("gmm-ring", y.detach().numpy()))

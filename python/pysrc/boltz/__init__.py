@@ -67,14 +67,45 @@ __all__ = [
 _Array = Any  # numpy.ndarray (or anything numpy.asarray takes)
 
 
-def _f64_2d(a: Optional[_Array], what: str, cols: Optional[int] = None) -> Optional[_np.ndarray]:
-    """A C-contiguous float64 (n, cols) copy or view of ``a``; 1-D becomes one row."""
+def _is_tensor(a: Any) -> bool:
+    """Whether ``a`` is a torch tensor (without importing torch)."""
+    return type(a).__module__.split(".")[0] == "torch" and hasattr(a, "detach")
+
+
+def _f64_array(a: _Array, what: str) -> _np.ndarray:
+    """``a`` (an array, a torch tensor on any device, with or without
+    grad, nested lists, any real dtype) as a C-contiguous float64 array;
+    anything else is a ``BoltzError`` naming ``what``."""
+    if _is_tensor(a):
+        a = a.detach().cpu().double().numpy()
+    try:
+        dims: Optional[List[int]] = [int(n) for n in getattr(a, "shape")]
+    except (AttributeError, TypeError, ValueError):
+        dims = None
+    if dims is not None:
+        # Before numpy copies it (a broadcast view of 10^12 rows is cheap
+        # until then).
+        _native.check_memory(what, dims, 8)
+    if isinstance(a, (str, bytes)):
+        raise BoltzError(f"invalid value for `{what}`: not an array of numbers (a string)")
+    try:
+        arr = _np.asarray(a)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"its values are {arr.dtype}, not real numbers")
+        return _np.ascontiguousarray(arr, dtype=_np.float64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise BoltzError(f"invalid value for `{what}`: not an array of numbers ({e})") from None
+
+
+def _f64_2d(
+    a: Optional[_Array], what: str, cols: Optional[int] = None, finite: bool = False
+) -> Optional[_np.ndarray]:
+    """A C-contiguous float64 (n, cols) copy or view of ``a``; 1-D becomes
+    one row. ``finite``: NaN or infinite values are refused, as the CLI
+    refuses them in ``--points``."""
     if a is None:
         return None
-    try:
-        arr = _np.ascontiguousarray(_np.asarray(a, dtype=_np.float64))
-    except (TypeError, ValueError) as e:
-        raise BoltzError(f"invalid value for `{what}`: not an array of numbers ({e})") from None
+    arr = _f64_array(a, what)
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2:
@@ -83,7 +114,44 @@ def _f64_2d(a: Optional[_Array], what: str, cols: Optional[int] = None) -> Optio
         raise BoltzError(
             f"shape mismatch in {what}: expected (n, {cols}), got {arr.shape}"
         )
+    if finite and not _np.isfinite(arr).all():
+        i, j = (int(k) for k in _np.argwhere(~_np.isfinite(arr))[0])
+        raise BoltzError(
+            f"invalid value for `{what}`: row {i}, column {j} is {arr[i, j]}: "
+            "every value must be finite"
+        )
     return arr
+
+
+def _like(out: _np.ndarray, given: Any) -> Any:
+    """``out`` as a torch tensor on ``given``'s device and dtype when
+    ``given`` is a tensor (tensors in, tensors out), else as it is."""
+    if not _is_tensor(given):
+        return out
+    import torch
+
+    return torch.from_numpy(_np.ascontiguousarray(out)).to(device=given.device, dtype=given.dtype)
+
+
+_native_energy_and_grad = Energy.energy_and_grad
+
+
+def _energy_and_grad(self: Energy, y: _Array, x: Optional[_Array] = None) -> Tuple[Any, Any]:
+    """``(energies (n,), gradients (n, dim))`` of the rows of ``y`` (n, dim).
+
+    ``y`` may be a numpy array of any real dtype, nested lists or a torch
+    tensor (any device, with or without grad; the result then comes back
+    as tensors of ``y``'s dtype and device); one point may be 1-D. A
+    conditional energy takes contexts ``x`` (n or 1 rows, ``x_dim``
+    columns). Non-finite points are refused (``BoltzError``).
+    """
+    yy = _f64_2d(y, "y", self.dim, finite=True)
+    xx = None if x is None else _f64_2d(x, "x", None, finite=True)
+    e, g = _native_energy_and_grad(self, yy, xx)
+    return _like(e, y), _like(g, y)
+
+
+Energy.energy_and_grad = _energy_and_grad  # type: ignore[method-assign]
 
 
 def _context(e: Energy, context: Optional[_Array]) -> Optional[_np.ndarray]:
@@ -104,6 +172,17 @@ def _energy(energy: Any) -> Energy:
         "invalid value for `energy`: expected a boltz.Energy (load_model, CallbackEnergy, "
         f"torch_energy, mlp_from_torch) or a model name, got {type(energy).__name__}"
     )
+
+
+def _pair(v: Any, what: str) -> Optional[List[float]]:
+    """``(lo, hi)`` as two floats, or None."""
+    if v is None:
+        return None
+    try:
+        lo, hi = (float(t) for t in v)
+    except (TypeError, ValueError) as e:
+        raise BoltzError(f"invalid value for `{what}`: expected (lo, hi), got {v!r} ({e})") from None
+    return [lo, hi]
 
 
 def _count(v: Any, what: str) -> int:
@@ -131,6 +210,11 @@ def load_model(
     precision (as the CLI's ``--precision``; sampler state and estimates
     stay float64); default the model file's ``dtype``, else ``"f64"``.
     """
+    if not isinstance(name_or_path, (str, _os.PathLike)):
+        raise BoltzError(
+            "invalid value for `name_or_path`: expected a suite target name or a model "
+            f"file path, got {type(name_or_path).__name__}"
+        )
     e = _native.load_model(_os.fspath(name_or_path))
     return e if precision is None else e.with_precision(str(precision))
 
@@ -244,7 +328,7 @@ def sample(
         "jitter": float(jitter),
         "noise": _opt_float(noise),
         "grad_clip": _opt_float(grad_clip),
-        "clamp": None if clamp is None else [float(clamp[0]), float(clamp[1])],
+        "clamp": _pair(clamp, "clamp"),
         "target_accept": _opt_float(target_accept),
         "shared_step": bool(shared_step),
         "adapt_mass": bool(adapt_mass),
@@ -433,7 +517,11 @@ def log_prob(
     settings; ``return_report=True`` also returns its report.
     """
     e = _energy(energy)
-    pts = _f64_2d(points, "points", e.dim)
+    if points is None:
+        raise BoltzError("invalid value for `points`: give the points, (N, dim)")
+    pts = _f64_2d(points, "points", e.dim, finite=True)
+    if pts.shape[0] == 0:
+        raise BoltzError("invalid value for `points`: no points (0 rows)")
     job = _logz_job(
         method=method, particles=particles, temps=temps, seed=seed, schedule=schedule,
         kernel=kernel, steps_per_temp=steps_per_temp, step_size=step_size, beta=beta,
@@ -443,6 +531,7 @@ def log_prob(
     lp = _np.asarray(lp)
     if lp.ndim == 1 and not paired:
         lp = lp.reshape(1, -1)
+    lp = _like(lp, points)
     if return_report:
         return lp, _logz_arrays(_json.loads(r))
     return lp
@@ -458,7 +547,7 @@ def diagnose(samples: _Array) -> Dict[str, Any]:
     report, from the same library job. A (chains, draws) array is one
     coordinate. Non-finite draws are refused (``BoltzError``).
     """
-    a = _np.asarray(samples, dtype=_np.float64)
+    a = _f64_array(samples, "samples")
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3:
@@ -589,7 +678,7 @@ class Negatives:
                 "step_size": float(step_size),
                 "noise": _opt_float(noise),
                 "grad_clip": _opt_float(grad_clip),
-                "clamp": None if clamp is None else [float(clamp[0]), float(clamp[1])],
+                "clamp": _pair(clamp, "clamp"),
                 "leapfrog": _count(leapfrog, "leapfrog"),
                 "jitter": float(jitter),
                 "buffer": _count(buffer, "buffer"),

@@ -40,10 +40,10 @@ class Energy:
     def callback_stats(self) -> Optional[Tuple[int, float, float]]:
         """(calls, seconds inside fn, seconds of the whole evaluations) of a
         callback energy; None for native energies."""
-    def energy_and_grad(
-        self, y: npt.NDArray[np.float64], x: Optional[npt.NDArray[np.float64]] = None
-    ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """(energies (n,), gradients dF/dy (n, dim)) of the rows of y (n, dim)."""
+    def energy_and_grad(self, y: Any, x: Optional[Any] = None) -> Tuple[Any, Any]:
+        """(energies (n,), gradients dF/dy (n, dim)) of the rows of y (n, dim):
+        numpy arrays of any real dtype, lists or torch tensors (tensors in,
+        tensors out); non-finite points are refused."""
 
 class CallbackEnergy(Energy):
     """An energy given by ``fn(y) -> (energies (n,), gradients (n, dim))``
