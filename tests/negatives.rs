@@ -332,3 +332,49 @@ fn replay_policies_fill_the_buffer_as_documented() {
     }
     assert_eq!(s.buffer_len(), 300);
 }
+
+#[test]
+fn a_state_whose_stream_keys_were_edited_is_refused() {
+    // P141: a state file whose chain stream was edited (checksum
+    // recomputed) was accepted and drew other negatives. Every stream's key
+    // must be the one the seed gives its chain (positions within a stream
+    // are the state itself, as in checkpoints).
+    let (e, _) = gauss();
+    let k = Mala::new(0.001).unwrap();
+    let tempered = NegativeSampler::new(
+        Method::Tempered { replicas: 3 },
+        Init::Gaussian { std: 1.0 },
+        4,
+        100,
+        5,
+    )
+    .unwrap();
+    let mut pcd =
+        NegativeSampler::new(Method::Pcd, Init::Gaussian { std: 1.0 }, 4, 100, 5).unwrap();
+    pcd.generate(&e, &k, 2, None).unwrap();
+    for s in [pcd.state(), tempered.state()] {
+        let v = serde_json::to_value(&s).unwrap();
+        let restore = |v: &serde_json::Value| {
+            NegativeSampler::restore(serde_json::from_value(v.clone()).unwrap())
+        };
+        assert!(restore(&v).is_ok());
+        let mut keys = vec!["/chain_rngs/1/stream".to_string(), "/aux_rng/stream".into()];
+        if s.tempered.is_some() {
+            keys.extend([
+                "/tempered/rngs/5/stream".into(),
+                "/tempered/swap_rngs/2/stream".into(),
+            ]);
+        }
+        for key in keys {
+            let mut edited = v.clone();
+            let x = edited.pointer(&key).unwrap().as_u64().unwrap();
+            *edited.pointer_mut(&key).unwrap() = (x ^ 1).into();
+            assert!(restore(&edited).is_err(), "{key} edited was accepted");
+        }
+        // A position within a stream is state: accepted.
+        let mut moved = v.clone();
+        let pos = moved.pointer_mut("/chain_rngs/0/word_pos").unwrap();
+        *pos = (pos.as_u64().unwrap_or(0) + 4).into();
+        assert!(restore(&moved).is_ok());
+    }
+}

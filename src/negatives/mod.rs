@@ -311,6 +311,7 @@ impl NegativeSampler {
         };
         if state.chain_rngs.len() != state.n_chains
             || !tempered_ok
+            || !streams_are_the_seeds(&state)
             || !state.buffer.len().is_multiple_of(state.dim.max(1))
             || !(state.persistent.is_empty()
                 || state.persistent.len() == state.n_chains * state.dim)
@@ -518,4 +519,37 @@ impl NegativeSampler {
         }
         out
     }
+}
+
+/// Whether every random stream of a (restored) state is the one its seed
+/// gives the chain, row or purpose it belongs to (chain `i`: stream
+/// `(seed, i)`; the sampler's own draws; tempering's rows and swaps). A
+/// stream's position is the state itself and is not checked; its key is:
+/// an edited key would draw another chain's numbers (P141). Sizes are
+/// checked before this.
+fn streams_are_the_seeds(state: &NegativeState) -> bool {
+    let seed = state.seed;
+    let same = |saved: &[RngState], expected: Vec<ChainRng>| {
+        saved.len() == expected.len()
+            && saved
+                .iter()
+                .zip(&expected)
+                .all(|(s, e)| crate::rng::same_stream(s, e))
+    };
+    let tempered = state.tempered.as_ref().is_none_or(|t| {
+        let Method::Tempered { replicas } = state.method else {
+            return false;
+        };
+        same(&t.rngs, crate::pt::row_rngs(seed, state.n_chains, replicas))
+            && same(
+                &t.swap_rngs,
+                (0..state.n_chains)
+                    .map(|c| crate::pt::swap_rng(seed, c))
+                    .collect(),
+            )
+    });
+    state.chain_rngs.len() == state.n_chains
+        && same(&state.chain_rngs, chain_rngs(seed, state.n_chains))
+        && crate::rng::same_stream(&state.aux_rng, &crate::rng::Stream::Negatives.rng(seed))
+        && tempered
 }
