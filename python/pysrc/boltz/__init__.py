@@ -17,7 +17,10 @@ Energies:
 
 Jobs: :func:`sample`, :func:`logz`, :func:`log_prob`, :class:`Negatives`,
 :func:`diagnose`, :func:`compare`. Errors are :class:`BoltzError` (a
-``ValueError``); Ctrl-C stops any job with ``KeyboardInterrupt``.
+``ValueError``); Ctrl-C stops any job with ``KeyboardInterrupt`` (a
+Python energy's call in progress is not cut short: no further call starts,
+and the job raises at most 2 s later while that call finishes in the
+background).
 
 Example::
 
