@@ -434,7 +434,8 @@ fn bad_inputs_are_exit_2_and_never_hang() {
 }
 
 /// Loops that used to ignore the first signal (negatives' steps, compare,
-/// bench) stop within a second.
+/// bench) stop within a second of their own work (CPU time per core after
+/// the signal: a loaded machine stretches the wall time, not the work).
 #[test]
 fn every_loop_stops_within_a_second_of_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -491,17 +492,8 @@ fn every_loop_stops_within_a_second_of_sigterm() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(1500));
-        let t0 = Instant::now();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let out = child.wait_with_output().unwrap();
-        let waited = t0.elapsed().as_secs_f64();
-        assert!(waited < 1.0, "{}: stopped after {waited:.2} s", args[0]);
+        let (out, wall, cpu) = stop_with(child, "TERM");
+        assert_stopped_soon(args[0], wall, cpu);
         assert_eq!(
             out.status.code(),
             Some(143),
