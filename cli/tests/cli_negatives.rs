@@ -235,3 +235,41 @@ fn negatives_refuses_bad_settings() {
         "shape",
     );
 }
+
+/// A call whose chains barely move is warned (issue 31's frozen sampler):
+/// MALA at a step far too large accepts nothing; at its default step on
+/// the same target it stays quiet.
+#[test]
+fn a_frozen_sampler_is_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    npy(&p.join("d.npy"), 8, 2, &[0.5; 16]);
+    let run = |step: Option<&str>| {
+        let mut args = vec![
+            "negatives",
+            "--model",
+            "gmm-ring",
+            "--kernel",
+            "mala",
+            "--data",
+            "d.npy",
+            "--out",
+            "n.npy",
+            "--steps",
+            "20",
+            "--json",
+        ];
+        if let Some(s) = step {
+            args.extend(["--step-size", s]);
+        }
+        let v: serde_json::Value = serde_json::from_str(&assert_ok(&boltz(p, &args))).unwrap();
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w.as_str().unwrap().contains("barely move"))
+            .count()
+    };
+    assert_eq!(run(Some("50")), 1);
+    assert_eq!(run(None), 0);
+}

@@ -5,7 +5,7 @@ use crate::energy::Scaled;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::kernels::{Kernel, KernelSettings, KernelSpec};
-use crate::negatives::{Method, NegativeBatch, NegativeSampler, ReplayPolicy};
+use crate::negatives::{Method, NegativeBatch, NegativeSampler, NegativeStats, ReplayPolicy};
 use crate::run::Control;
 use crate::{Energy, StateSpace};
 use ndarray::ArrayView2;
@@ -308,5 +308,38 @@ pub fn call(
             batch.stats.divergences
         ));
     }
+    warnings.extend(frozen(
+        &batch.stats,
+        kernel.target_accept(),
+        job.steps,
+        &name,
+    ));
     Ok((batch, name, warnings))
+}
+
+/// A call whose chains barely moved: a Metropolis kernel (one with a
+/// target acceptance) accepting under a tenth of its target, or chains
+/// that did not move at all. The negatives are then close to where the
+/// call started them, whatever the model (a fixed step that the trained
+/// energy's growing curvature has left too large).
+fn frozen(
+    stats: &NegativeStats,
+    target: Option<f64>,
+    steps: usize,
+    kernel: &str,
+) -> Option<String> {
+    if steps == 0 {
+        return None;
+    }
+    let moved = stats.distance_moved;
+    match target {
+        Some(t) if stats.acceptance < 0.1 * t => Some(format!(
+            "acceptance {:.3} in this call, under a tenth of {kernel}'s target {t:.3}: the chains barely move (mean distance {moved:.3} in {steps} steps), so the negatives stay near where they started; lower the step size",
+            stats.acceptance
+        )),
+        _ if moved == 0.0 => Some(format!(
+            "no chain moved in {steps} steps of {kernel}: the negatives are their starts; check the step size and the clamp"
+        )),
+        _ => None,
+    }
 }
