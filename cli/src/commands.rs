@@ -180,6 +180,8 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
             .as_deref()
             .map(boltz::shard::Shard::parse)
             .transpose()?,
+        // The command's text and JSON reports are the diagnostics.
+        diagnostics: true,
     })
 }
 

@@ -69,7 +69,7 @@ pub(crate) fn sample<'py>(
 /// and with `points` (N, dim) their log P(y|x) too: (k, N), or (N,) when
 /// `paired`.
 #[pyfunction]
-#[pyo3(signature = (energy, job, context, data, points, paired, progress))]
+#[pyo3(signature = (energy, job, context, data, points, paired, progress, reverse_from=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn logz<'py>(
     py: Python<'py>,
@@ -80,9 +80,11 @@ pub(crate) fn logz<'py>(
     points: Option<PyReadonlyArray2<'py, f64>>,
     paired: bool,
     progress: bool,
+    reverse_from: Option<PyReadonlyArray2<'py, f64>>,
 ) -> PyResult<(Option<Bound<'py, numpy::PyArrayDyn<f64>>>, String)> {
     let mut job: LogzJob = settings("logz", job)?;
     job.data = owned2(data);
+    job.reverse_from = owned2(reverse_from);
     let (model, context, points) = (energy.model.clone(), owned2(context), owned2(points));
     let (logp, report) = run_job(py, &energy.callbacks(), move |stop| {
         let mut obs = StderrProgress {

@@ -353,3 +353,29 @@ def test_data_start_the_pilot_where_the_mass_is():
     assert abs(r["log_z"][0]) < 3 * r["stderr"][0] and not r["warnings"], r
     with pytest.raises(boltz.BoltzError, match="data"):
         boltz.logz(m, method="smc", data=np.zeros((4, 3)))
+
+
+def test_sample_without_diagnostics_and_whole_wall_time():
+    # diagnostics=False skips R-hat/ESS (the same draws); wall_s covers
+    # the whole call, its parts reported apart; the report names the start.
+    _, with_diag = boltz.sample("gauss-ill", chains=64, warmup=50, draws=100, seed=2)
+    draws, r = boltz.sample("gauss-ill", chains=64, warmup=50, draws=100, seed=2, diagnostics=False)
+    draws2, _ = boltz.sample("gauss-ill", chains=64, warmup=50, draws=100, seed=2)
+    np.testing.assert_array_equal(draws, draws2)
+    assert r["diagnostics"] is False and np.isnan(r["ess_bulk_min"]) and np.isnan(r["rhat_max"])
+    assert with_diag["diagnostics"] is True and with_diag["ess_bulk_min"] > 0
+    for rep in (r, with_diag):
+        assert rep["wall_s"] >= rep["sampling_s"] > 0
+        assert abs(rep["wall_s"] - rep["sampling_s"] - rep["diagnostics_s"]) < 1e-9
+    assert with_diag["diagnostics_s"] > r["diagnostics_s"]
+    init = np.zeros((4, 100))
+    _, r = boltz.sample("gauss-ill", warmup=10, draws=10, init=init)
+    assert r["init"] == "the positions given (4 x 100)"
+
+
+def test_logz_reverse_from_draws():
+    # Reverse AIS from given draws of the target: an upper bound.
+    draws, _ = boltz.sample("gmm-ring", chains=8, warmup=500, draws=200, seed=1)
+    r = boltz.logz("gmm-ring", method="ais", particles=256, temps=200,
+                   reverse_from=draws.reshape(-1, 2)[:256])
+    assert "log_z_upper" in r and np.isfinite(r["log_z_upper"])

@@ -67,6 +67,19 @@ pub struct SampleJob {
     /// tie a chain to the others of its shard), so every split gives the
     /// same draws; `--shard 0/1` is the one-process run.
     pub shard: Option<crate::shard::Shard>,
+    /// Compute the diagnostics (R-hat, ESS, the check against exact draws)
+    /// and their warnings (default true). They cost more than the run
+    /// itself for many short chains (1024 chains x 200 draws x 64
+    /// coordinates: ~10 CPU seconds); `false` skips them (the report's
+    /// `ess_*` and `rhat_max` are then null). Part of the job's settings
+    /// like every other field (a resume or merge with the other choice is
+    /// refused: the report would differ).
+    #[serde(default = "yes")]
+    pub diagnostics: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SampleJob {
@@ -96,6 +109,7 @@ impl SampleJob {
             all_replicas: false,
             base_scale: None,
             shard: None,
+            diagnostics: true,
         }
     }
 
@@ -328,9 +342,11 @@ pub fn sample(
     control: &Control,
     resume: Option<&Path>,
 ) -> Result<SampleRun> {
+    let start = std::time::Instant::now();
     let energy: Arc<dyn Energy> = model.energy(context)?;
     let mut spec = job.kernel_spec(energy.as_ref())?;
     let config = job.config(energy.dim())?;
+    let given_rows = init.as_ref().map(|y| y.dim());
     // A shard starts its own chains from their rows of given positions.
     let init = match (job.shard, init) {
         (Some(s), Some(y)) if y.nrows() == job.chains => {
@@ -354,8 +370,9 @@ pub fn sample(
     )?;
     let gradient_free = gradient_free || pt.as_ref().is_some_and(|(p, _)| p.kernel == "gibbs");
     let d = out.samples.dim().1;
+    let sampled = start.elapsed().as_secs_f64();
     // An interrupted run may have fewer than 4 draws: no diagnostics then.
-    let have_diag = d >= 4;
+    let have_diag = d >= 4 && job.diagnostics;
     let ov = if have_diag {
         diagnostics::overview(&diagnostics::summarize(out.samples.view())?)
     } else {
@@ -367,7 +384,7 @@ pub fn sample(
     };
     // Exact draws of the target (suite targets, Gaussians, mixtures, the
     // funnel; at beta 1) let the run be checked against the truth.
-    let exact = (config.beta == 1.0)
+    let exact = (config.beta == 1.0 && job.diagnostics)
         .then(|| crate::ais::exact_draws(model, 4096, config.seed))
         .flatten();
     let mut warnings = sampler::warnings(
@@ -391,6 +408,15 @@ pub fn sample(
     }
     let checks = (&ov, exact.is_some(), gradient_free);
     let mut report = report_json(model, job, &config, &out, checks, &warnings);
+    if let Some((n, dim)) = given_rows {
+        report["init"] = serde_json::json!(format!("the positions given ({n} x {dim})"));
+    }
+    // The whole job's time: the chains, then the diagnostics (apart).
+    let whole = start.elapsed().as_secs_f64();
+    report["sampling_s"] = serde_json::json!(sampled);
+    report["diagnostics_s"] = serde_json::json!(whole - sampled);
+    report["wall_s"] = serde_json::json!(whole);
+    report["diagnostics"] = serde_json::json!(job.diagnostics);
     let (pt, all_replicas) = match pt {
         Some((stats, all)) => (Some(stats), all),
         None => (None, None),

@@ -96,6 +96,7 @@ def sample(
     init_spec: Optional[str],
     progress: bool,
 ) -> Tuple[npt.NDArray[np.float64], str]: ...
+def check_memory(what: str, shape: List[int], bytes_each: int) -> None: ...
 def logz(
     energy: Energy,
     job: str,
@@ -104,6 +105,7 @@ def logz(
     points: Optional[npt.NDArray[np.float64]],
     paired: bool,
     progress: bool,
+    reverse_from: Optional[npt.NDArray[np.float64]] = None,
 ) -> Tuple[Optional[npt.NDArray[np.float64]], str]: ...
 def run_shard(
     energy: Energy,
