@@ -378,3 +378,41 @@ fn a_state_whose_stream_keys_were_edited_is_refused() {
         assert!(restore(&moved).is_ok());
     }
 }
+
+#[test]
+fn a_call_of_k_steps_evaluates_k_plus_one_times() {
+    // Issue 31: a call of K Langevin or MALA steps evaluates the energy at
+    // the starts and once per step; the final energies come from the last
+    // step (they were evaluated again: K + 2).
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rows = Arc::new(AtomicUsize::new(0));
+    let (r1, r2) = (rows.clone(), rows.clone());
+    let e = FnEnergy::new(
+        2,
+        move |y: &[f64]| {
+            r1.fetch_add(1, Ordering::Relaxed);
+            0.5 * y.iter().map(|v| v * v).sum::<f64>()
+        },
+        move |y: &[f64], g: &mut [f64]| {
+            r2.fetch_add(1, Ordering::Relaxed);
+            g.copy_from_slice(y);
+            0.5 * y.iter().map(|v| v * v).sum::<f64>()
+        },
+    );
+    for (name, kernel) in [
+        (
+            "ula",
+            Box::new(Ula::new(0.01).unwrap()) as Box<dyn boltz::Kernel>,
+        ),
+        ("mala", Box::new(Mala::new(0.01).unwrap())),
+    ] {
+        for k in [1, 5, 40] {
+            let mut s =
+                NegativeSampler::new(Method::Pcd, Init::Gaussian { std: 1.0 }, 8, 2, 1).unwrap();
+            rows.store(0, Ordering::Relaxed);
+            s.generate(&e, kernel.as_ref(), k, None).unwrap();
+            assert_eq!(rows.load(Ordering::Relaxed), 8 * (k + 1), "{name}, K = {k}");
+        }
+    }
+}

@@ -182,9 +182,17 @@ impl NegativeSampler {
         if !complete {
             return Ok(stopped(energy, state.position));
         }
-        // Gibbs kernels may leave energies stale: recompute them.
-        let mut energies = Array1::zeros(n);
-        energy.energy_batch(state.position.view(), energies.view_mut());
+        // Kernels whose last evaluation is at the proposals keep each
+        // chain's energy current (the accepted proposal's, or the kept
+        // position's): no evaluation more. Others (Gibbs) may leave it
+        // stale: recompute.
+        let energies = if kernel.proposal_is_last_eval() {
+            state.energy.clone()
+        } else {
+            let mut e = Array1::zeros(n);
+            energy.energy_batch(state.position.view(), e.view_mut());
+            e
+        };
         let negatives = state.position;
         self.write_back(&negatives, &replay_slots);
         self.state.calls += 1;
