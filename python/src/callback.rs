@@ -140,21 +140,37 @@ impl Callback {
         let mut ok = false;
         if !self.stopped() && n > 0 {
             let r = Python::attach(|py| -> PyResult<()> {
-                let mut st = self
-                    .state
-                    .lock()
-                    .map_err(|_| BoltzError::new_err("callback state poisoned"))?;
-                let yb = fill_buffer(py, &mut st.y, y);
+                // The buffers are taken out of the shared state for the
+                // call and put back after it: `fn` may release the
+                // interpreter lock (numpy, torch), and another thread's
+                // evaluation of the same energy then fills buffers of its
+                // own instead of this call's input (a lock held across the
+                // call would deadlock with the interpreter lock).
+                let (mut ybuf, mut xbuf) = {
+                    let mut st = self
+                        .state
+                        .lock()
+                        .map_err(|_| BoltzError::new_err("callback state poisoned"))?;
+                    (st.y.take(), st.x.take())
+                };
+                let yb = fill_buffer(py, &mut ybuf, y);
                 let args = if self.conditional {
                     let xv = x.ok_or_else(|| BoltzError::new_err("no contexts"))?;
-                    let xb = fill_buffer(py, &mut st.x, xv);
+                    let xb = fill_buffer(py, &mut xbuf, xv);
                     PyTuple::new(py, [yb.into_any(), xb.into_any()])?
                 } else {
                     PyTuple::new(py, [yb.into_any()])?
                 };
-                drop(st);
                 let t = Instant::now();
                 let res = self.func.bind(py).call1(args);
+                if let Ok(mut st) = self.state.lock() {
+                    if st.y.is_none() {
+                        st.y = ybuf;
+                    }
+                    if st.x.is_none() {
+                        st.x = xbuf;
+                    }
+                }
                 self.inside_ns
                     .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 self.calls.fetch_add(1, Ordering::Relaxed);

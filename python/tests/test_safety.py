@@ -389,3 +389,31 @@ def test_points_of_any_real_dtype_or_a_list_are_taken():
         np.testing.assert_array_equal(got_g, ref_g)
     ints_e, _ = e.energy_and_grad(np.array([[1, 2]]))
     np.testing.assert_array_equal(ints_e, e.energy_and_grad([[1.0, 2.0]])[0])
+
+
+def test_one_callback_energy_shared_by_threads_gives_each_run_its_draws():
+    # Six threads sampling one CallbackEnergy with one seed: each gets the
+    # single run's draws (the input buffer was shared across concurrent
+    # evaluations while fn slept: issue 34's wrong draws).
+    def slow_quad(y):
+        time.sleep(0.0002)  # releases the interpreter lock mid-call
+        return 0.5 * (y**2).sum(1), y.copy()
+
+    e = boltz.CallbackEnergy(slow_quad, 2)
+    ref, _ = boltz.sample(e, "mala", chains=4, warmup=30, draws=30, seed=11)
+    got, errors = [None] * 6, []
+
+    def work(i):
+        try:
+            got[i] = boltz.sample(e, "mala", chains=4, warmup=30, draws=30, seed=11)[0]
+        except Exception as ex:  # pragma: no cover - reported below
+            errors.append(ex)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    for g in got:
+        np.testing.assert_array_equal(g, ref)
