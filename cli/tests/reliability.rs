@@ -924,3 +924,77 @@ fn ais_and_prob_killed_resume_to_the_same_bytes() {
         }
     }
 }
+
+/// Two runs writing the same output set at once: each run's outputs land
+/// together (issue 34: 3 of 30 trials left one run's --out beside the
+/// other's --energies and --report).
+#[test]
+fn two_runs_writing_one_output_set_never_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let args = |seed: &str, into: &str| -> Vec<String> {
+        [
+            "sample",
+            "--model",
+            "gmm-ring",
+            "--sampler",
+            "mala",
+            "--chains",
+            "4",
+            "--warmup",
+            "30",
+            "--draws",
+            "40",
+            "--quiet",
+            "--seed",
+            seed,
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            format!("{into}/s.npy"),
+            "--energies".into(),
+            format!("{into}/e.npy"),
+            "--report".into(),
+            format!("{into}/r.json"),
+        ])
+        .collect()
+    };
+    let mut reference = std::collections::HashMap::new();
+    for seed in ["1", "2"] {
+        let into = format!("ref{seed}");
+        std::fs::create_dir(p.join(&into)).unwrap();
+        let a = args(seed, &into);
+        assert_ok(&boltz(p, &a.iter().map(String::as_str).collect::<Vec<_>>()));
+        let read = |f: &str| std::fs::read(p.join(&into).join(f)).unwrap();
+        reference.insert(seed.to_string(), (read("s.npy"), read("e.npy")));
+    }
+    std::fs::create_dir(p.join("both")).unwrap();
+    for trial in 0..20 {
+        let kids: Vec<_> = ["1", "2"]
+            .iter()
+            .map(|seed| {
+                Command::new(env!("CARGO_BIN_EXE_boltz"))
+                    .args(args(seed, "both"))
+                    .current_dir(p)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut k in kids {
+            assert!(k.wait().unwrap().success());
+        }
+        let r: Value =
+            serde_json::from_slice(&std::fs::read(p.join("both/r.json")).unwrap()).unwrap();
+        let seed = r["seed"].to_string();
+        let (s, e) = &reference[&seed];
+        assert!(
+            std::fs::read(p.join("both/s.npy")).unwrap() == *s
+                && std::fs::read(p.join("both/e.npy")).unwrap() == *e,
+            "trial {trial}: the report is seed {seed}'s, the draws or energies are not"
+        );
+    }
+}

@@ -277,8 +277,12 @@ impl Outputs {
 
     /// Puts every staged output in place: special files first (written
     /// through), then the renames. Declared outputs never staged are left
-    /// as they were.
+    /// as they were. Two runs committing outputs in the same folders take
+    /// turns (an advisory lock on each folder, taken in path order), so
+    /// each run's outputs land together: never one run's `--out` beside the
+    /// other's `--report`.
     pub fn commit(mut self) -> Result<()> {
+        let _turn = self.lock_folders()?;
         for e in &self.entries {
             if let Some(Staged::Bytes(b)) = &e.staged {
                 let mut f = std::fs::OpenOptions::new()
@@ -297,6 +301,39 @@ impl Outputs {
             }
         }
         Ok(())
+    }
+}
+
+impl Outputs {
+    /// Locks (flock, waiting) every folder a staged output goes into, in
+    /// sorted order (so two runs cannot each hold one the other waits
+    /// for); released when the returned handles drop. Folders that cannot
+    /// be opened are not locked (the writes then report the error).
+    fn lock_folders(&self) -> Result<Vec<std::fs::File>> {
+        let mut dirs: Vec<PathBuf> = self
+            .entries
+            .iter()
+            .filter(|e| e.staged.is_some())
+            .filter_map(|e| e.target.parent().map(Path::to_path_buf))
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    d
+                }
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let mut held = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            let Ok(f) = std::fs::File::open(&d) else {
+                continue;
+            };
+            f.lock().map_err(|err| write_error(&d, err))?;
+            held.push(f);
+        }
+        Ok(held)
     }
 }
 
