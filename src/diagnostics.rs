@@ -381,6 +381,17 @@ pub fn summarize_scalar(x: ArrayView2<f64>) -> CoordSummary {
 /// Summaries of every coordinate of a (chains, draws, dim) array, computed
 /// in parallel (each coordinate on its own, so results do not depend on threads).
 pub fn summarize(samples: ArrayView3<f64>) -> Result<Vec<CoordSummary>> {
+    summarize_with_stop(samples, None)
+}
+
+/// [`summarize`] that gives up between coordinates once `stop` is set
+/// ([`Error::Interrupted`]), so a long diagnosis stops within one
+/// coordinate's work.
+pub fn summarize_with_stop(
+    samples: ArrayView3<f64>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<Vec<CoordSummary>> {
+    let stopped = || stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
     let (m, n, _) = samples.dim();
     if m == 0 || n < 4 {
         return Err(Error::shape(
@@ -389,11 +400,15 @@ pub fn summarize(samples: ArrayView3<f64>) -> Result<Vec<CoordSummary>> {
             format!("{:?}", samples.shape()),
         ));
     }
-    Ok(samples
+    let out: Option<Vec<CoordSummary>> = samples
         .axis_iter(Axis(2))
         .into_par_iter()
-        .map(|c| summarize_scalar(c))
-        .collect())
+        .map(|c| (!stopped()).then(|| summarize_scalar(c)))
+        .collect();
+    match out {
+        Some(v) if !stopped() => Ok(v),
+        _ => Err(Error::Interrupted("the diagnosis was stopped".into())),
+    }
 }
 
 /// Overall figures of a run: the worst coordinate for each diagnostic.

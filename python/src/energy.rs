@@ -119,7 +119,7 @@ impl Energy {
         }
         let x = x.filter(|_| self.model.x_dim() > 0);
         let model = self.model.clone();
-        let (e, g) = run_job(py, &self.callbacks(), move |_| {
+        let (e, g) = run_job(py, &self.callbacks(), move |stop| {
             let n = y.nrows();
             if model.x_dim() > 0 && x.is_none() {
                 return Err(boltz::Error::param(
@@ -142,7 +142,26 @@ impl Energy {
                 ));
             }
             let energy = model.energy(x)?;
-            boltz::energy::evaluate_with_grad(energy.as_ref(), y.view())
+            // In blocks of rows, looking for Ctrl-C between them (the
+            // energies of a row do not depend on its block); rows with a
+            // context each go in one piece.
+            const BLOCK: usize = 4096;
+            if n <= BLOCK || energy.fixed_rows().is_some() {
+                return boltz::energy::evaluate_with_grad(energy.as_ref(), y.view());
+            }
+            let mut e = ndarray::Array1::zeros(n);
+            let mut g = ndarray::Array2::zeros((n, y.ncols()));
+            for lo in (0..n).step_by(BLOCK) {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(boltz::Error::Interrupted("stopped".into()));
+                }
+                let hi = (lo + BLOCK).min(n);
+                let rows = y.slice(ndarray::s![lo..hi, ..]);
+                let (eb, gb) = boltz::energy::evaluate_with_grad(energy.as_ref(), rows)?;
+                e.slice_mut(ndarray::s![lo..hi]).assign(&eb);
+                g.slice_mut(ndarray::s![lo..hi, ..]).assign(&gb);
+            }
+            Ok((e, g))
         })?;
         Ok((e.into_pyarray(py), g.into_pyarray(py)))
     }

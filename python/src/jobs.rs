@@ -228,7 +228,9 @@ pub(crate) fn merge_shards<'py>(
 #[pyfunction]
 pub(crate) fn diagnose(py: Python<'_>, samples: PyReadonlyArray3<'_, f64>) -> PyResult<String> {
     let s = samples.as_array().to_owned();
-    let report = run_job(py, &[], move |_| boltz::jobs::diagnose(s.view()))?;
+    let report = run_job(py, &[], move |stop| {
+        boltz::jobs::diagnose::diagnose_with(s.view(), Some(&stop))
+    })?;
     json(&report)
 }
 

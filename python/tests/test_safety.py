@@ -177,6 +177,7 @@ def test_ctrl_c_stops_a_long_run_within_a_second():
     e = boltz.load_model("gauss-ill")
     t0 = []
     cores = os.cpu_count() or 1
+    big = np.random.default_rng(0).normal(size=(256, 1000, 64))
 
     def interrupt():
         t0.append((time.monotonic(), time.process_time()))
@@ -186,6 +187,8 @@ def test_ctrl_c_stops_a_long_run_within_a_second():
         lambda: boltz.sample(e, chains=64, warmup=10**6, draws=10**3),
         lambda: boltz.logz(e, method="ais", particles=4096, temps=10**6),
         lambda: boltz.compare(e, ["hmc", "mala"], chains=16, warmup=10**6, draws=100),
+        # ~6 s of diagnostics on 2 cores: stopped between coordinates.
+        lambda: boltz.diagnose(big),
     ):
         t0.clear()
         timer = threading.Timer(0.5, interrupt)
@@ -194,6 +197,10 @@ def test_ctrl_c_stops_a_long_run_within_a_second():
             job()
         wall, cpu = time.monotonic() - t0[0][0], time.process_time() - t0[0][1]
         assert cpu / cores < 1.0 and wall < 30.0, (wall, cpu)
+        # The native work stopped too (it does not go on in the background).
+        c0 = time.process_time()
+        time.sleep(0.3)
+        assert time.process_time() - c0 < 0.15
 
 
 def test_ctrl_c_in_a_callback_run():

@@ -40,6 +40,15 @@ pub struct DiagnoseReport {
 /// # Ok::<(), boltz::Error>(())
 /// ```
 pub fn diagnose(samples: ArrayView3<f64>) -> Result<DiagnoseReport> {
+    diagnose_with(samples, None)
+}
+
+/// [`diagnose`] that stops between coordinates once `stop` is set
+/// ([`Error::Interrupted`]).
+pub fn diagnose_with(
+    samples: ArrayView3<f64>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<DiagnoseReport> {
     let (chains, draws, dim) = samples.dim();
     if chains < 1 || draws < 4 {
         return Err(Error::shape(
@@ -58,7 +67,7 @@ pub fn diagnose(samples: ArrayView3<f64>) -> Result<DiagnoseReport> {
             ),
         ));
     }
-    let coordinates = diagnostics::summarize(samples)?;
+    let coordinates = diagnostics::summarize_with_stop(samples, stop)?;
     let ov = diagnostics::overview(&coordinates);
     let constant = coordinates.iter().filter(|s| s.constant).count();
     let mut notes = Vec::new();
