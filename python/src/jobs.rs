@@ -227,6 +227,15 @@ pub(crate) fn merge_shards<'py>(
 /// Per-coordinate diagnostics of a (chains, draws, dim) array, as JSON.
 #[pyfunction]
 pub(crate) fn diagnose(py: Python<'_>, samples: PyReadonlyArray3<'_, f64>) -> PyResult<String> {
+    // The caller's array, this copy and the working copies: within the
+    // budget before any of them is made here.
+    let (c, d, k) = samples.as_array().dim();
+    boltz::budget::check(
+        "samples",
+        "the diagnosis",
+        boltz::jobs::diagnose::working_bytes(c, d, k, 2),
+    )
+    .map_err(to_py)?;
     let s = samples.as_array().to_owned();
     let report = run_job(py, &[], move |stop| {
         boltz::jobs::diagnose::diagnose_with(s.view(), Some(&stop))

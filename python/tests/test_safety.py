@@ -424,3 +424,25 @@ def test_one_callback_energy_shared_by_threads_gives_each_run_its_draws():
     assert not errors, errors
     for g in got:
         np.testing.assert_array_equal(g, ref)
+
+
+def test_diagnose_within_the_memory_budget():
+    # Under `ulimit -v` 3 GB a 1.28 GB array is refused with a BoltzError
+    # before its copies are made (the interpreter aborted on allocation).
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, numpy as np\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 * 10**9, 3 * 10**9))\n"
+        "import boltz\n"
+        "a = np.zeros((100, 1600000, 1))\n"
+        "try:\n"
+        "    boltz.diagnose(a)\n"
+        "    print('ran')\n"
+        "except boltz.BoltzError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "refused:" in r.stdout and "would need" in r.stdout, r.stdout

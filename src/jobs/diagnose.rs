@@ -67,6 +67,11 @@ pub fn diagnose_with(
             ),
         ));
     }
+    crate::budget::check(
+        "samples",
+        "the diagnostics' working copies",
+        working_bytes(chains, draws, dim, 1),
+    )?;
     let coordinates = diagnostics::summarize_with_stop(samples, stop)?;
     let ov = diagnostics::overview(&coordinates);
     let constant = coordinates.iter().filter(|s| s.constant).count();
@@ -87,4 +92,17 @@ pub fn diagnose_with(
         warnings: crate::sampler::diagnostic_warnings(&ov),
         coordinates,
     })
+}
+
+/// The memory a diagnosis of a (chains, draws, dim) array needs, in bytes:
+/// `copies` of the array (the samples themselves, and any copy a front
+/// makes), and each coordinate in progress (one per thread at most) about
+/// six times its own size (split chains, ranks, normal scores, the tail's
+/// indicators). `None` when the sizes overflow.
+pub fn working_bytes(chains: usize, draws: usize, dim: usize, copies: usize) -> Option<usize> {
+    let in_flight = dim.min(rayon::current_num_threads().max(1));
+    let per_value = dim
+        .checked_mul(copies)?
+        .checked_add(in_flight.checked_mul(6)?)?;
+    crate::budget::bytes(&[chains, draws, per_value], 8)
 }
