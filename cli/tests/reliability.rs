@@ -998,3 +998,51 @@ fn two_runs_writing_one_output_set_never_mix() {
         );
     }
 }
+
+/// `merge --out A --report B` with B on a full disk (S088): exit 1, and A
+/// keeps its older contents (the outputs are one transaction).
+#[test]
+fn a_merge_whose_report_cannot_be_written_replaces_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    for i in 0..2 {
+        let shard = format!("{i}/2");
+        let out = format!("s{i}.boltz");
+        assert_ok(&boltz(
+            p,
+            &[
+                "sample",
+                "--model",
+                "gmm-ring",
+                "--sampler",
+                "mala",
+                "--chains",
+                "4",
+                "--warmup",
+                "30",
+                "--draws",
+                "20",
+                "--quiet",
+                "--shard",
+                &shard,
+                "--shard-out",
+                &out,
+            ],
+        ));
+    }
+    std::fs::write(p.join("A.npy"), b"older").unwrap();
+    let out = boltz(
+        p,
+        &[
+            "merge",
+            "s0.boltz",
+            "s1.boltz",
+            "--out",
+            "A.npy",
+            "--report",
+            "/dev/full",
+        ],
+    );
+    assert_fails(&out, 1, "No space left");
+    assert_eq!(std::fs::read(p.join("A.npy")).unwrap(), b"older");
+}

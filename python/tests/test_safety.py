@@ -446,3 +446,34 @@ def test_diagnose_within_the_memory_budget():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "refused:" in r.stdout and "would need" in r.stdout, r.stdout
+
+
+def test_a_save_that_cannot_be_written_keeps_the_older_file(tmp_path):
+    # S091: Negatives.save that fails to write (here: a file-size limit,
+    # as a full disk would) raises BoltzError and leaves the older state
+    # file as it was, with no temporary left.
+    import subprocess
+    import sys
+
+    path = tmp_path / "st"
+    code = (
+        "import resource, signal, sys, boltz\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "small = boltz.Negatives('gmm-ring', method='pcd', steps=2)\n"
+        "small.sample(chains=4)\n"
+        f"small.save({str(path)!r})\n"
+        f"old = open({str(path)!r}, 'rb').read()\n"
+        "big = boltz.Negatives('gmm-ring', method='short-run', buffer=20000, steps=2)\n"
+        "big.sample(chains=512)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (len(old) + 1000, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        f"    big.save({str(path)!r})\n"
+        "    print('saved')\n"
+        "except boltz.BoltzError as e:\n"
+        "    print('refused:', e)\n"
+        f"print('intact' if open({str(path)!r}, 'rb').read() == old else 'changed')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "refused:" in r.stdout and "intact" in r.stdout, r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["st"]
