@@ -7,7 +7,7 @@ use crate::energy::{Energy, StateSpace};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainState, ChainStep, Kernel, Tuning};
 use crate::rng::{restore_rng, save_rng};
-use crate::run::{ChainRun, Control, Finished, NoObserver, Phase, Schedule, Transition, in_pool};
+use crate::run::{ChainRun, Control, NoObserver, Phase, Schedule, Tally, Transition, in_pool};
 use crate::sampler::KernelMoves;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
@@ -81,14 +81,7 @@ impl NegativeSampler {
                 attempts: vec![0; replicas - 1],
                 trips: 0,
             };
-            let (
-                complete,
-                Finished {
-                    transition: moves,
-                    tally,
-                    ..
-                },
-            ) = run_call(moves, steps, control);
+            let (complete, moves, tally) = run_call(moves, steps, control);
             let complete = complete?;
             let (acc, divergences) = (tally.accept_sum, tally.divergences);
             let negatives = moves.ladder.replica_rows(replicas - 1).to_owned();
@@ -168,14 +161,7 @@ impl NegativeSampler {
             state,
             std::mem::take(&mut self.rngs),
         );
-        let (
-            complete,
-            Finished {
-                transition: moves,
-                tally,
-                ..
-            },
-        ) = run_call(moves, steps, control);
+        let (complete, moves, tally) = run_call(moves, steps, control);
         self.rngs = moves.rngs;
         let complete = complete?;
         let (acc, divergences, state) = (tally.accept_sum, tally.divergences, moves.state);
@@ -210,12 +196,9 @@ impl NegativeSampler {
 
 /// One call's `steps` moves on the chain engine, to the end or to
 /// `control`'s stop flag (no progress reports, no checkpoints: a call's
-/// state is saved between calls); the transition comes back either way.
-fn run_call<T: Transition>(
-    moves: T,
-    steps: usize,
-    control: &Control,
-) -> (Result<bool>, Finished<T>) {
+/// state is saved between calls); the transition and the executor's
+/// counts come back either way.
+fn run_call<T: Transition>(moves: T, steps: usize, control: &Control) -> (Result<bool>, T, Tally) {
     let mut schedule = Schedule::new(0, steps, 0);
     schedule.phase = Phase::Negatives;
     let mut run = ChainRun::new(moves, schedule, "negatives").expect("no recorded draws");
@@ -224,7 +207,8 @@ fn run_call<T: Transition>(
         ..Control::default()
     };
     let complete = run.drive_every(&mut NoObserver, &quiet, usize::MAX);
-    (complete, run.finish())
+    let done = run.finish();
+    (complete, done.transition, done.tally)
 }
 
 /// A stopped call's batch: the chains where they stopped, with their
