@@ -8,7 +8,9 @@ use super::{PtOutput, PtSettings, PtStats, Round, respace_schedule};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainStep, Tuner, Tuning};
 use crate::rng::{RngState, save_rng};
-use crate::run::{ChainRun, Control, Finished, Observer, Schedule, Transition, by_chain};
+use crate::run::{
+    ChainRun, Control, Finished, Observer, Schedule, Transition, by_chain, energies_by_chain,
+};
 use crate::sampler::SampleConfig;
 use ndarray::Array4;
 use std::time::Instant;
@@ -331,9 +333,10 @@ fn output(done: Finished<Pt<'_>>, complete: bool) -> PtOutput {
     let draws = tally.draw;
     let mut tracks = tracks.into_iter();
     let samples = by_chain(&tracks.next().expect("positions"), c, d);
-    let energies = run.config.record_energies.then(|| {
-        by_chain(&tracks.next().expect("energies"), c, 1).index_axis_move(ndarray::Axis(2), 0)
-    });
+    let energies = run
+        .config
+        .record_energies
+        .then(|| energies_by_chain(&tracks.next().expect("energies"), c));
     let all_replicas = run.pt.keep_all_replicas.then(|| {
         let a = tracks.next().expect("every replica");
         Array4::from_shape_fn((r, c, draws, d), |(k, chain, draw, j)| {

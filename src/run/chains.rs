@@ -445,3 +445,9 @@ pub fn by_chain(track: &[f64], chains: usize, dim: usize) -> ndarray::Array3<f64
         track[(k * chains + c) * dim + j]
     })
 }
+
+/// A recorded track of `chains` values per draw (draw-major: energies) as
+/// `(chains, draws)`.
+pub fn energies_by_chain(track: &[f64], chains: usize) -> ndarray::Array2<f64> {
+    by_chain(track, chains, 1).index_axis_move(ndarray::Axis(2), 0)
+}

@@ -9,7 +9,7 @@
 
 mod chains;
 
-pub use chains::{ChainRun, Finished, Schedule, Tally, Transition, by_chain};
+pub use chains::{ChainRun, Finished, Schedule, Tally, Transition, by_chain, energies_by_chain};
 
 use crate::error::Result;
 use std::path::PathBuf;

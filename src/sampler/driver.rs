@@ -9,7 +9,8 @@ use crate::io::read_checkpoint;
 use crate::kernels::{ChainState, ChainStep, Kernel, Tuner, Tuning};
 use crate::rng::{ChainRng, RngState, chain_rngs_from, restore_rng, save_rng};
 use crate::run::{
-    ChainRun, Control, Finished, Observer, Schedule, Tally, Transition, by_chain, in_pool,
+    ChainRun, Control, Finished, Observer, Schedule, Tally, Transition, by_chain,
+    energies_by_chain, in_pool,
 };
 use ndarray::Array2;
 use std::path::Path;
@@ -386,7 +387,7 @@ fn output(done: Finished<KernelMoves<'_>>, complete: bool) -> SampleOutput {
     };
     let energies = config.record_energies.then(|| {
         let e = tracks.pop().expect("recorded");
-        by_chain(&e, n, 1).index_axis_move(ndarray::Axis(2), 0)
+        energies_by_chain(&e, n)
     });
     SampleOutput {
         samples: by_chain(&tracks[0], n, d),
