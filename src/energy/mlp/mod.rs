@@ -520,46 +520,63 @@ fn block_in<T: MlpFloat>(
                 .and(y.rows())
                 .for_each(|e, r| *e += 0.5 * mlp.l2 * r.dot(&r));
         }
-        let Some(mut g) = grad else { return };
-        // Backward: dz_l = delta_l * f'_l, delta_{l-1} = dz_l W_l^T.
-        let (layers_buf, back) = rest.split_at_mut(2 * nl);
-        let (da, db) = back.split_at_mut(1);
-        // Both buffers hold n * max(maxw, y_dim); each use slices what it needs.
-        let mut dz: &mut [T] = &mut da[0][..];
-        dz[..n * widths[nl - 1]].copy_from_slice(&layers_buf[2 * nl - 1][..n * widths[nl - 1]]);
-        let mut spare: &mut [T] = &mut db[0][..];
-        for l in (1..nl).rev() {
-            let w = widths[l];
-            let in_w = widths[l - 1];
-            let next = &mut spare[..n * in_w];
-            matmul_packed(
-                ArrayView2::from_shape((n, w), &dz[..n * w]).expect("shape"),
-                &params[l].bwd,
-                ArrayViewMut2::from_shape((n, in_w), &mut *next).expect("shape"),
-                false,
-            );
-            let d = &layers_buf[2 * l - 1][..n * in_w];
-            for (v, dv) in next.iter_mut().zip(d) {
-                *v = *v * *dv;
-            }
-            let old = std::mem::take(&mut dz);
-            dz = next;
-            spare = old;
-        }
-        let gy = &mut spare[..n * y_dim];
-        matmul_packed(
-            ArrayView2::from_shape((n, widths[0]), &dz[..n * widths[0]]).expect("shape"),
-            &params[0].bwd,
-            ArrayViewMut2::from_shape((n, y_dim), &mut *gy).expect("shape"),
-            false,
-        );
-        for (mut grow, gs) in g.rows_mut().into_iter().zip(gy.chunks_exact(y_dim)) {
-            for (d, v) in grow.iter_mut().zip(gs) {
-                *d = v.wide();
-            }
-        }
-        if mlp.l2 > 0.0 {
-            g.scaled_add(mlp.l2, &y);
+        if let Some(g) = grad {
+            backward(mlp, params, &widths, rest, y, g);
         }
     });
+}
+
+/// The backward pass of [`block_in`]: `dF/dy` of `n` rows from the forward
+/// buffers in `rest` (output, then derivative, per layer; then two spare
+/// buffers), written widened into `g`, plus the `l2` term.
+fn backward<T: MlpFloat>(
+    mlp: &Mlp,
+    params: &[Prepared<T>],
+    widths: &[usize],
+    rest: &mut [Vec<T>],
+    y: ArrayView2<f64>,
+    mut g: ArrayViewMut2<f64>,
+) {
+    let (n, y_dim) = y.dim();
+    let nl = widths.len();
+    // Backward: dz_l = delta_l * f'_l, delta_{l-1} = dz_l W_l^T.
+    let (layers_buf, back) = rest.split_at_mut(2 * nl);
+    let (da, db) = back.split_at_mut(1);
+    // Both buffers hold n * max(maxw, y_dim); each use slices what it needs.
+    let mut dz: &mut [T] = &mut da[0][..];
+    dz[..n * widths[nl - 1]].copy_from_slice(&layers_buf[2 * nl - 1][..n * widths[nl - 1]]);
+    let mut spare: &mut [T] = &mut db[0][..];
+    for l in (1..nl).rev() {
+        let w = widths[l];
+        let in_w = widths[l - 1];
+        let next = &mut spare[..n * in_w];
+        matmul_packed(
+            ArrayView2::from_shape((n, w), &dz[..n * w]).expect("shape"),
+            &params[l].bwd,
+            ArrayViewMut2::from_shape((n, in_w), &mut *next).expect("shape"),
+            false,
+        );
+        let d = &layers_buf[2 * l - 1][..n * in_w];
+        for (v, dv) in next.iter_mut().zip(d) {
+            *v = *v * *dv;
+        }
+        let old = std::mem::take(&mut dz);
+        dz = next;
+        spare = old;
+    }
+    let gy = &mut spare[..n * y_dim];
+    matmul_packed(
+        ArrayView2::from_shape((n, widths[0]), &dz[..n * widths[0]]).expect("shape"),
+        &params[0].bwd,
+        ArrayViewMut2::from_shape((n, y_dim), &mut *gy).expect("shape"),
+        false,
+    );
+    for (mut grow, gs) in g.rows_mut().into_iter().zip(gy.chunks_exact(y_dim)) {
+        for (d, v) in grow.iter_mut().zip(gs) {
+            *d = v.wide();
+        }
+    }
+    if mlp.l2 > 0.0 {
+        g.scaled_add(mlp.l2, &y);
+    }
 }
