@@ -63,11 +63,11 @@ impl Kernel for Barker {
         steps: &mut [ChainStep],
     ) {
         let d = state.dim();
-        let inv_mass = tuning.inv_mass();
         // 1. Propose, every chain from its own stream, in the state's rows.
         for_each_block(state, rngs, steps, |mut b: Block<'_>| {
             for i in 0..b.rngs.len() {
                 let h = tuning.step_size().get(b.first + i);
+                let inv_mass = tuning.inv_mass(b.first + i);
                 for j in 0..d {
                     let rng = &mut b.rngs[i];
                     let s = h * inv_mass.map_or(1.0, |m| m[j].sqrt());
@@ -220,7 +220,7 @@ pub fn run() -> boltz::Result<Outcome> {
         .collect();
     Ok(Outcome {
         mean_z,
-        inv_mass: out.stats.tuning.inv_mass().map(<[f64]>::to_vec),
+        inv_mass: out.stats.inv_mass.clone(),
         ais: (est.log_z, est.stderr, exact_log_z),
         pt: (p.stats.log_z, p.stats.log_z_stderr),
         compare,

@@ -152,6 +152,7 @@ pub fn ula_default_step(energy: &dyn Energy, config: &SampleConfig) -> Result<f6
     c.draws = 1;
     c.warmup = config.warmup.max(100);
     c.shared_step_size = true;
+    c.pooled_mass = true;
     c.adapt_step_size = true;
     c.record_energies = false;
     c.tuning = None;

@@ -111,8 +111,21 @@ fn nuts_on_gauss_ill() {
 
 #[test]
 fn rwm_on_gauss_ill() {
+    // One mass from the 8 chains' draws pooled: a random walk's warm-up
+    // window in 100 dimensions holds few independent draws per chain
+    // (W2: the pooled mass gives RWM 1.4x the ESS/s of one per chain).
     let (e, std) = gauss_ill();
-    let out = run(e.as_ref(), &Rwm::new(0.1).unwrap(), 8, 2000, 2500, 20, 13);
+    let mut c = SampleConfig::new();
+    (c.n_chains, c.warmup, c.draws, c.thin, c.seed) = (8, 2000, 2500, 20, 13);
+    c.pooled_mass = true;
+    let out = sample(
+        e.as_ref(),
+        &Rwm::new(0.1).unwrap(),
+        &c,
+        None,
+        &mut NoObserver,
+    )
+    .unwrap();
     check_gauss_ill(&out, |j| std[j] * std[j], "rwm");
 }
 
@@ -512,4 +525,40 @@ fn a_reused_kernel_gives_the_same_draws_as_a_fresh_one() {
         let tuned = sample(e.as_ref(), reused.as_ref(), &c2, None, &mut NoObserver).unwrap();
         assert_eq!(tuned.stats.tuning, first.stats.tuning);
     }
+}
+
+#[test]
+fn each_chain_adapts_its_own_mass_and_a_chain_alone_adapts_the_same() {
+    // gauss-ill's variances grow over coordinates (s_i = 0.1 * 10^(i / 99)):
+    // every chain's adapted inverse mass must see the spread (last over
+    // first > 10 from 225 warm-up draws, the exact ratio being 100), a chain run alone (a shard
+    // of one) must adapt exactly its mass within the whole run, and
+    // `pooled_mass` gives one matrix for all.
+    let e = model::load("gauss-ill").unwrap().energy(None).unwrap();
+    let k = Mala::new(0.1).unwrap();
+    let mut c = SampleConfig::new();
+    (c.n_chains, c.warmup, c.draws, c.seed) = (4, 300, 10, 3);
+    let whole = sample(e.as_ref(), &k, &c, None, &mut NoObserver).unwrap();
+    let m = whole.stats.tuning.inv_masses().expect("mass adapted");
+    assert!(!m.is_shared());
+    for i in 0..4 {
+        let row = m.of(i);
+        assert!(
+            row[99] / row[0] > 10.0,
+            "chain {i}: {:?}",
+            (row[0], row[99])
+        );
+    }
+    let mut one = c.clone();
+    (one.first_chain, one.n_chains) = (2, 1);
+    let alone = sample(e.as_ref(), &k, &one, None, &mut NoObserver).unwrap();
+    let a = alone.stats.tuning.inv_masses().unwrap();
+    assert_eq!(a.of(0), m.of(2));
+    assert_eq!(
+        alone.samples.index_axis(Axis(0), 0),
+        whole.samples.index_axis(Axis(0), 2)
+    );
+    c.pooled_mass = true;
+    let pooled = sample(e.as_ref(), &k, &c, None, &mut NoObserver).unwrap();
+    assert!(pooled.stats.tuning.inv_masses().unwrap().is_shared());
 }

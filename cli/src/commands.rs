@@ -169,6 +169,7 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         beta: args.beta,
         shared_step: args.shared_step,
         adapt_mass: !args.no_adapt_mass,
+        pooled_mass: args.pooled_mass,
         init: parse_init_spec(args.init.as_deref())?,
         record_energies: true,
         replicas: args.replicas,

@@ -79,6 +79,10 @@ pub struct SampleArgs {
     /// Do not adapt a diagonal mass matrix during warm-up.
     #[arg(long)]
     pub no_adapt_mass: bool,
+    /// Adapt one mass matrix for all chains from their pooled warm-up draws
+    /// instead of one per chain from its own (refused with --shard).
+    #[arg(long, conflicts_with = "no_adapt_mass")]
+    pub pooled_mass: bool,
     /// Inverse temperature: the target is exp(-beta F).
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,

@@ -172,7 +172,7 @@ fn prob_shards_merge_to_the_one_process_log_p() {
 }
 
 #[test]
-fn sample_shards_merge_to_the_one_process_draws() {
+fn sample_shards_merge_to_the_plain_one_process_draws() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     for sampler in ["mala", "nuts"] {
@@ -192,24 +192,17 @@ fn sample_shards_merge_to_the_one_process_draws() {
             "5",
             "--quiet",
         ];
+        // The plain one-process run: each chain adapts its own step and
+        // mass in both, so any split gives its bytes.
         let mut one = base.to_vec();
-        one.extend([
-            "--shard",
-            "0/1",
-            "--shard-out",
-            "one.shard",
-            "--out",
-            "one.npy",
-            "--energies",
-            "one-e.npy",
-        ]);
+        one.extend(["--out", "one.npy", "--energies", "one-e.npy"]);
         assert_ok(&boltz(p, &one));
         for m in [1usize, 2, 3, 7] {
             let mut files = Vec::new();
             for i in 0..m {
                 let (shard, file) = (format!("{i}/{m}"), format!("s-{i}-{m}.shard"));
                 let mut a = base.to_vec();
-                a.extend(["--shard", &shard, "--shard-out", &file, "--out", "part.npy"]);
+                a.extend(["--shard", &shard, "--shard-out", &file]);
                 assert_ok(&boltz(p, &a));
                 files.push(file);
             }
@@ -235,6 +228,25 @@ fn sample_shards_merge_to_the_one_process_draws() {
             }
         }
     }
+    // A mass pooled over all chains ties each chain to the others: refused.
+    let out = boltz(
+        p,
+        &[
+            "sample",
+            "--model",
+            "gmm-far",
+            "--sampler",
+            "mala",
+            "--chains",
+            "4",
+            "--pooled-mass",
+            "--shard",
+            "0/2",
+            "--shard-out",
+            "x.shard",
+        ],
+    );
+    assert_fails(&out, 2, "pooled");
 }
 
 #[test]

@@ -309,6 +309,9 @@ pub fn pilot_with(
 ) -> Result<Option<Pilot>> {
     let mut config = crate::sampler::SampleConfig::new();
     config.n_chains = energy.fixed_rows().unwrap_or(64);
+    // The pilot's chains are one fit of the target, never sharded: its mass
+    // is the pooled one, from 64 chains' draws.
+    config.pooled_mass = true;
     let from_data = starts.is_some();
     if let Some(x) = starts {
         config.init = start_rows(x, energy, config.n_chains)?;

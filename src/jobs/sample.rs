@@ -43,8 +43,13 @@ pub struct SampleJob {
     pub beta: f64,
     /// One step size for all chains instead of one per chain.
     pub shared_step: bool,
-    /// Adapt a diagonal mass matrix in warm-up (default true).
+    /// Adapt a diagonal mass matrix in warm-up (default true), each
+    /// chain's from its own draws.
     pub adapt_mass: bool,
+    /// One mass matrix for all chains from their pooled warm-up draws
+    /// (default false). It couples the chains, so a shard refuses it.
+    #[serde(default)]
+    pub pooled_mass: bool,
     /// Starting distribution where no starting rows are given (default
     /// over-dispersed, [`Init::default`]).
     pub init: Init,
@@ -102,6 +107,7 @@ impl SampleJob {
             beta: 1.0,
             shared_step: false,
             adapt_mass: true,
+            pooled_mass: false,
             init: Init::default(),
             record_energies: true,
             replicas: 8,
@@ -149,7 +155,7 @@ impl SampleJob {
                 "parallel tempering adapts one step per replica (temperature): `shared_step` is for the other samplers",
             ));
         }
-        let (n_chains, first_chain, adapt_mass) = match self.shard {
+        let (n_chains, first_chain) = match self.shard {
             Some(s) => {
                 s.check()?;
                 s.check_items(self.chains, "chains")?;
@@ -159,6 +165,12 @@ impl SampleJob {
                         "a shared step is adapted on all chains at once: shards need `shard` without `shared_step`",
                     ));
                 }
+                if self.pooled_mass && self.adapt_mass {
+                    return Err(Error::param(
+                        "shard",
+                        "a pooled mass is adapted on all chains at once: shards need `shard` without `pooled_mass`",
+                    ));
+                }
                 if self.sampler == "pt" {
                     return Err(Error::param(
                         "shard",
@@ -166,9 +178,9 @@ impl SampleJob {
                     ));
                 }
                 let r = s.range(self.chains);
-                (r.len(), r.start, false)
+                (r.len(), r.start)
             }
-            None => (self.chains, 0, self.adapt_mass),
+            None => (self.chains, 0),
         };
         let config = SampleConfig {
             first_chain,
@@ -180,7 +192,8 @@ impl SampleJob {
             beta: self.beta,
             adapt_step_size: self.kernel_settings.step_size.is_none(),
             shared_step_size: self.shared_step,
-            adapt_mass,
+            adapt_mass: self.adapt_mass,
+            pooled_mass: self.pooled_mass,
             record_energies: self.record_energies,
             observe_every: 10,
             init: self.init.clone(),

@@ -63,8 +63,9 @@ impl DualAveraging {
     }
 }
 
-/// Running per-coordinate variance of warm-up draws, pooled over chains
-/// (Welford's algorithm, chains added in order, so deterministic).
+/// Running per-coordinate variance of warm-up draws, of one chain or
+/// pooled over chains (Welford's algorithm, chains added in order, so
+/// deterministic).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MassAdapter {
     n: f64,
@@ -114,7 +115,7 @@ impl MassAdapter {
     }
 }
 
-use super::{ChainState, ChainStep, Kernel, StepSizes, Tuning};
+use super::{ChainState, ChainStep, InvMass, Kernel, StepSizes, Tuning};
 use crate::energy::Energy;
 use crate::rng::ChainRng;
 
@@ -128,6 +129,11 @@ pub struct Adaptation {
     pub shared_step: bool,
     /// Adapt a diagonal inverse mass matrix (kernels that use one).
     pub mass: bool,
+    /// One inverse mass for all chains, from their pooled warm-up draws,
+    /// instead of one per chain from its own draws (the default: a run
+    /// split into shards then adapts the same as the whole run).
+    #[serde(default)]
+    pub pooled_mass: bool,
 }
 
 /// Warm-up adaptation as a value apart from the kernel: it reads each
@@ -136,8 +142,9 @@ pub struct Adaptation {
 /// Schedule over `warmup` steps: with step-size adaptation each chain's
 /// step starts from a doubling/halving search and follows its own dual
 /// averaging (or one shared on the mean acceptance); with mass adaptation
-/// the inverse mass is estimated from the pooled variances of two windows
-/// (15%-40% and 40%-90% of warm-up), the step sizes being searched again
+/// each chain's inverse mass is estimated from the variances of its own
+/// draws (or one from all chains' draws pooled) in two windows (15%-40%
+/// and 40%-90% of warm-up), the step sizes being searched again
 /// after each; the last 10% tunes the step sizes alone; at the end the
 /// averaged steps are frozen.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -146,8 +153,13 @@ pub struct Tuner {
     target: Option<f64>,
     shared: bool,
     adapt_mass: bool,
+    #[serde(default)]
+    pooled_mass: bool,
     dual: Option<Vec<DualAveraging>>,
-    mass: MassAdapter,
+    /// The current mass window: one adapter (pooled) or one per chain;
+    /// empty before its first draws.
+    mass: Vec<MassAdapter>,
+    dim: usize,
     /// Kernels that choose their step at every step (AutoStep): whether
     /// warm-up sets the base step, and per chain the sum of the log steps
     /// chosen in the current round and their count.
@@ -170,12 +182,20 @@ impl Tuner {
                         .all(|v| v.is_finite())
                 })
         });
-        let m = &self.mass;
-        let mass_ok = (m.mean.is_empty() || m.mean.len() == dim)
-            && m.m2.len() == m.mean.len()
-            && m.n.is_finite()
-            && m.n >= 0.0
-            && m.mean.iter().chain(&m.m2).all(|v| v.is_finite());
+        let count_ok = match self.mass.len() {
+            0 => true,
+            1 => self.pooled_mass || n_chains == 1,
+            k => !self.pooled_mass && k == n_chains,
+        };
+        let mass_ok = count_ok
+            && self.dim == dim
+            && self.mass.iter().all(|m| {
+                m.mean.len() == dim
+                    && m.m2.len() == dim
+                    && m.n.is_finite()
+                    && m.n >= 0.0
+                    && m.mean.iter().chain(&m.m2).all(|v| v.is_finite())
+            });
         let chosen_ok = (self.chosen.is_empty() || self.chosen.len() == n_chains)
             && self.chosen.iter().all(|c| c.0.is_finite());
         self.warmup == warmup && dual_ok && mass_ok && chosen_ok
@@ -223,12 +243,14 @@ impl Tuner {
             self.target,
             self.shared,
             self.adapt_mass,
+            self.pooled_mass,
             self.adapt_base,
         ) == (
             fresh.warmup,
             fresh.target,
             fresh.shared,
             fresh.adapt_mass,
+            fresh.pooled_mass,
             fresh.adapt_base,
         );
         let w = self.warmup;
@@ -254,12 +276,17 @@ impl Tuner {
                     && (d.t == 0.0 || d.log_step.to_bits() == log_step.to_bits())
             }),
         };
-        let m = &self.mass;
-        let rows = m.n / chains.max(1) as f64;
-        let mass_ok = m.n >= 0.0
-            && rows.fract() == 0.0
+        // Each window holds whole steps: all chains' rows (pooled) or one
+        // row a step (per chain), as many in every chain.
+        let per = if self.pooled_mass { chains.max(1) } else { 1 };
+        let first = self.mass.first().map_or(0.0, |m| m.n);
+        let rows = first / per as f64;
+        let mass_ok = rows.fract() == 0.0
             && rows <= done as f64
-            && m.m2.iter().all(|v| *v >= 0.0);
+            && self
+                .mass
+                .iter()
+                .all(|m| m.n == first && m.m2.iter().all(|v| *v >= 0.0));
         same && dual_ok && mass_ok && self.steps_agree(t, tuning)
     }
 
@@ -288,8 +315,10 @@ impl Tuner {
             target,
             shared: adaptation.shared_step,
             adapt_mass,
+            pooled_mass: adaptation.pooled_mass,
             dual: None,
-            mass: MassAdapter::new(dim),
+            mass: Vec::new(),
+            dim,
             adapt_base: kernel.chooses_step() && adaptation.step_size && warmup > 0,
             chosen: Vec::new(),
         };
@@ -343,11 +372,7 @@ impl Tuner {
             };
             tuning.set_step_size(StepSizes::per_chain(eps));
             if window_end {
-                *tuning = tuning
-                    .clone()
-                    .with_inv_mass(self.mass.inv_mass())
-                    .expect("valid");
-                self.mass = MassAdapter::new(self.mass.mean.len());
+                end_window(&mut self.mass, tuning);
                 let eps = initial_step_sizes(kernel, energy, state, rngs, tg, tuning);
                 *da = start_dual(eps, tg, self.shared);
             }
@@ -357,14 +382,10 @@ impl Tuner {
                 ));
             }
         } else if window_end {
-            *tuning = tuning
-                .clone()
-                .with_inv_mass(self.mass.inv_mass())
-                .expect("valid");
-            self.mass = MassAdapter::new(self.mass.mean.len());
+            end_window(&mut self.mass, tuning);
         }
         if self.adapt_mass && t >= w1 && t < w3 {
-            self.mass.add(state.position.view());
+            self.add_window(state.position.view());
         }
         if self.adapt_base {
             self.base_step(t, steps, tuning);
@@ -375,6 +396,23 @@ impl Tuner {
         // energy is lowest (a funnel's neck) rather than where they belong.
         if t + 1 >= (w * 15 / 100).max(1) {
             tuning.set_warmup(false);
+        }
+    }
+
+    /// Adds the chains' positions to the mass window: all rows to the one
+    /// pooled adapter, or each row to its chain's.
+    fn add_window(&mut self, positions: ndarray::ArrayView2<f64>) {
+        let n = positions.nrows();
+        let k = if self.pooled_mass { 1 } else { n };
+        if self.mass.len() != k {
+            self.mass = vec![MassAdapter::new(self.dim); k];
+        }
+        if self.pooled_mass {
+            self.mass[0].add(positions);
+        } else {
+            for (i, m) in self.mass.iter_mut().enumerate() {
+                m.add(positions.slice(ndarray::s![i..i + 1, ..]));
+            }
         }
     }
 
@@ -415,6 +453,20 @@ impl Tuner {
         tuning.set_step_size(StepSizes::per_chain(eps));
         self.chosen.iter_mut().for_each(|c| *c = (0.0, 0));
     }
+}
+
+/// Ends a mass window: its inverse mass (one, or one per chain) goes
+/// into `tuning` and the window starts empty.
+fn end_window(mass: &mut Vec<MassAdapter>, tuning: &mut Tuning) {
+    let rows: Vec<Vec<f64>> = mass.iter().map(MassAdapter::inv_mass).collect();
+    if let Ok(m) = match rows.len() {
+        0 => return,
+        1 => InvMass::shared(rows.concat()),
+        _ => InvMass::per_chain(&rows),
+    } {
+        *tuning = tuning.clone().with_inv_masses(m).expect("valid");
+    }
+    mass.clear();
 }
 
 fn start_dual(eps: Vec<f64>, target: f64, shared: bool) -> Vec<DualAveraging> {

@@ -119,13 +119,13 @@ impl Kernel for Hmc {
         if let Some(row) = energy.as_row() {
             return self.step_rows(row, tuning, state, rngs, steps);
         }
-        let w = tuning.inv_mass();
         let jitter = self.jitter;
         // Momenta, per-chain step sizes (aux column 0) and the initial
         // Hamiltonian (aux column 1).
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
                 let eps0 = tuning.step_size().get(b.first + i);
+                let w = tuning.inv_mass(b.first + i);
                 let mut p = b.momentum.row_mut(i);
                 let p = p.as_slice_mut().expect("standard layout");
                 b.aux[[i, 0]] = draw_momentum(&mut b.rngs[i], p, w, eps0, jitter);
@@ -148,7 +148,7 @@ impl Kernel for Hmc {
                         &mut yp[r.clone()],
                         &gp[r],
                         b.aux[[i, 0]],
-                        w,
+                        tuning.inv_mass(b.first + i),
                     );
                 }
             });
@@ -167,7 +167,8 @@ impl Kernel for Hmc {
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
                 let finite = b.proposal_finite(i, true);
-                let h1 = b.proposal_energy[i] + 0.5 * weighted_sq(b.momentum.row(i), w);
+                let h1 = b.proposal_energy[i]
+                    + 0.5 * weighted_sq(b.momentum.row(i), tuning.inv_mass(b.first + i));
                 let (log_alpha, ok) = log_alpha_of(b.aux[[i, 1]], h1, finite);
                 if metropolis(log_alpha, ok, &mut b.rngs[i], &mut b.steps[i]) {
                     b.accept(i);
@@ -207,9 +208,9 @@ impl Hmc {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
-        let w = tuning.inv_mass();
         let jitter = self.jitter;
         for_each_chain_row(state, rngs, steps, |mut c| {
+            let w = tuning.inv_mass(c.index);
             let p = &mut *c.scratch;
             let e = draw_momentum(c.rng, p, w, tuning.step_size().get(c.index), jitter);
             let h0 = *c.energy + 0.5 * weighted_sq(ArrayView1::from(&*p), w);

@@ -77,7 +77,6 @@ impl Kernel for Mala {
         if let Some(row) = energy.as_row() {
             return self.step_rows(row, tuning, state, rngs, steps);
         }
-        let w = tuning.inv_mass();
         let d = state.dim();
         for_each_block(state, rngs, steps, |mut b| {
             let pos = b.position.as_slice().expect("standard layout");
@@ -90,7 +89,7 @@ impl Kernel for Mala {
                 fill_standard_normal(&mut b.rngs[i], &mut noise[r.clone()]);
                 propose(
                     eps,
-                    w,
+                    tuning.inv_mass(b.first + i),
                     &pos[r.clone()],
                     &grad[r.clone()],
                     &noise[r.clone()],
@@ -108,7 +107,7 @@ impl Kernel for Mala {
                     let r = i * d..(i + 1) * d;
                     log_alpha = log_alpha_of(
                         eps,
-                        w,
+                        tuning.inv_mass(b.first + i),
                         b.energy[i] - b.proposal_energy[i],
                         &b.position.as_slice().expect("standard layout")[r.clone()],
                         &b.proposal.as_slice().expect("standard layout")[r.clone()],
@@ -203,8 +202,9 @@ impl Mala {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
-        let w = tuning.inv_mass();
-        for_each_chain_row(state, rngs, steps, |c| mala_row(energy, tuning, w, c));
+        for_each_chain_row(state, rngs, steps, |c| {
+            mala_row(energy, tuning, tuning.inv_mass(c.index), c)
+        });
     }
 }
 

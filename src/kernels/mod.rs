@@ -262,7 +262,7 @@ pub trait Kernel: Send + Sync {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tuning {
     step_size: StepSizes,
-    inv_mass: Option<Vec<f64>>,
+    inv_mass: Option<InvMass>,
     /// Set by warm-up during its first 15%, for kernels that move
     /// differently there (the AutoStep kernels descend from far starts
     /// with a signed step criterion and no reversibility check: fast, not
@@ -291,14 +291,15 @@ impl Tuning {
         }
     }
 
-    /// Sets a diagonal inverse mass matrix; entries must be finite and > 0.
-    pub fn with_inv_mass(mut self, inv_mass: Vec<f64>) -> Result<Self> {
-        if !check_inv_mass(&inv_mass) {
-            return Err(Error::param(
-                "inverse mass",
-                "entries must be finite and > 0",
-            ));
-        }
+    /// Sets one diagonal inverse mass matrix for every chain; entries must
+    /// be finite and > 0.
+    pub fn with_inv_mass(self, inv_mass: Vec<f64>) -> Result<Self> {
+        self.with_inv_masses(InvMass::shared(inv_mass)?)
+    }
+
+    /// Sets the diagonal inverse mass matrices (one shared, or one per
+    /// chain).
+    pub fn with_inv_masses(mut self, inv_mass: InvMass) -> Result<Self> {
         self.inv_mass = Some(inv_mass);
         Ok(self)
     }
@@ -315,20 +316,30 @@ impl Tuning {
 
     /// Whether this tuning fits `n_chains` chains of dimension `dim`: one
     /// step size or one per chain, finite and positive, and an inverse mass
-    /// (if any) of `dim` finite positive entries (checked on resume).
+    /// (if any) of `dim` finite positive entries, shared or one per chain
+    /// (checked on resume).
     pub fn fits(&self, n_chains: usize, dim: usize) -> bool {
         let steps = self.step_size.as_slice();
         (steps.len() == 1 || steps.len() == n_chains)
             && steps.iter().all(|s| s.is_finite() && *s > 0.0)
-            && self
-                .inv_mass
-                .as_ref()
-                .is_none_or(|m| m.len() == dim && m.iter().all(|v| v.is_finite() && *v > 0.0))
+            && self.inv_mass.as_ref().is_none_or(|m| {
+                m.dim == dim
+                    && (m.values.len() == dim || m.values.len() == n_chains * dim)
+                    && check_inv_mass(&m.values)
+            })
     }
 
-    /// The diagonal inverse mass matrix, if any.
-    pub fn inv_mass(&self) -> Option<&[f64]> {
-        self.inv_mass.as_deref()
+    /// Chain `chain`'s diagonal inverse mass matrix, if any (the shared one
+    /// when there is one for all chains). `chain` is the row in the run's
+    /// state.
+    #[inline]
+    pub fn inv_mass(&self, chain: usize) -> Option<&[f64]> {
+        self.inv_mass.as_ref().map(|m| m.of(chain))
+    }
+
+    /// The inverse mass matrices as stored, if any.
+    pub fn inv_masses(&self) -> Option<&InvMass> {
+        self.inv_mass.as_ref()
     }
 
     /// Whether this tuning is warm-up's (see [`Tuning::set_warmup`]).
@@ -342,6 +353,89 @@ impl Tuning {
     /// first 15%.
     pub fn set_warmup(&mut self, on: bool) {
         self.warmup = on;
+    }
+}
+
+/// Diagonal inverse mass matrices (preconditioners; entries finite and
+/// positive, in squared units of the state): one shared by all chains, or one
+/// per chain (what warm-up adapts by default: each chain from its own
+/// draws, as Stan and nutpie do, so that a run split into shards adapts
+/// the same as the whole run).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InvMass {
+    dim: usize,
+    /// `dim` entries (shared) or `chains x dim`, chain-major.
+    values: Vec<f64>,
+}
+
+impl InvMass {
+    /// One matrix for every chain.
+    pub fn shared(inv_mass: Vec<f64>) -> Result<Self> {
+        Self::check(&inv_mass)?;
+        Ok(InvMass {
+            dim: inv_mass.len(),
+            values: inv_mass,
+        })
+    }
+
+    /// One matrix per chain: `rows[i]` is chain `i`'s, all of one length.
+    pub fn per_chain(rows: &[Vec<f64>]) -> Result<Self> {
+        let dim = rows.first().map_or(0, Vec::len);
+        if rows.iter().any(|r| r.len() != dim) {
+            return Err(Error::param(
+                "inverse mass",
+                "every chain's matrix needs the same dimension",
+            ));
+        }
+        let values = rows.concat();
+        Self::check(&values)?;
+        Ok(InvMass { dim, values })
+    }
+
+    fn check(values: &[f64]) -> Result<()> {
+        if check_inv_mass(values) {
+            Ok(())
+        } else {
+            Err(Error::param(
+                "inverse mass",
+                "entries must be finite and > 0",
+            ))
+        }
+    }
+
+    /// Chain `chain`'s matrix (the shared one for every chain if shared).
+    #[inline]
+    pub fn of(&self, chain: usize) -> &[f64] {
+        if self.values.len() == self.dim {
+            &self.values
+        } else {
+            &self.values[chain * self.dim..(chain + 1) * self.dim]
+        }
+    }
+
+    /// Whether one matrix serves every chain.
+    pub fn is_shared(&self) -> bool {
+        self.values.len() == self.dim
+    }
+
+    /// The matrices, one row each (one row when shared).
+    pub fn rows(&self) -> Vec<Vec<f64>> {
+        self.values
+            .chunks(self.dim.max(1))
+            .map(<[f64]>::to_vec)
+            .collect()
+    }
+
+    /// Per coordinate, the median over chains (the matrix itself when
+    /// shared): the one figure a report shows.
+    pub fn median(&self) -> Vec<f64> {
+        let rows = self.values.len() / self.dim.max(1);
+        (0..self.dim)
+            .map(|j| {
+                let col: Vec<f64> = (0..rows).map(|r| self.values[r * self.dim + j]).collect();
+                StepSizes::per_chain(col).median()
+            })
+            .collect()
     }
 }
 

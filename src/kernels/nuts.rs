@@ -411,14 +411,13 @@ impl Kernel for Nuts {
             return self.step_rows(row, tuning, state, rngs, steps);
         }
         let (n, d) = (state.n_chains(), state.dim());
-        let w = tuning.inv_mass();
         let mut walks: Vec<Walk> = (0..n).map(|_| Walk::new(d, self.max_depth)).collect();
         let eps: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
         let st = &mut *state;
         for (i, walk) in walks.iter_mut().enumerate() {
             let mut p = st.momentum.row_mut(i);
             let p = p.as_slice_mut().expect("standard layout");
-            draw_momentum(&mut rngs[i], p, w, 1.0, 0.0);
+            draw_momentum(&mut rngs[i], p, tuning.inv_mass(i), 1.0, 0.0);
             let mut y = st.proposal.row_mut(i);
             let mut g = st.proposal_grad.row_mut(i);
             let mut cur = Cursor {
@@ -432,7 +431,7 @@ impl Kernel for Nuts {
                 st.grad.row(i).to_slice().expect("standard layout"),
                 st.energy[i],
             );
-            walk.start(start, w, &mut rngs[i], &mut cur);
+            walk.start(start, tuning.inv_mass(i), &mut rngs[i], &mut cur);
         }
         // Lockstep: one leapfrog step of every unfinished chain per batch
         // evaluation (finished chains' rows are evaluated where they are).
@@ -447,7 +446,7 @@ impl Kernel for Nuts {
                         y.as_slice_mut().expect("standard layout"),
                         st.proposal_grad.row(i).to_slice().expect("standard layout"),
                         walk.signed(eps[i]),
-                        w,
+                        tuning.inv_mass(i),
                     );
                 }
             }
@@ -467,7 +466,7 @@ impl Kernel for Nuts {
                     e: &mut st.proposal_energy[i],
                 };
                 kick(cur.p, cur.g, walk.signed(eps[i]));
-                walk.leaf(&mut rngs[i], &mut cur, w);
+                walk.leaf(&mut rngs[i], &mut cur, tuning.inv_mass(i));
             }
         }
         for (i, walk) in walks.iter().enumerate() {
@@ -510,7 +509,6 @@ impl Nuts {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
-        let w = tuning.inv_mass();
         let d = state.dim();
         for_each_chain_row(state, rngs, steps, |c| {
             // Each worker thread keeps one walk's buffers from step to step
@@ -521,7 +519,7 @@ impl Nuts {
                     _ => slot.insert(Walk::new(d, self.max_depth)),
                 };
                 walk.max_depth = self.max_depth;
-                self.walk_row(energy, tuning, w, walk, c);
+                self.walk_row(energy, tuning, tuning.inv_mass(c.index), walk, c);
             });
         });
     }

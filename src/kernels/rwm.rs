@@ -63,10 +63,10 @@ impl Kernel for Rwm {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
-        let w = tuning.inv_mass();
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
                 let s = tuning.step_size().get(b.first + i);
+                let w = tuning.inv_mass(b.first + i);
                 let rng = &mut b.rngs[i];
                 let mut p = b.proposal.row_mut(i);
                 let p = p.as_slice_mut().expect("standard layout");

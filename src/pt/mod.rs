@@ -321,6 +321,7 @@ pub fn sample(
             step_size: config.adapt_step_size,
             shared_step: false,
             mass: false,
+            pooled_mass: false,
         };
         let (mut tuner, mut tuning) = Tuner::new(kernel, adaptation, config.warmup, d);
         if let Some(t) = &config.tuning {

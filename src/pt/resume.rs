@@ -82,6 +82,7 @@ pub fn resume(
             step_size: cfg.adapt_step_size,
             shared_step: false,
             mass: false,
+            pooled_mass: false,
         };
         let fresh = Tuner::new(kernel, adaptation, cfg.warmup, d).0;
         if !state.tuner.agrees(&fresh, engine.t, n, &state.tuning) {

@@ -27,6 +27,8 @@ pub const EXACT_CHECK_P: f64 = 1e-3;
 /// let m = Mixture::from_weights(vec![0.3, 0.7], ndarray::array![[-10.0], [10.0]], vec![1.0, 2.0])?;
 /// let mut cfg = sampler::SampleConfig::new();
 /// cfg.init = boltz::init::Init::Uniform { lo: 9.0, hi: 11.0 };
+/// // (A mass adapted from one chain's draws can send that chain across.)
+/// cfg.adapt_mass = false;
 /// let out = sampler::sample(&m, &Mala::new(0.5)?, &cfg, None, &mut sampler::NoObserver)?;
 /// let mut rngs = boltz::rng::chain_rngs(1, 1000);
 /// let exact = ndarray::Array2::from_shape_fn((1000, 1), |(i, _)| {

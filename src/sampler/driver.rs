@@ -6,7 +6,7 @@ use super::{RunStats, SampleConfig, SampleOutput, initial_positions};
 use crate::energy::{Energy, Scaled};
 use crate::error::{Error, Result};
 use crate::io::read_checkpoint;
-use crate::kernels::{ChainState, ChainStep, Kernel, Tuner, Tuning};
+use crate::kernels::{ChainState, ChainStep, InvMass, Kernel, Tuner, Tuning};
 use crate::rng::{ChainRng, RngState, chain_rngs_from, restore_rng, save_rng};
 use crate::run::{
     ChainRun, Control, Finished, Observer, Schedule, Tally, Transition, by_chain,
@@ -167,8 +167,8 @@ fn schedule(config: &SampleConfig) -> Schedule {
 ///
 /// Warm-up (`config.warmup` steps) adapts a [`Tuning`] by the schedule of
 /// [`Tuner`] (per-chain or shared dual averaging of the step size towards
-/// the kernel's target acceptance, a diagonal inverse mass from two windows
-/// of pooled variances); then `draws * thin` steps, recording every
+/// the kernel's target acceptance, a diagonal inverse mass per chain, or
+/// pooled, from two windows of variances); then `draws * thin` steps, recording every
 /// `thin`-th. `init` gives starting positions (n_chains x dim), else
 /// [`initial_positions`]. The output is a pure function of `config.seed`:
 /// the kernel holds no state, so a kernel value reused gives the same draws.
@@ -371,7 +371,7 @@ fn output(done: Finished<KernelMoves<'_>>, complete: bool) -> SampleOutput {
         warmup_divergences: tally.warmup_divergences,
         step_size: moves.tuning.step_size().median(),
         step_sizes: moves.tuning.step_size().expand(n),
-        inv_mass: moves.tuning.inv_mass().map(<[f64]>::to_vec),
+        inv_mass: moves.tuning.inv_masses().map(InvMass::median),
         tuning: moves.tuning.clone(),
         grad_evals: steps_total * kernel.grad_evals_per_step() as u64
             + n as u64

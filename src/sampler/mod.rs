@@ -44,8 +44,15 @@ pub struct SampleConfig {
     /// and never leave the neck).
     pub shared_step_size: bool,
     /// Adapt a diagonal mass matrix (preconditioner) during warm-up, for
-    /// kernels that have one (HMC, MALA, RWM).
+    /// kernels that have one (HMC, MALA, RWM), each chain's from its own
+    /// draws (as Stan and nutpie do).
     pub adapt_mass: bool,
+    /// Adapt one mass matrix for all chains, from their pooled warm-up
+    /// draws, instead of one per chain (more draws behind the estimate when
+    /// all chains are in one mode; it couples the chains, so a run split
+    /// into shards adapts differently).
+    #[serde(default)]
+    pub pooled_mass: bool,
     /// Start from this tuning (step sizes, inverse mass) instead of the
     /// kernel's initial one: a tuning adapted by an earlier run, say. With
     /// `warmup = 0` it is used as it is.
@@ -105,6 +112,7 @@ impl SampleConfig {
             adapt_step_size: true,
             shared_step_size: false,
             adapt_mass: true,
+            pooled_mass: false,
             tuning: None,
             init: Init::default(),
             record_energies: true,
@@ -120,6 +128,7 @@ impl SampleConfig {
             step_size: self.adapt_step_size,
             shared_step: self.shared_step_size,
             mass: self.adapt_mass,
+            pooled_mass: self.pooled_mass,
         }
     }
 
@@ -219,7 +228,9 @@ pub struct RunStats {
     pub step_size: f64,
     /// Each chain's step size used for sampling.
     pub step_sizes: Vec<f64>,
-    /// The diagonal inverse mass matrix used for sampling, if any.
+    /// The diagonal inverse mass matrix used for sampling, if any: per
+    /// coordinate the median over chains when each chain adapted its own
+    /// (every chain's is in `tuning`).
     pub inv_mass: Option<Vec<f64>>,
     /// The tuning used for sampling (what warm-up adapted): hand it to
     /// another run ([`SampleConfig::tuning`]) or to AIS.

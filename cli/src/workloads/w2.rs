@@ -142,7 +142,7 @@ fn w2_row(
         String::new()
     };
     r.note(format!(
-        "{label}; {chains} chains x {draws} draws{kept} after {warmup} warm-up (per-chain dual averaging + diagonal mass); wall includes warm-up; min bulk ESS {min_ess:.0}; worst R-hat {worst_rhat:.4}; {evals} {per}s; min bulk ESS per {per} {:.3e} (warm-up included)",
+        "{label}; {chains} chains x {draws} draws{kept} after {warmup} warm-up (per-chain dual averaging and diagonal mass); wall includes warm-up; min bulk ESS {min_ess:.0}; worst R-hat {worst_rhat:.4}; {evals} {per}s; min bulk ESS per {per} {:.3e} (warm-up included)",
         min_ess / evals as f64
     ));
     if target == "gauss-ill" {

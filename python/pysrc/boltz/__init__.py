@@ -270,6 +270,7 @@ def sample(
     target_accept: Optional[float] = None,
     shared_step: bool = False,
     adapt_mass: bool = True,
+    pooled_mass: bool = False,
     replicas: int = 8,
     kernel: Optional[str] = None,
     progress: bool = False,
@@ -291,6 +292,13 @@ def sample(
             setting and its default.
         chains, warmup, draws, thin: chains, warm-up steps (step size and
             diagonal mass adapted), draws kept per chain, steps per draw.
+        shared_step, adapt_mass, pooled_mass: warm-up adapts each chain's
+            step and diagonal mass from its own draws (as Stan and nutpie
+            do; a run split into shards then gives the same draws);
+            ``shared_step`` adapts one step on the chains' mean acceptance,
+            ``pooled_mass`` one mass from all chains' draws (more draws
+            behind it when every chain is in one mode), ``adapt_mass=False``
+            none.
         seed: chain ``i`` draws from the ChaCha stream keyed by ``(seed, i)``:
             the result is the same for any thread count.
         step_size: a fixed step; ``None`` adapts it in warm-up (ULA takes
@@ -343,6 +351,7 @@ def sample(
         "target_accept": _opt_float(target_accept),
         "shared_step": bool(shared_step),
         "adapt_mass": bool(adapt_mass),
+        "pooled_mass": bool(pooled_mass),
         "replicas": _count(replicas, "replicas"),
         "kernel": None if kernel is None else str(kernel),
         "diagnostics": bool(diagnostics),

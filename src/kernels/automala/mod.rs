@@ -28,7 +28,7 @@
 
 use super::hmc::{draw_momentum, kick, kick_drift};
 use super::{
-    ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, metropolis, weighted_sq,
+    ChainState, ChainStep, InvMass, Kernel, KernelInfo, KernelSpec, Tuning, metropolis, weighted_sq,
 };
 use crate::energy::Energy;
 use crate::error::{Result, check_positive};
@@ -153,8 +153,8 @@ impl AutoMala {
 }
 
 /// Kinetic energy `0.5 sum_j w_j p_j^2` of row `i` (`w` the inverse mass).
-fn kinetic(p: &Array2<f64>, i: usize, w: Option<&[f64]>) -> f64 {
-    0.5 * weighted_sq(p.row(i), w)
+fn kinetic(p: &Array2<f64>, i: usize, w: Option<&InvMass>) -> f64 {
+    0.5 * weighted_sq(p.row(i), w.map(|m| m.of(i)))
 }
 
 /// Where a trajectory starts: positions, their energies and gradients, and
@@ -191,7 +191,7 @@ impl Ends {
 /// energy evaluation per leapfrog step.
 fn trajectory(
     energy: &dyn Energy,
-    w: Option<&[f64]>,
+    w: Option<&InvMass>,
     eps: &[f64],
     active: &[bool],
     leapfrog: usize,
@@ -211,7 +211,7 @@ fn trajectory(
                     y.as_slice_mut().expect("standard layout"),
                     ends.g.row(i).as_slice().expect("standard layout"),
                     eps[i],
-                    w,
+                    w.map(|m| m.of(i)),
                 );
             }
         }
@@ -289,7 +289,7 @@ fn advance(ell: f64, (la, lb): (f64, f64), dir: &mut i32, j: &mut i32, done: &mu
 /// evaluations it took.
 fn select_walk(
     energy: &dyn Energy,
-    w: Option<&[f64]>,
+    w: Option<&InvMass>,
     eps0: &[f64],
     bracket: &[(f64, f64)],
     signed: bool,
@@ -306,7 +306,7 @@ fn select_walk(
                 trial[[i, c]] = if done[i] {
                     y[[i, c]]
                 } else {
-                    y[[i, c]] + eps * w.map_or(1.0, |w| w[c].sqrt()) * z[[i, c]]
+                    y[[i, c]] + eps * w.map_or(1.0, |w| w.of(i)[c].sqrt()) * z[[i, c]]
                 };
             }
         }
@@ -328,7 +328,7 @@ fn select_walk(
 #[allow(clippy::too_many_arguments)]
 fn select(
     energy: &dyn Energy,
-    w: Option<&[f64]>,
+    w: Option<&InvMass>,
     eps0: &[f64],
     bracket: &[(f64, f64)],
     signed: bool,
@@ -342,7 +342,7 @@ fn select(
     let mut done = vec![false; n];
     let mut evals = 0u32;
     let h0: Vec<f64> = (0..n)
-        .map(|i| from.e[i] + 0.5 * weighted_sq(from.p.row(i), w))
+        .map(|i| from.e[i] + 0.5 * weighted_sq(from.p.row(i), w.map(|m| m.of(i))))
         .collect();
     while done.iter().any(|d| !d) {
         let active: Vec<bool> = done.iter().map(|d| !d).collect();
@@ -382,7 +382,7 @@ impl Kernel for AutoMala {
             return self.step_walk(energy, tuning, state, rngs, steps);
         }
         let (n, d) = (state.n_chains(), state.dim());
-        let w = tuning.inv_mass();
+        let w = tuning.inv_masses();
         let lf = self.leapfrog;
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
         let warm = tuning.in_warmup();
@@ -489,7 +489,7 @@ fn values_where(pick: &[bool], yes: &Array1<f64>, no: &Array1<f64>) -> Array1<f6
 /// own stream.
 fn draw_aux(
     state: &mut ChainState,
-    w: Option<&[f64]>,
+    w: Option<&InvMass>,
     momentum: bool,
     rngs: &mut [ChainRng],
 ) -> Vec<(f64, f64)> {
@@ -498,7 +498,7 @@ fn draw_aux(
         let mut row = state.momentum.row_mut(i);
         let p = row.as_slice_mut().expect("standard layout");
         if momentum {
-            draw_momentum(rng, p, w, 1.0, 0.0);
+            draw_momentum(rng, p, w.map(|m| m.of(i)), 1.0, 0.0);
         } else {
             fill_standard_normal(rng, p);
         }
@@ -520,7 +520,7 @@ impl AutoMala {
         steps: &mut [ChainStep],
     ) {
         let (n, d) = (state.n_chains(), state.dim());
-        let w = tuning.inv_mass();
+        let w = tuning.inv_masses();
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
         let warm = tuning.in_warmup();
         let bracket = draw_aux(state, w, false, rngs);
@@ -539,7 +539,7 @@ impl AutoMala {
             let eps = eps0[i] * 2f64.powi(j[i]);
             for c in 0..d {
                 state.proposal[[i, c]] =
-                    state.position[[i, c]] + eps * w.map_or(1.0, |w| w[c].sqrt()) * z[[i, c]];
+                    state.position[[i, c]] + eps * w.map_or(1.0, |w| w.of(i)[c].sqrt()) * z[[i, c]];
             }
         }
         super::evaluate_proposals(energy, state, false);

@@ -129,11 +129,11 @@ impl AutoMala {
         rngs: &mut [ChainRng],
         steps: &mut [ChainStep],
     ) {
-        let w = tuning.inv_mass();
         let lf = self.leapfrog;
         let warm = tuning.in_warmup();
         for_each_chain_row(state, rngs, steps, |mut c| {
             let eps0 = tuning.step_size().get(c.index);
+            let w = tuning.inv_mass(c.index);
             if lf > 0 {
                 draw_momentum(c.rng, c.scratch, w, 1.0, 0.0);
             } else {
