@@ -10,11 +10,28 @@ pub(crate) type EnergyAndGrad<'py> = (Bound<'py, numpy::PyArray1<f64>>, Bound<'p
 /// the context `x` (0 for unconditional models).
 #[pyclass(subclass, module = "boltz._native", frozen)]
 pub(crate) struct Energy {
-    pub(crate) model: Model,
+    /// The model: replaced whole (never edited) by `load_weights`, so a
+    /// job that took a copy runs on one set of weights throughout.
+    model: std::sync::RwLock<Model>,
     pub(crate) callback: Option<Arc<Callback>>,
 }
 
 impl Energy {
+    pub(crate) fn of(model: Model, callback: Option<Arc<Callback>>) -> Self {
+        Energy {
+            model: std::sync::RwLock::new(model),
+            callback,
+        }
+    }
+
+    /// The model as it is now (a cheap copy: its parameters are shared).
+    pub(crate) fn model(&self) -> Model {
+        match self.model.read() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     pub(crate) fn callbacks(&self) -> Vec<Arc<Callback>> {
         self.callback.iter().cloned().collect()
     }
@@ -25,27 +42,27 @@ impl Energy {
     /// Dimension of a state `y`.
     #[getter]
     pub(crate) fn dim(&self) -> usize {
-        self.model.dim()
+        self.model().dim()
     }
     /// Dimension of the context `x` (0: unconditional).
     #[getter]
     pub(crate) fn x_dim(&self) -> usize {
-        self.model.x_dim()
+        self.model().x_dim()
     }
     /// The model's name (suite name, file path, or the callback's name).
     #[getter]
     pub(crate) fn name(&self) -> String {
-        self.model.name.clone()
+        self.model().name.clone()
     }
     /// The family (`gaussian`, `mixture`, `funnel`, `ring`, `mlp`, `rbm`, `custom`).
     #[getter]
     pub(crate) fn kind(&self) -> &'static str {
-        self.model.kind()
+        self.model().kind()
     }
     /// The precision of the energy's arithmetic, `f64` or `f32`.
     #[getter]
     pub(crate) fn precision(&self) -> &'static str {
-        self.model.precision().name()
+        self.model().precision().name()
     }
     /// This energy computing in `precision` (`f64` or `f32`; f32 only for
     /// `mlp` and `rbm` models): a new Energy, this one unchanged.
@@ -56,23 +73,20 @@ impl Energy {
             ));
         }
         let p = boltz::energy::Precision::parse(precision).map_err(to_py)?;
-        let model = self.model.clone().with_precision(p).map_err(to_py)?;
-        Ok(Energy {
-            model,
-            callback: None,
-        })
+        let model = self.model().with_precision(p).map_err(to_py)?;
+        Ok(Energy::of(model, None))
     }
     /// Whether states are binary vectors (0.0 / 1.0).
     #[getter]
     pub(crate) fn binary(&self) -> bool {
-        self.model
-            .energy(self.model.default_context.clone())
+        self.model()
+            .energy(self.model().default_context.clone())
             .is_ok_and(|e| e.space() == StateSpace::Binary)
     }
     /// Exact log Z at beta 1 where known (closed form or enumeration), else None.
     #[getter]
     pub(crate) fn exact_log_z(&self) -> Option<f64> {
-        self.model.exact_log_z
+        self.model().exact_log_z
     }
     /// `(calls, seconds inside fn, seconds of the whole evaluations)` of a
     /// callback energy so far (None for native energies): the difference of
@@ -96,7 +110,7 @@ impl Energy {
         x: Option<PyReadonlyArray2<'py, f64>>,
     ) -> PyResult<EnergyAndGrad<'py>> {
         let (n, d) = y.as_array().dim();
-        let model_dim = self.model.dim();
+        let model_dim = self.model().dim();
         if d != model_dim {
             return Err(BoltzError::new_err(format!(
                 "shape mismatch in y: expected (n, {model_dim}), got ({n}, {d})"
@@ -111,14 +125,14 @@ impl Energy {
         .map_err(to_py)?;
         let y = y.as_array().to_owned();
         let x = owned2(x);
-        if self.model.x_dim() == 0 && x.as_ref().is_some_and(|x| x.ncols() > 0) {
+        if self.model().x_dim() == 0 && x.as_ref().is_some_and(|x| x.ncols() > 0) {
             return Err(BoltzError::new_err(format!(
                 "invalid value for `x`: model `{}` is not conditional",
-                self.model.name
+                self.model().name
             )));
         }
-        let x = x.filter(|_| self.model.x_dim() > 0);
-        let model = self.model.clone();
+        let x = x.filter(|_| self.model().x_dim() > 0);
+        let model = self.model();
         let (e, g) = run_job(py, &self.callbacks(), move |stop| {
             let n = y.nrows();
             if model.x_dim() > 0 && x.is_none() {
@@ -166,13 +180,46 @@ impl Energy {
         Ok((e.into_pyarray(py), g.into_pyarray(py)))
     }
 
+    /// Loads new parameters of the same shapes into this energy, in place
+    /// (a training step's weights): an `mlp`'s weights (in x out, as
+    /// `mlp_energy` takes them) and biases per layer, or an `rbm`'s
+    /// `[W]` (V x H) and `[visible_bias, hidden_bias]`. Samplers built on
+    /// this energy (a `Negatives` with its chains and buffer) see the new
+    /// weights from their next call; a call in progress finishes on the
+    /// old ones. Shapes must match and every number be finite (else an
+    /// error, the old weights kept).
+    pub(crate) fn load_weights(
+        &self,
+        py: Python<'_>,
+        weights: Vec<PyReadonlyArray2<'_, f64>>,
+        biases: Vec<numpy::PyReadonlyArray1<'_, f64>>,
+    ) -> PyResult<()> {
+        let w: Vec<ndarray::Array2<f64>> =
+            weights.iter().map(|a| a.as_array().to_owned()).collect();
+        let b: Vec<ndarray::Array1<f64>> = biases.iter().map(|a| a.as_array().to_owned()).collect();
+        let current = self.model();
+        let next = py.detach(|| current.with_weights(&w, &b)).map_err(to_py)?;
+        match self.model.write() {
+            Ok(mut m) => *m = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        Ok(())
+    }
+
+    /// The fingerprint of the model's architecture and settings (not its
+    /// weights): what a `Negatives` state is tied to.
+    #[getter]
+    pub(crate) fn architecture(&self) -> String {
+        self.model().architecture_fingerprint()
+    }
+
     pub(crate) fn __repr__(&self) -> String {
         format!(
             "boltz.Energy(name={:?}, kind={:?}, dim={}, x_dim={})",
-            self.model.name,
-            self.model.kind(),
-            self.model.dim(),
-            self.model.x_dim()
+            self.model().name,
+            self.model().kind(),
+            self.model().dim(),
+            self.model().x_dim()
         )
     }
 }
@@ -257,11 +304,7 @@ impl CallbackEnergy {
         } else {
             Model::custom(name, Arc::new(CallbackY(cb.clone())))
         };
-        Ok(PyClassInitializer::from(Energy {
-            model,
-            callback: Some(cb),
-        })
-        .add_subclass(CallbackEnergy {}))
+        Ok(PyClassInitializer::from(Energy::of(model, Some(cb))).add_subclass(CallbackEnergy {}))
     }
 }
 
@@ -313,10 +356,7 @@ fn takes_args(func: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
 #[pyfunction]
 pub(crate) fn load_model(py: Python<'_>, spec: String) -> PyResult<Energy> {
     let model = run_job(py, &[], move |_| boltz::model::load(&spec))?;
-    Ok(Energy {
-        model,
-        callback: None,
-    })
+    Ok(Energy::of(model, None))
 }
 
 /// The native MLP energy `net([x ; y]) + 0.5 l2 |y|^2` from layers given as
@@ -357,8 +397,5 @@ pub(crate) fn mlp_energy(
         name.unwrap_or_else(|| "mlp".into()),
         boltz::model::Family::Mlp(Arc::new(mlp)),
     );
-    Ok(Energy {
-        model,
-        callback: None,
-    })
+    Ok(Energy::of(model, None))
 }

@@ -50,7 +50,7 @@ pub(crate) fn sample<'py>(
 ) -> PyResult<(Bound<'py, numpy::PyArray3<f64>>, String)> {
     let mut job: SampleJob = settings("sample", job)?;
     job.init = init_from(init_spec.as_deref(), job.init.clone())?;
-    let (model, context, init) = (energy.model.clone(), owned2(context), owned2(init));
+    let (model, context, init) = (energy.model(), owned2(context), owned2(init));
     let (samples, report) = run_job(py, &energy.callbacks(), move |stop| {
         let mut obs = StderrProgress {
             on: progress,
@@ -85,7 +85,7 @@ pub(crate) fn logz<'py>(
     let mut job: LogzJob = settings("logz", job)?;
     job.data = owned2(data);
     job.reverse_from = owned2(reverse_from);
-    let (model, context, points) = (energy.model.clone(), owned2(context), owned2(points));
+    let (model, context, points) = (energy.model(), owned2(context), owned2(points));
     let (logp, report) = run_job(py, &energy.callbacks(), move |stop| {
         let mut obs = StderrProgress {
             on: progress,
@@ -139,7 +139,7 @@ pub(crate) fn run_shard<'py>(
     init_spec: Option<String>,
 ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
     let name = std::path::PathBuf::from("shard");
-    let (model, context, points) = (energy.model.clone(), owned2(context), owned2(points));
+    let (model, context, points) = (energy.model(), owned2(context), owned2(points));
     // The settings name the model by what it is, not by its path: workers
     // whose `model.json` differ write shards that do not merge.
     let settings = format!("{settings} model {}", model.fingerprint());
@@ -268,7 +268,7 @@ pub(crate) fn compare(
         beta,
         ..Default::default()
     };
-    let (model, context) = (energy.model.clone(), owned2(context));
+    let (model, context) = (energy.model(), owned2(context));
     let report = run_job(py, &energy.callbacks(), move |stop| {
         boltz::compare::compare_model(
             &model,

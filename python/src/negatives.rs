@@ -25,13 +25,14 @@ impl Negatives {
             .map_err(|_| BoltzError::new_err("the negatives state was poisoned by a panic"))
     }
 
-    /// What a saved state belongs to: the model's fingerprint and every
+    /// What a saved state belongs to: the model's architecture (not its
+    /// weights: a state follows the model through training) and every
     /// setting (a state file describes its own sampler).
     pub(crate) fn tag(&self, py: Python<'_>) -> PyResult<String> {
         let e = self.energy.bind(py).get();
         Ok(format!(
             "model {} job {}",
-            e.model.fingerprint(),
+            e.model().architecture_fingerprint(),
             json(&self.job)?
         ))
     }
@@ -79,7 +80,7 @@ impl Negatives {
         };
         let (model, callbacks) = {
             let e = self.energy.bind(py).get();
-            (e.model.clone(), e.callbacks())
+            (e.model(), e.callbacks())
         };
         let tag = self.tag(py)?;
         let job = self.job.clone();
@@ -117,7 +118,7 @@ impl Negatives {
         })?;
 
         let report = json(&serde_json::json!({
-            "model": self.energy.bind(py).get().model.name,
+            "model": self.energy.bind(py).get().model().name,
             "method": self.job.method,
             "kernel": kernel,
             "beta": self.job.beta,
@@ -145,7 +146,7 @@ impl Negatives {
         };
         let st: boltz::negatives::NegativeState = serde_json::from_str(&state)
             .map_err(|e| BoltzError::new_err(format!("invalid negatives state: {e}")))?;
-        let dim = self.energy.bind(py).get().model.dim();
+        let dim = self.energy.bind(py).get().model().dim();
         let tag = self.tag(py)?;
         if st.dim != dim || st.tag != tag {
             return Err(BoltzError::new_err(format!(
@@ -177,8 +178,8 @@ impl Negatives {
         let e = energy
             .bind(py)
             .get()
-            .model
-            .energy(energy.bind(py).get().model.default_context.clone());
+            .model()
+            .energy(energy.bind(py).get().model().default_context.clone());
         if let Ok(e) = e {
             job.kernel(e.as_ref()).map_err(to_py)?;
         }
@@ -242,7 +243,8 @@ impl Negatives {
     }
 
     /// A sampler continuing the state saved by [`Negatives::save`] on
-    /// `energy` (the same model: its fingerprint is checked), with the
+    /// `energy` (the same architecture and settings: its weights may have
+    /// changed since, as in training), with the
     /// settings stored in the file.
     #[staticmethod]
     pub(crate) fn load(
@@ -252,7 +254,7 @@ impl Negatives {
     ) -> PyResult<Self> {
         let s = NegativeSampler::load_any(&path).map_err(to_py)?;
         let tag = s.state().tag;
-        let fp = energy.bind(py).get().model.fingerprint();
+        let fp = energy.bind(py).get().model().architecture_fingerprint();
         let bad =
             |why: String| BoltzError::new_err(format!("checkpoint {}: {why}", path.display()));
         let rest = tag
@@ -261,13 +263,13 @@ impl Negatives {
             .ok_or_else(|| bad("not a state saved by boltz.Negatives".into()))?;
         if rest.0 != fp {
             return Err(bad(format!(
-                "saved for another model (fingerprint {}, this energy has {fp})",
+                "saved for another model (architecture {}, this energy has {fp})",
                 rest.0
             )));
         }
         let job: NegativesJob =
             serde_json::from_str(rest.1).map_err(|e| bad(format!("bad settings: {e}")))?;
-        if s.state().dim != energy.bind(py).get().model.dim() {
+        if s.state().dim != energy.bind(py).get().model().dim() {
             return Err(bad("saved for another dimension".into()));
         }
         Ok(Negatives {

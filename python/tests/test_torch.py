@@ -156,3 +156,45 @@ def test_tensors_in_tensors_out():
     lp = boltz.log_prob("gmm-ring", y)
     assert isinstance(lp, torch.Tensor) and lp.shape == (1, 2)
     np.testing.assert_array_equal(lp.numpy(), boltz.log_prob("gmm-ring", y.detach().numpy()))
+
+
+@pytest.mark.parametrize("method", ["pcd", "short-run"])
+def test_update_from_torch_keeps_the_negatives_chains_and_buffer(method):
+    # Issue 31: a training loop refreshes the native MLP in place; the
+    # sampler keeps its persistent chains, replay buffer and streams, and
+    # its next call equals that of a sampler built on the new weights from
+    # the state saved before the update (states follow the architecture).
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.SiLU(), torch.nn.Linear(16, 1)
+    ).double()
+    e = boltz.mlp_from_torch(net, l2=0.5)
+    arch = e.architecture
+    kw = dict(method=method, steps=5, step_size=0.01, seed=3)
+    if method == "short-run":
+        kw.update(buffer=64)
+    neg = boltz.Negatives(e, **kw)
+    neg.sample(chains=32)
+    before = neg.state_dict()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    e.update_from_torch(net)
+    assert e.architecture == arch
+    y = np.random.default_rng(1).normal(size=(5, 6))
+    want = net(torch.from_numpy(y)).detach().numpy()[:, 0] + 0.25 * (y * y).sum(1)
+    np.testing.assert_allclose(e.energy_and_grad(y)[0], want, rtol=1e-12, atol=1e-12)
+    # The update moved nothing: chains, buffer and streams as they were.
+    assert neg.state_dict() == before
+    s = before["state"]
+    assert len(s["persistent"] if method == "pcd" else s["buffer"]) > 0
+    x2 = neg.sample()
+    fresh = boltz.Negatives(boltz.mlp_from_torch(net, l2=0.5), **kw)
+    fresh.load_state_dict(before)
+    np.testing.assert_array_equal(fresh.sample(), x2)
+    # A network of another shape cannot take the weights.
+    other = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.SiLU(), torch.nn.Linear(8, 1))
+    with pytest.raises(boltz.BoltzError, match="shape"):
+        e.update_from_torch(other)
+    np.testing.assert_allclose(e.energy_and_grad(y)[0], want, rtol=1e-12, atol=1e-12)

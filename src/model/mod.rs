@@ -43,6 +43,10 @@ pub enum Family {
     CustomConditional(Arc<dyn ConditionalEnergy>),
 }
 
+/// A model's trainable parameters ([`Model::weights`]): weight matrices
+/// and bias vectors.
+pub type Weights = (Vec<Array2<f64>>, Vec<ndarray::Array1<f64>>);
+
 /// A model ready to sample: a suite target or a model file.
 #[derive(Clone)]
 pub struct Model {
@@ -215,6 +219,133 @@ impl Model {
         h.update(&(x as u64).to_le_bytes());
         h.update_f64s(e.as_slice().unwrap_or(&[]));
         format!("{:016x}", h.finish())
+    }
+
+    /// A fingerprint of the model's architecture and settings, not its
+    /// parameter values: for an `mlp` its kind, dimensions, layer shapes,
+    /// activations, `l2` and precision; for an `rbm` its sizes and
+    /// precision; for every other family its [`Model::fingerprint`]. States
+    /// meant to follow a model through training (the chains and replay
+    /// buffer of Python's `Negatives`) carry it, so that they load into the
+    /// same network with other weights.
+    ///
+    /// ```
+    /// let m = boltz::model::load("mlp")?;
+    /// let Some((w, b)) = m.weights() else { unreachable!() };
+    /// let w2: Vec<_> = w.iter().map(|w| w * 0.5).collect();
+    /// let trained = m.with_weights(&w2, &b)?;
+    /// assert_eq!(trained.architecture_fingerprint(), m.architecture_fingerprint());
+    /// assert_ne!(trained.fingerprint(), m.fingerprint());
+    /// # Ok::<(), boltz::Error>(())
+    /// ```
+    pub fn architecture_fingerprint(&self) -> String {
+        let mut h = crate::hash::Fnv1a::new();
+        h.update(self.kind().as_bytes());
+        h.update(self.precision().name().as_bytes());
+        match &self.family {
+            Family::Mlp(m) => {
+                h.update(&(m.x_dim() as u64).to_le_bytes());
+                h.update_f64s(&[m.l2()]);
+                for l in m.layers() {
+                    let (i, o) = l.weight.dim();
+                    h.update(&(i as u64).to_le_bytes());
+                    h.update(&(o as u64).to_le_bytes());
+                    h.update(format!("{:?}", l.activation).as_bytes());
+                }
+            }
+            Family::Rbm(r) => {
+                h.update(&(r.n_visible() as u64).to_le_bytes());
+                h.update(&(r.n_hidden() as u64).to_le_bytes());
+            }
+            _ => return self.fingerprint(),
+        }
+        format!("{:016x}", h.finish())
+    }
+
+    /// The trainable parameters, where the family has them: an `mlp`'s
+    /// weights (in x out) and biases, layer by layer; an `rbm`'s weights
+    /// (V x H) as the one matrix and its visible and hidden biases as the
+    /// two vectors. `None` for other families.
+    pub fn weights(&self) -> Option<Weights> {
+        match &self.family {
+            Family::Mlp(m) => Some((
+                m.layers().iter().map(|l| l.weight.clone()).collect(),
+                m.layers().iter().map(|l| l.bias.clone()).collect(),
+            )),
+            Family::Rbm(r) => Some((
+                vec![r.weights().to_owned()],
+                vec![r.visible_bias().to_owned(), r.hidden_bias().to_owned()],
+            )),
+            _ => None,
+        }
+    }
+
+    /// The model with new parameters of the same shapes (a training step's
+    /// weights), in the layout of [`Model::weights`]; everything else (name,
+    /// activations, `l2`, precision, default context) is kept and only the
+    /// parameters are copied and re-laid for the compute path. A shape that
+    /// differs, a non-finite number or a family without parameters is an
+    /// error.
+    pub fn with_weights(
+        &self,
+        weights: &[Array2<f64>],
+        biases: &[ndarray::Array1<f64>],
+    ) -> Result<Model> {
+        let family = match &self.family {
+            Family::Mlp(m) => {
+                let n = m.layers().len();
+                if weights.len() != n || biases.len() != n {
+                    return Err(Error::param(
+                        "weights",
+                        format!(
+                            "this mlp has {n} layers; got {} weights and {} biases",
+                            weights.len(),
+                            biases.len()
+                        ),
+                    ));
+                }
+                let mut next = (**m).clone();
+                next.update_layers(|layers| {
+                    for ((l, w), b) in layers.iter_mut().zip(weights).zip(biases) {
+                        l.weight = w.clone();
+                        l.bias = b.clone();
+                    }
+                })?;
+                Family::Mlp(Arc::new(next))
+            }
+            Family::Rbm(r) => {
+                let (v, hd) = (r.n_visible(), r.n_hidden());
+                match (weights, biases) {
+                    ([w], [b, c]) if w.dim() == (v, hd) && b.len() == v && c.len() == hd => {
+                        let next = Rbm::new(w.clone(), b.to_vec(), c.to_vec())?
+                            .with_precision(r.precision());
+                        Family::Rbm(Arc::new(next))
+                    }
+                    _ => {
+                        return Err(Error::param(
+                            "weights",
+                            format!(
+                                "this rbm takes one ({v} x {hd}) weight matrix and biases of {v} (visible) and {hd} (hidden)"
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::param(
+                    "weights",
+                    format!(
+                        "`{}` ({}) has no weights to load: mlp and rbm models do",
+                        self.name,
+                        self.kind()
+                    ),
+                ));
+            }
+        };
+        Ok(Model {
+            family,
+            ..self.clone()
+        })
     }
 
     /// Dimension of the state `y`.

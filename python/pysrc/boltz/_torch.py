@@ -3,7 +3,7 @@ as boltz's native MLP. torch is imported only when these are called."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -82,30 +82,12 @@ def _np64(t: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(t, dtype=np.float64))
 
 
-def mlp_from_torch(
+def _mlp_params(
     module_or_state_dict: Any,
-    activations: Optional[Sequence[str]] = None,
-    x_dim: int = 0,
-    l2: float = 0.0,
-    *,
-    name: Optional[str] = None,
-    precision: str = "f64",
-) -> Energy:
-    """boltz's native MLP energy from a torch MLP: full speed, no Python in the loop.
-
-    ``precision="f32"`` computes in single precision, as the module does in
-    torch (the weights are rounded to float32; sampler state stays float64).
-
-    ``module_or_state_dict``: an ``nn.Sequential`` of ``Linear`` layers and
-    activation modules (``SiLU``, ``ReLU``, ``Tanh``, ``Softplus``,
-    ``Identity``), or its ``state_dict()`` (then ``activations`` is
-    required: one name per Linear layer, ``silu``, ``relu``, ``tanh``,
-    ``softplus`` or ``none``; the last is usually ``none``). Linear weights
-    are in torch's (out, in) layout. The input is ``[x ; y]`` with ``x_dim``
-    context columns; the last layer has one output. The energy is
-    ``net([x ; y]) + 0.5 l2 |y|^2``. The weights are copied: retrain, then
-    call this again.
-    """
+    activations: Optional[Sequence[str]],
+    need_activations: bool = True,
+) -> Tuple[List[np.ndarray], List[np.ndarray], List[str]]:
+    """A torch MLP's weights (in x out, float64), biases and activations."""
     weights, biases, acts = [], [], []
     if isinstance(module_or_state_dict, Mapping):
         sd = module_or_state_dict
@@ -116,12 +98,12 @@ def mlp_from_torch(
             b = _np64(sd[bk]) if bk in sd else np.zeros(w.shape[0])
             weights.append(np.ascontiguousarray(w.T))
             biases.append(b)
-        if activations is None:
+        if activations is None and need_activations:
             raise BoltzError(
                 "invalid value for `activations`: a state_dict does not say its activations; "
                 "give one per Linear layer (silu, relu, tanh, softplus, none)"
             )
-        acts = list(activations)
+        acts = list(activations or [])
     else:
         import torch  # noqa: F401
 
@@ -151,5 +133,57 @@ def mlp_from_torch(
         acts = list(activations) if activations is not None else inferred
     if not weights:
         raise BoltzError("invalid value for `module`: no Linear layers found")
+    return weights, biases, acts
+
+
+def _update_from_torch(self: Energy, module_or_state_dict: Any) -> None:
+    """Loads a torch MLP's current weights into this native MLP, in place.
+
+    For a training loop on the fast path: build the energy once with
+    :func:`mlp_from_torch`, then after each optimiser step call
+    ``energy.update_from_torch(model.net)`` (about the cost of copying the
+    weights). A :class:`Negatives` on this energy keeps its persistent
+    chains, replay buffer and random streams and sees the new weights from
+    its next call; its saved states are tied to the architecture, not the
+    weights, so they load into the same network at any point of training.
+    The module (or its ``state_dict()``) must have the same layers and
+    shapes as the one the energy was built from; activations, ``x_dim``,
+    ``l2`` and precision are the energy's. (A :func:`torch_energy` needs no
+    update: it calls the module as it is at every evaluation.)
+    """
+    weights, biases, _ = _mlp_params(module_or_state_dict, None, need_activations=False)
+    self.load_weights(weights, biases)
+
+
+Energy.update_from_torch = _update_from_torch  # type: ignore[attr-defined]
+
+
+def mlp_from_torch(
+    module_or_state_dict: Any,
+    activations: Optional[Sequence[str]] = None,
+    x_dim: int = 0,
+    l2: float = 0.0,
+    *,
+    name: Optional[str] = None,
+    precision: str = "f64",
+) -> Energy:
+    """boltz's native MLP energy from a torch MLP: full speed, no Python in the loop.
+
+    ``precision="f32"`` computes in single precision, as the module does in
+    torch (the weights are rounded to float32; sampler state stays float64).
+
+    ``module_or_state_dict``: an ``nn.Sequential`` of ``Linear`` layers and
+    activation modules (``SiLU``, ``ReLU``, ``Tanh``, ``Softplus``,
+    ``Identity``), or its ``state_dict()`` (then ``activations`` is
+    required: one name per Linear layer, ``silu``, ``relu``, ``tanh``,
+    ``softplus`` or ``none``; the last is usually ``none``). Linear weights
+    are in torch's (out, in) layout. The input is ``[x ; y]`` with ``x_dim``
+    context columns; the last layer has one output. The energy is
+    ``net([x ; y]) + 0.5 l2 |y|^2``. The weights are copied: after a
+    training step, ``energy.update_from_torch(module)`` loads the new ones
+    in place (a :class:`Negatives` on the energy keeps its chains and
+    buffer).
+    """
+    weights, biases, acts = _mlp_params(module_or_state_dict, activations)
     e = _native.mlp_energy(weights, biases, [str(a) for a in acts], int(x_dim), float(l2), name)
     return e if precision == "f64" else e.with_precision(str(precision))
