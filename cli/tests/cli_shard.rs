@@ -47,7 +47,10 @@ fn logz_shards_merge_to_the_one_process_run() {
                 let (shard, file) = (format!("{i}/{m}"), format!("{model}-{i}-{m}.shard"));
                 let mut a = base.clone();
                 a.extend(["--shard", &shard, "--shard-out", &file, "--quiet", "--json"]);
-                assert_ok(&boltz(p, &a));
+                let r = json(&assert_ok(&boltz(p, &a)));
+                // A shard's report counts its own particles (issue 33).
+                let own = (i + 1) * 70 / m - i * 70 / m;
+                assert_eq!(r["particles"], own, "{model} shard {shard}");
                 files.push(file);
             }
             let mut a = vec!["merge"];

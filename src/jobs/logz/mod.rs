@@ -217,7 +217,7 @@ pub struct LogzReport {
     /// differences against their standard errors and its p-value, each
     /// estimator's figures, the budget's rounds and why it stopped.
     pub check: Option<serde_json::Value>,
-    /// AIS particles per context.
+    /// AIS particles per context (a shard's own: its share of them).
     pub particles: usize,
     /// AIS temperatures.
     pub temps: usize,
@@ -464,6 +464,10 @@ pub fn logz(
                 format!("unknown method `{other}` (ais, smc, pt, check, exact, quadrature)"),
             ));
         }
+    }
+    // A shard's report counts its own particles (its ESS is of them).
+    if let Some(w) = &log_weights {
+        report.particles = w.log_weights.ncols();
     }
     report.wall_s = start.elapsed().as_secs_f64();
     Ok(LogzRun {
