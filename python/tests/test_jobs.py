@@ -379,3 +379,12 @@ def test_logz_reverse_from_draws():
     r = boltz.logz("gmm-ring", method="ais", particles=256, temps=200,
                    reverse_from=draws.reshape(-1, 2)[:256])
     assert "log_z_upper" in r and np.isfinite(r["log_z_upper"])
+
+
+def test_negatives_defaults_are_the_clis():
+    # The CLI's `negatives` defaults (steps 100, step 0.01, short-run, ULA,
+    # reinit 0.05, append): the package promises the CLI's defaults.
+    s = boltz.Negatives("gauss-ill").settings
+    assert (s["steps"], s["step_size"], s["method"], s["reinit"], s["buffer_policy"]) == (
+        100, 0.01, "short-run", 0.05, "append",
+    )

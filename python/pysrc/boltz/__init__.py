@@ -678,7 +678,7 @@ class Negatives:
         energy: Union[Energy, str],
         method: str = "short-run",
         kernel: Optional[str] = None,
-        steps: int = 60,
+        steps: int = 100,
         step_size: float = 0.01,
         noise: Optional[float] = None,
         buffer: int = 0,
