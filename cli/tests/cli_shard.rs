@@ -681,3 +681,88 @@ fn forged_shard_files_are_refused() {
         assert_fails(&out, 2, needle);
     }
 }
+
+/// The Slurm script's submission path, with a stand-in `sbatch` that logs
+/// its arguments: the merge job is cancelled if a task fails
+/// (`--kill-on-invalid-dep=yes`), and the printed by-hand rerun of a task
+/// that failed, then the printed merge, give the one-process log Z.
+#[test]
+fn slurm_array_script_prints_the_rerun_and_merge_of_a_failed_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let bin = p.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("sbatch");
+    std::fs::write(
+        &fake,
+        "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" >> \"$SBATCH_LOG\"\necho ---- >> \"$SBATCH_LOG\"\necho $((RANDOM + 100))\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm/logz-array.sh");
+    let logz = ["--model", "rbm20", "--particles", "60", "--temps", "40"];
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args(["2", "run", "--"])
+        .args(logz)
+        .current_dir(p)
+        .env("BOLTZ", env!("CARGO_BIN_EXE_boltz"))
+        .env("PATH", &path)
+        .env("SBATCH_LOG", p.join("sbatch.log"))
+        .env_remove("BOLTZ_LOCAL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(p.join("sbatch.log")).unwrap();
+    let jobs: Vec<&str> = log.split("----\n").filter(|j| !j.is_empty()).collect();
+    assert_eq!(jobs.len(), 2, "{log}");
+    assert!(jobs[0].contains("--array=0-1"), "{}", jobs[0]);
+    assert!(jobs[1].contains("--kill-on-invalid-dep=yes"), "{}", jobs[1]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let by_hand = text
+        .lines()
+        .skip_while(|l| *l != "or by hand, here:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no by-hand rerun in:\n{text}"))
+        .trim();
+    assert!(text.contains("sbatch --array=I"), "{text}");
+    // Task 0 ran; task 1 failed: its printed rerun, then the printed merge.
+    let wrap = jobs[0]
+        .lines()
+        .skip_while(|l| *l != "--wrap")
+        .nth(1)
+        .unwrap();
+    let run = |cmd: &str, task: &str| {
+        let o = std::process::Command::new("bash")
+            .args(["-c", cmd])
+            .current_dir(p)
+            .env("BOLTZ", env!("CARGO_BIN_EXE_boltz"))
+            .env("SLURM_ARRAY_TASK_ID", task)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&format!("{wrap} > run/shard-0.json"), "0");
+    run(
+        &by_hand.replace("=I ", "=1 ").replace("shard-I", "shard-1"),
+        "",
+    );
+    let merged = json(&std::fs::read_to_string(p.join("run/logz.json")).unwrap());
+    let mut one = vec!["logz", "--method", "ais", "--no-reverse", "--json"];
+    one.extend(logz);
+    let one = json(&assert_ok(&boltz(p, &one)));
+    for key in ["log_z", "stderr", "ess"] {
+        assert_eq!(merged[key], one[key], "{key}");
+    }
+}

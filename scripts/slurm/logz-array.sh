@@ -12,7 +12,9 @@
 # (the log Z, standard error and ESS of the one-process run, bit for bit).
 # A failed or lost task is rerun alone (`sbatch --array=I ...`, or the
 # task's command by hand): a shard is a pure function of the seed and
-# settings, and the merge names any shard that is missing.
+# settings, and the merge names any shard that is missing. When a task
+# fails, Slurm cancels the merge job (--kill-on-invalid-dep); the script
+# prints the rerun and re-merge commands when it submits.
 #
 # Environment: BOLTZ (the binary, default `boltz` on PATH), SBATCH_ARGS
 # (extra sbatch options: partition, time, cpus-per-task, ...), and
@@ -52,10 +54,19 @@ if [ "${BOLTZ_LOCAL:-0}" = 1 ]; then
   exit 0
 fi
 args=$(printf '%q ' "$@")
+task_cmd="bash $(printf '%q' "$SELF") --task $m $(printf '%q' "$out") -- $args"
+merge_cmd="bash $(printf '%q' "$SELF") --merge $(printf '%q' "$out")"
 # shellcheck disable=SC2086
 jid=$(sbatch --parsable --array=0-$((m - 1)) ${SBATCH_ARGS:-} --job-name=boltz-logz \
-  --output="$out/shard-%a.log" --wrap "bash $(printf '%q' "$SELF") --task $m $(printf '%q' "$out") -- $args")
+  --output="$out/shard-%a.log" --wrap "$task_cmd")
+# The merge runs when every task succeeded; if one fails, Slurm cancels it
+# (--kill-on-invalid-dep) instead of leaving it pending forever.
 # shellcheck disable=SC2086
-mid=$(sbatch --parsable --dependency=afterok:"$jid" ${SBATCH_ARGS:-} --job-name=boltz-merge \
-  --output="$out/merge.log" --wrap "bash $(printf '%q' "$SELF") --merge $(printf '%q' "$out")")
+mid=$(sbatch --parsable --dependency=afterok:"$jid" --kill-on-invalid-dep=yes ${SBATCH_ARGS:-} \
+  --job-name=boltz-merge --output="$out/merge.log" --wrap "$merge_cmd")
 echo "submitted shards: job array $jid (tasks 0-$((m - 1))); merge: job $mid -> $out/logz.json"
+echo "if task I fails (sacct -j $jid), the merge job is cancelled; rerun that task alone, then the merge:"
+echo "  sbatch --array=I ${SBATCH_ARGS:+$SBATCH_ARGS }--job-name=boltz-logz --output=$(printf '%q' "$out")/shard-%a.log --wrap $(printf '%q' "$task_cmd")"
+echo "  sbatch ${SBATCH_ARGS:+$SBATCH_ARGS }--dependency=afterok:<the rerun's job id> --job-name=boltz-merge --output=$(printf '%q' "$out")/merge.log --wrap $(printf '%q' "$merge_cmd")"
+echo "or by hand, here:"
+echo "  SLURM_ARRAY_TASK_ID=I $task_cmd > $(printf '%q' "$out")/shard-I.json && $merge_cmd"
