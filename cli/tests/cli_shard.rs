@@ -373,17 +373,38 @@ fn shards_of_different_runs_are_refused() {
     }
 }
 
+/// Runs scripts/slurm/logz-array.sh in `p` with `args` and `env` (the
+/// binary is this build's; `BOLTZ_LOCAL` unset unless given) and checks
+/// that it succeeded.
+fn slurm_script(p: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm/logz-array.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .current_dir(p)
+        .env("BOLTZ", env!("CARGO_BIN_EXE_boltz"))
+        .env_remove("BOLTZ_LOCAL")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The Slurm job-array script, its task commands run here one after
 /// another (`BOLTZ_LOCAL=1`): the merged log Z is the one-process run's.
 #[test]
 fn slurm_array_script_runs_its_shards_and_merge_locally() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm/logz-array.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .args([
+    slurm_script(
+        p,
+        &[
             "3",
             "run",
             "--",
@@ -393,16 +414,8 @@ fn slurm_array_script_runs_its_shards_and_merge_locally() {
             "90",
             "--temps",
             "50",
-        ])
-        .current_dir(p)
-        .env("BOLTZ", env!("CARGO_BIN_EXE_boltz"))
-        .env("BOLTZ_LOCAL", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[("BOLTZ_LOCAL", "1")],
     );
     let merged = json(&std::fs::read_to_string(p.join("run/logz.json")).unwrap());
     let one = json(&assert_ok(&boltz(
@@ -700,25 +713,15 @@ fn slurm_array_script_prints_the_rerun_and_merge_of_a_failed_task() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm/logz-array.sh");
     let logz = ["--model", "rbm20", "--particles", "60", "--temps", "40"];
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .args(["2", "run", "--"])
-        .args(logz)
-        .current_dir(p)
-        .env("BOLTZ", env!("CARGO_BIN_EXE_boltz"))
-        .env("PATH", &path)
-        .env("SBATCH_LOG", p.join("sbatch.log"))
-        .env_remove("BOLTZ_LOCAL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let log_path = p.join("sbatch.log");
+    let mut args = vec!["2", "run", "--"];
+    args.extend(logz);
+    let out = slurm_script(
+        p,
+        &args,
+        &[("PATH", &path), ("SBATCH_LOG", log_path.to_str().unwrap())],
     );
     let log = std::fs::read_to_string(p.join("sbatch.log")).unwrap();
     let jobs: Vec<&str> = log.split("----\n").filter(|j| !j.is_empty()).collect();
