@@ -198,3 +198,29 @@ def test_update_from_torch_keeps_the_negatives_chains_and_buffer(method):
     with pytest.raises(boltz.BoltzError, match="shape"):
         e.update_from_torch(other)
     np.testing.assert_allclose(e.energy_and_grad(y)[0], want, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_energy_checks_its_input_width_and_warns_in_training_mode():
+    # Issue 28: a 64-input module given dim=63 is refused when the energy
+    # is made (not by torch's shape error at the first call); a module with
+    # dropout in training mode warns, and in eval mode does not.
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.SiLU(), torch.nn.Linear(8, 1))
+    with pytest.raises(boltz.BoltzError, match="takes 64 inputs"):
+        boltz.torch_energy(net, 63)
+    with pytest.raises(boltz.BoltzError, match="takes 64 inputs"):
+        boltz.torch_energy(net, 64, x_dim=2)
+    drop = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.Dropout(0.1), torch.nn.SiLU(), torch.nn.Linear(8, 1)
+    )
+    e = boltz.torch_energy(drop, 4)
+    y = np.zeros((3, 4))
+    with pytest.warns(UserWarning, match="training mode with Dropout"):
+        e.energy_and_grad(y)
+    drop.eval()
+    e = boltz.torch_energy(drop, 4)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        e.energy_and_grad(y)

@@ -757,7 +757,9 @@ class Negatives:
         }
 
     def load_state_dict(self, d: Dict[str, Any]) -> None:
-        """Restores a state from :meth:`state_dict` (same energy and settings)."""
+        """Restores a state from :meth:`state_dict`: the same settings and a
+        network of the same architecture (its weights may have changed
+        since, as in training; see ``Energy.update_from_torch``)."""
         if not isinstance(d, dict) or d.get("format") != "boltz.Negatives":
             raise BoltzError("invalid negatives state: not a boltz.Negatives state_dict")
         if d.get("version") != 1:
@@ -772,7 +774,8 @@ class Negatives:
     @classmethod
     def load(cls, path: Union[str, "_os.PathLike[str]"], energy: Union[Energy, str]) -> "Negatives":
         """A sampler continuing the state saved at ``path`` on ``energy``
-        (the same model; settings come from the file)."""
+        (a network of the same architecture, any weights; settings come
+        from the file)."""
         e = _energy(energy)
         n = _native.Negatives.load(_os.fspath(path), e)
         return cls(e, _native_obj=n)

@@ -37,14 +37,49 @@ def torch_energy(
     is given. Every evaluation is one batched call for all chains; the
     module is read at each call, so an energy made once follows the
     weights as they train.
+
+    An ``nn.Sequential`` whose first layer is ``Linear`` is checked here:
+    its ``in_features`` must be ``x_dim + dim``. A module with dropout or
+    batch normalisation in training mode is sampled as it is (random
+    dropout masks in every evaluation, batch-norm running statistics
+    updated by every evaluation): a ``UserWarning`` says so at the first
+    such evaluation; call ``module.eval()`` around sampling to avoid it.
     """
     import torch  # noqa: F401  (imported only here)
 
     params = list(module.parameters())
     dtype = params[0].dtype if params else torch.float32
     dev = device if device is not None else (params[0].device if params else "cpu")
+    first = next(iter(module.children()), None) if isinstance(module, torch.nn.Sequential) else None
+    if isinstance(first, torch.nn.Linear) and first.in_features != x_dim + dim:
+        raise BoltzError(
+            f"invalid value for `dim`: the module's first Linear layer takes {first.in_features} "
+            f"inputs, and x_dim + dim = {x_dim} + {dim} = {x_dim + dim}"
+        )
+    moded = [
+        m
+        for m in module.modules()
+        if isinstance(m, (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm))
+    ]
+    warned = [False]
+
+    def check_mode() -> None:
+        training = [type(m).__name__ for m in moded if m.training]
+        if training and not warned[0]:
+            warned[0] = True
+            import warnings
+
+            warnings.warn(
+                f"torch_energy: the module is in training mode with {', '.join(sorted(set(training)))}: "
+                "every evaluation draws dropout masks and updates batch-norm running statistics, "
+                "so the energy sampled is not the model's; call module.eval() around sampling",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def call(y: np.ndarray, x: Optional[np.ndarray] = None):
+        if moded:
+            check_mode()
         yt = torch.from_numpy(y).to(device=dev, dtype=dtype).detach().requires_grad_(True)
         if x is not None:
             inp = torch.cat([torch.from_numpy(x).to(device=dev, dtype=dtype), yt], dim=1)
