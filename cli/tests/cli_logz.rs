@@ -333,3 +333,28 @@ fn logz_of_a_conditional_model_without_contexts_is_an_error() {
         "--context",
     );
 }
+
+#[test]
+fn contexts_of_the_wrong_width_are_refused_by_every_method() {
+    // ring has x_dim 1: a (6, 2) context file was read as 6 contexts of
+    // its first column by `--method exact` (silently), and AIS named the
+    // shape of the rows it built (48 x 2), not the file's.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    npy(&p.join("ctx.npy"), 6, 2, &[0.5; 12]);
+    for method in ["exact", "quadrature", "ais", "pt"] {
+        let out = boltz(
+            p,
+            &[
+                "logz",
+                "--model",
+                "ring",
+                "--context",
+                "ctx.npy",
+                "--method",
+                method,
+            ],
+        );
+        assert_fails(&out, 2, "expected (k >= 1, 1), got [6, 2]");
+    }
+}
