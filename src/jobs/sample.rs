@@ -419,6 +419,13 @@ pub fn sample(
                 ))
         ));
     }
+    let (pt, all_replicas) = match pt {
+        Some((stats, all)) => (Some(stats), all),
+        None => (None, None),
+    };
+    if let Some(p) = &pt {
+        warnings.extend(crate::pt::warnings(p));
+    }
     let checks = (&ov, exact.is_some(), gradient_free);
     let mut report = report_json(model, job, &config, &out, checks, &warnings);
     if let Some((n, dim)) = given_rows {
@@ -430,20 +437,9 @@ pub fn sample(
     report["diagnostics_s"] = serde_json::json!(whole - sampled);
     report["wall_s"] = serde_json::json!(whole);
     report["diagnostics"] = serde_json::json!(job.diagnostics);
-    let (pt, all_replicas) = match pt {
-        Some((stats, all)) => (Some(stats), all),
-        None => (None, None),
-    };
     if let Some(p) = &pt {
-        let mut pw = crate::pt::warnings(p);
         report["kernel"] = serde_json::json!(p.kernel);
         report["pt"] = crate::pt::stats_json(p);
-        for w in &pw {
-            if let Some(list) = report["warnings"].as_array_mut() {
-                list.push(serde_json::json!(w));
-            }
-        }
-        warnings.append(&mut pw);
     }
     Ok(SampleRun {
         pt,
