@@ -15,19 +15,26 @@ pub struct Conditioned {
     context: Array2<f64>,
 }
 
+/// Checks contexts for a model with `x_dim` context columns: at least one
+/// row, `x_dim` columns, every number finite.
+pub(crate) fn check_contexts(context: ArrayView2<'_, f64>, x_dim: usize) -> Result<()> {
+    if context.ncols() != x_dim || context.nrows() == 0 {
+        return Err(Error::shape(
+            "context",
+            format!("(k >= 1, {x_dim})"),
+            format!("{:?}", context.shape()),
+        ));
+    }
+    if context.iter().any(|v| !v.is_finite()) {
+        return Err(Error::param("context", "contains a non-finite number"));
+    }
+    Ok(())
+}
+
 impl Conditioned {
     /// Fixes `context` (k x x_dim, k >= 1) for `model`.
     pub fn new(model: Arc<dyn ConditionalEnergy>, context: Array2<f64>) -> Result<Self> {
-        if context.ncols() != model.x_dim() || context.nrows() == 0 {
-            return Err(Error::shape(
-                "context",
-                format!("(k >= 1, {})", model.x_dim()),
-                format!("{:?}", context.shape()),
-            ));
-        }
-        if context.iter().any(|v| !v.is_finite()) {
-            return Err(Error::param("context", "contains a non-finite number"));
-        }
+        check_contexts(context.view(), model.x_dim())?;
         Ok(Conditioned { model, context })
     }
 

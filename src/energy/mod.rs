@@ -23,6 +23,7 @@
 
 mod closure;
 mod conditioned;
+pub(crate) use conditioned::check_contexts;
 mod full_mixture;
 mod funnel;
 mod gaussian;

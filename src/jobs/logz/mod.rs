@@ -490,16 +490,7 @@ fn contexts_of(model: &Model, contexts: Option<Array2<f64>>) -> Result<Option<Ar
     // whole rows of x_dim, and an error names the given shape, not that
     // of the rows a method builds from it.
     if let Some(c) = &contexts {
-        if c.ncols() != model.x_dim() || c.nrows() == 0 {
-            return Err(Error::shape(
-                "context",
-                format!("(k >= 1, {})", model.x_dim()),
-                format!("{:?}", c.shape()),
-            ));
-        }
-        if c.iter().any(|v| !v.is_finite()) {
-            return Err(Error::param("context", "contains a non-finite number"));
-        }
+        crate::energy::check_contexts(c.view(), model.x_dim())?;
     }
     match (model.conditional(), contexts) {
         (Some(_), None) => Ok(Some(model.default_context.clone().ok_or_else(|| {
