@@ -532,7 +532,7 @@ fn weights_load_into_mlp_and_rbm_models_of_the_same_shapes_only() {
         let (w, b) = m.weights().unwrap();
         let w2: Vec<_> = w.iter().map(|w| w.mapv(|v| 0.7 * v + 0.01)).collect();
         let b2: Vec<_> = b.iter().map(|b| b.mapv(|v| v - 0.1)).collect();
-        let t = m.with_weights(&w2, &b2).unwrap();
+        let t = m.with_weights(w2.clone(), b2.clone()).unwrap();
         assert_eq!(t.architecture_fingerprint(), m.architecture_fingerprint());
         assert_ne!(t.fingerprint(), m.fingerprint());
         let (tw, tb) = t.weights().unwrap();
@@ -540,11 +540,11 @@ fn weights_load_into_mlp_and_rbm_models_of_the_same_shapes_only() {
         // Another shape, a non-finite entry, another count: errors.
         let mut bad = w2.clone();
         bad[0] = Array2::zeros((bad[0].nrows() + 1, bad[0].ncols()));
-        assert!(m.with_weights(&bad, &b2).is_err(), "{name}: shape");
+        assert!(m.with_weights(bad, b2.clone()).is_err(), "{name}: shape");
         let mut nan = w2.clone();
         nan[0][[0, 0]] = f64::NAN;
-        assert!(m.with_weights(&nan, &b2).is_err(), "{name}: NaN");
-        assert!(m.with_weights(&w2[..0], &b2).is_err(), "{name}: count");
+        assert!(m.with_weights(nan, b2.clone()).is_err(), "{name}: NaN");
+        assert!(m.with_weights(vec![], b2).is_err(), "{name}: count");
     }
     assert!(model::load("gauss-ill").unwrap().weights().is_none());
 }

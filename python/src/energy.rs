@@ -198,7 +198,7 @@ impl Energy {
             weights.iter().map(|a| a.as_array().to_owned()).collect();
         let b: Vec<ndarray::Array1<f64>> = biases.iter().map(|a| a.as_array().to_owned()).collect();
         let current = self.model();
-        let next = py.detach(|| current.with_weights(&w, &b)).map_err(to_py)?;
+        let next = py.detach(|| current.with_weights(w, b)).map_err(to_py)?;
         match self.model.write() {
             Ok(mut m) => *m = next,
             Err(p) => *p.into_inner() = next,

@@ -459,12 +459,13 @@ impl Tuner {
 /// into `tuning` and the window starts empty.
 fn end_window(mass: &mut Vec<MassAdapter>, tuning: &mut Tuning) {
     let rows: Vec<Vec<f64>> = mass.iter().map(MassAdapter::inv_mass).collect();
+    // Every entry is finite and > 0 (MassAdapter::inv_mass falls back to 1).
     if let Ok(m) = match rows.len() {
         0 => return,
         1 => InvMass::shared(rows.concat()),
         _ => InvMass::per_chain(&rows),
     } {
-        *tuning = tuning.clone().with_inv_masses(m).expect("valid");
+        tuning.set_inv_mass(m);
     }
     mass.clear();
 }

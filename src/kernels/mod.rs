@@ -293,15 +293,15 @@ impl Tuning {
 
     /// Sets one diagonal inverse mass matrix for every chain; entries must
     /// be finite and > 0.
-    pub fn with_inv_mass(self, inv_mass: Vec<f64>) -> Result<Self> {
-        self.with_inv_masses(InvMass::shared(inv_mass)?)
+    pub fn with_inv_mass(mut self, inv_mass: Vec<f64>) -> Result<Self> {
+        self.set_inv_mass(InvMass::shared(inv_mass)?);
+        Ok(self)
     }
 
     /// Sets the diagonal inverse mass matrices (one shared, or one per
-    /// chain).
-    pub fn with_inv_masses(mut self, inv_mass: InvMass) -> Result<Self> {
+    /// chain; an [`InvMass`] is checked when it is made).
+    pub fn set_inv_mass(&mut self, inv_mass: InvMass) {
         self.inv_mass = Some(inv_mass);
-        Ok(self)
     }
 
     /// The step sizes.

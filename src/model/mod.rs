@@ -233,7 +233,7 @@ impl Model {
     /// let m = boltz::model::load("mlp")?;
     /// let Some((w, b)) = m.weights() else { unreachable!() };
     /// let w2: Vec<_> = w.iter().map(|w| w * 0.5).collect();
-    /// let trained = m.with_weights(&w2, &b)?;
+    /// let trained = m.with_weights(w2, b)?;
     /// assert_eq!(trained.architecture_fingerprint(), m.architecture_fingerprint());
     /// assert_ne!(trained.fingerprint(), m.fingerprint());
     /// # Ok::<(), boltz::Error>(())
@@ -281,52 +281,77 @@ impl Model {
     }
 
     /// The model with new parameters of the same shapes (a training step's
-    /// weights), in the layout of [`Model::weights`]; everything else (name,
-    /// activations, `l2`, precision, default context) is kept and only the
-    /// parameters are copied and re-laid for the compute path. A shape that
-    /// differs, a non-finite number or a family without parameters is an
-    /// error.
+    /// weights), in the layout of [`Model::weights`], taken by value;
+    /// everything else (name, activations, `l2`, precision, default
+    /// context) is kept, and the parameters are laid out once for the
+    /// compute path. A shape that differs from the model's, a non-finite
+    /// number or a family without parameters is an error.
     pub fn with_weights(
         &self,
-        weights: &[Array2<f64>],
-        biases: &[ndarray::Array1<f64>],
+        weights: Vec<Array2<f64>>,
+        biases: Vec<ndarray::Array1<f64>>,
     ) -> Result<Model> {
         let family = match &self.family {
             Family::Mlp(m) => {
-                let n = m.layers().len();
-                if weights.len() != n || biases.len() != n {
-                    return Err(Error::param(
+                let now = m.layers();
+                let same =
+                    weights.len() == now.len()
+                        && biases.len() == now.len()
+                        && now.iter().zip(&weights).zip(&biases).all(|((l, w), b)| {
+                            l.weight.dim() == w.dim() && l.bias.len() == b.len()
+                        });
+                if !same {
+                    return Err(Error::shape(
                         "weights",
                         format!(
-                            "this mlp has {n} layers; got {} weights and {} biases",
-                            weights.len(),
+                            "the layers' shapes {:?}",
+                            now.iter().map(|l| l.weight.dim()).collect::<Vec<_>>()
+                        ),
+                        format!(
+                            "{:?} with {} biases",
+                            weights.iter().map(Array2::dim).collect::<Vec<_>>(),
                             biases.len()
                         ),
                     ));
                 }
-                let mut next = (**m).clone();
-                next.update_layers(|layers| {
-                    for ((l, w), b) in layers.iter_mut().zip(weights).zip(biases) {
-                        l.weight = w.clone();
-                        l.bias = b.clone();
-                    }
-                })?;
+                let layers = weights
+                    .into_iter()
+                    .zip(biases)
+                    .zip(now)
+                    .map(|((weight, bias), l)| crate::energy::Layer {
+                        weight,
+                        bias,
+                        activation: l.activation,
+                    })
+                    .collect();
+                let next = Mlp::new(m.x_dim(), m.l2(), layers)?.with_precision(m.precision());
                 Family::Mlp(Arc::new(next))
             }
             Family::Rbm(r) => {
                 let (v, hd) = (r.n_visible(), r.n_hidden());
-                match (weights, biases) {
-                    ([w], [b, c]) if w.dim() == (v, hd) && b.len() == v && c.len() == hd => {
-                        let next = Rbm::new(w.clone(), b.to_vec(), c.to_vec())?
-                            .with_precision(r.precision());
+                let mut weights = weights.into_iter();
+                let mut biases = biases.into_iter();
+                match (
+                    weights.next(),
+                    weights.next(),
+                    biases.next(),
+                    biases.next(),
+                    biases.next(),
+                ) {
+                    (Some(w), None, Some(b), Some(c), None)
+                        if w.dim() == (v, hd) && b.len() == v && c.len() == hd =>
+                    {
+                        let next =
+                            Rbm::new(w, b.to_vec(), c.to_vec())?.with_precision(r.precision());
                         Family::Rbm(Arc::new(next))
                     }
                     _ => {
-                        return Err(Error::param(
+                        return Err(Error::shape(
                             "weights",
                             format!(
-                                "this rbm takes one ({v} x {hd}) weight matrix and biases of {v} (visible) and {hd} (hidden)"
+                                "one ({v} x {hd}) weight matrix and biases of {v} (visible) and {hd} (hidden)"
                             ),
+                            "other shapes or counts",
                         ));
                     }
                 }
