@@ -380,7 +380,7 @@ fn a_state_whose_stream_keys_were_edited_is_refused() {
 }
 
 #[test]
-fn a_call_of_k_steps_evaluates_k_plus_one_times() {
+fn a_call_of_k_steps_evaluates_k_plus_one_times_or_k_without_end_energies() {
     // Issue 31: a call of K Langevin or MALA steps evaluates the energy at
     // the starts and once per step; the final energies come from the last
     // step (they were evaluated again: K + 2).
@@ -411,8 +411,29 @@ fn a_call_of_k_steps_evaluates_k_plus_one_times() {
             let mut s =
                 NegativeSampler::new(Method::Pcd, Init::Gaussian { std: 1.0 }, 8, 2, 1).unwrap();
             rows.store(0, Ordering::Relaxed);
-            s.generate(&e, kernel.as_ref(), k, None).unwrap();
+            let with = s.generate(&e, kernel.as_ref(), k, None).unwrap();
             assert_eq!(rows.load(Ordering::Relaxed), 8 * (k + 1), "{name}, K = {k}");
+            assert_eq!(with.stats.grad_evals, (k + 1) as f64);
+            // Without end energies ULA's last move is not evaluated: K
+            // evaluations, the same draws, the energies NaN; MALA must
+            // evaluate its proposals: K + 1 still.
+            let mut t =
+                NegativeSampler::new(Method::Pcd, Init::Gaussian { std: 1.0 }, 8, 2, 1).unwrap();
+            t.set_end_energies(false);
+            rows.store(0, Ordering::Relaxed);
+            let without = t.generate(&e, kernel.as_ref(), k, None).unwrap();
+            let cost = if name == "ula" { k } else { k + 1 };
+            assert_eq!(rows.load(Ordering::Relaxed), 8 * cost, "{name}, K = {k}");
+            assert_eq!(without.stats.grad_evals, cost as f64);
+            assert_eq!(without.negatives, with.negatives);
+            assert!(without.energies.iter().all(|e| e.is_nan()));
+            assert!(without.stats.energy_neg.is_nan());
+            // The next call continues the same chains either way.
+            let (a, b) = (
+                s.generate(&e, kernel.as_ref(), k, None).unwrap(),
+                t.generate(&e, kernel.as_ref(), k, None).unwrap(),
+            );
+            assert_eq!(a.negatives, b.negatives);
         }
     }
 }

@@ -239,5 +239,7 @@ fn negatives_job(args: &NegativesArgs) -> Result<NegativesJob> {
         replicas: args.replicas,
         local_kernel: args.local_kernel.clone(),
         base_scale: args.base_scale,
+        // The CLI prints and writes the negatives' energies.
+        end_energies: true,
     })
 }

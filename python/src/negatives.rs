@@ -127,7 +127,7 @@ impl Negatives {
             "call": s.map(|x| x.0),
             "stats": batch.stats,
             "buffer": s.map(|x| x.1),
-            "energies": batch.energies.to_vec(),
+            "energies": self.job.end_energies.then(|| batch.energies.to_vec()),
             "warnings": warnings,
         }))?;
         *self

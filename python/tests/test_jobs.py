@@ -388,3 +388,46 @@ def test_negatives_defaults_are_the_clis():
     assert (s["steps"], s["step_size"], s["method"], s["reinit"], s["buffer_policy"]) == (
         100, 0.01, "short-run", 0.05, "append",
     )
+
+
+def test_negatives_cost_what_each_kernel_states():
+    # A counting callback: each call of `gauss` is one batch evaluation of
+    # every chain. Without end energies, K ULA moves cost exactly K
+    # evaluations (the last move is not evaluated), MALA K + 1 (the starts
+    # and K proposals), HMC with L leapfrog steps K L + 1; with them (the
+    # default) ULA costs one more, and `data` one more again.
+    calls = []
+
+    def counted(y):
+        calls.append(y.shape[0])
+        return gauss(y)
+
+    e = boltz.CallbackEnergy(counted, 3)
+    data = np.tile(MEAN, (16, 1))
+    cases = [
+        ("ula", {}, False, lambda k: k),
+        ("mala", {}, False, lambda k: k + 1),
+        ("hmc", {"leapfrog": 4}, False, lambda k: 4 * k + 1),
+        ("ula", {}, True, lambda k: k + 1),
+    ]
+    for kernel, extra, ends, cost in cases:
+        for k in (1, 5, 40):
+            neg = boltz.Negatives(e, method="pcd", kernel=kernel, steps=k, step_size=0.05,
+                                  end_energies=ends, **extra)
+            for _ in range(3):  # PCD: every call continues the chains
+                calls.clear()
+                neg.sample(chains=16)
+                assert len(calls) == cost(k), (kernel, ends, k, len(calls))
+                assert all(n == 16 for n in calls)
+                stats = neg.last_report["stats"]
+                assert stats["grad_evals"] == cost(k)
+                assert (stats["energy_neg"] is None) == (not ends)
+            calls.clear()
+            neg.sample(data)
+            assert len(calls) == cost(k) + (1 if ends else 0), (kernel, ends, k)
+    # The draws do not depend on it.
+    a = boltz.Negatives(e, method="pcd", steps=7, step_size=0.05, seed=2)
+    b = boltz.Negatives(e, method="pcd", steps=7, step_size=0.05, seed=2, end_energies=False)
+    for _ in range(3):
+        assert np.array_equal(a.sample(chains=8), b.sample(chains=8))
+    assert b.last_report["energies"] is None and len(a.last_report["energies"]) == 8

@@ -48,6 +48,11 @@ pub struct NegativesJob {
     pub seed: u64,
     /// Where fresh chains start (default N(0, 1)).
     pub init: Init,
+    /// Whether a call evaluates the energies of its negatives and of the
+    /// positives for the report (default true); false saves those
+    /// evaluations (K ULA moves cost exactly K gradients), leaving the
+    /// report's energies out ([`NegativeSampler::set_end_energies`]).
+    pub end_energies: bool,
 }
 
 impl Default for NegativesJob {
@@ -66,6 +71,7 @@ impl Default for NegativesJob {
             replicas: 8,
             local_kernel: None,
             base_scale: None,
+            end_energies: true,
         }
     }
 }
@@ -252,6 +258,7 @@ pub fn call(
     let chains = sampler.state().n_chains;
     let positives = data.filter(|d| d.nrows() == chains || energy.fixed_rows().is_none());
     let tuning = kernel.initial_tuning();
+    sampler.set_end_energies(job.end_energies);
     let tempered = matches!(sampler.state().method, Method::Tempered { .. });
     if tempered != (job.kernel.as_deref() == Some("pt")) {
         return Err(Error::param(

@@ -254,6 +254,25 @@ pub trait Kernel: Send + Sync {
     fn proposal_is_last_eval(&self) -> bool {
         false
     }
+
+    /// Moves every chain once as [`Kernel::step`] would, drawing the same
+    /// numbers, but without evaluating the energy at the new positions:
+    /// the last move of a caller that needs only where the chains end (a
+    /// negatives call whose end energies are not wanted: K moves of ULA
+    /// then cost K gradient evaluations, not K + 1). Afterwards a moved
+    /// chain's `state.energy` is NaN and its `state.grad` stale; a chain
+    /// whose new position is not finite stays and counts as a divergence.
+    /// Returns false, moving nothing, for a kernel that needs the
+    /// evaluation to decide (every Metropolis kernel): the default.
+    fn step_unevaluated(
+        &self,
+        _tuning: &Tuning,
+        _state: &mut ChainState,
+        _rngs: &mut [ChainRng],
+        _steps: &mut [ChainStep],
+    ) -> bool {
+        false
+    }
 }
 
 /// What warm-up adapts and every step reads: step sizes (one for all

@@ -124,19 +124,12 @@ impl Ula {
     pub fn config(&self) -> &UlaConfig {
         &self.config
     }
-}
 
-impl Kernel for Ula {
-    fn uses_mass(&self) -> bool {
-        false
-    }
-    fn name(&self) -> &'static str {
-        "ula"
-    }
-
-    fn step(
+    /// Fills every chain's proposal `y - step * grad + noise * xi` (the
+    /// gradient clipped and the result clamped as configured), drawing
+    /// `xi` from the chain's stream.
+    fn propose(
         &self,
-        energy: &dyn Energy,
         tuning: &Tuning,
         state: &mut ChainState,
         rngs: &mut [ChainRng],
@@ -178,6 +171,26 @@ impl Kernel for Ula {
                 }
             }
         });
+    }
+}
+
+impl Kernel for Ula {
+    fn uses_mass(&self) -> bool {
+        false
+    }
+    fn name(&self) -> &'static str {
+        "ula"
+    }
+
+    fn step(
+        &self,
+        energy: &dyn Energy,
+        tuning: &Tuning,
+        state: &mut ChainState,
+        rngs: &mut [ChainRng],
+        steps: &mut [ChainStep],
+    ) {
+        self.propose(tuning, state, rngs, steps);
         evaluate_proposals(energy, state, true);
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
@@ -195,6 +208,27 @@ impl Kernel for Ula {
         Tuning::new(self.config.step_size)
     }
     fn proposal_is_last_eval(&self) -> bool {
+        true
+    }
+    fn step_unevaluated(
+        &self,
+        tuning: &Tuning,
+        state: &mut ChainState,
+        rngs: &mut [ChainRng],
+        steps: &mut [ChainStep],
+    ) -> bool {
+        self.propose(tuning, state, rngs, steps);
+        for_each_block(state, rngs, steps, |mut b| {
+            for i in 0..b.rngs.len() {
+                if b.proposal.row(i).iter().all(|v| v.is_finite()) {
+                    b.position.row_mut(i).assign(&b.proposal.row(i));
+                    b.energy[i] = f64::NAN;
+                    b.steps[i] = ChainStep::exact();
+                } else {
+                    b.steps[i] = ChainStep::divergent();
+                }
+            }
+        });
         true
     }
     fn target_accept(&self) -> Option<f64> {

@@ -155,6 +155,13 @@ pub struct NegativeStats {
     pub distance_moved: f64,
     /// Chains started from fresh noise in this call.
     pub reinitialised: usize,
+    /// Gradient evaluations per chain in this call (its start and its
+    /// moves; the end energies and positives of the report are energy
+    /// evaluations apart): K for K ULA moves without end energies, K + 1
+    /// with them or for MALA, K L + 1 for HMC with L leapfrog steps, more
+    /// for NUTS and the AutoStep kernels (mean over chains). NaN for
+    /// gradient-free kernels and tempering.
+    pub grad_evals: f64,
 }
 
 /// One call's negatives.
@@ -177,6 +184,9 @@ pub struct NegativeSampler {
     state: NegativeState,
     rngs: Vec<ChainRng>,
     aux: ChainRng,
+    /// Whether a call evaluates the energies of its ends and positives
+    /// ([`NegativeSampler::set_end_energies`]).
+    end_energies: bool,
 }
 
 const STATE_VERSION: u32 = 1;
@@ -275,7 +285,12 @@ impl NegativeSampler {
             tag: String::new(),
             tempered,
         };
-        Ok(NegativeSampler { state, rngs, aux })
+        Ok(NegativeSampler {
+            state,
+            rngs,
+            aux,
+            end_energies: true,
+        })
     }
 
     /// Restores a sampler from a saved state.
@@ -323,7 +338,12 @@ impl NegativeSampler {
         }
         let rngs = state.chain_rngs.iter().map(restore_rng).collect();
         let aux = restore_rng(&state.aux_rng);
-        Ok(NegativeSampler { state, rngs, aux })
+        Ok(NegativeSampler {
+            state,
+            rngs,
+            aux,
+            end_energies: true,
+        })
     }
 
     /// The complete state, for saving.
@@ -470,6 +490,21 @@ impl NegativeSampler {
             }
             _ => {}
         }
+    }
+
+    /// Whether each call evaluates the energies of the negatives it returns
+    /// and of the positives given (true, the default: the report's
+    /// `energy_neg`, `energy_pos`, `energy_gap` and the batch's `energies`).
+    /// False leaves those NaN and saves the evaluations a training loop
+    /// makes anyway in its loss: a call of K ULA moves then costs exactly
+    /// K gradient evaluations, its last move taken without evaluating
+    /// where it lands ([`crate::kernels::Kernel::step_unevaluated`]);
+    /// Metropolis kernels evaluate their proposals to decide, so a call of
+    /// K MALA moves costs K + 1 (the starts' energies and gradients, which
+    /// change with the model's weights, and K proposals), and HMC with L
+    /// leapfrog steps K L + 1. The draws are the same either way.
+    pub fn set_end_energies(&mut self, on: bool) {
+        self.end_energies = on;
     }
 
     /// Entries in the replay buffer.

@@ -88,17 +88,19 @@ impl NegativeSampler {
             if !complete {
                 return Ok(stopped(energy, negatives));
             }
-            let mut energies = Array1::zeros(c);
-            energy.energy_batch(negatives.view(), energies.view_mut());
+            let mut energies = Array1::from_elem(c, f64::NAN);
+            if self.end_energies {
+                energy.energy_batch(negatives.view(), energies.view_mut());
+            }
             self.state.tempered = Some(moves.into_state(&t0, steps));
             self.state.calls += 1;
             Ok(completed(
                 energy,
-                positives,
+                positives.filter(|_| self.end_energies),
                 &start,
                 negatives,
                 energies,
-                (acc, steps, divergences),
+                (acc, steps, divergences, f64::NAN),
                 if first { c } else { 0 },
             ))
         })
@@ -154,16 +156,28 @@ impl NegativeSampler {
             }
             other => other,
         })?;
-        let moves = KernelMoves::fixed(
+        let mut moves = KernelMoves::fixed(
             energy,
             kernel,
             tuning.clone(),
             state,
             std::mem::take(&mut self.rngs),
         );
+        if !self.end_energies {
+            moves.unevaluated_at = steps.checked_sub(1);
+        }
         let (complete, moves, tally) = run_call(moves, steps, control);
         self.rngs = moves.rngs;
         let complete = complete?;
+        let per_step = kernel.grad_evals_per_step();
+        let grad_evals = if per_step == 0 {
+            f64::NAN
+        } else {
+            // The start, the moves, the extra evaluations of kernels whose
+            // cost varies, less a last move made without evaluating.
+            let nominal = 1 + per_step * steps - usize::from(moves.moved_unevaluated);
+            nominal as f64 + tally.extra_evals as f64 / n as f64
+        };
         let (acc, divergences, state) = (tally.accept_sum, tally.divergences, moves.state);
         if !complete {
             return Ok(stopped(energy, state.position));
@@ -172,7 +186,9 @@ impl NegativeSampler {
         // chain's energy current (the accepted proposal's, or the kept
         // position's): no evaluation more. Others (Gibbs) may leave it
         // stale: recompute.
-        let energies = if kernel.proposal_is_last_eval() {
+        let energies = if !self.end_energies {
+            Array1::from_elem(n, f64::NAN)
+        } else if kernel.proposal_is_last_eval() {
             state.energy.clone()
         } else {
             let mut e = Array1::zeros(n);
@@ -184,11 +200,11 @@ impl NegativeSampler {
         self.state.calls += 1;
         Ok(completed(
             energy,
-            positives,
+            positives.filter(|_| self.end_energies),
             &start,
             negatives,
             energies,
-            (acc, steps, divergences),
+            (acc, steps, divergences, grad_evals),
             reinitialised,
         ))
     }
@@ -226,17 +242,18 @@ fn stopped(energy: &dyn Energy, negatives: Array2<f64>) -> NegativeBatch {
 
 /// A completed call's batch: the energy gap against the positives, the
 /// mean acceptance over `steps` (`moves = (sum of per-step mean
-/// acceptances, steps, divergences)`) and the mean distance from `start`.
+/// acceptances, steps, divergences, gradient evaluations per chain)`) and
+/// the mean distance from `start`.
 fn completed(
     energy: &dyn Energy,
     positives: Option<ArrayView2<f64>>,
     start: &Array2<f64>,
     negatives: Array2<f64>,
     energies: Array1<f64>,
-    moves: (f64, usize, usize),
+    moves: (f64, usize, usize, f64),
     reinitialised: usize,
 ) -> NegativeBatch {
-    let (acc, steps, divergences) = moves;
+    let (acc, steps, divergences, grad_evals) = moves;
     let moved = (&negatives - start)
         .map_axis(Axis(1), |r| r.dot(&r).sqrt())
         .sum()
@@ -259,6 +276,7 @@ fn completed(
             divergences,
             distance_moved: moved,
             reinitialised,
+            grad_evals,
         },
         complete: true,
     }

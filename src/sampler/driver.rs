@@ -34,6 +34,12 @@ pub(crate) struct KernelMoves<'a> {
     /// The sampling run's configuration; `None` records nothing (the
     /// negatives' moves).
     config: Option<SampleConfig>,
+    /// The step moved without evaluating the new positions where the
+    /// kernel can ([`Kernel::step_unevaluated`]): a negatives call's last,
+    /// when its end energies are not wanted.
+    pub(crate) unevaluated_at: Option<usize>,
+    /// Whether that step was moved so (the kernel could).
+    pub(crate) moved_unevaluated: bool,
 }
 
 impl<'a> KernelMoves<'a> {
@@ -56,6 +62,8 @@ impl<'a> KernelMoves<'a> {
             rngs,
             steps: vec![ChainStep::default(); n],
             config: None,
+            unevaluated_at: None,
+            moved_unevaluated: false,
         }
     }
 }
@@ -97,13 +105,23 @@ impl Transition for KernelMoves<'_> {
     }
 
     fn advance(&mut self, t: usize, warmup: bool) -> Result<&[ChainStep]> {
-        self.kernel.step(
-            self.target,
-            &self.tuning,
-            &mut self.state,
-            &mut self.rngs,
-            &mut self.steps,
-        );
+        let unevaluated = self.unevaluated_at == Some(t)
+            && self.kernel.step_unevaluated(
+                &self.tuning,
+                &mut self.state,
+                &mut self.rngs,
+                &mut self.steps,
+            );
+        self.moved_unevaluated |= unevaluated;
+        if !unevaluated {
+            self.kernel.step(
+                self.target,
+                &self.tuning,
+                &mut self.state,
+                &mut self.rngs,
+                &mut self.steps,
+            );
+        }
         if warmup && let Some(tuner) = self.tuner.as_mut() {
             tuner.update(
                 t,
@@ -245,6 +263,8 @@ pub fn sample_with(
         rngs,
         steps: vec![ChainStep::default(); n],
         config: Some(config.clone()),
+        unevaluated_at: None,
+        moved_unevaluated: false,
     };
     in_pool(|| {
         let run = ChainRun::new(moves, schedule(config), KIND)?;
@@ -318,6 +338,8 @@ pub fn resume(
         rngs: run.rngs.iter().map(restore_rng).collect(),
         steps: vec![ChainStep::default(); c.n_chains],
         config: Some(c.clone()),
+        unevaluated_at: None,
+        moved_unevaluated: false,
     };
     let run = ChainRun::resume(moves, schedule(c), KIND, engine, &data)
         .map_err(|why| bad(&format!("{why}; refusing a damaged or edited checkpoint")))?;

@@ -660,6 +660,15 @@ class Negatives:
         grad_clip, clamp: clamp each gradient entry to ``[-C, C]``; clamp every
             coordinate to ``(lo, hi)`` after each step (e.g. pixel range).
         seed: chain ``i`` has its own ChaCha stream keyed by ``(seed, i)``.
+        end_energies: evaluate the energies of the negatives returned and of
+            ``data`` for the report (``energy_neg``, ``energy_pos``,
+            ``energy_gap``, ``energies``; default True). False leaves them
+            ``None`` and saves the evaluations a training loop makes anyway
+            in its loss: a call of K ULA steps then costs exactly K gradient
+            evaluations (the last move is not evaluated), MALA K + 1 (the
+            starts, whose energies change with the weights, and K
+            proposals), HMC with L leapfrog steps K L + 1; the report's
+            ``stats.grad_evals`` says it per chain. The draws are the same.
 
     The state (chains, buffer, every random stream) round-trips bit for bit
     through :meth:`state_dict` / :meth:`load_state_dict` and
@@ -692,6 +701,7 @@ class Negatives:
         leapfrog: int = 16,
         jitter: float = 0.2,
         init: Optional[str] = None,
+        end_energies: bool = True,
         _native_obj: Any = None,
     ) -> None:
         self.energy = _energy(energy)
@@ -713,6 +723,7 @@ class Negatives:
                 "buffer_policy": str(buffer_policy),
                 "beta": float(beta),
                 "seed": _count(seed, "seed"),
+                "end_energies": bool(end_energies),
             }
             self._n = _native.Negatives(self.energy, _dumps(job), init)
 
