@@ -176,13 +176,13 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         "beta": args.beta,
         "chains": batch.negatives.nrows(),
         "steps": args.steps,
-        "call": sampler.state().calls,
+        "call": sampler.calls(),
         "stats": s,
         "buffer": sampler.buffer_len(),
         "warnings": warnings,
     });
     let mut v = v;
-    if let Some(t) = &sampler.state().tempered {
+    if let Some(t) = sampler.tempered() {
         v["pt"] = serde_json::json!({
             "replicas": t.betas.len(),
             "betas": t.betas,

@@ -62,7 +62,7 @@ impl Negatives {
         context: Option<Array2<f64>>,
         chains: Option<usize>,
     ) -> PyResult<Array2<f64>> {
-        let existing = self.lock()?.as_ref().map(|s| s.state().n_chains);
+        let existing = self.lock()?.as_ref().map(|s| s.n_chains());
         let n = match (existing, chains, &data) {
             (Some(k), Some(c), _) if c != k => {
                 return Err(BoltzError::new_err(format!(
@@ -110,7 +110,7 @@ impl Negatives {
                 data.as_ref().map(|d| d.view()),
                 &control(stop),
             )?;
-            let s = (sampler.state().calls, sampler.buffer_len());
+            let s = (sampler.calls(), sampler.buffer_len());
             if let Some(f) = fresh {
                 *guard = Some(f);
             }
@@ -253,7 +253,7 @@ impl Negatives {
         energy: Py<Energy>,
     ) -> PyResult<Self> {
         let s = NegativeSampler::load_any(&path).map_err(to_py)?;
-        let tag = s.state().tag;
+        let tag = s.tag().to_string();
         let fp = energy.bind(py).get().model().architecture_fingerprint();
         let bad =
             |why: String| BoltzError::new_err(format!("checkpoint {}: {why}", path.display()));
@@ -269,7 +269,7 @@ impl Negatives {
         }
         let job: NegativesJob =
             serde_json::from_str(rest.1).map_err(|e| bad(format!("bad settings: {e}")))?;
-        if s.state().dim != energy.bind(py).get().model().dim() {
+        if s.dim() != energy.bind(py).get().model().dim() {
             return Err(bad("saved for another dimension".into()));
         }
         Ok(Negatives {

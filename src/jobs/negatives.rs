@@ -255,11 +255,11 @@ pub fn call(
     let (kernel, spec) = job.kernel_and_spec(energy)?;
     let (_, name) = job.kernel(energy)?;
     let scaled = Scaled::new(energy, job.beta)?;
-    let chains = sampler.state().n_chains;
+    let chains = sampler.n_chains();
     let positives = data.filter(|d| d.nrows() == chains || energy.fixed_rows().is_none());
     let tuning = kernel.initial_tuning();
     sampler.set_end_energies(job.end_energies);
-    let tempered = matches!(sampler.state().method, Method::Tempered { .. });
+    let tempered = matches!(sampler.method(), Method::Tempered { .. });
     if tempered != (job.kernel.as_deref() == Some("pt")) {
         return Err(Error::param(
             "kernel",
@@ -296,7 +296,7 @@ pub fn call(
     }
     batch.energies.mapv_inplace(|e| e / job.beta);
     let mut warnings = Vec::new();
-    if let Some(t) = &sampler.state().tempered
+    if let Some(t) = sampler.tempered()
         && let Some(a) = t
             .swap_accept
             .iter()

@@ -346,7 +346,38 @@ impl NegativeSampler {
         })
     }
 
-    /// The complete state, for saving.
+    /// Chains per call.
+    pub fn n_chains(&self) -> usize {
+        self.state.n_chains
+    }
+
+    /// Dimension of each chain.
+    pub fn dim(&self) -> usize {
+        self.state.dim
+    }
+
+    /// Calls completed.
+    pub fn calls(&self) -> u64 {
+        self.state.calls
+    }
+
+    /// The method the sampler was made for.
+    pub fn method(&self) -> &Method {
+        &self.state.method
+    }
+
+    /// Parallel tempering's replicas and swap statistics ([`Method::Tempered`]).
+    pub fn tempered(&self) -> Option<&TemperedState> {
+        self.state.tempered.as_ref()
+    }
+
+    /// The model tag the state was made for.
+    pub fn tag(&self) -> &str {
+        &self.state.tag
+    }
+
+    /// The complete state, for saving: a copy of everything, the replay
+    /// buffer included (the accessors above read single fields without it).
     pub fn state(&self) -> NegativeState {
         let mut s = self.state.clone();
         s.chain_rngs = self.rngs.iter().map(save_rng).collect();
