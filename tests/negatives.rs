@@ -437,3 +437,58 @@ fn a_call_of_k_steps_evaluates_k_plus_one_times_or_k_without_end_energies() {
         }
     }
 }
+
+#[test]
+fn the_number_of_chains_may_change_between_calls() {
+    // Chain i draws from stream (seed, i) whatever the call's size: a
+    // stream a call does not use waits, a new one starts at its beginning.
+    let e = DiagGaussian::new(vec![0.0, 1.0], vec![1.0, 0.5]).unwrap();
+    let ula = Ula::new(0.05).unwrap();
+    let init = Init::Gaussian { std: 1.0 };
+    let mut a = NegativeSampler::new(Method::ShortRun, init.clone(), 4, 2, 9).unwrap();
+    let mut b = NegativeSampler::new(Method::ShortRun, init.clone(), 4, 2, 9).unwrap();
+    let mut c = NegativeSampler::new(Method::ShortRun, init.clone(), 8, 2, 9).unwrap();
+    a.generate(&e, &ula, 5, None).unwrap();
+    b.generate(&e, &ula, 5, None).unwrap();
+    a.set_chains(8).unwrap();
+    let grown = a.generate(&e, &ula, 5, None).unwrap().negatives;
+    let second = b.generate(&e, &ula, 5, None).unwrap().negatives;
+    let fresh = c.generate(&e, &ula, 5, None).unwrap().negatives;
+    assert_eq!(grown.nrows(), 8);
+    assert_eq!(grown.slice(ndarray::s![..4, ..]), second);
+    assert_eq!(
+        grown.slice(ndarray::s![4.., ..]),
+        fresh.slice(ndarray::s![4.., ..])
+    );
+    // Fewer chains: the first ones, continuing their streams.
+    a.set_chains(3).unwrap();
+    b.set_chains(3).unwrap();
+    let (x, y) = (
+        a.generate(&e, &ula, 5, None).unwrap().negatives,
+        b.generate(&e, &ula, 5, None).unwrap().negatives,
+    );
+    assert_eq!((x.nrows(), x), (3, y));
+    assert_eq!(a.n_chains(), 3);
+    // A state saved after growing restores with every stream.
+    let r = NegativeSampler::restore(a.state()).unwrap();
+    assert_eq!(r.state().n_chains, 8);
+    // A replay buffer takes each call's negatives, whatever their number.
+    let replay = Method::Replay {
+        capacity: 100,
+        reinit: 0.05,
+        policy: ReplayPolicy::Append,
+    };
+    let mut r = NegativeSampler::new(replay, init.clone(), 16, 2, 1).unwrap();
+    r.generate(&e, &ula, 3, None).unwrap();
+    r.set_chains(5).unwrap();
+    assert_eq!(r.generate(&e, &ula, 3, None).unwrap().negatives.nrows(), 5);
+    assert_eq!(r.buffer_len(), 21);
+    // PCD keeps its first call's chains; before it, any number.
+    let mut p = NegativeSampler::new(Method::Pcd, init, 4, 2, 1).unwrap();
+    p.set_chains(6).unwrap();
+    assert_eq!(p.generate(&e, &ula, 3, None).unwrap().negatives.nrows(), 6);
+    assert!(p.set_chains(6).is_ok());
+    let err = p.set_chains(2).unwrap_err().to_string();
+    assert!(err.contains("pcd"), "{err}");
+    assert!(p.set_chains(0).is_err());
+}

@@ -62,16 +62,18 @@ impl Negatives {
         context: Option<Array2<f64>>,
         chains: Option<usize>,
     ) -> PyResult<Array2<f64>> {
-        let existing = self.lock()?.as_ref().map(|s| s.n_chains());
+        // The chains of this call: as given, else one per row of data
+        // (a batch), else the last call's. PCD and pt keep their first
+        // call's chains: data of another size only gives the energy gap.
+        let existing = self
+            .lock()?
+            .as_ref()
+            .map(|s| (s.n_chains(), s.chains_fixed()));
         let n = match (existing, chains, &data) {
-            (Some(k), Some(c), _) if c != k => {
-                return Err(BoltzError::new_err(format!(
-                    "invalid value for `chains`: this sampler runs {k} chains (fixed at its first call)"
-                )));
-            }
-            (Some(k), _, _) => k,
-            (None, Some(c), _) => c,
-            (None, None, Some(d)) => d.nrows(),
+            (_, Some(c), _) => c,
+            (Some((k, true)), None, _) => k,
+            (_, None, Some(d)) => d.nrows(),
+            (Some((k, false)), None, None) => k,
             (None, None, None) => {
                 return Err(BoltzError::new_err(
                     "invalid value for `chains`: give data (one positive per chain) or chains",
@@ -103,13 +105,22 @@ impl Negatives {
                     .as_mut()
                     .ok_or_else(|| boltz::Error::param("negatives", "no state"))?,
             };
-            let (batch, kernel, warnings) = boltz::jobs::negatives::call(
+            let before = sampler.n_chains();
+            sampler.set_chains(n)?;
+            let out = boltz::jobs::negatives::call(
                 sampler,
                 energy.as_ref(),
                 &job,
                 data.as_ref().map(|d| d.view()),
                 &control(stop),
-            )?;
+            );
+            if out.is_err() {
+                // A failed call leaves the next one's chains as they were
+                // (the new streams it added are the ones a later call of
+                // that size starts anyway).
+                sampler.set_chains(before)?;
+            }
+            let (batch, kernel, warnings) = out?;
             let s = (sampler.calls(), sampler.buffer_len());
             if let Some(f) = fresh {
                 *guard = Some(f);

@@ -431,3 +431,25 @@ def test_negatives_cost_what_each_kernel_states():
     for _ in range(3):
         assert np.array_equal(a.sample(chains=8), b.sample(chains=8))
     assert b.last_report["energies"] is None and len(a.last_report["energies"]) == 8
+
+
+def test_negatives_follow_the_batch_size():
+    # A training loop whose last batch is smaller: the replay buffer and
+    # the streams carry on; chain i keeps stream (seed, i).
+    e = boltz.CallbackEnergy(gauss, 3)
+    neg = boltz.Negatives(e, steps=5, step_size=0.05, buffer=100, seed=4)
+    assert neg.sample(np.zeros((16, 3))).shape == (16, 3)
+    assert neg.sample(np.zeros((5, 3))).shape == (5, 3)
+    assert neg.last_report["buffer"] == 21
+    assert neg.sample().shape == (5, 3)  # the last call's size
+    assert neg.sample(chains=32).shape == (32, 3)
+    back = boltz.Negatives(e, steps=5, step_size=0.05, buffer=100, seed=4)
+    back.load_state_dict(neg.state_dict())
+    assert np.array_equal(back.sample(chains=7), neg.sample(chains=7))
+    # PCD keeps its chains: data of another size gives only the energy gap.
+    pcd = boltz.Negatives(e, method="pcd", steps=5, step_size=0.05)
+    assert pcd.sample(np.zeros((8, 3))).shape == (8, 3)
+    assert pcd.sample(np.zeros((3, 3))).shape == (8, 3)
+    with pytest.raises(boltz.BoltzError, match="pcd"):
+        pcd.sample(chains=4)
+    assert pcd.sample().shape == (8, 3)

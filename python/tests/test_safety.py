@@ -155,8 +155,9 @@ def test_negatives_report_and_cd():
     assert x.shape == (10, 3)
     r = neg.last_report
     assert r["chains"] == 10 and "energy_gap" in r["stats"] and r["warnings"] == []
-    with pytest.raises(boltz.BoltzError, match="chains"):
+    with pytest.raises(boltz.BoltzError, match="one per chain"):
         neg.sample(data, chains=4)
+    assert neg.sample(data).shape == (10, 3)  # the failed call changed nothing
     with pytest.raises(boltz.BoltzError, match="method"):
         boltz.Negatives(e, method="nope")
 

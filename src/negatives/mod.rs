@@ -187,6 +187,9 @@ pub struct NegativeSampler {
     /// Whether a call evaluates the energies of its ends and positives
     /// ([`NegativeSampler::set_end_energies`]).
     end_energies: bool,
+    /// Chains of the next call, at most `state.n_chains` (the streams
+    /// held; [`NegativeSampler::set_chains`]).
+    active: usize,
 }
 
 const STATE_VERSION: u32 = 1;
@@ -286,6 +289,7 @@ impl NegativeSampler {
             tempered,
         };
         Ok(NegativeSampler {
+            active: state.n_chains,
             state,
             rngs,
             aux,
@@ -339,6 +343,7 @@ impl NegativeSampler {
         let rngs = state.chain_rngs.iter().map(restore_rng).collect();
         let aux = restore_rng(&state.aux_rng);
         Ok(NegativeSampler {
+            active: state.n_chains,
             state,
             rngs,
             aux,
@@ -346,9 +351,68 @@ impl NegativeSampler {
         })
     }
 
-    /// Chains per call.
+    /// Chains of the next call ([`NegativeSampler::set_chains`]; at first
+    /// the number the sampler was made with).
     pub fn n_chains(&self) -> usize {
-        self.state.n_chains
+        self.active
+    }
+
+    /// Whether the number of chains can no longer change: PCD after its
+    /// first call, parallel tempering always.
+    pub fn chains_fixed(&self) -> bool {
+        match self.state.method {
+            Method::Pcd => !self.state.persistent.is_empty(),
+            Method::Tempered { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Sets the number of chains from the next call on (a training loop
+    /// whose batch size changes: the last batch of an epoch, say). Short
+    /// runs, replay buffers and CD take any number: chain `i` always
+    /// draws from stream `(seed, i)`, a stream not used before starts at
+    /// its beginning and one a call does not use waits where it was (a
+    /// run is still a function of its seed and its sequence of sizes).
+    /// PCD keeps the chains of its first call and parallel tempering its
+    /// ladders: another number is refused once they exist.
+    pub fn set_chains(&mut self, chains: usize) -> Result<()> {
+        if chains == self.active {
+            return Ok(());
+        }
+        if chains == 0 {
+            return Err(Error::param("chains", "must be >= 1"));
+        }
+        if self.chains_fixed() {
+            return Err(Error::param(
+                "chains",
+                format!(
+                    "this sampler's persistent chains are {} (pcd and pt keep the chains of their first call); build another sampler for {chains}",
+                    self.state.n_chains
+                ),
+            ));
+        }
+        let d = self.state.dim;
+        crate::budget::check(
+            "chains",
+            &format!("{chains} chains of dimension {d}"),
+            crate::budget::bytes(&[chains, d.max(1)], 8 * 12),
+        )?;
+        let held = self.state.n_chains;
+        if chains > held {
+            self.rngs.extend(crate::rng::chain_rngs_from(
+                self.state.seed,
+                held as u64,
+                chains - held,
+            ));
+            self.state.n_chains = chains;
+        } else if matches!(self.state.method, Method::Pcd) {
+            // Before its first call PCD has used no stream: its chains
+            // are exactly this call's.
+            self.rngs.truncate(chains);
+            self.state.n_chains = chains;
+        }
+        self.active = chains;
+        Ok(())
     }
 
     /// Dimension of each chain.
@@ -393,7 +457,7 @@ impl NegativeSampler {
         &mut self,
         positives: Option<ArrayView2<f64>>,
     ) -> Result<(Array2<f64>, usize, Vec<Option<usize>>)> {
-        let (n, d) = (self.state.n_chains, self.state.dim);
+        let (n, d) = (self.active, self.state.dim);
         let mut start = Array2::zeros((n, d));
         let mut reinitialised = 0;
         let mut replay_slots: Vec<Option<usize>> = vec![None; n];
@@ -492,7 +556,7 @@ impl NegativeSampler {
     /// Writes the call's negatives back: persistent chains (PCD) or the
     /// replay buffer by its [`ReplayPolicy`].
     fn write_back(&mut self, negatives: &Array2<f64>, replay_slots: &[Option<usize>]) {
-        let (n, d) = (self.state.n_chains, self.state.dim);
+        let (n, d) = (negatives.nrows(), self.state.dim);
         // Write back.
         match self.state.method.clone() {
             Method::Pcd => self.state.persistent = negatives.iter().copied().collect(),

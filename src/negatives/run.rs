@@ -115,7 +115,7 @@ impl NegativeSampler {
         positives: Option<ArrayView2<f64>>,
         control: &Control,
     ) -> Result<NegativeBatch> {
-        let (n, d) = (self.state.n_chains, self.state.dim);
+        let (n, d) = (self.active, self.state.dim);
         if energy.dim() != d {
             return Err(Error::shape(
                 "negatives",
@@ -156,6 +156,8 @@ impl NegativeSampler {
             }
             other => other,
         })?;
+        // The call's chains take the first n streams; the others wait.
+        let waiting = self.rngs.split_off(n);
         let mut moves = KernelMoves::fixed(
             energy,
             kernel,
@@ -168,6 +170,7 @@ impl NegativeSampler {
         }
         let (complete, moves, tally) = run_call(moves, steps, control);
         self.rngs = moves.rngs;
+        self.rngs.extend(waiting);
         let complete = complete?;
         let per_step = kernel.grad_evals_per_step();
         let grad_evals = if per_step == 0 {

@@ -750,8 +750,13 @@ class Negatives:
 
         ``data`` (chains, dim): the positives (CD starts from them; every
         method reports the energy gap with them). ``chains`` defaults to the
-        rows of ``data`` and is fixed at the first call. ``context``: for a
-        conditional energy, one row or one per chain.
+        rows of ``data``, else to the last call's, and may change from call
+        to call (a last, smaller batch): chain ``i`` always draws from
+        stream ``(seed, i)``, a new one from its beginning, one a call does
+        not use waits. ``pcd`` and ``pt`` keep the chains of their first
+        call (another ``chains`` is refused; ``data`` of another size then
+        only gives the energy gap). ``context``: for a conditional energy,
+        one row or one per chain.
         """
         d = _f64_2d(data, "data", self.energy.dim)
         c = _context(self.energy, context)
