@@ -65,7 +65,7 @@ pub struct CompareArgs {
     /// Seed, the same for every sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// ULA's step size (default: MALA's adapted step in the stiffest direction).
+    /// ULA's step size (default: the step of a MALA warm-up without a mass matrix).
     #[arg(long)]
     pub ula_step: Option<f64>,
     /// Contexts of a conditional model: (1, x_dim) or (chains, x_dim).
