@@ -68,6 +68,11 @@ pub struct NegativesArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Adapt the step from call to call towards the kernel's target
+    /// acceptance (Metropolis kernels; the adapted step is kept in
+    /// --state). Default: the step is fixed.
+    #[arg(long)]
+    pub adapt_step: bool,
     /// Persistent state (buffer, chains, random streams): loaded if the file
     /// exists, saved back atomically after the call.
     #[arg(long)]
@@ -241,5 +246,6 @@ fn negatives_job(args: &NegativesArgs) -> Result<NegativesJob> {
         base_scale: args.base_scale,
         // The CLI prints and writes the negatives' energies.
         end_energies: true,
+        adapt_step: args.adapt_step,
     })
 }

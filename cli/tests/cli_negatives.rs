@@ -273,3 +273,57 @@ fn a_frozen_sampler_is_warned() {
     assert_eq!(run(Some("50")), 1);
     assert_eq!(run(None), 0);
 }
+
+#[test]
+fn an_adapted_step_carries_over_in_the_state_file() {
+    // `--adapt-step`: each call moves the step towards MALA's target
+    // acceptance and the state file keeps it for the next call.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    npy(&p.join("d.npy"), 8, 2, &[0.5; 16]);
+    let call = || {
+        let args = [
+            "negatives",
+            "--model",
+            "gmm-ring",
+            "--kernel",
+            "mala",
+            "--method",
+            "pcd",
+            "--data",
+            "d.npy",
+            "--out",
+            "n.npy",
+            "--steps",
+            "20",
+            "--step-size",
+            "50",
+            "--adapt-step",
+            "--state",
+            "s.state",
+            "--json",
+        ];
+        let v: serde_json::Value = serde_json::from_str(&assert_ok(&boltz(p, &args))).unwrap();
+        v["stats"]["step_size"].as_f64().unwrap()
+    };
+    let steps: Vec<f64> = (0..12).map(|_| call()).collect();
+    assert_eq!(steps[0], 50.0);
+    assert!(steps.windows(2).take(5).all(|w| w[1] < w[0]), "{steps:?}");
+    assert!(steps[11] < 5.0, "{steps:?}");
+    // ULA has no acceptance to aim for: one error line, exit 2.
+    let out = boltz(
+        p,
+        &[
+            "negatives",
+            "--model",
+            "gmm-ring",
+            "--data",
+            "d.npy",
+            "--out",
+            "n.npy",
+            "--adapt-step",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--adapt-step"));
+}

@@ -453,3 +453,29 @@ def test_negatives_follow_the_batch_size():
     with pytest.raises(boltz.BoltzError, match="pcd"):
         pcd.sample(chains=4)
     assert pcd.sample().shape == (8, 3)
+
+
+def test_negatives_adapt_their_step_across_calls():
+    # A step far too large freezes MALA: with a fixed step the sampler says
+    # so; with adapt_step it shrinks the step until the acceptance is near
+    # MALA's target (0.574) and stays quiet.
+    e = boltz.CallbackEnergy(gauss, 3)
+    kw = dict(method="pcd", kernel="mala", steps=10, step_size=50.0, seed=1)
+    fixed = boltz.Negatives(e, **kw)
+    adapt = boltz.Negatives(e, adapt_step=True, **kw)
+    acc = []
+    for _ in range(40):
+        fixed.sample(chains=32)
+        adapt.sample(chains=32)
+        acc.append(adapt.last_report["stats"]["acceptance"])
+    assert fixed.last_report["stats"]["acceptance"] < 0.05 and fixed.last_report["warnings"]
+    assert fixed.last_report["stats"]["step_size"] == 50.0
+    assert 0.45 < np.mean(acc[-20:]) < 0.7, acc
+    assert adapt.last_report["warnings"] == []
+    assert adapt.last_report["stats"]["step_size"] < 5.0
+    # The adapted step is part of the state.
+    back = boltz.Negatives(e, adapt_step=True, **kw)
+    back.load_state_dict(adapt.state_dict())
+    assert np.array_equal(back.sample(chains=32), adapt.sample(chains=32))
+    with pytest.raises(boltz.BoltzError, match="adapt_step"):
+        boltz.Negatives(e, adapt_step=True).sample(chains=4)  # ULA has no acceptance

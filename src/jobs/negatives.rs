@@ -53,6 +53,11 @@ pub struct NegativesJob {
     /// evaluations (K ULA moves cost exactly K gradients), leaving the
     /// report's energies out ([`NegativeSampler::set_end_energies`]).
     pub end_energies: bool,
+    /// Adapt the step across calls towards the kernel's target acceptance
+    /// ([`NegativeSampler::adapt_step`]; Metropolis kernels only, starting
+    /// from `step_size`, the adapted step kept in the state). Default false:
+    /// the step is fixed, as in IGEBM or JEM.
+    pub adapt_step: bool,
 }
 
 impl Default for NegativesJob {
@@ -72,6 +77,7 @@ impl Default for NegativesJob {
             local_kernel: None,
             base_scale: None,
             end_energies: true,
+            adapt_step: false,
         }
     }
 }
@@ -257,7 +263,7 @@ pub fn call(
     let scaled = Scaled::new(energy, job.beta)?;
     let chains = sampler.n_chains();
     let positives = data.filter(|d| d.nrows() == chains || energy.fixed_rows().is_none());
-    let tuning = kernel.initial_tuning();
+    let mut tuning = kernel.initial_tuning();
     sampler.set_end_energies(job.end_energies);
     let tempered = matches!(sampler.method(), Method::Tempered { .. });
     if tempered != (job.kernel.as_deref() == Some("pt")) {
@@ -266,6 +272,24 @@ pub fn call(
             "the negatives state was made for another kernel (pt and the others keep different states)",
         ));
     }
+    let target = match (job.adapt_step, kernel.target_accept()) {
+        (false, _) => None,
+        (true, Some(t)) if !tempered => Some(t),
+        (true, _) => {
+            return Err(Error::param(
+                "adapt_step",
+                format!(
+                    "needs a kernel with an acceptance rate to aim for (mala, hmc, nuts, rwm, ...), not {name}"
+                ),
+            ));
+        }
+    };
+    if target.is_some()
+        && let Some(s) = sampler.adapted_step()
+    {
+        tuning = crate::kernels::Tuning::new(s);
+    }
+    let step = tuning.step_size().get(0);
     let mut batch = if tempered {
         let base = job.reference(energy)?;
         sampler.generate_tempered(
@@ -295,6 +319,12 @@ pub fn call(
         *v /= job.beta;
     }
     batch.energies.mapv_inplace(|e| e / job.beta);
+    if kernel.has_step_size() {
+        batch.stats.step_size = step;
+    }
+    if let Some(t) = target {
+        sampler.adapt_step(step, batch.stats.acceptance, t);
+    }
     let mut warnings = Vec::new();
     if let Some(t) = sampler.tempered()
         && let Some(a) = t

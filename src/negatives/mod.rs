@@ -136,6 +136,10 @@ pub struct NegativeState {
     /// Persistent parallel tempering's replicas ([`Method::Tempered`]).
     #[serde(default)]
     pub tempered: Option<TemperedState>,
+    /// The step adapted across calls ([`NegativeSampler::adapted_step`]);
+    /// `None` before the first adapted call or without adaptation.
+    #[serde(default)]
+    pub step_size: Option<f64>,
 }
 
 /// Statistics of one call.
@@ -155,6 +159,8 @@ pub struct NegativeStats {
     pub distance_moved: f64,
     /// Chains started from fresh noise in this call.
     pub reinitialised: usize,
+    /// The step the call moved with (NaN for kernels without one).
+    pub step_size: f64,
     /// Gradient evaluations per chain in this call (its start and its
     /// moves; the end energies and positives of the report are energy
     /// evaluations apart): K for K ULA moves without end energies, K + 1
@@ -287,6 +293,7 @@ impl NegativeSampler {
             aux_rng: save_rng(&aux),
             tag: String::new(),
             tempered,
+            step_size: None,
         };
         Ok(NegativeSampler {
             active: state.n_chains,
@@ -355,6 +362,25 @@ impl NegativeSampler {
     /// the number the sampler was made with).
     pub fn n_chains(&self) -> usize {
         self.active
+    }
+
+    /// The step the next call moves with when the step is adapted across
+    /// calls (`None` before the first adapted call).
+    pub fn adapted_step(&self) -> Option<f64> {
+        self.state.step_size
+    }
+
+    /// After a call at `step` whose mean acceptance was `acceptance`,
+    /// moves the step towards the kernel's `target` acceptance for the
+    /// next call: `log step += acceptance - target` (a Robbins-Monro step
+    /// with a constant gain, so it follows a target that changes as the
+    /// model trains: a frozen sampler's step shrinks by e^-target per
+    /// call), the change kept within a factor of 2 either way.
+    pub fn adapt_step(&mut self, step: f64, acceptance: f64, target: f64) {
+        if step.is_finite() && step > 0.0 && acceptance.is_finite() {
+            let factor = (acceptance - target).exp().clamp(0.5, 2.0);
+            self.state.step_size = Some(step * factor);
+        }
     }
 
     /// Whether the number of chains can no longer change: PCD after its

@@ -280,6 +280,7 @@ fn completed(
             distance_moved: moved,
             reinitialised,
             grad_evals,
+            step_size: f64::NAN,
         },
         complete: true,
     }

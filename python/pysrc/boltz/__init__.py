@@ -669,6 +669,13 @@ class Negatives:
             starts, whose energies change with the weights, and K
             proposals), HMC with L leapfrog steps K L + 1; the report's
             ``stats.grad_evals`` says it per chain. The draws are the same.
+        adapt_step: move the step from call to call towards the kernel's
+            target acceptance (Metropolis kernels: mala, hmc, nuts, rwm, ...),
+            ``log step += acceptance - target`` after each call, starting
+            from ``step_size``; the step follows the model as it trains
+            (a sampler frozen by a sharpening energy recovers) and is kept
+            in the state. ``stats.step_size`` in the report is the call's.
+            Default False: a fixed step, as IGEBM and JEM tune by hand.
 
     The state (chains, buffer, every random stream) round-trips bit for bit
     through :meth:`state_dict` / :meth:`load_state_dict` and
@@ -702,6 +709,7 @@ class Negatives:
         jitter: float = 0.2,
         init: Optional[str] = None,
         end_energies: bool = True,
+        adapt_step: bool = False,
         _native_obj: Any = None,
     ) -> None:
         self.energy = _energy(energy)
@@ -724,6 +732,7 @@ class Negatives:
                 "beta": float(beta),
                 "seed": _count(seed, "seed"),
                 "end_energies": bool(end_energies),
+                "adapt_step": bool(adapt_step),
             }
             self._n = _native.Negatives(self.energy, _dumps(job), init)
 
