@@ -14,10 +14,6 @@ slot (JEM's buffer):
 
 - **torch**: the SGLD loop of EBM practice in torch (``autograd.grad`` per
   step), the buffer a torch tensor, as ``scripts/train_digits_ebm.py``;
-- **torch_other_seed**: the torch loop again with the next seed (other
-  random numbers, the same initial weights): how far two training runs
-  that differ only by chance land apart, the yardstick for the held-out
-  difference between the two paths;
 - **boltz native**: ``boltz.Negatives`` (``buffer_policy="write-back"``,
   ``end_energies=False``: 40 gradient evaluations per call) on
   ``boltz.mlp_from_torch(model.net, l2=1, precision="f32")``, the native
@@ -25,11 +21,15 @@ slot (JEM's buffer):
   ``energy.update_from_torch(model.net)``; the loss and its gradient in
   torch.
 
-The two run in one process, one iteration of each in turn (so a change in
-the machine's load falls on both), torch and boltz each on one thread
+Each path is trained ``--seeds`` times (3; seeds 0, 1, 2: other random
+numbers, the same initial weights), all the runs in one process, one
+iteration of each in turn (so a change in the machine's load falls on
+all), torch and boltz each on one thread
 (``torch.set_num_threads(1)``, ``RAYON_NUM_THREADS=1``); each iteration's
 wall time is kept. After training, each model's held-out log-likelihood at
-beta 10, ``-10 E(y) - log Z(10)``, with ``log Z`` from ``boltz.logz`` (the
+beta 10 (compared between the paths by the means over their runs: two runs
+of one path differ by chance far more than one estimate's Monte Carlo
+error), ``-10 E(y) - log Z(10)``, with ``log Z`` from ``boltz.logz`` (the
 default method with the training digits as ``data``, as W8 recommends) and
 its standard error and warnings.
 
@@ -37,7 +37,7 @@ its standard error and warnings.
 
 writes OUT/w9.json (settings, per-iteration times, losses, held-out
 figures) and OUT/w9.md (the table). Needs torch and the package
-(``pip install ./python torch``); about 6 minutes on one core.
+(``pip install ./python torch``); about 10 minutes on one core.
 """
 from __future__ import annotations
 
@@ -147,8 +147,7 @@ class NativeLoop:
 
 
 def held_out(model, train_x, test_x, args):
-    """Held-out log-likelihood at beta (nats per image) with log Z's error
-    bar, and each image's log-likelihood less log Z (for paired differences)."""
+    """Held-out log-likelihood at beta (nats per image) with log Z's error bar."""
     energy = boltz.mlp_from_torch(model.net, l2=L2)
     e = energy.energy_and_grad(test_x)[0]
     z = boltz.logz(energy, beta=args.beta, data=train_x, seed=args.seed)
@@ -167,18 +166,7 @@ def held_out(model, train_x, test_x, args):
         "energy_test_mean": float(e.mean()),
     }
     out["log_lik_mean"] = None if log_z is None else float(-args.beta * e.mean() - log_z)
-    return out, -args.beta * e
-
-
-def paired(a, b, ll):
-    """Held-out log-likelihood of b less a's: the mean over the same images,
-    its standard error over images and that of the two log Z estimates."""
-    ha, hb = a["held_out"], b["held_out"]
-    if ha["log_z"] is None or hb["log_z"] is None:
-        return None
-    d = (ll[1] - hb["log_z"]) - (ll[0] - ha["log_z"])
-    return {"mean": float(d.mean()), "se_over_images": float(d.std(ddof=1) / math.sqrt(len(d))),
-            "se_from_log_z": math.hypot(ha["log_z_stderr"], hb["log_z_stderr"])}
+    return out
 
 
 def summary(times):
@@ -199,6 +187,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--alpha", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=3, help="training runs per path (seeds seed, seed + 1, ...)")
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "python"))
     args = ap.parse_args()
     args.beta = 2 * args.step_size / args.noise**2
@@ -206,68 +195,84 @@ def main():
     train_x, test_x = digits(args.seed)
     torch.manual_seed(args.seed)
     init = Energy()
+    paths = {"torch": TorchLoop, "boltz_native": NativeLoop}
     loops = {}
-    for name, cls, seed in (("torch", TorchLoop, args.seed), ("boltz_native", NativeLoop, args.seed),
-                            ("torch_other_seed", TorchLoop, args.seed + 1)):
-        model = Energy()
-        model.load_state_dict(init.state_dict())  # the same initial weights
-        loops[name] = cls(argparse.Namespace(**dict(vars(args), seed=seed)), model)
-    times = {k: [] for k in loops}
+    for k in range(args.seeds):
+        for path, cls in paths.items():
+            model = Energy()
+            model.load_state_dict(init.state_dict())  # the same initial weights
+            loops[(path, args.seed + k)] = cls(argparse.Namespace(**dict(vars(args), seed=args.seed + k)), model)
+    times = {p: [] for p in paths}
     logs = {k: [] for k in loops}
     rng = np.random.default_rng(args.seed)
     for it in range(args.iters):
         pos = torch.from_numpy(train_x[rng.integers(0, len(train_x), args.batch)]).float()
         order = list(loops) if it % 2 == 0 else list(reversed(loops))
-        for name in order:
+        for key in order:
             t0 = time.perf_counter()
-            loss, e_pos, e_neg = loops[name].iteration(pos)
-            times[name].append(time.perf_counter() - t0)
+            loss, e_pos, e_neg = loops[key].iteration(pos)
+            times[key[0]].append(time.perf_counter() - t0)
             if it % 100 == 0 or it == args.iters - 1:
-                logs[name].append({"iter": it, "loss": loss, "energy_pos": e_pos, "energy_neg": e_neg})
+                logs[key].append({"iter": it, "loss": loss, "energy_pos": e_pos, "energy_neg": e_neg})
         if it % 500 == 0:
             print(f"{it}: " + ", ".join(f"{k} {1e3 * np.median(v):.1f} ms" for k, v in times.items()), flush=True)
 
     res = {"settings": vars(args), "torch": torch.__version__, "boltz": boltz.__version__,
-           "threads": {"torch": torch.get_num_threads(), "boltz": boltz.threads()}}
-    ll = {}
-    for name, loop in loops.items():
-        h, ll[name] = held_out(loop.model, train_x, test_x, args)
-        res[name] = {"per_iteration": summary(times[name]), "log": logs[name], "held_out": h}
-    res["boltz_native"]["negatives_warnings"] = sorted(set(loops["boltz_native"].warnings))
-    res["speedup_median"] = res["torch"]["per_iteration"]["ms_median"] / res["boltz_native"]["per_iteration"]["ms_median"]
-    # The yardstick: two torch runs that differ only in their random numbers.
-    res["difference_native_minus_torch"] = paired(res["torch"], res["boltz_native"],
-                                                  (ll["torch"], ll["boltz_native"]))
-    res["difference_torch_other_seed_minus_torch"] = paired(res["torch"], res["torch_other_seed"],
-                                                            (ll["torch"], ll["torch_other_seed"]))
+           "threads": {"torch": torch.get_num_threads(), "boltz": boltz.threads()},
+           "runs": [], "paths": {}}
+    for (path, seed), loop in loops.items():
+        h = held_out(loop.model, train_x, test_x, args)
+        run = {"path": path, "seed": seed, "held_out": h, "log": logs[(path, seed)]}
+        if path == "boltz_native":
+            run["negatives_warnings"] = sorted(set(loop.warnings))
+        res["runs"].append(run)
+    for path in paths:
+        lls = [r["held_out"]["log_lik_mean"] for r in res["runs"] if r["path"] == path]
+        given = [v for v in lls if v is not None]
+        res["paths"][path] = {
+            "per_iteration": summary(times[path]),
+            "log_lik_runs": lls,
+            "log_lik_mean": float(np.mean(given)) if given else None,
+            "log_lik_sd_over_runs": float(np.std(given, ddof=1)) if len(given) > 1 else None,
+        }
+    pt, pn = res["paths"]["torch"], res["paths"]["boltz_native"]
+    res["speedup_median"] = pt["per_iteration"]["ms_median"] / pn["per_iteration"]["ms_median"]
+    if pt["log_lik_sd_over_runs"] is not None and pn["log_lik_sd_over_runs"] is not None:
+        # Training runs differ by chance far more than the Monte Carlo error
+        # of one run's estimate: the difference of the paths' means over
+        # runs, with the standard error of that difference over runs.
+        k_t, k_n = len([v for v in pt["log_lik_runs"] if v is not None]), len([v for v in pn["log_lik_runs"] if v is not None])
+        res["difference_native_minus_torch"] = {
+            "mean": pn["log_lik_mean"] - pt["log_lik_mean"],
+            "se_over_runs": math.sqrt(pt["log_lik_sd_over_runs"] ** 2 / k_t + pn["log_lik_sd_over_runs"] ** 2 / k_n),
+        }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "w9.json"), "w") as f:
         json.dump(res, f, indent=1)
         f.write("\n")
-    rows = ["| path | ms per iteration (median, p10-p90) | held-out log-lik (nats/image) | log Z(10) | warnings |",
-            "|---|---|---|---|---|"]
-    for name in loops:
-        r = res[name]
-        p, h = r["per_iteration"], r["held_out"]
+    rows = ["| run | held-out log-lik (nats/image) | log Z(10) | warnings |", "|---|---|---|---|"]
+    for r in res["runs"]:
+        h = r["held_out"]
         ll = "-" if h["log_lik_mean"] is None else (
             f"{h['log_lik_mean']:.2f} +- {h['log_z_stderr']:.2f} (log Z) +- {h['log_lik_se_over_images']:.2f} (images)")
         lz = "-" if h["log_z"] is None else f"{h['log_z']:.2f} +- {h['log_z_stderr']:.2f}"
-        rows.append(f"| {name} | {p['ms_median']:.1f} ({p['ms_p10']:.1f}-{p['ms_p90']:.1f}) | {ll} | {lz} | "
-                    f"{len(h['log_z_warnings'])} |")
-    text = "\n".join(rows) + f"\n\nnative speed-up (median per iteration, against `torch`): {res['speedup_median']:.2f}x\n"
-    for key, what in (("difference_native_minus_torch", "boltz_native - torch"),
-                      ("difference_torch_other_seed_minus_torch", "torch_other_seed - torch (the same loop, other random numbers)")):
-        d = res[key]
-        if d is not None:
-            text += (f"\nheld-out log-lik, {what}: {d['mean']:+.2f} +- {d['se_over_images']:.2f} (images, paired) "
-                     f"+- {d['se_from_log_z']:.2f} (log Z) nats/image")
-    text += "\n"
+        rows.append(f"| {r['path']}, seed {r['seed']} | {ll} | {lz} | {len(h['log_z_warnings'])} |")
+    rows += ["", "| path | ms per iteration (median, p10-p90) | held-out log-lik, mean +- sd over runs |", "|---|---|---|"]
+    for path, p in res["paths"].items():
+        q = p["per_iteration"]
+        ll = "-" if p["log_lik_mean"] is None else f"{p['log_lik_mean']:.2f} +- {p['log_lik_sd_over_runs'] or 0:.2f}"
+        rows.append(f"| {path} | {q['ms_median']:.1f} ({q['ms_p10']:.1f}-{q['ms_p90']:.1f}) | {ll} |")
+    text = "\n".join(rows) + f"\n\nnative speed-up (median per iteration): {res['speedup_median']:.2f}x\n"
+    d = res.get("difference_native_minus_torch")
+    if d is not None:
+        text += (f"held-out log-lik, boltz_native - torch (means over {args.seeds} runs each): "
+                 f"{d['mean']:+.2f} +- {d['se_over_runs']:.2f} nats/image\n")
     with open(os.path.join(args.out, "w9.md"), "w") as f:
         f.write(text)
     print(text)
-    for name in loops:
-        for w in res[name]["held_out"]["log_z_warnings"]:
-            print(f"{name}: warning: {w}")
+    for r in res["runs"]:
+        for w in r["held_out"]["log_z_warnings"]:
+            print(f"{r['path']} seed {r['seed']}: warning: {w}")
 
 
 if __name__ == "__main__":
