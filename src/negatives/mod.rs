@@ -295,13 +295,19 @@ impl NegativeSampler {
             tempered,
             step_size: None,
         };
-        Ok(NegativeSampler {
+        Ok(Self::from_parts(state, rngs, aux))
+    }
+
+    /// A sampler of `state` with its chains' streams and its own: every
+    /// chain active, end energies evaluated.
+    fn from_parts(state: NegativeState, rngs: Vec<ChainRng>, aux: ChainRng) -> Self {
+        NegativeSampler {
             active: state.n_chains,
             state,
             rngs,
             aux,
             end_energies: true,
-        })
+        }
     }
 
     /// Restores a sampler from a saved state.
@@ -349,13 +355,7 @@ impl NegativeSampler {
         }
         let rngs = state.chain_rngs.iter().map(restore_rng).collect();
         let aux = restore_rng(&state.aux_rng);
-        Ok(NegativeSampler {
-            active: state.n_chains,
-            state,
-            rngs,
-            aux,
-            end_energies: true,
-        })
+        Ok(Self::from_parts(state, rngs, aux))
     }
 
     /// Chains of the next call ([`NegativeSampler::set_chains`]; at first
