@@ -18,17 +18,17 @@ failed=()
 cargo test --profile ci --no-fail-fast || failed+=("Rust tests (cargo test --profile ci: the failing binaries are listed above)")
 venv="${BOLTZ_TEST_VENV:-target/test-venv}"
 python="${PYTHON:-python3}"
+# Each step only after the one before succeeded (set -e does not act in
+# the condition of an if, where setup runs).
 setup() {
-    set -e
-    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check maturin numpy pytest safetensors "dask[distributed]"
-    if [ "${BOLTZ_TEST_TORCH:-0}" = 1 ]; then
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check torch
-    fi
-    # The build uses the environment's maturin (no second, isolated download).
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps ./python
+    { [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"; } &&
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check maturin numpy pytest safetensors "dask[distributed]" &&
+        { [ "${BOLTZ_TEST_TORCH:-0}" != 1 ] ||
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check torch; } &&
+        # The build uses the environment's maturin (no second, isolated download).
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps ./python
 }
-if (setup); then
+if setup; then
     "$venv/bin/python" -m pytest -q python/tests || failed+=("Python tests (pytest python/tests)")
 else
     failed+=("the Python package's environment or build (no Python test ran)")
