@@ -206,11 +206,7 @@ impl NegativeSampler {
         if n_chains == 0 {
             return Err(Error::param("chains", "must be >= 1"));
         }
-        crate::budget::check(
-            "chains",
-            &format!("{n_chains} chains of dimension {dim}"),
-            crate::budget::bytes(&[n_chains, dim.max(1)], 8 * 12),
-        )?;
+        check_chains(n_chains, dim)?;
         if let Method::Replay {
             capacity, reinit, ..
         } = method
@@ -418,11 +414,7 @@ impl NegativeSampler {
             ));
         }
         let d = self.state.dim;
-        crate::budget::check(
-            "chains",
-            &format!("{chains} chains of dimension {d}"),
-            crate::budget::bytes(&[chains, d.max(1)], 8 * 12),
-        )?;
+        check_chains(chains, d)?;
         let held = self.state.n_chains;
         if chains > held {
             self.rngs.extend(crate::rng::chain_rngs_from(
@@ -675,6 +667,17 @@ impl NegativeSampler {
         }
         out
     }
+}
+
+/// `chains` chains of dimension `dim` (positions, energies, gradients and
+/// the kernels' scratch rows, 12 f64 per entry) within the memory budget.
+fn check_chains(chains: usize, dim: usize) -> Result<()> {
+    crate::budget::check(
+        "chains",
+        &format!("{chains} chains of dimension {dim}"),
+        crate::budget::bytes(&[chains, dim.max(1)], 8 * 12),
+    )
+    .map(|_| ())
 }
 
 /// Whether every random stream of a (restored) state is the one its seed

@@ -239,6 +239,24 @@ fn blocks(key: &[u32; 8], stream: u64, first: u64, out: &mut [u32; BUF]) {
     portable_blocks(key, stream, first, out);
 }
 
+/// One ChaCha double round by the quarter-round macro `$qr` of a vector
+/// path (`$qr!(a, b, c, d)` on state words a, b, c, d): the four columns,
+/// then the four diagonals, with indices known at compile time so the
+/// state stays in registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! double_round {
+    ($qr:ident) => {
+        $qr!(0, 4, 8, 12);
+        $qr!(1, 5, 9, 13);
+        $qr!(2, 6, 10, 14);
+        $qr!(3, 7, 11, 15);
+        $qr!(0, 5, 10, 15);
+        $qr!(1, 6, 11, 12);
+        $qr!(2, 7, 8, 13);
+        $qr!(3, 4, 9, 14);
+    };
+}
+
 /// The ChaCha8 block function, one block at a time.
 fn portable_blocks(key: &[u32; 8], stream: u64, first: u64, out: &mut [u32; BUF]) {
     for (b, block) in out.chunks_exact_mut(BLOCK_WORDS).enumerate() {
@@ -322,14 +340,7 @@ mod avx512 {
             };
         }
         for _ in 0..DOUBLE_ROUNDS {
-            qr!(0, 4, 8, 12);
-            qr!(1, 5, 9, 13);
-            qr!(2, 6, 10, 14);
-            qr!(3, 7, 11, 15);
-            qr!(0, 5, 10, 15);
-            qr!(1, 6, 11, 12);
-            qr!(2, 7, 8, 13);
-            qr!(3, 4, 9, 14);
+            double_round!(qr);
         }
         for i in 0..16 {
             x[i] = _mm512_add_epi32(x[i], s[i]);
@@ -429,14 +440,7 @@ mod avx2 {
             };
         }
         for _ in 0..DOUBLE_ROUNDS {
-            qr!(0, 4, 8, 12);
-            qr!(1, 5, 9, 13);
-            qr!(2, 6, 10, 14);
-            qr!(3, 7, 11, 15);
-            qr!(0, 5, 10, 15);
-            qr!(1, 6, 11, 12);
-            qr!(2, 7, 8, 13);
-            qr!(3, 4, 9, 14);
+            double_round!(qr);
         }
         for i in 0..16 {
             x[i] = _mm256_add_epi32(x[i], s[i]);

@@ -65,7 +65,7 @@ def torch_energy(
 
     def check_mode() -> None:
         training = [type(m).__name__ for m in moded if m.training]
-        if training and not warned[0]:
+        if training:
             warned[0] = True
             import warnings
 
@@ -78,7 +78,7 @@ def torch_energy(
             )
 
     def call(y: np.ndarray, x: Optional[np.ndarray] = None):
-        if moded:
+        if moded and not warned[0]:  # once warned, nothing more to look at
             check_mode()
         yt = torch.from_numpy(y).to(device=dev, dtype=dtype).detach().requires_grad_(True)
         if x is not None:
