@@ -94,6 +94,14 @@ fn check_memory(what: &str, shape: Vec<usize>, bytes_each: usize) -> PyResult<()
         .map_err(to_py)
 }
 
+/// Whether `spec` names a suite target (`rbm20`, `ring:2:3`, ...), which
+/// `load_model` takes before any file of that name.
+#[pyfunction]
+fn is_suite_target(spec: &str) -> bool {
+    // A malformed `ring:N:M` is an error of the suite's: still a suite name.
+    !matches!(boltz::model::suite::target(spec), Ok(None))
+}
+
 /// Threads of the pool boltz computes on (this process's: a forked child
 /// has its own).
 #[pyfunction]
@@ -118,6 +126,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compare, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(threads, m)?)?;
+    m.add_function(wrap_pyfunction!(is_suite_target, m)?)?;
     m.add_function(wrap_pyfunction!(check_memory, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let _ = (Array1::<f64>::zeros(0), ());

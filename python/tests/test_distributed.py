@@ -73,3 +73,86 @@ def test_shards_of_different_models_behind_one_path_do_not_merge(tmp_path, monke
         paths.append(str(p))
     with pytest.raises(boltz.BoltzError, match="settings"):
         boltz._native.merge_shards(paths)
+
+
+def test_a_relative_model_path_names_the_same_file_on_the_workers(client, tmp_path, monkeypatch):
+    # The workers were started in another directory: the path is made
+    # absolute before it is sent (it was resolved in each worker's own).
+    import json
+
+    (tmp_path / "model.json").write_text(json.dumps({"kind": "gaussian", "mean": [1, 0], "std": [1, 2]}))
+    monkeypatch.chdir(tmp_path)
+    one = boltz.logz(str(tmp_path / "model.json"), method="ais", particles=40, temps=30, reverse=False)
+    r = bd.logz(client, "model.json", shards=2, particles=40, temps=30)
+    np.testing.assert_array_equal(r["log_z"], one["log_z"])
+    with pytest.raises(boltz.BoltzError, match="missing.json"):
+        bd.sample(client, "missing.json", shards=2)
+
+
+class _FailingFuture:
+    def __init__(self, i, fail):
+        self.i, self.fail = i, fail
+
+    def result(self):
+        if self.fail:
+            raise OSError("connection to the worker lost")
+        return b""
+
+
+class _FakeClient:
+    """A client whose shard 1 fails every attempt (what Dask raises once its
+    retries are spent)."""
+
+    def __init__(self):
+        self.retries, self.cancelled = [], 0
+
+    def submit(self, fn, *args, retries=None, **kw):
+        self.retries.append(retries)
+        return _FailingFuture(len(self.retries) - 1, len(self.retries) - 1 == 1)
+
+    def cancel(self, futures):
+        self.cancelled += len(futures)
+
+
+def test_a_shard_that_keeps_failing_is_named_and_the_rest_cancelled():
+    c = _FakeClient()
+    with pytest.raises(boltz.BoltzError, match=r"shard 1 of 3 failed after 5 retries \(OSError: connection"):
+        bd.logz(c, "gmm-ring", shards=3, particles=30, temps=10, retries=5)
+    assert c.retries == [5, 5, 5] and c.cancelled == 3
+    with pytest.raises(boltz.BoltzError, match="retries"):
+        bd.logz(c, "gmm-ring", shards=3, retries=-1)
+
+
+def test_a_worker_killed_mid_run_loses_nothing(client):
+    # One worker process is killed (SIGKILL) while its shard runs: Dask's
+    # scheduler reruns the lost shard on a worker that lives, and the merged
+    # result is still the one-process run's, bit for bit.
+    import os
+    import signal
+    import threading
+    import time
+
+    kw = dict(particles=512, temps=4000, seed=9)
+    one = boltz.logz("rbm20", method="ais", reverse=False, **kw)
+    out, killed = {}, []
+
+    def run():
+        out["r"] = bd.logz(client, "rbm20", shards=2, **kw)
+
+    t = threading.Thread(target=run)
+    t.start()
+    pids = client.run(os.getpid)
+    deadline = time.monotonic() + 60
+    while not killed and time.monotonic() < deadline:
+        busy = {w: ks for w, ks in client.processing().items() if ks}
+        if busy:
+            time.sleep(0.1)  # inside the shard (each runs for about 1.5 s here)
+            w = sorted(busy)[0]
+            if client.processing().get(w):
+                os.kill(pids[w], signal.SIGKILL)
+                killed.append(w)
+        time.sleep(0.02)
+    t.join(120)
+    assert killed, "no shard was seen running"
+    for k in ("log_z", "stderr", "ess"):
+        np.testing.assert_array_equal(out["r"][k], one[k], err_msg=k)

@@ -10,9 +10,17 @@ Kubernetes, Slurm through dask-jobqueue); the tasks return their shard
 files' bytes, which are merged here with the checks of ``boltz merge``
 (every shard once, all of one run).
 
-``energy`` is a suite name or a JSON model file (a path the workers can
-read): workers load it themselves (native energies are not pickled).
-dask is an optional dependency: ``pip install "dask[distributed]"``.
+``energy`` is a suite name or a JSON model file: workers load it themselves
+(native energies are not pickled). A relative file path is made absolute
+here, so it names the same file on workers started elsewhere (they must
+see this file system). dask is an optional dependency: ``pip install
+"./python[distributed]"`` (or ``"dask[distributed]"`` beside boltz).
+
+Failures: a shard whose task raises is rerun up to ``retries`` times (a
+shard is a pure function of its seed and settings, so a rerun gives the
+same bytes); a shard whose worker dies is rescheduled by Dask's scheduler
+(up to ``distributed.scheduler.allowed-failures`` times). A shard that
+still fails ends the run with a ``BoltzError`` naming it and its rerun.
 
 Example::
 
@@ -51,7 +59,10 @@ def _digest(*arrays: Optional[_np.ndarray]) -> str:
 
 def _spec(energy: Any) -> str:
     if isinstance(energy, (str, _os.PathLike)):
-        return _os.fspath(energy)
+        spec = _os.fspath(energy)
+        if not _native.is_suite_target(spec) and _os.path.exists(spec):
+            return _os.path.abspath(spec)
+        return spec
     raise BoltzError(
         "invalid value for `energy`: sharded runs take a suite name or a model file the "
         f"workers can read (native energies are not sent to workers), got {type(energy).__name__}"
@@ -65,8 +76,12 @@ def _shards(shards: Any) -> int:
     return m
 
 
+def _retries(retries: Any) -> int:
+    return _count(retries, "retries")
+
+
 def _run(client, spec, kind, job, shards, context=None, data=None, points=None,
-         paired=False, init_spec=None, workdir=None):
+         paired=False, init_spec=None, workdir=None, retries=2):
     """Submits every shard, gathers their files and merges them."""
     settings = f"{kind} {spec} {_json.dumps(job, sort_keys=True)} {_digest(context, data, points)} paired={paired}"
     futures = []
@@ -74,9 +89,27 @@ def _run(client, spec, kind, job, shards, context=None, data=None, points=None,
         ji = dict(job, shard={"index": i, "count": shards})
         futures.append(client.submit(
             _run_shard, spec, kind, _json.dumps(ji), settings, context, data, points,
-            paired, init_spec, pure=False, key=f"boltz-{kind}-shard-{i}-of-{shards}-{_os.urandom(4).hex()}",
+            paired, init_spec, pure=False, retries=retries,
+            key=f"boltz-{kind}-shard-{i}-of-{shards}-{_os.urandom(4).hex()}",
         ))
-    blobs = client.gather(futures)
+    blobs = []
+    try:
+        for i, f in enumerate(futures):
+            try:
+                blobs.append(f.result())
+            except BoltzError as e:
+                # The run's own error (bad settings, memory budget): a rerun
+                # gives it again, so it is not dressed as a lost shard.
+                raise BoltzError(f"shard {i} of {shards}: {e}") from e
+            except Exception as e:  # noqa: BLE001 (Dask's KilledWorker, a worker's OSError, ...)
+                raise BoltzError(
+                    f"shard {i} of {shards} failed after {retries} retries "
+                    f"({type(e).__name__}: {e}); the other shards are cancelled. "
+                    f"Rerun the call (a shard is a pure function of its seed: the result "
+                    f"does not change), with more retries or on healthy workers"
+                ) from e
+    finally:
+        client.cancel(futures)
     with _tempfile.TemporaryDirectory(dir=workdir) as d:
         paths = []
         for i, b in enumerate(blobs):
@@ -105,6 +138,7 @@ def logz(
     base_scale: Optional[float] = None,
     data: Optional[Any] = None,
     workdir: Optional[str] = None,
+    retries: int = 2,
 ) -> Dict[str, Any]:
     """AIS log Z in ``shards`` Dask tasks, merged: the dict of ``boltz.logz``
     (``log_z``, ``stderr``, ``ess`` arrays, ``warnings``, ...) plus ``shards``.
@@ -112,7 +146,7 @@ def logz(
     Equal, bit for bit, to ``boltz.logz(energy, method="ais", reverse=False,
     ...)`` with the same settings. With ``resample`` (annealed SMC) the shards
     are independent islands and the merged Z is the mean of theirs (said in
-    ``warnings``).
+    ``warnings``). ``retries``: reruns of a shard whose task raised.
     """
     spec = _spec(energy)
     e = _native.load_model(spec)
@@ -123,7 +157,8 @@ def logz(
     ))
     ctx = _f64_2d(context, "context", e.x_dim) if context is not None else None
     dat = _f64_2d(data, "data", e.dim)
-    r, _, _ = _run(client, spec, "logz", job, _shards(shards), ctx, dat, workdir=workdir)
+    r, _, _ = _run(client, spec, "logz", job, _shards(shards), ctx, dat, workdir=workdir,
+                   retries=_retries(retries))
     return _logz_arrays(_listify(_json.loads(r)))
 
 
@@ -142,10 +177,12 @@ def log_prob(
     beta: float = 1.0,
     base_scale: Optional[float] = None,
     workdir: Optional[str] = None,
+    retries: int = 2,
 ) -> Tuple[_np.ndarray, Dict[str, Any]]:
     """log P(y|x) of ``points`` with AIS log Z in ``shards`` Dask tasks:
     ``(log_p, report)``, as ``boltz.log_prob(..., method="ais",
-    return_report=True)`` without the reverse pass."""
+    return_report=True)`` without the reverse pass. ``retries``: reruns of a
+    shard whose task raised."""
     spec = _spec(energy)
     e = _native.load_model(spec)
     job = _json.loads(_logz_job(
@@ -156,7 +193,7 @@ def log_prob(
     ctx = _f64_2d(context, "context", e.x_dim) if context is not None else None
     pts = _f64_2d(points, "points", e.dim)
     r, _, lp = _run(client, spec, "logz", job, _shards(shards), ctx, None, pts, bool(paired),
-                    workdir=workdir)
+                    workdir=workdir, retries=_retries(retries))
     lp = _np.asarray(lp)
     if lp.ndim == 1 and not paired:
         lp = lp.reshape(1, -1)
@@ -181,14 +218,18 @@ def sample(
     max_depth: int = 10,
     target_accept: Optional[float] = None,
     workdir: Optional[str] = None,
+    retries: int = 2,
 ) -> Tuple[_np.ndarray, Dict[str, Any]]:
     """Chains in ``shards`` Dask tasks, merged: ``(draws, report)`` with the
     draws of all chains (chains, draws, dim) and their diagnostics.
 
-    Sharded warm-up adapts each chain's step on its own and no mass matrix,
-    so any split gives the same draws: ``shards=1`` is the one-process run.
+    Each chain adapts its own step size and diagonal mass from its own
+    warm-up, in the one-process run too, so any split gives the same draws
+    as ``boltz.sample`` with the same settings. ``retries``: reruns of a
+    shard whose task raised.
     """
     spec = _spec(energy)
+    _native.load_model(spec)  # a missing or broken model file is refused here, not on each worker
     job = {
         "sampler": str(sampler), "chains": _count(chains, "chains"),
         "warmup": _count(warmup, "warmup"), "draws": _count(draws, "draws"),
@@ -197,7 +238,8 @@ def sample(
         "max_depth": _count(max_depth, "max_depth"),
         "target_accept": None if target_accept is None else float(target_accept),
     }
-    r, s, _ = _run(client, spec, "sample", job, _shards(shards), init_spec=init, workdir=workdir)
+    r, s, _ = _run(client, spec, "sample", job, _shards(shards), init_spec=init, workdir=workdir,
+                   retries=_retries(retries))
     return s, _report(r)
 
 
