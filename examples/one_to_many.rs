@@ -4,9 +4,10 @@
 //! sqrt(1 - |x|^2) is equally compatible: P(y|x) is a whole ring, not a
 //! point. This samples P(y|x) with MALA for several x, prints the fraction
 //! of draws in each quadrant and the mean radius, and writes an SVG scatter
-//! plot to `results/one_to_many.svg`.
+//! plot to `one_to_many.svg` in the folder given (default `scratch/`; the
+//! committed figure is `results/one_to_many.svg`).
 //!
-//! Run: `cargo run --release --example one_to_many`
+//! Run: `cargo run --release --example one_to_many [-- OUT_DIR]`
 
 use boltz::kernels::Mala;
 use boltz::model;
@@ -80,14 +81,13 @@ fn main() -> boltz::Result<()> {
         );
     }
     svg.push_str("</svg>\n");
-    std::fs::create_dir_all("results").map_err(|e| boltz::Error::io("results", e))?;
-    boltz::io::write_atomic(
-        std::path::Path::new("results/one_to_many.svg"),
-        svg.as_bytes(),
-    )?;
+    let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "scratch".into()));
+    std::fs::create_dir_all(&dir).map_err(|e| boltz::Error::io(&dir, e))?;
+    let path = dir.join("one_to_many.svg");
+    boltz::io::write_atomic(&path, svg.as_bytes())?;
     println!(
         "each x < 1 spreads its draws evenly over all four quadrants: one x, a whole circle of y."
     );
-    println!("wrote results/one_to_many.svg");
+    println!("wrote {}", path.display());
     Ok(())
 }

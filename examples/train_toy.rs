@@ -5,7 +5,9 @@
 //!   energy down everywhere, and the shape it learns is not the data's);
 //! - the held-out log-likelihood, with log Z by exact 2-D quadrature.
 //!
-//! Writes `results/train_toy.json`. Run: `cargo run --release --example train_toy`
+//! Writes `train_toy.json` into the folder given (default `scratch/`; the
+//! committed figures are `results/train_toy.json`).
+//! Run: `cargo run --release --example train_toy [-- OUT_DIR]`
 
 use boltz::energy::{Activation, Conditioned, Layer, Mlp, MlpGrads};
 use boltz::kernels::Ula;
@@ -232,8 +234,10 @@ fn main() -> boltz::Result<()> {
     println!(
         "(the data's own log-likelihood per point is about -1.70: 8 equal Gaussians of std 0.2)"
     );
-    std::fs::create_dir_all("results").map_err(|e| boltz::Error::io("results", e))?;
-    boltz::io::write_json_atomic(std::path::Path::new("results/train_toy.json"), &out)?;
-    println!("wrote results/train_toy.json");
+    let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "scratch".into()));
+    std::fs::create_dir_all(&dir).map_err(|e| boltz::Error::io(&dir, e))?;
+    let path = dir.join("train_toy.json");
+    boltz::io::write_json_atomic(&path, &out)?;
+    println!("wrote {}", path.display());
     Ok(())
 }

@@ -635,7 +635,7 @@ pub fn merge(
             show("ess")
         );
         if let Some(ex) = r["exact_log_z"].as_f64() {
-            println!("  exact log Z = {ex:.6}");
+            println!("  exact log Z = {}", super::logz::fixed6(ex));
         }
     } else if let Some(s) = &m.samples {
         let (c, d, k) = s.dim();

@@ -311,15 +311,16 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
     let many = r.log_z.len() > 1;
     let shown = if many { r.log_z.len().min(20) } else { 1 };
     for (i, lz) in r.log_z.iter().enumerate().take(shown) {
-        let mut line = format!(
-            "  {}log Z = {lz:.6} +- {:.6}",
-            if many {
-                format!("context {i}: ")
-            } else {
-                String::new()
-            },
-            r.stderr[i]
-        );
+        let what = if many {
+            format!("context {i}: ")
+        } else {
+            String::new()
+        };
+        let mut line = if r.stderr[i] == 0.0 {
+            format!("  {what}log Z = {}  (exact)", fixed6(*lz))
+        } else {
+            format!("  {what}log Z = {} +- {:.6}", fixed6(*lz), r.stderr[i])
+        };
         if r.method == "ais" {
             line.push_str(&format!("  (ESS {:.1} of {})", r.ess[i], r.particles));
         }
@@ -380,7 +381,8 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
     if let (Some(ex), true) = (r.exact_log_z, r.method != "exact") {
         let err = r.log_z[0] - ex;
         println!(
-            "  exact log Z = {ex:.6}: error {err:+.6} ({:.2} standard errors)",
+            "  exact log Z = {}: error {err:+.6} ({:.2} standard errors)",
+            fixed6(ex),
             err / r.stderr[0]
         );
     }
@@ -555,4 +557,15 @@ fn print_check(c: &serde_json::Value, many: bool) {
 fn fmt_first(v: &serde_json::Value, digits: usize) -> String {
     let x = v.get(0).unwrap_or(v).as_f64().unwrap_or(f64::NAN);
     format!("{x:.digits$}")
+}
+
+/// `x` with 6 decimals, without the sign of a value that rounds to zero
+/// (`-0.000000` read as a negative log Z).
+pub(crate) fn fixed6(x: f64) -> String {
+    let s = format!("{x:.6}");
+    if s == "-0.000000" {
+        "0.000000".into()
+    } else {
+        s
+    }
 }

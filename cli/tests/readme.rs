@@ -32,7 +32,10 @@ fn boltz(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// Masks wall-clock times: `(0.38 s)` and the `wall s` line.
+/// Masks what depends on the machine and the moment: wall-clock times
+/// (`(0.38 s)`, the `wall s` line), the thread count, the timed columns of
+/// `compare`'s table (wall s, bulk and tail ESS/s) and the order of its
+/// ranking by ESS/s (which samplers are ranked is kept).
 fn mask(text: &str) -> String {
     text.lines().map(mask_line).collect::<Vec<_>>().join("\n")
 }
@@ -40,6 +43,30 @@ fn mask(text: &str) -> String {
 fn mask_line(l: &str) -> String {
     if l.trim_start().starts_with("wall s") {
         return "  wall s        (masked)".into();
+    }
+    let threads;
+    let l = match l.find(" threads.") {
+        Some(i) => {
+            let j = l[..i].rfind(' ').map_or(0, |j| j + 1);
+            threads = format!("{}N{}", &l[..j], &l[i..]);
+            threads.as_str()
+        }
+        None => l,
+    };
+    let cells: Vec<&str> = l.split('|').collect();
+    if cells.len() == 15 && !l.starts_with("|---") && !l.starts_with("| sampler") {
+        let mut c: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+        for k in [3, 4, 5] {
+            c[k] = " (timed) ".into();
+        }
+        return c.join("|");
+    }
+    if let Some(rest) = l.strip_prefix("Ranking by bulk ESS/s")
+        && let (Some(a), Some(b)) = (rest.find("): "), rest.find(';'))
+    {
+        let mut names: Vec<&str> = rest[a + 3..b].split(", ").collect();
+        names.sort_unstable();
+        return format!("Ranking (sorted): {}{}", names.join(", "), &rest[b..]);
     }
     let mut out = String::new();
     let mut rest = l;
@@ -140,6 +167,75 @@ fn shards(dir: &Path) -> String {
         one.join(" "),
         boltz(dir, &one)
     )
+}
+
+/// Runs `boltz args` in `dir` and writes the console lines of the call.
+fn console(dir: &Path, args: &[&str]) -> String {
+    format!("$ boltz {}\n{}", args.join(" "), boltz(dir, args))
+}
+
+/// The first screen's negatives: two calls of persistent CD on rbm20 with
+/// the bundled digits.
+fn start_negatives(dir: &Path) -> String {
+    let digits = dir.join("data/digits");
+    std::fs::create_dir_all(&digits).unwrap();
+    std::fs::copy(
+        root().join("data/digits/digits.npy"),
+        digits.join("digits.npy"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("scratch")).unwrap();
+    let a = [
+        "negatives",
+        "--model",
+        "rbm20",
+        "--data",
+        "data/digits/digits.npy",
+        "--method",
+        "pcd",
+        "--chains",
+        "64",
+        "--state",
+        "scratch/pcd.state",
+        "--out",
+        "scratch/neg.npy",
+    ];
+    let _ = std::fs::remove_file(dir.join("scratch/pcd.state"));
+    format!(
+        "```console\n$ mkdir -p scratch\n{}{}```\n",
+        console(dir, &a),
+        console(dir, &a)
+    )
+}
+
+/// The first screen's model file and its log Z by AIS.
+fn start_logz(dir: &Path) -> String {
+    let model = r#"{"kind": "mixture", "weights": [0.3, 0.7], "means": [[-3, 0], [3, 1]], "std": [0.5, 1.0]}"#;
+    std::fs::create_dir_all(dir.join("scratch")).unwrap();
+    std::fs::write(dir.join("scratch/mine.json"), format!("{model}\n")).unwrap();
+    let a = ["logz", "--model", "scratch/mine.json", "--method", "ais"];
+    format!(
+        "```console\n$ cat > scratch/mine.json <<'EOF'\n{model}\nEOF\n{}```\n",
+        console(dir, &a)
+    )
+}
+
+/// The first screen's comparison of samplers.
+fn start_compare(dir: &Path) -> String {
+    let a = [
+        "compare",
+        "--model",
+        "gauss-ill",
+        "--samplers",
+        "mala,hmc,nuts,ula",
+        "--chains",
+        "8",
+        "--warmup",
+        "2000",
+        "--draws",
+        "2000",
+    ];
+    format!("```console\n{}```\n", console(dir, &a))
 }
 
 /// The sampling snippet.
@@ -263,7 +359,11 @@ fn train_toy(dir: &Path) -> String {
         "{} not built: run `cargo test --release` (it builds the examples)",
         bin.display()
     );
-    let out = Command::new(&bin).current_dir(dir).output().unwrap();
+    let out = Command::new(&bin)
+        .arg("results")
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -292,14 +392,23 @@ fn train_toy(dir: &Path) -> String {
 /// A function that produces a block's text, running commands in a folder.
 type Block = fn(&Path) -> String;
 
-/// Replaces (or checks) the block `name` of `readme`.
-fn block(readme: &mut String, name: &str, fresh: &str, update: bool, diffs: &mut Vec<String>) {
+/// Replaces (or checks) the block `name` in whichever of `docs` (path,
+/// text) holds it.
+fn block(
+    docs: &mut [(PathBuf, String)],
+    name: &str,
+    fresh: &str,
+    update: bool,
+    diffs: &mut Vec<String>,
+) {
     let begin = format!("<!-- generated: {name} -->\n");
     let end = format!("<!-- end: {name} -->");
-    let a = readme
-        .find(&begin)
-        .unwrap_or_else(|| panic!("README lacks the block {name}"))
-        + begin.len();
+    let readme = &mut docs
+        .iter_mut()
+        .find(|(_, t)| t.contains(&begin))
+        .unwrap_or_else(|| panic!("no README or docs page has the block {name}"))
+        .1;
+    let a = readme.find(&begin).unwrap() + begin.len();
     let b = a + readme[a..].find(&end).unwrap();
     if update {
         readme.replace_range(a..b, fresh);
@@ -314,12 +423,21 @@ fn block(readme: &mut String, name: &str, fresh: &str, update: bool, diffs: &mut
 #[test]
 fn readme_numbers_come_from_the_code() {
     let update = std::env::var_os("BOLTZ_UPDATE_README").is_some();
-    let path = root().join("README.md");
-    let mut readme = std::fs::read_to_string(&path).unwrap();
+    let mut docs: Vec<(PathBuf, String)> = ["README.md", "docs/SCALING.md", "docs/WARNINGS.md"]
+        .iter()
+        .map(|p| {
+            let path = root().join(p);
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut diffs = Vec::new();
-    let blocks: [(&str, Block); 9] = [
+    let blocks: [(&str, Block); 12] = [
+        ("start-negatives", start_negatives),
+        ("start-logz", start_logz),
+        ("start-compare", start_compare),
         ("rbm20-logz", rbm20),
         ("separated-modes", separated),
         ("separated-pt", separated_pt),
@@ -332,10 +450,12 @@ fn readme_numbers_come_from_the_code() {
     ];
     for (name, make) in blocks {
         let fresh = make(d);
-        block(&mut readme, name, &fresh, update, &mut diffs);
+        block(&mut docs, name, &fresh, update, &mut diffs);
     }
     if update {
-        std::fs::write(&path, readme).unwrap();
+        for (path, text) in docs {
+            std::fs::write(path, text).unwrap();
+        }
     } else {
         assert!(
             diffs.is_empty(),

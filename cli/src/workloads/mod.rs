@@ -1,4 +1,4 @@
-//! The suite's workloads W1-W6 (`../shared/SUITE.md`) and W8 (trained EBMs) as timed, checked
+//! The suite's workloads W1-W6 (`docs/WORKLOADS.md`) and W8 (trained EBMs) as timed, checked
 //! measurements: what `boltz bench` runs and writes to `results/`.
 //!
 //! Every measurement times what the peers' scripts time (the sampling
