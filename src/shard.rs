@@ -68,8 +68,9 @@ impl Shard {
     }
 }
 
-/// Format version of shard files (2: typed figures, no wall time).
-pub const SHARD_VERSION: u32 = 2;
+/// Format version of shard files (2: typed figures, no wall time; 3: the
+/// acceptance summed exactly).
+pub const SHARD_VERSION: u32 = 3;
 
 /// What a log Z (or prob) shard hands the merge: the figures it computes
 /// with, typed, and range-checked when read ([`read_shard`]).
@@ -87,10 +88,16 @@ pub struct LogzFigures {
     pub ess: Vec<f64>,
     /// Mean acceptance of the shard's transitions, in [0, 1].
     pub acceptance: f64,
+    /// The same, summed exactly: the merge adds the shards' tallies, so
+    /// the merged rate is the one-process run's bit for bit.
+    pub accepted: crate::ais::Acceptance,
     /// Divergent transitions.
     pub divergences: u64,
     /// Energy evaluations (rows), all passes.
     pub energy_evals: u64,
+    /// Of those, the evaluations of pilots that every shard runs whole
+    /// (a split of particles); the merge counts them once.
+    pub shared_evals: u64,
     /// The exact log Z where known (one context), for the merged check.
     pub exact_log_z: Option<f64>,
     /// Whether the model is conditional (per-context arrays in reports).
@@ -305,6 +312,9 @@ impl ShardHeader {
                 }
                 finite("log_z0", f.log_z0)?;
                 fraction("acceptance", f.acceptance)?;
+                if !f.accepted.is_valid() || f.accepted.rate() != f.acceptance {
+                    return Err("an acceptance tally that is not its acceptance".into());
+                }
                 if let Some(e) = f.exact_log_z {
                     finite("exact log Z", e)?;
                 }

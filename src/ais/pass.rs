@@ -63,6 +63,7 @@ pub(crate) struct PassOutput {
     pub var: Vec<f64>,
     pub ess: Vec<f64>,
     pub acceptance: f64,
+    pub accepted: super::Acceptance,
     pub divergences: usize,
     pub resamplings: usize,
     pub evals: u64,
@@ -83,6 +84,8 @@ pub(super) struct Tally {
     var: Vec<f64>,
     acc_sum: f64,
     acc_n: usize,
+    /// The acceptance summed exactly (the reported rate).
+    accepted: super::Acceptance,
     divergences: usize,
     resamplings: usize,
     evals: u64,
@@ -223,6 +226,7 @@ pub(super) fn start<'p>(
             var: vec![0.0; groups],
             acc_sum: 0.0,
             acc_n: 0,
+            accepted: super::Acceptance::default(),
             divergences: 0,
             resamplings: 0,
             evals: 0,
@@ -386,7 +390,7 @@ impl Pass<'_> {
                 .with_inv_mass(m.clone())
                 .expect("checked finite and > 0");
         }
-        let mut tally = (0u64, 0usize);
+        let mut tally = super::path::MoveTally::default();
         let moves = self.config.steps_per_temp;
         let a = self.path.transition(
             &mut self.state,
@@ -397,8 +401,9 @@ impl Pass<'_> {
             moves,
             &mut tally,
         );
-        self.t.evals += tally.0;
-        self.t.divergences += tally.1;
+        self.t.evals += tally.evals;
+        self.t.divergences += tally.divergences;
+        self.t.accepted.merge(&tally.accepted);
         self.t.acc_sum += a;
         self.t.acc_n += 1;
         self.t.steps_used.push(step);
@@ -482,6 +487,7 @@ impl Pass<'_> {
             && t.acc_sum.is_finite()
             && t.acc_sum >= 0.0
             && t.acc_sum <= t.acc_n as f64
+            && t.accepted.is_valid()
             && data[..n * d].iter().all(|v| v.is_finite());
         if !betas_ok || !tallies_ok || !smc_ok {
             return Err(Error::checkpoint(
@@ -540,11 +546,8 @@ impl Pass<'_> {
             log_z: t.log_z,
             var: t.var,
             ess,
-            acceptance: if t.acc_n > 0 {
-                t.acc_sum / t.acc_n as f64
-            } else {
-                1.0
-            },
+            acceptance: t.accepted.rate(),
+            accepted: t.accepted,
             divergences: t.divergences,
             resamplings: t.resamplings,
             evals: t.evals,

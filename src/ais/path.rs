@@ -14,6 +14,15 @@ use ndarray::{Array1, Array2, ArrayView2};
 /// invariant. The pass caches what increments need at the current
 /// positions ([`AnnealPath::prepare`]) and moves the particles with
 /// [`AnnealPath::transition`].
+/// What the transitions of one temperature add up: energy evaluations
+/// (rows), divergent moves, and the acceptance summed exactly.
+#[derive(Default)]
+pub(crate) struct MoveTally {
+    pub evals: u64,
+    pub divergences: usize,
+    pub accepted: super::Acceptance,
+}
+
 pub(crate) trait AnnealPath {
     /// Caches what increments and refreshes need at the current positions.
     fn prepare(&mut self, x: ArrayView2<f64>, evals: &mut u64);
@@ -32,7 +41,7 @@ pub(crate) trait AnnealPath {
     fn refresh(&self, state: &mut ChainState, b: f64);
     /// Runs `n_steps` transitions at `b` with `tuning` (step size and
     /// diagonal inverse mass); returns the mean acceptance and adds the
-    /// evaluations and divergences to `tally`.
+    /// evaluations, divergences and exact acceptance to `tally`.
     #[allow(clippy::too_many_arguments)]
     fn transition(
         &mut self,
@@ -42,7 +51,7 @@ pub(crate) trait AnnealPath {
         b: f64,
         tuning: &Tuning,
         n_steps: usize,
-        tally: &mut (u64, usize),
+        tally: &mut MoveTally,
     ) -> f64;
     /// Whether the transition reads a diagonal inverse mass.
     fn uses_mass(&self) -> bool {
@@ -202,7 +211,7 @@ impl AnnealPath for Geometric<'_> {
         b: f64,
         tuning: &Tuning,
         n_steps: usize,
-        tally: &mut (u64, usize),
+        tally: &mut MoveTally,
     ) -> f64 {
         let reuse = self.kernel.proposal_is_last_eval();
         let mut acc = 0.0;
@@ -221,7 +230,7 @@ impl AnnealPath for Geometric<'_> {
                     self.kernel.step(&annealed, tuning, state, rngs, steps);
                 }
             }
-            tally.0 += (state.n_chains() * self.kernel.grad_evals_per_step().max(1)) as u64
+            tally.evals += (state.n_chains() * self.kernel.grad_evals_per_step().max(1)) as u64
                 + steps.iter().map(|s| u64::from(s.extra_evals)).sum::<u64>();
             if reuse {
                 self.take_accepted(steps);
@@ -229,7 +238,8 @@ impl AnnealPath for Geometric<'_> {
                 self.fresh = false;
             }
             acc += crate::kernels::mean_accept(steps);
-            tally.1 += steps.iter().filter(|s| s.divergent).count();
+            tally.accepted.add_steps(steps);
+            tally.divergences += steps.iter().filter(|s| s.divergent).count();
         }
         acc / n_steps as f64
     }
@@ -299,7 +309,7 @@ impl AnnealPath for RbmPath {
         b: f64,
         _tuning: &Tuning,
         n_steps: usize,
-        tally: &mut (u64, usize),
+        tally: &mut MoveTally,
     ) -> f64 {
         for step_index in 0..n_steps {
             // The first sweep reuses the activations `prepare` computed at
@@ -312,8 +322,11 @@ impl AnnealPath for RbmPath {
                 Some(self.base_logit.view()),
                 cached,
             );
-            tally.0 += state.n_chains() as u64;
+            tally.evals += state.n_chains() as u64;
         }
+        tally
+            .accepted
+            .add_exact((state.n_chains() * n_steps) as u64);
         steps.iter_mut().for_each(|s| *s = ChainStep::exact());
         1.0
     }

@@ -325,13 +325,13 @@ pub(crate) struct Merged {
     estimates: Vec<Estimate>,
     bootstrap_stderr: Option<Vec<f64>>,
     repeats: Vec<Vec<Estimate>>,
-    acc_sum: f64,
-    acc_n: usize,
+    accepted: super::Acceptance,
     divergences: usize,
     resamplings: usize,
     #[serde(default)]
     smc: Option<super::SmcSummary>,
     energy_evals: u64,
+    shared_evals: u64,
     warnings: Vec<String>,
     betas: Vec<f64>,
     step_sizes: Vec<f64>,
@@ -367,11 +367,13 @@ impl Merged {
             positions: None,
             betas: self.betas,
             step_sizes: self.step_sizes,
-            acceptance: self.acc_sum / self.acc_n.max(1) as f64,
+            acceptance: self.accepted.rate(),
+            accepted: self.accepted,
             divergences: self.divergences,
             resamplings: self.resamplings,
             smc: self.smc,
             energy_evals: self.energy_evals,
+            shared_evals: self.shared_evals,
             wall_s: 0.0,
             warnings: self.warnings,
             complete: self.complete,
@@ -392,12 +394,12 @@ pub(super) fn merge(earlier: Option<Earlier>, r: AisResult, particles: usize) ->
             estimates: vec![],
             bootstrap_stderr: r.bootstrap_stderr.as_ref().map(|_| vec![]),
             repeats: vec![vec![]; r.repeats.len()],
-            acc_sum: 0.0,
-            acc_n: 0,
+            accepted: super::Acceptance::default(),
             divergences: 0,
             resamplings: 0,
             smc: None,
             energy_evals: 0,
+            shared_evals: 0,
             warnings: vec![],
             betas: r.betas.clone(),
             step_sizes: r.step_sizes.clone(),
@@ -413,8 +415,7 @@ pub(super) fn merge(earlier: Option<Earlier>, r: AisResult, particles: usize) ->
     for (all, rep) in m.repeats.iter_mut().zip(&r.repeats) {
         all.extend(rep.iter().cloned());
     }
-    m.acc_sum += r.acceptance * groups as f64;
-    m.acc_n += groups;
+    m.accepted.merge(&r.accepted);
     m.divergences += r.divergences;
     m.resamplings += r.resamplings;
     if let (true, Some(s)) = (r.complete, r.smc) {
@@ -424,6 +425,7 @@ pub(super) fn merge(earlier: Option<Earlier>, r: AisResult, particles: usize) ->
         }
     }
     m.energy_evals += r.energy_evals;
+    m.shared_evals += r.shared_evals;
     m.warnings.extend(r.warnings);
     m.contexts_done += done;
     m.complete &= r.complete;
@@ -519,10 +521,17 @@ fn forward_one(
         betas: main.betas,
         step_sizes: main.steps,
         acceptance: main.acceptance,
+        accepted: main.accepted,
         divergences: main.divergences,
         resamplings: main.resamplings,
         smc: None,
         energy_evals: evals,
+        // A shard of particles ran the pilot whole, as every shard does.
+        shared_evals: if config.shard.is_some() {
+            pilot_evals
+        } else {
+            0
+        },
         wall_s: start.elapsed().as_secs_f64(),
         warnings,
         complete: main.complete,
@@ -609,10 +618,12 @@ pub(crate) fn unfinished(
         betas,
         step_sizes: vec![],
         acceptance: f64::NAN,
+        accepted: super::Acceptance::default(),
         divergences: 0,
         resamplings: 0,
         smc: None,
         energy_evals: 0,
+        shared_evals: 0,
         wall_s: start.elapsed().as_secs_f64(),
         warnings: vec![],
         complete: false,

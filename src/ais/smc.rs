@@ -38,7 +38,7 @@ pub(crate) struct Island {
     var: Vec<f64>,
     ess: Vec<f64>,
     ancestors: Vec<usize>,
-    acceptance: f64,
+    accepted: super::Acceptance,
     divergences: usize,
     resamplings: usize,
     evals: u64,
@@ -54,7 +54,7 @@ impl Island {
             var: p.var,
             ess: p.ess,
             ancestors: p.ancestors,
-            acceptance: p.acceptance,
+            accepted: p.accepted,
             divergences: p.divergences,
             resamplings: p.resamplings,
             evals: p.evals,
@@ -74,7 +74,7 @@ impl Island {
             && self.log_weights.len() == groups * m
             && self.var.iter().all(|v| *v >= 0.0 || v.is_nan())
             && self.log_z.iter().all(|v| !v.is_infinite() || *v < 0.0)
-            && (0.0..=1.0).contains(&self.acceptance)
+            && self.accepted.is_valid()
     }
 }
 
@@ -244,7 +244,6 @@ fn combine(
     start: Instant,
 ) -> AisResult {
     let groups = problem.contexts();
-    let k = islands.len() as f64;
     let mut summary = SmcSummary {
         islands: islands.len(),
         temperatures: vec![pilot.betas.len() - 1],
@@ -282,6 +281,10 @@ fn combine(
         }
         col += m;
     }
+    let mut accepted = super::Acceptance::default();
+    for i in islands {
+        accepted.merge(&i.accepted);
+    }
     AisResult {
         estimates,
         bootstrap_stderr: None,
@@ -293,10 +296,12 @@ fn combine(
             .then(|| (pilot.positions, pilot.log_weights.iter().copied().collect())),
         betas: pilot.betas,
         step_sizes: summary.final_steps.clone(),
-        acceptance: islands.iter().map(|i| i.acceptance).sum::<f64>() / k,
+        acceptance: accepted.rate(),
+        accepted,
         divergences: islands.iter().map(|i| i.divergences).sum(),
         resamplings: summary.resamplings,
         energy_evals: pilot.evals + islands.iter().map(|i| i.evals).sum::<u64>(),
+        shared_evals: 0,
         wall_s: start.elapsed().as_secs_f64(),
         warnings: vec![],
         complete: true,

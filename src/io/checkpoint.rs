@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use std::path::Path;
 
 /// The format version this boltz writes and reads.
-pub const CHECKPOINT_VERSION: u32 = 2;
+pub const CHECKPOINT_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"BOLTZCKP";
 
 use crate::hash::fnv1a;
@@ -109,7 +109,7 @@ pub fn read_checkpoint_as<T: serde::de::DeserializeOwned>(
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != CHECKPOINT_VERSION {
         return Err(bad(&format!(
-            "checkpoint format version {version}; this boltz reads version {CHECKPOINT_VERSION}"
+            "checkpoint format version {version}; this boltz reads version {CHECKPOINT_VERSION} (written by another boltz: start the run again)"
         )));
     }
     let body = bytes.len() - 8;

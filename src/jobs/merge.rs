@@ -156,7 +156,7 @@ fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
     let f0 = logz_figures(&h0);
     let n_pts = f0.points().unwrap_or(0);
     for (p, h, data) in &shards {
-        check_figures(p, h, data, f0.log_z0)?;
+        check_figures(p, h, data, f0.log_z0, f0.shared_evals)?;
     }
     let (estimates, log_weights, mut warnings) = if h0.context_range.is_some() {
         by_contexts(&shards)?
@@ -187,18 +187,21 @@ fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
     report["stderr"] = pick(&|e| e.stderr);
     report["ess"] = pick(&|e| e.ess);
     report["particles"] = serde_json::json!(n);
-    report["energy_evals"] = serde_json::json!(
-        figures
-            .clone()
-            .fold(0u64, |a, f| a.saturating_add(f.energy_evals))
-    );
-    report["acceptance"] = serde_json::json!(
-        shards
-            .iter()
-            .map(|(_, h, _)| logz_figures(h).acceptance * h.shard.range(n).len() as f64)
-            .sum::<f64>()
-            / n as f64
-    );
+    // Shard files are written only for finished shards: every context is done.
+    report["contexts_done"] = serde_json::json!(h0.contexts);
+    // The work done, and the one-process run's count: the pilots every
+    // shard ran whole counted once.
+    let all = figures
+        .clone()
+        .fold(0u64, |a, f| a.saturating_add(f.energy_evals));
+    let repeated = (shards.len() as u64 - 1).saturating_mul(f0.shared_evals);
+    report["energy_evals"] = serde_json::json!(all.saturating_sub(repeated));
+    report["energy_evals_all_shards"] = serde_json::json!(all);
+    let mut accepted = crate::ais::Acceptance::default();
+    for (_, h, _) in &shards {
+        accepted.merge(&logz_figures(h).accepted);
+    }
+    report["acceptance"] = serde_json::json!(accepted.rate());
     report["divergences"] =
         serde_json::json!(figures.fold(0u64, |a, f| a.saturating_add(f.divergences)));
     if let (Some(ex), false) = (f0.exact_log_z, f0.conditional) {
@@ -234,8 +237,23 @@ fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
 /// for the run (`log_z0`, the first shard's), and without resampling its
 /// own estimates are those its log-weights give. A shard edited in one
 /// place but not the other is refused.
-fn check_figures(p: &std::path::Path, h: &ShardHeader, data: &[f64], log_z0: f64) -> Result<()> {
+fn check_figures(
+    p: &std::path::Path,
+    h: &ShardHeader,
+    data: &[f64],
+    log_z0: f64,
+    shared_evals: u64,
+) -> Result<()> {
     let f = logz_figures(h);
+    if f.shared_evals != shared_evals || f.shared_evals > f.energy_evals {
+        return Err(Error::checkpoint(
+            p,
+            format!(
+                "its pilots took {} evaluations where the other shards' took {shared_evals} (forged, or shards of different runs?)",
+                f.shared_evals
+            ),
+        ));
+    }
     if f.log_z0.to_bits() != log_z0.to_bits() {
         return Err(Error::checkpoint(
             p,
@@ -544,6 +562,8 @@ pub fn logz_shard(
         stderr: r.stderr.clone(),
         ess: r.ess.clone(),
         acceptance: r.acceptance,
+        accepted: w.accepted,
+        shared_evals: w.shared_evals,
         divergences: r.divergences as u64,
         energy_evals: r.energy_evals,
         exact_log_z: r.exact_log_z,

@@ -82,6 +82,8 @@ pub(super) fn run_ais(
             smc,
             log_z0,
             context_range: res.context_range,
+            accepted: res.accepted,
+            shared_evals: res.shared_evals,
         }));
     }
     if !res.complete {

@@ -162,6 +162,10 @@ pub struct ShardWeights {
     pub log_z0: f64,
     /// The contexts this shard covers when it ran whole batches of them.
     pub context_range: Option<std::ops::Range<usize>>,
+    /// The shard's acceptance summed exactly (the merge adds them).
+    pub accepted: crate::ais::Acceptance,
+    /// Evaluations of the pilots every shard runs whole (counted once by the merge).
+    pub shared_evals: u64,
 }
 
 /// The result printed by `logz` (and written by `prob --report`).
