@@ -232,18 +232,21 @@ impl ShardHeader {
         }
     }
 
-    /// The bytes a merge of the whole run holds (merged arrays and the
-    /// shards' values), `None` on overflow.
+    /// The bytes a merge of the whole run holds beyond one shard file's
+    /// values, `None` on overflow: the merged draws and the shards' (a
+    /// sample merge), or a few numbers per context and the points' values
+    /// (a log Z merge, which streams the log-weights).
     pub fn merge_bytes(&self) -> Option<usize> {
-        let whole = match &self.figures {
+        match &self.figures {
             ShardFigures::Sample(_) => {
                 let e = if self.energies { 1 } else { 0 };
                 crate::budget::bytes(&[self.total, self.draws, self.dim.checked_add(e)?], 8)?
+                    .checked_mul(2)
             }
-            ShardFigures::Logz(f) => crate::budget::bytes(&[self.contexts, self.total], 8)?
-                .checked_add(crate::budget::bytes(&[f.points()?], 8 * 2)?)?,
-        };
-        whole.checked_mul(2)
+            // Per context: its estimate (4 numbers), running sums (4), largest log-weight.
+            ShardFigures::Logz(f) => crate::budget::bytes(&[self.contexts, 9], 8)?
+                .checked_add(crate::budget::bytes(&[f.points()?], 8 * 3)?),
+        }
     }
 
     /// Range checks of every field against the others, before anything is

@@ -196,7 +196,6 @@ proptest! {
             }
             prop_assert_eq!(&m.samples, &reference.samples);
             prop_assert_eq!(&m.energies, &reference.energies);
-            prop_assert_eq!(&m.log_weights, &reference.log_weights);
             prop_assert_eq!(&m.log_prob, &reference.log_prob);
         }
     }

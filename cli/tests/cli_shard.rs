@@ -81,6 +81,54 @@ fn same_report(merged: &serde_json::Value, whole: &serde_json::Value, what: &str
     assert!(m["energy_evals_all_shards"].as_u64() >= m["energy_evals"].as_u64());
 }
 
+/// The log Z merge streams (issue 29): it holds one shard's log-weights at a
+/// time, so a run whose log-weights (64 contexts x 1024 particles, 512 KiB)
+/// are larger than the memory it is allowed merges from 8 shards of 64 KiB,
+/// to the one-process run's report. (The merge held every shard's values
+/// and as much again, 1 MiB, and was refused.)
+#[test]
+fn log_z_merge_holds_one_shard_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let ctx: Vec<f64> = (0..64).map(|i| 1.2 * i as f64 / 64.0).collect();
+    npy(&p.join("ctx.npy"), 64, 1, &ctx);
+    let base = [
+        "logz",
+        "--model",
+        "ring",
+        "--context",
+        "ctx.npy",
+        "--method",
+        "ais",
+        "--no-reverse",
+        "--temps",
+        "5",
+    ];
+    let mut one = base.to_vec();
+    one.push("--json");
+    let whole = json(&assert_ok(&boltz(p, &one)));
+    let mut files = Vec::new();
+    for i in 0..8 {
+        let (s, f) = (format!("{i}/8"), format!("f{i}.shard"));
+        let mut a = base.to_vec();
+        a.extend(["--shard", &s, "--shard-out", &f, "--quiet"]);
+        assert_ok(&boltz(p, &a));
+        files.push(f);
+    }
+    let header = boltz::shard::read_shard(&p.join(&files[0])).unwrap().0;
+    assert!(header.context_range.is_none(), "a split of particles");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boltz"))
+        .arg("merge")
+        .args(&files)
+        .arg("--json")
+        .current_dir(p)
+        .env("BOLTZ_MAX_MEMORY", "300000")
+        .output()
+        .unwrap();
+    let merged = json(&assert_ok(&out));
+    same_report(&merged, &whole, "8 shards under 300 kB");
+}
+
 /// Many contexts: a run in several batches of contexts is split into whole
 /// batches when there are at least as many batches as shards (no pilot is
 /// run twice), else into particles; both merge to the one-process run.

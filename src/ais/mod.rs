@@ -56,7 +56,7 @@ pub use run::{MAX_AIS_BYTES, ais, ais_with};
 pub use schedule::{Schedule, respace};
 pub use smc::SmcSummary;
 pub(crate) use smc::mean_of_z;
-pub(crate) use weights::estimate;
+pub(crate) use weights::{WeightSums, estimate, largest};
 
 use crate::energy::{ConditionalEnergy, Conditioned, Energy};
 use crate::error::{Error, Result};

@@ -38,12 +38,65 @@ pub(crate) fn systematic(logw: &[f64], rng: &mut ChainRng) -> Vec<usize> {
 
 /// The delta-method estimate of one group's log-weights.
 pub(crate) fn estimate(logw: &[f64]) -> (f64, f64, f64) {
-    let n = logw.len() as f64;
-    let lse = log_sum_exp(logw);
-    let lse2 = log_sum_exp(&logw.iter().map(|w| 2.0 * w).collect::<Vec<_>>());
-    let ess = (2.0 * lse - lse2).exp();
-    let var = (1.0 / ess - 1.0 / n).max(0.0);
-    (lse - n.ln(), var, ess)
+    let mut sums = WeightSums::new(largest(logw));
+    sums.add(logw);
+    sums.finish()
+}
+
+/// The largest of `logw` (`-inf` for none), the shift of [`WeightSums`].
+pub(crate) fn largest(logw: &[f64]) -> f64 {
+    logw.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// The sums of [`estimate`] fed a piece at a time, in particle order (a
+/// merge feeds them shard by shard, holding no log-weights): `sum exp(w -
+/// m)` and `sum exp(2 w - 2 m)` from the group's largest log-weight `m`,
+/// known first. The same arithmetic in the same order as the estimate of
+/// the whole row, so the result is the same bits.
+pub(crate) struct WeightSums {
+    max: f64,
+    s1: f64,
+    s2: f64,
+    n: usize,
+}
+
+impl WeightSums {
+    /// Sums shifted by `max`, the largest log-weight of the whole group.
+    pub(crate) fn new(max: f64) -> Self {
+        WeightSums {
+            max,
+            s1: -0.0,
+            s2: -0.0,
+            n: 0,
+        }
+    }
+
+    /// Adds the next log-weights of the group.
+    pub(crate) fn add(&mut self, logw: &[f64]) {
+        let m2 = 2.0 * self.max;
+        if self.max.is_finite() {
+            for &w in logw {
+                self.s1 += (w - self.max).exp();
+            }
+        }
+        if m2.is_finite() {
+            for &w in logw {
+                self.s2 += (2.0 * w - m2).exp();
+            }
+        }
+        self.n += logw.len();
+    }
+
+    /// `(log mean w, variance of log mean w (delta method), ESS)`.
+    pub(crate) fn finish(&self) -> (f64, f64, f64) {
+        let lse_of = |m: f64, s: f64| if m.is_finite() { m + s.ln() } else { m };
+        let n = self.n as f64;
+        let lse = lse_of(self.max, self.s1);
+        let lse2 = lse_of(2.0 * self.max, self.s2);
+        let ess = (2.0 * lse - lse2).exp();
+        let var = (1.0 / ess - 1.0 / n).max(0.0);
+        (lse - n.ln(), var, ess)
+    }
 }
 
 /// Bootstrap standard error of `log mean(w)` from `b` resamples of the

@@ -1,13 +1,16 @@
 //! The merge of a sharded run ([`crate::shard`]): checks that the shard
 //! files are the `M` shards of one run, then computes what the
-//! one-process run reports. AIS: every context's log-weights in particle
-//! order, then the same delta-method estimate (`log Z`, standard error,
-//! ESS: bit for bit the one-process run's). Annealed SMC cannot be merged
+//! one-process run reports. AIS streams: it reads one shard file at a time
+//! and holds a few numbers per context, never the log-weights of the run
+//! (each file is read three times when the shards split particles: its
+//! header, the contexts' largest log-weights, the sums of the
+//! delta-method estimate, added in particle order: `log Z`, standard
+//! error, ESS bit for bit the one-process run's). Annealed SMC cannot be merged
 //! as one population: its shards are independent islands, and the merged
 //! `Z` is the mean of theirs (unbiased). Sampling: the draws of all chains
 //! in chain order, with the diagnostics of all chains.
 
-use crate::ais::{AisConfig, Estimate, estimate, estimate_warnings};
+use crate::ais::{AisConfig, Estimate, WeightSums, estimate, estimate_warnings, largest};
 use crate::error::{Error, Result};
 use crate::shard::{LogzFigures, ProbPoints, SampleFigures, ShardFigures, ShardHeader};
 use ndarray::{Array2, Array3};
@@ -24,8 +27,6 @@ pub struct MergeRun {
     pub samples: Option<Array3<f64>>,
     /// Their energies (sample), (chains, draws).
     pub energies: Option<Array2<f64>>,
-    /// Merged log-weights (logz without resampling), (contexts, particles).
-    pub log_weights: Option<Array2<f64>>,
     /// `log P(y|x)` of prob shards: (contexts, points), or (points,) when
     /// paired or unconditional.
     pub log_prob: Option<ndarray::ArrayD<f64>>,
@@ -33,8 +34,22 @@ pub struct MergeRun {
     pub warnings: Vec<String>,
 }
 
-/// A shard file as read: its path, header and values.
+/// A shard file: its path, header and values (empty until a merge of
+/// draws reads them; a log Z merge reads them a shard at a time, [`values`]).
 type ShardFile = (PathBuf, ShardHeader, Vec<f64>);
+
+/// The values of a shard whose header was read and checked before: read
+/// again, checked again, and refused if the file changed in between.
+fn values(s: &ShardFile) -> Result<Vec<f64>> {
+    let (h, data) = crate::shard::read_shard(&s.0)?;
+    if h != s.1 {
+        return Err(Error::checkpoint(
+            &s.0,
+            "it changed while it was being merged",
+        ));
+    }
+    Ok(data)
+}
 
 /// Checks that `shards` are the shards of one run: one kind, one set of
 /// settings, one count `M`, every index `0..M` exactly once. Returns them
@@ -111,27 +126,38 @@ fn check_shards(mut shards: Vec<ShardFile>) -> Result<Vec<ShardFile>> {
 }
 
 /// Merges the shard files at `paths` (any order). Each file is checked
-/// as untrusted input ([`crate::shard::read_shard`]), and the files
-/// together must fit the memory budget before they are read.
+/// as untrusted input ([`crate::shard::read_shard`]). A log Z merge holds
+/// one shard's values at a time (memory flat in the number of shards); a
+/// merge of draws holds them all (the merged draws and their rank-based
+/// diagnostics need every draw), within the memory budget.
 pub fn merge(paths: &[PathBuf]) -> Result<MergeRun> {
     let mut bytes = 0usize;
+    let mut largest_file = 0usize;
     for p in paths {
         let len = std::fs::metadata(p)
             .map_err(|e| Error::checkpoint(p, e.to_string()))?
             .len();
-        bytes = bytes.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        bytes = bytes.saturating_add(len);
+        largest_file = largest_file.max(len);
     }
-    // The shards' values, and as much again merged.
-    crate::budget::check("merge", "the shards and their merge", bytes.checked_mul(2))?;
+    crate::budget::check("merge", "one shard file", largest_file.checked_mul(2))?;
     let mut shards = Vec::with_capacity(paths.len());
     for p in paths {
-        let (h, data) = crate::shard::read_shard(p)?;
-        shards.push((p.clone(), h, data));
+        let (h, _) = crate::shard::read_shard(p)?;
+        shards.push((p.clone(), h, Vec::new()));
     }
-    let shards = check_shards(shards)?;
+    let mut shards = check_shards(shards)?;
     match shards[0].1.kind() {
         "logz" => merge_logz(shards),
-        _ => merge_sample(shards),
+        _ => {
+            // The shards' values, and as much again merged.
+            crate::budget::check("merge", "the shards and their merge", bytes.checked_mul(2))?;
+            for s in &mut shards {
+                s.2 = values(s)?;
+            }
+            merge_sample(shards)
+        }
     }
 }
 
@@ -155,15 +181,39 @@ fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
     let h0 = shards[0].1.clone();
     let f0 = logz_figures(&h0);
     let n_pts = f0.points().unwrap_or(0);
-    for (p, h, data) in &shards {
-        check_figures(p, h, data, f0.log_z0, f0.shared_evals)?;
+    let (n, k) = (h0.total, h0.contexts);
+    let split_particles = h0.context_range.is_none() && !h0.smc;
+    // A shard at a time: its checks, the points' -beta F (the same in
+    // every shard), and each context's largest log-weight (particle split).
+    let mut neg_f: Option<Vec<f64>> = None;
+    let mut max = vec![f64::NEG_INFINITY; if split_particles { k } else { 0 }];
+    for s in &shards {
+        let data = values(s)?;
+        check_figures(&s.0, &s.1, &data, f0.log_z0, f0.shared_evals)?;
+        let tail = &data[data.len() - n_pts..];
+        match &neg_f {
+            None => neg_f = Some(tail.to_vec()),
+            Some(t) if t[..] != tail[..] => {
+                return Err(Error::param(
+                    "merge",
+                    "the shards' points or energies differ: they are not shards of one prob run",
+                ));
+            }
+            Some(_) => {}
+        }
+        if split_particles {
+            let m = s.1.shard.range(n).len();
+            for (g, top) in max.iter_mut().enumerate() {
+                *top = top.max(largest(&data[g * m..(g + 1) * m]));
+            }
+        }
     }
-    let (estimates, log_weights, mut warnings) = if h0.context_range.is_some() {
+    let (estimates, mut warnings) = if h0.context_range.is_some() {
         by_contexts(&shards)?
     } else if h0.smc {
         islands(&shards)
     } else {
-        by_particles(&shards, f0.log_z0)
+        by_particles(&shards, f0.log_z0, &max)?
     };
     let mut estimates = estimates;
     let n = h0.total;
@@ -213,9 +263,9 @@ fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
             ));
         }
     }
-    let log_prob = match &f0.prob {
-        Some(p) => Some(merge_log_prob(&shards, p, n_pts, &estimates)?),
-        None => None,
+    let log_prob = match (&f0.prob, &neg_f) {
+        (Some(p), Some(neg_f)) => Some(merge_log_prob(neg_f, p, &estimates)?),
+        _ => None,
     };
     if let Some(obj) = report.as_object_mut() {
         obj.remove("shard");
@@ -227,7 +277,6 @@ fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
         report,
         samples: None,
         energies: None,
-        log_weights,
         log_prob,
         warnings,
     })
@@ -289,9 +338,9 @@ fn check_figures(
     Ok(())
 }
 
-/// What a merge of log Z shards computes: the estimates per context, the
-/// log-weights (none for islands), warnings.
-type Merged = (Vec<Estimate>, Option<Array2<f64>>, Vec<String>);
+/// What a merge of log Z shards computes: the estimates per context and
+/// warnings.
+type Merged = (Vec<Estimate>, Vec<String>);
 
 /// Shards of whole batches of contexts: each context's estimate is its
 /// shard's, made as in the one-process run (whole batches, their own
@@ -299,9 +348,8 @@ type Merged = (Vec<Estimate>, Option<Array2<f64>>, Vec<String>);
 fn by_contexts(shards: &[ShardFile]) -> Result<Merged> {
     let (n, k) = (shards[0].1.total, shards[0].1.contexts);
     let mut est = Vec::with_capacity(k);
-    let mut lw = Array2::zeros((k, n));
     let mut next = 0;
-    for (p, h, data) in shards {
+    for (p, h, _) in shards {
         let f = logz_figures(h);
         let (lo, hi) = h.context_range.expect("checked: one kind of split");
         if lo != next {
@@ -318,8 +366,6 @@ fn by_contexts(shards: &[ShardFile]) -> Result<Merged> {
                 ess: f.ess[g],
                 n,
             });
-            lw.row_mut(lo + g)
-                .assign(&ndarray::ArrayView1::from(&data[g * n..(g + 1) * n]));
         }
     }
     if next != k {
@@ -328,7 +374,7 @@ fn by_contexts(shards: &[ShardFile]) -> Result<Merged> {
             format!("the shards cover contexts 0..{next} of {k}"),
         ));
     }
-    Ok((est, Some(lw), Vec::new()))
+    Ok((est, Vec::new()))
 }
 
 /// Annealed SMC's shards are islands: Z = mean of the shards' Z (each an
@@ -365,26 +411,26 @@ fn islands(shards: &[ShardFile]) -> Merged {
         "annealed SMC with resampling merges as {} independent islands: log Z is the log of the mean of their Z estimates (unbiased in Z), not one population's",
         shards.len()
     );
-    (est, None, vec![warning])
+    (est, vec![warning])
 }
 
-/// Shards of every context's particles: the log-weights in particle
-/// order, then the one-process run's delta-method estimate.
-fn by_particles(shards: &[ShardFile], log_z0: f64) -> Merged {
-    let (n, k) = (shards[0].1.total, shards[0].1.contexts);
-    let mut lw = Array2::zeros((k, n));
-    for (_, h, data) in shards {
-        let r = h.shard.range(n);
-        let m = r.len();
-        for g in 0..k {
-            lw.row_mut(g)
-                .slice_mut(ndarray::s![r.clone()])
-                .assign(&ndarray::ArrayView1::from(&data[g * m..(g + 1) * m]));
+/// Shards of every context's particles: the one-process run's
+/// delta-method estimate, its sums added a shard at a time in particle
+/// order from each context's largest log-weight `max`.
+fn by_particles(shards: &[ShardFile], log_z0: f64, max: &[f64]) -> Result<Merged> {
+    let n = shards[0].1.total;
+    let mut sums: Vec<WeightSums> = max.iter().map(|&m| WeightSums::new(m)).collect();
+    for s in shards {
+        let data = values(s)?;
+        let m = s.1.shard.range(n).len();
+        for (g, sum) in sums.iter_mut().enumerate() {
+            sum.add(&data[g * m..(g + 1) * m]);
         }
     }
-    let est = (0..k)
-        .map(|g| {
-            let (lz, var, ess) = estimate(&lw.row(g).to_vec());
+    let est = sums
+        .iter()
+        .map(|sum| {
+            let (lz, var, ess) = sum.finish();
             let mut log_z = log_z0;
             log_z += lz;
             Estimate {
@@ -395,26 +441,17 @@ fn by_particles(shards: &[ShardFile], log_z0: f64) -> Merged {
             }
         })
         .collect::<Vec<_>>();
-    (est, Some(lw), Vec::new())
+    Ok((est, Vec::new()))
 }
 
 /// `log P(y|x)` of a prob run from its shards: `-beta F(x, y)` (the same
 /// in every shard, checked) minus the merged log Z, the one-process run's
 /// arithmetic.
 fn merge_log_prob(
-    shards: &[ShardFile],
+    neg_f: &[f64],
     p: &ProbPoints,
-    n_pts: usize,
     estimates: &[Estimate],
 ) -> Result<ndarray::ArrayD<f64>> {
-    let tail = |d: &Vec<f64>| d[d.len() - n_pts..].to_vec();
-    let neg_f = tail(&shards[0].2);
-    if shards.iter().any(|(_, _, d)| tail(d) != neg_f) {
-        return Err(Error::param(
-            "merge",
-            "the shards' points or energies differ: they are not shards of one prob run",
-        ));
-    }
     let lz: Vec<f64> = estimates.iter().map(|e| e.log_z).collect();
     let v: Vec<f64> = neg_f
         .iter()
@@ -516,7 +553,6 @@ fn merge_sample(shards: Vec<ShardFile>) -> Result<MergeRun> {
         report,
         samples: Some(samples),
         energies,
-        log_weights: None,
         log_prob: None,
         warnings,
     })
