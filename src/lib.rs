@@ -106,6 +106,7 @@ pub mod sampler;
 #[doc(hidden)]
 pub mod shard;
 mod simd;
+pub mod tally;
 
 pub use ais::{AisConfig, AisProblem, AisResult, Base};
 pub use compare::{CompareConfig, CompareReport, compare};

@@ -90,7 +90,7 @@ pub struct LogzFigures {
     pub acceptance: f64,
     /// The same, summed exactly: the merge adds the shards' tallies, so
     /// the merged rate is the one-process run's bit for bit.
-    pub accepted: crate::ais::Acceptance,
+    pub accepted: crate::tally::Acceptance,
     /// Divergent transitions.
     pub divergences: u64,
     /// Energy evaluations (rows), all passes.

@@ -823,3 +823,29 @@ fn slurm_array_script_prints_the_rerun_and_merge_of_a_failed_task() {
         assert_eq!(merged[key], one[key], "{key}");
     }
 }
+
+/// The Slurm array script under a real single-node Slurm (issue 29), run
+/// only with `BOLTZ_TEST_SLURM=1` (it starts slurmctld, slurmd and, if
+/// needed, munged as root: `apt-get install slurm-wlm munge`): task 1 of
+/// 3 fails once, Slurm cancels the merge job, the printed rerun and
+/// re-merge give the one-process run's log Z, se, ESS and acceptance.
+#[test]
+fn real_slurm_runs_the_array_a_failed_task_and_its_rerun() {
+    if std::env::var("BOLTZ_TEST_SLURM").as_deref() != Ok("1") {
+        eprintln!("skipped: set BOLTZ_TEST_SLURM=1 to run under a real Slurm");
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts/slurm/test-real-slurm.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .env("BOLTZ", env!("CARGO_BIN_EXE_boltz"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

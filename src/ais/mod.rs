@@ -45,7 +45,7 @@ pub use annealed::Annealed;
 pub(crate) use annealed::Parts;
 pub use base::Base;
 pub(crate) use base::{check_std, sample_rows};
-pub use config::{Acceptance, AisConfig, AisResult, Estimate, ScheduleChoice};
+pub use config::{AisConfig, AisResult, Estimate, ScheduleChoice};
 pub(crate) use path::start_log_z;
 pub(crate) use plan::evenly_spaced;
 pub use plan::{Pilot, default_base, exact_draws, pilot, pilot_base, pilot_with};

@@ -20,7 +20,7 @@ use ndarray::{Array1, Array2, ArrayView2};
 pub(crate) struct MoveTally {
     pub evals: u64,
     pub divergences: usize,
-    pub accepted: super::Acceptance,
+    pub accepted: crate::tally::Acceptance,
 }
 
 pub(crate) trait AnnealPath {
@@ -238,7 +238,9 @@ impl AnnealPath for Geometric<'_> {
                 self.fresh = false;
             }
             acc += crate::kernels::mean_accept(steps);
-            tally.accepted.add_steps(steps);
+            tally
+                .accepted
+                .add_probabilities(steps.iter().map(|s| s.accept_prob));
             tally.divergences += steps.iter().filter(|s| s.divergent).count();
         }
         acc / n_steps as f64

@@ -38,7 +38,7 @@ pub(crate) struct Island {
     var: Vec<f64>,
     ess: Vec<f64>,
     ancestors: Vec<usize>,
-    accepted: super::Acceptance,
+    accepted: crate::tally::Acceptance,
     divergences: usize,
     resamplings: usize,
     evals: u64,
@@ -281,7 +281,7 @@ fn combine(
         }
         col += m;
     }
-    let mut accepted = super::Acceptance::default();
+    let mut accepted = crate::tally::Acceptance::default();
     for i in islands {
         accepted.merge(&i.accepted);
     }

@@ -247,7 +247,7 @@ fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
     let repeated = (shards.len() as u64 - 1).saturating_mul(f0.shared_evals);
     report["energy_evals"] = serde_json::json!(all.saturating_sub(repeated));
     report["energy_evals_all_shards"] = serde_json::json!(all);
-    let mut accepted = crate::ais::Acceptance::default();
+    let mut accepted = crate::tally::Acceptance::default();
     for (_, h, _) in &shards {
         accepted.merge(&logz_figures(h).accepted);
     }

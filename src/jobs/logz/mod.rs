@@ -163,7 +163,7 @@ pub struct ShardWeights {
     /// The contexts this shard covers when it ran whole batches of them.
     pub context_range: Option<std::ops::Range<usize>>,
     /// The shard's acceptance summed exactly (the merge adds them).
-    pub accepted: crate::ais::Acceptance,
+    pub accepted: crate::tally::Acceptance,
     /// Evaluations of the pilots every shard runs whole (counted once by the merge).
     pub shared_evals: u64,
 }
