@@ -117,7 +117,9 @@ pub(super) struct Pass<'a> {
     logw: Array2<f64>,
     inc: Vec<f64>,
     t: Tally,
-    earlier: Option<Earlier>,
+    /// The batches of contexts before this one (a checkpoint holds them):
+    /// borrowed, not copied, at every batch.
+    earlier: Option<&'a Earlier>,
     /// SMC: each particle's ancestor at the base, its index in its context
     /// (the genealogy of the Lee & Whiteley variance estimate).
     eves: Vec<u32>,
@@ -175,7 +177,7 @@ pub(super) fn start<'p>(
     seed: u64,
     plan: Plan,
     reverse_from: Option<ArrayView2<f64>>,
-    earlier: Option<&Earlier>,
+    earlier: Option<&'p Earlier>,
 ) -> Result<Pass<'p>> {
     let groups = problem.groups;
     let n = groups * particles;
@@ -253,7 +255,7 @@ pub(super) fn start<'p>(
         steps: vec![ChainStep::default(); n],
         logw: Array2::zeros((groups, particles)),
         inc: vec![0.0; n],
-        earlier: earlier.cloned(),
+        earlier,
         eves,
         mass,
     })
@@ -619,7 +621,7 @@ impl Steps for Pass<'_> {
             tally: self.t.clone(),
             rngs: self.rngs.iter().map(save_rng).collect(),
             resample_rng: save_rng(&self.resample_rng),
-            earlier: self.earlier.clone(),
+            earlier: self.earlier.cloned(),
             path_fresh: self.path.is_fresh(),
             eves: self.eves.clone(),
             islands: match &self.plan {
