@@ -359,7 +359,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     );
     let text = args.output.emit(&v, &mut outputs)?;
     if let Some(dir) = &args.out {
-        outputs.stage_json(&dir.join("compare.json"), &report)?;
+        outputs.stage_json(&dir.join("compare.json"), &v)?;
         outputs.stage(&dir.join("compare.md"), md.as_bytes())?;
         outputs.stage(
             &dir.join("compare.svg"),

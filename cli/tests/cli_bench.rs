@@ -211,6 +211,15 @@ fn compare_runs_every_sampler_and_checks_moments() {
         serde_json::from_str(&std::fs::read_to_string(p.join("cmp/compare.json")).unwrap())
             .unwrap();
     assert_eq!(r["moments_known"], true);
+    // The same warnings list as every JSON output (issue 33: it was
+    // missing from compare.json), one per sampler's warning.
+    let per_row: usize = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["warnings"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(r["warnings"].as_array().unwrap().len(), per_row, "{r}");
     let rows = r["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     for row in rows {
