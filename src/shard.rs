@@ -148,6 +148,9 @@ pub struct SampleFigures {
     pub grad_evals: Option<u64>,
     /// The shard's own warnings.
     pub warnings: Vec<String>,
+    /// Whether each chain of the run has its own context (the merge then
+    /// gives no R-hat or ESS warning across chains, as the run does not).
+    pub per_chain_context: bool,
 }
 
 /// The figures of a shard, by kind.

@@ -232,11 +232,18 @@ fn prob_shards_merge_to_the_one_process_log_p() {
 fn sample_shards_merge_to_the_plain_one_process_draws() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    for sampler in ["mala", "nuts"] {
-        let base = [
+    // Chains with a context each (issue 29): a shard takes its chains' rows.
+    let ctx: Vec<f64> = (0..7).map(|i| -0.8 + 0.25 * i as f64).collect();
+    npy(&p.join("ctx7.npy"), 7, 1, &ctx);
+    for (sampler, model, extra) in [
+        ("mala", "gmm-far", &[][..]),
+        ("nuts", "gmm-far", &[][..]),
+        ("mala", "ring", &["--context", "ctx7.npy"][..]),
+    ] {
+        let mut base = vec![
             "sample",
             "--model",
-            "gmm-far",
+            model,
             "--sampler",
             sampler,
             "--chains",
@@ -249,9 +256,11 @@ fn sample_shards_merge_to_the_plain_one_process_draws() {
             "5",
             "--quiet",
         ];
+        base.extend(extra);
         // The plain one-process run: each chain adapts its own step and
         // mass in both, so any split gives its bytes.
         let mut one = base.to_vec();
+        one.extend(["--report", "one.json"]);
         one.extend(["--out", "one.npy", "--energies", "one-e.npy"]);
         assert_ok(&boltz(p, &one));
         for m in [1usize, 2, 3, 7] {
@@ -282,6 +291,13 @@ fn sample_shards_merge_to_the_plain_one_process_draws() {
             assert_eq!(r["acceptance_per_chain"].as_array().unwrap().len(), 7);
             for key in ["rhat_max", "ess_bulk_min", "warnings"] {
                 assert!(r.get(key).is_some(), "{key}");
+            }
+            if model == "ring" {
+                // Chains of different laws: no R-hat or ESS warning across
+                // them, in the plain run or the merge.
+                let plain: Value = json(&std::fs::read_to_string(p.join("one.json")).unwrap());
+                assert_eq!(plain["warnings"], serde_json::json!([]), "{plain}");
+                assert_eq!(r["warnings"], plain["warnings"], "{m} shards");
             }
         }
     }

@@ -497,13 +497,16 @@ fn merge_sample(shards: Vec<ShardFile>) -> Result<MergeRun> {
         }
     };
     let mut warnings = Vec::new();
-    if ov.rhat_max > 1.01 {
+    // Chains with a context each target different laws: no R-hat or ESS
+    // across them (the one-process run gives none either).
+    let across = !sample_figures(&h0).per_chain_context;
+    if across && ov.rhat_max > 1.01 {
         warnings.push(format!(
             "R-hat {:.4} above 1.01 over all chains: they disagree (caught in different modes, or not yet mixed); run longer or use a tempered sampler",
             ov.rhat_max
         ));
     }
-    if ov.ess_bulk_min < 100.0 {
+    if across && ov.ess_bulk_min < 100.0 {
         warnings.push(format!(
             "bulk ESS {:.1} below 100: means and quantiles of these draws are unreliable; run longer",
             ov.ess_bulk_min
@@ -654,6 +657,7 @@ pub fn sample_shard(
         energy_evals: s.energy_evals,
         grad_evals: (!run.gradient_free).then_some(s.grad_evals),
         warnings: run.warnings.clone(),
+        per_chain_context: run.per_chain_context,
     };
     let mut report = run.report.clone();
     if let Some(obj) = report.as_object_mut() {

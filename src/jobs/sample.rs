@@ -356,6 +356,18 @@ pub fn sample(
     resume: Option<&Path>,
 ) -> Result<SampleRun> {
     let start = std::time::Instant::now();
+    // A shard's chains take their rows of per-chain contexts, as they take
+    // their rows of given starting positions (a shard of one chain still
+    // has chains with a context each: no R-hat across them, no check
+    // against one law).
+    let per_chain_context =
+        matches!(&context, Some(x) if x.nrows() == job.chains && job.chains > 1);
+    let context = match (job.shard, context) {
+        (Some(s), Some(x)) if x.nrows() == job.chains && job.chains > 1 => {
+            Some(x.slice(ndarray::s![s.range(job.chains), ..]).to_owned())
+        }
+        (_, x) => x,
+    };
     let energy: Arc<dyn Energy> = model.energy(context)?;
     let mut spec = job.kernel_spec(energy.as_ref())?;
     let config = job.config(energy.dim())?;
@@ -367,12 +379,6 @@ pub fn sample(
         }
         (_, y) => y,
     };
-    if job.shard.is_some() && energy.fixed_rows().is_some() {
-        return Err(Error::param(
-            "shard",
-            "chains with a context each are not sharded: give one context",
-        ));
-    }
     let (out, gradient_free, pt) = run_chains(
         energy.as_ref(),
         &mut spec,
@@ -400,10 +406,12 @@ pub fn sample(
     let exact = (config.beta == 1.0 && job.diagnostics)
         .then(|| crate::ais::exact_draws(model, 4096, config.seed))
         .flatten();
+    let per_chain_context = per_chain_context || energy.fixed_rows().is_some();
+    let exact = exact.filter(|_| !per_chain_context);
     let mut warnings = sampler::warnings(
         energy.as_ref(),
         &out,
-        have_diag.then_some(&ov),
+        (have_diag && !per_chain_context).then_some(&ov),
         exact.as_ref().map(|e| e.view()),
     )?;
     if !out.complete {
@@ -450,7 +458,7 @@ pub fn sample(
         warnings,
         overview: ov,
         gradient_free,
-        per_chain_context: energy.fixed_rows().is_some(),
+        per_chain_context,
     })
 }
 
