@@ -81,6 +81,39 @@ fn same_report(merged: &serde_json::Value, whole: &serde_json::Value, what: &str
     assert!(m["energy_evals_all_shards"].as_u64() >= m["energy_evals"].as_u64());
 }
 
+/// Contexts `0, 1.2/n, ..., 1.2 (n-1)/n` of `ring` in `ctx.npy`, and the
+/// `logz` arguments of an AIS run over them with `extra` settings.
+fn ring_contexts<'a>(p: &std::path::Path, n: usize, extra: &[&'a str]) -> Vec<&'a str> {
+    let ctx: Vec<f64> = (0..n).map(|i| 1.2 * i as f64 / n as f64).collect();
+    npy(&p.join("ctx.npy"), n, 1, &ctx);
+    let mut base = vec![
+        "logz",
+        "--model",
+        "ring",
+        "--context",
+        "ctx.npy",
+        "--method",
+        "ais",
+        "--no-reverse",
+    ];
+    base.extend(extra);
+    base
+}
+
+/// Runs the `m` shards of the command `base` into `STEM-I-M.shard`; returns
+/// the file names.
+fn write_shards(p: &std::path::Path, base: &[&str], m: usize, stem: &str) -> Vec<String> {
+    (0..m)
+        .map(|i| {
+            let (s, f) = (format!("{i}/{m}"), format!("{stem}-{i}-{m}.shard"));
+            let mut a = base.to_vec();
+            a.extend(["--shard", &s, "--shard-out", &f, "--quiet"]);
+            assert_ok(&boltz(p, &a));
+            f
+        })
+        .collect()
+}
+
 /// The log Z merge streams (issue 29): it holds one shard's log-weights at a
 /// time, so a run whose log-weights (64 contexts x 1024 particles, 512 KiB)
 /// are larger than the memory it is allowed merges from 8 shards of 64 KiB,
@@ -90,31 +123,11 @@ fn same_report(merged: &serde_json::Value, whole: &serde_json::Value, what: &str
 fn log_z_merge_holds_one_shard_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let ctx: Vec<f64> = (0..64).map(|i| 1.2 * i as f64 / 64.0).collect();
-    npy(&p.join("ctx.npy"), 64, 1, &ctx);
-    let base = [
-        "logz",
-        "--model",
-        "ring",
-        "--context",
-        "ctx.npy",
-        "--method",
-        "ais",
-        "--no-reverse",
-        "--temps",
-        "5",
-    ];
+    let base = ring_contexts(p, 64, &["--temps", "5"]);
     let mut one = base.to_vec();
     one.push("--json");
     let whole = json(&assert_ok(&boltz(p, &one)));
-    let mut files = Vec::new();
-    for i in 0..8 {
-        let (s, f) = (format!("{i}/8"), format!("f{i}.shard"));
-        let mut a = base.to_vec();
-        a.extend(["--shard", &s, "--shard-out", &f, "--quiet"]);
-        assert_ok(&boltz(p, &a));
-        files.push(f);
-    }
+    let files = write_shards(p, &base, 8, "f");
     let header = boltz::shard::read_shard(&p.join(&files[0])).unwrap().0;
     assert!(header.context_range.is_none(), "a split of particles");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_boltz"))
@@ -137,34 +150,12 @@ fn many_contexts_split_by_batches_or_particles() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     // 300 contexts x 256 particles: 3 batches of at most 128 contexts.
-    let ctx: Vec<f64> = (0..300).map(|i| 1.2 * i as f64 / 300.0).collect();
-    npy(&p.join("ctx.npy"), 300, 1, &ctx);
-    let base = [
-        "logz",
-        "--model",
-        "ring",
-        "--context",
-        "ctx.npy",
-        "--method",
-        "ais",
-        "--no-reverse",
-        "--particles",
-        "256",
-        "--temps",
-        "20",
-    ];
+    let base = ring_contexts(p, 300, &["--particles", "256", "--temps", "20"]);
     let mut one = base.to_vec();
     one.push("--json");
     let whole = json(&assert_ok(&boltz(p, &one)));
     for m in [2usize, 3, 4] {
-        let mut files = Vec::new();
-        for i in 0..m {
-            let (s, f) = (format!("{i}/{m}"), format!("b{i}-{m}.shard"));
-            let mut a = base.to_vec();
-            a.extend(["--shard", &s, "--shard-out", &f, "--quiet"]);
-            assert_ok(&boltz(p, &a));
-            files.push(f);
-        }
+        let files = write_shards(p, &base, m, "b");
         let mut a = vec!["merge"];
         a.extend(files.iter().map(String::as_str));
         a.push("--json");
