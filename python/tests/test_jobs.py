@@ -479,3 +479,22 @@ def test_negatives_adapt_their_step_across_calls():
     assert np.array_equal(back.sample(chains=32), adapt.sample(chains=32))
     with pytest.raises(boltz.BoltzError, match="adapt_step"):
         boltz.Negatives(e, adapt_step=True).sample(chains=4)  # ULA has no acceptance
+
+
+def test_draws_as_arviz_inference_data():
+    # ArviZ takes boltz's draws, and its ess and rhat equal boltz.diagnose's
+    # (the diagnostics follow ArviZ's definitions).
+    az = pytest.importorskip("arviz")
+    draws, report = boltz.sample("gmm-ring", "mala", chains=4, warmup=200, draws=300, seed=3)
+    energies = boltz.load_model("gmm-ring").energy_and_grad(draws.reshape(-1, 2))[0].reshape(4, 300)
+    idata = boltz.to_inference_data(draws, report, energies=energies)
+    assert idata.posterior["y"].shape == (4, 300, 2)
+    np.testing.assert_allclose(idata.sample_stats["lp"].values, -energies)
+    assert idata.posterior.attrs["sampler"] == "mala"
+    assert idata.posterior.attrs["inference_library"] == "boltz"
+    d = boltz.diagnose(draws)
+    np.testing.assert_allclose(az.ess(idata)["y"].values, d["ess_bulk"], rtol=1e-9)
+    np.testing.assert_allclose(az.ess(idata, method="tail")["y"].values, d["ess_tail"], rtol=1e-9)
+    np.testing.assert_allclose(az.rhat(idata)["y"].values, d["rhat"], rtol=1e-9)
+    with pytest.raises(boltz.BoltzError, match="energies"):
+        boltz.to_inference_data(draws, energies=energies[:, :10])

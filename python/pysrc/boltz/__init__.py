@@ -64,6 +64,7 @@ __all__ = [
     "mlp_from_torch",
     "sample",
     "threads",
+    "to_inference_data",
     "torch_energy",
 ]
 
@@ -360,6 +361,63 @@ def sample(
         e, _dumps(job), ctx, init_rows, init_spec, bool(progress)
     )
     return samples, _report(report)
+
+
+def to_inference_data(
+    draws: _Array,
+    report: Optional[Dict[str, Any]] = None,
+    *,
+    var_name: str = "y",
+    energies: Optional[_Array] = None,
+) -> Any:
+    """The draws of :func:`sample` (or any (chains, draws, dim) array) as an
+    ArviZ ``InferenceData``, so that ArviZ's summaries and plots take them.
+
+    ``posterior[var_name]`` has dims ``(chain, draw, {var_name}_dim_0)``.
+    With ``energies`` (chains, draws), the energies ``F(y)`` of the draws
+    (``boltz sample --energies``), ``sample_stats["lp"]`` is the log density
+    up to its constant, ``-beta F`` (``beta`` from ``report``, else 1).
+    ``report`` (the second value :func:`sample` returns) goes into the
+    posterior's attributes: the sampler, its settings and figures
+    (acceptance, step size, divergences, evaluations, seed), and the
+    warnings, as strings or numbers (``inference_library="boltz"``).
+    ArviZ's own ``ess`` and ``rhat`` on it equal :func:`diagnose`'s.
+
+    Needs ``arviz`` (``pip install "./python[arviz]"``).
+    """
+    try:
+        import arviz as _az
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("to_inference_data needs arviz: pip install arviz") from e
+    a = _f64_array(draws, "draws")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3:
+        raise BoltzError(f"shape mismatch in draws: expected (chains, draws, dim), got {a.shape}")
+    stats: Dict[str, Any] = {}
+    beta = float((report or {}).get("beta", 1.0) or 1.0)
+    if energies is not None:
+        en = _f64_array(energies, "energies")
+        if en.shape != a.shape[:2]:
+            raise BoltzError(
+                f"shape mismatch in energies: expected {a.shape[:2]} (chains, draws), got {en.shape}"
+            )
+        stats["lp"] = -beta * en
+    attrs: Dict[str, Any] = {"inference_library": "boltz"}
+    for k, v in (report or {}).items():
+        if isinstance(v, (bool, int, float, str)):
+            attrs[k] = v
+        elif k == "warnings":
+            attrs[k] = "; ".join(map(str, v))
+    idata = _az.from_dict(
+        posterior={var_name: a},
+        sample_stats=stats or None,
+        dims={var_name: [f"{var_name}_dim_0"]},
+    )
+    for group in ("posterior", "sample_stats"):
+        if group in idata.groups():
+            idata[group].attrs.update(attrs)
+    return idata
 
 
 def _opt_float(v: Optional[float]) -> Optional[float]:
