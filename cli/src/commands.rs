@@ -628,14 +628,29 @@ pub fn merge(
             r["model"].as_str().unwrap_or("?"),
             r["particles"]
         );
-        println!(
-            "  log Z = {} +- {}  (ESS {})",
-            show("log_z"),
-            show("stderr"),
-            show("ess")
-        );
-        if let Some(ex) = r["exact_log_z"].as_f64() {
-            println!("  exact log Z = {}", super::logz::fixed6(ex));
+        match (r["log_z"].as_f64(), r["stderr"].as_f64(), r["ess"].as_f64()) {
+            // One context: the one-process run's lines.
+            (Some(lz), Some(se), Some(ess)) => {
+                println!(
+                    "  log Z = {} +- {se:.6}  (ESS {ess:.1} of {})",
+                    super::logz::fixed6(lz),
+                    r["particles"]
+                );
+                if let Some(ex) = r["exact_log_z"].as_f64() {
+                    let err = lz - ex;
+                    println!(
+                        "  exact log Z = {}: error {err:+.6} ({:.2} standard errors)",
+                        super::logz::fixed6(ex),
+                        err / se
+                    );
+                }
+            }
+            _ => println!(
+                "  log Z = {} +- {}  (ESS {}; the first 5 contexts, all in --json or --report)",
+                show("log_z"),
+                show("stderr"),
+                show("ess")
+            ),
         }
     } else if let Some(s) = &m.samples {
         let (c, d, k) = s.dim();

@@ -307,7 +307,14 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
     if !text {
         return Ok(());
     }
-    println!("log Z of {} by {} ({:.2} s)", r.model, r.method, r.wall_s);
+    match &job.shard {
+        // A shard's estimate is its own particles'; the merge gives the run's.
+        Some(s) => println!(
+            "log Z of {} by {}, shard {}/{} ({:.2} s; its own particles: `boltz merge` the shards for the run's estimate)",
+            r.model, r.method, s.index, s.count, r.wall_s
+        ),
+        None => println!("log Z of {} by {} ({:.2} s)", r.model, r.method, r.wall_s),
+    }
     let many = r.log_z.len() > 1;
     let shown = if many { r.log_z.len().min(20) } else { 1 };
     for (i, lz) in r.log_z.iter().enumerate().take(shown) {

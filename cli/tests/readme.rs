@@ -138,18 +138,8 @@ fn shards(dir: &Path) -> String {
     let mut text = String::new();
     for i in 0..2 {
         let (s, f) = (format!("{i}/2"), format!("s{i}.boltz"));
-        let a = [
-            "logz",
-            "--model",
-            "rbm20",
-            "--shard",
-            &s,
-            "--shard-out",
-            &f,
-            "--quiet",
-        ];
-        boltz(dir, &a);
-        text.push_str(&format!("$ boltz {}\n", a.join(" ")));
+        let a = ["logz", "--model", "rbm20", "--shard", &s, "--shard-out", &f];
+        text.push_str(&console(dir, &a));
     }
     let m = ["merge", "s0.boltz", "s1.boltz"];
     let one = [
