@@ -310,8 +310,8 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
     match &job.shard {
         // A shard's estimate is its own particles'; the merge gives the run's.
         Some(s) => println!(
-            "log Z of {} by {}, shard {}/{} ({:.2} s; its own particles: `boltz merge` the shards for the run's estimate)",
-            r.model, r.method, s.index, s.count, r.wall_s
+            "log Z of {} by {} ({:.2} s), shard {}/{}: its own particles (`boltz merge` the shards for the run's estimate)",
+            r.model, r.method, r.wall_s, s.index, s.count
         ),
         None => println!("log Z of {} by {} ({:.2} s)", r.model, r.method, r.wall_s),
     }
