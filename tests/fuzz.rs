@@ -295,3 +295,138 @@ fn pack(orig: &[u8], head: &serde_json::Value, vals: &[f64]) -> Vec<u8> {
     out.extend_from_slice(&boltz::io::fnv1a(&out).to_le_bytes());
     out
 }
+
+/// Sets the stop flag at the `n`-th progress report: a run stopped part-way,
+/// whose checkpoint the resume paths can take.
+struct StopAfter(usize, std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl boltz::run::Observer for StopAfter {
+    fn observe(&mut self, _: &boltz::run::Progress) {
+        self.0 = self.0.saturating_sub(1);
+        if self.0 == 0 {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// Rewrites the corpus checkpoints `tests/corpus/{sample,pt,ais}.ckpt` (run
+/// by hand when the checkpoint format changes: `cargo test --release
+/// --test fuzz -- --ignored write_corpus_checkpoints`): short runs on
+/// `gmm-ring` stopped part-way, with the settings the fuzz target resumes
+/// them with, so that mutations of them reach the loaders' range checks.
+#[test]
+#[ignore = "writes tests/corpus/*.ckpt"]
+fn write_corpus_checkpoints() {
+    use std::sync::{Arc, atomic::AtomicBool};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let e = boltz::model::load("gmm-ring")
+        .unwrap()
+        .energy(None)
+        .unwrap();
+    let control = |name: &str| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let c = boltz::run::Control {
+            checkpoint: Some(dir.join(name)),
+            checkpoint_every: 0,
+            stop: Some(stop.clone()),
+            settings: format!("corpus {name}"),
+        };
+        (c, stop)
+    };
+    let mut config = boltz::SampleConfig::new();
+    (config.n_chains, config.warmup, config.draws) = (4, 20, 10);
+    config.observe_every = 1;
+    let (c, stop) = control("sample.ckpt");
+    let k = boltz::kernels::Mala::new(0.1).unwrap();
+    let out =
+        boltz::sampler::sample_with(e.as_ref(), &k, &config, None, &mut StopAfter(25, stop), &c)
+            .unwrap();
+    assert!(!out.complete, "the sample run was not stopped part-way");
+    let base = boltz::ais::Base::isotropic(2, 2.0).unwrap();
+    let (c, stop) = control("pt.ckpt");
+    let spec = boltz::KernelSpec::new("mala").unwrap();
+    let pt = boltz::pt::PtSettings::new(4);
+    let out = boltz::pt::sample(
+        e.as_ref(),
+        &base,
+        &spec,
+        &config,
+        &pt,
+        None,
+        &mut StopAfter(25, stop),
+        &c,
+    )
+    .unwrap();
+    assert!(!out.complete, "the tempering run was not stopped part-way");
+    let problem = boltz::ais::AisProblem::new(e.clone(), &base).unwrap();
+    let mut cfg = boltz::ais::AisConfig::new();
+    (cfg.particles, cfg.temps, cfg.step_size) = (16, 20, Some(0.1));
+    let (c, stop) = control("ais.ckpt");
+    let r = boltz::ais::ais_with(&problem, &cfg, &c, None, &mut StopAfter(8, stop)).unwrap();
+    assert!(!r.complete, "the AIS run was not stopped part-way");
+    for name in ["sample.ckpt", "pt.ckpt", "ais.ckpt"] {
+        assert!(dir.join(name).exists(), "{name} not written");
+    }
+}
+
+/// The corpus checkpoints are current: each resumes to its end through
+/// the calls the fuzz target makes (a stale one, left by a format change,
+/// would seed mutations that never get past the header checks).
+#[test]
+fn corpus_checkpoints_resume() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let e = boltz::model::load("gmm-ring")
+        .unwrap()
+        .energy(None)
+        .unwrap();
+    let base = boltz::ais::Base::isotropic(2, 2.0).unwrap();
+    let control = |b: &[u8]| boltz::run::Control {
+        settings: settings_of(b),
+        ..Default::default()
+    };
+    let copy = |name: &str| {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(name);
+        std::fs::copy(dir.join(name), &path).unwrap();
+        let b = std::fs::read(&path).unwrap();
+        (tmp, path, b)
+    };
+    let (_t, path, b) = copy("sample.ckpt");
+    let k = boltz::kernels::Mala::new(0.1).unwrap();
+    let config = config_of(&b).expect("the sample checkpoint's configuration");
+    let out = boltz::sampler::resume(
+        e.as_ref(),
+        &k,
+        &config,
+        &path,
+        &mut boltz::run::NoObserver,
+        &control(&b),
+    );
+    assert!(out.unwrap().complete, "sample.ckpt");
+    let (_t, path, b) = copy("pt.ckpt");
+    let config = config_of(&b).expect("the tempering checkpoint's configuration");
+    let pt = pt_of(&b).expect("the tempering checkpoint's settings");
+    let spec = boltz::KernelSpec::new("mala").unwrap();
+    let out = boltz::pt::resume(
+        e.as_ref(),
+        &base,
+        &spec,
+        (&config, &pt),
+        &path,
+        &mut boltz::run::NoObserver,
+        &control(&b),
+    );
+    assert!(out.unwrap().complete, "pt.ckpt");
+    let (_t, path, b) = copy("ais.ckpt");
+    let problem = boltz::ais::AisProblem::new(e.clone(), &base).unwrap();
+    let mut cfg = boltz::ais::AisConfig::new();
+    (cfg.particles, cfg.temps, cfg.step_size) = (16, 20, Some(0.1));
+    let r = boltz::ais::ais_with(
+        &problem,
+        &cfg,
+        &control(&b),
+        Some(&path),
+        &mut boltz::run::NoObserver,
+    );
+    assert!(r.unwrap().complete, "ais.ckpt");
+}
