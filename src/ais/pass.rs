@@ -82,8 +82,6 @@ pub(super) struct Tally {
     k: usize,
     log_z: Vec<f64>,
     var: Vec<f64>,
-    acc_sum: f64,
-    acc_n: usize,
     /// The acceptance summed exactly (the reported rate).
     accepted: crate::tally::Acceptance,
     divergences: usize,
@@ -226,8 +224,6 @@ pub(super) fn start<'p>(
             k: 0,
             log_z: vec![path.log_z0(); groups],
             var: vec![0.0; groups],
-            acc_sum: 0.0,
-            acc_n: 0,
             accepted: crate::tally::Acceptance::default(),
             divergences: 0,
             resamplings: 0,
@@ -406,8 +402,6 @@ impl Pass<'_> {
         self.t.evals += tally.evals;
         self.t.divergences += tally.divergences;
         self.t.accepted.merge(&tally.accepted);
-        self.t.acc_sum += a;
-        self.t.acc_n += 1;
         self.t.steps_used.push(step);
         // SMC's pilot tunes from all of a temperature's moves (its gain
         // grows with them); its particles' kernel is fixed before they
@@ -486,9 +480,6 @@ impl Pass<'_> {
             };
         let tallies_ok = t.log_z.iter().all(|v| v.is_finite() || v.is_nan())
             && t.var.iter().all(|v| *v >= 0.0 || v.is_nan())
-            && t.acc_sum.is_finite()
-            && t.acc_sum >= 0.0
-            && t.acc_sum <= t.acc_n as f64
             && t.accepted.is_valid()
             && data[..n * d].iter().all(|v| v.is_finite());
         if !betas_ok || !tallies_ok || !smc_ok {
@@ -607,7 +598,7 @@ impl Steps for Pass<'_> {
             phase: Phase::Annealing,
             step: self.t.k,
             total,
-            accept_rate: self.t.acc_sum / self.t.acc_n.max(1) as f64,
+            accept_rate: self.t.accepted.rate(),
             divergences: self.t.divergences,
             step_size: self.t.steps_used.last().copied().unwrap_or(f64::NAN),
             contexts_done: 0,

@@ -2,8 +2,8 @@
 //! files are the `M` shards of one run, then computes what the
 //! one-process run reports. AIS streams: it reads one shard file at a time
 //! and holds a few numbers per context, never the log-weights of the run
-//! (each file is read three times when the shards split particles: its
-//! header, the contexts' largest log-weights, the sums of the
+//! (each file is read once, or twice when the shards split particles: its
+//! checks and the contexts' largest log-weights, then the sums of the
 //! delta-method estimate, added in particle order: `log Z`, standard
 //! error, ESS bit for bit the one-process run's). Annealed SMC cannot be merged
 //! as one population: its shards are independent islands, and the merged
@@ -34,8 +34,8 @@ pub struct MergeRun {
     pub warnings: Vec<String>,
 }
 
-/// A shard file: its path, header and values (empty until a merge of
-/// draws reads them; a log Z merge reads them a shard at a time, [`values`]).
+/// A shard file: its path, header and values (a merge of draws keeps
+/// them; a log Z merge reads them again a shard at a time, [`values`]).
 type ShardFile = (PathBuf, ShardHeader, Vec<f64>);
 
 /// The values of a shard whose header was read and checked before: read
@@ -142,22 +142,80 @@ pub fn merge(paths: &[PathBuf]) -> Result<MergeRun> {
         largest_file = largest_file.max(len);
     }
     crate::budget::check("merge", "one shard file", largest_file.checked_mul(2))?;
-    let mut shards = Vec::with_capacity(paths.len());
+    // One reading of every file: a sample merge keeps the values; a log Z
+    // merge checks each shard's as it goes and keeps only what the
+    // estimates need ([`LogzScan`]).
+    let mut shards: Vec<ShardFile> = Vec::with_capacity(paths.len());
+    let mut scan: Option<LogzScan> = None;
     for p in paths {
-        let (h, _) = crate::shard::read_shard(p)?;
-        shards.push((p.clone(), h, Vec::new()));
-    }
-    let mut shards = check_shards(shards)?;
-    match shards[0].1.kind() {
-        "logz" => merge_logz(shards),
-        _ => {
+        let (h, data) = crate::shard::read_shard(p)?;
+        if shards.is_empty() && h.kind() != "logz" {
             // The shards' values, and as much again merged.
             crate::budget::check("merge", "the shards and their merge", bytes.checked_mul(2))?;
-            for s in &mut shards {
-                s.2 = values(s)?;
-            }
-            merge_sample(shards)
         }
+        let keep = shards.first().map_or(h.kind(), |f| f.1.kind()) != "logz";
+        if h.kind() == "logz" {
+            let sc = match &mut scan {
+                Some(sc) => sc,
+                None => scan.insert(LogzScan::new(&h)),
+            };
+            sc.add(p, &h, &data)?;
+        }
+        shards.push((p.clone(), h, if keep { data } else { Vec::new() }));
+    }
+    let shards = check_shards(shards)?;
+    match scan {
+        Some(scan) if shards[0].1.kind() == "logz" => merge_logz(shards, scan),
+        _ => merge_sample(shards),
+    }
+}
+
+/// What a log Z merge gathers from each shard as it reads it, one at a
+/// time: the shards' checks against the first one read, the points'
+/// `-beta F` (the same in every shard) and, when the shards split
+/// particles, each context's largest log-weight (the shift of the sums
+/// added on a second reading, in particle order).
+struct LogzScan {
+    log_z0: f64,
+    shared_evals: u64,
+    neg_f: Option<Vec<f64>>,
+    max: Vec<f64>,
+}
+
+impl LogzScan {
+    fn new(h: &ShardHeader) -> Self {
+        let f = logz_figures(h);
+        let split_particles = h.context_range.is_none() && !h.smc;
+        LogzScan {
+            log_z0: f.log_z0,
+            shared_evals: f.shared_evals,
+            neg_f: None,
+            max: vec![f64::NEG_INFINITY; if split_particles { h.contexts } else { 0 }],
+        }
+    }
+
+    fn add(&mut self, p: &std::path::Path, h: &ShardHeader, data: &[f64]) -> Result<()> {
+        check_figures(p, h, data, self.log_z0, self.shared_evals)?;
+        let n_pts = logz_figures(h).points().unwrap_or(0);
+        let tail = &data[data.len() - n_pts..];
+        match &self.neg_f {
+            None => self.neg_f = Some(tail.to_vec()),
+            Some(t) if t[..] != tail[..] => {
+                return Err(Error::param(
+                    "merge",
+                    "the shards' points or energies differ: they are not shards of one prob run",
+                ));
+            }
+            Some(_) => {}
+        }
+        // Shards of another run's sizes are refused by `check_shards`.
+        if !self.max.is_empty() && h.contexts == self.max.len() {
+            let m = h.shard.range(h.total).len();
+            for (g, top) in self.max.iter_mut().enumerate() {
+                *top = top.max(largest(&data[g * m..(g + 1) * m]));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -177,43 +235,15 @@ fn sample_figures(h: &ShardHeader) -> &SampleFigures {
     }
 }
 
-fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
+fn merge_logz(shards: Vec<ShardFile>, scan: LogzScan) -> Result<MergeRun> {
     let h0 = shards[0].1.clone();
     let f0 = logz_figures(&h0);
-    let n_pts = f0.points().unwrap_or(0);
-    let (n, k) = (h0.total, h0.contexts);
-    let split_particles = h0.context_range.is_none() && !h0.smc;
-    // A shard at a time: its checks, the points' -beta F (the same in
-    // every shard), and each context's largest log-weight (particle split).
-    let mut neg_f: Option<Vec<f64>> = None;
-    let mut max = vec![f64::NEG_INFINITY; if split_particles { k } else { 0 }];
-    for s in &shards {
-        let data = values(s)?;
-        check_figures(&s.0, &s.1, &data, f0.log_z0, f0.shared_evals)?;
-        let tail = &data[data.len() - n_pts..];
-        match &neg_f {
-            None => neg_f = Some(tail.to_vec()),
-            Some(t) if t[..] != tail[..] => {
-                return Err(Error::param(
-                    "merge",
-                    "the shards' points or energies differ: they are not shards of one prob run",
-                ));
-            }
-            Some(_) => {}
-        }
-        if split_particles {
-            let m = s.1.shard.range(n).len();
-            for (g, top) in max.iter_mut().enumerate() {
-                *top = top.max(largest(&data[g * m..(g + 1) * m]));
-            }
-        }
-    }
     let (estimates, mut warnings) = if h0.context_range.is_some() {
         by_contexts(&shards)?
     } else if h0.smc {
         islands(&shards)
     } else {
-        by_particles(&shards, f0.log_z0, &max)?
+        by_particles(&shards, f0.log_z0, &scan.max)?
     };
     let mut estimates = estimates;
     let n = h0.total;
@@ -263,7 +293,7 @@ fn merge_logz(shards: Vec<ShardFile>) -> Result<MergeRun> {
             ));
         }
     }
-    let log_prob = match (&f0.prob, &neg_f) {
+    let log_prob = match (&f0.prob, &scan.neg_f) {
         (Some(p), Some(neg_f)) => Some(merge_log_prob(neg_f, p, &estimates)?),
         _ => None,
     };
