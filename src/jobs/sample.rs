@@ -363,12 +363,13 @@ pub fn sample(
     let per_chain_context =
         matches!(&context, Some(x) if x.nrows() == job.chains && job.chains > 1);
     let context = match (job.shard, context) {
-        (Some(s), Some(x)) if x.nrows() == job.chains && job.chains > 1 => {
+        (Some(s), Some(x)) if per_chain_context => {
             Some(x.slice(ndarray::s![s.range(job.chains), ..]).to_owned())
         }
         (_, x) => x,
     };
     let energy: Arc<dyn Energy> = model.energy(context)?;
+    let per_chain_context = per_chain_context || energy.fixed_rows().is_some();
     let mut spec = job.kernel_spec(energy.as_ref())?;
     let config = job.config(energy.dim())?;
     let given_rows = init.as_ref().map(|y| y.dim());
@@ -403,11 +404,9 @@ pub fn sample(
     };
     // Exact draws of the target (suite targets, Gaussians, mixtures, the
     // funnel; at beta 1) let the run be checked against the truth.
-    let exact = (config.beta == 1.0 && job.diagnostics)
+    let exact = (config.beta == 1.0 && job.diagnostics && !per_chain_context)
         .then(|| crate::ais::exact_draws(model, 4096, config.seed))
         .flatten();
-    let per_chain_context = per_chain_context || energy.fixed_rows().is_some();
-    let exact = exact.filter(|_| !per_chain_context);
     let mut warnings = sampler::warnings(
         energy.as_ref(),
         &out,
