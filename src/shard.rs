@@ -151,6 +151,10 @@ pub struct SampleFigures {
     /// Whether each chain of the run has its own context (the merge then
     /// gives no R-hat or ESS warning across chains, as the run does not).
     pub per_chain_context: bool,
+    /// Parallel tempering: the shard's chains' ladders, swaps and
+    /// stepping-stone sums (absent for other samplers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pt: Option<crate::tally::LadderTally>,
 }
 
 /// The figures of a shard, by kind.
@@ -301,6 +305,11 @@ impl ShardHeader {
                 }
                 for &a in &f.acceptance_per_chain {
                     fraction("acceptance", a)?;
+                }
+                if let Some(t) = &f.pt
+                    && (t.groups.len() != m || !t.fits())
+                {
+                    return Err("a tempering tally out of range for its chains".into());
                 }
             }
             ShardFigures::Logz(f) => {

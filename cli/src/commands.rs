@@ -175,6 +175,7 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         replicas: args.replicas,
         kernel: args.kernel.clone(),
         all_replicas: args.all_replicas.is_some(),
+        ladder: boltz::pt::LadderMode::parse(&args.ladder)?,
         base_scale: args.base_scale,
         shard: args
             .shard
@@ -428,19 +429,7 @@ fn print_sample(args: &SampleArgs, model: &str, run: &boltz::jobs::SampleRun) {
     );
     println!("  acceptance    {acceptance:.3}");
     if let Some(p) = &run.pt {
-        let min_swap = p.swap_accept.iter().copied().fold(f64::INFINITY, f64::min);
-        println!(
-            "  replicas      {} ({} local moves), Lambda {:.3}, lowest swap acceptance {:.3}",
-            p.replicas, p.kernel, p.lambda, min_swap
-        );
-        println!(
-            "  round trips   {} ({:.4} per chain-step; at most {:.4} with these temperatures)",
-            p.round_trips, p.round_trip_rate, p.round_trip_bound
-        );
-        println!(
-            "  log Z         {:.4} +- {:.4} (stepping stone)",
-            p.log_z, p.log_z_stderr
-        );
+        print_pt(p);
     }
     if !gradient_free {
         println!(
@@ -569,6 +558,23 @@ pub fn diagnose(samples: &Path, matrix: &str, output: &crate::OutputArgs) -> Res
 }
 
 /// `boltz merge`: the shards of one run joined.
+/// Parallel tempering's lines of a sample's text (and of its merge).
+fn print_pt(p: &boltz::pt::PtStats) {
+    let min_swap = p.swap_accept.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "  replicas      {} ({} local moves), Lambda {:.3}, lowest swap acceptance {:.3}",
+        p.replicas, p.kernel, p.lambda, min_swap
+    );
+    println!(
+        "  round trips   {} ({:.4} per chain-step; at most {:.4} with these temperatures)",
+        p.round_trips, p.round_trip_rate, p.round_trip_bound
+    );
+    println!(
+        "  log Z         {:.4} +- {:.4} (stepping stone)",
+        p.log_z, p.log_z_stderr
+    );
+}
+
 pub fn merge(
     files: &[std::path::PathBuf],
     out: Option<&Path>,
@@ -662,6 +668,9 @@ pub fn merge(
         );
         for key in ["acceptance", "ess_bulk_min", "ess_tail_min", "rhat_max"] {
             println!("  {key:<13} {:.4}", r[key].as_f64().unwrap_or(f64::NAN));
+        }
+        if let Some(p) = &m.pt {
+            print_pt(p);
         }
     }
     print_warnings(&m.warnings);

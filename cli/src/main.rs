@@ -45,10 +45,18 @@ pub struct SampleArgs {
     /// pt: also write every replica's draws, (replicas, chains, draws, dim) npy.
     #[arg(long)]
     pub all_replicas: Option<PathBuf>,
+    /// pt: `pooled`, one ladder for all chains re-spaced from all their
+    /// swaps (the lower stepping-stone error), or `per-chain`, each chain
+    /// its own from its own swaps (a chain then depends on no other; needed
+    /// with --shard).
+    #[arg(long, default_value = "pooled")]
+    pub ladder: String,
     /// Run only shard I of M (0-based) of the chains, with the streams they
     /// have in the whole run; write it to --shard-out and join the shards
-    /// with `boltz merge`. Warm-up then adapts each chain's step alone and
-    /// no mass matrix, so every split gives the same draws.
+    /// with `boltz merge`. Each chain adapts its own step and mass (with
+    /// pt, its own ladder: --ladder per-chain), so every split gives the
+    /// one-process run's draws (refused with --shared-step, --pooled-mass
+    /// and pt's pooled ladder).
     #[arg(long, value_name = "I/M", requires = "shard_out")]
     pub shard: Option<String>,
     /// The shard file (its draws and the run's settings).

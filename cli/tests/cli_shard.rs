@@ -230,6 +230,13 @@ fn sample_shards_merge_to_the_plain_one_process_draws() {
         ("mala", "gmm-far", &[][..]),
         ("nuts", "gmm-far", &[][..]),
         ("mala", "ring", &["--context", "ctx7.npy"][..]),
+        // Tempering (issue 29): each chain adapts its own ladder.
+        ("pt", "gmm-far", &["--ladder", "per-chain"][..]),
+        (
+            "pt",
+            "rbm20",
+            &["--ladder", "per-chain", "--replicas", "5"][..],
+        ),
     ] {
         let mut base = vec![
             "sample",
@@ -280,13 +287,22 @@ fn sample_shards_merge_to_the_plain_one_process_draws() {
             );
             assert_eq!(r["chains"], 7);
             assert_eq!(r["acceptance_per_chain"].as_array().unwrap().len(), 7);
+            let plain: Value = json(&std::fs::read_to_string(p.join("one.json")).unwrap());
+            // Every figure of tempering (ladders, swaps, round trips, the
+            // stepping-stone log Z and its error) and the acceptance.
+            assert_eq!(r["pt"], plain["pt"], "{sampler}, {m} shards");
+            assert_eq!(r["acceptance_per_chain"], plain["acceptance_per_chain"]);
+            assert_eq!(r["energy_evals"], plain["energy_evals"]);
+            if sampler == "pt" {
+                assert!(r["pt"]["log_z"].is_f64(), "{r}");
+                assert_eq!(r["pt"]["betas_per_chain"].as_array().unwrap().len(), 7);
+            }
             for key in ["rhat_max", "ess_bulk_min", "warnings"] {
                 assert!(r.get(key).is_some(), "{key}");
             }
             if model == "ring" {
                 // Chains of different laws: no R-hat or ESS warning across
                 // them, in the plain run or the merge.
-                let plain: Value = json(&std::fs::read_to_string(p.join("one.json")).unwrap());
                 assert_eq!(plain["warnings"], serde_json::json!([]), "{plain}");
                 assert_eq!(r["warnings"], plain["warnings"], "{m} shards");
             }
@@ -311,6 +327,24 @@ fn sample_shards_merge_to_the_plain_one_process_draws() {
         ],
     );
     assert_fails(&out, 2, "pooled");
+    // So does tempering's pooled ladder (the default).
+    let out = boltz(
+        p,
+        &[
+            "sample",
+            "--model",
+            "gmm-ring",
+            "--sampler",
+            "pt",
+            "--chains",
+            "4",
+            "--shard",
+            "0/2",
+            "--shard-out",
+            "x.shard",
+        ],
+    );
+    assert_fails(&out, 2, "--ladder per-chain");
 }
 
 #[test]

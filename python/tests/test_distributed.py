@@ -42,6 +42,15 @@ def test_sharded_log_prob_and_sample(client):
     d3, r3 = bd.sample(client, "gmm-far", "mala", shards=3, chains=5, warmup=100, draws=50, seed=1)
     np.testing.assert_array_equal(d1, d3)
     assert d3.shape == (5, 50, 32) and r3["chains"] == 5
+    # Parallel tempering with a ladder per chain: the one-process run's
+    # draws and stepping-stone log Z (issue 29).
+    pt = dict(sampler="pt", chains=3, warmup=100, draws=40, seed=4, replicas=4, ladder="per-chain")
+    p1, q1 = boltz.sample("gmm-ring", **pt)
+    p3, q3 = bd.sample(client, "gmm-ring", shards=3, **pt)
+    np.testing.assert_array_equal(p1, p3)
+    assert q3["pt"]["log_z"] == q1["pt"]["log_z"] and q3["pt"]["betas"] == q1["pt"]["betas"]
+    with pytest.raises(boltz.BoltzError, match="ladder"):
+        bd.sample(client, "gmm-ring", shards=2, **{**pt, "ladder": "pooled"})
 
 
 def test_native_energies_are_refused(client):

@@ -62,15 +62,20 @@ pub struct SampleJob {
     pub kernel: Option<String>,
     /// Parallel tempering: keep every replica's draws.
     pub all_replicas: bool,
+    /// Parallel tempering: one ladder for all chains (`pooled`, the
+    /// default: the lower stepping-stone error) or one per chain
+    /// (`per-chain`, which `shard` needs: a chain then depends on no
+    /// other).
+    pub ladder: crate::pt::LadderMode,
     /// Parallel tempering: the reference N(0, S^2 I) with this S (default:
     /// the AIS pilot's base widened to where its chains started,
     /// [`crate::pt::widen_reference`]).
     pub base_scale: Option<f64>,
     /// Run only this shard of the chains ([`crate::shard::Shard::range`]),
-    /// with the streams they have in the whole run. Warm-up then adapts
-    /// each chain's step on its own and no mass matrix (a pooled mass would
-    /// tie a chain to the others of its shard), so every split gives the
-    /// same draws; `--shard 0/1` is the one-process run.
+    /// with the streams they have in the whole run. Each chain adapts its
+    /// own step size and mass (parallel tempering: its own ladder), so
+    /// every split gives the one-process run's draws; `shared_step` and
+    /// `pooled_mass`, which tie the chains together, are refused.
     pub shard: Option<crate::shard::Shard>,
     /// Compute the diagnostics (R-hat, ESS, the check against exact draws)
     /// and their warnings (default true). They cost more than the run
@@ -113,6 +118,7 @@ impl SampleJob {
             replicas: 8,
             kernel: None,
             all_replicas: false,
+            ladder: crate::pt::LadderMode::Pooled,
             base_scale: None,
             shard: None,
             diagnostics: true,
@@ -123,6 +129,9 @@ impl SampleJob {
     pub fn kernel_spec(&self, energy: &dyn Energy) -> Result<KernelSpec> {
         if self.sampler != "pt" && self.base_scale.is_some() {
             return Err(Error::param("base_scale", "is for `sampler pt`"));
+        }
+        if self.sampler != "pt" && self.ladder != crate::pt::LadderMode::Pooled {
+            return Err(Error::param("ladder", "is for `sampler pt`"));
         }
         let name = match (self.sampler.as_str(), &self.kernel) {
             ("pt", Some(k)) if k == "pt" => {
@@ -171,10 +180,10 @@ impl SampleJob {
                         "a pooled mass is adapted on all chains at once: shards need `shard` without `pooled_mass`",
                     ));
                 }
-                if self.sampler == "pt" {
+                if self.sampler == "pt" && self.ladder != crate::pt::LadderMode::PerChain {
                     return Err(Error::param(
                         "shard",
-                        "parallel tempering is not sharded yet: shard AIS (logz) or the other samplers",
+                        "parallel tempering's pooled ladder is adapted on all chains at once: shards need `ladder per-chain` (each chain its own ladder; the one-process run with it gives the same draws)",
                     ));
                 }
                 let r = s.range(self.chains);
@@ -227,6 +236,8 @@ pub struct SampleRun {
     pub pt: Option<crate::pt::PtStats>,
     /// Every replica's draws, (replicas, chains, draws, dim), when asked for.
     pub all_replicas: Option<ndarray::Array4<f64>>,
+    /// Parallel tempering's per-chain tallies (what a shard hands the merge).
+    pub pt_tally: Option<crate::pt::LadderTally>,
 }
 
 /// Parallel tempering for the sample job: the AIS base as the reference
@@ -254,6 +265,7 @@ fn run_pt(
         adapt_schedule: true,
         keep_all_replicas: job.all_replicas,
         betas: None,
+        ladder: job.ladder,
     };
     // Checked before the pilot that fits the reference runs.
     crate::pt::validate(config, &settings, energy.dim())?;
@@ -302,7 +314,11 @@ fn run_pt(
         .slice(ndarray::s![(r - 1) * c..r * c, ..])
         .to_owned();
     let final_state = crate::kernels::ChainState::new(&target, last)?;
-    let steps = p.tuning.step_size().expand(c * r);
+    let tuning = p
+        .tuning
+        .clone()
+        .ok_or_else(|| Error::Numerical("a tempering run without its tuning".into()))?;
+    let steps = tuning.step_size().expand(c * r);
     let stats = sampler::RunStats {
         kernel: "pt".into(),
         acceptance: p.chain_acceptance.clone(),
@@ -311,7 +327,7 @@ fn run_pt(
         step_size: p.step_size[r - 1],
         step_sizes: steps[(r - 1) * c..].to_vec(),
         inv_mass: None,
-        tuning: p.tuning.clone(),
+        tuning,
         grad_evals: p.grad_evals,
         energy_evals: p.energy_evals,
         wall_s: p.wall_s,
@@ -324,12 +340,16 @@ fn run_pt(
             final_state,
             complete: out.complete,
         },
-        (out.stats, out.all_replicas),
+        (out.stats, out.all_replicas, out.tally),
     ))
 }
 
 /// Parallel tempering's figures and, when kept, every replica's draws.
-type PtRun = (crate::pt::PtStats, Option<ndarray::Array4<f64>>);
+type PtRun = (
+    crate::pt::PtStats,
+    Option<ndarray::Array4<f64>>,
+    crate::pt::LadderTally,
+);
 
 /// Runs `job` on `model` (with `context` for a conditional model) from
 /// `init` rows (chains x dim) or the job's starting distribution, or
@@ -378,6 +398,14 @@ pub fn sample(
         (Some(s), Some(y)) if y.nrows() == job.chains => {
             Some(y.slice(ndarray::s![s.range(job.chains), ..]).to_owned())
         }
+        // Tempering started one row per replica (replica-major): each
+        // replica's rows of this shard's chains.
+        (Some(s), Some(y)) if job.sampler == "pt" && y.nrows() == job.chains * job.replicas => {
+            let rows: Vec<usize> = (0..job.replicas)
+                .flat_map(|r| s.range(job.chains).map(move |c| r * job.chains + c))
+                .collect();
+            Some(y.select(ndarray::Axis(0), &rows))
+        }
         (_, y) => y,
     };
     let (out, gradient_free, pt) = run_chains(
@@ -388,7 +416,7 @@ pub fn sample(
         init,
         (observer, control, resume),
     )?;
-    let gradient_free = gradient_free || pt.as_ref().is_some_and(|(p, _)| p.kernel == "gibbs");
+    let gradient_free = gradient_free || pt.as_ref().is_some_and(|(p, _, _)| p.kernel == "gibbs");
     let d = out.samples.dim().1;
     let sampled = start.elapsed().as_secs_f64();
     // An interrupted run may have fewer than 4 draws: no diagnostics then.
@@ -426,9 +454,9 @@ pub fn sample(
                 ))
         ));
     }
-    let (pt, all_replicas) = match pt {
-        Some((stats, all)) => (Some(stats), all),
-        None => (None, None),
+    let (pt, all_replicas, pt_tally) = match pt {
+        Some((stats, all, tally)) => (Some(stats), all, Some(tally)),
+        None => (None, None, None),
     };
     if let Some(p) = &pt {
         warnings.extend(crate::pt::warnings(p));
@@ -450,6 +478,7 @@ pub fn sample(
     }
     Ok(SampleRun {
         pt,
+        pt_tally,
         all_replicas,
         exact_check: exact.is_some(),
         output: out,
@@ -463,11 +492,7 @@ pub fn sample(
 
 /// What a run of the chains returns: its output, whether the kernel uses
 /// no gradient, and parallel tempering's figures and replicas.
-type Chains = (
-    SampleOutput,
-    bool,
-    Option<(crate::pt::PtStats, Option<ndarray::Array4<f64>>)>,
-);
+type Chains = (SampleOutput, bool, Option<PtRun>);
 
 /// Runs (or resumes) the chains of `job`: parallel tempering, or any other
 /// kernel through the sampler (ULA without a step takes a MALA warm-up's).

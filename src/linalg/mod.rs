@@ -2,7 +2,7 @@
 //!
 //! [`matmul`] computes `C = A B` (or `C += A B`) for any strides with one
 //! summation order on every CPU: each entry of `C` sums `A[i, p] B[p, j]`
-//! over the inner dimension in chunks of [`KC`], each chunk by fused
+//! over the inner dimension in chunks of `KC`, each chunk by fused
 //! multiply-adds in order of `p` into an accumulator that starts at zero,
 //! and the chunk's sum is added to `C` (or set, for the first chunk
 //! without `accumulate`). Nothing else rounds, so a product's bits depend

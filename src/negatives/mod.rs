@@ -251,7 +251,7 @@ impl NegativeSampler {
                     &format!("{replicas} replicas of {n_chains} chains of dimension {dim}"),
                     crate::budget::bytes(&[replicas, n_chains, dim.max(1)], 8 * 12),
                 )?;
-                let rngs = crate::pt::row_rngs(seed, n_chains, replicas);
+                let rngs = crate::pt::row_rngs(seed, 0..n_chains, replicas);
                 Some(TemperedState {
                     betas: (0..replicas)
                         .map(|k| k as f64 / (replicas - 1) as f64)
@@ -699,13 +699,15 @@ fn streams_are_the_seeds(state: &NegativeState) -> bool {
         let Method::Tempered { replicas } = state.method else {
             return false;
         };
-        same(&t.rngs, crate::pt::row_rngs(seed, state.n_chains, replicas))
-            && same(
-                &t.swap_rngs,
-                (0..state.n_chains)
-                    .map(|c| crate::pt::swap_rng(seed, c))
-                    .collect(),
-            )
+        same(
+            &t.rngs,
+            crate::pt::row_rngs(seed, 0..state.n_chains, replicas),
+        ) && same(
+            &t.swap_rngs,
+            (0..state.n_chains)
+                .map(|c| crate::pt::swap_rng(seed, c))
+                .collect(),
+        )
     });
     state.chain_rngs.len() == state.n_chains
         && same(&state.chain_rngs, chain_rngs(seed, state.n_chains))

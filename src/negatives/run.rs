@@ -59,7 +59,7 @@ impl NegativeSampler {
                 base,
                 spec,
                 1.0,
-                c,
+                0..c,
                 t0.betas.clone(),
                 self.state.seed,
                 y0,
@@ -313,7 +313,7 @@ impl LadderMoves<'_> {
             .collect();
         let betas = if self.attempts.iter().all(|n| *n > 0) {
             let rejection: Vec<f64> = swap_accept.iter().map(|a| 1.0 - a).collect();
-            crate::pt::respace_schedule(ladder.betas(), &rejection)
+            crate::pt::respace_schedule(ladder.chain_betas(0), &rejection)
         } else {
             t0.betas.clone()
         };
@@ -342,9 +342,16 @@ impl Transition for LadderMoves<'_> {
 
     fn advance(&mut self, t: usize, _warmup: bool) -> Result<&[ChainStep]> {
         self.ladder.local_move(self.tuning);
-        self.trips += self
-            .ladder
-            .swap(self.first + t as u64, &mut self.accept, &mut self.attempts);
+        // One ladder for every chain (re-spaced between calls from the
+        // pooled swaps): one acceptance sum per pair.
+        let mut trips = [0];
+        self.ladder.swap(
+            self.first + t as u64,
+            &mut self.accept,
+            &mut self.attempts,
+            &mut trips,
+        );
+        self.trips += trips[0];
         Ok(&self.ladder.steps)
     }
 

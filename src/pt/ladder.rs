@@ -3,10 +3,12 @@
 //! deterministic even-odd swaps between neighbouring temperatures.
 //!
 //! Rows are replica-major: row `r * C + c` is replica `r` (inverse
-//! temperature `b_r` on the path) of chain `c`. Its local moves draw from
-//! the stream keyed by `(seed, c * R + r)`, so chain `c`'s replicas use
-//! streams of their own whatever the other chains, and the swaps of chain
-//! `c` draw from a stream of their own ([`swap_rng`]).
+//! temperature `b_{c,r}` on the path: each chain has a ladder of its own)
+//! of chain `c`. Its local moves draw from the stream keyed by
+//! `(seed, g * R + r)` with `g` the chain's index in the whole run, so
+//! chain `g`'s replicas use streams of their own whatever the other chains
+//! (and whichever shard runs it), and the swaps of chain `g` draw from a
+//! stream of their own ([`swap_rng`]).
 
 use crate::ais::{Annealed, Base, Parts, sample_rows};
 use crate::energy::{Energy, Rbm, Scaled, softplus, sum_softplus};
@@ -21,12 +23,17 @@ pub(crate) fn swap_rng(seed: u64, chain: usize) -> ChainRng {
     crate::rng::Stream::PtSwaps { chain }.rng(seed)
 }
 
-/// The local-move streams of `chains` chains of `replicas` replicas, in row
-/// order (replica-major).
-pub(crate) fn row_rngs(seed: u64, chains: usize, replicas: usize) -> Vec<ChainRng> {
-    (0..replicas * chains)
+/// The local-move streams of the run's chains `chains` (global indices)
+/// of `replicas` replicas, in row order (replica-major).
+pub(crate) fn row_rngs(
+    seed: u64,
+    chains: std::ops::Range<usize>,
+    replicas: usize,
+) -> Vec<ChainRng> {
+    let n = chains.len();
+    (0..replicas * n)
         .map(|i| {
-            let (r, c) = (i / chains, i % chains);
+            let (r, c) = (i / n, chains.start + i % n);
             chain_rng(seed, (c * replicas + r) as u64)
         })
         .collect()
@@ -74,7 +81,8 @@ enum Path<'a> {
 /// The live state of a parallel-tempering run.
 pub(crate) struct Ladder<'a> {
     path: Path<'a>,
-    /// Inverse temperatures on the path, `0 = b_0 < ... < b_{R-1} = 1`.
+    /// Inverse temperatures on the path, chain-major: chain `c`'s ladder
+    /// `0 = b_{c,0} < ... < b_{c,R-1} = 1` at `c * R..(c + 1) * R`.
     betas: Vec<f64>,
     /// `b` of every row.
     b_rows: Vec<f64>,
@@ -100,22 +108,25 @@ pub(crate) struct MoveTally {
 }
 
 impl<'a> Ladder<'a> {
-    /// A ladder of `replicas` replicas for each of `chains` chains on the
-    /// path from `base` to `exp(-beta F)`, at positions `y0` (rows
-    /// replica-major) or, without, at draws from the base (each row from
-    /// its own stream). Returns the ladder and the evaluations it cost.
+    /// A ladder of `replicas` replicas (every chain starting at the
+    /// temperatures `betas`) for each of the run's chains `chains` (their
+    /// indices in the whole run, which key their streams) on the path from
+    /// `base` to `exp(-beta F)`, at positions `y0` (rows replica-major)
+    /// or, without, at draws from the base (each row from its own stream).
+    /// Returns the ladder and the evaluations it cost.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         energy: &'a dyn Energy,
         base: &'a Base,
         spec: &KernelSpec,
         beta: f64,
-        chains: usize,
+        run_chains: std::ops::Range<usize>,
         betas: Vec<f64>,
         seed: u64,
         y0: Option<Array2<f64>>,
     ) -> Result<(Self, u64)> {
         let replicas = betas.len();
+        let chains = run_chains.len();
         let d = energy.dim();
         let n = chains * replicas;
         if base.dim() != d {
@@ -125,7 +136,7 @@ impl<'a> Ladder<'a> {
                 format!("{}", base.dim()),
             ));
         }
-        let mut rngs = row_rngs(seed, chains, replicas);
+        let mut rngs = row_rngs(seed, run_chains.clone(), replicas);
         let y0 = match y0 {
             Some(y) => y,
             None => {
@@ -182,12 +193,12 @@ impl<'a> Ladder<'a> {
         let mut ladder = Ladder {
             path,
             b_rows: (0..n).map(|i| betas[i / chains]).collect(),
-            betas,
+            betas: betas.repeat(chains),
             chains,
             replicas,
             state,
             rngs,
-            swap_rngs: (0..chains).map(|c| swap_rng(seed, c)).collect(),
+            swap_rngs: run_chains.map(|c| swap_rng(seed, c)).collect(),
             labels: (0..n).map(|i| (i / chains) as u32).collect(),
             heading: vec![0; n],
             steps: vec![ChainStep::default(); n],
@@ -210,9 +221,9 @@ impl<'a> Ladder<'a> {
         self.kernel().map_or("gibbs", |k| k.name())
     }
 
-    /// The inverse temperatures.
-    pub(crate) fn betas(&self) -> &[f64] {
-        &self.betas
+    /// Chain `c`'s inverse temperatures.
+    pub(crate) fn chain_betas(&self, c: usize) -> &[f64] {
+        &self.betas[c * self.replicas..(c + 1) * self.replicas]
     }
 
     /// Caches the path's values at the current positions (one evaluation per row).
@@ -282,8 +293,9 @@ impl<'a> Ladder<'a> {
         let below = (self.replicas - 1) * self.chains;
         out.resize(below, 0.0);
         out.par_iter_mut().enumerate().for_each(|(i, o)| {
+            let b = self.chain_betas(i % self.chains);
             let r = i / self.chains;
-            *o = self.log_ratio(i, self.betas[r], self.betas[r + 1]);
+            *o = self.log_ratio(i, b[r], b[r + 1]);
         });
     }
 
@@ -359,25 +371,30 @@ impl<'a> Ladder<'a> {
                 }
             }
             Path::Rbm(p) => {
-                // One sweep per temperature, the temperatures in parallel
-                // (disjoint rows and streams: the same draws on any threads).
+                // One sweep per temperature (every chain's rows of a
+                // replica when the chains share one ladder, else each row
+                // alone), in parallel: disjoint rows and streams, each
+                // row's sweep its own, so the same draws on any threads
+                // and in any grouping of rows.
                 use rayon::prelude::*;
                 let c = self.chains;
+                let shared = self.b_rows.chunks(c).all(|b| b.iter().all(|x| *x == b[0]));
+                let size = if shared { c } else { 1 };
                 let (rbm, logit, act) = (&p.rbm, p.logit.view(), p.act.view());
+                let b_rows = &self.b_rows;
                 self.state
                     .position
-                    .axis_chunks_iter_mut(Axis(0), c)
+                    .axis_chunks_iter_mut(Axis(0), size)
                     .into_par_iter()
-                    .zip(self.rngs.par_chunks_mut(c))
-                    .zip(self.betas.par_iter())
+                    .zip(self.rngs.par_chunks_mut(size))
                     .enumerate()
-                    .for_each(|(r, ((v, rngs), &b))| {
+                    .for_each(|(k, (v, rngs))| {
                         rbm.gibbs_sweep_from(
                             v,
                             rngs,
-                            b,
+                            b_rows[k * size],
                             Some(logit),
-                            Some(act.slice(s![r * c..(r + 1) * c, ..])),
+                            Some(act.slice(s![k * size..(k + 1) * size, ..])),
                         );
                     });
                 self.steps.iter_mut().for_each(|s| *s = ChainStep::exact());
@@ -400,14 +417,23 @@ impl<'a> Ladder<'a> {
     /// 1)` with `r` of the parity of `t` are proposed for every chain, each
     /// accepted with probability `min(1, alpha)`, one uniform per pair from
     /// the chain's swap stream. Adds each pair's acceptance probability to
-    /// `accept[r]` and attempts to `attempts[r]`; returns the round trips
-    /// completed (a state that went from the reference to the target and
-    /// back).
-    pub(crate) fn swap(&mut self, t: u64, accept: &mut [f64], attempts: &mut [u64]) -> u64 {
+    /// `accept` and the round trips completed (a state that went from the
+    /// reference to the target and back) to `trips`, per group of chains:
+    /// `accept` holds `G (R - 1)` sums (group-major) and `trips` `G`, for
+    /// `G = 1` (all chains pooled) or `G = C` (each chain alone); adds the
+    /// attempts, every chain's, to `attempts[r]`.
+    pub(crate) fn swap(
+        &mut self,
+        t: u64,
+        accept: &mut [f64],
+        attempts: &mut [u64],
+        trips: &mut [u64],
+    ) {
         use rand::RngExt;
         let (c, big_r) = (self.chains, self.replicas);
         let parity = (t % 2) as usize;
-        let mut trips = 0;
+        let groups = accept.len() / (big_r - 1).max(1);
+        let group = |chain: usize| chain * groups / c;
         // The pairs of one parity are disjoint: their acceptance ratios
         // first, in parallel, then the decisions in chain order.
         let pairs: Vec<usize> = (parity..big_r.saturating_sub(1)).step_by(2).collect();
@@ -418,7 +444,8 @@ impl<'a> Ladder<'a> {
                 .map(|k| {
                     let (chain, r) = (k / pairs.len(), pairs[k % pairs.len()]);
                     let (i, j) = (r * c + chain, (r + 1) * c + chain);
-                    let (bi, bj) = (self.betas[r], self.betas[r + 1]);
+                    let b = self.chain_betas(chain);
+                    let (bi, bj) = (b[r], b[r + 1]);
                     self.log_ratio(i, bi, bj) + self.log_ratio(j, bj, bi)
                 })
                 .collect()
@@ -433,7 +460,7 @@ impl<'a> Ladder<'a> {
                 } else {
                     log_alpha.min(0.0).exp()
                 };
-                accept[r] += prob;
+                accept[group(chain) * (big_r - 1) + r] += prob;
                 attempts[r] += 1;
                 if u < prob {
                     self.exchange(i, j);
@@ -444,14 +471,13 @@ impl<'a> Ladder<'a> {
             let at_top = self.labels[(big_r - 1) * c + chain] as usize;
             let h = &mut self.heading[chain * big_r..(chain + 1) * big_r];
             if h[at_ref] == 2 {
-                trips += 1;
+                trips[group(chain)] += 1;
             }
             h[at_ref] = 1;
             if h[at_top] == 1 {
                 h[at_top] = 2;
             }
         }
-        trips
     }
 
     /// Exchanges the states of rows `i` and `j` (positions and cached
@@ -478,12 +504,14 @@ impl<'a> Ladder<'a> {
         self.refresh_row(j);
     }
 
-    /// Moves the temperatures to `betas` (same count, from 0 to 1): every
-    /// row's cached energy follows, no evaluation needed.
+    /// Moves the temperatures to `betas` (every chain's, chain-major, each
+    /// rising from 0 to 1): every row's cached energy follows, no
+    /// evaluation needed.
     pub(crate) fn set_betas(&mut self, betas: Vec<f64>) {
-        debug_assert_eq!(betas.len(), self.replicas);
+        let (c, r) = (self.chains, self.replicas);
+        debug_assert_eq!(betas.len(), c * r);
         self.b_rows = (0..self.b_rows.len())
-            .map(|i| betas[i / self.chains])
+            .map(|i| betas[(i % c) * r + i / c])
             .collect();
         self.betas = betas;
         for i in 0..self.b_rows.len() {

@@ -19,25 +19,35 @@
 //! does; no mass matrix: each temperature would need its own) and, in
 //! rounds ending at 1/64, 1/32, ..., 1/2 and 3/4 of warm-up, re-spaces the
 //! temperatures so that every pair rejects equally often
-//! ([`respace_schedule`]); the last quarter of warm-up tunes the steps at
-//! the final temperatures. The sampling phase keeps everything fixed and
-//! records the target replica, the swap acceptance per pair, `Lambda =
-//! sum_r (1 - accept_r)`, the round trips, and the stepping-stone
-//! estimate `log Z = log Z_0 + sum_r log mean_{x ~ f_r} f_{r+1}(x) / f_r(x)`
-//! with a standard error from batch means (the largest of 64, 32, 16 and 8
-//! batches per chain) of the
-//! estimate's influence function (which keeps the correlation between
-//! pairs that swaps create).
+//! ([`respace_schedule`]): one ladder for all chains from all their swaps
+//! ([`LadderMode::Pooled`], the default), or each chain's own ladder from
+//! its own swaps ([`LadderMode::PerChain`]: a chain then depends on no
+//! other, and the chains split into shards that give the one-process
+//! run's bytes). The last quarter of warm-up tunes the steps at the final
+//! temperatures. The sampling phase keeps everything fixed and records the
+//! target replica, the swap acceptance per pair, `Lambda = sum_r (1 -
+//! accept_r)`, the round trips, and the stepping-stone estimate along each
+//! ladder `g`, `log Z_g = log Z_0 + sum_r log mean_{x ~ f_{g,r}}
+//! f_{g,r+1}(x) / f_{g,r}(x)`, with `log Z = log mean_g Z_g` and a standard
+//! error from batch means (the largest of 64, 32, 16 and 8 batches per
+//! chain, and whole chains with 8 or more) of the estimate's influence
+//! function (which keeps the correlation between pairs that swaps create)
+//! ([`LadderTally::stats`]).
 //!
 //! Reproducibility: replica `r` of chain `c` draws its local moves from the
-//! stream `(seed, c R + r)`, chain `c`'s swaps from a stream of their own;
-//! sums run in chain order: the output is bit-identical for any thread
-//! count, and a resumed run equals the uninterrupted one.
+//! stream `(seed, c R + r)`, chain `c`'s swaps from a stream of their own
+//! (`c` the chain's index in the whole run, [`SampleConfig::first_chain`]
+//! plus its place in this one); sums run per chain, then over the chains
+//! in order: the output is bit-identical for any thread count and any
+//! split of the chains into shards, and a resumed run equals the
+//! uninterrupted one.
 mod ladder;
 mod resume;
 mod run;
 mod stone;
+mod tally;
 
+pub use crate::tally::{LadderGroup, LadderMode, LadderTally};
 pub use ladder::respace_schedule;
 pub(crate) use ladder::{Ladder, row_rngs, swap_rng};
 pub use resume::resume;
@@ -101,6 +111,10 @@ pub struct PtSettings {
     /// The starting temperatures (`R` values rising from 0 to 1); `None`:
     /// equally spaced.
     pub betas: Option<Vec<f64>>,
+    /// One ladder for all chains (the default) or one per chain (which
+    /// shards need).
+    #[serde(default)]
+    pub ladder: LadderMode,
 }
 
 impl PtSettings {
@@ -111,6 +125,7 @@ impl PtSettings {
             adapt_schedule: true,
             keep_all_replicas: false,
             betas: None,
+            ladder: LadderMode::Pooled,
         }
     }
 
@@ -167,13 +182,21 @@ pub struct PtStats {
     pub kernel: String,
     /// Replicas per chain.
     pub replicas: usize,
-    /// The temperatures of the sampling phase.
+    /// How the temperatures were adapted.
+    pub mode: LadderMode,
+    /// The temperatures of the sampling phase (with per-chain ladders, the
+    /// chains' mean).
     pub betas: Vec<f64>,
-    /// Mean swap acceptance probability of each pair `(r, r + 1)` in the sampling phase.
+    /// Each ladder's temperatures in the sampling phase (one ladder for
+    /// all chains, or one per chain).
+    pub ladders: Vec<Vec<f64>>,
+    /// Mean swap acceptance probability of each pair `(r, r + 1)` in the
+    /// sampling phase, all chains.
     pub swap_accept: Vec<f64>,
     /// The global communication barrier `sum_r (1 - swap_accept_r)`.
     pub lambda: f64,
-    /// The schedule adaptation's rounds.
+    /// The schedule adaptation's rounds (the chains' mean Lambda and
+    /// temperatures).
     pub rounds: Vec<Round>,
     /// Round trips (reference to target and back) completed in the sampling phase, all chains.
     pub round_trips: u64,
@@ -206,8 +229,9 @@ pub struct PtStats {
     pub grad_evals: u64,
     /// Wall time, seconds.
     pub wall_s: f64,
-    /// The tuning at the end (step sizes per row, replica-major).
-    pub tuning: Tuning,
+    /// The tuning at the end (step sizes per row, replica-major); `None`
+    /// in figures merged from shards.
+    pub tuning: Option<Tuning>,
 }
 
 /// The output of a parallel-tempering run.
@@ -220,6 +244,9 @@ pub struct PtOutput {
     pub all_replicas: Option<Array4<f64>>,
     /// Swap, schedule and log Z figures.
     pub stats: PtStats,
+    /// The per-chain tallies the figures are computed from (what a shard
+    /// hands the merge).
+    pub tally: LadderTally,
     /// Every replica's last positions, (replicas * chains, dim), replica-major.
     pub final_positions: Array2<f64>,
     /// False when stopped before the end.
@@ -310,7 +337,7 @@ pub fn sample(
             base,
             spec,
             config.beta,
-            c,
+            config.first_chain..config.first_chain + c,
             betas.clone(),
             config.seed,
             y0,
@@ -332,20 +359,21 @@ pub fn sample(
         ladder.start_tuner(&mut tuner, &mut tuning);
         let sampling = config.draws * config.thin;
         let batches = ss_batches(sampling);
+        let g = run::ladders(pt.ladder, c);
         let grad = kernel.grad_evals_per_step() > 0;
         let run = RunState {
             config: config.clone(),
             pt: pt.clone(),
             tuning,
             tuner,
-            betas,
-            round_accept: vec![0.0; r - 1],
+            betas: betas.repeat(g),
+            round_accept: vec![0.0; g * (r - 1)],
             round_attempts: vec![0; r - 1],
             rounds: vec![],
-            swap_accept: vec![0.0; r - 1],
+            swap_accept: vec![0.0; g * (r - 1)],
             swap_attempts: vec![0; r - 1],
-            trips: 0,
-            acceptance: vec![0.0; r],
+            trips: vec![0; g],
+            acceptance: vec![0.0; g * r],
             energy_evals: evals,
             grad_evals: if grad { evals } else { 0 },
             ss: vec![f64::MIN; c * batches * (r - 1)],
@@ -386,9 +414,10 @@ pub fn warnings(stats: &PtStats) -> Vec<String> {
 
 /// The figures of a run as the `pt` object of JSON reports.
 pub fn stats_json(stats: &PtStats) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "kernel": stats.kernel,
         "replicas": stats.replicas,
+        "ladder": stats.mode,
         "betas": stats.betas,
         "swap_accept": stats.swap_accept,
         "lambda": stats.lambda,
@@ -400,5 +429,9 @@ pub fn stats_json(stats: &PtStats) -> serde_json::Value {
         "acceptance": stats.acceptance,
         "step_size": stats.step_size,
         "rounds": stats.rounds,
-    })
+    });
+    if stats.mode == LadderMode::PerChain {
+        v["betas_per_chain"] = serde_json::json!(stats.ladders);
+    }
+    v
 }

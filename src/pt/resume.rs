@@ -1,7 +1,9 @@
 //! Resuming a parallel-tempering run: its checkpoint checked field by
 //! field against the run's settings before anything is used.
 
-use super::run::{RunState, Saved, SavedRun, finish, round_ends, schedule, transition};
+use super::run::{
+    RunState, Saved, SavedRun, chain_betas, finish, ladders, round_ends, schedule, transition,
+};
 use super::stone::ss_batches;
 use super::{KIND, Ladder, PtOutput, PtSettings, row_rngs, swap_rng, validate};
 use crate::ais::Base;
@@ -30,8 +32,18 @@ pub fn resume(
     control: &Control,
 ) -> Result<PtOutput> {
     let start = Instant::now();
-    let (saved, data): (Saved, Vec<f64>) = read_checkpoint(checkpoint, KIND, &control.settings)?;
+    let (saved, data): (serde_json::Value, Vec<f64>) =
+        read_checkpoint(checkpoint, KIND, &control.settings)?;
     let bad = |why: &str| Error::checkpoint(checkpoint, why.to_string());
+    if saved["run"]["trips"].is_u64() {
+        // Round trips as one count: tallies from before they were kept by
+        // ladder (December 2026).
+        return Err(bad(
+            "written by an earlier boltz (its tempering tallies are not kept by ladder): start the run again",
+        ));
+    }
+    let saved: Saved =
+        serde_json::from_value(saved).map_err(|e| bad(&format!("bad header: {e}")))?;
     let (config, settings) = run;
     let Saved { engine, run: saved } = saved;
     let differs = config
@@ -70,11 +82,12 @@ pub fn resume(
             base,
             spec,
             cfg.beta,
-            c,
-            state.betas.clone(),
+            cfg.first_chain..cfg.first_chain + c,
+            betas0,
             cfg.seed,
             Some(positions),
         )?;
+        ladder.set_betas(chain_betas(&state.betas, c, r));
         // The tuner must be one this run's can have become.
         let gibbs = Gibbs::default();
         let kernel: &dyn Kernel = ladder.kernel().unwrap_or(&gibbs);
@@ -116,12 +129,10 @@ fn state_fits(saved: &SavedRun, t: usize, d: usize) -> bool {
     let cfg = &run.config;
     let (c, r) = (cfg.n_chains, run.pt.replicas);
     let n = c * r;
+    let g = ladders(run.pt.ladder, c);
     let sampling = cfg.draws * cfg.thin;
     let batches = ss_batches(sampling);
-    let betas_ok = run.betas.len() == r
-        && run.betas[0] == 0.0
-        && run.betas[r - 1] == 1.0
-        && run.betas.windows(2).all(|w| w[0] < w[1]);
+    let betas_ok = run.betas.len() == g * r && run.betas.chunks(r).all(rising);
     let labels_ok = saved.labels.len() == n
         && (0..c).all(|chain| {
             let mut l: Vec<u32> = (0..r).map(|k| saved.labels[k * c + chain]).collect();
@@ -137,10 +148,11 @@ fn state_fits(saved: &SavedRun, t: usize, d: usize) -> bool {
         || saved.heading.iter().any(|h| *h > 2)
         || [&run.round_accept, &run.swap_accept]
             .iter()
-            .any(|v| v.len() != r - 1)
+            .any(|v| v.len() != g * (r - 1))
         || run.round_attempts.len() != r - 1
         || run.swap_attempts.len() != r - 1
-        || run.acceptance.len() != r
+        || run.trips.len() != g
+        || run.acceptance.len() != g * r
         || run.ss.len() != c * batches * (r - 1)
         || run.ss_n.len() != batches
         || !run.tuning.fits(n, d)
@@ -151,13 +163,11 @@ fn state_fits(saved: &SavedRun, t: usize, d: usize) -> bool {
         || saved
             .rngs
             .iter()
-            .zip(row_rngs(cfg.seed, c, r))
+            .zip(row_rngs(cfg.seed, cfg.first_chain..cfg.first_chain + c, r))
             .any(|(s, e)| !crate::rng::same_stream(s, &e))
-        || saved
-            .swap_rngs
-            .iter()
-            .enumerate()
-            .any(|(chain, s)| !crate::rng::same_stream(s, &swap_rng(cfg.seed, chain))))
+        || saved.swap_rngs.iter().enumerate().any(|(chain, s)| {
+            !crate::rng::same_stream(s, &swap_rng(cfg.seed, cfg.first_chain + chain))
+        }))
 }
 
 /// The tempering tallies of a checkpoint at step `t` within what its
@@ -169,17 +179,20 @@ fn state_fits(saved: &SavedRun, t: usize, d: usize) -> bool {
 fn tallies_fit(run: &RunState, t: usize, c: usize, r: usize) -> bool {
     let warm = t.min(run.config.warmup);
     let sampled = t - warm;
+    let g = ladders(run.pt.ladder, c);
     let per_step = |steps: usize| (steps as u64).saturating_mul(c as u64);
+    // Per ladder and pair: at most the ladder's attempts (every chain's,
+    // shared out over the ladders).
     let swaps_ok = |accept: &[f64], attempts: &[u64], most: u64| {
-        accept
-            .iter()
-            .zip(attempts)
-            .all(|(a, n)| *n <= most && a.is_finite() && *a >= 0.0 && *a <= *n as f64)
+        attempts.iter().all(|n| *n <= most)
+            && accept.chunks(r - 1).all(|a| {
+                a.iter()
+                    .zip(attempts)
+                    .all(|(a, n)| a.is_finite() && *a >= 0.0 && *a <= (*n / g as u64) as f64)
+            })
     };
     let sums_ok = |v: &[f64], most: f64| v.iter().all(|a| a.is_finite() && *a >= 0.0 && *a <= most);
-    let betas_ok = |b: &[f64]| {
-        b.len() == r && b[0] == 0.0 && b[r - 1] == 1.0 && b.windows(2).all(|w| w[0] < w[1])
-    };
+    let betas_ok = |b: &[f64]| b.len() == g * r && b.chunks(r).all(rising);
     // Pair p is attempted once per chain at every step of its parity:
     // since the last schedule round ended (warm-up) and since warm-up.
     let round_start = if run.pt.adapt_schedule {
@@ -206,12 +219,22 @@ fn tallies_fit(run: &RunState, t: usize, c: usize, r: usize) -> bool {
         )
         && swaps_ok(&run.swap_accept, &run.swap_attempts, per_step(sampled))
         && swaps_ok(&run.round_accept, &run.round_attempts, per_step(warm))
-        && run.trips <= per_step(sampled).saturating_mul(r as u64)
-        && sums_ok(&run.acceptance, (sampled * c) as f64)
-        && run.ss_n.iter().sum::<u64>() == sampled as u64
         && run
-            .rounds
+            .trips
             .iter()
-            .all(|k| k.end <= run.config.warmup && k.lambda.is_finite() && betas_ok(&k.betas))
+            .all(|n| *n <= per_step(sampled).saturating_mul(r as u64) / g as u64)
+        && sums_ok(&run.acceptance, (sampled * c / g) as f64)
+        && run.ss_n.iter().sum::<u64>() == sampled as u64
+        && run.rounds.iter().all(|k| {
+            k.end <= run.config.warmup
+                && k.lambda.len() == g
+                && k.lambda.iter().all(|l| l.is_finite() && *l >= 0.0)
+                && betas_ok(&k.betas)
+        })
         && run.rounds.windows(2).all(|w| w[0].end < w[1].end)
+}
+
+/// Whether `b` rises strictly from 0 to 1.
+fn rising(b: &[f64]) -> bool {
+    b.first() == Some(&0.0) && b.last() == Some(&1.0) && b.windows(2).all(|w| w[0] < w[1])
 }

@@ -3,8 +3,8 @@
 //! checkpoint state and its output.
 
 use super::Ladder;
-use super::stone::{ln_add, ss_batches, stepping_stone};
-use super::{PtOutput, PtSettings, PtStats, Round, respace_schedule};
+use super::stone::{ln_add, ss_batches};
+use super::{LadderGroup, LadderMode, LadderTally, PtOutput, PtSettings, respace_schedule};
 use crate::error::{Error, Result};
 use crate::kernels::{ChainStep, Tuner, Tuning};
 use crate::rng::{RngState, save_rng};
@@ -24,14 +24,25 @@ pub(super) struct RunState {
     pub(super) pt: PtSettings,
     pub(super) tuning: Tuning,
     pub(super) tuner: Tuner,
+    /// Every ladder's temperatures, ladder-major (`ladders x replicas`:
+    /// one ladder for all chains, or one per chain, [`ladders`]).
     pub(super) betas: Vec<f64>,
+    /// Per ladder and pair (ladder-major): swap acceptance summed since
+    /// the last schedule round.
     pub(super) round_accept: Vec<f64>,
+    /// Per pair: swap attempts, every chain's, since the last round.
     pub(super) round_attempts: Vec<u64>,
-    pub(super) rounds: Vec<Round>,
+    /// The schedule rounds so far.
+    pub(super) rounds: Vec<LadderRound>,
+    /// Per ladder and pair (ladder-major): swap acceptance summed over the
+    /// sampling steps.
     pub(super) swap_accept: Vec<f64>,
+    /// Per pair: swap attempts, every chain's, in the sampling phase.
     pub(super) swap_attempts: Vec<u64>,
-    pub(super) trips: u64,
-    /// Per replica: the sum of its chains' acceptance over the sampling steps.
+    /// Per ladder: round trips in the sampling phase.
+    pub(super) trips: Vec<u64>,
+    /// Per ladder and replica (ladder-major): local-move acceptance summed
+    /// over the sampling steps.
     pub(super) acceptance: Vec<f64>,
     pub(super) energy_evals: u64,
     pub(super) grad_evals: u64,
@@ -40,6 +51,15 @@ pub(super) struct RunState {
     pub(super) ss: Vec<f64>,
     /// Sampling steps per batch.
     pub(super) ss_n: Vec<u64>,
+}
+
+/// One schedule round: where it ended, each ladder's Lambda in it and
+/// its temperatures after it (ladder-major).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct LadderRound {
+    pub(super) end: usize,
+    pub(super) lambda: Vec<f64>,
+    pub(super) betas: Vec<f64>,
 }
 
 #[derive(serde::Serialize)]
@@ -70,6 +90,25 @@ pub(super) struct SavedRun {
 pub(super) struct Saved {
     pub(super) engine: crate::run::Tally,
     pub(super) run: SavedRun,
+}
+
+/// The number of ladders of a run of `chains` chains.
+pub(super) fn ladders(mode: LadderMode, chains: usize) -> usize {
+    match mode {
+        LadderMode::Pooled => 1,
+        LadderMode::PerChain => chains,
+    }
+}
+
+/// Every chain's temperatures (chain-major) from every ladder's.
+pub(super) fn chain_betas(betas: &[f64], chains: usize, replicas: usize) -> Vec<f64> {
+    let g = betas.len() / replicas;
+    (0..chains)
+        .flat_map(|c| {
+            let k = c * g / chains;
+            betas[k * replicas..(k + 1) * replicas].iter().copied()
+        })
+        .collect()
 }
 
 /// The warm-up steps after which the schedule is re-spaced: 1/64, 1/32,
@@ -124,28 +163,41 @@ impl Pt<'_> {
     }
 
     /// Warm-up's part of step `t`: the tuner, swaps counted for the
-    /// schedule's round, and the round's re-spacing where it ends.
+    /// schedule's round, and where a round ends each ladder re-spaced by
+    /// its chains' swaps.
     fn warmup(&mut self, t: usize) {
         let run = &mut self.run;
+        let (c, r) = (self.ladder.chains, self.ladder.replicas);
+        let g = run.trips.len();
         self.ladder.update_tuner(&mut run.tuner, t, &mut run.tuning);
         // Round trips count in the sampling phase only.
-        self.ladder
-            .swap(t as u64, &mut run.round_accept, &mut run.round_attempts);
+        let mut trips = vec![0; g];
+        self.ladder.swap(
+            t as u64,
+            &mut run.round_accept,
+            &mut run.round_attempts,
+            &mut trips,
+        );
         if run.pt.adapt_schedule && self.ends.contains(&(t + 1)) {
-            let rejection: Vec<f64> = run
-                .round_accept
-                .iter()
-                .zip(&run.round_attempts)
-                .map(|(a, n)| 1.0 - a / (*n).max(1) as f64)
-                .collect();
             if run.round_attempts.iter().all(|n| *n > 0) {
-                let betas = respace_schedule(self.ladder.betas(), &rejection);
-                run.rounds.push(Round {
+                let mut lambda = Vec::with_capacity(g);
+                let mut betas = Vec::with_capacity(g * r);
+                for k in 0..g {
+                    // The ladder's attempts: every chain's, over the ladders.
+                    let rejection: Vec<f64> = run.round_accept[k * (r - 1)..(k + 1) * (r - 1)]
+                        .iter()
+                        .zip(&run.round_attempts)
+                        .map(|(a, n)| 1.0 - a / (*n / g as u64) as f64)
+                        .collect();
+                    lambda.push(rejection.iter().sum());
+                    betas.extend(respace_schedule(&run.betas[k * r..(k + 1) * r], &rejection));
+                }
+                run.rounds.push(LadderRound {
                     end: t + 1,
-                    lambda: rejection.iter().sum(),
+                    lambda,
                     betas: betas.clone(),
                 });
-                self.ladder.set_betas(betas.clone());
+                self.ladder.set_betas(chain_betas(&betas, c, r));
                 run.betas = betas;
             }
             run.round_accept.iter_mut().for_each(|a| *a = 0.0);
@@ -172,12 +224,16 @@ impl Transition for Pt<'_> {
             self.warmup(t);
         } else {
             let run = &mut self.run;
+            let (r, g) = (self.ladder.replicas, run.trips.len());
             for (i, s) in self.ladder.steps.iter().enumerate() {
-                run.acceptance[i / c] += s.accept_prob;
+                run.acceptance[(i % c) * g / c * r + i / c] += s.accept_prob;
             }
-            run.trips += self
-                .ladder
-                .swap(t as u64, &mut run.swap_accept, &mut run.swap_attempts);
+            self.ladder.swap(
+                t as u64,
+                &mut run.swap_accept,
+                &mut run.swap_attempts,
+                &mut run.trips,
+            );
             self.stepping_stone(t - self.run.config.warmup);
         }
         Ok(&self.ladder.steps)
@@ -267,6 +323,47 @@ pub(super) fn finish(
     Ok(output(run.finish(), complete))
 }
 
+/// The run's tallies by ladder ([`LadderTally`]).
+fn ladder_tally(ladder: &Ladder<'_>, run: &RunState, log_z0: f64) -> LadderTally {
+    let (c, r) = (ladder.chains, ladder.replicas);
+    let g = run.trips.len();
+    let per = c / g;
+    let batches = run.ss_n.len();
+    let steps = run.tuning.step_size().expand(c * r);
+    let groups = (0..g)
+        .map(|k| LadderGroup {
+            chains: per,
+            betas: run.betas[k * r..(k + 1) * r].to_vec(),
+            round_lambda: run.rounds.iter().map(|x| x.lambda[k]).collect(),
+            round_betas: run
+                .rounds
+                .iter()
+                .map(|x| x.betas[k * r..(k + 1) * r].to_vec())
+                .collect(),
+            swap_accept: run.swap_accept[k * (r - 1)..(k + 1) * (r - 1)].to_vec(),
+            trips: run.trips[k],
+            acceptance: run.acceptance[k * r..(k + 1) * r].to_vec(),
+            ss: run.ss[k * per * batches * (r - 1)..(k + 1) * per * batches * (r - 1)].to_vec(),
+            step_sizes: (k * per..(k + 1) * per)
+                .flat_map(|chain| (0..r).map(move |i| (chain, i)))
+                .map(|(chain, i)| steps[i * c + chain])
+                .collect(),
+        })
+        .collect();
+    LadderTally {
+        kernel: ladder.kernel_name().to_string(),
+        replicas: r,
+        log_z0,
+        mode: run.pt.ladder,
+        round_ends: run.rounds.iter().map(|x| x.end).collect(),
+        swap_attempts: run.swap_attempts.clone(),
+        ss_n: run.ss_n.clone(),
+        energy_evals: run.energy_evals,
+        grad_evals: run.grad_evals,
+        groups,
+    }
+}
+
 fn output(done: Finished<Pt<'_>>, complete: bool) -> PtOutput {
     let Finished {
         transition: pt,
@@ -282,54 +379,18 @@ fn output(done: Finished<Pt<'_>>, complete: bool) -> PtOutput {
     } = pt;
     let (c, r, d) = (ladder.chains, ladder.replicas, ladder.state.dim());
     let sampling = tally.t.saturating_sub(run.config.warmup) as f64;
-    let swap_accept: Vec<f64> = run
-        .swap_accept
+    let chain_tally = ladder_tally(&ladder, &run, log_z0);
+    let mut stats = chain_tally.stats();
+    stats.chain_acceptance = tally
+        .chain_acceptance
         .iter()
-        .zip(&run.swap_attempts)
-        .map(|(a, n)| if *n > 0 { a / *n as f64 } else { f64::NAN })
+        .map(|a| a / sampling)
         .collect();
-    let lambda = swap_accept.iter().map(|a| 1.0 - a).sum::<f64>();
-    let (log_z, log_z_stderr, log_z_pairs) = stepping_stone(&run.ss, &run.ss_n, c, r, log_z0);
-    let steps = run.tuning.step_size().expand(c * r);
-    let step_size = (0..r)
-        .map(|k| crate::kernels::StepSizes::per_chain(steps[k * c..(k + 1) * c].to_vec()).median())
-        .collect();
-    let stats = PtStats {
-        kernel: ladder.kernel_name().to_string(),
-        replicas: r,
-        betas: run.betas.clone(),
-        swap_accept,
-        lambda,
-        rounds: run.rounds.clone(),
-        round_trips: run.trips,
-        round_trip_rate: if sampling > 0.0 {
-            run.trips as f64 / (c as f64 * sampling)
-        } else {
-            f64::NAN
-        },
-        round_trip_bound: 1.0 / (2.0 + 2.0 * lambda),
-        log_z,
-        log_z_stderr,
-        log_z_pairs,
-        acceptance: run
-            .acceptance
-            .iter()
-            .map(|a| a / (c as f64 * sampling))
-            .collect(),
-        chain_acceptance: tally
-            .chain_acceptance
-            .iter()
-            .map(|a| a / sampling)
-            .collect(),
-        chain_divergences: tally.chain_divergences.clone(),
-        step_size,
-        divergences: tally.divergences,
-        warmup_divergences: tally.warmup_divergences,
-        energy_evals: run.energy_evals,
-        grad_evals: run.grad_evals,
-        wall_s,
-        tuning: run.tuning.clone(),
-    };
+    stats.chain_divergences.clone_from(&tally.chain_divergences);
+    stats.divergences = tally.divergences;
+    stats.warmup_divergences = tally.warmup_divergences;
+    stats.wall_s = wall_s;
+    stats.tuning = Some(run.tuning.clone());
     let draws = tally.draw;
     let mut tracks = tracks.into_iter();
     let samples = by_chain(&tracks.next().expect("positions"), c, d);
@@ -348,6 +409,7 @@ fn output(done: Finished<Pt<'_>>, complete: bool) -> PtOutput {
         energies,
         all_replicas,
         stats,
+        tally: chain_tally,
         final_positions: ladder.state.position.clone(),
         complete,
     }

@@ -274,6 +274,7 @@ def sample(
     pooled_mass: bool = False,
     replicas: int = 8,
     kernel: Optional[str] = None,
+    ladder: str = "pooled",
     progress: bool = False,
     diagnostics: bool = True,
 ) -> Tuple[_np.ndarray, Dict[str, Any]]:
@@ -287,7 +288,10 @@ def sample(
             AIS base to the target, ``kernel`` their local move (default
             ``mala``; ``gibbs`` for binary models); its report has a ``pt``
             dict (temperatures, swap acceptance, ``lambda``, round trips,
-            stepping-stone ``log_z``). ``leapfrog``: HMC's (and AutoStep
+            stepping-stone ``log_z``); ``ladder``: ``"pooled"`` (one
+            ladder for all chains, the lower stepping-stone error) or
+            ``"per-chain"`` (each chain its own: a chain depends on no
+            other, as shards need). ``leapfrog``: HMC's (and AutoStep
             HMC's) leapfrog steps; ``max_depth``: NUTS's most trajectory
             doublings; :func:`kernels` says which kernel reads which
             setting and its default.
@@ -355,6 +359,7 @@ def sample(
         "pooled_mass": bool(pooled_mass),
         "replicas": _count(replicas, "replicas"),
         "kernel": None if kernel is None else str(kernel),
+        "ladder": str(ladder),
         "diagnostics": bool(diagnostics),
     }
     samples, report = _native.sample(

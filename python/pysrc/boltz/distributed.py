@@ -217,6 +217,9 @@ def sample(
     leapfrog: int = 16,
     max_depth: int = 10,
     target_accept: Optional[float] = None,
+    replicas: int = 8,
+    kernel: Optional[str] = None,
+    ladder: str = "pooled",
     workdir: Optional[str] = None,
     retries: int = 2,
 ) -> Tuple[_np.ndarray, Dict[str, Any]]:
@@ -225,8 +228,11 @@ def sample(
 
     Each chain adapts its own step size and diagonal mass from its own
     warm-up, in the one-process run too, so any split gives the same draws
-    as ``boltz.sample`` with the same settings. ``retries``: reruns of a
-    shard whose task raised.
+    as ``boltz.sample`` with the same settings. Parallel tempering
+    (``sampler="pt"``, ``replicas``, ``kernel``) needs
+    ``ladder="per-chain"`` (each chain its own ladder); its merged report
+    has the stepping-stone ``log_z`` in ``report["pt"]``. ``retries``:
+    reruns of a shard whose task raised.
     """
     spec = _spec(energy)
     _native.load_model(spec)  # a missing or broken model file is refused here, not on each worker
@@ -237,6 +243,8 @@ def sample(
         "beta": float(beta), "thin": _count(thin, "thin"), "leapfrog": _count(leapfrog, "leapfrog"),
         "max_depth": _count(max_depth, "max_depth"),
         "target_accept": None if target_accept is None else float(target_accept),
+        "replicas": _count(replicas, "replicas"), "kernel": None if kernel is None else str(kernel),
+        "ladder": str(ladder),
     }
     r, s, _ = _run(client, spec, "sample", job, _shards(shards), init_spec=init, workdir=workdir,
                    retries=_retries(retries))

@@ -535,7 +535,11 @@ fn check_method(job: &LogzJob, method: &str) -> Result<()> {
     if job.shard.is_some() && method != "ais" && method != "smc" {
         return Err(Error::param(
             "shard",
-            format!("shards are for `method ais` and `method smc` (this run is {method})"),
+            if method == "pt" {
+                "shards of log Z are for `method ais` and `method smc`; parallel tempering's stepping-stone log Z is sharded by chains with the sample job (`sampler pt`, `shard`), whose merged report has it (`pt.log_z`)".to_string()
+            } else {
+                format!("shards are for `method ais` and `method smc` (this run is {method})")
+            },
         ));
     }
     if (job.target_se.is_some() || job.max_seconds.is_some()) && method != "check" {

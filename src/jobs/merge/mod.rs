@@ -12,9 +12,13 @@
 
 use crate::ais::{AisConfig, Estimate, WeightSums, estimate, estimate_warnings, largest};
 use crate::error::{Error, Result};
-use crate::shard::{LogzFigures, ProbPoints, SampleFigures, ShardFigures, ShardHeader};
+use crate::shard::{LogzFigures, ProbPoints, ShardFigures, ShardHeader};
 use ndarray::{Array2, Array3};
 use std::path::PathBuf;
+
+mod sample;
+use sample::merge_sample;
+pub use sample::sample_shard;
 
 /// What a merge returns.
 pub struct MergeRun {
@@ -32,11 +36,14 @@ pub struct MergeRun {
     pub log_prob: Option<ndarray::ArrayD<f64>>,
     /// The warnings (also in the report).
     pub warnings: Vec<String>,
+    /// Parallel tempering's figures of the merged chains (sample shards of
+    /// `sampler pt`), as the one-process run's (no tuning).
+    pub pt: Option<crate::pt::PtStats>,
 }
 
 /// A shard file: its path, header and values (a merge of draws keeps
 /// them; a log Z merge reads them again a shard at a time, [`values`]).
-type ShardFile = (PathBuf, ShardHeader, Vec<f64>);
+pub(super) type ShardFile = (PathBuf, ShardHeader, Vec<f64>);
 
 /// The values of a shard whose header was read and checked before: read
 /// again, checked again, and refused if the file changed in between.
@@ -227,14 +234,6 @@ fn logz_figures(h: &ShardHeader) -> &LogzFigures {
     }
 }
 
-/// A sample shard's figures.
-fn sample_figures(h: &ShardHeader) -> &SampleFigures {
-    match &h.figures {
-        ShardFigures::Sample(f) => f,
-        ShardFigures::Logz(_) => unreachable!("checked: one kind"),
-    }
-}
-
 fn merge_logz(shards: Vec<ShardFile>, scan: LogzScan) -> Result<MergeRun> {
     let h0 = shards[0].1.clone();
     let f0 = logz_figures(&h0);
@@ -309,6 +308,7 @@ fn merge_logz(shards: Vec<ShardFile>, scan: LogzScan) -> Result<MergeRun> {
         energies: None,
         log_prob,
         warnings,
+        pt: None,
     })
 }
 
@@ -499,98 +499,6 @@ fn merge_log_prob(
         .map_err(|e| Error::Numerical(e.to_string()))
 }
 
-fn merge_sample(shards: Vec<ShardFile>) -> Result<MergeRun> {
-    let h0 = shards[0].1.clone();
-    let (c, n, d) = (h0.total, h0.draws, h0.dim);
-    let mut samples = Array3::zeros((c, n, d));
-    let mut energies = h0.energies.then(|| Array2::zeros((c, n)));
-    for (p, h, data) in &shards {
-        let r = h.shard.range(c);
-        let m = r.len();
-        let s = ndarray::ArrayView3::from_shape((m, n, d), &data[..m * n * d])
-            .map_err(|e| Error::checkpoint(p, e.to_string()))?;
-        samples.slice_mut(ndarray::s![r.clone(), .., ..]).assign(&s);
-        if let Some(e) = energies.as_mut() {
-            let v = ndarray::ArrayView2::from_shape((m, n), &data[m * n * d..])
-                .map_err(|e| Error::checkpoint(p, e.to_string()))?;
-            e.slice_mut(ndarray::s![r, ..]).assign(&v);
-        }
-    }
-    let mut report = h0.report.clone();
-    let ov = if n >= 4 {
-        crate::diagnostics::overview(&crate::diagnostics::summarize(samples.view())?)
-    } else {
-        crate::diagnostics::Overview {
-            ess_bulk_min: f64::NAN,
-            ess_tail_min: f64::NAN,
-            rhat_max: f64::NAN,
-        }
-    };
-    let mut warnings = Vec::new();
-    // Chains with a context each target different laws: no R-hat or ESS
-    // across them (the one-process run gives none either).
-    let across = !sample_figures(&h0).per_chain_context;
-    if across && ov.rhat_max > 1.01 {
-        warnings.push(format!(
-            "R-hat {:.4} above 1.01 over all chains: they disagree (caught in different modes, or not yet mixed); run longer or use a tempered sampler",
-            ov.rhat_max
-        ));
-    }
-    if across && ov.ess_bulk_min < 100.0 {
-        warnings.push(format!(
-            "bulk ESS {:.1} below 100: means and quantiles of these draws are unreliable; run longer",
-            ov.ess_bulk_min
-        ));
-    }
-    let figures: Vec<&SampleFigures> = shards.iter().map(|(_, h, _)| sample_figures(h)).collect();
-    for ((_, h, _), f) in shards.iter().zip(&figures) {
-        for w in &f.warnings {
-            if !w.starts_with("R-hat") && !w.starts_with("bulk ESS") {
-                warnings.push(format!("shard {}/{}: {w}", h.shard.index, h.shard.count));
-            }
-        }
-    }
-    let sum = |get: &dyn Fn(&SampleFigures) -> u64| {
-        figures.iter().fold(0u64, |a, f| a.saturating_add(get(f)))
-    };
-    let acc: Vec<f64> = figures
-        .iter()
-        .flat_map(|f| f.acceptance_per_chain.iter().copied())
-        .collect();
-    let div: Vec<u64> = figures
-        .iter()
-        .flat_map(|f| f.divergences_per_chain.iter().copied())
-        .collect();
-    report["chains"] = serde_json::json!(c);
-    report["ess_bulk_min"] = serde_json::json!(ov.ess_bulk_min);
-    report["ess_tail_min"] = serde_json::json!(ov.ess_tail_min);
-    report["rhat_max"] = serde_json::json!(ov.rhat_max);
-    report["acceptance"] = serde_json::json!(acc.iter().sum::<f64>() / acc.len().max(1) as f64);
-    report["acceptance_per_chain"] = serde_json::json!(acc);
-    report["divergences"] = serde_json::json!(div.iter().fold(0u64, |a, d| a.saturating_add(*d)));
-    report["divergences_per_chain"] = serde_json::json!(div);
-    report["warmup_divergences"] = serde_json::json!(sum(&|f| f.warmup_divergences));
-    report["energy_evals"] = serde_json::json!(sum(&|f| f.energy_evals));
-    if figures.iter().all(|f| f.grad_evals.is_some()) {
-        report["grad_evals"] = serde_json::json!(sum(&|f| f.grad_evals.unwrap_or(0)));
-    }
-    if let Some(obj) = report.as_object_mut() {
-        obj.remove("shard");
-        obj.remove("step_size");
-        obj.remove("exact_check");
-    }
-    report["shards"] = serde_json::json!(shards.len());
-    report["warnings"] = serde_json::json!(warnings);
-    Ok(MergeRun {
-        kind: "sample".into(),
-        report,
-        samples: Some(samples),
-        energies,
-        log_prob: None,
-        warnings,
-    })
-}
-
 /// The shard file of a log Z (or, with `prob`, log P) job run with
 /// `job.shard`: its log-weights, the path's `log Z_0`, `-beta F(x, y)` of the
 /// points for prob, and `settings` (everything that shapes the run but the
@@ -653,62 +561,6 @@ pub fn logz_shard(
         context_range: w.context_range.clone().map(|r| (r.start, r.end)),
         figures: ShardFigures::Logz(figures),
         report: rep,
-    };
-    crate::shard::shard_bytes(name, &header, &data)
-}
-
-/// The shard file of a sample job run with `job.shard`: its chains' draws
-/// and energies, the report, and `settings` (as [`logz_shard`]).
-pub fn sample_shard(
-    run: &super::SampleRun,
-    job: &super::SampleJob,
-    settings: &str,
-    name: &std::path::Path,
-) -> Result<Vec<u8>> {
-    let shard = job
-        .shard
-        .ok_or_else(|| Error::param("shard", "this run is not a shard"))?;
-    let out = &run.output;
-    if !out.complete {
-        return Err(Error::Interrupted(
-            "the shard was stopped: no shard file written (rerun it)".into(),
-        ));
-    }
-    let (_, d, k) = out.samples.dim();
-    let mut data: Vec<f64> = out.samples.iter().copied().collect();
-    if let Some(e) = &out.energies {
-        data.extend(e.iter().copied());
-    }
-    let s = &out.stats;
-    let figures = SampleFigures {
-        acceptance_per_chain: s.acceptance.clone(),
-        divergences_per_chain: s.divergences.iter().map(|&d| d as u64).collect(),
-        warmup_divergences: s.warmup_divergences as u64,
-        energy_evals: s.energy_evals,
-        grad_evals: (!run.gradient_free).then_some(s.grad_evals),
-        warnings: run.warnings.clone(),
-        per_chain_context: run.per_chain_context,
-    };
-    let mut report = run.report.clone();
-    if let Some(obj) = report.as_object_mut() {
-        // Times differ between runs; a shard file is the same bytes.
-        for k in ["wall_s", "sampling_s", "diagnostics_s"] {
-            obj.remove(k);
-        }
-    }
-    let header = ShardHeader {
-        version: crate::shard::SHARD_VERSION,
-        settings: settings.to_string(),
-        shard,
-        total: job.chains,
-        contexts: 1,
-        draws: d,
-        dim: k,
-        energies: out.energies.is_some(),
-        smc: false,
-        context_range: None,
-        figures: ShardFigures::Sample(figures),
-        report,
     };
     crate::shard::shard_bytes(name, &header, &data)
 }
