@@ -229,6 +229,7 @@ fn sample_shards_merge_to_the_plain_one_process_draws() {
     for (sampler, model, extra) in [
         ("mala", "gmm-far", &[][..]),
         ("nuts", "gmm-far", &[][..]),
+        ("hmc", "gmm-far", &[][..]),
         ("mala", "ring", &["--context", "ctx7.npy"][..]),
         // Tempering (issue 29): each chain adapts its own ladder.
         ("pt", "gmm-far", &["--ladder", "per-chain"][..]),
