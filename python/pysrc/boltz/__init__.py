@@ -13,6 +13,8 @@ Energies:
 - :class:`CallbackEnergy`: your own function ``fn(y) -> (energies, gradients)``
   evaluated for all chains at once;
 - :func:`torch_energy`: a torch module, gradients by autograd;
+- :func:`jax_energy`: a JAX function of one row, compiled once (``jit`` of
+  ``vmap`` of ``value_and_grad``) and called once per batch;
 - :func:`mlp_from_torch`: an ``nn.Sequential`` MLP as boltz's native MLP.
 
 Jobs: :func:`sample`, :func:`logz`, :func:`log_prob`, :class:`Negatives`,
@@ -57,6 +59,7 @@ __all__ = [
     "Negatives",
     "compare",
     "diagnose",
+    "jax_energy",
     "kernels",
     "load_model",
     "log_prob",
@@ -873,4 +876,5 @@ class Negatives:
         return f"boltz.Negatives(method={s['method']!r}, kernel={s['kernel']!r}, steps={s['steps']})"
 
 
+from ._jax import jax_energy  # noqa: E402
 from ._torch import mlp_from_torch, torch_energy  # noqa: E402
