@@ -130,6 +130,21 @@ def test_torch_energy_float32_and_conditional():
     assert all(p.grad is None for p in net.parameters())
 
 
+def test_torch_energy_compiled_gives_the_eager_values():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    net = _torch_mlp(torch, [5, 16, 1])
+    y = np.random.default_rng(3).normal(size=(4, 3))
+    x = np.random.default_rng(2).normal(size=(4, 2))
+    eager = boltz.torch_energy(net, dim=3, x_dim=2).energy_and_grad(y, x)
+    try:
+        compiled = boltz.torch_energy(net, dim=3, x_dim=2, compile=True).energy_and_grad(y, x)
+    except boltz.BoltzError as err:  # no C compiler for torch's inductor here
+        pytest.skip(f"torch.compile unavailable: {err}")
+    np.testing.assert_allclose(compiled[0], eager[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(compiled[1], eager[1], rtol=1e-4, atol=1e-6)
+
+
 def test_mlp_from_torch_refuses_unsupported_modules():
     torch = pytest.importorskip("torch")
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.GELU(), torch.nn.Linear(4, 1))

@@ -27,6 +27,7 @@ def torch_energy(
     *,
     device: Any = None,
     name: Optional[str] = None,
+    compile: bool = False,
 ) -> CallbackEnergy:
     """A torch module mapping (n, x_dim + dim) inputs ``[x ; y]`` to (n,) energies, as an energy.
 
@@ -44,6 +45,14 @@ def torch_energy(
     dropout masks in every evaluation, batch-norm running statistics
     updated by every evaluation): a ``UserWarning`` says so at the first
     such evaluation; call ``module.eval()`` around sampling to avoid it.
+
+    ``compile=True`` evaluates the module through ``torch.compile`` (its
+    forward and backward compiled at the first call of each batch shape).
+    Measured on a 2-core CPU (the W8 digits MLP, 1024 rows): 19.7 s to
+    compile, then 3.21 ms per energy and gradient against 2.07 ms eager,
+    so it is off by default; it pays where torch's compiler does (GPUs,
+    larger modules). The fastest path for an ``nn.Sequential`` MLP stays
+    :func:`mlp_from_torch` (no Python in the loop).
     """
     import torch  # noqa: F401  (imported only here)
 
@@ -62,6 +71,7 @@ def torch_energy(
         if isinstance(m, (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm))
     ]
     warned = [False]
+    run = torch.compile(module) if compile else module
 
     def check_mode() -> None:
         training = [type(m).__name__ for m in moded if m.training]
@@ -86,7 +96,7 @@ def torch_energy(
         else:
             inp = yt
         with torch.enable_grad():
-            e = module(inp)
+            e = run(inp)
             if e.numel() != y.shape[0]:
                 raise BoltzError(
                     f"torch_energy: the module returned shape {tuple(e.shape)} for {y.shape[0]} "
