@@ -112,6 +112,16 @@ pub struct LadderGroup {
     pub step_sizes: Vec<f64>,
 }
 
+/// Whether `b` is a tempering ladder of `replicas` temperatures: rising
+/// strictly from 0 (the reference) to 1 (the target).
+pub fn is_ladder(b: &[f64], replicas: usize) -> bool {
+    replicas >= 2
+        && b.len() == replicas
+        && b[0] == 0.0
+        && b[replicas - 1] == 1.0
+        && b.windows(2).all(|w| w[0] < w[1])
+}
+
 /// How a tempering run adapts its temperatures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -224,9 +234,7 @@ impl LadderTally {
         let batches = self.ss_n.len();
         let sampled: u64 = self.ss_n.iter().fold(0, |a, n| a.saturating_add(*n));
         let c = self.chains() as u64;
-        let rising = |b: &[f64]| {
-            b.len() == r && b[0] == 0.0 && b[r - 1] == 1.0 && b.windows(2).all(|w| w[0] < w[1])
-        };
+        let rising = |b: &[f64]| is_ladder(b, r);
         let sums = |v: &[f64], n: usize, most: f64| {
             v.len() == n && v.iter().all(|a| a.is_finite() && *a >= 0.0 && *a <= most)
         };

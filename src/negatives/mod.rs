@@ -320,11 +320,7 @@ impl NegativeSampler {
         let tempered_ok = match (&state.method, &state.tempered) {
             (Method::Tempered { replicas }, Some(t)) => {
                 let (r, n) = (*replicas, state.n_chains * *replicas);
-                r >= 2
-                    && t.betas.len() == r
-                    && t.betas[0] == 0.0
-                    && t.betas[r - 1] == 1.0
-                    && t.betas.windows(2).all(|w| w[0] < w[1])
+                crate::tally::is_ladder(&t.betas, r)
                     && (t.positions.is_empty() || t.positions.len() == n * state.dim)
                     && t.positions.iter().all(|v| v.is_finite())
                     && t.rngs.len() == n

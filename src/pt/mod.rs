@@ -147,11 +147,7 @@ impl PtSettings {
         match &self.betas {
             None => Ok((0..r).map(|k| k as f64 / (r - 1) as f64).collect()),
             Some(b) => {
-                let ok = b.len() == r
-                    && b[0] == 0.0
-                    && b[r - 1] == 1.0
-                    && b.windows(2).all(|w| w[0] < w[1]);
-                if ok {
+                if crate::tally::is_ladder(b, r) {
                     Ok(b.clone())
                 } else {
                     Err(Error::param(

@@ -14,6 +14,7 @@ use crate::kernels::{Adaptation, Gibbs, Kernel, KernelSpec, Tuner};
 use crate::rng::restore_rng;
 use crate::run::{ChainRun, Control, Observer, in_pool};
 use crate::sampler::SampleConfig;
+use crate::tally::is_ladder;
 use ndarray::Array2;
 use std::path::Path;
 use std::time::Instant;
@@ -32,18 +33,8 @@ pub fn resume(
     control: &Control,
 ) -> Result<PtOutput> {
     let start = Instant::now();
-    let (saved, data): (serde_json::Value, Vec<f64>) =
-        read_checkpoint(checkpoint, KIND, &control.settings)?;
+    let (saved, data): (Saved, Vec<f64>) = read_checkpoint(checkpoint, KIND, &control.settings)?;
     let bad = |why: &str| Error::checkpoint(checkpoint, why.to_string());
-    if saved["run"]["trips"].is_u64() {
-        // Round trips as one count: tallies from before they were kept by
-        // ladder (December 2026).
-        return Err(bad(
-            "written by an earlier boltz (its tempering tallies are not kept by ladder): start the run again",
-        ));
-    }
-    let saved: Saved =
-        serde_json::from_value(saved).map_err(|e| bad(&format!("bad header: {e}")))?;
     let (config, settings) = run;
     let Saved { engine, run: saved } = saved;
     let differs = config
@@ -132,7 +123,7 @@ fn state_fits(saved: &SavedRun, t: usize, d: usize) -> bool {
     let g = ladders(run.pt.ladder, c);
     let sampling = cfg.draws * cfg.thin;
     let batches = ss_batches(sampling);
-    let betas_ok = run.betas.len() == g * r && run.betas.chunks(r).all(rising);
+    let betas_ok = run.betas.len() == g * r && run.betas.chunks(r).all(|b| is_ladder(b, r));
     let labels_ok = saved.labels.len() == n
         && (0..c).all(|chain| {
             let mut l: Vec<u32> = (0..r).map(|k| saved.labels[k * c + chain]).collect();
@@ -192,7 +183,7 @@ fn tallies_fit(run: &RunState, t: usize, c: usize, r: usize) -> bool {
             })
     };
     let sums_ok = |v: &[f64], most: f64| v.iter().all(|a| a.is_finite() && *a >= 0.0 && *a <= most);
-    let betas_ok = |b: &[f64]| b.len() == g * r && b.chunks(r).all(rising);
+    let betas_ok = |b: &[f64]| b.len() == g * r && b.chunks(r).all(|b| is_ladder(b, r));
     // Pair p is attempted once per chain at every step of its parity:
     // since the last schedule round ended (warm-up) and since warm-up.
     let round_start = if run.pt.adapt_schedule {
@@ -232,9 +223,4 @@ fn tallies_fit(run: &RunState, t: usize, c: usize, r: usize) -> bool {
                 && betas_ok(&k.betas)
         })
         && run.rounds.windows(2).all(|w| w[0].end < w[1].end)
-}
-
-/// Whether `b` rises strictly from 0 to 1.
-fn rising(b: &[f64]) -> bool {
-    b.first() == Some(&0.0) && b.last() == Some(&1.0) && b.windows(2).all(|w| w[0] < w[1])
 }

@@ -134,6 +134,8 @@ pub(super) struct Pt<'a> {
     ends: Vec<usize>,
     /// Scratch: the log ratios of the stepping stone.
     up: Vec<f64>,
+    /// Scratch: warm-up's round trips per ladder (not counted).
+    warm_trips: Vec<u64>,
 }
 
 impl Pt<'_> {
@@ -171,12 +173,11 @@ impl Pt<'_> {
         let g = run.trips.len();
         self.ladder.update_tuner(&mut run.tuner, t, &mut run.tuning);
         // Round trips count in the sampling phase only.
-        let mut trips = vec![0; g];
         self.ladder.swap(
             t as u64,
             &mut run.round_accept,
             &mut run.round_attempts,
-            &mut trips,
+            &mut self.warm_trips,
         );
         if run.pt.adapt_schedule && self.ends.contains(&(t + 1)) {
             if run.round_attempts.iter().all(|n| *n > 0) {
@@ -304,6 +305,7 @@ pub(super) fn transition<'a>(ladder: Ladder<'a>, run: RunState) -> Pt<'a> {
     Pt {
         log_z0: ladder.log_z0(),
         ends: round_ends(run.config.warmup),
+        warm_trips: vec![0; run.trips.len()],
         ladder,
         run,
         up: Vec::new(),
