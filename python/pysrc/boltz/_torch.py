@@ -33,11 +33,11 @@ def torch_energy(
 
     Gradients with respect to ``y`` come from autograd (the module's own
     parameter gradients are not touched). The module runs in its own dtype
-    (float32 modules work: positions are cast in, energies and gradients
-    cast back to float64) and on its parameters' device unless ``device``
-    is given. Every evaluation is one batched call for all chains; the
-    module is read at each call, so an energy made once follows the
-    weights as they train.
+    (its parameters', else its floating buffers', else float32; float32
+    modules work: positions are cast in, energies and gradients cast back
+    to float64) and on their device unless ``device`` is given. Every
+    evaluation is one batched call for all chains; the module is read at
+    each call, so an energy made once follows the weights as they train.
 
     An ``nn.Sequential`` whose first layer is ``Linear`` is checked here:
     its ``in_features`` must be ``x_dim + dim``. A module with dropout or
@@ -56,9 +56,11 @@ def torch_energy(
     """
     import torch  # noqa: F401  (imported only here)
 
-    params = list(module.parameters())
-    dtype = params[0].dtype if params else torch.float32
-    dev = device if device is not None else (params[0].device if params else "cpu")
+    # the module's dtype and device: its parameters', else its floating
+    # buffers' (a density whose data are float64 buffers runs in float64)
+    tensors = list(module.parameters()) or [b for b in module.buffers() if b.is_floating_point()]
+    dtype = tensors[0].dtype if tensors else torch.float32
+    dev = device if device is not None else (tensors[0].device if tensors else "cpu")
     first = next(iter(module.children()), None) if isinstance(module, torch.nn.Sequential) else None
     if isinstance(first, torch.nn.Linear) and first.in_features != x_dim + dim:
         raise BoltzError(
