@@ -69,10 +69,14 @@ def summarise(post, draws_u, wall_s, grads, extra):
     }
 
 
+MASS_WINDOWS = "proportional"
+
+
 def run_boltz(post, energy, kernel, seed):
     init = np.random.default_rng(seed).uniform(-2.0, 2.0, (CHAINS, post.dim))
     d, r = boltz.sample(
-        energy, sampler=kernel, chains=CHAINS, warmup=WARMUP, draws=DRAWS, seed=seed, init=init
+        energy, sampler=kernel, chains=CHAINS, warmup=WARMUP, draws=DRAWS, seed=seed, init=init,
+        mass_windows=MASS_WINDOWS,
     )
     return summarise(
         post,
@@ -176,7 +180,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "python", "w7"))
     ap.add_argument("--table-only", action="store_true", help="rewrite OUT.md from OUT.json, run nothing")
+    ap.add_argument("--mass-windows", default="proportional", choices=["proportional", "expanding"],
+                    help="boltz's warm-up mass windows (results/python/w7.md: proportional)")
     a = ap.parse_args()
+    global MASS_WINDOWS
+    MASS_WINDOWS = a.mass_windows
     if a.table_only:
         with open(a.out + ".json") as f, open(a.out + ".md", "w") as g:
             g.write(table(json.load(f)))
@@ -189,6 +197,7 @@ def main():
         "seed": a.seed,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "boltz_threads": boltz.threads(),
+        "mass_windows": MASS_WINDOWS,
         "jax": jax.__version__,
         "posteriors": {},
     }

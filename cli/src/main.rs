@@ -91,6 +91,12 @@ pub struct SampleArgs {
     /// instead of one per chain from its own (refused with --shard).
     #[arg(long, conflicts_with = "no_adapt_mass")]
     pub pooled_mass: bool,
+    /// Where warm-up's mass windows lie: proportional (15%-40% and 40%-90%
+    /// of warm-up) or expanding (Stan's: 75 steps, then windows of 25, 50,
+    /// 100, ... steps, the last 50 for the step alone; for NUTS on
+    /// ill-conditioned targets).
+    #[arg(long, default_value = "proportional", value_parser = ["proportional", "expanding"])]
+    pub mass_windows: String,
     /// Inverse temperature: the target is exp(-beta F).
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,

@@ -498,3 +498,18 @@ def test_draws_as_arviz_inference_data():
     np.testing.assert_allclose(az.rhat(idata)["y"].values, d["rhat"], rtol=1e-9)
     with pytest.raises(boltz.BoltzError, match="energies"):
         boltz.to_inference_data(draws, energies=energies[:, :10])
+
+
+def test_mass_windows_reach_the_run_and_a_bad_name_is_refused():
+    # Stan's expanding windows give another warm-up (other draws); the
+    # default equals naming the proportional windows.
+    e = boltz.load_model("gauss-ill")
+    kw = dict(sampler="nuts", chains=2, warmup=300, draws=50, seed=4, diagnostics=False)
+    d0, _ = boltz.sample(e, **kw)
+    dp, _ = boltz.sample(e, mass_windows="proportional", **kw)
+    de, r = boltz.sample(e, mass_windows="expanding", **kw)
+    assert np.array_equal(d0, dp)
+    assert not np.array_equal(d0, de)
+    assert np.all(np.isfinite(de)) and isinstance(r["warnings"], list)
+    with pytest.raises(boltz.BoltzError, match="mass_windows|proportional"):
+        boltz.sample(e, mass_windows="stan", **kw)

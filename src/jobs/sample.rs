@@ -50,6 +50,10 @@ pub struct SampleJob {
     /// (default false). It couples the chains, so a shard refuses it.
     #[serde(default)]
     pub pooled_mass: bool,
+    /// Where warm-up's mass windows lie (default proportional;
+    /// `expanding`: Stan's, for NUTS on ill-conditioned targets).
+    #[serde(default)]
+    pub mass_windows: crate::kernels::MassWindows,
     /// Starting distribution where no starting rows are given (default
     /// over-dispersed, [`Init::default`]).
     pub init: Init,
@@ -113,6 +117,7 @@ impl SampleJob {
             shared_step: false,
             adapt_mass: true,
             pooled_mass: false,
+            mass_windows: crate::kernels::MassWindows::default(),
             init: Init::default(),
             record_energies: true,
             replicas: 8,
@@ -203,6 +208,7 @@ impl SampleJob {
             shared_step_size: self.shared_step,
             adapt_mass: self.adapt_mass,
             pooled_mass: self.pooled_mass,
+            mass_windows: self.mass_windows,
             record_energies: self.record_energies,
             observe_every: 10,
             init: self.init.clone(),

@@ -134,6 +134,9 @@ pub struct Adaptation {
     /// split into shards then adapts the same as the whole run).
     #[serde(default)]
     pub pooled_mass: bool,
+    /// Where the mass windows lie.
+    #[serde(default)]
+    pub windows: MassWindows,
 }
 
 /// Warm-up adaptation as a value apart from the kernel: it reads each
@@ -143,10 +146,11 @@ pub struct Adaptation {
 /// step starts from a doubling/halving search and follows its own dual
 /// averaging (or one shared on the mean acceptance); with mass adaptation
 /// each chain's inverse mass is estimated from the variances of its own
-/// draws (or one from all chains' draws pooled) in two windows (15%-40%
-/// and 40%-90% of warm-up), the step sizes being searched again
-/// after each; the last 10% tunes the step sizes alone; at the end the
-/// averaged steps are frozen.
+/// draws (or one from all chains' draws pooled) in the windows of
+/// [`MassWindows`] (by default 15%-40% and 40%-90% of warm-up), the step
+/// sizes being searched again and their dual averaging restarted after
+/// each; the last steps tune the step sizes alone; at the end the averaged
+/// steps are frozen.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tuner {
     warmup: usize,
@@ -167,6 +171,93 @@ pub struct Tuner {
     adapt_base: bool,
     #[serde(default)]
     chosen: Vec<(f64, u64)>,
+    /// Where the mass windows lie (checkpoints written before the choice
+    /// existed used the proportional windows).
+    #[serde(default)]
+    windows: MassWindows,
+}
+
+/// Where warm-up's mass windows lie (the inverse mass is re-estimated at
+/// the end of each window, the step searched again and its dual averaging
+/// restarted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MassWindows {
+    /// Two windows, 15%-40% and 40%-90% of warm-up (the default): long
+    /// windows for kernels that take many cheap steps (MALA, HMC).
+    #[default]
+    Proportional,
+    /// Stan's windows ([`mass_windows`]): 75 steps, then windows of 25,
+    /// 50, 100, ... steps, the last 50 for the step alone. An early mass
+    /// rescales an ill-conditioned target after 100 steps, which pays
+    /// where each step is a long trajectory (NUTS: on W7's kidiq 0.67 M
+    /// gradients against 1.61 M).
+    Expanding,
+}
+
+impl MassWindows {
+    /// The first window's start, then every window's end, for `warmup` steps.
+    pub fn bounds(self, warmup: usize) -> Vec<usize> {
+        match self {
+            MassWindows::Proportional => {
+                vec![warmup * 15 / 100, warmup * 40 / 100, warmup * 90 / 100]
+            }
+            MassWindows::Expanding => mass_windows(warmup),
+        }
+    }
+
+    /// The name the settings use (`proportional`, `expanding`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MassWindows::Proportional => "proportional",
+            MassWindows::Expanding => "expanding",
+        }
+    }
+
+    /// The windows named `name`.
+    pub fn parse(name: &str) -> crate::Result<Self> {
+        match name {
+            "proportional" => Ok(MassWindows::Proportional),
+            "expanding" => Ok(MassWindows::Expanding),
+            _ => Err(crate::Error::param(
+                "mass_windows",
+                format!("unknown mass windows `{name}`: expected proportional or expanding"),
+            )),
+        }
+    }
+}
+
+/// Stan's windowed adaptation of the mass matrix for `warmup` steps: the
+/// first window's start, then every window's end. From 150 steps: 75
+/// steps to reach the typical set, windows of 25, 50, 100, ... steps
+/// (each twice the last; the last stretched to end 50 steps before
+/// warm-up does), and 50 steps tuning the step alone. Below 150 steps:
+/// one window from 15% to 90% of warm-up. A mass estimated early from a
+/// short window serves while the next, longer one collects draws under
+/// it, so an ill-conditioned target is rescaled after 100 steps instead
+/// of running with a unit mass for most of warm-up.
+pub fn mass_windows(warmup: usize) -> Vec<usize> {
+    const INIT: usize = 75;
+    const TERM: usize = 50;
+    const BASE: usize = 25;
+    if warmup < INIT + TERM + BASE {
+        return vec![warmup * 15 / 100, warmup * 90 / 100];
+    }
+    let last = warmup - TERM;
+    let mut out = vec![INIT];
+    let (mut start, mut size) = (INIT, BASE);
+    loop {
+        let mut end = start + size;
+        if end + 2 * size > last {
+            end = last;
+        }
+        out.push(end);
+        if end == last {
+            return out;
+        }
+        start = end;
+        size *= 2;
+    }
 }
 
 impl Tuner {
@@ -201,6 +292,21 @@ impl Tuner {
         self.warmup == warmup && dual_ok && mass_ok && chosen_ok
     }
 
+    /// The mass windows' first start and every end (none without mass
+    /// adaptation).
+    fn bounds(&self) -> Vec<usize> {
+        if self.adapt_mass {
+            self.windows.bounds(self.warmup)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Steps after which a mass window ends.
+    fn window_ends(&self) -> Vec<usize> {
+        self.bounds().into_iter().skip(1).collect()
+    }
+
     /// Whether `tuning`'s step sizes are the ones this tuner set after `t`
     /// steps (bit for bit): after warm-up the averaged steps, during it
     /// the last dual-averaging steps. True where the tuner does not set
@@ -212,7 +318,7 @@ impl Tuner {
             return true;
         };
         let w = self.warmup;
-        let window_end = self.adapt_mass && (t == w * 40 / 100 || t == w * 90 / 100);
+        let window_end = self.window_ends().contains(&t);
         let expect: Vec<f64> = if w == 0 || t == 0 || (t < w && window_end) {
             return true;
         } else if t >= w {
@@ -245,6 +351,7 @@ impl Tuner {
             self.adapt_mass,
             self.pooled_mass,
             self.adapt_base,
+            self.windows,
         ) == (
             fresh.warmup,
             fresh.target,
@@ -252,18 +359,17 @@ impl Tuner {
             fresh.adapt_mass,
             fresh.pooled_mass,
             fresh.adapt_base,
+            fresh.windows,
         );
         let w = self.warmup;
         let done = t.min(w);
-        let restart = if self.adapt_mass {
-            [w * 40 / 100, w * 90 / 100]
-                .into_iter()
-                .filter(|r| *r >= 1 && *r <= done)
-                .max()
-                .unwrap_or(0)
-        } else {
-            0
-        };
+        let restart = self
+            .window_ends()
+            .iter()
+            .copied()
+            .filter(|r| *r >= 1 && *r <= done)
+            .max()
+            .unwrap_or(0);
         let dual_ok = match (&self.dual, self.target) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -321,6 +427,7 @@ impl Tuner {
             dim,
             adapt_base: kernel.chooses_step() && adaptation.step_size && warmup > 0,
             chosen: Vec::new(),
+            windows: adaptation.windows,
         };
         (tuner, tuning)
     }
@@ -355,12 +462,12 @@ impl Tuner {
         tuning: &mut Tuning,
     ) {
         let w = self.warmup;
-        let (w1, w2, w3) = if self.adapt_mass {
-            (w * 15 / 100, w * 40 / 100, w * 90 / 100)
-        } else {
-            (w, w, w)
+        let bounds = self.bounds();
+        let (first, last) = match (bounds.first(), bounds.last()) {
+            (Some(a), Some(b)) => (*a, *b),
+            _ => (w, w),
         };
-        let window_end = self.adapt_mass && (t + 1 == w2 || t + 1 == w3);
+        let window_end = self.window_ends().contains(&(t + 1));
         if let (Some(da), Some(tg)) = (self.dual.as_mut(), self.target) {
             let eps: Vec<f64> = if self.shared {
                 vec![da[0].update(super::mean_accept(steps))]
@@ -384,7 +491,7 @@ impl Tuner {
         } else if window_end {
             end_window(&mut self.mass, tuning);
         }
-        if self.adapt_mass && t >= w1 && t < w3 {
+        if self.adapt_mass && t >= first && t < last {
             self.add_window(state.position.view());
         }
         if self.adapt_base {
@@ -418,7 +525,7 @@ impl Tuner {
 
     /// AutoStep kernels: the base step of each chain becomes the geometric
     /// mean of the steps it chose in the round just ended (rounds end at
-    /// 15%, 40%, 90% and 100% of warm-up, with the mass windows), as the
+    /// 15% of warm-up, where the [`MassWindows`] end and at its end), as the
     /// autoMALA paper's round-based warm-up does; with a shared step, of
     /// all chains' choices. Kernels that choose no step leave it alone.
     fn base_step(&mut self, t: usize, steps: &[ChainStep], tuning: &mut Tuning) {
@@ -432,7 +539,8 @@ impl Tuner {
             }
         }
         let w = self.warmup;
-        let round_end = [w * 15 / 100, w * 40 / 100, w * 90 / 100, w].contains(&(t + 1));
+        let round_end =
+            [w * 15 / 100, w].contains(&(t + 1)) || self.windows.bounds(w)[1..].contains(&(t + 1));
         if !round_end || self.chosen.iter().all(|c| c.1 == 0) {
             return;
         }

@@ -21,7 +21,7 @@ mod ula;
 
 mod spec;
 
-pub use adapt::{Adaptation, DualAveraging, MassAdapter, Tuner};
+pub use adapt::{Adaptation, DualAveraging, MassAdapter, MassWindows, Tuner, mass_windows};
 pub use automala::AutoMala;
 pub use gibbs::Gibbs;
 pub use hmc::Hmc;

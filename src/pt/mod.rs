@@ -345,6 +345,7 @@ pub fn sample(
             shared_step: false,
             mass: false,
             pooled_mass: false,
+            windows: crate::kernels::MassWindows::default(),
         };
         let (mut tuner, mut tuning) = Tuner::new(kernel, adaptation, config.warmup, d);
         if let Some(t) = &config.tuning {

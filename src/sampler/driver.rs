@@ -186,7 +186,7 @@ fn schedule(config: &SampleConfig) -> Schedule {
 /// Warm-up (`config.warmup` steps) adapts a [`Tuning`] by the schedule of
 /// [`Tuner`] (per-chain or shared dual averaging of the step size towards
 /// the kernel's target acceptance, a diagonal inverse mass per chain, or
-/// pooled, from two windows of variances); then `draws * thin` steps, recording every
+/// pooled, from windows of variances: [`crate::kernels::MassWindows`]); then `draws * thin` steps, recording every
 /// `thin`-th. `init` gives starting positions (n_chains x dim), else
 /// [`initial_positions`]. The output is a pure function of `config.seed`:
 /// the kernel holds no state, so a kernel value reused gives the same draws.

@@ -53,6 +53,10 @@ pub struct SampleConfig {
     /// into shards adapts differently).
     #[serde(default)]
     pub pooled_mass: bool,
+    /// Where warm-up's mass windows lie (default proportional: 15%-40% and
+    /// 40%-90% of warm-up; [`MassWindows::Expanding`] for Stan's).
+    #[serde(default)]
+    pub mass_windows: crate::kernels::MassWindows,
     /// Start from this tuning (step sizes, inverse mass) instead of the
     /// kernel's initial one: a tuning adapted by an earlier run, say. With
     /// `warmup = 0` it is used as it is.
@@ -113,6 +117,7 @@ impl SampleConfig {
             shared_step_size: false,
             adapt_mass: true,
             pooled_mass: false,
+            mass_windows: crate::kernels::MassWindows::default(),
             tuning: None,
             init: Init::default(),
             record_energies: true,
@@ -129,6 +134,7 @@ impl SampleConfig {
             shared_step: self.shared_step_size,
             mass: self.adapt_mass,
             pooled_mass: self.pooled_mass,
+            windows: self.mass_windows,
         }
     }
 
