@@ -4,14 +4,14 @@
 #     `ci` profile (release without link-time optimisation: Cargo.toml),
 #     every test binary run even when one fails (--no-fail-fast);
 #  2. the Python package: a virtual environment of its own (target/test-venv,
-#     or $BOLTZ_TEST_VENV) with maturin, numpy, pytest, safetensors and
-#     dask[distributed] (boltz.distributed is tested on a LocalCluster) and
-#     jax (boltz.jax_energy and W7's posteriors; the CPU wheels, ~135 MB),
+#     or $BOLTZ_TEST_VENV) with maturin, numpy, pytest, safetensors,
+#     dask[distributed] (boltz.distributed is tested on a LocalCluster),
+#     arviz (boltz.to_inference_data), jax and torch (boltz.jax_energy,
+#     boltz.torch_energy, W7's posteriors; PyPI's Linux torch brings CUDA's
+#     libraries, 5.3 GB installed, 70 s here without a pip cache;
+#     BOLTZ_TEST_TORCH=0 leaves torch out and its tests are then skipped),
 #     the package built from python/ and installed with pip, then pytest;
 #     this runs whatever the Rust tests did.
-# torch is optional: its tests run where it is installed in that
-# environment (BOLTZ_TEST_TORCH=1 installs it: PyPI's Linux wheels bring
-# CUDA's libraries, several GB) and are skipped otherwise.
 # Exits 0 when everything passed; otherwise lists what failed, last, and
 # exits 1.
 set -uo pipefail
@@ -24,8 +24,8 @@ python="${PYTHON:-python3}"
 # the condition of an if, where setup runs).
 setup() {
     { [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"; } &&
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check maturin numpy pytest safetensors "dask[distributed]" jax &&
-        { [ "${BOLTZ_TEST_TORCH:-0}" != 1 ] ||
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check maturin numpy pytest safetensors "dask[distributed]" jax arviz &&
+        { [ "${BOLTZ_TEST_TORCH:-1}" = 0 ] ||
             "$venv/bin/python" -m pip install --quiet --disable-pip-version-check torch; } &&
         # The build uses the environment's maturin (no second, isolated download).
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps ./python

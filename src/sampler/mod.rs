@@ -54,7 +54,7 @@ pub struct SampleConfig {
     #[serde(default)]
     pub pooled_mass: bool,
     /// Where warm-up's mass windows lie (default proportional: 15%-40% and
-    /// 40%-90% of warm-up; [`MassWindows::Expanding`] for Stan's).
+    /// 40%-90% of warm-up; [`crate::kernels::MassWindows::Expanding`] for Stan's).
     #[serde(default)]
     pub mass_windows: crate::kernels::MassWindows,
     /// Start from this tuning (step sizes, inverse mass) instead of the
