@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -261,46 +263,69 @@ def test_negatives_state_survives_an_exception_and_ctrl_c():
     assert long.state_dict()["state"] is None  # a first call stopped keeps nothing
 
 
-def _sample_in_child():
+# The fork tests run in a fresh interpreter: JAX and torch, imported by
+# other test modules of this process, start threads of their own, and a
+# fork of a process with them may deadlock in their code (JAX warns so);
+# boltz's own behaviour after a fork is what is tested here.
+_CHILD = """
+import boltz
+
+def sample_in_child():
     draws, _ = boltz.sample("gmm-ring", "mala", chains=2, warmup=50, draws=20, seed=1)
     return draws.shape
+"""
+
+_FORK = _CHILD + """
+import os, time
+# The parent's pool threads do not exist in a forked child: the child
+# builds its own pool instead of waiting for them forever (P201).
+assert sample_in_child() == (2, 20, 2)
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        code = 0 if sample_in_child() == (2, 20, 2) else 3
+        code = code if boltz.threads() >= 1 else 4
+    finally:
+        os._exit(code)
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        raise SystemExit(0 if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else 5)
+    time.sleep(0.05)
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+raise SystemExit("the forked child hung in its boltz call")
+"""
+
+_POOL = _CHILD + """
+import multiprocessing
+# multiprocessing.Pool with fork (Linux's default before Python 3.14, and
+# PyTorch DataLoader workers): every worker computes (P202).
+if __name__ == "__main__":
+    sample_in_child()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        shapes = pool.starmap_async(sample_in_child, [()] * 4).get(timeout=120)
+    assert shapes == [(2, 20, 2)] * 4, shapes
+"""
+
+
+def _run_fresh(code: str, tmp_path) -> None:
+    script = tmp_path / "fork_case.py"
+    script.write_text(code)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_runs_boltz(tmp_path):
-    # The parent's pool threads do not exist in a forked child: the child
-    # builds its own pool instead of waiting for them forever (P201).
-    assert _sample_in_child() == (2, 20, 2)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = 0 if _sample_in_child() == (2, 20, 2) else 3
-            code = code if boltz.threads() >= 1 else 4
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child hung in its boltz call")
+    _run_fresh(_FORK, tmp_path)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_multiprocessing_fork_workers_run_boltz():
-    # multiprocessing.Pool with fork (Linux's default before Python 3.14,
-    # and PyTorch DataLoader workers): every worker computes (P202).
-    import multiprocessing
-
-    _sample_in_child()
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        shapes = pool.starmap_async(_sample_in_child, [()] * 4).get(timeout=120)
-    assert shapes == [(2, 20, 2)] * 4
+def test_multiprocessing_fork_workers_run_boltz(tmp_path):
+    _run_fresh(_POOL, tmp_path)
 
 
 def test_one_negatives_object_shared_by_threads():
