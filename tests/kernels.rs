@@ -555,8 +555,14 @@ fn mass_windows_are_stans() {
     assert_eq!(mass_windows(2000), vec![75, 100, 150, 250, 450, 850, 1950]);
     assert_eq!(mass_windows(150), vec![75, 100]);
     assert_eq!(mass_windows(149), vec![22, 134]);
-    assert_eq!(MassWindows::Proportional.bounds(1000), vec![150, 400, 900]);
-    assert_eq!(MassWindows::Expanding.bounds(300), vec![75, 100, 150, 250]);
+    assert_eq!(
+        MassWindows::Proportional.bounds(1000).collect::<Vec<_>>(),
+        vec![150, 400, 900]
+    );
+    assert_eq!(
+        MassWindows::Expanding.bounds(300).collect::<Vec<_>>(),
+        vec![75, 100, 150, 250]
+    );
 }
 
 /// NUTS on `gauss-ill` with Stan's expanding mass windows: `nuts_on_gauss_ill`'s
@@ -616,12 +622,11 @@ fn gauss_ill_checks_over_seeds() {
                 let fail = z >= 4.0 || p <= 1e-4;
                 fails += usize::from(fail);
                 eprintln!(
-                    "{name} {} seed {seed}: worst |z| {z:.2}, worst KS p {p:.1e}{}",
-                    w.name(),
+                    "{name} {w:?} seed {seed}: worst |z| {z:.2}, worst KS p {p:.1e}{}",
                     if fail { " FAIL" } else { "" }
                 );
             }
-            eprintln!("{name} {}: {fails} of 20 seeds fail", w.name());
+            eprintln!("{name} {w:?}: {fails} of 20 seeds fail");
         }
     }
 }

@@ -196,21 +196,33 @@ pub enum MassWindows {
 }
 
 impl MassWindows {
-    /// The first window's start, then every window's end, for `warmup` steps.
-    pub fn bounds(self, warmup: usize) -> Vec<usize> {
+    /// The first window's start, then every window's end, for `warmup`
+    /// steps (an iterator: warm-up asks at every step, without allocating).
+    pub fn bounds(self, warmup: usize) -> WindowBounds {
+        const INIT: usize = 75;
+        const TERM: usize = 50;
+        const BASE: usize = 25;
+        let fixed = |b: &[usize]| {
+            let mut f = [0; 3];
+            f[..b.len()].copy_from_slice(b);
+            WindowBounds {
+                fixed: f,
+                len: b.len(),
+                i: 0,
+                doubling: None,
+            }
+        };
         match self {
             MassWindows::Proportional => {
-                vec![warmup * 15 / 100, warmup * 40 / 100, warmup * 90 / 100]
+                fixed(&[warmup * 15 / 100, warmup * 40 / 100, warmup * 90 / 100])
             }
-            MassWindows::Expanding => mass_windows(warmup),
-        }
-    }
-
-    /// The name the settings use (`proportional`, `expanding`).
-    pub fn name(self) -> &'static str {
-        match self {
-            MassWindows::Proportional => "proportional",
-            MassWindows::Expanding => "expanding",
+            MassWindows::Expanding if warmup < INIT + TERM + BASE => {
+                fixed(&[warmup * 15 / 100, warmup * 90 / 100])
+            }
+            MassWindows::Expanding => WindowBounds {
+                doubling: Some((INIT, BASE, warmup - TERM)),
+                ..fixed(&[])
+            },
         }
     }
 
@@ -237,26 +249,51 @@ impl MassWindows {
 /// it, so an ill-conditioned target is rescaled after 100 steps instead
 /// of running with a unit mass for most of warm-up.
 pub fn mass_windows(warmup: usize) -> Vec<usize> {
-    const INIT: usize = 75;
-    const TERM: usize = 50;
-    const BASE: usize = 25;
-    if warmup < INIT + TERM + BASE {
-        return vec![warmup * 15 / 100, warmup * 90 / 100];
+    MassWindows::Expanding.bounds(warmup).collect()
+}
+
+/// The bounds of [`MassWindows::bounds`], one at a time.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowBounds {
+    /// A fixed list of bounds (the proportional windows, Stan's below 150
+    /// steps): `fixed[i..len]` are still to come.
+    fixed: [usize; 3],
+    len: usize,
+    i: usize,
+    /// Stan's doubling windows: the next bound, the size of the window it
+    /// starts, the last end.
+    doubling: Option<(usize, usize, usize)>,
+}
+
+impl WindowBounds {
+    /// No windows (warm-up without mass adaptation).
+    fn none() -> Self {
+        WindowBounds {
+            fixed: [0; 3],
+            len: 0,
+            i: 0,
+            doubling: None,
+        }
     }
-    let last = warmup - TERM;
-    let mut out = vec![INIT];
-    let (mut start, mut size) = (INIT, BASE);
-    loop {
-        let mut end = start + size;
-        if end + 2 * size > last {
-            end = last;
+}
+
+impl Iterator for WindowBounds {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if let Some((b, size, last)) = self.doubling {
+            // Each window is twice the last; one whose successor would not
+            // fit before `last` is stretched to end there.
+            self.doubling = (b < last).then(|| {
+                let end = if b + 3 * size > last { last } else { b + size };
+                (end, 2 * size, last)
+            });
+            return Some(b);
         }
-        out.push(end);
-        if end == last {
-            return out;
-        }
-        start = end;
-        size *= 2;
+        (self.i < self.len).then(|| {
+            self.i += 1;
+            self.fixed[self.i - 1]
+        })
     }
 }
 
@@ -294,17 +331,17 @@ impl Tuner {
 
     /// The mass windows' first start and every end (none without mass
     /// adaptation).
-    fn bounds(&self) -> Vec<usize> {
+    fn bounds(&self) -> WindowBounds {
         if self.adapt_mass {
             self.windows.bounds(self.warmup)
         } else {
-            Vec::new()
+            WindowBounds::none()
         }
     }
 
-    /// Steps after which a mass window ends.
-    fn window_ends(&self) -> Vec<usize> {
-        self.bounds().into_iter().skip(1).collect()
+    /// Whether a mass window ends after step `t` (1-based count of steps).
+    fn window_ends_at(&self, t: usize) -> bool {
+        self.bounds().skip(1).any(|b| b == t)
     }
 
     /// Whether `tuning`'s step sizes are the ones this tuner set after `t`
@@ -318,7 +355,7 @@ impl Tuner {
             return true;
         };
         let w = self.warmup;
-        let window_end = self.window_ends().contains(&t);
+        let window_end = self.window_ends_at(t);
         let expect: Vec<f64> = if w == 0 || t == 0 || (t < w && window_end) {
             return true;
         } else if t >= w {
@@ -364,9 +401,8 @@ impl Tuner {
         let w = self.warmup;
         let done = t.min(w);
         let restart = self
-            .window_ends()
-            .iter()
-            .copied()
+            .bounds()
+            .skip(1)
             .filter(|r| *r >= 1 && *r <= done)
             .max()
             .unwrap_or(0);
@@ -462,12 +498,12 @@ impl Tuner {
         tuning: &mut Tuning,
     ) {
         let w = self.warmup;
-        let bounds = self.bounds();
-        let (first, last) = match (bounds.first(), bounds.last()) {
-            (Some(a), Some(b)) => (*a, *b),
-            _ => (w, w),
+        let mut bounds = self.bounds();
+        let (first, last) = match bounds.next() {
+            Some(a) => (a, bounds.last().unwrap_or(a)),
+            None => (w, w),
         };
-        let window_end = self.window_ends().contains(&(t + 1));
+        let window_end = self.window_ends_at(t + 1);
         if let (Some(da), Some(tg)) = (self.dual.as_mut(), self.target) {
             let eps: Vec<f64> = if self.shared {
                 vec![da[0].update(super::mean_accept(steps))]
@@ -539,8 +575,8 @@ impl Tuner {
             }
         }
         let w = self.warmup;
-        let round_end =
-            [w * 15 / 100, w].contains(&(t + 1)) || self.windows.bounds(w)[1..].contains(&(t + 1));
+        let round_end = [w * 15 / 100, w].contains(&(t + 1))
+            || self.windows.bounds(w).skip(1).any(|b| b == t + 1);
         if !round_end || self.chosen.iter().all(|c| c.1 == 0) {
             return;
         }

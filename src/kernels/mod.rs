@@ -21,7 +21,9 @@ mod ula;
 
 mod spec;
 
-pub use adapt::{Adaptation, DualAveraging, MassAdapter, MassWindows, Tuner, mass_windows};
+pub use adapt::{
+    Adaptation, DualAveraging, MassAdapter, MassWindows, Tuner, WindowBounds, mass_windows,
+};
 pub use automala::AutoMala;
 pub use gibbs::Gibbs;
 pub use hmc::Hmc;

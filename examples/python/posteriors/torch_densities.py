@@ -20,6 +20,12 @@ def _n(x, mu, sigma):
     return -_LOG_SQRT_2PI - math.log(sigma) - 0.5 * z * z
 
 
+def residual_lpdf(resid, log_sigma):
+    """sum over a row of log N(resid | 0, sigma), sigma = exp(log_sigma) per row: (n, N) -> (n,)."""
+    z = resid / torch.exp(log_sigma)[:, None]
+    return (-_LOG_SQRT_2PI - log_sigma[:, None] - 0.5 * z * z).sum(1)
+
+
 def half_cauchy_lpdf(x, scale):
     """log of Cauchy(0, scale) truncated to x > 0."""
     return math.log(2.0 / math.pi) - math.log(scale) - torch.log1p((x / scale) ** 2)
@@ -90,8 +96,7 @@ class LogDensity(torch.nn.Module):
         ones = torch.ones_like(theta)
         powers = torch.cumprod(torch.cat([ones, (-theta).expand(-1, y.shape[0] - 1)], dim=1), dim=1)
         err = torch.einsum("nts,ns->nt", powers[:, self.lag] * self.lower, r)
-        z = err / sigma[:, None]
-        lik = (-_LOG_SQRT_2PI - ls[:, None] - 0.5 * z * z).sum(1)
+        lik = residual_lpdf(err, ls)
         return (
             _n(mu[:, 0], 0.0, 10.0)
             + _n(phi[:, 0], 0.0, 2.0)
@@ -118,8 +123,7 @@ class LogDensity(torch.nn.Module):
         )
 
     def _linear(self, u, beta, ls):
-        z = (self.y - beta @ self.X.T) / torch.exp(ls)[:, None]
-        return (-_LOG_SQRT_2PI - ls[:, None] - 0.5 * z * z).sum(1)
+        return residual_lpdf(self.y - beta @ self.X.T, ls)
 
     def _kidscore_momhsiq(self, u):
         ls = u[:, 3]
@@ -128,8 +132,7 @@ class LogDensity(torch.nn.Module):
     def _kilpisjarvi(self, u):
         pma, psa, pmb, psb = self.prior
         alpha, beta, ls = u[:, 0], u[:, 1], u[:, 2]
-        z = (self.y - alpha[:, None] - beta[:, None] * self.x) / torch.exp(ls)[:, None]
-        lik = (-_LOG_SQRT_2PI - ls[:, None] - 0.5 * z * z).sum(1)
+        lik = residual_lpdf(self.y - alpha[:, None] - beta[:, None] * self.x, ls)
         return _n(alpha, pma, psa) + _n(beta, pmb, psb) + lik + ls
 
     def _nes(self, u):
