@@ -307,7 +307,13 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
     if !text {
         return Ok(());
     }
-    match &job.shard {
+    print_logz(r, job.shard.as_ref());
+    Ok(())
+}
+
+/// The text summary of a log Z run (`shard`: the run is that shard).
+fn print_logz(r: &boltz::jobs::LogzReport, shard: Option<&boltz::shard::Shard>) {
+    match shard {
         // A shard's estimate is its own particles'; the merge gives the run's.
         Some(s) => println!(
             "log Z of {} by {} ({:.2} s), shard {}/{}: its own particles (`boltz merge` the shards for the run's estimate)",
@@ -394,7 +400,6 @@ pub fn logz(args: &LogzArgs) -> Result<()> {
         );
     }
     super::commands::print_warnings(&r.warnings);
-    Ok(())
 }
 
 /// `boltz prob`: log P(y|x) of points under every context (k, N), under

@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod finished;
 mod kernel_args;
 mod logz;
 mod negatives;
@@ -554,7 +555,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             out,
             energies,
             output,
-        } => commands::merge(&files, out.as_deref(), energies.as_deref(), &output),
+        } => finished::merge(&files, out.as_deref(), energies.as_deref(), &output),
         Command::Energy {
             model,
             precision,
@@ -577,7 +578,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             samples,
             matrix,
             output,
-        } => commands::diagnose(&samples, &matrix, &output),
+        } => finished::diagnose(&samples, &matrix, &output),
         Command::Logz { args } => logz::logz(&args),
         Command::Negatives(args) => negatives::negatives(&args),
         Command::Bench(args) => bench::bench(&args),

@@ -9,7 +9,7 @@ use super::weights::{cess, estimate, lee_whiteley, systematic};
 use super::{AisConfig, AisProblem, base};
 use crate::error::{Error, Result};
 use crate::io::{read_checkpoint, write_checkpoint};
-use crate::kernels::{ChainState, ChainStep, Tuning};
+use crate::kernels::{ChainState, ChainStep, ChosenSteps, StepAdapter, Tracking, Tuning};
 use crate::rng::{ChainRng, chain_rngs_from, restore_rng, save_rng};
 use crate::run::{Control, NoObserver, Observer, Phase, Progress, Steps, drive};
 use ndarray::{Array2, ArrayView2, s};
@@ -414,19 +414,13 @@ impl Pass<'_> {
             _ => return,
         };
         if let Some(target) = self.path.target_accept() {
-            self.t.eps = (self.t.eps * (gain * (a - target)).exp()).clamp(1e-12, 1e6);
+            self.t.eps = Tracking::new(self.t.eps, target, gain).update(a);
         }
         if self.path.chooses_step() {
             // The next temperature's base step: the geometric mean of the
             // steps the particles chose at this one.
-            let logs: Vec<f64> = self
-                .steps
-                .iter()
-                .filter_map(ChainStep::log_selected_step)
-                .collect();
-            if !logs.is_empty() {
-                let mean = logs.iter().sum::<f64>() / logs.len() as f64;
-                self.t.eps = mean.exp().clamp(1e-12, 1e6);
+            if let Some(m) = ChosenSteps::of(&self.steps).geometric_mean() {
+                self.t.eps = m.clamp(1e-12, 1e6);
             }
         }
     }

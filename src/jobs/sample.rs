@@ -382,38 +382,13 @@ pub fn sample(
     resume: Option<&Path>,
 ) -> Result<SampleRun> {
     let start = std::time::Instant::now();
-    // A shard's chains take their rows of per-chain contexts, as they take
-    // their rows of given starting positions (a shard of one chain still
-    // has chains with a context each: no R-hat across them, no check
-    // against one law).
-    let per_chain_context =
-        matches!(&context, Some(x) if x.nrows() == job.chains && job.chains > 1);
-    let context = match (job.shard, context) {
-        (Some(s), Some(x)) if per_chain_context => {
-            Some(x.slice(ndarray::s![s.range(job.chains), ..]).to_owned())
-        }
-        (_, x) => x,
-    };
+    let (context, per_chain_context) = shard_context(job, context);
     let energy: Arc<dyn Energy> = model.energy(context)?;
     let per_chain_context = per_chain_context || energy.fixed_rows().is_some();
     let mut spec = job.kernel_spec(energy.as_ref())?;
     let config = job.config(energy.dim())?;
     let given_rows = init.as_ref().map(|y| y.dim());
-    // A shard starts its own chains from their rows of given positions.
-    let init = match (job.shard, init) {
-        (Some(s), Some(y)) if y.nrows() == job.chains => {
-            Some(y.slice(ndarray::s![s.range(job.chains), ..]).to_owned())
-        }
-        // Tempering started one row per replica (replica-major): each
-        // replica's rows of this shard's chains.
-        (Some(s), Some(y)) if job.sampler == "pt" && y.nrows() == job.chains * job.replicas => {
-            let rows: Vec<usize> = (0..job.replicas)
-                .flat_map(|r| s.range(job.chains).map(move |c| r * job.chains + c))
-                .collect();
-            Some(y.select(ndarray::Axis(0), &rows))
-        }
-        (_, y) => y,
-    };
+    let init = shard_init(job, init);
     let (out, gradient_free, pt) = run_chains(
         energy.as_ref(),
         &mut spec,
@@ -494,6 +469,40 @@ pub fn sample(
         gradient_free,
         per_chain_context,
     })
+}
+
+/// A shard's chains take their rows of per-chain contexts, as they take
+/// their rows of given starting positions; also whether the chains have a
+/// context each (a shard of one chain still has: no R-hat across them, no
+/// check against one law).
+fn shard_context(job: &SampleJob, context: Option<Array2<f64>>) -> (Option<Array2<f64>>, bool) {
+    let per_chain_context =
+        matches!(&context, Some(x) if x.nrows() == job.chains && job.chains > 1);
+    let context = match (job.shard, context) {
+        (Some(s), Some(x)) if per_chain_context => {
+            Some(x.slice(ndarray::s![s.range(job.chains), ..]).to_owned())
+        }
+        (_, x) => x,
+    };
+    (context, per_chain_context)
+}
+
+/// A shard starts its own chains from their rows of given positions.
+fn shard_init(job: &SampleJob, init: Option<Array2<f64>>) -> Option<Array2<f64>> {
+    match (job.shard, init) {
+        (Some(s), Some(y)) if y.nrows() == job.chains => {
+            Some(y.slice(ndarray::s![s.range(job.chains), ..]).to_owned())
+        }
+        // Tempering started one row per replica (replica-major): each
+        // replica's rows of this shard's chains.
+        (Some(s), Some(y)) if job.sampler == "pt" && y.nrows() == job.chains * job.replicas => {
+            let rows: Vec<usize> = (0..job.replicas)
+                .flat_map(|r| s.range(job.chains).map(move |c| r * job.chains + c))
+                .collect();
+            Some(y.select(ndarray::Axis(0), &rows))
+        }
+        (_, y) => y,
+    }
 }
 
 /// What a run of the chains returns: its output, whether the kernel uses

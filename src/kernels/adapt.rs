@@ -1,67 +1,5 @@
-//! Warm-up adaptation: step size by dual averaging, diagonal mass matrix
-//! from warm-up variances.
-
-/// Nesterov dual averaging of `log(step_size)` towards a target acceptance
-/// rate (Hoffman & Gelman 2014, section 3.2; the constants of Stan).
-///
-/// One adapter is shared by all chains: the acceptance statistic fed to it
-/// is the mean over chains of each step's acceptance probability. All chains
-/// target the same distribution, so one step size serves them; averaging
-/// over chains removes most of the noise that makes per-chain adaptation
-/// slow and erratic, and one shared step keeps the batch in lockstep.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DualAveraging {
-    target: f64,
-    mu: f64,
-    log_step: f64,
-    log_step_bar: f64,
-    h_bar: f64,
-    t: f64,
-}
-
-const GAMMA: f64 = 0.05;
-const T0: f64 = 10.0;
-const KAPPA: f64 = 0.75;
-
-impl DualAveraging {
-    /// Starts from `step_size`, aiming at `target` acceptance.
-    pub fn new(step_size: f64, target: f64) -> Self {
-        DualAveraging {
-            target,
-            mu: (10.0 * step_size).ln(),
-            log_step: step_size.ln(),
-            log_step_bar: 0.0,
-            h_bar: 0.0,
-            t: 0.0,
-        }
-    }
-
-    /// Feeds one step's mean acceptance probability; returns the next step size.
-    pub fn update(&mut self, accept_stat: f64) -> f64 {
-        self.t += 1.0;
-        let eta = 1.0 / (self.t + T0);
-        let stat = if accept_stat.is_finite() {
-            accept_stat
-        } else {
-            0.0
-        };
-        self.h_bar = (1.0 - eta) * self.h_bar + eta * (self.target - stat);
-        self.log_step = self.mu - self.t.sqrt() / GAMMA * self.h_bar;
-        let w = self.t.powf(-KAPPA);
-        self.log_step_bar = w * self.log_step + (1.0 - w) * self.log_step_bar;
-        self.log_step = self.log_step.clamp(-700.0, 700.0);
-        self.log_step.exp()
-    }
-
-    /// The averaged step size to use after warm-up.
-    pub fn final_step_size(&self) -> f64 {
-        if self.t == 0.0 {
-            self.log_step.exp()
-        } else {
-            self.log_step_bar.clamp(-700.0, 700.0).exp()
-        }
-    }
-}
+//! Warm-up adaptation: step sizes (by the rules of [`super::step_size`]),
+//! diagonal mass matrix from warm-up variances in windows.
 
 /// Running per-coordinate variance of warm-up draws, of one chain or
 /// pooled over chains (Welford's algorithm, chains added in order, so
@@ -115,6 +53,9 @@ impl MassAdapter {
     }
 }
 
+use super::step_size::{
+    ChosenSteps, DualAveraging, GAMMA, StepAdapter, initial_step_sizes, start_dual,
+};
 use super::{ChainState, ChainStep, InvMass, Kernel, StepSizes, Tuning};
 use crate::energy::Energy;
 use crate::rng::ChainRng;
@@ -170,7 +111,7 @@ pub struct Tuner {
     #[serde(default)]
     adapt_base: bool,
     #[serde(default)]
-    chosen: Vec<(f64, u64)>,
+    chosen: Vec<ChosenSteps>,
     /// Where the mass windows lie (checkpoints written before the choice
     /// existed used the proportional windows).
     #[serde(default)]
@@ -361,7 +302,7 @@ impl Tuner {
         } else if t >= w {
             da.iter().map(DualAveraging::final_step_size).collect()
         } else {
-            da.iter().map(|d| d.log_step.exp()).collect()
+            da.iter().map(DualAveraging::step_size).collect()
         };
         let steps = tuning.step_size().as_slice();
         steps.len() == expect.len()
@@ -566,13 +507,10 @@ impl Tuner {
     /// all chains' choices. Kernels that choose no step leave it alone.
     fn base_step(&mut self, t: usize, steps: &[ChainStep], tuning: &mut Tuning) {
         if self.chosen.len() != steps.len() {
-            self.chosen = vec![(0.0, 0); steps.len()];
+            self.chosen = vec![ChosenSteps::default(); steps.len()];
         }
         for (c, s) in self.chosen.iter_mut().zip(steps) {
-            if let Some(l) = s.log_selected_step() {
-                c.0 += l;
-                c.1 += 1;
-            }
+            c.add(s);
         }
         let w = self.warmup;
         let round_end = [w * 15 / 100, w].contains(&(t + 1))
@@ -581,21 +519,26 @@ impl Tuner {
             return;
         }
         let eps = if self.shared {
-            let (sum, n) = self
+            let all = self
                 .chosen
                 .iter()
-                .fold((0.0, 0), |(s, n), c| (s + c.0, n + c.1));
-            vec![(sum / n as f64).exp()]
+                .fold(ChosenSteps::default(), |a, c| a.merge(*c));
+            match all.geometric_mean() {
+                Some(m) => vec![m],
+                None => return,
+            }
         } else {
             let old = tuning.step_size().expand(steps.len());
             self.chosen
                 .iter()
                 .zip(old)
-                .map(|(c, e)| if c.1 > 0 { (c.0 / c.1 as f64).exp() } else { e })
+                .map(|(c, e)| c.geometric_mean().unwrap_or(e))
                 .collect()
         };
         tuning.set_step_size(StepSizes::per_chain(eps));
-        self.chosen.iter_mut().for_each(|c| *c = (0.0, 0));
+        self.chosen
+            .iter_mut()
+            .for_each(|c| *c = ChosenSteps::default());
     }
 }
 
@@ -612,72 +555,4 @@ fn end_window(mass: &mut Vec<MassAdapter>, tuning: &mut Tuning) {
         tuning.set_inv_mass(m);
     }
     mass.clear();
-}
-
-fn start_dual(eps: Vec<f64>, target: f64, shared: bool) -> Vec<DualAveraging> {
-    if shared {
-        vec![DualAveraging::new(
-            StepSizes::per_chain(eps).median(),
-            target,
-        )]
-    } else {
-        eps.iter().map(|e| DualAveraging::new(*e, target)).collect()
-    }
-}
-
-/// For each chain, doubles or halves its step size until one trial step's
-/// acceptance probability crosses `target` (at most 30 trials; each trial
-/// starts from the same state with copies of the streams, so it moves
-/// nothing). Returns the per-chain steps, also set in `tuning`.
-fn initial_step_sizes(
-    kernel: &dyn Kernel,
-    energy: &dyn Energy,
-    state: &ChainState,
-    rngs: &[ChainRng],
-    target: f64,
-    tuning: &mut Tuning,
-) -> Vec<f64> {
-    let n = state.n_chains();
-    let mut steps = vec![ChainStep::default(); n];
-    let mut trial = |tuning: &mut Tuning, eps: &[f64]| -> Vec<f64> {
-        tuning.set_step_size(StepSizes::per_chain(eps.to_vec()));
-        let mut s = state.clone();
-        let mut r = rngs.to_vec();
-        kernel.step(energy, tuning, &mut s, &mut r, &mut steps);
-        steps.iter().map(|s| s.accept_prob).collect()
-    };
-    let mut eps = tuning.step_size().expand(n);
-    let up: Vec<bool> = trial(tuning, &eps).iter().map(|a| *a > target).collect();
-    let mut done = vec![false; n];
-    for _ in 0..30 {
-        let next: Vec<f64> = (0..n)
-            .map(|i| match (done[i], up[i]) {
-                (true, _) => eps[i],
-                (false, true) => eps[i] * 2.0,
-                (false, false) => eps[i] / 2.0,
-            })
-            .collect();
-        let acc = trial(tuning, &next);
-        for i in 0..n {
-            if done[i] {
-                continue;
-            }
-            if !(next[i].is_finite() && next[i] > 1e-300 && next[i] < 1e300) {
-                done[i] = true;
-            } else if (acc[i] > target) != up[i] {
-                // Crossed: keep the step on the acceptable side.
-                if !up[i] {
-                    eps[i] = next[i];
-                }
-                done[i] = true;
-            } else {
-                eps[i] = next[i];
-            }
-        }
-        if done.iter().all(|d| *d) {
-            break;
-        }
-    }
-    tuning.set_step_size(StepSizes::per_chain(eps.clone()));
-    eps
 }

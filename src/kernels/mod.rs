@@ -17,13 +17,12 @@ mod hmc;
 mod mala;
 mod nuts;
 mod rwm;
+mod step_size;
 mod ula;
 
 mod spec;
 
-pub use adapt::{
-    Adaptation, DualAveraging, MassAdapter, MassWindows, Tuner, WindowBounds, mass_windows,
-};
+pub use adapt::{Adaptation, MassAdapter, MassWindows, Tuner, WindowBounds, mass_windows};
 pub use automala::AutoMala;
 pub use gibbs::Gibbs;
 pub use hmc::Hmc;
@@ -33,6 +32,7 @@ pub use rwm::Rwm;
 pub use spec::{
     Invariance, KERNELS, KernelInfo, KernelSettings, KernelSpec, SETTINGS, SettingInfo, listing,
 };
+pub use step_size::{ChosenSteps, DualAveraging, StepAdapter, Tracking};
 pub use ula::{Ula, UlaConfig};
 
 mod rows;

@@ -11,17 +11,17 @@
 
 pub mod losses;
 mod run;
+mod starts;
 mod state;
 
 pub use losses::{Loss, LossGrad};
 
 use crate::energy::Energy;
 use crate::error::{Error, Result};
-use crate::kernels::{Kernel, Tuning};
+use crate::kernels::{Kernel, StepAdapter, Tracking, Tuning};
 use crate::rng::{ChainRng, RngState, chain_rngs, restore_rng, save_rng};
 use crate::run::{Control, in_pool};
 use ndarray::{Array1, Array2, ArrayView2};
-use rand::RngExt;
 
 pub use crate::init::Init;
 
@@ -367,11 +367,12 @@ impl NegativeSampler {
     /// next call: `log step += acceptance - target` (a Robbins-Monro step
     /// with a constant gain, so it follows a target that changes as the
     /// model trains: a frozen sampler's step shrinks by e^-target per
-    /// call), the change kept within a factor of 2 either way.
+    /// call), the change kept within a factor of 2 either way
+    /// ([`crate::kernels::Tracking`] with gain 1).
     pub fn adapt_step(&mut self, step: f64, acceptance: f64, target: f64) {
         if step.is_finite() && step > 0.0 && acceptance.is_finite() {
-            let factor = (acceptance - target).exp().clamp(0.5, 2.0);
-            self.state.step_size = Some(step * factor);
+            let mut t = Tracking::new(step, target, 1.0).with_max_factor(2.0);
+            self.state.step_size = Some(t.update(acceptance));
         }
     }
 
@@ -461,144 +462,6 @@ impl NegativeSampler {
         s.chain_rngs = self.rngs.iter().map(save_rng).collect();
         s.aux_rng = save_rng(&self.aux);
         s
-    }
-
-    /// Each chain's starting point for this call (fresh draws, the
-    /// positives, persistent chains or buffer entries), how many were fresh,
-    /// and the buffer slot each replayed chain came from.
-    #[allow(clippy::type_complexity)]
-    fn starts(
-        &mut self,
-        positives: Option<ArrayView2<f64>>,
-    ) -> Result<(Array2<f64>, usize, Vec<Option<usize>>)> {
-        let (n, d) = (self.active, self.state.dim);
-        let mut start = Array2::zeros((n, d));
-        let mut reinitialised = 0;
-        let mut replay_slots: Vec<Option<usize>> = vec![None; n];
-        match self.state.method.clone() {
-            Method::ShortRun => {
-                for i in 0..n {
-                    self.state.init.draw(
-                        i,
-                        &mut self.rngs[i],
-                        start.row_mut(i).as_slice_mut().expect("standard layout"),
-                        false,
-                    );
-                }
-                reinitialised = n;
-            }
-            Method::Cd => {
-                let p = positives.ok_or_else(|| {
-                    Error::param("data", "CD starts its chains at the positives: give them")
-                })?;
-                if p.nrows() != n {
-                    return Err(Error::shape(
-                        "positives for CD",
-                        format!("({n}, {d}), one per chain"),
-                        format!("{:?}", p.shape()),
-                    ));
-                }
-                start.assign(&p);
-            }
-            Method::Tempered { .. } => {
-                return Err(Error::param(
-                    "method",
-                    "parallel-tempering negatives come from generate_tempered",
-                ));
-            }
-            Method::Pcd => {
-                if self.state.persistent.is_empty() {
-                    for i in 0..n {
-                        self.state.init.draw(
-                            i,
-                            &mut self.rngs[i],
-                            start.row_mut(i).as_slice_mut().expect("standard layout"),
-                            false,
-                        );
-                    }
-                    reinitialised = n;
-                } else {
-                    start.assign(
-                        &ArrayView2::from_shape((n, d), &self.state.persistent)
-                            .expect("checked size"),
-                    );
-                }
-            }
-            Method::Replay {
-                reinit,
-                policy,
-                capacity,
-            } => {
-                if policy == ReplayPolicy::WriteBack && self.buffer_len() == 0 {
-                    // JEM: the buffer starts full of noise.
-                    let mut row = vec![0.0; d];
-                    for _ in 0..capacity {
-                        let j = self.buffer_len();
-                        self.state.init.draw(j, &mut self.aux, &mut row, false);
-                        self.state.buffer.extend_from_slice(&row);
-                    }
-                }
-                let len = self.buffer_len();
-                for i in 0..n {
-                    let fresh = len == 0 || self.aux.random::<f64>() < reinit;
-                    if fresh {
-                        self.state.init.draw(
-                            i,
-                            &mut self.rngs[i],
-                            start.row_mut(i).as_slice_mut().expect("standard layout"),
-                            false,
-                        );
-                        reinitialised += 1;
-                        if policy == ReplayPolicy::WriteBack {
-                            replay_slots[i] = Some(self.aux.random_range(0..len));
-                        }
-                    } else {
-                        let k = self.aux.random_range(0..len);
-                        start.row_mut(i).assign(
-                            &ArrayView2::from_shape((len, d), &self.state.buffer)
-                                .expect("checked size")
-                                .row(k),
-                        );
-                        replay_slots[i] = Some(k);
-                    }
-                }
-            }
-        }
-        Ok((start, reinitialised, replay_slots))
-    }
-
-    /// Writes the call's negatives back: persistent chains (PCD) or the
-    /// replay buffer by its [`ReplayPolicy`].
-    fn write_back(&mut self, negatives: &Array2<f64>, replay_slots: &[Option<usize>]) {
-        let (n, d) = (negatives.nrows(), self.state.dim);
-        // Write back.
-        match self.state.method.clone() {
-            Method::Pcd => self.state.persistent = negatives.iter().copied().collect(),
-            Method::Replay {
-                capacity, policy, ..
-            } => {
-                for i in 0..n {
-                    let row = negatives.row(i);
-                    let len = self.buffer_len();
-                    let slot = match policy {
-                        ReplayPolicy::WriteBack => replay_slots[i],
-                        ReplayPolicy::Append => None,
-                    };
-                    match slot {
-                        Some(k) => self.state.buffer[k * d..(k + 1) * d]
-                            .copy_from_slice(row.as_slice().expect("standard layout")),
-                        None if len < capacity => self.state.buffer.extend(row.iter()),
-                        None => {
-                            let k = self.state.buffer_next % capacity;
-                            self.state.buffer[k * d..(k + 1) * d]
-                                .copy_from_slice(row.as_slice().expect("standard layout"));
-                            self.state.buffer_next = (k + 1) % capacity;
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
     }
 
     /// Whether each call evaluates the energies of the negatives it returns

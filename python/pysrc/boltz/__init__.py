@@ -43,12 +43,28 @@ from __future__ import annotations
 
 import json as _json
 import os as _os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as _np
 
 from . import _native
+from ._args import (  # noqa: F401 (distributed imports some from here)
+    _Array,
+    _context,
+    _count,
+    _dumps,
+    _energy,
+    _f64_2d,
+    _f64_array,
+    _like,
+    _logz_arrays,
+    _logz_job,
+    _report,
+    _sample_job,
+    _with_kernel_names,
+)
 from ._native import BoltzError, CallbackEnergy, Energy
+from ._negatives import Negatives
 
 __version__ = _native.__version__
 
@@ -71,75 +87,6 @@ __all__ = [
     "torch_energy",
 ]
 
-_Array = Any  # numpy.ndarray (or anything numpy.asarray takes)
-
-
-def _is_tensor(a: Any) -> bool:
-    """Whether ``a`` is a torch tensor (without importing torch)."""
-    return type(a).__module__.split(".")[0] == "torch" and hasattr(a, "detach")
-
-
-def _f64_array(a: _Array, what: str) -> _np.ndarray:
-    """``a`` (an array, a torch tensor on any device, with or without
-    grad, nested lists, any real dtype) as a C-contiguous float64 array;
-    anything else is a ``BoltzError`` naming ``what``."""
-    if _is_tensor(a):
-        a = a.detach().cpu().double().numpy()
-    try:
-        dims: Optional[List[int]] = [int(n) for n in getattr(a, "shape")]
-    except (AttributeError, TypeError, ValueError):
-        dims = None
-    if dims is not None:
-        # Before numpy copies it (a broadcast view of 10^12 rows is cheap
-        # until then).
-        _native.check_memory(what, dims, 8)
-    if isinstance(a, (str, bytes)):
-        raise BoltzError(f"invalid value for `{what}`: not an array of numbers (a string)")
-    try:
-        arr = _np.asarray(a)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"its values are {arr.dtype}, not real numbers")
-        return _np.ascontiguousarray(arr, dtype=_np.float64)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise BoltzError(f"invalid value for `{what}`: not an array of numbers ({e})") from None
-
-
-def _f64_2d(
-    a: Optional[_Array], what: str, cols: Optional[int] = None, finite: bool = False
-) -> Optional[_np.ndarray]:
-    """A C-contiguous float64 (n, cols) copy or view of ``a``; 1-D becomes
-    one row. ``finite``: NaN or infinite values are refused, as the CLI
-    refuses them in ``--points``."""
-    if a is None:
-        return None
-    arr = _f64_array(a, what)
-    if arr.ndim == 1:
-        arr = arr.reshape(1, -1)
-    if arr.ndim != 2:
-        raise BoltzError(f"shape mismatch in {what}: expected a 2-D array, got shape {arr.shape}")
-    if cols is not None and arr.shape[1] != cols:
-        raise BoltzError(
-            f"shape mismatch in {what}: expected (n, {cols}), got {arr.shape}"
-        )
-    if finite and not _np.isfinite(arr).all():
-        i, j = (int(k) for k in _np.argwhere(~_np.isfinite(arr))[0])
-        raise BoltzError(
-            f"invalid value for `{what}`: row {i}, column {j} is {arr[i, j]}: "
-            "every value must be finite"
-        )
-    return arr
-
-
-def _like(out: _np.ndarray, given: Any) -> Any:
-    """``out`` as a torch tensor on ``given``'s device and dtype when
-    ``given`` is a tensor (tensors in, tensors out), else as it is."""
-    if not _is_tensor(given):
-        return out
-    import torch
-
-    return torch.from_numpy(_np.ascontiguousarray(out)).to(device=given.device, dtype=given.dtype)
-
-
 _native_energy_and_grad = Energy.energy_and_grad
 
 
@@ -159,47 +106,6 @@ def _energy_and_grad(self: Energy, y: _Array, x: Optional[_Array] = None) -> Tup
 
 
 Energy.energy_and_grad = _energy_and_grad  # type: ignore[method-assign]
-
-
-def _context(e: Energy, context: Optional[_Array]) -> Optional[_np.ndarray]:
-    """Contexts for a conditional energy, (k, x_dim) float64."""
-    if context is None:
-        return None
-    if e.x_dim == 0:
-        raise BoltzError(f"invalid value for `context`: model `{e.name}` is not conditional")
-    return _f64_2d(context, "context", e.x_dim)
-
-
-def _energy(energy: Any) -> Energy:
-    if isinstance(energy, Energy):
-        return energy
-    if isinstance(energy, (str, _os.PathLike)):
-        return load_model(_os.fspath(energy))
-    raise BoltzError(
-        "invalid value for `energy`: expected a boltz.Energy (load_model, CallbackEnergy, "
-        f"torch_energy, mlp_from_torch) or a model name, got {type(energy).__name__}"
-    )
-
-
-def _pair(v: Any, what: str) -> Optional[List[float]]:
-    """``(lo, hi)`` as two floats, or None."""
-    if v is None:
-        return None
-    try:
-        lo, hi = (float(t) for t in v)
-    except (TypeError, ValueError) as e:
-        raise BoltzError(f"invalid value for `{what}`: expected (lo, hi), got {v!r} ({e})") from None
-    return [lo, hi]
-
-
-def _count(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, _np.integer)):
-        raise BoltzError(f"invalid value for `{what}`: expected an integer, got {v!r}")
-    if v < 0:
-        raise BoltzError(f"invalid value for `{what}`: must be >= 0, got {v}")
-    if v >= 2**63:
-        raise BoltzError(f"invalid value for `{what}`: absurdly large ({v})")
-    return int(v)
 
 
 def load_model(
@@ -234,16 +140,6 @@ def kernels() -> List[Dict[str, Any]]:
     ``leapfrog``, ``max_depth``, ...), each with ``about`` and ``default``.
     """
     return _json.loads(_native.kernels_json())
-
-
-_KERNEL_NAMES = ", ".join("``%s``" % k["name"] for k in kernels())
-
-
-def _with_kernel_names(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Writes the registry's kernel names into ``f``'s docstring."""
-    if f.__doc__:
-        f.__doc__ = f.__doc__.replace("KERNEL_NAMES", _KERNEL_NAMES)
-    return f
 
 
 def threads() -> int:
@@ -346,31 +242,14 @@ def sample(
     elif init is not None:
         init_rows = _f64_2d(init, "init", e.dim)
     ctx = _context(e, context)
-    job = {
-        "sampler": str(sampler),
-        "chains": _count(chains, "chains"),
-        "warmup": _count(warmup, "warmup"),
-        "draws": _count(draws, "draws"),
-        "seed": _count(seed, "seed"),
-        "step_size": _opt_float(step_size),
-        "beta": float(beta),
-        "thin": _count(thin, "thin"),
-        "leapfrog": _count(leapfrog, "leapfrog"),
-        "max_depth": _count(max_depth, "max_depth"),
-        "jitter": float(jitter),
-        "noise": _opt_float(noise),
-        "grad_clip": _opt_float(grad_clip),
-        "clamp": _pair(clamp, "clamp"),
-        "target_accept": _opt_float(target_accept),
-        "shared_step": bool(shared_step),
-        "adapt_mass": bool(adapt_mass),
-        "pooled_mass": bool(pooled_mass),
-        "mass_windows": str(mass_windows),
-        "replicas": _count(replicas, "replicas"),
-        "kernel": None if kernel is None else str(kernel),
-        "ladder": str(ladder),
-        "diagnostics": bool(diagnostics),
-    }
+    job = _sample_job(
+        sampler=sampler, chains=chains, warmup=warmup, draws=draws, seed=seed,
+        step_size=step_size, beta=beta, thin=thin, leapfrog=leapfrog,
+        max_depth=max_depth, jitter=jitter, noise=noise, grad_clip=grad_clip,
+        clamp=clamp, target_accept=target_accept, shared_step=shared_step,
+        adapt_mass=adapt_mass, pooled_mass=pooled_mass, mass_windows=mass_windows,
+        replicas=replicas, kernel=kernel, ladder=ladder, diagnostics=diagnostics,
+    )
     samples, report = _native.sample(
         e, _dumps(job), ctx, init_rows, init_spec, bool(progress)
     )
@@ -432,66 +311,6 @@ def to_inference_data(
         if group in idata.groups():
             idata[group].attrs.update(attrs)
     return idata
-
-
-def _opt_float(v: Optional[float]) -> Optional[float]:
-    return None if v is None else float(v)
-
-
-def _logz_job(**kw: Any) -> str:
-    """A LogzJob as JSON (the library's settings, with the CLI's defaults)."""
-    job = {
-        "method": kw["method"],
-        "particles": _count(kw["particles"], "particles"),
-        "temps": _count(kw["temps"], "temps"),
-        "seed": _count(kw["seed"], "seed"),
-        "schedule": str(kw["schedule"]),
-        "kernel": kw["kernel"],
-        "steps_per_temp": (
-            None if kw["steps_per_temp"] is None
-            else _count(kw["steps_per_temp"], "steps_per_temp")
-        ),
-        "cess": _opt_float(kw.get("cess")),
-        "islands": None if kw.get("islands") is None else _count(kw["islands"], "islands"),
-        "target_se": _opt_float(kw.get("target_se")),
-        "max_seconds": _opt_float(kw.get("max_seconds")),
-        "step_size": _opt_float(kw["step_size"]),
-        "beta": float(kw["beta"]),
-        "reverse": kw["reverse"] is True,
-        "no_reverse": kw["reverse"] is False,
-        "resample": _opt_float(kw.get("resample")),
-        "base_scale": _opt_float(kw.get("base_scale")),
-    }
-    for key in ("replicas", "chains", "warmup", "draws"):
-        if key in kw:
-            job[key] = _count(kw[key], key)
-    return _dumps(job)
-
-
-def _dumps(job: Dict[str, Any]) -> str:
-    """Settings as JSON for the native module: finite numbers only."""
-    try:
-        return _json.dumps(job, allow_nan=False)
-    except ValueError:
-        raise BoltzError(
-            "invalid value: settings must be finite numbers (got NaN or infinity)"
-        ) from None
-
-
-def _report(s: str) -> Dict[str, Any]:
-    r = _json.loads(s)
-    # JSON has no NaN: the library writes null; give numbers back as NaN.
-    for k in ("ess_bulk_min", "ess_tail_min", "rhat_max", "acceptance"):
-        if k in r and r[k] is None:
-            r[k] = float("nan")
-    return r
-
-
-def _logz_arrays(r: Dict[str, Any]) -> Dict[str, Any]:
-    for k in ("log_z", "stderr", "ess", "log_z_upper", "stderr_upper", "bootstrap_stderr"):
-        if k in r and r[k] is not None:
-            r[k] = _np.array([_np.nan if v is None else v for v in r[k]], dtype=_np.float64)
-    return r
 
 
 @_with_kernel_names
@@ -706,180 +525,6 @@ def compare(
         )
     )
     return r["rows"]
-
-
-@_with_kernel_names
-class Negatives:
-    """Negative samples for contrastive training, call after call.
-
-    Each :meth:`sample` runs ``steps`` transitions of ``kernel`` on
-    ``exp(-beta F)`` from the method's starts and returns the chains' ends:
-
-    - ``method="short-run"``: from fresh noise every call (``init``), or,
-      with ``buffer > 0``, from a replay buffer of past negatives (a fraction
-      ``reinit`` from noise);
-    - ``"cd"``: from the data given (contrastive divergence);
-    - ``"pcd"``: from where the previous call ended (persistent CD).
-
-    Args:
-        energy: a :class:`Energy`; a :func:`torch_energy` sees the model's
-            current weights at every call.
-        kernel: a kernel of :func:`kernels` (KERNEL_NAMES; default ``ula``,
-            ``gibbs`` for binary models), or ``pt``.
-        steps, step_size, noise: transitions per call, step size, ULA noise
-            scale (default the Langevin ``sqrt(2 step)``; a smaller one is the
-            usual short-run EBM trick).
-        grad_clip, clamp: clamp each gradient entry to ``[-C, C]``; clamp every
-            coordinate to ``(lo, hi)`` after each step (e.g. pixel range).
-        seed: chain ``i`` has its own ChaCha stream keyed by ``(seed, i)``.
-        end_energies: evaluate the energies of the negatives returned and of
-            ``data`` for the report (``energy_neg``, ``energy_pos``,
-            ``energy_gap``, ``energies``; default True). False leaves them
-            ``None`` and saves the evaluations a training loop makes anyway
-            in its loss: a call of K ULA steps then costs exactly K gradient
-            evaluations (the last move is not evaluated), MALA K + 1 (the
-            starts, whose energies change with the weights, and K
-            proposals), HMC with L leapfrog steps K L + 1; the report's
-            ``stats.grad_evals`` says it per chain. The draws are the same.
-        adapt_step: move the step from call to call towards the kernel's
-            target acceptance (Metropolis kernels: mala, hmc, nuts, rwm, ...),
-            ``log step += acceptance - target`` after each call, starting
-            from ``step_size``; the step follows the model as it trains
-            (a sampler frozen by a sharpening energy recovers) and is kept
-            in the state. ``stats.step_size`` in the report is the call's.
-            Default False: a fixed step, as IGEBM and JEM tune by hand.
-
-    The state (chains, buffer, every random stream) round-trips bit for bit
-    through :meth:`state_dict` / :meth:`load_state_dict` and
-    :meth:`save` / :meth:`load`: a training run resumed from a checkpoint
-    draws the same negatives as one never stopped.
-
-    One object may be shared by several threads: their calls take turns
-    (a call waits for the one in progress, without holding the interpreter
-    lock), each continuing the state the previous one left; which thread
-    goes first is not fixed, so use one object per thread where the order
-    matters. :attr:`last_report` is the report of the last call to finish.
-    """
-
-    def __init__(
-        self,
-        energy: Union[Energy, str],
-        method: str = "short-run",
-        kernel: Optional[str] = None,
-        steps: int = 100,
-        step_size: float = 0.01,
-        noise: Optional[float] = None,
-        buffer: int = 0,
-        reinit: float = 0.05,
-        grad_clip: Optional[float] = None,
-        clamp: Optional[Tuple[float, float]] = None,
-        seed: int = 0,
-        *,
-        beta: float = 1.0,
-        buffer_policy: str = "append",
-        leapfrog: int = 16,
-        jitter: float = 0.2,
-        init: Optional[str] = None,
-        end_energies: bool = True,
-        adapt_step: bool = False,
-        _native_obj: Any = None,
-    ) -> None:
-        self.energy = _energy(energy)
-        if _native_obj is not None:
-            self._n = _native_obj
-        else:
-            job = {
-                "method": str(method),
-                "kernel": kernel,
-                "steps": _count(steps, "steps"),
-                "step_size": float(step_size),
-                "noise": _opt_float(noise),
-                "grad_clip": _opt_float(grad_clip),
-                "clamp": _pair(clamp, "clamp"),
-                "leapfrog": _count(leapfrog, "leapfrog"),
-                "jitter": float(jitter),
-                "buffer": _count(buffer, "buffer"),
-                "reinit": float(reinit),
-                "buffer_policy": str(buffer_policy),
-                "beta": float(beta),
-                "seed": _count(seed, "seed"),
-                "end_energies": bool(end_energies),
-                "adapt_step": bool(adapt_step),
-            }
-            self._n = _native.Negatives(self.energy, _dumps(job), init)
-
-    @property
-    def settings(self) -> Dict[str, Any]:
-        """The sampler's settings (method, kernel, steps, step size, ...)."""
-        return _json.loads(self._n.settings)
-
-    @property
-    def last_report(self) -> Optional[Dict[str, Any]]:
-        """The report of the last :meth:`sample` call: energies of positives
-        and negatives and their gap, acceptance, divergences, distance moved,
-        chains started fresh, buffer size, warnings."""
-        r = self._n.last_report
-        return None if r is None else _json.loads(r)
-
-    def sample(
-        self,
-        data: Optional[_Array] = None,
-        context: Optional[_Array] = None,
-        chains: Optional[int] = None,
-    ) -> _np.ndarray:
-        """One call: negatives of shape (chains, dim).
-
-        ``data`` (chains, dim): the positives (CD starts from them; every
-        method reports the energy gap with them). ``chains`` defaults to the
-        rows of ``data``, else to the last call's, and may change from call
-        to call (a last, smaller batch): chain ``i`` always draws from
-        stream ``(seed, i)``, a new one from its beginning, one a call does
-        not use waits. ``pcd`` and ``pt`` keep the chains of their first
-        call (another ``chains`` is refused; ``data`` of another size then
-        only gives the energy gap). ``context``: for a conditional energy,
-        one row or one per chain.
-        """
-        d = _f64_2d(data, "data", self.energy.dim)
-        c = _context(self.energy, context)
-        return self._n.sample(d, c, None if chains is None else _count(chains, "chains"))
-
-    def state_dict(self) -> Dict[str, Any]:
-        """The complete state as a dict of plain values (JSON-serialisable)."""
-        s = self._n.state_json()
-        return {
-            "format": "boltz.Negatives",
-            "version": 1,
-            "settings": self.settings,
-            "state": None if s is None else _json.loads(s),
-        }
-
-    def load_state_dict(self, d: Dict[str, Any]) -> None:
-        """Restores a state from :meth:`state_dict`: the same settings and a
-        network of the same architecture (its weights may have changed
-        since, as in training; see ``Energy.update_from_torch``)."""
-        if not isinstance(d, dict) or d.get("format") != "boltz.Negatives":
-            raise BoltzError("invalid negatives state: not a boltz.Negatives state_dict")
-        if d.get("version") != 1:
-            raise BoltzError(f"invalid negatives state: version {d.get('version')} (this boltz reads 1)")
-        s = d.get("state")
-        self._n.load_state_json(None if s is None else _json.dumps(s))
-
-    def save(self, path: Union[str, "_os.PathLike[str]"]) -> None:
-        """Saves the state (versioned, checksummed, written atomically)."""
-        self._n.save(_os.fspath(path))
-
-    @classmethod
-    def load(cls, path: Union[str, "_os.PathLike[str]"], energy: Union[Energy, str]) -> "Negatives":
-        """A sampler continuing the state saved at ``path`` on ``energy``
-        (a network of the same architecture, any weights; settings come
-        from the file)."""
-        e = _energy(energy)
-        n = _native.Negatives.load(_os.fspath(path), e)
-        return cls(e, _native_obj=n)
-
-    def __repr__(self) -> str:
-        s = self.settings
-        return f"boltz.Negatives(method={s['method']!r}, kernel={s['kernel']!r}, steps={s['steps']})"
 
 
 from ._jax import jax_energy  # noqa: E402

@@ -35,7 +35,7 @@ import hashlib as _hashlib
 import json as _json
 import os as _os
 import tempfile as _tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as _np
 
