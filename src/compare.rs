@@ -98,7 +98,8 @@ pub struct CompareRow {
     /// drift, divergences), and where the moments are known a mean or
     /// variance further from them than Monte Carlo error allows
     /// ([`moment_z_limit`]). A sampler with a warning is not ranked.
-    pub warnings: Vec<String>,
+    #[serde(flatten)]
+    pub warnings: crate::Warnings,
 }
 
 /// The comparison: one row per sampler plus the settings.
@@ -356,17 +357,17 @@ fn row(
             let e = moment_errors(out.samples.view(), &sums, &m.mean, &m.var);
             let limit = moment_z_limit(m.mean.len());
             if e.mean_z > limit {
-                warnings.push(format!(
+                warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::MomentMismatch, format!(
                     "a mean is {:.1} Monte Carlo standard errors from the exact one (more than {limit:.1}, the 0.1% bound over {} coordinates): the draws are biased (a step too large for an unadjusted kernel, modes not mixed) or not converged; not ranked",
                     e.mean_z,
                     m.mean.len()
-                ));
+                )));
             }
             if e.var_z > limit {
-                warnings.push(format!(
+                warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::MomentMismatch, format!(
                     "a variance is {:.1} Monte Carlo standard errors from the exact one (relative error {:.3}, more than {limit:.1} se): the draws are biased or not converged; not ranked",
                     e.var_z, e.var_rel
-                ));
+                )));
             }
             (
                 Some(e.mean_sd),

@@ -107,6 +107,7 @@ pub mod sampler;
 pub mod shard;
 mod simd;
 pub mod tally;
+pub mod warning;
 
 pub use ais::{AisConfig, AisProblem, AisResult, Base};
 pub use compare::{CompareConfig, CompareReport, compare};
@@ -120,3 +121,4 @@ pub use negatives::{Loss, NegativeSampler};
 pub use rand;
 pub use run::{Control, NoObserver, Observer};
 pub use sampler::{SampleConfig, SampleOutput};
+pub use warning::{Warning, WarningKind, Warnings};

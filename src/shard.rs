@@ -104,7 +104,7 @@ pub struct LogzFigures {
     pub conditional: bool,
     /// The shard's warnings (the pilot's coverage check: the same in
     /// every shard).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::Warning>,
     /// prob shards: the shape of `-beta F(x, y)` that follows the
     /// log-weights, (contexts, points) or (points,), and whether each
     /// point had its own context.
@@ -146,8 +146,9 @@ pub struct SampleFigures {
     pub energy_evals: u64,
     /// Gradient evaluations (`None` for kernels without gradients).
     pub grad_evals: Option<u64>,
-    /// The shard's own warnings.
-    pub warnings: Vec<String>,
+    /// The shard's own warnings (the merge works R-hat's, ESS's and
+    /// tempering's out again over all chains).
+    pub warnings: Vec<crate::Warning>,
     /// Whether each chain of the run has its own context (the merge then
     /// gives no R-hat or ESS warning across chains, as the run does not).
     pub per_chain_context: bool,

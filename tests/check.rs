@@ -61,9 +61,7 @@ fn the_estimators_disagree_on_modes_annealing_misses_and_no_estimate_is_given() 
     assert_eq!(r.check.as_ref().unwrap()["verdict"], "disagree");
     assert!(r.log_z[0].is_nan() && r.stderr[0].is_nan());
     assert!(
-        r.warnings
-            .iter()
-            .any(|w| w.contains("the estimators disagree")),
+        r.warnings.has(boltz::WarningKind::EstimatorsDisagree),
         "{:?}",
         r.warnings
     );
@@ -99,12 +97,7 @@ fn a_budget_grows_until_the_target_standard_error() {
     let c = run.report.check.as_ref().unwrap();
     assert_eq!(c["stopped"], "time cap");
     assert_eq!(c["rounds"], 1);
-    assert!(
-        run.report
-            .warnings
-            .iter()
-            .any(|w| w.contains("above the target"))
-    );
+    assert!(run.report.warnings.has(boltz::WarningKind::AboveTargetSe));
 }
 
 #[test]

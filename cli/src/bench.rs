@@ -196,20 +196,23 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     );
     update_readme(&readme, &section, &mut outputs)?;
     let failed: Vec<&Measurement> = fresh.iter().filter(|m| !m.ok).collect();
-    let warnings: Vec<String> = failed
+    let warnings: boltz::Warnings = failed
         .iter()
         .map(|m| {
-            format!(
-                "{} {} ({}): a check FAILED{}: {}",
-                m.workload,
-                m.target,
-                m.figure,
-                if args.quick { " at --quick sizes" } else { "" },
-                m.notes
-                    .split("; ")
-                    .filter(|n| n.starts_with("CHECK FAILED"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+            boltz::Warning::new(
+                boltz::WarningKind::CheckFailed,
+                format!(
+                    "{} {} ({}): a check FAILED{}: {}",
+                    m.workload,
+                    m.target,
+                    m.figure,
+                    if args.quick { " at --quick sizes" } else { "" },
+                    m.notes
+                        .split("; ")
+                        .filter(|n| n.starts_with("CHECK FAILED"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
             )
         })
         .collect();
@@ -217,8 +220,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "measurements": fresh,
         "failed": failed.len(),
         "quick": args.quick,
-        "warnings": warnings,
     });
+    let mut v = v;
+    warnings.write_into(&mut v);
     let text = args.output.emit(&v, &mut outputs)?;
     outputs.commit()?;
     if text && !args.jsonl {
@@ -347,16 +351,16 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     )?;
     let md = crate::render::markdown(&report);
     let mut v = crate::json_value(&report)?;
-    v["warnings"] = serde_json::json!(
-        report
-            .rows
-            .iter()
-            .flat_map(|r| r
-                .warnings
+    let warnings: boltz::Warnings = report
+        .rows
+        .iter()
+        .flat_map(|r| {
+            r.warnings
                 .iter()
-                .map(move |w| format!("{}: {w}", r.sampler)))
-            .collect::<Vec<_>>()
-    );
+                .map(|w| w.prefixed(&format!("{}: ", r.sampler)))
+        })
+        .collect();
+    warnings.write_into(&mut v);
     let text = args.output.emit(&v, &mut outputs)?;
     if let Some(dir) = &args.out {
         outputs.stage_json(&dir.join("compare.json"), &v)?;

@@ -32,7 +32,8 @@ pub fn kernels(output: &crate::OutputArgs) -> Result<()> {
     let list = boltz::kernels::listing();
     let mut outputs = boltz::io::Outputs::new(&[]);
     output.declare(&mut outputs)?;
-    let v = serde_json::json!({ "kernels": list, "warnings": Vec::<String>::new() });
+    let mut v = serde_json::json!({ "kernels": list });
+    boltz::Warnings::new().write_into(&mut v);
     let text = output.emit(&v, &mut outputs)?;
     outputs.commit()?;
     if !text {
@@ -61,7 +62,8 @@ pub fn suite(output: &crate::OutputArgs) -> Result<()> {
     let rows = boltz::suite::list()?;
     let mut outputs = boltz::io::Outputs::new(&[]);
     output.declare(&mut outputs)?;
-    let v = serde_json::json!({ "targets": rows, "warnings": Vec::<String>::new() });
+    let mut v = serde_json::json!({ "targets": rows });
+    boltz::Warnings::new().write_into(&mut v);
     let text = output.emit(&v, &mut outputs)?;
     outputs.commit()?;
     if !text {
@@ -118,18 +120,21 @@ pub fn energy(
         e
     };
     let finite = e.iter().filter(|v| v.is_finite()).count();
-    let mut warnings = Vec::new();
+    let mut warnings = boltz::Warnings::new();
     if let Some((r, c, v)) = not_states {
-        warnings.push(format!(
+        warnings.push(boltz::Warning::new(boltz::WarningKind::EnergyValues, format!(
             "model `{}` has binary states and row {r}, column {c} is {v}: these energies are the free energy's continuous extension, not energies of states",
             model.name
-        ));
+        )));
     }
     if finite < e.len() {
-        warnings.push(format!(
-            "{} of {} energies are not finite",
-            e.len() - finite,
-            e.len()
+        warnings.push(boltz::Warning::new(
+            boltz::WarningKind::EnergyValues,
+            format!(
+                "{} of {} energies are not finite",
+                e.len() - finite,
+                e.len()
+            ),
         ));
     }
     let (lo, hi) = e
@@ -141,8 +146,10 @@ pub fn energy(
     let v = serde_json::json!({
         "model": model.name, "points": y.nrows(), "dim": y.ncols(),
         "out": out.display().to_string(), "grad": grad.map(|g| g.display().to_string()),
-        "energy_min": lo, "energy_max": hi, "warnings": warnings,
+        "energy_min": lo, "energy_max": hi,
     });
+    let mut v = v;
+    warnings.write_into(&mut v);
     let text = output.emit(&v, &mut outputs)?;
     outputs.commit()?;
     if text {
@@ -460,7 +467,7 @@ fn print_sample(args: &SampleArgs, model: &str, run: &boltz::jobs::SampleRun) {
 }
 
 /// Prints each warning on its own line, indented, after the results.
-pub fn print_warnings(warnings: &[String]) {
+pub fn print_warnings(warnings: &[boltz::Warning]) {
     for w in warnings {
         println!("  warning: {w}");
     }

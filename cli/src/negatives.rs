@@ -172,7 +172,7 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
     }
     let s = &batch.stats;
     if args.method == "pcd" && args.state.is_none() {
-        warnings.insert(0, "--method pcd without --state: the chains are not kept between calls, so this call is short-run from noise; give --state FILE to persist them".to_string());
+        warnings.insert(0, boltz::Warning::new(boltz::WarningKind::StateNotKept, "--method pcd without --state: the chains are not kept between calls, so this call is short-run from noise; give --state FILE to persist them"));
     }
     let v = serde_json::json!({
         "model": model.name,
@@ -184,9 +184,9 @@ pub fn negatives(args: &NegativesArgs) -> Result<()> {
         "call": sampler.calls(),
         "stats": s,
         "buffer": sampler.buffer_len(),
-        "warnings": warnings,
     });
     let mut v = v;
+    warnings.write_into(&mut v);
     if let Some(t) = sampler.tempered() {
         v["pt"] = serde_json::json!({
             "replicas": t.betas.len(),
@@ -209,7 +209,7 @@ fn print_call(
     kernel_name: &str,
     batch: &boltz::negatives::NegativeBatch,
     sampler: &NegativeSampler,
-    warnings: &[String],
+    warnings: &[boltz::Warning],
 ) {
     let s = &batch.stats;
     println!(

@@ -273,7 +273,7 @@ fn logz_refuses_bad_settings() {
                 "--data",
                 "d2.npy",
             ][..],
-            "--base-scale gives the base",
+            "base_scale gives the base",
         ),
         (
             &["--model", "ring", "--method", "ais", "--data", "d2.npy"][..],

@@ -12,13 +12,23 @@ fn json(out: &std::process::Output) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// The report's warnings; beside them, `warning_kinds` names each one's
+/// kind, in the same order.
 fn warnings(v: &Value) -> Vec<String> {
-    v["warnings"]
+    let w: Vec<String> = v["warnings"]
         .as_array()
         .unwrap_or_else(|| panic!("no warnings list in {v}"))
         .iter()
         .map(|w| w.as_str().unwrap().to_string())
-        .collect()
+        .collect();
+    assert_eq!(kinds(v).len(), w.len(), "{v}");
+    w
+}
+
+/// The report's `warning_kinds`, each a `boltz::WarningKind`.
+fn kinds(v: &Value) -> Vec<boltz::WarningKind> {
+    serde_json::from_value(v["warning_kinds"].clone())
+        .unwrap_or_else(|e| panic!("no warning_kinds list ({e}) in {v}"))
 }
 
 /// The user's report: a 5-D mixture with modes at +-8 (weights 0.8/0.2,
@@ -299,6 +309,7 @@ fn pcd_without_state_warns() {
         ],
     ));
     assert!(warnings(&v).iter().any(|w| w.contains("--state")), "{v}");
+    assert!(kinds(&v).contains(&boltz::WarningKind::StateNotKept), "{v}");
     let v = json(&boltz(
         p,
         &[
@@ -369,6 +380,7 @@ fn drift_is_warned() {
         ],
     ));
     assert!(warnings(&v).iter().any(|w| w.contains("drift")), "{v}");
+    assert!(kinds(&v).contains(&boltz::WarningKind::Drift), "{v}");
 }
 
 /// `prob` of an unconditional model gives log P(y) (N,); `--paired` gives
@@ -789,6 +801,7 @@ fn long_logz_stops_within_a_second_with_what_it_has() {
     );
     assert!(lz[done..].iter().all(Value::is_null));
     assert!(warnings(&v)[0].starts_with("interrupted"), "{v}");
+    assert_eq!(kinds(&v)[0], boltz::WarningKind::Interrupted, "{v}");
 }
 
 /// `negatives` takes --beta and any kernel of the spec.

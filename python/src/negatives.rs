@@ -128,7 +128,7 @@ impl Negatives {
             Ok((batch, kernel, warnings, Some(s)))
         })?;
 
-        let report = json(&serde_json::json!({
+        let mut v = serde_json::json!({
             "model": self.energy.bind(py).get().model().name,
             "method": self.job.method,
             "kernel": kernel,
@@ -139,8 +139,9 @@ impl Negatives {
             "stats": batch.stats,
             "buffer": s.map(|x| x.1),
             "energies": self.job.end_energies.then(|| batch.energies.to_vec()),
-            "warnings": warnings,
-        }))?;
+        });
+        warnings.write_into(&mut v);
+        let report = json(&v)?;
         *self
             .last_report
             .lock()

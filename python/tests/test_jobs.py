@@ -186,7 +186,11 @@ def test_diagnose_iid_draws():
     assert d["ess_bulk"].shape == (2,)
     assert np.all(np.abs(d["rhat"] - 1) < 0.01)
     assert np.all(d["ess_bulk"] > 3000)
-    assert d["warnings"] == []
+    assert d["warnings"] == [] and d["warning_kinds"] == []
+    # Two chains in different places: R-hat sees it, and says which kind.
+    far = np.concatenate([x[:2], x[2:] + 5.0])
+    d = boltz.diagnose(far)
+    assert "rhat" in d["warning_kinds"] and len(d["warning_kinds"]) == len(d["warnings"])
     with pytest.raises(boltz.BoltzError):
         boltz.diagnose(np.zeros((2, 2, 2)))
     # The CLI's rules (one library job): non-finite draws are refused, a
@@ -469,6 +473,8 @@ def test_negatives_adapt_their_step_across_calls():
         adapt.sample(chains=32)
         acc.append(adapt.last_report["stats"]["acceptance"])
     assert fixed.last_report["stats"]["acceptance"] < 0.05 and fixed.last_report["warnings"]
+    # Each warning's kind, in the same order.
+    assert fixed.last_report["warning_kinds"] == ["frozen"], fixed.last_report
     assert fixed.last_report["stats"]["step_size"] == 50.0
     assert 0.45 < np.mean(acc[-20:]) < 0.7, acc
     assert adapt.last_report["warnings"] == []

@@ -304,7 +304,7 @@ pub struct AisResult {
     /// Wall-clock seconds (pilot and repeats included).
     pub wall_s: f64,
     /// Warnings about the estimate's reliability (small ESS, non-finite weights).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::Warning>,
     /// False when the run was stopped early: the estimates are then those
     /// of the temperature reached, not of the target, except for the first
     /// `contexts_done` contexts.

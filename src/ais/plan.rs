@@ -149,7 +149,7 @@ pub struct Pilot {
     /// gmm-ring, gmm-far and gauss-ill), so the log Z job reports the
     /// R-hat and warns only when [`Pilot::uncovered`] finds a chain's
     /// region the annealed particles did not reach.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::Warning>,
     /// Each chain's mean per coordinate, (chains, dim) (no rows for a
     /// pilot of per-row contexts).
     pub chain_means: Array2<f64>,
@@ -374,10 +374,10 @@ pub fn pilot_with(
     let chain_sds = out.samples.std_axis(ndarray::Axis(1), 1.0);
     let ov = crate::diagnostics::overview(&crate::diagnostics::summarize(out.samples.view())?);
     if ov.rhat_max > 1.05 {
-        warnings.push(format!(
-            "the AIS pilot's {} chains, started over-dispersed, disagree (R-hat {:.3}): the target may have separated modes, and AIS may miss the mass of some without its error bar showing it; check with reverse AIS (--reverse-from draws of the target) or parallel tempering",
+        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::PilotDisagree, format!(
+            "the AIS pilot's {} chains, started over-dispersed, disagree (R-hat {:.3}): the target may have separated modes, and AIS may miss the mass of some without its error bar showing it; check with reverse AIS (reverse_from: draws of the target) or parallel tempering",
             config.n_chains, ov.rhat_max
-        ));
+        )));
     }
     let chain_energies = out
         .energies

@@ -8,6 +8,7 @@ use super::weights::bootstrap_stderr;
 use super::{AisConfig, AisProblem, AisResult, Estimate};
 use crate::error::{Error, Result};
 use crate::run::{Control, NoObserver, Observer, in_pool};
+use crate::warning::{Warning, WarningKind};
 use std::path::Path;
 use std::time::Instant;
 
@@ -99,7 +100,7 @@ pub(crate) fn warnings(
     estimates: &mut [Estimate],
     config: &AisConfig,
     first: usize,
-) -> Vec<String> {
+) -> Vec<Warning> {
     let mut bad = Vec::new();
     let mut low = Vec::new();
     for (i, e) in estimates.iter_mut().enumerate() {
@@ -124,18 +125,21 @@ pub(crate) fn warnings(
     };
     if bad.len() <= 3 {
         for g in &bad {
-            out.push(format!("{}log Z is not finite (every weight -inf or NaN): the base does not cover the target, or the energy overflows", name(*g)));
+            out.push(Warning::new(WarningKind::NonFinite, format!("{}log Z is not finite (every weight -inf or NaN): the base does not cover the target, or the energy overflows", name(*g))));
         }
     } else {
-        out.push(format!("{} contexts (first {:?}) have a non-finite log Z (every weight -inf or NaN): the base does not cover the target, or the energy overflows", bad.len(), &bad[..3]));
+        out.push(Warning::new(WarningKind::NonFinite, format!("{} contexts (first {:?}) have a non-finite log Z (every weight -inf or NaN): the base does not cover the target, or the energy overflows", bad.len(), &bad[..3])));
     }
     let advice = "the error bar is unreliable and log Z is likely biased low; use more temperatures or particles";
     if low.len() <= 3 {
         for (g, ess) in &low {
-            out.push(format!(
-                "{}weight ESS {ess:.1} of {} particles (< 10%): {advice}",
-                name(*g),
-                config.particles
+            out.push(Warning::new(
+                WarningKind::WeightEss,
+                format!(
+                    "{}weight ESS {ess:.1} of {} particles (< 10%): {advice}",
+                    name(*g),
+                    config.particles
+                ),
             ));
         }
     } else {
@@ -143,14 +147,14 @@ pub(crate) fn warnings(
             .iter()
             .copied()
             .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
-        out.push(format!(
+        out.push(Warning::new(WarningKind::WeightEss, format!(
             "{} of {} contexts have a weight ESS under 10% of {} particles (worst: context {}, ESS {:.1}): {advice}",
             low.len(),
             estimates.len(),
             config.particles,
             worst.0,
             worst.1
-        ));
+        )));
     }
     out
 }
@@ -332,7 +336,7 @@ pub(crate) struct Merged {
     smc: Option<super::SmcSummary>,
     energy_evals: u64,
     shared_evals: u64,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
     betas: Vec<f64>,
     step_sizes: Vec<f64>,
     complete: bool,
@@ -634,13 +638,13 @@ pub(crate) fn unfinished(
 
 /// The warnings of a finished SMC batch: non-finite estimates, and
 /// islands whose schedule reached its cap.
-fn smc_warnings(r: &mut AisResult, config: &AisConfig, first: usize) -> Vec<String> {
+fn smc_warnings(r: &mut AisResult, config: &AisConfig, first: usize) -> Vec<Warning> {
     let mut out = warnings(&mut r.estimates, config, first);
     if r.smc.as_ref().is_some_and(|s| s.capped) {
-        out.push(format!(
+        out.push(Warning::new(WarningKind::SmcCap, format!(
             "SMC's pilot reached the cap of {} temperatures before b = 1 and its last step jumped to 1: the last weights are poor and the error bar may be too small; raise the cap (temps) or lower cess",
             config.temps
-        ));
+        )));
     }
     out
 }

@@ -311,7 +311,8 @@ fn fill(
                 "stderr": x.stderr,
                 "energy_evals": x.energy_evals,
                 "wall_s": x.wall_s,
-                "warnings": x.warnings,
+                "warnings": x.warnings.messages(),
+                "warning_kinds": x.warnings.kinds(),
                 "excluded": why,
             }),
         );
@@ -319,7 +320,7 @@ fn fill(
         if why.is_none() {
             report
                 .warnings
-                .extend(x.warnings.iter().map(|w| format!("{m}: {w}")));
+                .extend(x.warnings.iter().map(|w| w.prefixed(&format!("{m}: "))));
         }
     }
     report.check = Some(serde_json::json!({
@@ -361,10 +362,10 @@ fn fill(
             } else {
                 String::new()
             };
-            report.warnings.push(format!(
+            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::AboveABound, format!(
                 "{at}{m}'s estimate {l:.4} lies {d:.2} nats above the combined {:.4} +- {:.4}: an estimate of Z without bias exceeds the truth by t nats with probability at most e^-t, so the combination misses mass {m} found and no estimate is given; give the data the model was trained on (data) or raise the budget (target_se)",
                 r.combined[g], r.stderr[g]
-            ));
+            )));
         } else if list.len() < 2 {
             let left_out: Vec<String> = r
                 .runs
@@ -372,26 +373,26 @@ fn fill(
                 .zip(&r.excluded)
                 .filter_map(|((m, _), e)| e.as_ref().map(|e| format!("{m}: {e}")))
                 .collect();
-            report.warnings.push(format!(
+            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::EstimatorsTooFew, format!(
                 "fewer than two estimators can be held against each other ({}), so no estimate is given: where its error bar cannot be trusted an estimate may miss mass; give the data the model was trained on (data), raise the budget (target_se) or compare their warnings",
                 left_out.join("; ")
-            ));
+            )));
         } else {
-            report.warnings.push(format!(
+            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::EstimatorsDisagree, format!(
                 "{at}the estimators disagree ({}; chi-square {:.1} on {} degrees of freedom, p {:.1e}), so no estimate is given: at least one misses mass or has too small an error bar; raise the budget (target_se) or compare their warnings",
                 list.join(", "),
                 r.chi2[worst],
                 list.len() - 1,
                 r.p[worst]
-            ));
+            )));
         }
     } else if let Some(t) = job.target_se
         && r.stderr.iter().any(|s| *s > t)
     {
-        report.warnings.push(format!(
+        report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::AboveTargetSe, format!(
             "the estimators agree but the standard error {:.4} is above the target {t} ({stopped} after {rounds} rounds, {particles} particles)",
             r.stderr.iter().copied().fold(0.0, f64::max)
-        ));
+        )));
     }
 }
 

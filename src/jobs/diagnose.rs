@@ -26,7 +26,8 @@ pub struct DiagnoseReport {
     /// Notes on how the figures were read (constant coordinates left out).
     pub notes: Vec<String>,
     /// Warnings: R-hat above 1.01, too few effective draws.
-    pub warnings: Vec<String>,
+    #[serde(flatten)]
+    pub warnings: crate::Warnings,
 }
 
 /// Diagnoses `samples` (chains, draws, dim): at least one chain of at

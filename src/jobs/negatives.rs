@@ -256,7 +256,7 @@ pub fn call(
     job: &NegativesJob,
     data: Option<ArrayView2<f64>>,
     control: &Control,
-) -> Result<(NegativeBatch, String, Vec<String>)> {
+) -> Result<(NegativeBatch, String, crate::Warnings)> {
     job.method()?;
     let (kernel, spec) = job.kernel_and_spec(energy)?;
     let (_, name) = job.kernel(energy)?;
@@ -325,7 +325,7 @@ pub fn call(
     if let Some(t) = target {
         sampler.adapt_step(step, batch.stats.acceptance, t);
     }
-    let mut warnings = Vec::new();
+    let mut warnings = crate::Warnings::new();
     if let Some(t) = sampler.tempered()
         && let Some(a) = t
             .swap_accept
@@ -335,15 +335,15 @@ pub fn call(
             .reduce(f64::min)
         && a < 0.05
     {
-        warnings.push(format!(
+        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::LowSwap, format!(
             "neighbouring replicas swap with probability {a:.3} at worst: the ladder is close to broken; use more replicas"
-        ));
+        )));
     }
     if batch.stats.divergences > 0 {
-        warnings.push(format!(
+        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::Divergences, format!(
             "{} divergent transitions (non-finite energies): lower the step size or clip the gradient",
             batch.stats.divergences
-        ));
+        )));
     }
     warnings.extend(frozen(
         &batch.stats,
@@ -364,18 +364,24 @@ fn frozen(
     target: Option<f64>,
     steps: usize,
     kernel: &str,
-) -> Option<String> {
+) -> Option<crate::Warning> {
     if steps == 0 {
         return None;
     }
     let moved = stats.distance_moved;
     match target {
-        Some(t) if stats.acceptance < 0.1 * t => Some(format!(
-            "acceptance {:.3} in this call, under a tenth of {kernel}'s target {t:.3}: the chains barely move (mean distance {moved:.3} in {steps} steps), so the negatives stay near where they started; lower the step size",
-            stats.acceptance
+        Some(t) if stats.acceptance < 0.1 * t => Some(crate::Warning::new(
+            crate::WarningKind::Frozen,
+            format!(
+                "acceptance {:.3} in this call, under a tenth of {kernel}'s target {t:.3}: the chains barely move (mean distance {moved:.3} in {steps} steps), so the negatives stay near where they started; lower the step size",
+                stats.acceptance
+            ),
         )),
-        _ if moved == 0.0 => Some(format!(
-            "no chain moved in {steps} steps of {kernel}: the negatives are their starts; check the step size and the clamp"
+        _ if moved == 0.0 => Some(crate::Warning::new(
+            crate::WarningKind::Frozen,
+            format!(
+                "no chain moved in {steps} steps of {kernel}: the negatives are their starts; check the step size and the clamp"
+            ),
         )),
         _ => None,
     }

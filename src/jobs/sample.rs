@@ -228,7 +228,7 @@ pub struct SampleRun {
     /// `warnings`, ...).
     pub report: serde_json::Value,
     /// The run's warnings (also in the report).
-    pub warnings: Vec<String>,
+    pub warnings: crate::Warnings,
     /// The overview of the diagnostics (NaN with fewer than 4 draws).
     pub overview: diagnostics::Overview,
     /// Whether the draws were checked against exact draws of the target.
@@ -423,16 +423,19 @@ pub fn sample(
         exact.as_ref().map(|e| e.view()),
     )?;
     if !out.complete {
-        warnings.push(format!(
-            "interrupted: {d} of {} draws written{}",
-            config.draws,
-            control
-                .checkpoint
-                .as_ref()
-                .map_or(String::new(), |p| format!(
-                    "; resume with --resume {}",
-                    p.display()
-                ))
+        warnings.push(crate::Warning::new(
+            crate::WarningKind::Interrupted,
+            format!(
+                "interrupted: {d} of {} draws written{}",
+                config.draws,
+                control
+                    .checkpoint
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(
+                        "; resume from the checkpoint {}",
+                        p.display()
+                    ))
+            ),
         ));
     }
     let (pt, all_replicas, pt_tally) = match pt {
@@ -548,7 +551,7 @@ fn report_json(
     config: &SampleConfig,
     out: &SampleOutput,
     (ov, exact_check, gradient_free): (&diagnostics::Overview, bool, bool),
-    warnings: &[String],
+    warnings: &crate::Warnings,
 ) -> serde_json::Value {
     let s = &out.stats;
     let (c, d, k) = out.samples.dim();
@@ -581,8 +584,8 @@ fn report_json(
         "exact_check": exact_check,
         "energy_evals": s.energy_evals,
         "wall_s": s.wall_s,
-        "warnings": warnings,
     });
+    warnings.write_into(&mut report);
     if !gradient_free {
         report["step_size"] = serde_json::json!(s.step_size);
         report["inv_mass"] = serde_json::json!(s.inv_mass);

@@ -385,13 +385,14 @@ pub fn sample(
 /// round trip (the replicas do not connect reference and target, so modes
 /// the reference reaches may never reach the target), and pairs that
 /// almost never swap.
-pub fn warnings(stats: &PtStats) -> Vec<String> {
-    let mut w = Vec::new();
+pub fn warnings(stats: &PtStats) -> crate::Warnings {
+    use crate::warning::{Warning, WarningKind};
+    let mut w = crate::Warnings::new();
     if stats.round_trips == 0 && stats.round_trip_rate.is_finite() {
-        w.push(format!(
+        w.push(Warning::new(WarningKind::NoRoundTrip, format!(
             "no state made a round trip between the reference and the target (Lambda {:.2} over {} replicas): the draws may stay in the modes the chains started in and the stepping-stone log Z may miss mass; use more replicas (about 2 Lambda + 2) or a longer run",
             stats.lambda, stats.replicas
-        ));
+        )));
     }
     if let Some((p, a)) = stats
         .swap_accept
@@ -401,10 +402,10 @@ pub fn warnings(stats: &PtStats) -> Vec<String> {
         .min_by(|a, b| a.1.total_cmp(b.1))
         .filter(|(_, a)| **a < 0.05)
     {
-        w.push(format!(
+        w.push(Warning::new(WarningKind::LowSwap, format!(
             "replicas {p} and {} swap with probability {a:.3}: the ladder is close to broken there; use more replicas",
             p + 1
-        ));
+        )));
     }
     w
 }

@@ -6,6 +6,7 @@ use super::SampleOutput;
 use crate::diagnostics::{self, Overview};
 use crate::energy::Energy;
 use crate::error::Result;
+use crate::warning::{Warning, WarningKind, Warnings};
 use ndarray::{Array1, ArrayView2, ArrayView3, s};
 
 /// The p-value under which the energies of the draws and of exact draws
@@ -34,7 +35,7 @@ pub const EXACT_CHECK_P: f64 = 1e-3;
 /// let exact = ndarray::Array2::from_shape_fn((1000, 1), |(i, _)| {
 ///     let mut y = [0.0]; m.sample_exact(&mut rngs[i], &mut y); y[0] });
 /// let w = sampler::warnings(&m, &out, None, Some(exact.view()))?;
-/// assert!(w.iter().any(|w| w.contains("exact draws")));
+/// assert!(w.has(boltz::WarningKind::ExactMismatch));
 /// # Ok::<(), boltz::Error>(())
 /// ```
 pub fn warnings(
@@ -42,8 +43,8 @@ pub fn warnings(
     out: &SampleOutput,
     overview: Option<&Overview>,
     exact: Option<ArrayView2<f64>>,
-) -> Result<Vec<String>> {
-    let mut w = Vec::new();
+) -> Result<Warnings> {
+    let mut w = Warnings::new();
     let per_chain_context = energy.fixed_rows().is_some();
     if let Some(ov) = overview
         && !per_chain_context
@@ -51,22 +52,22 @@ pub fn warnings(
         w.extend(diagnostic_warnings(ov));
     }
     if let Some(msg) = drift(out.samples.view()) {
-        w.push(msg);
+        w.push(Warning::new(WarningKind::Drift, msg));
     }
     let (chains, draws, _) = out.samples.dim();
     let divergent: usize = out.stats.divergences.iter().sum();
     if divergent * 100 > chains * draws {
-        w.push(format!(
+        w.push(Warning::new(WarningKind::Divergences, format!(
             "{divergent} divergent transitions after warm-up ({:.1}% of draws): the draws may be biased away from steep regions; lower the step size or raise the target acceptance",
             100.0 * divergent as f64 / (chains * draws) as f64
-        ));
+        )));
     }
     if let (Some(exact), Some(e)) = (exact, out.energies.as_ref())
         && draws >= 4
         && !per_chain_context
         && let Some(msg) = exact_check(energy, e.view(), exact)?
     {
-        w.push(msg);
+        w.push(Warning::new(WarningKind::ExactMismatch, msg));
     }
     Ok(w)
 }
@@ -74,19 +75,19 @@ pub fn warnings(
 /// What the diagnostics alone warn about: R-hat above 1.01 (chains that
 /// disagree) and bulk ESS below 100 (too few effective draws). Used for
 /// runs and for `boltz diagnose` on any array of draws.
-pub fn diagnostic_warnings(ov: &Overview) -> Vec<String> {
-    let mut w = Vec::new();
+pub fn diagnostic_warnings(ov: &Overview) -> Warnings {
+    let mut w = Warnings::new();
     if ov.rhat_max > 1.01 {
-        w.push(format!(
+        w.push(Warning::new(WarningKind::Rhat, format!(
             "R-hat {:.4} above 1.01: the chains disagree (caught in different modes, or not yet mixed); run longer, use more chains, or a tempered sampler",
             ov.rhat_max
-        ));
+        )));
     }
     if ov.ess_bulk_min < 100.0 {
-        w.push(format!(
+        w.push(Warning::new(WarningKind::LowEss, format!(
             "bulk ESS {:.1} below 100: means and quantiles of these draws are unreliable; run longer",
             ov.ess_bulk_min
-        ));
+        )));
     }
     w
 }

@@ -100,7 +100,7 @@ pub(super) fn w8(opts: &BenchOptions) -> Result<Vec<Measurement>> {
         }
         r.check(
             first.warnings.is_empty(),
-            format!("no warnings ({})", first.warnings.join(" / ")),
+            format!("no warnings ({})", first.warnings.messages().join(" / ")),
         );
         r.note(fmt_walls(&walls));
         out.push(r);

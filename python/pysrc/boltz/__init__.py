@@ -273,7 +273,7 @@ def to_inference_data(
     ``report`` (the second value :func:`sample` returns) goes into the
     posterior's attributes: the sampler, its settings and figures
     (acceptance, step size, divergences, evaluations, seed), and the
-    warnings, as strings or numbers (``inference_library="boltz"``).
+    warnings and their kinds, as strings or numbers (``inference_library="boltz"``).
     ArviZ's own ``ess`` and ``rhat`` on it equal :func:`diagnose`'s.
 
     Needs ``arviz`` (``pip install "./python[arviz]"``).
@@ -300,7 +300,7 @@ def to_inference_data(
     for k, v in (report or {}).items():
         if isinstance(v, (bool, int, float, str)):
             attrs[k] = v
-        elif k == "warnings":
+        elif k in ("warnings", "warning_kinds"):
             attrs[k] = "; ".join(map(str, v))
     idata = _az.from_dict(
         posterior={var_name: a},
@@ -461,7 +461,8 @@ def diagnose(samples: _Array) -> Dict[str, Any]:
     Returns a dict of numpy arrays ``ess_bulk``, ``ess_tail``, ``rhat``,
     ``mcse_mean``, ``mean``, ``sd`` (one entry per coordinate), the minima
     and maximum over coordinates (``ess_bulk_min``, ``ess_tail_min``,
-    ``rhat_max``), ``notes`` and ``warnings``: the CLI's ``boltz diagnose``
+    ``rhat_max``), ``notes``, ``warnings`` and their kinds
+    (``warning_kinds``): the CLI's ``boltz diagnose``
     report, from the same library job. A (chains, draws) array is one
     coordinate. Non-finite draws are refused (``BoltzError``).
     """
@@ -483,6 +484,7 @@ def diagnose(samples: _Array) -> Dict[str, Any]:
         out[k] = float("nan") if r[k] is None else r[k]
     out["notes"] = r["notes"]
     out["warnings"] = r["warnings"]
+    out["warning_kinds"] = r["warning_kinds"]
     return out
 
 

@@ -55,8 +55,7 @@ pub(super) fn run_ais(
             "AIS stopped before any context was done{}",
             match &control.checkpoint {
                 Some(p) if annealed => format!(
-                    "; state saved to {}, continue with --resume {}",
-                    p.display(),
+                    "; state saved to {}: resume from that checkpoint",
                     p.display()
                 ),
                 _ if !annealed => " (in the pilot: nothing to resume)".into(),
@@ -98,9 +97,9 @@ pub(super) fn run_ais(
     if let Some(ex) = report.exact_log_z {
         let z = (report.log_z[0] - ex) / report.stderr[0];
         if z.abs() > 3.0 {
-            report.warnings.push(format!(
+            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::ExactValue, format!(
                 "the estimate is {z:.1} standard errors from the exact log Z {ex:.6}: its error bar is too small (missed modes, too few temperatures or particles)"
-            ));
+            )));
         }
     }
     Ok(None)
@@ -118,16 +117,19 @@ fn fill_forward(
     report.complete = res.complete;
     report.contexts_done = res.contexts_done;
     if !res.complete {
-        report.warnings.push(format!(
-            "interrupted: log Z of {} of {k} contexts done, the others are NaN{}",
-            res.contexts_done,
-            control
-                .checkpoint
-                .as_ref()
-                .map_or(String::new(), |p| format!(
-                    "; continue with --resume {}",
-                    p.display()
-                ))
+        report.warnings.push(crate::warning::Warning::new(
+            crate::warning::WarningKind::Interrupted,
+            format!(
+                "interrupted: log Z of {} of {k} contexts done, the others are NaN{}",
+                res.contexts_done,
+                control
+                    .checkpoint
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(
+                        "; resume from the checkpoint {}",
+                        p.display()
+                    ))
+            ),
         ));
     }
     report.log_z = res.estimates.iter().map(|e| e.log_z).collect();
@@ -199,19 +201,19 @@ fn reverse_pass(
             String::new()
         };
         if gap > 3.0 * se {
-            report.warnings.push(format!(
+            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::ForwardReverseGap, format!(
                 "{at}forward and reverse AIS disagree: the gap {gap:.4} is {:.1} combined standard errors, so the forward estimate {:.4} misses mass (separated modes?) that its error bar does not show; log Z is likely between it and {:.4}",
                 gap / se,
                 report.log_z[i],
                 upper[i]
-            ));
+            )));
         } else if gap < -3.0 * se {
-            report.warnings.push(format!(
+            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::ReverseBelow, format!(
                 "{at}the reverse AIS upper bound {:.4} lies {:.1} combined standard errors below the forward estimate {:.4}: the reverse draws may not be draws of this target",
                 upper[i],
                 -gap / se,
                 report.log_z[i]
-            ));
+            )));
         }
     }
     report.log_z_upper = Some(upper);
@@ -229,7 +231,7 @@ fn coverage_warnings(
     pilot: Option<&ais::Pilot>,
     res: &ais::AisResult,
     energy: &dyn crate::Energy,
-) -> Vec<String> {
+) -> Vec<crate::Warning> {
     let (Some(p), Some((x, lw))) = (pilot, &res.positions) else {
         return Vec::new();
     };
@@ -237,16 +239,19 @@ fn coverage_warnings(
     let Some(&(c, dist)) = missed.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
         return Vec::new();
     };
-    vec![format!(
-        "{} of the pilot's {} chains, started {}, settled in regions none of the annealed particles reached (chain {c}: the nearest particle is {dist:.1} of its standard deviations away; pilot R-hat {:.2}): log Z misses the mass there without its error bar showing it; check with parallel tempering (method pt) or more moves per temperature",
-        missed.len(),
-        p.chain_means.nrows(),
-        if p.from_data {
-            "at the data"
-        } else {
-            "over-dispersed"
-        },
-        p.rhat
+    vec![crate::warning::Warning::new(
+        crate::warning::WarningKind::PilotRegionsMissed,
+        format!(
+            "{} of the pilot's {} chains, started {}, settled in regions none of the annealed particles reached (chain {c}: the nearest particle is {dist:.1} of its standard deviations away; pilot R-hat {:.2}): log Z misses the mass there without its error bar showing it; check with parallel tempering (method pt) or more moves per temperature",
+            missed.len(),
+            p.chain_means.nrows(),
+            if p.from_data {
+                "at the data"
+            } else {
+                "over-dispersed"
+            },
+            p.rhat
+        ),
     )]
 }
 
@@ -317,7 +322,7 @@ pub(super) fn setup(
     if job.data.is_some() && (cond.is_some() || job.base_scale.is_some()) {
         return Err(Error::param(
             "data",
-            "positives choose where the pilot that fits the base of an unconditional model starts; a conditional model's pilot runs one chain per context, and --base-scale gives the base itself",
+            "positives choose where the pilot that fits the base of an unconditional model starts; a conditional model's pilot runs one chain per context, and base_scale gives the base itself",
         ));
     }
     if let Some(s) = job.base_scale {

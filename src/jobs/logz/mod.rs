@@ -237,8 +237,10 @@ pub struct LogzReport {
     pub energy_evals: u64,
     /// Wall time, seconds.
     pub wall_s: f64,
-    /// What the error bars cannot show (missed modes, disagreement with reverse AIS or exact values, interruptions).
-    pub warnings: Vec<String>,
+    /// What the error bars cannot show (missed modes, disagreement with reverse AIS or exact values, interruptions): `warnings` and
+    /// `warning_kinds` in JSON.
+    #[serde(flatten)]
+    pub warnings: crate::Warnings,
 }
 
 impl LogzReport {
@@ -271,7 +273,7 @@ impl LogzReport {
             divergences: 0,
             energy_evals: 0,
             wall_s: 0.0,
-            warnings: vec![],
+            warnings: crate::Warnings::new(),
         }
     }
 }

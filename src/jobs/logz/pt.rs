@@ -99,24 +99,27 @@ pub(super) fn run_pt(
     report.pt = Some(pt);
     report.warnings.extend(crate::pt::warnings(p));
     if !out.complete {
-        report.warnings.push(format!(
-            "interrupted: the estimate uses the steps run so far{}",
-            control
-                .checkpoint
-                .as_ref()
-                .map_or(String::new(), |c| format!(
-                    "; continue with --resume {}",
-                    c.display()
-                ))
+        report.warnings.push(crate::warning::Warning::new(
+            crate::warning::WarningKind::Interrupted,
+            format!(
+                "interrupted: the estimate uses the steps run so far{}",
+                control
+                    .checkpoint
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(
+                        "; resume from the checkpoint {}",
+                        c.display()
+                    ))
+            ),
         ));
         return Ok(());
     }
     if let Some(ex) = report.exact_log_z {
         let z = (p.log_z - ex) / p.log_z_stderr;
         if z.abs() > 3.0 {
-            report.warnings.push(format!(
+            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::ExactValue, format!(
                 "the estimate is {z:.1} standard errors from the exact log Z {ex:.6}: its error bar is too small (too short a run, or chains that do not reach every mode)"
-            ));
+            )));
         }
     }
     Ok(())

@@ -35,7 +35,7 @@ pub struct MergeRun {
     /// paired or unconditional.
     pub log_prob: Option<ndarray::ArrayD<f64>>,
     /// The warnings (also in the report).
-    pub warnings: Vec<String>,
+    pub warnings: crate::Warnings,
     /// Parallel tempering's figures of the merged chains (sample shards of
     /// `sampler pt`), as the one-process run's (no tuning).
     pub pt: Option<crate::pt::PtStats>,
@@ -287,9 +287,9 @@ fn merge_logz(shards: Vec<ShardFile>, scan: LogzScan) -> Result<MergeRun> {
         let e = &estimates[0];
         let z = (e.log_z - ex) / e.stderr;
         if z.abs() > 3.0 {
-            warnings.push(format!(
+            warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::ExactValue, format!(
                 "the estimate is {z:.1} standard errors from the exact log Z {ex:.6}: its error bar is too small (missed modes, too few temperatures or particles)"
-            ));
+            )));
         }
     }
     let log_prob = match (&f0.prob, &scan.neg_f) {
@@ -300,7 +300,8 @@ fn merge_logz(shards: Vec<ShardFile>, scan: LogzScan) -> Result<MergeRun> {
         obj.remove("shard");
     }
     report["shards"] = serde_json::json!(shards.len());
-    report["warnings"] = serde_json::json!(warnings);
+    let warnings = crate::Warnings::from(warnings);
+    warnings.write_into(&mut report);
     Ok(MergeRun {
         kind: if log_prob.is_some() { "prob" } else { "logz" }.into(),
         report,
@@ -370,7 +371,7 @@ fn check_figures(
 
 /// What a merge of log Z shards computes: the estimates per context and
 /// warnings.
-type Merged = (Vec<Estimate>, Vec<String>);
+type Merged = (Vec<Estimate>, Vec<crate::Warning>);
 
 /// Shards of whole batches of contexts: each context's estimate is its
 /// shard's, made as in the one-process run (whole batches, their own
@@ -437,9 +438,12 @@ fn islands(shards: &[ShardFile]) -> Merged {
             }
         })
         .collect::<Vec<_>>();
-    let warning = format!(
-        "annealed SMC with resampling merges as {} independent islands: log Z is the log of the mean of their Z estimates (unbiased in Z), not one population's",
-        shards.len()
+    let warning = crate::Warning::new(
+        crate::WarningKind::SmcIslands,
+        format!(
+            "annealed SMC with resampling merges as {} independent islands: log Z is the log of the mean of their Z estimates (unbiased in Z), not one population's",
+            shards.len()
+        ),
     );
     (est, vec![warning])
 }
@@ -545,7 +549,7 @@ pub fn logz_shard(
         energy_evals: r.energy_evals,
         exact_log_z: r.exact_log_z,
         conditional: r.conditional,
-        warnings: r.warnings.clone(),
+        warnings: r.warnings.to_vec(),
         prob: points,
     };
     let header = ShardHeader {

@@ -44,31 +44,30 @@ pub(super) fn merge_sample(shards: Vec<ShardFile>) -> Result<MergeRun> {
             rhat_max: f64::NAN,
         }
     };
-    let mut warnings = Vec::new();
+    let mut warnings = crate::Warnings::new();
     // Chains with a context each target different laws: no R-hat or ESS
     // across them (the one-process run gives none either).
     let across = !sample_figures(&h0).per_chain_context;
     if across && ov.rhat_max > 1.01 {
-        warnings.push(format!(
+        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::Rhat, format!(
             "R-hat {:.4} above 1.01 over all chains: they disagree (caught in different modes, or not yet mixed); run longer or use a tempered sampler",
             ov.rhat_max
-        ));
+        )));
     }
     if across && ov.ess_bulk_min < 100.0 {
-        warnings.push(format!(
+        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::LowEss, format!(
             "bulk ESS {:.1} below 100: means and quantiles of these draws are unreliable; run longer",
             ov.ess_bulk_min
-        ));
+        )));
     }
     let figures: Vec<&SampleFigures> = shards.iter().map(|(_, h, _)| sample_figures(h)).collect();
     for ((_, h, _), f) in shards.iter().zip(&figures) {
-        // Tempering's warnings are the merged run's, below.
-        let own_pt =
-            f.pt.as_ref()
-                .map_or(Vec::new(), |t| crate::pt::warnings(&t.stats()));
+        // R-hat, ESS and tempering's warnings are the merged run's, above
+        // and below.
+        use crate::warning::WarningKind::{LowEss, LowSwap, NoRoundTrip, Rhat};
         for w in &f.warnings {
-            if !w.starts_with("R-hat") && !w.starts_with("bulk ESS") && !own_pt.contains(w) {
-                warnings.push(format!("shard {}/{}: {w}", h.shard.index, h.shard.count));
+            if !matches!(w.kind, Rhat | LowEss | NoRoundTrip | LowSwap) {
+                warnings.push(w.prefixed(&format!("shard {}/{}: ", h.shard.index, h.shard.count)));
             }
         }
     }
@@ -120,7 +119,7 @@ pub(super) fn merge_sample(shards: Vec<ShardFile>) -> Result<MergeRun> {
         obj.remove("exact_check");
     }
     report["shards"] = serde_json::json!(shards.len());
-    report["warnings"] = serde_json::json!(warnings);
+    warnings.write_into(&mut report);
     Ok(MergeRun {
         kind: "sample".into(),
         report,
@@ -161,7 +160,7 @@ pub fn sample_shard(
         warmup_divergences: s.warmup_divergences as u64,
         energy_evals: s.energy_evals,
         grad_evals: (!run.gradient_free).then_some(s.grad_evals),
-        warnings: run.warnings.clone(),
+        warnings: run.warnings.to_vec(),
         per_chain_context: run.per_chain_context,
         pt: run.pt_tally.clone(),
     };
