@@ -153,6 +153,18 @@ impl Warning {
         }
     }
 
+    /// A run stopped before its end: `done` says what its results cover;
+    /// `checkpoint`, where it can resume from (if it wrote one).
+    pub fn interrupted(done: impl fmt::Display, checkpoint: Option<&std::path::Path>) -> Self {
+        let resume = checkpoint.map_or(String::new(), |p| {
+            format!("; resume from the checkpoint {}", p.display())
+        });
+        Warning::new(
+            WarningKind::Interrupted,
+            format!("interrupted: {done}{resume}"),
+        )
+    }
+
     /// The same warning with `prefix` before its message (`"shard 1/4: "`,
     /// `"context 3: "`).
     pub fn prefixed(&self, prefix: &str) -> Self {

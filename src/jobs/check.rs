@@ -12,6 +12,7 @@ use super::logz::{LogzJob, LogzReport, logz};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::run::{Control, Observer};
+use crate::warning::{Warning, WarningKind};
 use ndarray::Array2;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 use std::time::Instant;
@@ -340,6 +341,18 @@ fn fill(
         "stopped": stopped,
         "target_se": job.target_se,
     }));
+    if let Some(w) = verdict_warning(r, job, (particles, rounds, stopped)) {
+        report.warnings.push(w);
+    }
+}
+
+/// What a round's verdict warns about: estimators that disagree, too few
+/// to compare, one above a bound, or a standard error above its target.
+fn verdict_warning(
+    r: &Round,
+    job: &LogzJob,
+    (particles, rounds, stopped): (usize, usize, &str),
+) -> Option<Warning> {
     if !r.agree {
         let worst = (0..r.p.len())
             .min_by(|a, b| r.p[*a].total_cmp(&r.p[*b]))
@@ -362,10 +375,13 @@ fn fill(
             } else {
                 String::new()
             };
-            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::AboveABound, format!(
-                "{at}{m}'s estimate {l:.4} lies {d:.2} nats above the combined {:.4} +- {:.4}: an estimate of Z without bias exceeds the truth by t nats with probability at most e^-t, so the combination misses mass {m} found and no estimate is given; give the data the model was trained on (data) or raise the budget (target_se)",
-                r.combined[g], r.stderr[g]
-            )));
+            return Some(Warning::new(
+                WarningKind::AboveABound,
+                format!(
+                    "{at}{m}'s estimate {l:.4} lies {d:.2} nats above the combined {:.4} +- {:.4}: an estimate of Z without bias exceeds the truth by t nats with probability at most e^-t, so the combination misses mass {m} found and no estimate is given; give the data the model was trained on (data) or raise the budget (target_se)",
+                    r.combined[g], r.stderr[g]
+                ),
+            ));
         } else if list.len() < 2 {
             let left_out: Vec<String> = r
                 .runs
@@ -373,27 +389,37 @@ fn fill(
                 .zip(&r.excluded)
                 .filter_map(|((m, _), e)| e.as_ref().map(|e| format!("{m}: {e}")))
                 .collect();
-            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::EstimatorsTooFew, format!(
-                "fewer than two estimators can be held against each other ({}), so no estimate is given: where its error bar cannot be trusted an estimate may miss mass; give the data the model was trained on (data), raise the budget (target_se) or compare their warnings",
-                left_out.join("; ")
-            )));
+            return Some(Warning::new(
+                WarningKind::EstimatorsTooFew,
+                format!(
+                    "fewer than two estimators can be held against each other ({}), so no estimate is given: where its error bar cannot be trusted an estimate may miss mass; give the data the model was trained on (data), raise the budget (target_se) or compare their warnings",
+                    left_out.join("; ")
+                ),
+            ));
         } else {
-            report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::EstimatorsDisagree, format!(
-                "{at}the estimators disagree ({}; chi-square {:.1} on {} degrees of freedom, p {:.1e}), so no estimate is given: at least one misses mass or has too small an error bar; raise the budget (target_se) or compare their warnings",
-                list.join(", "),
-                r.chi2[worst],
-                list.len() - 1,
-                r.p[worst]
-            )));
+            return Some(Warning::new(
+                WarningKind::EstimatorsDisagree,
+                format!(
+                    "{at}the estimators disagree ({}; chi-square {:.1} on {} degrees of freedom, p {:.1e}), so no estimate is given: at least one misses mass or has too small an error bar; raise the budget (target_se) or compare their warnings",
+                    list.join(", "),
+                    r.chi2[worst],
+                    list.len() - 1,
+                    r.p[worst]
+                ),
+            ));
         }
     } else if let Some(t) = job.target_se
         && r.stderr.iter().any(|s| *s > t)
     {
-        report.warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::AboveTargetSe, format!(
-            "the estimators agree but the standard error {:.4} is above the target {t} ({stopped} after {rounds} rounds, {particles} particles)",
-            r.stderr.iter().copied().fold(0.0, f64::max)
-        )));
+        return Some(Warning::new(
+            WarningKind::AboveTargetSe,
+            format!(
+                "the estimators agree but the standard error {:.4} is above the target {t} ({stopped} after {rounds} rounds, {particles} particles)",
+                r.stderr.iter().copied().fold(0.0, f64::max)
+            ),
+        ));
     }
+    None
 }
 
 #[cfg(test)]

@@ -423,19 +423,9 @@ pub fn sample(
         exact.as_ref().map(|e| e.view()),
     )?;
     if !out.complete {
-        warnings.push(crate::Warning::new(
-            crate::WarningKind::Interrupted,
-            format!(
-                "interrupted: {d} of {} draws written{}",
-                config.draws,
-                control
-                    .checkpoint
-                    .as_ref()
-                    .map_or(String::new(), |p| format!(
-                        "; resume from the checkpoint {}",
-                        p.display()
-                    ))
-            ),
+        warnings.push(crate::Warning::interrupted(
+            format!("{d} of {} draws written", config.draws),
+            control.checkpoint.as_deref(),
         ));
     }
     let (pt, all_replicas, pt_tally) = match pt {

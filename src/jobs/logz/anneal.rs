@@ -117,19 +117,12 @@ fn fill_forward(
     report.complete = res.complete;
     report.contexts_done = res.contexts_done;
     if !res.complete {
-        report.warnings.push(crate::warning::Warning::new(
-            crate::warning::WarningKind::Interrupted,
+        report.warnings.push(crate::Warning::interrupted(
             format!(
-                "interrupted: log Z of {} of {k} contexts done, the others are NaN{}",
-                res.contexts_done,
-                control
-                    .checkpoint
-                    .as_ref()
-                    .map_or(String::new(), |p| format!(
-                        "; resume from the checkpoint {}",
-                        p.display()
-                    ))
+                "log Z of {} of {k} contexts done, the others are NaN",
+                res.contexts_done
             ),
+            control.checkpoint.as_deref(),
         ));
     }
     report.log_z = res.estimates.iter().map(|e| e.log_z).collect();

@@ -99,18 +99,9 @@ pub(super) fn run_pt(
     report.pt = Some(pt);
     report.warnings.extend(crate::pt::warnings(p));
     if !out.complete {
-        report.warnings.push(crate::warning::Warning::new(
-            crate::warning::WarningKind::Interrupted,
-            format!(
-                "interrupted: the estimate uses the steps run so far{}",
-                control
-                    .checkpoint
-                    .as_ref()
-                    .map_or(String::new(), |c| format!(
-                        "; resume from the checkpoint {}",
-                        c.display()
-                    ))
-            ),
+        report.warnings.push(crate::Warning::interrupted(
+            "the estimate uses the steps run so far",
+            control.checkpoint.as_deref(),
         ));
         return Ok(());
     }

@@ -44,22 +44,7 @@ pub(super) fn merge_sample(shards: Vec<ShardFile>) -> Result<MergeRun> {
             rhat_max: f64::NAN,
         }
     };
-    let mut warnings = crate::Warnings::new();
-    // Chains with a context each target different laws: no R-hat or ESS
-    // across them (the one-process run gives none either).
-    let across = !sample_figures(&h0).per_chain_context;
-    if across && ov.rhat_max > 1.01 {
-        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::Rhat, format!(
-            "R-hat {:.4} above 1.01 over all chains: they disagree (caught in different modes, or not yet mixed); run longer or use a tempered sampler",
-            ov.rhat_max
-        )));
-    }
-    if across && ov.ess_bulk_min < 100.0 {
-        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::LowEss, format!(
-            "bulk ESS {:.1} below 100: means and quantiles of these draws are unreliable; run longer",
-            ov.ess_bulk_min
-        )));
-    }
+    let mut warnings = across_chains(&ov, !sample_figures(&h0).per_chain_context);
     let figures: Vec<&SampleFigures> = shards.iter().map(|(_, h, _)| sample_figures(h)).collect();
     for ((_, h, _), f) in shards.iter().zip(&figures) {
         // R-hat, ESS and tempering's warnings are the merged run's, above
@@ -129,6 +114,26 @@ pub(super) fn merge_sample(shards: Vec<ShardFile>) -> Result<MergeRun> {
         warnings,
         pt,
     })
+}
+
+/// The merged run's R-hat and ESS warnings over all chains (`across`:
+/// the chains target one law; with a context each they do not, and the
+/// one-process run gives none either).
+fn across_chains(ov: &crate::diagnostics::Overview, across: bool) -> crate::Warnings {
+    let mut warnings = crate::Warnings::new();
+    if across && ov.rhat_max > 1.01 {
+        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::Rhat, format!(
+            "R-hat {:.4} above 1.01 over all chains: they disagree (caught in different modes, or not yet mixed); run longer or use a tempered sampler",
+            ov.rhat_max
+        )));
+    }
+    if across && ov.ess_bulk_min < 100.0 {
+        warnings.push(crate::warning::Warning::new(crate::warning::WarningKind::LowEss, format!(
+            "bulk ESS {:.1} below 100: means and quantiles of these draws are unreliable; run longer",
+            ov.ess_bulk_min
+        )));
+    }
+    warnings
 }
 
 /// The shard file of a sample job run with `job.shard`: its chains' draws
