@@ -233,7 +233,9 @@ def sample(
         ``sampling_s`` and ``diagnostics_s`` its parts; ``init`` the start
         used). Read the warnings:
         they say when the draws cannot be trusted (R-hat, low ESS, modes
-        missed against exact draws).
+        missed against exact draws); ``warning_kinds`` names each one's
+        kind in the same order (``"rhat"``, ``"low-ess"``,
+        ``"exact-mismatch"``, ...; every report has both).
     """
     e = _energy(energy)
     init_rows = init_spec = None
