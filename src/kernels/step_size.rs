@@ -37,11 +37,9 @@ pub trait StepAdapter {
 /// Nesterov dual averaging of `log(step_size)` towards a target acceptance
 /// rate (Hoffman & Gelman 2014, section 3.2; the constants of Stan).
 ///
-/// One adapter is shared by all chains: the acceptance statistic fed to it
-/// is the mean over chains of each step's acceptance probability. All chains
-/// target the same distribution, so one step size serves them; averaging
-/// over chains removes most of the noise that makes per-chain adaptation
-/// slow and erratic, and one shared step keeps the batch in lockstep.
+/// Warm-up runs one per chain, fed that chain's acceptance probability
+/// (the default, as Stan and nutpie do), or one for all chains fed their
+/// mean (`Adaptation::shared_step`: less noise, one step for the batch).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DualAveraging {
     pub(super) target: f64,
