@@ -20,14 +20,15 @@ impl NegativeSampler {
         let mut reinitialised = 0;
         let mut replay_slots: Vec<Option<usize>> = vec![None; n];
         match self.state.method.clone() {
-            Method::ShortRun => {
+            Method::Pcd if !self.state.persistent.is_empty() => {
+                start.assign(
+                    &ArrayView2::from_shape((n, d), &self.state.persistent).expect("checked size"),
+                );
+            }
+            // Short runs, and PCD's first call: every chain from noise.
+            Method::ShortRun | Method::Pcd => {
                 for i in 0..n {
-                    self.state.init.draw(
-                        i,
-                        &mut self.rngs[i],
-                        start.row_mut(i).as_slice_mut().expect("standard layout"),
-                        false,
-                    );
+                    self.fresh_start(i, &mut start);
                 }
                 reinitialised = n;
             }
@@ -50,24 +51,6 @@ impl NegativeSampler {
                     "parallel-tempering negatives come from generate_tempered",
                 ));
             }
-            Method::Pcd => {
-                if self.state.persistent.is_empty() {
-                    for i in 0..n {
-                        self.state.init.draw(
-                            i,
-                            &mut self.rngs[i],
-                            start.row_mut(i).as_slice_mut().expect("standard layout"),
-                            false,
-                        );
-                    }
-                    reinitialised = n;
-                } else {
-                    start.assign(
-                        &ArrayView2::from_shape((n, d), &self.state.persistent)
-                            .expect("checked size"),
-                    );
-                }
-            }
             Method::Replay {
                 reinit,
                 policy,
@@ -86,12 +69,7 @@ impl NegativeSampler {
                 for i in 0..n {
                     let fresh = len == 0 || self.aux.random::<f64>() < reinit;
                     if fresh {
-                        self.state.init.draw(
-                            i,
-                            &mut self.rngs[i],
-                            start.row_mut(i).as_slice_mut().expect("standard layout"),
-                            false,
-                        );
+                        self.fresh_start(i, &mut start);
                         reinitialised += 1;
                         if policy == ReplayPolicy::WriteBack {
                             replay_slots[i] = Some(self.aux.random_range(0..len));
@@ -109,6 +87,17 @@ impl NegativeSampler {
             }
         }
         Ok((start, reinitialised, replay_slots))
+    }
+
+    /// Chain `i`'s start drawn afresh from the starting distribution, with
+    /// the chain's own stream, into row `i` of `start`.
+    fn fresh_start(&mut self, i: usize, start: &mut Array2<f64>) {
+        self.state.init.draw(
+            i,
+            &mut self.rngs[i],
+            start.row_mut(i).as_slice_mut().expect("standard layout"),
+            false,
+        );
     }
 
     /// Writes the call's negatives back: persistent chains (PCD) or the
