@@ -8,7 +8,7 @@
 
 mod common;
 use boltz::diagnostics::{chi_square_test, ess_bulk, ess_mean, ks_test};
-use boltz::energy::{Energy, FnEnergy};
+use boltz::energy::{Energy, FnEnergy, StepwiseLeapfrog};
 use boltz::init::Init;
 use boltz::kernels::{
     AutoMala, Gibbs, Hmc, Kernel, Mala, MassWindows, Nuts, Rwm, Ula, mass_windows,
@@ -517,6 +517,49 @@ fn row_fused_steps_equal_batched_steps_bit_for_bit() {
                 k.name()
             );
             assert_eq!(a.stats.divergences, c.stats.divergences);
+        }
+    }
+}
+
+#[test]
+fn an_energys_own_integrator_gives_the_same_draws_as_one_call_per_step() {
+    // NUTS asks an energy with its own integrator for the rest of each
+    // subtree in one call, HMC for the whole trajectory. With the kernels'
+    // arithmetic (the reference integrator) the draws and divergences
+    // equal one batch evaluation per step's, through
+    // warm-up's mass adaptation, with chains finishing at different depths.
+    for name in ["gauss-ill", "funnel", "gmm-far"] {
+        let e = model::load(name).unwrap().energy(None).unwrap();
+        let plain = Batched(e.clone());
+        let own = StepwiseLeapfrog(Batched(e.clone()));
+        assert!(plain.as_leapfrog().is_none() && own.as_leapfrog().is_some());
+        let kernels: [(Box<dyn Kernel>, u64); 3] = [
+            (Box::new(Hmc::new(0.1, 8, 0.2).unwrap()), 4),
+            (Box::new(Nuts::new(0.1, 8).unwrap()), 5),
+            (Box::new(Nuts::new(0.1, 3).unwrap()), 7),
+        ];
+        for (k, seed) in kernels {
+            let a = run(&plain, k.as_ref(), 8, 100, 50, 1, seed);
+            let c = run(&own, k.as_ref(), 8, 100, 50, 1, seed);
+            assert!(
+                a.samples
+                    .iter()
+                    .zip(c.samples.iter())
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{} {name}",
+                k.name()
+            );
+            assert_eq!(a.stats.divergences, c.stats.divergences);
+            // HMC's trajectory is one call; a NUTS call finishes the
+            // subtrees it extends even past a chain's U-turn inside it
+            // (rows evaluated but unused: at most the last subtree, no
+            // longer than the trajectory before it).
+            let (ga, gc) = (a.stats.grad_evals, c.stats.grad_evals);
+            if k.name() == "hmc" {
+                assert_eq!(ga, gc, "{name}");
+            } else {
+                assert!(ga <= gc && gc <= 2 * ga, "{} {name}: {ga} {gc}", k.name());
+            }
         }
     }
 }

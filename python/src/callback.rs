@@ -18,6 +18,10 @@ pub(crate) struct CallbackState {
 /// interpreter lock taken only for the call.
 pub(crate) struct Callback {
     pub(crate) func: Py<PyAny>,
+    /// The energy's own leapfrog integrator
+    /// `leapfrog(y, p, g, eps, inv_mass, steps) -> (ys, ps, gs, es)`, if
+    /// given (unconditional continuous energies only).
+    pub(crate) leapfrog: Option<Py<PyAny>>,
     pub(crate) dim: usize,
     pub(crate) x_dim: usize,
     pub(crate) conditional: bool,
@@ -213,6 +217,68 @@ impl Callback {
     }
 }
 
+impl Callback {
+    /// A segment of `path.steps()` leapfrog steps from `start` through the
+    /// Python integrator: one call, its four arrays checked and copied
+    /// into `path` (NaN and the run stopped on any error, as for `fn`).
+    pub(crate) fn segment(&self, start: LeapfrogStart<'_>, path: &mut LeapfrogPath) {
+        let begin = Instant::now();
+        let mut ok = false;
+        if let Some(lf) = self.leapfrog.as_ref()
+            && !self.stopped()
+        {
+            let r = Python::attach(|py| -> PyResult<()> {
+                let (steps, n, d) = (path.steps(), start.y.nrows(), self.dim);
+                let args = PyTuple::new(
+                    py,
+                    [
+                        start.y.to_owned().into_pyarray(py).into_any(),
+                        start.p.to_owned().into_pyarray(py).into_any(),
+                        start.g.to_owned().into_pyarray(py).into_any(),
+                        start.eps.to_owned().into_pyarray(py).into_any(),
+                        start.inv_mass.to_owned().into_pyarray(py).into_any(),
+                        steps.into_pyobject(py)?.into_any(),
+                    ],
+                )?;
+                let t = Instant::now();
+                let res = lf.bind(py).call1(args);
+                self.inside_ns
+                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                let res = res?;
+                let four: Option<[Bound<PyAny>; 4]> = res.extract().ok();
+                let [ys, ps, gs, es] = four.ok_or_else(|| {
+                    BoltzError::new_err(format!(
+                        "leapfrog must return four arrays (positions, momenta and gradients of shape ({steps}, {n}, {d}), energies of shape ({steps}, {n})), got {}",
+                        res.get_type().name().map(|s| s.to_string()).unwrap_or_default()
+                    ))
+                })?;
+                for (arr, out, what) in [
+                    (&ys, &mut path.y, "leapfrog positions"),
+                    (&ps, &mut path.p, "leapfrog momenta"),
+                    (&gs, &mut path.g, "leapfrog gradients"),
+                ] {
+                    let a = checked(arr, what, &[steps, n, d])?;
+                    out.assign(&a.cast::<PyArray3<f64>>()?.readonly().as_array());
+                }
+                let e = checked(&es, "leapfrog energies", &[steps, n])?;
+                path.e
+                    .assign(&e.cast::<PyArray2<f64>>()?.readonly().as_array());
+                Ok(())
+            });
+            match r {
+                Ok(()) => ok = true,
+                Err(e) => self.fail(e),
+            }
+        }
+        if !ok {
+            path.fail();
+        }
+        self.total_ns
+            .fetch_add(begin.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
 /// A callback in `y` only (`x_dim` 0).
 pub(crate) struct CallbackY(pub(crate) Arc<Callback>);
 /// A conditional callback `fn(y, x)`.
@@ -239,6 +305,15 @@ impl EnergyTrait for CallbackY {
         } else {
             StateSpace::Continuous
         }
+    }
+    fn as_leapfrog(&self) -> Option<&dyn Leapfrog> {
+        self.0.leapfrog.as_ref().map(|_| self as &dyn Leapfrog)
+    }
+}
+
+impl Leapfrog for CallbackY {
+    fn leapfrog(&self, start: LeapfrogStart<'_>, path: &mut LeapfrogPath) {
+        self.0.segment(start, path);
     }
 }
 

@@ -224,7 +224,7 @@ impl Energy {
     }
 }
 
-/// CallbackEnergy(fn, dim, x_dim=0, binary=False, name=None)
+/// CallbackEnergy(fn, dim, x_dim=0, binary=False, name=None, leapfrog=None)
 ///
 /// An energy given by a Python function, evaluated for all chains at once.
 ///
@@ -239,19 +239,33 @@ impl Energy {
 /// the run with an exception that names the problem; non-finite energies
 /// are divergences, as everywhere. `binary=True`: states are 0/1 vectors
 /// (Gibbs, exact enumeration up to 20 bits).
+///
+/// `leapfrog` (unconditional continuous energies): the energy's own
+/// integrator, `leapfrog(y, p, g, eps, inv_mass, steps) -> (ys, ps, gs,
+/// es)`, so that NUTS and HMC make one call per trajectory segment (NUTS:
+/// per doubling; HMC: per transition) instead of one per leapfrog step.
+/// From positions `y`, momenta `p` and gradients `g` (float64, (n, dim)),
+/// signed step sizes `eps` (n,) (0: the row stays) and diagonal inverse
+/// masses `inv_mass` (n, dim), it takes `steps` steps of
+/// `p -= eps/2 g; y += eps inv_mass p; (e, g) = energy and gradient at y;
+/// p -= eps/2 g` and returns every step's state: float64 arrays of shapes
+/// (steps, n, dim) (positions, momenta, gradients) and (steps, n)
+/// (energies). With exactly that arithmetic the draws equal `fn`'s alone;
+/// the other kernels call `fn`. `jax_energy` builds one.
 #[pyclass(extends = Energy, module = "boltz._native", frozen)]
 pub(crate) struct CallbackEnergy {}
 
 #[pymethods]
 impl CallbackEnergy {
     #[new]
-    #[pyo3(signature = (func, dim, x_dim=None, binary=None, name=None))]
+    #[pyo3(signature = (func, dim, x_dim=None, binary=None, name=None, leapfrog=None))]
     pub(crate) fn new(
         func: Bound<'_, PyAny>,
         dim: Bound<'_, PyAny>,
         x_dim: Option<Bound<'_, PyAny>>,
         binary: Option<Bound<'_, PyAny>>,
         name: Option<String>,
+        leapfrog: Option<Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         if !func.is_callable() {
             return Err(BoltzError::new_err(
@@ -282,6 +296,20 @@ impl CallbackEnergy {
                 "invalid value for `binary`: binary callbacks take no context (x_dim 0)",
             ));
         }
+        let leapfrog = leapfrog.filter(|l| !l.is_none());
+        if let Some(l) = &leapfrog {
+            if !l.is_callable() {
+                return Err(BoltzError::new_err(
+                    "invalid value for `leapfrog`: must be callable as leapfrog(y, p, g, eps, inv_mass, steps)",
+                ));
+            }
+            if x_dim > 0 || binary {
+                return Err(BoltzError::new_err(
+                    "invalid value for `leapfrog`: only an unconditional continuous energy (x_dim 0, binary False) takes one",
+                ));
+            }
+            takes_args(l, 6)?;
+        }
         let name = name.unwrap_or_else(|| {
             func.getattr("__name__")
                 .and_then(|n| n.extract::<String>())
@@ -289,6 +317,7 @@ impl CallbackEnergy {
         });
         let cb = Arc::new(Callback {
             func: func.unbind(),
+            leapfrog: leapfrog.map(Bound::unbind),
             dim,
             x_dim,
             conditional: x_dim > 0,
@@ -321,8 +350,8 @@ fn int_arg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
 }
 
 /// Whether `func` can be called with `n` positional arguments (`fn(y)`, or
-/// `fn(y, x)` for a conditional energy); functions whose signature cannot
-/// be read (some builtins) pass.
+/// `fn(y, x)` for a conditional energy; 6 for `leapfrog`); functions
+/// whose signature cannot be read (some builtins) pass.
 fn takes_args(func: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
     let py = func.py();
     let Ok(sig) = py
@@ -337,15 +366,18 @@ fn takes_args(func: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
         .call_method1("bind", pyo3::types::PyTuple::new(py, args)?)
         .is_err()
     {
-        let shape = if n == 2 { "fn(y, x)" } else { "fn(y)" };
+        let (name, shape, why) = match n {
+            1 => ("fn", "fn(y)", ""),
+            2 => (
+                "fn",
+                "fn(y, x)",
+                ": a conditional energy (x_dim > 0) is called with the contexts too",
+            ),
+            _ => ("leapfrog", "leapfrog(y, p, g, eps, inv_mass, steps)", ""),
+        };
         return Err(BoltzError::new_err(format!(
-            "invalid value for `fn`: it must take {n} argument{} ({shape}){}",
+            "invalid value for `{name}`: it must take {n} argument{} ({shape}){why}",
             if n == 1 { "" } else { "s" },
-            if n == 2 {
-                ": a conditional energy (x_dim > 0) is called with the contexts too"
-            } else {
-                ""
-            }
         )));
     }
     Ok(())

@@ -8,14 +8,16 @@
 //! interpreter never dies with it. The Python layer (`pysrc/boltz`) adds
 //! defaults, docstrings, dtype conversion and the torch helpers.
 
-use boltz::energy::{ConditionalEnergy, Energy as EnergyTrait, StateSpace};
+use boltz::energy::{
+    ConditionalEnergy, Energy as EnergyTrait, Leapfrog, LeapfrogPath, LeapfrogStart, StateSpace,
+};
 use boltz::jobs::{LogzJob, NegativesJob, SampleJob};
 use boltz::run::{Control, Observer, Progress};
 use boltz::{Model, NegativeSampler};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use numpy::{
-    IntoPyArray, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3,
-    PyUntypedArray, PyUntypedArrayMethods,
+    IntoPyArray, PyArray2, PyArray3, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2,
+    PyReadonlyArray3, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};

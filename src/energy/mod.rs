@@ -27,6 +27,7 @@ pub(crate) use conditioned::check_contexts;
 mod full_mixture;
 mod funnel;
 mod gaussian;
+mod leapfrog;
 mod mixture;
 mod mlp;
 mod precision;
@@ -38,6 +39,7 @@ pub use conditioned::Conditioned;
 pub use full_mixture::FullMixture;
 pub use funnel::Funnel;
 pub use gaussian::{DiagGaussian, FullGaussian};
+pub use leapfrog::{Leapfrog, LeapfrogPath, LeapfrogStart, StepwiseLeapfrog, kick, kick_drift};
 pub use mixture::Mixture;
 pub use mlp::{Activation, Layer, Mlp, MlpGrads};
 pub(crate) use precision::Real;
@@ -111,6 +113,13 @@ pub trait Energy: Send + Sync {
     /// (`beta F_rbm`), if it is one: Gibbs then runs block sweeps and AIS
     /// anneals along the RBM's parameter path.
     fn as_rbm(&self) -> Option<(&Rbm, f64)> {
+        None
+    }
+
+    /// The energy's own leapfrog integrator, if it has one ([`Leapfrog`]:
+    /// many steps in one call): NUTS and HMC then ask it for whole
+    /// segments of a trajectory instead of one batch evaluation per step.
+    fn as_leapfrog(&self) -> Option<&dyn Leapfrog> {
         None
     }
 }
@@ -525,6 +534,14 @@ impl Energy for Scaled<'_> {
         // At beta = 1 the scaling is the identity: the inner rows serve.
         if self.beta == 1.0 {
             self.inner.as_row()
+        } else {
+            None
+        }
+    }
+    fn as_leapfrog(&self) -> Option<&dyn Leapfrog> {
+        // The inner integrator follows the inner energy: only at beta = 1.
+        if self.beta == 1.0 {
+            self.inner.as_leapfrog()
         } else {
             None
         }

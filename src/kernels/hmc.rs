@@ -4,10 +4,11 @@ use super::{
     ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, evaluate_proposals,
     for_each_block, for_each_chain_row, metropolis, weighted_sq,
 };
-use crate::energy::{Energy, RowEnergy};
+use crate::energy::{Energy, Leapfrog, LeapfrogPath, LeapfrogStart, RowEnergy};
+pub(super) use crate::energy::{kick, kick_drift};
 use crate::error::{Error, Result, check_positive};
 use crate::rng::{ChainRng, fill_standard_normal};
-use ndarray::ArrayView1;
+use ndarray::{Array2, ArrayView1, Axis};
 use rand::RngExt;
 
 /// Energy error above which a trajectory counts as divergent.
@@ -134,7 +135,11 @@ impl Kernel for Hmc {
                 b.proposal_grad.row_mut(i).assign(&b.grad.row(i));
             }
         });
-        for _ in 0..self.n_steps {
+        let segment = energy.as_leapfrog();
+        if let Some(lf) = segment {
+            trajectory_segment(lf, state, tuning, self.n_steps);
+        }
+        for _ in 0..self.n_steps * usize::from(segment.is_none()) {
             // Half kick and drift.
             for_each_block(state, rngs, steps, |mut b| {
                 let d = b.position.ncols();
@@ -257,21 +262,37 @@ pub(super) fn draw_momentum(
     }
 }
 
-/// Leapfrog half kick and drift: `p -= e/2 grad`, `y += e W p`.
-#[inline]
-pub(super) fn kick_drift(p: &mut [f64], y: &mut [f64], g: &[f64], e: f64, w: Option<&[f64]>) {
-    for j in 0..p.len() {
-        p[j] -= 0.5 * e * g[j];
-        y[j] += e * w.map_or(1.0, |w| w[j]) * p[j];
+/// The whole trajectory of every chain in one call of the energy's own
+/// integrator (step sizes from the momentum pass, aux column 0): its last
+/// state becomes the proposal, as `n_steps` evaluations would leave it.
+fn trajectory_segment(lf: &dyn Leapfrog, state: &mut ChainState, tuning: &Tuning, n_steps: usize) {
+    let (n, d) = (state.n_chains(), state.dim());
+    let mut inv_mass = Array2::<f64>::ones((n, d));
+    for i in 0..n {
+        if let Some(w) = tuning.inv_mass(i) {
+            inv_mass.row_mut(i).assign(&ArrayView1::from(w));
+        }
     }
-}
-
-/// Leapfrog half kick: `p -= e/2 grad`.
-#[inline]
-pub(super) fn kick(p: &mut [f64], g: &[f64], e: f64) {
-    for j in 0..p.len() {
-        p[j] -= 0.5 * e * g[j];
-    }
+    let eps = state.aux.column(0).to_owned();
+    let mut path = LeapfrogPath::default();
+    path.reshape(n_steps, n, d);
+    lf.leapfrog(
+        LeapfrogStart {
+            y: state.proposal.view(),
+            p: state.momentum.view(),
+            g: state.proposal_grad.view(),
+            eps: eps.view(),
+            inv_mass: inv_mass.view(),
+        },
+        &mut path,
+    );
+    let last = n_steps - 1;
+    state.proposal.assign(&path.y.index_axis(Axis(0), last));
+    state.momentum.assign(&path.p.index_axis(Axis(0), last));
+    state
+        .proposal_grad
+        .assign(&path.g.index_axis(Axis(0), last));
+    state.proposal_energy.assign(&path.e.row(last));
 }
 
 /// `(log alpha, valid)` from the Hamiltonians before and after: a

@@ -34,10 +34,10 @@ use super::hmc::{DIVERGENCE_THRESHOLD, draw_momentum, kick, kick_drift};
 use super::{
     ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, for_each_chain_row, weighted_sq,
 };
-use crate::energy::{Energy, RowEnergy, log_sum_exp};
+use crate::energy::{Energy, Leapfrog, LeapfrogPath, LeapfrogStart, RowEnergy, log_sum_exp};
 use crate::error::{Error, Result, check_positive};
 use crate::rng::ChainRng;
-use ndarray::ArrayView1;
+use ndarray::{Array1, Array2, ArrayView1, s};
 use rand::RngExt;
 
 /// NUTS's registry entry (`--max-depth` doublings).
@@ -436,6 +436,9 @@ impl Kernel for Nuts {
         // Lockstep: one leapfrog step of every unfinished chain per batch
         // evaluation (finished chains' rows are evaluated where they are).
         let mut rounds = 0u32;
+        if let Some(lf) = energy.as_leapfrog() {
+            rounds = walk_segments(lf, &mut walks, st, &eps, tuning, rngs);
+        }
         while walks.iter().any(|wk| !wk.done) {
             for (i, walk) in walks.iter().enumerate() {
                 if !walk.done {
@@ -495,6 +498,83 @@ impl Kernel for Nuts {
     }
     fn grad_evals_per_step(&self) -> usize {
         1
+    }
+}
+
+/// The lockstep transition on an energy's own integrator: each call takes
+/// the steps every unfinished chain's subtree still needs (the fewest of
+/// them: at most one subtree ends in a call, at its last step), the leaves
+/// then taken one by one as in lockstep. Finished chains stay where they
+/// are (step 0); a chain that finishes inside a call skips the rest of it.
+/// The same draws as one evaluation per step for an integrator with the
+/// kernels' arithmetic. Returns the steps taken (rows evaluated per chain).
+fn walk_segments(
+    lf: &dyn Leapfrog,
+    walks: &mut [Walk],
+    st: &mut ChainState,
+    eps: &[f64],
+    tuning: &Tuning,
+    rngs: &mut [ChainRng],
+) -> u32 {
+    let (n, d) = (st.n_chains(), st.dim());
+    let mut inv_mass = Array2::<f64>::ones((n, d));
+    for i in 0..n {
+        if let Some(w) = tuning.inv_mass(i) {
+            inv_mass.row_mut(i).assign(&ArrayView1::from(w));
+        }
+    }
+    let mut path = LeapfrogPath::default();
+    let mut rounds = 0u32;
+    loop {
+        let Some(k) = walks
+            .iter()
+            .filter(|wk| !wk.done)
+            .map(|wk| (1u64 << wk.depth) - wk.leaves)
+            .min()
+        else {
+            return rounds;
+        };
+        let signed: Array1<f64> = walks
+            .iter()
+            .zip(eps)
+            .map(|(wk, &e)| if wk.done { 0.0 } else { wk.signed(e) })
+            .collect();
+        let k = usize::try_from(k).unwrap_or(usize::MAX).max(1);
+        path.reshape(k, n, d);
+        lf.leapfrog(
+            LeapfrogStart {
+                y: st.proposal.view(),
+                p: st.momentum.view(),
+                g: st.proposal_grad.view(),
+                eps: signed.view(),
+                inv_mass: inv_mass.view(),
+            },
+            &mut path,
+        );
+        rounds = rounds.saturating_add(u32::try_from(k).unwrap_or(u32::MAX));
+        for s in 0..k {
+            for (i, walk) in walks.iter_mut().enumerate() {
+                if walk.done {
+                    continue;
+                }
+                st.proposal.row_mut(i).assign(&path.y.slice(s![s, i, ..]));
+                st.momentum.row_mut(i).assign(&path.p.slice(s![s, i, ..]));
+                st.proposal_grad
+                    .row_mut(i)
+                    .assign(&path.g.slice(s![s, i, ..]));
+                st.proposal_energy[i] = path.e[[s, i]];
+                let mut p = st.momentum.row_mut(i);
+                let mut y = st.proposal.row_mut(i);
+                let mut g = st.proposal_grad.row_mut(i);
+                let mut cur = Cursor {
+                    y: y.as_slice_mut().expect("standard layout"),
+                    p: p.as_slice_mut().expect("standard layout"),
+                    g: g.as_slice_mut().expect("standard layout"),
+                    e: &mut st.proposal_energy[i],
+                };
+                walk.leaf(&mut rngs[i], &mut cur, tuning.inv_mass(i));
+            }
+        }
     }
 }
 

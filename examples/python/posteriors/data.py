@@ -89,15 +89,16 @@ class Posterior:
 
         return torch_densities.LogDensity(self)
 
-    def jax_energy(self):
-        """``boltz.jax_energy`` of ``-log p(u)`` (float64: ``jax_enable_x64`` is set)."""
+    def jax_energy(self, leapfrog=True):
+        """``boltz.jax_energy`` of ``-log p(u)`` (float64: ``jax_enable_x64`` is set;
+        ``leapfrog``: with its compiled integrator, as ``jax_energy`` has by default)."""
         import jax
 
         import boltz
 
         jax.config.update("jax_enable_x64", True)
         lp = self.log_density_jax()
-        return boltz.jax_energy(lambda u: -lp(u), self.dim, name=f"{self.name}:jax")
+        return boltz.jax_energy(lambda u: -lp(u), self.dim, name=f"{self.name}:jax", leapfrog=leapfrog)
 
     def torch_energy(self):
         """``boltz.torch_energy`` of ``-log p(u)`` (a float64 module)."""

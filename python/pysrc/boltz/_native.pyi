@@ -52,7 +52,10 @@ class CallbackEnergy(Energy):
     is a buffer boltz reuses: copy it if you keep it. Return float64 arrays
     of exactly those shapes; an exception, a wrong shape or dtype ends the
     run with an exception naming the problem; non-finite energies are
-    divergences. ``binary=True``: states are 0/1 vectors (Gibbs)."""
+    divergences. ``binary=True``: states are 0/1 vectors (Gibbs).
+    ``leapfrog(y, p, g, eps, inv_mass, steps) -> (ys, ps, gs, es)``: the
+    energy's own integrator (NUTS and HMC call it once per trajectory
+    segment instead of ``fn`` once per leapfrog step)."""
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class CallbackEnergy(Energy):
         x_dim: int = 0,
         binary: bool = False,
         name: Optional[str] = None,
+        leapfrog: Optional[Callable[..., Tuple[npt.NDArray[np.float64], ...]]] = None,
     ) -> None: ...
 
 class Negatives:

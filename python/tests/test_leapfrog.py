@@ -1,0 +1,141 @@
+"""An energy's own leapfrog integrator (CallbackEnergy's ``leapfrog``,
+built by jax_energy): NUTS and HMC call it once per trajectory segment,
+with the same draws as one call of ``fn`` per step."""
+
+import numpy as np
+import pytest
+
+import boltz
+
+SCALE = np.array([1.0, 2.0, 0.5])
+
+
+def gauss(y):
+    return 0.5 * ((y / SCALE) ** 2).sum(1), y / SCALE**2
+
+
+def numpy_leapfrog(fn):
+    """The kernels' arithmetic, step by step, in NumPy (no contraction)."""
+    segments = []
+
+    def leapfrog(y, p, g, eps, inv_mass, steps):
+        segments.append(steps)
+        half = (0.5 * eps)[:, None]
+        ew = eps[:, None] * inv_mass
+        out = [np.empty((steps,) + y.shape) for _ in range(3)] + [np.empty((steps, len(y)))]
+        for k in range(steps):
+            p = p - half * g
+            y = y + ew * p
+            out[3][k], g = fn(y)
+            p = p - half * g
+            out[0][k], out[1][k], out[2][k] = y, p, g
+        return tuple(out)
+
+    return leapfrog, segments
+
+
+@pytest.mark.parametrize("sampler,settings", [("nuts", {}), ("hmc", {"leapfrog": 7})])
+def test_an_exact_integrator_gives_the_same_draws_as_fn_alone(sampler, settings):
+    plain = boltz.CallbackEnergy(gauss, 3)
+    lf, segments = numpy_leapfrog(gauss)
+    own = boltz.CallbackEnergy(gauss, 3, leapfrog=lf)
+    kw = dict(chains=4, warmup=200, draws=200, seed=5, **settings)
+    a, ra = boltz.sample(plain, sampler, **kw)
+    b, rb = boltz.sample(own, sampler, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert ra["divergences"] == rb["divergences"]
+    # One call per segment: HMC's whole trajectory, NUTS's subtrees (the
+    # first few steps of warm-up's first transitions aside).
+    calls_plain, calls_own = plain.callback_stats()[0], own.callback_stats()[0]
+    if sampler == "hmc":
+        # every transition (warm-up's step search too) is one call
+        assert set(segments) == {7} and len(segments) >= 400
+    assert calls_own < calls_plain / 2, (calls_own, calls_plain)
+
+
+def test_a_bad_integrator_is_refused_or_named():
+    lf, _ = numpy_leapfrog(gauss)
+    with pytest.raises(boltz.BoltzError, match="`leapfrog`: must be callable"):
+        boltz.CallbackEnergy(gauss, 3, leapfrog=3)
+    with pytest.raises(boltz.BoltzError, match="`leapfrog`: it must take 6 arguments"):
+        boltz.CallbackEnergy(gauss, 3, leapfrog=lambda y, p: None)
+    with pytest.raises(boltz.BoltzError, match="only an unconditional"):
+        boltz.CallbackEnergy(lambda y, x: gauss(y), 3, x_dim=1, leapfrog=lf)
+
+    def short(y, p, g, eps, inv_mass, steps):
+        ys, ps, gs, es = lf(y, p, g, eps, inv_mass, steps)
+        return ys[:-1], ps, gs, es
+
+    with pytest.raises(boltz.BoltzError, match="leapfrog positions have shape"):
+        boltz.sample(boltz.CallbackEnergy(gauss, 3, leapfrog=short), "hmc", chains=2, warmup=0, draws=5)
+    with pytest.raises(boltz.BoltzError, match="leapfrog must return four arrays"):
+        boltz.sample(
+            boltz.CallbackEnergy(gauss, 3, leapfrog=lambda y, p, g, e, w, s: y),
+            "nuts",
+            chains=2,
+            warmup=0,
+            draws=5,
+        )
+
+
+@pytest.fixture
+def x64():
+    jax = pytest.importorskip("jax")
+    before = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    yield jax
+    jax.config.update("jax_enable_x64", before)
+
+
+def test_jax_integrator_follows_the_kernels_arithmetic(x64):
+    # The compiled loop (and its short path) against the NumPy steps:
+    # equal up to XLA's rounding (contracted multiply-adds), for the segment
+    # lengths NUTS asks (1, 2, 4, ...) and one past a bucket.
+    from boltz._jax import _leapfrog
+
+    jnp = x64.numpy
+
+    def row(y):
+        return 0.5 * jnp.sum((y / SCALE) ** 2) + 0.1 * jnp.sum(y**4)
+
+    def batch(y):
+        return 0.5 * ((y / SCALE) ** 2).sum(1) + 0.1 * (y**4).sum(1), y / SCALE**2 + 0.4 * y**3
+
+    e = boltz.jax_energy(row, 3)
+    seg = _leapfrog(x64.vmap(x64.value_and_grad(row)), lambda y: e.energy_and_grad(y))
+    ref, _ = numpy_leapfrog(batch)
+    rng = np.random.default_rng(1)
+    y, p = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    g = batch(y)[1]
+    eps = np.array([0.1, -0.1, 0.0, 0.05, -0.2])
+    w = rng.uniform(0.5, 2.0, (5, 3))
+    for steps in (1, 2, 4, 9, 64):
+        got, want = seg(y, p, g, eps, w, steps), ref(y, p, g, eps, w, steps)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and a.dtype == np.float64
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+        # eps 0: the row stays where it is.
+        np.testing.assert_array_equal(got[0][:, 2], np.broadcast_to(y[2], (steps, 3)))
+
+
+def test_jax_energy_nuts_with_its_integrator_samples_the_law(x64):
+    jnp = x64.numpy
+
+    def row(y):
+        return 0.5 * jnp.sum((y / SCALE) ** 2)
+
+    e = boltz.jax_energy(row, 3)
+    draws, report = boltz.sample(e, "nuts", chains=4, warmup=300, draws=1000, seed=2)
+    assert report["warnings"] == [], report["warnings"]
+    calls = e.callback_stats()[0]
+    # trees of depth 2-3 here: 1 + 1 + 2 (+ 4) steps in 3 (4) calls
+    assert calls < report["grad_evals"] / 4 / 2, (calls, report["grad_evals"])
+    sd = draws.reshape(-1, 3).std(0)
+    se = SCALE / np.sqrt(2 * report["ess_bulk_min"])
+    assert np.all(np.abs(sd - SCALE) < 4 * se), (sd, se)
+    mean = draws.reshape(-1, 3).mean(0)
+    assert np.all(np.abs(mean) < 4 * SCALE / np.sqrt(report["ess_bulk_min"])), mean
+    # leapfrog=False: one call per step.
+    plain = boltz.jax_energy(row, 3, leapfrog=False)
+    _, r2 = boltz.sample(plain, "nuts", chains=4, warmup=300, draws=1000, seed=2)
+    assert plain.callback_stats()[0] >= r2["grad_evals"] / 4
