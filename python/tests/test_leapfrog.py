@@ -139,3 +139,26 @@ def test_jax_energy_nuts_with_its_integrator_samples_the_law(x64):
     plain = boltz.jax_energy(row, 3, leapfrog=False)
     _, r2 = boltz.sample(plain, "nuts", chains=4, warmup=300, draws=1000, seed=2)
     assert plain.callback_stats()[0] >= r2["grad_evals"] / 4
+
+
+@pytest.mark.parametrize("sampler", ["nuts", "hmc"])
+def test_torch_energy_integrator_gives_the_same_draws(sampler):
+    # torch's loop does the kernels' arithmetic op by op: the draws equal
+    # the per-step path's bit for bit, in far fewer crossings.
+    torch = pytest.importorskip("torch")
+
+    class Quartic(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("s", torch.tensor(SCALE))
+
+        def forward(self, y):
+            return 0.5 * ((y / self.s) ** 2).sum(1) + 0.1 * (y**4).sum(1)
+
+    m = Quartic()
+    own, plain = boltz.torch_energy(m, 3), boltz.torch_energy(m, 3, leapfrog=False)
+    kw = dict(chains=4, warmup=100, draws=100, seed=9)
+    a, ra = boltz.sample(own, sampler, **kw)
+    b, rb = boltz.sample(plain, sampler, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert own.callback_stats()[0] < plain.callback_stats()[0] / 2

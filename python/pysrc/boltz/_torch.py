@@ -28,6 +28,7 @@ def torch_energy(
     device: Any = None,
     name: Optional[str] = None,
     compile: bool = False,
+    leapfrog: bool = True,
 ) -> CallbackEnergy:
     """A torch module mapping (n, x_dim + dim) inputs ``[x ; y]`` to (n,) energies, as an energy.
 
@@ -53,6 +54,13 @@ def torch_energy(
     so it is off by default; it pays where torch's compiler does (GPUs,
     larger modules). The fastest path for an ``nn.Sequential`` MLP stays
     :func:`mlp_from_torch` (no Python in the loop).
+
+    ``leapfrog=True`` (a float64 module, ``x_dim`` 0): the energy also
+    carries its own leapfrog loop in torch (``CallbackEnergy``'s
+    ``leapfrog``), so NUTS crosses into Python once per doubling of a
+    trajectory and HMC once per transition; each step is still one
+    forward and backward of the module, the kernels' arithmetic done by
+    torch op by op (the same draws as without it).
     """
     import torch  # noqa: F401  (imported only here)
 
@@ -110,6 +118,26 @@ def torch_energy(
         gn = g.detach().to(device="cpu", dtype=torch.float64).numpy()
         return np.ascontiguousarray(en), np.ascontiguousarray(gn)
 
+    def segment(y, p, g, eps, inv_mass, steps):
+        if moded and not warned[0]:
+            check_mode()
+        steps = int(steps)
+        y, p, g, eps, w = (torch.from_numpy(a).to(device=dev, dtype=dtype) for a in (y, p, g, eps, inv_mass))
+        half = (0.5 * eps)[:, None]  # the kernels' arithmetic: (0.5 e) g, (e W) p
+        ew = eps[:, None] * w
+        ys, ps, gs = (torch.empty((steps,) + tuple(y.shape), dtype=dtype, device=dev) for _ in range(3))
+        es = torch.empty((steps, y.shape[0]), dtype=dtype, device=dev)
+        for k in range(steps):
+            p = p - half * g
+            y = y + ew * p
+            yt = y.detach().requires_grad_(True)
+            with torch.enable_grad():
+                e = run(yt).reshape(-1)
+                (g,) = torch.autograd.grad(e.sum(), yt)
+            p = p - half * g
+            ys[k], ps[k], gs[k], es[k] = y, p, g, e.detach()
+        return tuple(np.ascontiguousarray(a.to(device="cpu", dtype=torch.float64).numpy()) for a in (ys, ps, gs, es))
+
     if x_dim > 0:
 
         def fn(y, x):
@@ -120,7 +148,13 @@ def torch_energy(
         def fn(y):
             return call(y)
 
-    return CallbackEnergy(fn, dim, x_dim=x_dim, name=name or type(module).__name__)
+    return CallbackEnergy(
+        fn,
+        dim,
+        x_dim=x_dim,
+        name=name or type(module).__name__,
+        leapfrog=segment if leapfrog and x_dim == 0 and dtype == torch.float64 else None,
+    )
 
 
 def _np64(t: Any) -> np.ndarray:
