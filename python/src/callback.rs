@@ -85,13 +85,55 @@ pub(crate) fn fill_buffer<'py>(
     let buf = slot.as_ref().map(|b| b.bind(py).clone());
     let buf = buf.unwrap_or_else(|| PyArray2::<f64>::zeros(py, [src.nrows(), src.ncols()], false));
     if let Ok(mut w) = buf.try_readwrite() {
-        let mut dst = w.as_array_mut();
-        match (dst.as_slice_mut(), src.as_slice()) {
-            (Some(d), Some(s)) => d.copy_from_slice(s),
-            _ => dst.assign(&src),
-        }
+        copy_into(w.as_array_mut(), src);
     }
     buf
+}
+
+thread_local! {
+    /// Whether this (non-Python) thread keeps a Python thread state.
+    static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Gives a boltz pool thread a Python thread state it keeps from call to
+/// call. Without it every `Python::attach` on the thread creates a thread
+/// state and deletes it on release (CPython maps a 16 KB frame stack for
+/// it and unmaps it again: a TLB shootdown across cores per callback).
+/// Only on threads Python does not know (no thread state yet), with the
+/// interpreter lock not held: the state is made, then the lock released
+/// at once, the state kept (PyGILState's count stays 1), so later
+/// attaches only take the lock.
+fn keep_thread_state() {
+    // Only the pool's threads, which live as long as the pool (a state
+    // kept by a thread that ends would stay behind).
+    if KEPT.with(|k| k.get()) || rayon::current_thread_index().is_none() {
+        return;
+    }
+    KEPT.with(|k| k.set(true));
+    // SAFETY: this thread holds no thread state (so not the lock either);
+    // PyGILState_Ensure makes one and takes the lock, PyEval_SaveThread
+    // releases the lock, keeping the state for this thread's later
+    // PyGILState_Ensure / Release pairs (PyO3's attach).
+    unsafe {
+        if pyo3::ffi::Py_IsInitialized() != 0
+            && pyo3::ffi::PyGILState_GetThisThreadState().is_null()
+        {
+            let _ = pyo3::ffi::PyGILState_Ensure();
+            let _ = pyo3::ffi::PyEval_SaveThread();
+        }
+    }
+}
+
+/// `src` into `dst` (both one shape): one memmove when both are
+/// contiguous, else element by element.
+fn copy_into<D: ndarray::Dimension>(
+    mut dst: ndarray::ArrayViewMut<f64, D>,
+    src: ndarray::ArrayView<f64, D>,
+) {
+    match (dst.as_slice_mut(), src.as_slice()) {
+        (Some(d), Some(s)) if d.len() == s.len() => d.copy_from_slice(s),
+        _ => dst.assign(&src),
+    }
 }
 
 impl Callback {
@@ -143,6 +185,7 @@ impl Callback {
         let n = y.nrows();
         let mut ok = false;
         if !self.stopped() && n > 0 {
+            keep_thread_state();
             let r = Python::attach(|py| -> PyResult<()> {
                 // The buffers are taken out of the shared state for the
                 // call and put back after it: `fn` may release the
@@ -195,9 +238,15 @@ impl Callback {
                 };
                 let e = checked(&e, "energies", &[n])?;
                 let g = checked(&g, "gradients", &[n, self.dim])?;
-                energy.assign(&e.cast::<numpy::PyArray1<f64>>()?.readonly().as_array());
+                copy_into(
+                    energy.view_mut(),
+                    e.cast::<numpy::PyArray1<f64>>()?.readonly().as_array(),
+                );
                 if let Some(gr) = grad.as_mut() {
-                    gr.assign(&g.cast::<PyArray2<f64>>()?.readonly().as_array());
+                    copy_into(
+                        gr.view_mut(),
+                        g.cast::<PyArray2<f64>>()?.readonly().as_array(),
+                    );
                 }
                 Ok(())
             });
@@ -227,6 +276,7 @@ impl Callback {
         if let Some(lf) = self.leapfrog.as_ref()
             && !self.stopped()
         {
+            keep_thread_state();
             let r = Python::attach(|py| -> PyResult<()> {
                 let (steps, n, d) = (path.steps(), start.y.nrows(), self.dim);
                 let args = PyTuple::new(
