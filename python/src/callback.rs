@@ -19,7 +19,7 @@ pub(crate) struct CallbackState {
 pub(crate) struct Callback {
     pub(crate) func: Py<PyAny>,
     /// The energy's own leapfrog integrator
-    /// `leapfrog(y, p, g, eps, inv_mass, steps) -> (ys, ps, gs, es)`, if
+    /// `leapfrog(y, p, g, eps, inv_mass, h_max, steps) -> (ys, ps, gs, es)`, if
     /// given (unconditional continuous energies only).
     pub(crate) leapfrog: Option<Py<PyAny>>,
     pub(crate) dim: usize,
@@ -287,6 +287,7 @@ impl Callback {
                         start.g.to_owned().into_pyarray(py).into_any(),
                         start.eps.to_owned().into_pyarray(py).into_any(),
                         start.inv_mass.to_owned().into_pyarray(py).into_any(),
+                        start.h_max.to_owned().into_pyarray(py).into_any(),
                         steps.into_pyobject(py)?.into_any(),
                     ],
                 )?;

@@ -241,17 +241,22 @@ impl Energy {
 /// (Gibbs, exact enumeration up to 20 bits).
 ///
 /// `leapfrog` (unconditional continuous energies): the energy's own
-/// integrator, `leapfrog(y, p, g, eps, inv_mass, steps) -> (ys, ps, gs,
-/// es)`, so that NUTS and HMC make one call per trajectory segment (NUTS:
-/// per doubling; HMC: per transition) instead of one per leapfrog step.
-/// From positions `y`, momenta `p` and gradients `g` (float64, (n, dim)),
-/// signed step sizes `eps` (n,) (0: the row stays) and diagonal inverse
-/// masses `inv_mass` (n, dim), it takes `steps` steps of
-/// `p -= eps/2 g; y += eps inv_mass p; (e, g) = energy and gradient at y;
-/// p -= eps/2 g` and returns every step's state: float64 arrays of shapes
-/// (steps, n, dim) (positions, momenta, gradients) and (steps, n)
-/// (energies). With exactly that arithmetic the draws equal `fn`'s alone;
-/// the other kernels call `fn`. `jax_energy` builds one.
+/// integrator, `leapfrog(y, p, g, eps, inv_mass, h_max, steps) -> (ys,
+/// ps, gs, es)`, so that NUTS and HMC make one call per trajectory
+/// segment (NUTS: per doubling; HMC: per transition) instead of one per
+/// leapfrog step. From positions `y`, momenta `p` and gradients `g`
+/// (float64, (n, dim)), signed step sizes `eps` (n,) (0: the row stays)
+/// and diagonal inverse masses `inv_mass` (n, dim), it takes `steps`
+/// steps of `p -= (eps/2) g; y += (eps inv_mass) p; (e, g) = energy and
+/// gradient at y; p -= (eps/2) g` and returns every step's state: float64
+/// arrays of shapes (steps, n, dim) (positions, momenta, gradients) and
+/// (steps, n) (energies). A row whose Hamiltonian `e + sum(inv_mass p^2)
+/// / 2` after a step is not below `h_max` (n,) (or is NaN) stops there:
+/// nothing more is evaluated for it and its later states are NaN (NUTS
+/// gives its divergence bound, so nothing past a divergence is evaluated;
+/// HMC gives inf). With exactly that arithmetic the draws equal `fn`'s
+/// alone; the other kernels call `fn`. `jax_energy` and `torch_energy`
+/// build one.
 #[pyclass(extends = Energy, module = "boltz._native", frozen)]
 pub(crate) struct CallbackEnergy {}
 
@@ -300,7 +305,7 @@ impl CallbackEnergy {
         if let Some(l) = &leapfrog {
             if !l.is_callable() {
                 return Err(BoltzError::new_err(
-                    "invalid value for `leapfrog`: must be callable as leapfrog(y, p, g, eps, inv_mass, steps)",
+                    "invalid value for `leapfrog`: must be callable as leapfrog(y, p, g, eps, inv_mass, h_max, steps)",
                 ));
             }
             if x_dim > 0 || binary {
@@ -308,7 +313,7 @@ impl CallbackEnergy {
                     "invalid value for `leapfrog`: only an unconditional continuous energy (x_dim 0, binary False) takes one",
                 ));
             }
-            takes_args(l, 6)?;
+            takes_args(l, 7)?;
         }
         let name = name.unwrap_or_else(|| {
             func.getattr("__name__")
@@ -350,7 +355,7 @@ fn int_arg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
 }
 
 /// Whether `func` can be called with `n` positional arguments (`fn(y)`, or
-/// `fn(y, x)` for a conditional energy; 6 for `leapfrog`); functions
+/// `fn(y, x)` for a conditional energy; 7 for `leapfrog`); functions
 /// whose signature cannot be read (some builtins) pass.
 fn takes_args(func: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
     let py = func.py();
@@ -373,7 +378,11 @@ fn takes_args(func: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
                 "fn(y, x)",
                 ": a conditional energy (x_dim > 0) is called with the contexts too",
             ),
-            _ => ("leapfrog", "leapfrog(y, p, g, eps, inv_mass, steps)", ""),
+            _ => (
+                "leapfrog",
+                "leapfrog(y, p, g, eps, inv_mass, h_max, steps)",
+                "",
+            ),
         };
         return Err(BoltzError::new_err(format!(
             "invalid value for `{name}`: it must take {n} argument{} ({shape}){why}",

@@ -15,20 +15,27 @@ def gauss(y):
 
 
 def numpy_leapfrog(fn):
-    """The kernels' arithmetic, step by step, in NumPy (no contraction)."""
+    """The protocol in NumPy, the kernels' arithmetic step by step (no
+    contraction): a row stops once its Hamiltonian reaches h_max, its later
+    states NaN."""
     segments = []
 
-    def leapfrog(y, p, g, eps, inv_mass, steps):
+    def leapfrog(y, p, g, eps, inv_mass, h_max, steps):
         segments.append(steps)
         half = (0.5 * eps)[:, None]
         ew = eps[:, None] * inv_mass
-        out = [np.empty((steps,) + y.shape) for _ in range(3)] + [np.empty((steps, len(y)))]
-        for k in range(steps):
-            p = p - half * g
-            y = y + ew * p
-            out[3][k], g = fn(y)
-            p = p - half * g
-            out[0][k], out[1][k], out[2][k] = y, p, g
+        out = [np.full((steps,) + y.shape, np.nan) for _ in range(3)] + [np.full((steps, len(y)), np.nan)]
+        live = np.ones(len(y), dtype=bool)
+        with np.errstate(all="ignore"):
+            for k in range(steps):
+                p1 = p - half * g
+                y1 = np.where(live[:, None], y + ew * p1, y)
+                e, g1 = fn(y1)
+                p1 = p1 - half * g1
+                for a, v in zip(out, (y1, p1, g1, e)):
+                    a[k][live] = v[live]
+                y, p, g = (np.where(live[:, None], new, old) for new, old in ((y1, y), (p1, p), (g1, g)))
+                live &= e + 0.5 * (p1 * p1 * inv_mass).sum(1) < h_max
         return tuple(out)
 
     return leapfrog, segments
@@ -57,20 +64,20 @@ def test_a_bad_integrator_is_refused_or_named():
     lf, _ = numpy_leapfrog(gauss)
     with pytest.raises(boltz.BoltzError, match="`leapfrog`: must be callable"):
         boltz.CallbackEnergy(gauss, 3, leapfrog=3)
-    with pytest.raises(boltz.BoltzError, match="`leapfrog`: it must take 6 arguments"):
+    with pytest.raises(boltz.BoltzError, match="`leapfrog`: it must take 7 arguments"):
         boltz.CallbackEnergy(gauss, 3, leapfrog=lambda y, p: None)
     with pytest.raises(boltz.BoltzError, match="only an unconditional"):
         boltz.CallbackEnergy(lambda y, x: gauss(y), 3, x_dim=1, leapfrog=lf)
 
-    def short(y, p, g, eps, inv_mass, steps):
-        ys, ps, gs, es = lf(y, p, g, eps, inv_mass, steps)
+    def short(y, p, g, eps, inv_mass, h_max, steps):
+        ys, ps, gs, es = lf(y, p, g, eps, inv_mass, h_max, steps)
         return ys[:-1], ps, gs, es
 
     with pytest.raises(boltz.BoltzError, match="leapfrog positions have shape"):
         boltz.sample(boltz.CallbackEnergy(gauss, 3, leapfrog=short), "hmc", chains=2, warmup=0, draws=5)
     with pytest.raises(boltz.BoltzError, match="leapfrog must return four arrays"):
         boltz.sample(
-            boltz.CallbackEnergy(gauss, 3, leapfrog=lambda y, p, g, e, w, s: y),
+            boltz.CallbackEnergy(gauss, 3, leapfrog=lambda y, p, g, e, w, h, s: y),
             "nuts",
             chains=2,
             warmup=0,
@@ -107,15 +114,21 @@ def test_jax_integrator_follows_the_kernels_arithmetic(x64):
     rng = np.random.default_rng(1)
     y, p = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
     g = batch(y)[1]
-    eps = np.array([0.1, -0.1, 0.0, 0.05, -0.2])
+    eps = np.array([0.1, -0.1, 0.0, 0.05, -0.8])
     w = rng.uniform(0.5, 2.0, (5, 3))
+    # Row 4's big steps miss its energy by more than its bound of 1e-3
+    # within a few steps: it stops there, NaN after; the others never stop.
+    h0 = batch(y)[0] + 0.5 * (p * p * w).sum(1)
+    h_max = np.where(np.arange(5) == 4, h0[4] + 1e-3, np.inf)
     for steps in (1, 2, 4, 9, 64):
-        got, want = seg(y, p, g, eps, w, steps), ref(y, p, g, eps, w, steps)
+        got, want = seg(y, p, g, eps, w, h_max, steps), ref(y, p, g, eps, w, h_max, steps)
         for a, b in zip(got, want):
             assert a.shape == b.shape and a.dtype == np.float64
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
         # eps 0: the row stays where it is.
         np.testing.assert_array_equal(got[0][:, 2], np.broadcast_to(y[2], (steps, 3)))
+    stopped = np.isnan(got[3][:, 4])
+    assert 0 < stopped.sum() < 64 and not np.isnan(got[3][:, :4]).any()
 
 
 def test_jax_energy_nuts_with_its_integrator_samples_the_law(x64):
@@ -162,3 +175,16 @@ def test_torch_energy_integrator_gives_the_same_draws(sampler):
     b, rb = boltz.sample(plain, sampler, **kw)
     np.testing.assert_array_equal(a, b)
     assert own.callback_stats()[0] < plain.callback_stats()[0] / 2
+
+
+def test_jax_integrator_divergences_are_quiet(x64):
+    # A trajectory that overflows is a divergence the kernel counts, not a
+    # NumPy RuntimeWarning from the short path's arithmetic.
+    import warnings
+
+    jnp = x64.numpy
+    e = boltz.jax_energy(lambda y: jnp.exp(20.0 * jnp.sum(y**2)), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _, r = boltz.sample(e, "nuts", chains=2, warmup=0, draws=5, step_size=3.0, seed=1, init=np.full((2, 2), 0.3))
+    assert r["divergences"] > 0

@@ -15,7 +15,7 @@
 //! same kernel that differ in the last bits.
 
 use super::Energy;
-use ndarray::{Array2, Array3, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array2, Array3, ArrayView1, ArrayView2, s};
 
 /// Leapfrog half kick and drift, the first half of a step:
 /// `p -= e/2 grad`, then `y += e W p` (`W` the diagonal inverse mass, 1
@@ -52,6 +52,12 @@ pub struct LeapfrogStart<'a> {
     /// The diagonal inverse mass `W` of each row (`n x d`; ones for a unit
     /// mass).
     pub inv_mass: ArrayView2<'a, f64>,
+    /// Where each row stops: once a step's Hamiltonian
+    /// `H = e + p^T W p / 2` is not below `h_max` (or not finite), the row
+    /// takes no further step and its later states are NaN (the kernel has
+    /// read it as divergent by then). NUTS gives its divergence bound, so
+    /// nothing is evaluated past a divergence; `+inf` never stops a row.
+    pub h_max: ArrayView1<'a, f64>,
 }
 
 /// The states after each step of a segment: step `s`'s state of chain `i`
@@ -99,7 +105,8 @@ impl LeapfrogPath {
 /// An energy that integrates Hamilton's equations itself: `path.steps()`
 /// leapfrog steps of [`kick_drift`], the gradient at the new position and
 /// [`kick`], from `start`, every step's state written to `path` (already
-/// shaped by the caller). A failed call fills `path` with NaN
+/// shaped by the caller), each row stopping at its `h_max`
+/// ([`LeapfrogStart::h_max`]). A failed call fills `path` with NaN
 /// ([`LeapfrogPath::fail`]). The energy is the one the kernel samples
 /// (`E`, not `F` at another temperature).
 pub trait Leapfrog: Send + Sync {
@@ -116,30 +123,54 @@ pub struct StepwiseLeapfrog<E>(pub E);
 impl<E: Energy> Leapfrog for StepwiseLeapfrog<E> {
     fn leapfrog(&self, start: LeapfrogStart<'_>, path: &mut LeapfrogPath) {
         let (mut y, mut p, mut g) = (start.y.to_owned(), start.p.to_owned(), start.g.to_owned());
-        let w = |i: usize| start.inv_mass.row(i);
+        let n = y.nrows();
+        let mut live = vec![true; n];
+        let mut e = ndarray::Array1::<f64>::zeros(n);
         for s in 0..path.steps() {
-            for i in 0..y.nrows() {
-                let wi = w(i);
+            // A stopped row stays where it was evaluated last.
+            let mut trial = y.clone();
+            let mut trial_p = p.clone();
+            for i in (0..n).filter(|&i| live[i]) {
                 kick_drift(
-                    p.row_mut(i).as_slice_mut().expect("owned rows"),
-                    y.row_mut(i).as_slice_mut().expect("owned rows"),
+                    trial_p.row_mut(i).as_slice_mut().expect("owned rows"),
+                    trial.row_mut(i).as_slice_mut().expect("owned rows"),
                     g.row(i).as_slice().expect("owned rows"),
                     start.eps[i],
-                    wi.as_slice(),
+                    start.inv_mass.row(i).as_slice(),
                 );
             }
+            let mut trial_g = g.clone();
             self.0
-                .energy_grad_batch(y.view(), path.e.row_mut(s), g.view_mut());
-            for i in 0..y.nrows() {
+                .energy_grad_batch(trial.view(), e.view_mut(), trial_g.view_mut());
+            for i in 0..n {
+                if !live[i] {
+                    path.y.slice_mut(s![s, i, ..]).fill(f64::NAN);
+                    path.p.slice_mut(s![s, i, ..]).fill(f64::NAN);
+                    path.g.slice_mut(s![s, i, ..]).fill(f64::NAN);
+                    path.e[[s, i]] = f64::NAN;
+                    continue;
+                }
                 kick(
-                    p.row_mut(i).as_slice_mut().expect("owned rows"),
-                    g.row(i).as_slice().expect("owned rows"),
+                    trial_p.row_mut(i).as_slice_mut().expect("owned rows"),
+                    trial_g.row(i).as_slice().expect("owned rows"),
                     start.eps[i],
                 );
+                y.row_mut(i).assign(&trial.row(i));
+                p.row_mut(i).assign(&trial_p.row(i));
+                g.row_mut(i).assign(&trial_g.row(i));
+                path.y.slice_mut(s![s, i, ..]).assign(&y.row(i));
+                path.p.slice_mut(s![s, i, ..]).assign(&p.row(i));
+                path.g.slice_mut(s![s, i, ..]).assign(&g.row(i));
+                path.e[[s, i]] = e[i];
+                let kinetic: f64 = p
+                    .row(i)
+                    .iter()
+                    .zip(start.inv_mass.row(i))
+                    .map(|(x, w)| x * x * w)
+                    .sum();
+                let h = e[i] + 0.5 * kinetic;
+                live[i] = h < start.h_max[i];
             }
-            path.y.index_axis_mut(Axis(0), s).assign(&y);
-            path.p.index_axis_mut(Axis(0), s).assign(&p);
-            path.g.index_axis_mut(Axis(0), s).assign(&g);
         }
     }
 }

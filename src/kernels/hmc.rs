@@ -274,6 +274,8 @@ fn trajectory_segment(lf: &dyn Leapfrog, state: &mut ChainState, tuning: &Tuning
         }
     }
     let eps = state.aux.column(0).to_owned();
+    // HMC evaluates every step of a trajectory, as one call per step does.
+    let h_max = ndarray::Array1::from_elem(n, f64::INFINITY);
     let mut path = LeapfrogPath::default();
     path.reshape(n_steps, n, d);
     lf.leapfrog(
@@ -283,6 +285,7 @@ fn trajectory_segment(lf: &dyn Leapfrog, state: &mut ChainState, tuning: &Tuning
             g: state.proposal_grad.view(),
             eps: eps.view(),
             inv_mass: inv_mass.view(),
+            h_max: h_max.view(),
         },
         &mut path,
     );

@@ -539,6 +539,12 @@ fn walk_segments(
             .zip(eps)
             .map(|(wk, &e)| if wk.done { 0.0 } else { wk.signed(e) })
             .collect();
+        // Nothing is evaluated past a divergence (a row stops where the
+        // walk's leaf check marks one).
+        let h_max: Array1<f64> = walks
+            .iter()
+            .map(|wk| wk.h0 + DIVERGENCE_THRESHOLD)
+            .collect();
         let k = usize::try_from(k).unwrap_or(usize::MAX).max(1);
         path.reshape(k, n, d);
         lf.leapfrog(
@@ -548,6 +554,7 @@ fn walk_segments(
                 g: st.proposal_grad.view(),
                 eps: signed.view(),
                 inv_mass: inv_mass.view(),
+                h_max: h_max.view(),
             },
             &mut path,
         );

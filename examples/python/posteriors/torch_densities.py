@@ -111,16 +111,20 @@ class LogDensity(torch.nn.Module):
         n = self.y.shape[0]
         eye = torch.eye(n, dtype=u.dtype, device=u.device)
         cov = alpha[:, None, None] ** 2 * torch.exp(-self.sq / (2.0 * rho[:, None, None] ** 2)) + sigma[:, None, None] * eye
-        chol = torch.linalg.cholesky(cov)
+        # A covariance whose float64 factorisation fails (far out, where JAX's
+        # Cholesky gives NaN) has log density -inf there, a divergence, not
+        # torch's exception.
+        chol, info = torch.linalg.cholesky_ex(cov)
         w = torch.linalg.solve_triangular(chol, self.y.expand(u.shape[0], n)[:, :, None], upper=False)[:, :, 0]
         mvn = -n * _LOG_SQRT_2PI - torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1) - 0.5 * (w * w).sum(1)
-        return (
+        lp = (
             gamma_lpdf(rho, 25.0, 4.0)
             + math.log(2.0) + _n(alpha, 0.0, 2.0)
             + math.log(2.0) + _n(sigma, 0.0, 1.0)
             + mvn
             + u[:, 0] + u[:, 1] + u[:, 2]
         )
+        return torch.where(info == 0, lp, torch.full_like(lp, -math.inf))
 
     def _linear(self, u, beta, ls):
         return residual_lpdf(self.y - beta @ self.X.T, ls)

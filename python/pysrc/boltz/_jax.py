@@ -102,55 +102,78 @@ _SHORT = 2
 
 
 def _leapfrog(value_and_grad: Callable[..., Any], call: Callable[..., Any]) -> Callable[..., Any]:
-    """CallbackEnergy's ``leapfrog(y, p, g, eps, inv_mass, steps)`` for a
-    batched JAX ``value_and_grad``: ``steps`` leapfrog steps in one
+    """CallbackEnergy's ``leapfrog(y, p, g, eps, inv_mass, h_max, steps)``
+    for a batched JAX ``value_and_grad``: ``steps`` leapfrog steps in one
     compiled loop (output buffers sized to the next power of 8, one
     compilation each: NUTS to depth 10 needs three), every step's state
-    returned; up to ``_SHORT`` steps through ``call`` (the plain compiled
-    function) one by one."""
+    returned, a row stopping once its Hamiltonian reaches ``h_max``; up to
+    ``_SHORT`` steps through ``call`` (the plain compiled function) one by
+    one."""
     from functools import partial
 
     import jax
     import jax.numpy as jnp
     from jax import lax
 
-    @partial(jax.jit, static_argnums=(5,))
-    def run(y, p, g, eps, inv_mass, bucket, steps):
+    @partial(jax.jit, static_argnums=(6,))
+    def run(y, p, g, eps, inv_mass, h_max, bucket, steps):
         n, d = y.shape
         half = (0.5 * eps)[:, None]  # the kernels' arithmetic: (0.5 e) g, (e W) p
         ew = eps[:, None] * inv_mass
 
         def body(k, c):
-            y, p, g, ys, ps, gs, es = c
-            p = p - half * g
-            y = y + ew * p
-            e, g = value_and_grad(y)
-            p = p - half * g
-            return y, p, g, ys.at[k].set(y), ps.at[k].set(p), gs.at[k].set(g), es.at[k].set(e)
+            y, p, g, live, ys, ps, gs, es = c
+            m = live[:, None]
+            p1 = p - half * g
+            y1 = jnp.where(m, y + ew * p1, y)  # a stopped row is evaluated where it was
+            e, g1 = value_and_grad(y1)
+            p1 = p1 - half * g1
+            h = e + 0.5 * jnp.sum(p1 * p1 * inv_mass, axis=1)
+            ys = ys.at[k].set(jnp.where(m, y1, jnp.nan))
+            ps = ps.at[k].set(jnp.where(m, p1, jnp.nan))
+            gs = gs.at[k].set(jnp.where(m, g1, jnp.nan))
+            es = es.at[k].set(jnp.where(live, e, jnp.nan))
+            y, p, g = jnp.where(m, y1, y), jnp.where(m, p1, p), jnp.where(m, g1, g)
+            return y, p, g, live & (h < h_max), ys, ps, gs, es
 
         z = jnp.zeros((bucket, n, d), y.dtype)
-        c = lax.fori_loop(0, steps, body, (y, p, g, z, z, z, jnp.zeros((bucket, n), y.dtype)))
-        return c[3:]
+        live = jnp.ones(n, dtype=bool)
+        c = lax.fori_loop(0, steps, body, (y, p, g, live, z, z, z, jnp.zeros((bucket, n), y.dtype)))
+        return c[4:]
 
-    def segment(y, p, g, eps, inv_mass, steps):
+    def segment(y, p, g, eps, inv_mass, h_max, steps):
         steps = int(steps)
         if steps <= _SHORT:
-            half = (0.5 * eps)[:, None]
-            ew = eps[:, None] * inv_mass
-            ys, ps, gs = (np.empty((steps,) + y.shape) for _ in range(3))
-            es = np.empty((steps, y.shape[0]))
-            for k in range(steps):
-                p = p - half * g
-                y = y + ew * p
-                es[k], g = call(y)
-                p = p - half * g
-                ys[k], ps[k], gs[k] = y, p, g
-            return ys, ps, gs, es
+                return _numpy_steps(call, y, p, g, eps, inv_mass, h_max, steps)
         bucket = 8
         while bucket < steps:
             bucket *= 8
         return tuple(
-            np.asarray(a, dtype=np.float64)[:steps] for a in run(y, p, g, eps, inv_mass, bucket, steps)
+            np.asarray(a, dtype=np.float64)[:steps]
+            for a in run(y, p, g, eps, inv_mass, h_max, bucket, steps)
         )
 
     return segment
+
+
+def _numpy_steps(call, y, p, g, eps, inv_mass, h_max, steps):
+    """``steps`` leapfrog steps in NumPy, ``call(y) -> (e, g)`` per step,
+    rows stopping at ``h_max`` (CallbackEnergy's leapfrog protocol)."""
+    half = (0.5 * eps)[:, None]
+    ew = eps[:, None] * inv_mass
+    ys, ps, gs = (np.full((steps,) + y.shape, np.nan) for _ in range(3))
+    es = np.full((steps, y.shape[0]), np.nan)
+    live = np.ones(y.shape[0], dtype=bool)
+    # non-finite values are divergences, which the kernel reads: no warning
+    with np.errstate(all="ignore"):
+        for k in range(steps):
+            m = live[:, None]
+            p1 = p - half * g
+            y1 = np.where(m, y + ew * p1, y)
+            e, g1 = call(y1)
+            p1 = p1 - half * g1
+            h = e + 0.5 * (p1 * p1 * inv_mass).sum(1)
+            ys[k][live], ps[k][live], gs[k][live], es[k][live] = y1[live], p1[live], g1[live], e[live]
+            y, p, g = np.where(m, y1, y), np.where(m, p1, p), np.where(m, g1, g)
+            live &= h < h_max
+    return ys, ps, gs, es

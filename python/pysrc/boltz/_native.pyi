@@ -53,7 +53,7 @@ class CallbackEnergy(Energy):
     of exactly those shapes; an exception, a wrong shape or dtype ends the
     run with an exception naming the problem; non-finite energies are
     divergences. ``binary=True``: states are 0/1 vectors (Gibbs).
-    ``leapfrog(y, p, g, eps, inv_mass, steps) -> (ys, ps, gs, es)``: the
+    ``leapfrog(y, p, g, eps, inv_mass, h_max, steps) -> (ys, ps, gs, es)``: the
     energy's own integrator (NUTS and HMC call it once per trajectory
     segment instead of ``fn`` once per leapfrog step)."""
 

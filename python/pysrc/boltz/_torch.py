@@ -118,24 +118,35 @@ def torch_energy(
         gn = g.detach().to(device="cpu", dtype=torch.float64).numpy()
         return np.ascontiguousarray(en), np.ascontiguousarray(gn)
 
-    def segment(y, p, g, eps, inv_mass, steps):
+    def segment(y, p, g, eps, inv_mass, h_max, steps):
         if moded and not warned[0]:
             check_mode()
         steps = int(steps)
-        y, p, g, eps, w = (torch.from_numpy(a).to(device=dev, dtype=dtype) for a in (y, p, g, eps, inv_mass))
+        y, p, g, eps, w, h_max = (
+            torch.from_numpy(a).to(device=dev, dtype=dtype) for a in (y, p, g, eps, inv_mass, h_max)
+        )
         half = (0.5 * eps)[:, None]  # the kernels' arithmetic: (0.5 e) g, (e W) p
         ew = eps[:, None] * w
-        ys, ps, gs = (torch.empty((steps,) + tuple(y.shape), dtype=dtype, device=dev) for _ in range(3))
-        es = torch.empty((steps, y.shape[0]), dtype=dtype, device=dev)
+        n = y.shape[0]
+        ys, ps, gs = (torch.full((steps,) + tuple(y.shape), float("nan"), dtype=dtype, device=dev) for _ in range(3))
+        es = torch.full((steps, n), float("nan"), dtype=dtype, device=dev)
+        live = torch.ones(n, dtype=torch.bool, device=dev)
         for k in range(steps):
-            p = p - half * g
-            y = y + ew * p
-            yt = y.detach().requires_grad_(True)
+            m = live[:, None]
+            p1 = p - half * g
+            y1 = torch.where(m, y + ew * p1, y)  # a stopped row is evaluated where it was
+            yt = y1.detach().requires_grad_(True)
             with torch.enable_grad():
                 e = run(yt).reshape(-1)
-                (g,) = torch.autograd.grad(e.sum(), yt)
-            p = p - half * g
-            ys[k], ps[k], gs[k], es[k] = y, p, g, e.detach()
+                (g1,) = torch.autograd.grad(e.sum(), yt)
+            e = e.detach()
+            p1 = p1 - half * g1
+            h = e + 0.5 * (p1 * p1 * w).sum(1)
+            ys[k][live], ps[k][live], gs[k][live], es[k][live] = y1[live], p1[live], g1[live], e[live]
+            y, p, g = torch.where(m, y1, y), torch.where(m, p1, p), torch.where(m, g1, g)
+            live &= h < h_max
+            if not bool(live.any()):
+                break
         return tuple(np.ascontiguousarray(a.to(device="cpu", dtype=torch.float64).numpy()) for a in (ys, ps, gs, es))
 
     if x_dim > 0:
