@@ -485,6 +485,18 @@ impl Energy for Batched {
     }
 }
 
+/// Two runs' draws are equal bit for bit, and their divergences.
+fn same_draws(a: &SampleOutput, c: &SampleOutput, what: &str) {
+    assert!(
+        a.samples
+            .iter()
+            .zip(c.samples.iter())
+            .all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{what}"
+    );
+    assert_eq!(a.stats.divergences, c.stats.divergences, "{what}");
+}
+
 #[test]
 fn row_fused_steps_equal_batched_steps_bit_for_bit() {
     // MALA and HMC run chain by chain for row energies (one pass) and in three
@@ -508,15 +520,7 @@ fn row_fused_steps_equal_batched_steps_bit_for_bit() {
         for (k, seed) in kernels {
             let a = run(e.as_ref(), k.as_ref(), 8, 100, 50, 1, seed);
             let c = run(&b, k.as_ref(), 8, 100, 50, 1, seed);
-            assert!(
-                a.samples
-                    .iter()
-                    .zip(c.samples.iter())
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{} {name}",
-                k.name()
-            );
-            assert_eq!(a.stats.divergences, c.stats.divergences);
+            same_draws(&a, &c, &format!("{} {name}", k.name()));
         }
     }
 }
@@ -541,15 +545,7 @@ fn an_energys_own_integrator_gives_the_same_draws_as_one_call_per_step() {
         for (k, seed) in kernels {
             let a = run(&plain, k.as_ref(), 8, 100, 50, 1, seed);
             let c = run(&own, k.as_ref(), 8, 100, 50, 1, seed);
-            assert!(
-                a.samples
-                    .iter()
-                    .zip(c.samples.iter())
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{} {name}",
-                k.name()
-            );
-            assert_eq!(a.stats.divergences, c.stats.divergences);
+            same_draws(&a, &c, &format!("{} {name}", k.name()));
             // HMC's trajectory is one call; a NUTS call finishes the
             // subtrees it extends even past a chain's U-turn inside it
             // (rows evaluated but unused: at most the last subtree, no

@@ -8,7 +8,7 @@ use crate::energy::{Energy, Leapfrog, LeapfrogPath, LeapfrogStart, RowEnergy};
 pub(super) use crate::energy::{kick, kick_drift};
 use crate::error::{Error, Result, check_positive};
 use crate::rng::{ChainRng, fill_standard_normal};
-use ndarray::{Array2, ArrayView1, Axis};
+use ndarray::{ArrayView1, Axis};
 use rand::RngExt;
 
 /// Energy error above which a trajectory counts as divergent.
@@ -267,12 +267,7 @@ pub(super) fn draw_momentum(
 /// state becomes the proposal, as `n_steps` evaluations would leave it.
 fn trajectory_segment(lf: &dyn Leapfrog, state: &mut ChainState, tuning: &Tuning, n_steps: usize) {
     let (n, d) = (state.n_chains(), state.dim());
-    let mut inv_mass = Array2::<f64>::ones((n, d));
-    for i in 0..n {
-        if let Some(w) = tuning.inv_mass(i) {
-            inv_mass.row_mut(i).assign(&ArrayView1::from(w));
-        }
-    }
+    let inv_mass = tuning.inv_mass_rows(n, d);
     let eps = state.aux.column(0).to_owned();
     // HMC evaluates every step of a trajectory, as one call per step does.
     let h_max = ndarray::Array1::from_elem(n, f64::INFINITY);

@@ -358,6 +358,18 @@ impl Tuning {
         self.inv_mass.as_ref().map(|m| m.of(chain))
     }
 
+    /// Every chain's diagonal inverse mass as the rows of an `n x d` array
+    /// (ones for a unit mass): what an energy's own integrator takes.
+    pub fn inv_mass_rows(&self, n: usize, d: usize) -> Array2<f64> {
+        let mut rows = Array2::<f64>::ones((n, d));
+        for i in 0..n {
+            if let Some(w) = self.inv_mass(i) {
+                rows.row_mut(i).assign(&ArrayView1::from(w));
+            }
+        }
+        rows
+    }
+
     /// The inverse mass matrices as stored, if any.
     pub fn inv_masses(&self) -> Option<&InvMass> {
         self.inv_mass.as_ref()

@@ -37,7 +37,7 @@ use super::{
 use crate::energy::{Energy, Leapfrog, LeapfrogPath, LeapfrogStart, RowEnergy, log_sum_exp};
 use crate::error::{Error, Result, check_positive};
 use crate::rng::ChainRng;
-use ndarray::{Array1, Array2, ArrayView1, s};
+use ndarray::{Array1, ArrayView1, s};
 use rand::RngExt;
 
 /// NUTS's registry entry (`--max-depth` doublings).
@@ -459,17 +459,8 @@ impl Kernel for Nuts {
                 if walk.done {
                     continue;
                 }
-                let mut p = st.momentum.row_mut(i);
-                let mut y = st.proposal.row_mut(i);
-                let mut g = st.proposal_grad.row_mut(i);
-                let mut cur = Cursor {
-                    y: y.as_slice_mut().expect("standard layout"),
-                    p: p.as_slice_mut().expect("standard layout"),
-                    g: g.as_slice_mut().expect("standard layout"),
-                    e: &mut st.proposal_energy[i],
-                };
-                kick(cur.p, cur.g, walk.signed(eps[i]));
-                walk.leaf(&mut rngs[i], &mut cur, tuning.inv_mass(i));
+                let e = walk.signed(eps[i]);
+                take_leaf(walk, st, i, &mut rngs[i], tuning.inv_mass(i), Some(e));
             }
         }
         for (i, walk) in walks.iter().enumerate() {
@@ -501,6 +492,32 @@ impl Kernel for Nuts {
     }
 }
 
+/// Chain `i`'s proposal row (position, momentum, gradient, energy) as the
+/// walk's next leaf, after the step's closing half kick of size `kick`
+/// where the caller has not taken it.
+fn take_leaf(
+    walk: &mut Walk,
+    st: &mut ChainState,
+    i: usize,
+    rng: &mut ChainRng,
+    w: Option<&[f64]>,
+    kick_eps: Option<f64>,
+) {
+    let mut p = st.momentum.row_mut(i);
+    let mut y = st.proposal.row_mut(i);
+    let mut g = st.proposal_grad.row_mut(i);
+    let mut cur = Cursor {
+        y: y.as_slice_mut().expect("standard layout"),
+        p: p.as_slice_mut().expect("standard layout"),
+        g: g.as_slice_mut().expect("standard layout"),
+        e: &mut st.proposal_energy[i],
+    };
+    if let Some(e) = kick_eps {
+        kick(cur.p, cur.g, e);
+    }
+    walk.leaf(rng, &mut cur, w);
+}
+
 /// The lockstep transition on an energy's own integrator: each call takes
 /// the steps every unfinished chain's subtree still needs (the fewest of
 /// them: at most one subtree ends in a call, at its last step), the leaves
@@ -517,12 +534,7 @@ fn walk_segments(
     rngs: &mut [ChainRng],
 ) -> u32 {
     let (n, d) = (st.n_chains(), st.dim());
-    let mut inv_mass = Array2::<f64>::ones((n, d));
-    for i in 0..n {
-        if let Some(w) = tuning.inv_mass(i) {
-            inv_mass.row_mut(i).assign(&ArrayView1::from(w));
-        }
-    }
+    let inv_mass = tuning.inv_mass_rows(n, d);
     let mut path = LeapfrogPath::default();
     let mut rounds = 0u32;
     loop {
@@ -570,16 +582,7 @@ fn walk_segments(
                     .row_mut(i)
                     .assign(&path.g.slice(s![s, i, ..]));
                 st.proposal_energy[i] = path.e[[s, i]];
-                let mut p = st.momentum.row_mut(i);
-                let mut y = st.proposal.row_mut(i);
-                let mut g = st.proposal_grad.row_mut(i);
-                let mut cur = Cursor {
-                    y: y.as_slice_mut().expect("standard layout"),
-                    p: p.as_slice_mut().expect("standard layout"),
-                    g: g.as_slice_mut().expect("standard layout"),
-                    e: &mut st.proposal_energy[i],
-                };
-                walk.leaf(&mut rngs[i], &mut cur, tuning.inv_mass(i));
+                take_leaf(walk, st, i, &mut rngs[i], tuning.inv_mass(i), None);
             }
         }
     }
