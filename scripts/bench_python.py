@@ -9,6 +9,11 @@ next to `boltz bench --workloads W3` (the CLI) run in the same process
 tree, alternating repeats. For the callbacks, the per-step overhead of the
 callback path beyond the time inside fn (lock, copying positions in and
 results out, checks) is measured inside the evaluations themselves.
+With torch, two more figures: the torch boundary (a trivial module,
+0.5 |y|^2 at 1024 x 32, through torch_energy: the whole evaluation less
+the module's forward and backward timed alone in torch) and W3's ULA step
+written in torch (autograd through the same module) against the same
+step through torch_energy.
 
     python scripts/bench_python.py [--repeats 5] [--out results/python/bench_python.json]
 
@@ -90,6 +95,48 @@ def torch_module(w, b):
     return Energy()
 
 
+def torch_ula_seconds(module, ctx, seed):
+    """The W3 step written in torch (the yardstick for torch_energy): 1024
+    chains x 100 ULA steps of y -= step grad + sqrt(2 step) noise, the
+    gradient by autograd through the same module, float64."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(ctx)
+    y = torch.randn(N, 32, generator=gen, dtype=torch.float64)
+    noise = (2.0 * STEP) ** 0.5
+    t = time.perf_counter()
+    for _ in range(STEPS):
+        y.requires_grad_(True)
+        e = module(torch.cat([x, y], dim=1))
+        (g,) = torch.autograd.grad(e.sum(), y)
+        with torch.no_grad():
+            y = y - STEP * g + noise * torch.randn(N, 32, generator=gen, dtype=torch.float64)
+    wall = time.perf_counter() - t
+    assert bool(torch.isfinite(y).all())
+    return wall
+
+
+def torch_module_seconds(module, y, reps=200):
+    """Seconds per forward and backward of `module` alone on the batch `y`
+    (a float64 tensor), as a torch program calls it: the user's function
+    inside a torch_energy call."""
+    import torch
+
+    def once():
+        yt = y.detach().requires_grad_(True)
+        e = module(yt)
+        (g,) = torch.autograd.grad(e.sum(), yt)
+        return g
+
+    for _ in range(20):
+        once()
+    t = time.perf_counter()
+    for _ in range(reps):
+        once()
+    return (time.perf_counter() - t) / reps
+
+
 def run_python(energy, ctx, seed):
     neg = boltz.Negatives(energy, kernel="ula", steps=STEPS, step_size=STEP, seed=seed)
     t = time.perf_counter()
@@ -121,7 +168,8 @@ def main():
     w, b, ctx = mlp_weights()
     paths = {"native": boltz.load_model("mlp"), "numpy": boltz.CallbackEnergy(numpy_energy(w, b), 32, x_dim=16, name="numpy-mlp")}
     try:
-        paths["torch"] = boltz.torch_energy(torch_module(w, b), dim=32, x_dim=16)
+        torch_w3 = torch_module(w, b)
+        paths["torch"] = boltz.torch_energy(torch_w3, dim=32, x_dim=16)
         import torch
 
         torch_version = torch.__version__
@@ -183,6 +231,51 @@ def main():
         "us_inside_fn_per_call": (after[1] - before[1]) / calls * 1e6,
         "us_overhead_per_call": (after[2] - before[2] - (after[1] - before[1])) / calls * 1e6,
     }
+    if "torch" in paths:
+        import torch
+
+        # The torch boundary alone: a trivial module (0.5 |y|^2, 1024 x 32)
+        # through torch_energy; its overhead is the whole evaluation (boltz's
+        # side and torch_energy's own tensor handling) less the module's
+        # forward and backward timed alone in torch.
+        class Quadratic(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("c", torch.tensor(0.5, dtype=torch.float64))
+
+            def forward(self, y):
+                return self.c * (y * y).sum(1)
+
+        quad = Quadratic()
+        te = boltz.torch_energy(quad, dim=32)
+        run_python(te, None, seed=1000)
+        zeros = torch.zeros(N, 32, dtype=torch.float64)
+        per_call, alone, walls_q = [], [], []
+        for r in range(args.repeats):
+            before = te.callback_stats()
+            walls_q.append(run_python(te, None, seed=r)[0])
+            after = te.callback_stats()
+            per_call.append((after[2] - before[2]) / (after[0] - before[0]))
+            alone.append(torch_module_seconds(quad, zeros))
+        table["trivial_torch"] = {
+            "note": "torch_energy of 0.5 |y|^2 (1024 x 32): overhead = whole evaluation less the module's forward and backward alone in torch (medians over repeats, each timed right after its run)",
+            "us_per_step_median": statistics.median(walls_q) / STEPS * 1e6,
+            "us_per_call": statistics.median(per_call) * 1e6,
+            "us_module_alone_per_call": statistics.median(alone) * 1e6,
+            "us_overhead_per_call": statistics.median(a - b for a, b in zip(per_call, alone)) * 1e6,
+        }
+        # The W3 step written in torch against torch_energy's (the same
+        # module, alternating repeats).
+        written, through = [], []
+        for rep in range(args.repeats):
+            written.append(torch_ula_seconds(torch_w3, ctx, rep))
+            through.append(run_python(paths["torch"], ctx, seed=rep)[0])
+        table["torch_written"] = {
+            "note": "W3's ULA step written in torch (autograd through the same module), against torch_energy's through boltz",
+            "us_per_step_median": statistics.median(written) / STEPS * 1e6,
+            "torch_energy_us_per_step_median": statistics.median(through) / STEPS * 1e6,
+            "ratio": statistics.median(through) / statistics.median(written),
+        }
     table["cli"] = {
         "chain_steps_per_s_median": statistics.median(rates["cli"]),
         "chain_steps_per_s_all": rates["cli"],
@@ -205,6 +298,13 @@ def main():
             "callback overhead <= 20 us per step (trivial fn, 1024 x 32)": table["trivial_callback"]["us_overhead_per_call"] <= 20,
         },
     }
+    if "trivial_torch" in table:
+        out["targets"]["torch overhead <= 50 us per call (trivial module, 1024 x 32)"] = (
+            table["trivial_torch"]["us_overhead_per_call"] <= 50
+        )
+        out["targets"]["torch_energy ULA step within 1.2x of the step written in torch (W3)"] = (
+            table["torch_written"]["ratio"] <= 1.2
+        )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
@@ -217,6 +317,16 @@ def main():
             f"| {name} | {'-' if rate is None else f'{rate:,.0f}'} | {r.get('ratio_to_cli', float('nan')):.3f} | "
             f"{r.get('ratio_to_cli_best_of', float('nan')):.3f} | {r['us_per_step_median']:.0f} | "
             f"{r.get('us_inside_fn_per_call', float('nan')):.0f} | {r.get('us_overhead_per_call', float('nan')):.1f} |"
+        )
+    if "trivial_torch" in table:
+        t, w = table["trivial_torch"], table["torch_written"]
+        print(
+            f"torch boundary (trivial module): {t['us_per_call']:.1f} us a call, module alone "
+            f"{t['us_module_alone_per_call']:.1f}, overhead {t['us_overhead_per_call']:.1f} us"
+        )
+        print(
+            f"W3 ULA step: written in torch {w['us_per_step_median']:.0f} us, through torch_energy "
+            f"{w['torch_energy_us_per_step_median']:.0f} us ({w['ratio']:.3f}x)"
         )
     print(json.dumps(out["targets"]))
 
