@@ -97,9 +97,12 @@ def torch_energy(
                 stacklevel=2,
             )
 
-    def call(y: np.ndarray, x: Optional[np.ndarray] = None):
+    def check() -> None:
         if moded and not warned[0]:  # once warned, nothing more to look at
             check_mode()
+
+    def call(y: np.ndarray, x: Optional[np.ndarray] = None):
+        check()
         yt = torch.from_numpy(y).to(device=dev, dtype=dtype).detach().requires_grad_(True)
         if x is not None:
             inp = torch.cat([torch.from_numpy(x).to(device=dev, dtype=dtype), yt], dim=1)
@@ -118,9 +121,24 @@ def torch_energy(
         gn = g.detach().to(device="cpu", dtype=torch.float64).numpy()
         return np.ascontiguousarray(en), np.ascontiguousarray(gn)
 
+    return CallbackEnergy(
+        call if x_dim > 0 else (lambda y: call(y)),
+        dim,
+        x_dim=x_dim,
+        name=name or type(module).__name__,
+        leapfrog=_leapfrog(run, dev, dtype, check) if leapfrog and x_dim == 0 and dtype == torch.float64 else None,
+    )
+
+
+def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
+    """torch_energy's ``leapfrog(y, p, g, eps, inv_mass, h_max, steps)``
+    (CallbackEnergy's protocol): the steps in torch, op by op, one forward
+    and backward of ``run`` each; ``check()`` first (the training-mode
+    warning)."""
+    import torch
+
     def segment(y, p, g, eps, inv_mass, h_max, steps):
-        if moded and not warned[0]:
-            check_mode()
+        check()
         steps = int(steps)
         y, p, g, eps, w, h_max = (
             torch.from_numpy(a).to(device=dev, dtype=dtype) for a in (y, p, g, eps, inv_mass, h_max)
@@ -149,23 +167,7 @@ def torch_energy(
                 break
         return tuple(np.ascontiguousarray(a.to(device="cpu", dtype=torch.float64).numpy()) for a in (ys, ps, gs, es))
 
-    if x_dim > 0:
-
-        def fn(y, x):
-            return call(y, x)
-
-    else:
-
-        def fn(y):
-            return call(y)
-
-    return CallbackEnergy(
-        fn,
-        dim,
-        x_dim=x_dim,
-        name=name or type(module).__name__,
-        leapfrog=segment if leapfrog and x_dim == 0 and dtype == torch.float64 else None,
-    )
+    return segment
 
 
 def _np64(t: Any) -> np.ndarray:
