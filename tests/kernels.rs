@@ -705,3 +705,76 @@ fn each_chain_adapts_its_own_mass_and_a_chain_alone_adapts_the_same() {
     let pooled = sample(e.as_ref(), &k, &c, None, &mut NoObserver).unwrap();
     assert!(pooled.stats.tuning.inv_masses().unwrap().is_shared());
 }
+
+/// Stops a run after `.0` observer calls (its checkpoint is then written).
+struct StopAfter(usize, std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl boltz::run::Observer for StopAfter {
+    fn observe(&mut self, _: &boltz::run::Progress) {
+        self.0 = self.0.saturating_sub(1);
+        if self.0 == 0 {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn draw_stats_are_each_draws_transition_and_survive_a_resume() {
+    // Each draw's acceptance statistic, divergence, evaluations and step:
+    // their means are the run's own figures, and a run stopped part-way
+    // and resumed records the same stats, bit for bit, as one that was not.
+    use std::sync::{Arc, atomic::AtomicBool};
+    let e = model::load("gmm-ring").unwrap().energy(None).unwrap();
+    let mut c = SampleConfig::new();
+    (c.n_chains, c.warmup, c.draws) = (4, 60, 40);
+    (c.record_draw_stats, c.observe_every) = (true, 1);
+    let k = Nuts::new(0.3, 6).unwrap();
+    let whole = sample(e.as_ref(), &k, &c, None, &mut NoObserver).unwrap();
+    let st = whole.draw_stats.clone().expect("recorded");
+    assert_eq!(st.accept_prob.dim(), (4, 40));
+    assert!(st.n_evals.iter().all(|&n| (1..64).contains(&n)));
+    assert!(st.step_size.iter().all(|&s| s > 0.0 && s.is_finite()));
+    for i in 0..4 {
+        // Every transition after warm-up is recorded (thin 1): their mean
+        // is the chain's acceptance, their divergences its count.
+        let mean = st.accept_prob.row(i).mean().unwrap();
+        assert!((mean - whole.stats.acceptance[i]).abs() < 1e-12, "{mean}");
+        let div = st.diverging.row(i).iter().filter(|&&d| d).count();
+        assert_eq!(div, whole.stats.divergences[i]);
+        assert!(
+            st.step_size
+                .row(i)
+                .iter()
+                .all(|&s| s == whole.stats.step_sizes[i])
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("boltz-drawstats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let control = boltz::run::Control {
+        checkpoint: Some(dir.join("s.ckpt")),
+        checkpoint_every: 0,
+        stop: Some(stop.clone()),
+        settings: "draw stats".into(),
+    };
+    let part =
+        boltz::sampler::sample_with(e.as_ref(), &k, &c, None, &mut StopAfter(90, stop), &control)
+            .unwrap();
+    assert!(!part.complete);
+    let control = boltz::run::Control {
+        stop: None,
+        ..control
+    };
+    let resumed = boltz::sampler::resume(
+        e.as_ref(),
+        &k,
+        &c,
+        &dir.join("s.ckpt"),
+        &mut NoObserver,
+        &control,
+    )
+    .unwrap();
+    assert_eq!(resumed.samples, whole.samples);
+    assert_eq!(resumed.draw_stats, whole.draw_stats);
+    let _ = std::fs::remove_dir_all(&dir);
+}

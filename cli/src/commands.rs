@@ -180,6 +180,7 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         mass_windows: boltz::kernels::MassWindows::parse(&args.mass_windows)?,
         init: parse_init_spec(args.init.as_deref())?,
         record_energies: true,
+        record_draw_stats: false,
         replicas: args.replicas,
         kernel: args.kernel.clone(),
         all_replicas: args.all_replicas.is_some(),

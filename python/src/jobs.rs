@@ -47,7 +47,7 @@ pub(crate) fn sample<'py>(
     init: Option<PyReadonlyArray2<'py, f64>>,
     init_spec: Option<String>,
     progress: bool,
-) -> PyResult<(Bound<'py, numpy::PyArray3<f64>>, String)> {
+) -> PyResult<SampleResult<'py>> {
     let mut job: SampleJob = settings("sample", job)?;
     job.init = init_from(init_spec.as_deref(), job.init.clone())?;
     let (model, context, init) = (energy.model(), owned2(context), owned2(init));
@@ -60,10 +60,39 @@ pub(crate) fn sample<'py>(
         if !run.output.complete {
             return Err(boltz::Error::Interrupted("sampling was stopped".into()));
         }
-        Ok((run.output.samples, run.report))
+        let out = run.output;
+        let stats = out.draw_stats.map(|s| {
+            // (chains, draws, 4): acceptance, divergent (0/1), evaluations, step size
+            ndarray::Array3::from_shape_fn(
+                (s.accept_prob.nrows(), s.accept_prob.ncols(), 4),
+                |(c, k, j)| match j {
+                    0 => s.accept_prob[[c, k]],
+                    1 => f64::from(u8::from(s.diverging[[c, k]])),
+                    2 => f64::from(s.n_evals[[c, k]]),
+                    _ => s.step_size[[c, k]],
+                },
+            )
+        });
+        Ok((out.samples, (run.report, out.energies, stats)))
     })?;
-    Ok((samples.into_pyarray(py), json(&report)?))
+    let (report, energies, stats) = report;
+    Ok((
+        samples.into_pyarray(py),
+        json(&report)?,
+        energies.map(|e| e.into_pyarray(py)),
+        stats.map(|s| s.into_pyarray(py)),
+    ))
 }
+
+/// `sample`'s result: the draws, the JSON report, and when the job asked
+/// for them the draws' energies (chains, draws) and transition statistics
+/// (chains, draws, 4).
+type SampleResult<'py> = (
+    Bound<'py, numpy::PyArray3<f64>>,
+    String,
+    Option<Bound<'py, PyArray2<f64>>>,
+    Option<Bound<'py, numpy::PyArray3<f64>>>,
+);
 
 /// log Z (a JSON report, per-context arrays) of a `LogzJob` given as JSON,
 /// and with `points` (N, dim) their log P(y|x) too: (k, N), or (N,) when

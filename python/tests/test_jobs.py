@@ -506,6 +506,33 @@ def test_draws_as_arviz_inference_data():
         boltz.to_inference_data(draws, energies=energies[:, :10])
 
 
+def test_sample_stats_per_draw_reach_arviz():
+    # sample_stats=True: each draw's transition statistics in the report,
+    # consistent with the report's own totals, and in ArviZ's sample_stats.
+    az = pytest.importorskip("arviz")
+    draws, report = boltz.sample("gauss-ill", "nuts", chains=4, warmup=300, draws=200, seed=4, sample_stats=True)
+    st = report["sample_stats"]
+    assert set(st) == {"lp", "acceptance_rate", "diverging", "n_steps", "step_size"}
+    assert all(v.shape == (4, 200) for v in st.values())
+    dim = draws.shape[2]
+    energies = boltz.load_model("gauss-ill").energy_and_grad(draws.reshape(-1, dim))[0].reshape(4, 200)
+    np.testing.assert_allclose(st["lp"], -energies, rtol=1e-12)
+    # the chains' mean acceptance statistic and divergences are the report's
+    np.testing.assert_allclose(st["acceptance_rate"].mean(), report["acceptance"], rtol=1e-9)
+    assert int(st["diverging"].sum()) == report["divergences"]
+    # NUTS to depth 10: 1 to 1023 leapfrog steps; the step fixed after warm-up
+    assert st["n_steps"].min() >= 1 and st["n_steps"].max() <= 1023
+    assert np.all(st["step_size"] == st["step_size"][:, :1])
+    np.testing.assert_allclose(np.median(st["step_size"][:, 0]), report["step_size"], rtol=1e-12)
+    idata = boltz.to_inference_data(draws, report)
+    for k in st:
+        np.testing.assert_array_equal(idata.sample_stats[k].values, st[k])
+    assert az.summary(idata).shape[0] == dim
+    # not asked for: a report without it (JSON-clean)
+    _, plain = boltz.sample("gauss-ill", "nuts", chains=2, warmup=50, draws=20, seed=4)
+    assert "sample_stats" not in plain
+
+
 def test_mass_windows_reach_the_run_and_a_bad_name_is_refused():
     # Stan's expanding windows give another warm-up (other draws); the
     # default equals naming the proportional windows.

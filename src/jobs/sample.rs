@@ -59,6 +59,12 @@ pub struct SampleJob {
     pub init: Init,
     /// Record each draw's energy (default true).
     pub record_energies: bool,
+    /// Record each draw's transition statistics ([`DrawStats`]; default
+    /// false; kernels' runs, not parallel tempering's).
+    ///
+    /// [`DrawStats`]: crate::sampler::DrawStats
+    #[serde(default)]
+    pub record_draw_stats: bool,
     /// Parallel tempering (`sampler` `pt`): replicas per chain (default 8).
     pub replicas: usize,
     /// Parallel tempering: the local move's kernel (default: mala, or
@@ -120,6 +126,7 @@ impl SampleJob {
             mass_windows: crate::kernels::MassWindows::default(),
             init: Init::default(),
             record_energies: true,
+            record_draw_stats: false,
             replicas: 8,
             kernel: None,
             all_replicas: false,
@@ -210,6 +217,7 @@ impl SampleJob {
             pooled_mass: self.pooled_mass,
             mass_windows: self.mass_windows,
             record_energies: self.record_energies,
+            record_draw_stats: self.record_draw_stats,
             observe_every: 10,
             init: self.init.clone(),
             ..SampleConfig::new()
@@ -342,6 +350,7 @@ fn run_pt(
         SampleOutput {
             samples: out.samples,
             energies: out.energies,
+            draw_stats: None,
             stats,
             final_state,
             complete: out.complete,

@@ -2,7 +2,7 @@
 //! kernel's moves, warm-up with a [`Tuner`], recorded draws; checkpoints
 //! and resume.
 
-use super::{RunStats, SampleConfig, SampleOutput, initial_positions};
+use super::{DRAW_STATS, DrawStats, RunStats, SampleConfig, SampleOutput, initial_positions};
 use crate::energy::{Energy, Scaled};
 use crate::error::{Error, Result};
 use crate::io::read_checkpoint;
@@ -138,21 +138,44 @@ impl Transition for KernelMoves<'_> {
 
     fn tracks(&self) -> Vec<usize> {
         let (n, d) = (self.state.n_chains(), self.state.dim());
-        match &self.config {
-            Some(c) if c.record_energies => vec![n * d, n],
-            Some(_) => vec![n * d],
-            None => vec![],
+        let Some(c) = &self.config else {
+            return vec![];
+        };
+        let mut widths = vec![n * d];
+        if c.record_energies {
+            widths.push(n);
         }
+        if c.record_draw_stats {
+            widths.push(DRAW_STATS * n);
+        }
+        widths
     }
 
     fn record(&self, out: &mut [&mut [f64]]) {
-        let beta = self.config.as_ref().map_or(1.0, |c| c.beta);
+        let Some(c) = &self.config else {
+            return;
+        };
         for (o, v) in out[0].iter_mut().zip(self.state.position.iter()) {
             *o = *v;
         }
-        if let Some(e) = out.get_mut(1) {
-            for (o, v) in e.iter_mut().zip(self.state.energy.iter()) {
-                *o = *v / beta;
+        let mut next = 1;
+        if c.record_energies {
+            for (o, v) in out[next].iter_mut().zip(self.state.energy.iter()) {
+                *o = *v / c.beta;
+            }
+            next += 1;
+        }
+        if c.record_draw_stats {
+            let per_step = self.kernel.grad_evals_per_step().max(1) as f64;
+            for (i, (o, st)) in out[next]
+                .chunks_exact_mut(DRAW_STATS)
+                .zip(&self.steps)
+                .enumerate()
+            {
+                o[0] = st.accept_prob;
+                o[1] = f64::from(u8::from(st.divergent));
+                o[2] = per_step + f64::from(st.extra_evals);
+                o[3] = self.tuning.step_size().get(i);
             }
         }
     }
@@ -407,6 +430,9 @@ fn output(done: Finished<KernelMoves<'_>>, complete: bool) -> SampleOutput {
             + tally.extra_evals,
         wall_s,
     };
+    let draw_stats = config
+        .record_draw_stats
+        .then(|| DrawStats::from_track(&tracks.pop().expect("recorded"), n));
     let energies = config.record_energies.then(|| {
         let e = tracks.pop().expect("recorded");
         energies_by_chain(&e, n)
@@ -414,6 +440,7 @@ fn output(done: Finished<KernelMoves<'_>>, complete: bool) -> SampleOutput {
     SampleOutput {
         samples: by_chain(&tracks[0], n, d),
         energies,
+        draw_stats,
         stats,
         final_state: moves.state,
         complete,

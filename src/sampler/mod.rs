@@ -69,6 +69,9 @@ pub struct SampleConfig {
     pub init: Init,
     /// Record each draw's energy `F` (at beta = 1) as well as its position.
     pub record_energies: bool,
+    /// Record each draw's transition statistics ([`DrawStats`]) as well.
+    #[serde(default)]
+    pub record_draw_stats: bool,
     /// Call the observer every this many steps (>= 1).
     pub observe_every: usize,
     /// Refuse runs whose recorded draws would exceed this many bytes.
@@ -121,6 +124,7 @@ impl SampleConfig {
             tuning: None,
             init: Init::default(),
             record_energies: true,
+            record_draw_stats: false,
             observe_every: 100,
             max_memory_bytes: 8 << 30,
             first_chain: 0,
@@ -140,7 +144,9 @@ impl SampleConfig {
 
     /// Bytes the recorded draws take for states of dimension `dim`.
     pub fn recorded_bytes(&self, dim: usize) -> Option<usize> {
-        let per_draw = dim.checked_add(usize::from(self.record_energies))?;
+        let per_draw = dim
+            .checked_add(usize::from(self.record_energies))?
+            .checked_add(DRAW_STATS * usize::from(self.record_draw_stats))?;
         self.n_chains
             .checked_mul(self.draws)?
             .checked_mul(per_draw)?
@@ -256,6 +262,9 @@ pub struct SampleOutput {
     pub samples: Array3<f64>,
     /// Recorded energies `F` at beta = 1, (chains, draws), if asked for.
     pub energies: Option<Array2<f64>>,
+    /// Each draw's transition statistics, if asked for
+    /// ([`SampleConfig::record_draw_stats`]).
+    pub draw_stats: Option<DrawStats>,
     /// Summary statistics.
     pub stats: RunStats,
     /// The chains' final positions, energies and gradients (of `beta F`).
@@ -263,6 +272,42 @@ pub struct SampleOutput {
     /// False when the run was stopped early: `samples` then holds the draws
     /// recorded so far.
     pub complete: bool,
+}
+
+/// Values recorded per chain and draw for [`DrawStats`].
+pub(crate) const DRAW_STATS: usize = 4;
+
+/// Each draw's transition statistics, `(chains, draws)` each: those of the
+/// transition that made the draw (with thinning, the last of its group).
+/// What ArviZ calls sample stats.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrawStats {
+    /// The acceptance statistic: the Metropolis probability `min(1, alpha)`
+    /// (NUTS: the mean over its trajectory's leaves; 1 for unadjusted and
+    /// Gibbs kernels; 0 after a divergence).
+    pub accept_prob: Array2<f64>,
+    /// Whether the transition diverged.
+    pub diverging: Array2<bool>,
+    /// Gradient evaluations of the transition (energy evaluations for
+    /// kernels without a gradient): the kernel's count per step plus its
+    /// extra ones (NUTS: its trajectory's leapfrog steps; in lockstep on a
+    /// batch energy, the longest trajectory of the batch).
+    pub n_evals: Array2<u32>,
+    /// The step size the chain used (the kernel's units).
+    pub step_size: Array2<f64>,
+}
+
+impl DrawStats {
+    /// From a recorded track of [`DRAW_STATS`] values per chain and draw.
+    pub(crate) fn from_track(track: &[f64], chains: usize) -> Self {
+        let t = crate::run::by_chain(track, chains, DRAW_STATS);
+        DrawStats {
+            accept_prob: t.index_axis(ndarray::Axis(2), 0).to_owned(),
+            diverging: t.index_axis(ndarray::Axis(2), 1).mapv(|v| v != 0.0),
+            n_evals: t.index_axis(ndarray::Axis(2), 2).mapv(|v| v as u32),
+            step_size: t.index_axis(ndarray::Axis(2), 3).to_owned(),
+        }
+    }
 }
 
 /// Initial positions drawn from `init` (binary states: fair coin flips),

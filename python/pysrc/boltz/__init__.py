@@ -61,6 +61,7 @@ from ._args import (  # noqa: F401 (distributed imports some from here)
     _logz_job,
     _report,
     _sample_job,
+    _sample_stats,
     _with_kernel_names,
 )
 from ._native import BoltzError, CallbackEnergy, Energy
@@ -177,6 +178,7 @@ def sample(
     ladder: str = "pooled",
     progress: bool = False,
     diagnostics: bool = True,
+    sample_stats: bool = False,
 ) -> Tuple[_np.ndarray, Dict[str, Any]]:
     """Draw from ``exp(-beta F(y)) / Z`` with MCMC; the CLI's ``boltz sample``.
 
@@ -224,6 +226,10 @@ def sample(
             the run (1024 x 200 draws x 64 dims: ~10 CPU seconds);
             ``False`` skips them (``ess_*`` and ``rhat_max`` are then NaN
             and no warning can see unconverged chains).
+        sample_stats: the report gains ``sample_stats``, NumPy arrays
+            (chains, draws) per draw: ``lp``, ``acceptance_rate``,
+            ``diverging``, ``n_steps`` (gradient evaluations), ``step_size``
+            (:func:`to_inference_data` takes them; not for ``pt``).
 
     Returns:
         ``(draws, report)``: draws of shape (chains, draws, dim), float64,
@@ -251,11 +257,12 @@ def sample(
         clamp=clamp, target_accept=target_accept, shared_step=shared_step,
         adapt_mass=adapt_mass, pooled_mass=pooled_mass, mass_windows=mass_windows,
         replicas=replicas, kernel=kernel, ladder=ladder, diagnostics=diagnostics,
+        sample_stats=sample_stats,
     )
-    samples, report = _native.sample(
+    samples, report, energies, stats = _native.sample(
         e, _dumps(job), ctx, init_rows, init_spec, bool(progress)
     )
-    return samples, _report(report)
+    return samples, _sample_stats(_report(report), energies, stats)
 
 
 def to_inference_data(
@@ -272,8 +279,11 @@ def to_inference_data(
     With ``energies`` (chains, draws), the energies ``F(y)`` of the draws
     (``boltz sample --energies``), ``sample_stats["lp"]`` is the log density
     up to its constant, ``-beta F`` (``beta`` from ``report``, else 1).
-    ``report`` (the second value :func:`sample` returns) goes into the
-    posterior's attributes: the sampler, its settings and figures
+    A report from ``sample(..., sample_stats=True)`` brings each draw's
+    ``lp``, ``acceptance_rate``, ``diverging``, ``n_steps`` and
+    ``step_size`` into ``sample_stats`` (``energies`` replaces its
+    ``lp``). ``report`` (the second value :func:`sample` returns) goes
+    into the posterior's attributes: the sampler, its settings and figures
     (acceptance, step size, divergences, evaluations, seed), and the
     warnings and their kinds, as strings or numbers (``inference_library="boltz"``).
     ArviZ's own ``ess`` and ``rhat`` on it equal :func:`diagnose`'s.
@@ -289,7 +299,7 @@ def to_inference_data(
         a = a[:, :, None]
     if a.ndim != 3:
         raise BoltzError(f"shape mismatch in draws: expected (chains, draws, dim), got {a.shape}")
-    stats: Dict[str, Any] = {}
+    stats: Dict[str, Any] = dict((report or {}).get("sample_stats") or {})
     beta = float((report or {}).get("beta", 1.0) or 1.0)
     if energies is not None:
         en = _f64_array(energies, "energies")

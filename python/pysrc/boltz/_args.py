@@ -223,5 +223,24 @@ def _sample_job(**kw: Any) -> Dict[str, Any]:
         "kernel": None if kw["kernel"] is None else str(kw["kernel"]),
         "ladder": str(kw["ladder"]),
         "diagnostics": bool(kw["diagnostics"]),
+        "record_draw_stats": bool(kw["sample_stats"]),
     }
     return job
+
+
+def _sample_stats(
+    report: Dict[str, Any], energies: Optional[_np.ndarray], stats: Optional[_np.ndarray]
+) -> Dict[str, Any]:
+    """``report`` with ``sample_stats`` (ArviZ's names, (chains, draws)
+    each) from the draws' energies and transition statistics, when recorded."""
+    if stats is not None:
+        out = {
+            "acceptance_rate": stats[:, :, 0].copy(),
+            "diverging": stats[:, :, 1] != 0.0,
+            "n_steps": stats[:, :, 2].astype(_np.int64),
+            "step_size": stats[:, :, 3].copy(),
+        }
+        if energies is not None:
+            out["lp"] = -float(report.get("beta", 1.0) or 1.0) * energies
+        report["sample_stats"] = out
+    return report

@@ -99,7 +99,12 @@ def sample(
     init: Optional[npt.NDArray[np.float64]],
     init_spec: Optional[str],
     progress: bool,
-) -> Tuple[npt.NDArray[np.float64], str]: ...
+) -> Tuple[
+    npt.NDArray[np.float64],
+    str,
+    Optional[npt.NDArray[np.float64]],
+    Optional[npt.NDArray[np.float64]],
+]: ...
 def check_memory(what: str, shape: List[int], bytes_each: int) -> None: ...
 def logz(
     energy: Energy,
