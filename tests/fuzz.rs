@@ -6,6 +6,7 @@
 //! merged number. `PROPTEST_CASES=N` runs longer (the committed corpus in
 //! tests/corpus/ seeds the mutations).
 
+mod common;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -296,19 +297,6 @@ fn pack(orig: &[u8], head: &serde_json::Value, vals: &[f64]) -> Vec<u8> {
     out
 }
 
-/// Sets the stop flag at the `n`-th progress report: a run stopped part-way,
-/// whose checkpoint the resume paths can take.
-struct StopAfter(usize, std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl boltz::run::Observer for StopAfter {
-    fn observe(&mut self, _: &boltz::run::Progress) {
-        self.0 = self.0.saturating_sub(1);
-        if self.0 == 0 {
-            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-}
-
 /// Rewrites the corpus checkpoints `tests/corpus/{sample,pt,ais}.ckpt` (run
 /// by hand when the checkpoint format changes: `cargo test --release
 /// --test fuzz -- --ignored write_corpus_checkpoints`): short runs on
@@ -338,9 +326,15 @@ fn write_corpus_checkpoints() {
     config.observe_every = 1;
     let (c, stop) = control("sample.ckpt");
     let k = boltz::kernels::Mala::new(0.1).unwrap();
-    let out =
-        boltz::sampler::sample_with(e.as_ref(), &k, &config, None, &mut StopAfter(25, stop), &c)
-            .unwrap();
+    let out = boltz::sampler::sample_with(
+        e.as_ref(),
+        &k,
+        &config,
+        None,
+        &mut common::StopAfter(25, stop),
+        &c,
+    )
+    .unwrap();
     assert!(!out.complete, "the sample run was not stopped part-way");
     let base = boltz::ais::Base::isotropic(2, 2.0).unwrap();
     let (c, stop) = control("pt.ckpt");
@@ -353,7 +347,7 @@ fn write_corpus_checkpoints() {
         &config,
         &pt,
         None,
-        &mut StopAfter(25, stop),
+        &mut common::StopAfter(25, stop),
         &c,
     )
     .unwrap();
@@ -362,7 +356,8 @@ fn write_corpus_checkpoints() {
     let mut cfg = boltz::ais::AisConfig::new();
     (cfg.particles, cfg.temps, cfg.step_size) = (16, 20, Some(0.1));
     let (c, stop) = control("ais.ckpt");
-    let r = boltz::ais::ais_with(&problem, &cfg, &c, None, &mut StopAfter(8, stop)).unwrap();
+    let r =
+        boltz::ais::ais_with(&problem, &cfg, &c, None, &mut common::StopAfter(8, stop)).unwrap();
     assert!(!r.complete, "the AIS run was not stopped part-way");
     for name in ["sample.ckpt", "pt.ckpt", "ais.ckpt"] {
         assert!(dir.join(name).exists(), "{name} not written");

@@ -706,18 +706,6 @@ fn each_chain_adapts_its_own_mass_and_a_chain_alone_adapts_the_same() {
     assert!(pooled.stats.tuning.inv_masses().unwrap().is_shared());
 }
 
-/// Stops a run after `.0` observer calls (its checkpoint is then written).
-struct StopAfter(usize, std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl boltz::run::Observer for StopAfter {
-    fn observe(&mut self, _: &boltz::run::Progress) {
-        self.0 = self.0.saturating_sub(1);
-        if self.0 == 0 {
-            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-}
-
 #[test]
 fn draw_stats_are_each_draws_transition_and_survive_a_resume() {
     // Each draw's acceptance statistic, divergence, evaluations and step:
@@ -757,9 +745,15 @@ fn draw_stats_are_each_draws_transition_and_survive_a_resume() {
         stop: Some(stop.clone()),
         settings: "draw stats".into(),
     };
-    let part =
-        boltz::sampler::sample_with(e.as_ref(), &k, &c, None, &mut StopAfter(90, stop), &control)
-            .unwrap();
+    let part = boltz::sampler::sample_with(
+        e.as_ref(),
+        &k,
+        &c,
+        None,
+        &mut common::StopAfter(90, stop),
+        &control,
+    )
+    .unwrap();
     assert!(!part.complete);
     let control = boltz::run::Control {
         stop: None,

@@ -64,3 +64,16 @@ pub fn thinned(x: ArrayView2<f64>) -> Vec<f64> {
     }
     v
 }
+
+/// Sets the stop flag at the `n`-th progress report: a run stopped part-way,
+/// whose checkpoint the resume paths can take.
+pub struct StopAfter(pub usize, pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl boltz::run::Observer for StopAfter {
+    fn observe(&mut self, _: &boltz::run::Progress) {
+        self.0 = self.0.saturating_sub(1);
+        if self.0 == 0 {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}

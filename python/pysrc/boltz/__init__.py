@@ -210,10 +210,9 @@ def sample(
             steps, then windows of 25, 50, 100, ... steps, the last 50 for
             the step alone: an early mass for NUTS on ill-conditioned
             posteriors; on W7's kidiq 0.67 M gradients against 1.61 M).
-        seed: chain ``i`` draws from the ChaCha stream keyed by ``(seed, i)``:
-            the result is the same for any thread count.
-        step_size: a fixed step; ``None`` adapts it in warm-up (ULA takes
-            the step a MALA warm-up adapts to).
+        seed: chain ``i`` draws from the ChaCha stream ``(seed, i)``, for
+            any thread count. step_size: a fixed step; ``None`` adapts it
+            in warm-up (ULA takes the step a MALA warm-up adapts to).
         beta: inverse temperature.
         context: for a conditional energy, contexts ``x``: one row for all
             chains or one row per chain, shape (k, x_dim).
@@ -222,14 +221,12 @@ def sample(
             ``coins``) or starting positions (chains, dim).
         progress: show progress on stderr.
         diagnostics: compute R-hat, ESS and the check against exact draws
-            (and their warnings). For many short chains they cost more than
-            the run (1024 x 200 draws x 64 dims: ~10 CPU seconds);
+            (and their warnings; for 1024 x 200 draws x 64 dims ~10 CPU s);
             ``False`` skips them (``ess_*`` and ``rhat_max`` are then NaN
             and no warning can see unconverged chains).
-        sample_stats: the report gains ``sample_stats``, NumPy arrays
-            (chains, draws) per draw: ``lp``, ``acceptance_rate``,
-            ``diverging``, ``n_steps`` (gradient evaluations), ``step_size``
-            (:func:`to_inference_data` takes them; not for ``pt``).
+        sample_stats: ``report["sample_stats"]``: each draw's ``lp``,
+            ``acceptance_rate``, ``diverging``, ``n_steps``, ``step_size``
+            ((chains, draws) arrays; :func:`to_inference_data` takes them).
 
     Returns:
         ``(draws, report)``: draws of shape (chains, draws, dim), float64,
