@@ -560,6 +560,31 @@ fn an_energys_own_integrator_gives_the_same_draws_as_one_call_per_step() {
     }
 }
 
+#[test]
+fn segments_past_the_memory_bound_are_split_with_the_same_draws() {
+    // 8 chains of 44,000 values: a path of 8 steps would pass 64 MB, so
+    // HMC's trajectory (8 steps) and NUTS's longer subtrees go in several
+    // calls, each from the last one's end: still the per-step draws.
+    let d = 44_000;
+    assert_eq!(boltz::energy::max_segment_steps(8, d), 7);
+    let g = boltz::energy::DiagGaussian::new(vec![0.0; d], vec![1.0; d]).unwrap();
+    let e: Arc<dyn Energy> = Arc::new(g);
+    let plain = Batched(e.clone());
+    let own = StepwiseLeapfrog(Batched(e));
+    let kernels: [Box<dyn Kernel>; 2] = [
+        Box::new(Hmc::new(0.05, 8, 0.0).unwrap()),
+        Box::new(Nuts::new(0.05, 5).unwrap()),
+    ];
+    for k in kernels {
+        let mut c = SampleConfig::new();
+        (c.n_chains, c.warmup, c.draws, c.adapt_step_size) = (8, 0, 2, false);
+        c.adapt_mass = false;
+        let a = sample(&plain, k.as_ref(), &c, None, &mut NoObserver).unwrap();
+        let b = sample(&own, k.as_ref(), &c, None, &mut NoObserver).unwrap();
+        same_draws(&a, &b, k.name());
+    }
+}
+
 /// Kernels are pure transitions: a kernel value reused for a second run
 /// with the same seed gives the same draws as a fresh one (the adapted
 /// tuning lives in the run, not in the kernel).

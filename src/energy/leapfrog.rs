@@ -74,6 +74,20 @@ pub struct LeapfrogPath {
     pub e: Array2<f64>,
 }
 
+/// The most bytes a segment's path may take: kernels split longer
+/// segments into calls of at most [`max_segment_steps`] steps (the same
+/// draws: each call starts where the last ended).
+pub const SEGMENT_BYTES: usize = 64 << 20;
+
+/// The most steps one segment of `n` rows of `d` values may take within
+/// [`SEGMENT_BYTES`] (at least 1).
+pub fn max_segment_steps(n: usize, d: usize) -> usize {
+    let per_step = n
+        .saturating_mul(d.saturating_mul(3).saturating_add(1))
+        .saturating_mul(8);
+    (SEGMENT_BYTES / per_step.max(1)).max(1)
+}
+
 impl LeapfrogPath {
     /// Shapes the buffers for `steps` steps of `n` rows of `d` values
     /// (reallocating only when the shape changes; the contents are left to

@@ -39,7 +39,10 @@ pub use conditioned::Conditioned;
 pub use full_mixture::FullMixture;
 pub use funnel::Funnel;
 pub use gaussian::{DiagGaussian, FullGaussian};
-pub use leapfrog::{Leapfrog, LeapfrogPath, LeapfrogStart, StepwiseLeapfrog, kick, kick_drift};
+pub use leapfrog::{
+    Leapfrog, LeapfrogPath, LeapfrogStart, SEGMENT_BYTES, StepwiseLeapfrog, kick, kick_drift,
+    max_segment_steps,
+};
 pub use mixture::Mixture;
 pub use mlp::{Activation, Layer, Mlp, MlpGrads};
 pub(crate) use precision::Real;

@@ -4,7 +4,7 @@ use super::{
     ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, evaluate_proposals,
     for_each_block, for_each_chain_row, metropolis, weighted_sq,
 };
-use crate::energy::{Energy, Leapfrog, LeapfrogPath, LeapfrogStart, RowEnergy};
+use crate::energy::{Energy, Leapfrog, LeapfrogPath, LeapfrogStart, RowEnergy, max_segment_steps};
 pub(super) use crate::energy::{kick, kick_drift};
 use crate::error::{Error, Result, check_positive};
 use crate::rng::{ChainRng, fill_standard_normal};
@@ -262,9 +262,11 @@ pub(super) fn draw_momentum(
     }
 }
 
-/// The whole trajectory of every chain in one call of the energy's own
-/// integrator (step sizes from the momentum pass, aux column 0): its last
-/// state becomes the proposal, as `n_steps` evaluations would leave it.
+/// The whole trajectory of every chain through the energy's own
+/// integrator (step sizes from the momentum pass, aux column 0): one call,
+/// or several within the path's memory bound, each from the last one's
+/// end; the last state becomes the proposal, as `n_steps` evaluations
+/// would leave it.
 fn trajectory_segment(lf: &dyn Leapfrog, state: &mut ChainState, tuning: &Tuning, n_steps: usize) {
     let (n, d) = (state.n_chains(), state.dim());
     let inv_mass = tuning.inv_mass_rows(n, d);
@@ -272,25 +274,30 @@ fn trajectory_segment(lf: &dyn Leapfrog, state: &mut ChainState, tuning: &Tuning
     // HMC evaluates every step of a trajectory, as one call per step does.
     let h_max = ndarray::Array1::from_elem(n, f64::INFINITY);
     let mut path = LeapfrogPath::default();
-    path.reshape(n_steps, n, d);
-    lf.leapfrog(
-        LeapfrogStart {
-            y: state.proposal.view(),
-            p: state.momentum.view(),
-            g: state.proposal_grad.view(),
-            eps: eps.view(),
-            inv_mass: inv_mass.view(),
-            h_max: h_max.view(),
-        },
-        &mut path,
-    );
-    let last = n_steps - 1;
-    state.proposal.assign(&path.y.index_axis(Axis(0), last));
-    state.momentum.assign(&path.p.index_axis(Axis(0), last));
-    state
-        .proposal_grad
-        .assign(&path.g.index_axis(Axis(0), last));
-    state.proposal_energy.assign(&path.e.row(last));
+    let mut left = n_steps;
+    while left > 0 {
+        let k = left.min(max_segment_steps(n, d));
+        path.reshape(k, n, d);
+        lf.leapfrog(
+            LeapfrogStart {
+                y: state.proposal.view(),
+                p: state.momentum.view(),
+                g: state.proposal_grad.view(),
+                eps: eps.view(),
+                inv_mass: inv_mass.view(),
+                h_max: h_max.view(),
+            },
+            &mut path,
+        );
+        let last = k - 1;
+        state.proposal.assign(&path.y.index_axis(Axis(0), last));
+        state.momentum.assign(&path.p.index_axis(Axis(0), last));
+        state
+            .proposal_grad
+            .assign(&path.g.index_axis(Axis(0), last));
+        state.proposal_energy.assign(&path.e.row(last));
+        left -= k;
+    }
 }
 
 /// `(log alpha, valid)` from the Hamiltonians before and after: a

@@ -34,7 +34,9 @@ use super::hmc::{DIVERGENCE_THRESHOLD, draw_momentum, kick, kick_drift};
 use super::{
     ChainState, ChainStep, Kernel, KernelInfo, KernelSpec, Tuning, for_each_chain_row, weighted_sq,
 };
-use crate::energy::{Energy, Leapfrog, LeapfrogPath, LeapfrogStart, RowEnergy, log_sum_exp};
+use crate::energy::{
+    Energy, Leapfrog, LeapfrogPath, LeapfrogStart, RowEnergy, log_sum_exp, max_segment_steps,
+};
 use crate::error::{Error, Result, check_positive};
 use crate::rng::ChainRng;
 use ndarray::{Array1, ArrayView1, s};
@@ -557,7 +559,9 @@ fn walk_segments(
             .iter()
             .map(|wk| wk.h0 + DIVERGENCE_THRESHOLD)
             .collect();
-        let k = usize::try_from(k).unwrap_or(usize::MAX).max(1);
+        let k = usize::try_from(k)
+            .unwrap_or(usize::MAX)
+            .clamp(1, max_segment_steps(n, d));
         path.reshape(k, n, d);
         lf.leapfrog(
             LeapfrogStart {
