@@ -181,12 +181,9 @@ impl Callback {
         mut energy: ArrayViewMut1<f64>,
         mut grad: Option<ArrayViewMut2<f64>>,
     ) {
-        let start = Instant::now();
         let n = y.nrows();
-        let mut ok = false;
-        if !self.stopped() && n > 0 {
-            keep_thread_state();
-            let r = Python::attach(|py| -> PyResult<()> {
+        let ok = n > 0
+            && self.attached(|py| {
                 // The buffers are taken out of the shared state for the
                 // call and put back after it: `fn` may release the
                 // interpreter lock (numpy, torch), and another thread's
@@ -208,8 +205,7 @@ impl Callback {
                 } else {
                     PyTuple::new(py, [yb.into_any()])?
                 };
-                let t = Instant::now();
-                let res = self.func.bind(py).call1(args);
+                let res = self.timed_call(self.func.bind(py), args);
                 if let Ok(mut st) = self.state.lock() {
                     if st.y.is_none() {
                         st.y = ybuf;
@@ -218,9 +214,6 @@ impl Callback {
                         st.x = xbuf;
                     }
                 }
-                self.inside_ns
-                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                self.calls.fetch_add(1, Ordering::Relaxed);
                 let res = res?;
                 let pair = res.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
                 let (e, g) = match pair {
@@ -250,19 +243,46 @@ impl Callback {
                 }
                 Ok(())
             });
-            match r {
-                Ok(()) => ok = true,
-                Err(e) => self.fail(e),
-            }
-        }
         if !ok {
             energy.fill(f64::NAN);
             if let Some(g) = grad.as_mut() {
                 g.fill(f64::NAN);
             }
         }
+    }
+
+    /// Runs `body` with the interpreter lock unless the run has stopped:
+    /// the thread's Python state kept, the first error recorded (which
+    /// stops the run), the whole evaluation timed. Whether `body` succeeded
+    /// (the caller fills NaN where it did not).
+    fn attached(&self, body: impl for<'py> FnOnce(Python<'py>) -> PyResult<()>) -> bool {
+        let start = Instant::now();
+        let mut ok = false;
+        if !self.stopped() {
+            keep_thread_state();
+            match Python::attach(body) {
+                Ok(()) => ok = true,
+                Err(e) => self.fail(e),
+            }
+        }
         self.total_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        ok
+    }
+
+    /// `f(*args)`, counted as one call and timed as time inside the user's
+    /// function.
+    fn timed_call<'py>(
+        &self,
+        f: &Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let t = Instant::now();
+        let res = f.call1(args);
+        self.inside_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        res
     }
 }
 
@@ -271,13 +291,11 @@ impl Callback {
     /// Python integrator: one call, its four arrays checked and copied
     /// into `path` (NaN and the run stopped on any error, as for `fn`).
     pub(crate) fn segment(&self, start: LeapfrogStart<'_>, path: &mut LeapfrogPath) {
-        let begin = Instant::now();
-        let mut ok = false;
-        if let Some(lf) = self.leapfrog.as_ref()
-            && !self.stopped()
-        {
-            keep_thread_state();
-            let r = Python::attach(|py| -> PyResult<()> {
+        let Some(lf) = self.leapfrog.as_ref() else {
+            path.fail();
+            return;
+        };
+        let ok = self.attached(|py| {
                 let (steps, n, d) = (path.steps(), start.y.nrows(), self.dim);
                 let args = PyTuple::new(
                     py,
@@ -291,12 +309,7 @@ impl Callback {
                         steps.into_pyobject(py)?.into_any(),
                     ],
                 )?;
-                let t = Instant::now();
-                let res = lf.bind(py).call1(args);
-                self.inside_ns
-                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                self.calls.fetch_add(1, Ordering::Relaxed);
-                let res = res?;
+                let res = self.timed_call(lf.bind(py), args)?;
                 let four: Option<[Bound<PyAny>; 4]> = res.extract().ok();
                 let [ys, ps, gs, es] = four.ok_or_else(|| {
                     BoltzError::new_err(format!(
@@ -317,16 +330,9 @@ impl Callback {
                     .assign(&e.cast::<PyArray2<f64>>()?.readonly().as_array());
                 Ok(())
             });
-            match r {
-                Ok(()) => ok = true,
-                Err(e) => self.fail(e),
-            }
-        }
         if !ok {
             path.fail();
         }
-        self.total_ns
-            .fetch_add(begin.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 }
 

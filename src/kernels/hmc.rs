@@ -135,39 +135,9 @@ impl Kernel for Hmc {
                 b.proposal_grad.row_mut(i).assign(&b.grad.row(i));
             }
         });
-        let segment = energy.as_leapfrog();
-        if let Some(lf) = segment {
-            trajectory_segment(lf, state, tuning, self.n_steps);
-        }
-        for _ in 0..self.n_steps * usize::from(segment.is_none()) {
-            // Half kick and drift.
-            for_each_block(state, rngs, steps, |mut b| {
-                let d = b.position.ncols();
-                let p = b.momentum.as_slice_mut().expect("standard layout");
-                let yp = b.proposal.as_slice_mut().expect("standard layout");
-                let gp = b.proposal_grad.as_slice().expect("standard layout");
-                for i in 0..b.rngs.len() {
-                    let r = i * d..(i + 1) * d;
-                    kick_drift(
-                        &mut p[r.clone()],
-                        &mut yp[r.clone()],
-                        &gp[r],
-                        b.aux[[i, 0]],
-                        tuning.inv_mass(b.first + i),
-                    );
-                }
-            });
-            evaluate_proposals(energy, state, true);
-            // Half kick.
-            for_each_block(state, rngs, steps, |mut b| {
-                let d = b.position.ncols();
-                let p = b.momentum.as_slice_mut().expect("standard layout");
-                let gp = b.proposal_grad.as_slice().expect("standard layout");
-                for i in 0..b.rngs.len() {
-                    let r = i * d..(i + 1) * d;
-                    kick(&mut p[r.clone()], &gp[r], b.aux[[i, 0]]);
-                }
-            });
+        match energy.as_leapfrog() {
+            Some(lf) => trajectory_segment(lf, state, tuning, self.n_steps),
+            None => trajectory_by_step(energy, tuning, state, rngs, steps, self.n_steps),
         }
         for_each_block(state, rngs, steps, |mut b| {
             for i in 0..b.rngs.len() {
@@ -259,6 +229,48 @@ pub(super) fn draw_momentum(
         eps0 * (1.0 + jitter * (2.0 * rng.random::<f64>() - 1.0))
     } else {
         eps0
+    }
+}
+
+/// The whole trajectory of every chain, one batch evaluation per leapfrog
+/// step (step sizes from the momentum pass, aux column 0).
+fn trajectory_by_step(
+    energy: &dyn Energy,
+    tuning: &Tuning,
+    state: &mut ChainState,
+    rngs: &mut [ChainRng],
+    steps: &mut [ChainStep],
+    n_steps: usize,
+) {
+    for _ in 0..n_steps {
+        // Half kick and drift.
+        for_each_block(state, rngs, steps, |mut b| {
+            let d = b.position.ncols();
+            let p = b.momentum.as_slice_mut().expect("standard layout");
+            let yp = b.proposal.as_slice_mut().expect("standard layout");
+            let gp = b.proposal_grad.as_slice().expect("standard layout");
+            for i in 0..b.rngs.len() {
+                let r = i * d..(i + 1) * d;
+                kick_drift(
+                    &mut p[r.clone()],
+                    &mut yp[r.clone()],
+                    &gp[r],
+                    b.aux[[i, 0]],
+                    tuning.inv_mass(b.first + i),
+                );
+            }
+        });
+        evaluate_proposals(energy, state, true);
+        // Half kick.
+        for_each_block(state, rngs, steps, |mut b| {
+            let d = b.position.ncols();
+            let p = b.momentum.as_slice_mut().expect("standard layout");
+            let gp = b.proposal_grad.as_slice().expect("standard layout");
+            for i in 0..b.rngs.len() {
+                let r = i * d..(i + 1) * d;
+                kick(&mut p[r.clone()], &gp[r], b.aux[[i, 0]]);
+            }
+        });
     }
 }
 

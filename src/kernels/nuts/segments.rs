@@ -50,6 +50,12 @@ pub(super) fn walk_segments(
 ) -> u32 {
     let (n, d) = (st.n_chains(), st.dim());
     let inv_mass = tuning.inv_mass_rows(n, d);
+    // Nothing is evaluated past a divergence (a row stops where the walk's
+    // leaf check marks one); the bound is the transition's, fixed.
+    let h_max: Array1<f64> = walks
+        .iter()
+        .map(|wk| wk.h0 + DIVERGENCE_THRESHOLD)
+        .collect();
     let mut path = LeapfrogPath::default();
     let mut rounds = 0u32;
     loop {
@@ -65,12 +71,6 @@ pub(super) fn walk_segments(
             .iter()
             .zip(eps)
             .map(|(wk, &e)| if wk.done { 0.0 } else { wk.signed(e) })
-            .collect();
-        // Nothing is evaluated past a divergence (a row stops where the
-        // walk's leaf check marks one).
-        let h_max: Array1<f64> = walks
-            .iter()
-            .map(|wk| wk.h0 + DIVERGENCE_THRESHOLD)
             .collect();
         let k = usize::try_from(k)
             .unwrap_or(usize::MAX)
