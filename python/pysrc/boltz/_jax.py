@@ -91,26 +91,23 @@ def jax_energy(
 
     own = None
     if leapfrog and x_dim == 0 and jax.config.read("jax_enable_x64"):
-        own = _leapfrog(jax.vmap(jax.value_and_grad(fn)), call)
+        own = _leapfrog(jax.vmap(jax.value_and_grad(fn)))
     return CallbackEnergy(
         call, dim, x_dim=x_dim, name=name or getattr(fn, "__name__", "jax"), leapfrog=own
     )
 
 
-# Segments this short take one call of the plain function per step (the
-# arithmetic in NumPy): a compiled loop's fixed cost per call (~100 us on
-# a 2-core CPU, W7) is about two plain calls'.
-_SHORT = 2
-
-
-def _leapfrog(value_and_grad: Callable[..., Any], call: Callable[..., Any]) -> Callable[..., Any]:
+def _leapfrog(value_and_grad: Callable[..., Any]) -> Callable[..., Any]:
     """CallbackEnergy's ``leapfrog(y, p, g, eps, inv_mass, h_max, steps)``
     for a batched JAX ``value_and_grad``: ``steps`` leapfrog steps in one
     compiled loop (output buffers sized to the next power of 8, one
     compilation each: NUTS to depth 10 needs three), every step's state
-    returned, a row stopping once its Hamiltonian reaches ``h_max``; up to
-    ``_SHORT`` steps through ``call`` (the plain compiled function) one by
-    one."""
+    returned, a row stopping once its Hamiltonian reaches ``h_max``. The
+    four outputs leave XLA as one array (one host transfer a call, where
+    four cost about 25 us more on a 2-core CPU); even a single step goes
+    through the loop, whose fixed cost (~50-70 us on a 2-core CPU, W7's
+    kidiq) is below one step's NumPy arithmetic around the plain function
+    (~150 us)."""
     from functools import partial
 
     import jax
@@ -124,58 +121,29 @@ def _leapfrog(value_and_grad: Callable[..., Any], call: Callable[..., Any]) -> C
         ew = eps[:, None] * inv_mass
 
         def body(k, c):
-            y, p, g, live, ys, ps, gs, es = c
+            y, p, g, live, out = c
             m = live[:, None]
             p1 = p - half * g
             y1 = jnp.where(m, y + ew * p1, y)  # a stopped row is evaluated where it was
             e, g1 = value_and_grad(y1)
             p1 = p1 - half * g1
             h = e + 0.5 * jnp.sum(p1 * p1 * inv_mass, axis=1)
-            ys = ys.at[k].set(jnp.where(m, y1, jnp.nan))
-            ps = ps.at[k].set(jnp.where(m, p1, jnp.nan))
-            gs = gs.at[k].set(jnp.where(m, g1, jnp.nan))
-            es = es.at[k].set(jnp.where(live, e, jnp.nan))
+            state = jnp.concatenate([y1, p1, g1, e[:, None]], axis=1)
+            out = out.at[k].set(jnp.where(m, state, jnp.nan))
             y, p, g = jnp.where(m, y1, y), jnp.where(m, p1, p), jnp.where(m, g1, g)
-            return y, p, g, live & (h < h_max), ys, ps, gs, es
+            return y, p, g, live & (h < h_max), out
 
-        z = jnp.zeros((bucket, n, d), y.dtype)
+        out = jnp.zeros((bucket, n, 3 * d + 1), y.dtype)
         live = jnp.ones(n, dtype=bool)
-        c = lax.fori_loop(0, steps, body, (y, p, g, live, z, z, z, jnp.zeros((bucket, n), y.dtype)))
-        return c[4:]
+        return lax.fori_loop(0, steps, body, (y, p, g, live, out))[4]
 
     def segment(y, p, g, eps, inv_mass, h_max, steps):
         steps = int(steps)
-        if steps <= _SHORT:
-                return _numpy_steps(call, y, p, g, eps, inv_mass, h_max, steps)
         bucket = 8
         while bucket < steps:
             bucket *= 8
-        return tuple(
-            np.asarray(a, dtype=np.float64)[:steps]
-            for a in run(y, p, g, eps, inv_mass, h_max, bucket, steps)
-        )
+        out = np.asarray(run(y, p, g, eps, inv_mass, h_max, bucket, steps), dtype=np.float64)[:steps]
+        d = y.shape[1]
+        return out[..., :d], out[..., d : 2 * d], out[..., 2 * d : 3 * d], out[..., 3 * d]
 
     return segment
-
-
-def _numpy_steps(call, y, p, g, eps, inv_mass, h_max, steps):
-    """``steps`` leapfrog steps in NumPy, ``call(y) -> (e, g)`` per step,
-    rows stopping at ``h_max`` (CallbackEnergy's leapfrog protocol)."""
-    half = (0.5 * eps)[:, None]
-    ew = eps[:, None] * inv_mass
-    ys, ps, gs = (np.full((steps,) + y.shape, np.nan) for _ in range(3))
-    es = np.full((steps, y.shape[0]), np.nan)
-    live = np.ones(y.shape[0], dtype=bool)
-    # non-finite values are divergences, which the kernel reads: no warning
-    with np.errstate(all="ignore"):
-        for k in range(steps):
-            m = live[:, None]
-            p1 = p - half * g
-            y1 = np.where(m, y + ew * p1, y)
-            e, g1 = call(y1)
-            p1 = p1 - half * g1
-            h = e + 0.5 * (p1 * p1 * inv_mass).sum(1)
-            ys[k][live], ps[k][live], gs[k][live], es[k][live] = y1[live], p1[live], g1[live], e[live]
-            y, p, g = np.where(m, y1, y), np.where(m, p1, p), np.where(m, g1, g)
-            live &= h < h_max
-    return ys, ps, gs, es
