@@ -733,7 +733,8 @@ fn each_chain_adapts_its_own_mass_and_a_chain_alone_adapts_the_same() {
 
 #[test]
 fn draw_stats_are_each_draws_transition_and_survive_a_resume() {
-    // Each draw's acceptance statistic, divergence, evaluations and step:
+    // Each draw's acceptance statistic, divergence, evaluations, step and
+    // tree depth:
     // their means are the run's own figures, and a run stopped part-way
     // and resumed records the same stats, bit for bit, as one that was not.
     use std::sync::{Arc, atomic::AtomicBool};
@@ -746,6 +747,16 @@ fn draw_stats_are_each_draws_transition_and_survive_a_resume() {
     let st = whole.draw_stats.clone().expect("recorded");
     assert_eq!(st.accept_prob.dim(), (4, 40));
     assert!(st.n_evals.iter().all(|&n| (1..64).contains(&n)));
+    // A tree of depth j kept 2^j - 1 leaves and may have built (and
+    // discarded) a subtree of 2^j more: the chain's own count on a row
+    // energy. Depths reach both ends here.
+    for (&j, &n) in st.tree_depth.iter().zip(&st.n_evals) {
+        assert!(
+            j <= 6 && (1u32 << j) - 1 <= n && n < 2u32 << j,
+            "depth {j}, {n} steps"
+        );
+    }
+    assert!(st.tree_depth.iter().any(|&j| j <= 2) && st.tree_depth.iter().any(|&j| j >= 4));
     assert!(st.step_size.iter().all(|&s| s > 0.0 && s.is_finite()));
     for i in 0..4 {
         // Every transition after warm-up is recorded (thin 1): their mean

@@ -62,14 +62,16 @@ pub(crate) fn sample<'py>(
         }
         let out = run.output;
         let stats = out.draw_stats.map(|s| {
-            // (chains, draws, 4): acceptance, divergent (0/1), evaluations, step size
+            // (chains, draws, 5): acceptance, divergent (0/1), evaluations,
+            // step size, tree depth
             ndarray::Array3::from_shape_fn(
-                (s.accept_prob.nrows(), s.accept_prob.ncols(), 4),
+                (s.accept_prob.nrows(), s.accept_prob.ncols(), 5),
                 |(c, k, j)| match j {
                     0 => s.accept_prob[[c, k]],
                     1 => f64::from(u8::from(s.diverging[[c, k]])),
                     2 => f64::from(s.n_evals[[c, k]]),
-                    _ => s.step_size[[c, k]],
+                    3 => s.step_size[[c, k]],
+                    _ => f64::from(s.tree_depth[[c, k]]),
                 },
             )
         });
@@ -86,7 +88,7 @@ pub(crate) fn sample<'py>(
 
 /// `sample`'s result: the draws, the JSON report, and when the job asked
 /// for them the draws' energies (chains, draws) and transition statistics
-/// (chains, draws, 4).
+/// (chains, draws, 5).
 type SampleResult<'py> = (
     Bound<'py, numpy::PyArray3<f64>>,
     String,

@@ -512,7 +512,7 @@ def test_sample_stats_per_draw_reach_arviz():
     az = pytest.importorskip("arviz")
     draws, report = boltz.sample("gauss-ill", "nuts", chains=4, warmup=300, draws=200, seed=4, sample_stats=True)
     st = report["sample_stats"]
-    assert set(st) == {"lp", "acceptance_rate", "diverging", "n_steps", "step_size"}
+    assert set(st) == {"lp", "acceptance_rate", "diverging", "n_steps", "step_size", "tree_depth"}
     assert all(v.shape == (4, 200) for v in st.values())
     dim = draws.shape[2]
     energies = boltz.load_model("gauss-ill").energy_and_grad(draws.reshape(-1, dim))[0].reshape(4, 200)
@@ -522,12 +522,22 @@ def test_sample_stats_per_draw_reach_arviz():
     assert int(st["diverging"].sum()) == report["divergences"]
     # NUTS to depth 10: 1 to 1023 leapfrog steps; the step fixed after warm-up
     assert st["n_steps"].min() >= 1 and st["n_steps"].max() <= 1023
+    # a row energy: each chain's own steps, 2^j - 1 kept and at most 2^j
+    # more discarded at its tree depth j
+    j = st["tree_depth"]
+    assert np.all((2**j - 1 <= st["n_steps"]) & (st["n_steps"] < 2 ** (j + 1))) and j.max() <= 10
     assert np.all(st["step_size"] == st["step_size"][:, :1])
     np.testing.assert_allclose(np.median(st["step_size"][:, 0]), report["step_size"], rtol=1e-12)
     idata = boltz.to_inference_data(draws, report)
     for k in st:
         np.testing.assert_array_equal(idata.sample_stats[k].values, st[k])
     assert az.summary(idata).shape[0] == dim
+    # A batch energy (a callback): the chains in lockstep, each draw's
+    # steps the batch's longest trajectory, its depth the chain's own.
+    cb = boltz.CallbackEnergy(lambda y: (0.5 * (y * y).sum(1), y.copy()), 3)
+    _, lock = boltz.sample(cb, "nuts", chains=4, warmup=100, draws=100, seed=4, sample_stats=True)
+    n, j = lock["sample_stats"]["n_steps"], lock["sample_stats"]["tree_depth"]
+    assert np.all(n == n[:1]) and np.all(n >= (2**j - 1).max(0)) and np.any(j != j[:1])
     # not asked for: a report without it (JSON-clean)
     _, plain = boltz.sample("gauss-ill", "nuts", chains=2, warmup=50, draws=20, seed=4)
     assert "sample_stats" not in plain

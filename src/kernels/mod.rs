@@ -133,6 +133,10 @@ pub struct ChainStep {
     /// that choose one per step (the AutoStep kernels: `eps0 2^j`); 0 for
     /// the others. Warm-up sets the base step from these.
     pub selected_step: f64,
+    /// NUTS: the doublings its trajectory kept (Stan's `treedepth__`: a
+    /// subtree discarded for a U-turn or a divergence inside it does not
+    /// count), the chain's own even in lockstep; 0 for the other kernels.
+    pub tree_depth: u32,
 }
 
 impl ChainStep {

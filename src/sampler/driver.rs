@@ -176,6 +176,7 @@ impl Transition for KernelMoves<'_> {
                 o[1] = f64::from(u8::from(st.divergent));
                 o[2] = per_step + f64::from(st.extra_evals);
                 o[3] = self.tuning.step_size().get(i);
+                o[4] = f64::from(st.tree_depth);
             }
         }
     }

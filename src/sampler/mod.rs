@@ -275,7 +275,7 @@ pub struct SampleOutput {
 }
 
 /// Values recorded per chain and draw for [`DrawStats`].
-pub(crate) const DRAW_STATS: usize = 4;
+pub(crate) const DRAW_STATS: usize = 5;
 
 /// Each draw's transition statistics, `(chains, draws)` each: those of the
 /// transition that made the draw (with thinning, the last of its group).
@@ -295,6 +295,11 @@ pub struct DrawStats {
     pub n_evals: Array2<u32>,
     /// The step size the chain used (the kernel's units).
     pub step_size: Array2<f64>,
+    /// NUTS's tree depth ([`ChainStep::tree_depth`]: the chain's own, where
+    /// `n_evals` is the batch's in lockstep); 0 for the other kernels.
+    ///
+    /// [`ChainStep::tree_depth`]: crate::kernels::ChainStep::tree_depth
+    pub tree_depth: Array2<u32>,
 }
 
 impl DrawStats {
@@ -306,6 +311,7 @@ impl DrawStats {
             diverging: t.index_axis(ndarray::Axis(2), 1).mapv(|v| v != 0.0),
             n_evals: t.index_axis(ndarray::Axis(2), 2).mapv(|v| v as u32),
             step_size: t.index_axis(ndarray::Axis(2), 3).to_owned(),
+            tree_depth: t.index_axis(ndarray::Axis(2), 4).mapv(|v| v as u32),
         }
     }
 }

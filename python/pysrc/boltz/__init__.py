@@ -225,8 +225,11 @@ def sample(
             ``False`` skips them (``ess_*`` and ``rhat_max`` are then NaN
             and no warning can see unconverged chains).
         sample_stats: ``report["sample_stats"]``: each draw's ``lp``,
-            ``acceptance_rate``, ``diverging``, ``n_steps``, ``step_size``
-            ((chains, draws) arrays; :func:`to_inference_data` takes them).
+            ``acceptance_rate``, ``diverging``, ``n_steps``, ``step_size``,
+            ``tree_depth`` (NUTS; ``n_steps`` counts evaluations: on a
+            batch energy, whose chains step in lockstep, the batch's longest
+            trajectory): (chains, draws) arrays, which
+            :func:`to_inference_data` takes.
 
     Returns:
         ``(draws, report)``: draws of shape (chains, draws, dim), float64,
@@ -277,8 +280,8 @@ def to_inference_data(
     (``boltz sample --energies``), ``sample_stats["lp"]`` is the log density
     up to its constant, ``-beta F`` (``beta`` from ``report``, else 1).
     A report from ``sample(..., sample_stats=True)`` brings each draw's
-    ``lp``, ``acceptance_rate``, ``diverging``, ``n_steps`` and
-    ``step_size`` into ``sample_stats`` (``energies`` replaces its
+    ``lp``, ``acceptance_rate``, ``diverging``, ``n_steps``, ``step_size``
+    and ``tree_depth`` into ``sample_stats`` (``energies`` replaces its
     ``lp``). ``report`` (the second value :func:`sample` returns) goes
     into the posterior's attributes: the sampler, its settings and figures
     (acceptance, step size, divergences, evaluations, seed), and the

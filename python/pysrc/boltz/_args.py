@@ -239,6 +239,7 @@ def _sample_stats(
             "diverging": stats[:, :, 1] != 0.0,
             "n_steps": stats[:, :, 2].astype(_np.int64),
             "step_size": stats[:, :, 3].copy(),
+            "tree_depth": stats[:, :, 4].astype(_np.int64),
         }
         if energies is not None:
             out["lp"] = -float(report.get("beta", 1.0) or 1.0) * energies

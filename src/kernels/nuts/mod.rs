@@ -389,6 +389,7 @@ impl Walk {
         }
         *step = ChainStep {
             divergent: self.divergent,
+            tree_depth: self.depth,
             ..ChainStep::metropolis(
                 self.sum_metro / f64::from(self.n_leapfrog.max(1)),
                 self.moved,
