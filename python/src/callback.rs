@@ -22,6 +22,8 @@ pub(crate) struct Callback {
     /// `leapfrog(y, p, g, eps, inv_mass, h_max, steps) -> (ys, ps, gs, es)`, if
     /// given (unconditional continuous energies only).
     pub(crate) leapfrog: Option<Py<PyAny>>,
+    /// The torch device `func` computes on (`CallbackEnergy`'s `device`).
+    pub(crate) device: String,
     pub(crate) dim: usize,
     pub(crate) x_dim: usize,
     pub(crate) conditional: bool,

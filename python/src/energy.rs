@@ -83,6 +83,15 @@ impl Energy {
             .energy(self.model().default_context.clone())
             .is_ok_and(|e| e.space() == StateSpace::Binary)
     }
+    /// The torch device the energy computes on (`cpu` but for a callback
+    /// given another, as `torch_energy` on a GPU module): arguments that
+    /// are tensors on another device than the CPU or this one are refused.
+    #[getter]
+    pub(crate) fn device(&self) -> String {
+        self.callback
+            .as_ref()
+            .map_or_else(|| "cpu".into(), |c| c.device.clone())
+    }
     /// Exact log Z at beta 1 where known (closed form or enumeration), else None.
     #[getter]
     pub(crate) fn exact_log_z(&self) -> Option<f64> {
@@ -257,13 +266,19 @@ impl Energy {
 /// HMC gives inf). With exactly that arithmetic the draws equal `fn`'s
 /// alone; the other kernels call `fn`. `jax_energy` and `torch_energy`
 /// build one.
+///
+/// `device` (default `cpu`): the torch device `fn` computes on, as torch
+/// names it (`cuda:0`). Calls given torch tensors on that device take
+/// them (each batch crosses to the CPU once a call, as every argument
+/// does); tensors on any other device but the CPU are refused.
+/// `torch_energy` sets it to its module's device.
 #[pyclass(extends = Energy, module = "boltz._native", frozen)]
 pub(crate) struct CallbackEnergy {}
 
 #[pymethods]
 impl CallbackEnergy {
     #[new]
-    #[pyo3(signature = (func, dim, x_dim=None, binary=None, name=None, leapfrog=None))]
+    #[pyo3(signature = (func, dim, x_dim=None, binary=None, name=None, leapfrog=None, device=None))]
     pub(crate) fn new(
         func: Bound<'_, PyAny>,
         dim: Bound<'_, PyAny>,
@@ -271,6 +286,7 @@ impl CallbackEnergy {
         binary: Option<Bound<'_, PyAny>>,
         name: Option<String>,
         leapfrog: Option<Bound<'_, PyAny>>,
+        device: Option<String>,
     ) -> PyResult<PyClassInitializer<Self>> {
         if !func.is_callable() {
             return Err(BoltzError::new_err(
@@ -323,6 +339,7 @@ impl CallbackEnergy {
         let cb = Arc::new(Callback {
             func: func.unbind(),
             leapfrog: leapfrog.map(Bound::unbind),
+            device: device.unwrap_or_else(|| "cpu".into()),
             dim,
             x_dim,
             conditional: x_dim > 0,

@@ -173,6 +173,90 @@ def test_tensors_in_tensors_out():
     np.testing.assert_array_equal(lp.numpy(), boltz.log_prob("gmm-ring", y.detach().numpy()))
 
 
+def test_tensors_of_any_dtype_strides_and_grad_are_read_never_modified():
+    # Every call taking points takes CPU tensors of float32 or float64, of
+    # any strides, with or without grad, reads them without touching them
+    # and answers with the input's kind (issue 28).
+    torch = pytest.importorskip("torch")
+    e = boltz.load_model("gmm-ring")
+    base = torch.tensor([[0.5, 2.0, -1.0, 1.5], [-1.0, 0.0, 0.3, -2.0]], dtype=torch.float64)
+    views = {"transposed": base.T, "every other row": base.T[::2], "float32": base.T.float()}
+    views["requires grad"] = base.T.clone().requires_grad_(True)
+    for label, y in views.items():
+        assert not y.is_contiguous() or label == "requires grad", label
+        kept = y.detach().clone()
+        want_e, want_g = e.energy_and_grad(y.detach().double().contiguous().numpy())
+        en, g = e.energy_and_grad(y)
+        assert isinstance(en, torch.Tensor) and en.dtype == y.dtype and not en.requires_grad, label
+        np.testing.assert_array_equal(en.numpy(), want_e.astype(en.numpy().dtype))
+        np.testing.assert_array_equal(g.numpy(), want_g.astype(g.numpy().dtype))
+        assert torch.equal(y.detach(), kept) and y.grad is None, label
+    # sample's starts and Negatives' positives: tensors in, tensors out
+    init = base.T[:2]
+    d, _ = boltz.sample(e, "mala", chains=2, warmup=10, draws=5, seed=3, init=init, diagnostics=False)
+    ref, _ = boltz.sample(e, "mala", chains=2, warmup=10, draws=5, seed=3, init=init.numpy(), diagnostics=False)
+    assert isinstance(d, torch.Tensor) and d.dtype == torch.float64
+    np.testing.assert_array_equal(d.numpy(), ref)
+    neg = boltz.Negatives(e, steps=3, step_size=0.01, seed=1)
+    out = neg.sample(base.T.float())
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (4, 2)
+
+
+def test_tensors_on_another_device_are_refused():
+    # boltz computes on the CPU: a tensor elsewhere is refused by name,
+    # unless the energy runs there (CallbackEnergy's device, set by
+    # torch_energy). "meta" tensors stand in for a GPU's here.
+    torch = pytest.importorskip("torch")
+    e = boltz.load_model("gmm-ring")
+    assert e.device == "cpu"
+    meta = torch.zeros((2, 2), device="meta")
+    calls = {
+        "y": lambda: e.energy_and_grad(meta),
+        "points": lambda: boltz.log_prob(e, meta, particles=16, temps=4),
+        "init": lambda: boltz.sample(e, "mala", chains=2, warmup=1, draws=1, init=meta),
+        "data": lambda: boltz.Negatives(e, steps=1).sample(meta),
+    }
+    for what, call in calls.items():
+        with pytest.raises(boltz.BoltzError, match=f"`{what}`: a torch tensor on meta, and the energy runs on cpu"):
+            call()
+    cb = boltz.CallbackEnergy(lambda y: (np.zeros(len(y)), np.zeros_like(y)), 2, device="cuda")
+    assert cb.device == "cuda"
+    with pytest.raises(boltz.BoltzError, match="on meta, and the energy runs on cuda"):
+        cb.energy_and_grad(meta)
+    te = boltz.torch_energy(torch.nn.Sequential(torch.nn.Linear(2, 1)), 2)
+    assert te.device == "cpu"
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(
+    not _cuda(),
+    reason="no CUDA device here: a torch_energy on a GPU and its tensors are untested",
+)
+def test_torch_energy_on_a_gpu_takes_its_tensors():
+    # The energy runs on the GPU: its tensors are taken (the batch crosses
+    # to the CPU once a call) and answers come back on the device.
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    cpu, gpu = boltz.torch_energy(net, 2), boltz.torch_energy(net.to("cuda"), 2)
+    assert gpu.device.startswith("cuda")
+    y = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=torch.float64)
+    en, g = gpu.energy_and_grad(y.to("cuda"))
+    assert en.device.type == "cuda" and g.device.type == "cuda"
+    want_e, want_g = cpu.energy_and_grad(y)
+    np.testing.assert_allclose(en.cpu().numpy(), want_e.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g.cpu().numpy(), want_g.numpy(), rtol=1e-12)
+    d, r = boltz.sample(gpu, "nuts", chains=2, warmup=20, draws=10, seed=1, init=y.to("cuda"), diagnostics=False)
+    assert d.device.type == "cuda" and d.shape == (2, 10, 2) and r["divergences"] == 0
+
+
 @pytest.mark.parametrize("method", ["pcd", "short-run"])
 def test_update_from_torch_keeps_the_negatives_chains_and_buffer(method):
     # Issue 31: a training loop refreshes the native MLP in place; the

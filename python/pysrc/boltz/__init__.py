@@ -95,13 +95,15 @@ def _energy_and_grad(self: Energy, y: _Array, x: Optional[_Array] = None) -> Tup
     """``(energies (n,), gradients (n, dim))`` of the rows of ``y`` (n, dim).
 
     ``y`` may be a numpy array of any real dtype, nested lists or a torch
-    tensor (any device, with or without grad; the result then comes back
-    as tensors of ``y``'s dtype and device); one point may be 1-D. A
+    tensor (any dtype and strides, with or without grad: read, never
+    modified; the result then comes back as tensors of ``y``'s dtype and
+    device) on the CPU or the energy's :attr:`device` (a tensor on another
+    device is refused); one point may be 1-D. A
     conditional energy takes contexts ``x`` (n or 1 rows, ``x_dim``
     columns). Non-finite points are refused (``BoltzError``).
     """
-    yy = _f64_2d(y, "y", self.dim, finite=True)
-    xx = None if x is None else _f64_2d(x, "x", None, finite=True)
+    yy = _f64_2d(y, "y", self.dim, finite=True, device=self.device)
+    xx = None if x is None else _f64_2d(x, "x", None, finite=True, device=self.device)
     e, g = _native_energy_and_grad(self, yy, xx)
     return _like(e, y), _like(g, y)
 
@@ -179,7 +181,7 @@ def sample(
     progress: bool = False,
     diagnostics: bool = True,
     sample_stats: bool = False,
-) -> Tuple[_np.ndarray, Dict[str, Any]]:
+) -> Tuple[Any, Dict[str, Any]]:
     """Draw from ``exp(-beta F(y)) / Z`` with MCMC; the CLI's ``boltz sample``.
 
     Args:
@@ -218,7 +220,8 @@ def sample(
             chains or one row per chain, shape (k, x_dim).
         init: ``None`` (over-dispersed starts, ``dispersed:2,20``), a spec
             (``gaussian:STD``, ``uniform:LO,HI``, ``dispersed:MIN,MAX``,
-            ``coins``) or starting positions (chains, dim).
+            ``coins``) or starting positions (chains, dim): an array or a
+            torch tensor (then the draws come back as one).
         progress: show progress on stderr.
         diagnostics: compute R-hat, ESS and the check against exact draws
             (and their warnings; for 1024 x 200 draws x 64 dims ~10 CPU s);
@@ -232,7 +235,8 @@ def sample(
             :func:`to_inference_data` takes.
 
     Returns:
-        ``(draws, report)``: draws of shape (chains, draws, dim), float64,
+        ``(draws, report)``: draws of shape (chains, draws, dim), float64
+        (a tensor of ``init``'s dtype and device when ``init`` is one),
         and the CLI's report as a dict (``acceptance``, ``divergences``,
         ``step_size``, ``ess_bulk_min``, ``ess_tail_min``, ``rhat_max``,
         ``grad_evals``, ``warnings``, ...; ``wall_s`` is the whole call,
@@ -248,7 +252,7 @@ def sample(
     if isinstance(init, str):
         init_spec = init
     elif init is not None:
-        init_rows = _f64_2d(init, "init", e.dim)
+        init_rows = _f64_2d(init, "init", e.dim, device=e.device)
     ctx = _context(e, context)
     job = _sample_job(
         sampler=sampler, chains=chains, warmup=warmup, draws=draws, seed=seed,
@@ -262,7 +266,7 @@ def sample(
     samples, report, energies, stats = _native.sample(
         e, _dumps(job), ctx, init_rows, init_spec, bool(progress)
     )
-    return samples, _sample_stats(_report(report), energies, stats)
+    return _like(samples, init), _sample_stats(_report(report), energies, stats)
 
 
 def to_inference_data(
@@ -413,8 +417,8 @@ def logz(
         replicas=replicas, chains=chains, warmup=warmup, draws=draws,
     )
     _, r = _native.logz(
-        e, job, _context(e, context), _f64_2d(data, "data", e.dim), None, False, bool(progress),
-        _f64_2d(reverse_from, "reverse_from", e.dim, finite=True),
+        e, job, _context(e, context), _f64_2d(data, "data", e.dim, device=e.device), None, False,
+        bool(progress), _f64_2d(reverse_from, "reverse_from", e.dim, finite=True, device=e.device),
     )
     return _logz_arrays(_json.loads(r))
 
@@ -449,7 +453,7 @@ def log_prob(
     e = _energy(energy)
     if points is None:
         raise BoltzError("invalid value for `points`: give the points, (N, dim)")
-    pts = _f64_2d(points, "points", e.dim, finite=True)
+    pts = _f64_2d(points, "points", e.dim, finite=True, device=e.device)
     if pts.shape[0] == 0:
         raise BoltzError("invalid value for `points`: no points (0 rows)")
     job = _logz_job(

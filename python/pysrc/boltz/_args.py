@@ -21,11 +21,31 @@ def _is_tensor(a: Any) -> bool:
     return type(a).__module__.split(".")[0] == "torch" and hasattr(a, "detach")
 
 
-def _f64_array(a: _Array, what: str) -> _np.ndarray:
-    """``a`` (an array, a torch tensor on any device, with or without
-    grad, nested lists, any real dtype) as a C-contiguous float64 array;
-    anything else is a ``BoltzError`` naming ``what``."""
+def _on_device(t: Any, device: str) -> bool:
+    """Whether tensor ``t`` is on the CPU or on ``device`` (torch's name:
+    ``cuda`` for the current CUDA device matches any index)."""
+    import torch
+
+    if t.device.type == "cpu":
+        return True
+    dev = torch.device(device)
+    return t.device.type == dev.type and (dev.index is None or t.device.index == dev.index)
+
+
+def _f64_array(a: _Array, what: str, device: str = "cpu") -> _np.ndarray:
+    """``a`` (an array, a torch tensor on the CPU or ``device``, with or
+    without grad, any strides, nested lists, any real dtype) as a
+    C-contiguous float64 array (a tensor is read, never modified); anything
+    else is a ``BoltzError`` naming ``what``, a tensor on another device
+    too: boltz computes on the CPU, and moves a batch there only for an
+    energy that itself runs on that device (``Energy.device``)."""
     if _is_tensor(a):
+        if not _on_device(a, device):
+            raise BoltzError(
+                f"invalid value for `{what}`: a torch tensor on {a.device}, and the energy runs on "
+                f"{device}: pass `{what}.cpu()` (only an energy that runs on {a.device}, "
+                "a torch_energy of a module there, takes its tensors)"
+            )
         a = a.detach().cpu().double().numpy()
     try:
         dims: Optional[List[int]] = [int(n) for n in getattr(a, "shape")]
@@ -47,14 +67,18 @@ def _f64_array(a: _Array, what: str) -> _np.ndarray:
 
 
 def _f64_2d(
-    a: Optional[_Array], what: str, cols: Optional[int] = None, finite: bool = False
+    a: Optional[_Array],
+    what: str,
+    cols: Optional[int] = None,
+    finite: bool = False,
+    device: str = "cpu",
 ) -> Optional[_np.ndarray]:
-    """A C-contiguous float64 (n, cols) copy or view of ``a``; 1-D becomes
-    one row. ``finite``: NaN or infinite values are refused, as the CLI
-    refuses them in ``--points``."""
+    """A C-contiguous float64 (n, cols) copy or view of ``a`` (tensors on
+    the CPU or ``device``); 1-D becomes one row. ``finite``: NaN or
+    infinite values are refused, as the CLI refuses them in ``--points``."""
     if a is None:
         return None
-    arr = _f64_array(a, what)
+    arr = _f64_array(a, what, device)
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2:
@@ -88,7 +112,7 @@ def _context(e: Energy, context: Optional[_Array]) -> Optional[_np.ndarray]:
         return None
     if e.x_dim == 0:
         raise BoltzError(f"invalid value for `context`: model `{e.name}` is not conditional")
-    return _f64_2d(context, "context", e.x_dim)
+    return _f64_2d(context, "context", e.x_dim, device=e.device)
 
 
 def _energy(energy: Any) -> Energy:

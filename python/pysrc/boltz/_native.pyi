@@ -37,6 +37,11 @@ class Energy:
     @property
     def exact_log_z(self) -> Optional[float]:
         """Exact log Z at beta 1 where known."""
+    @property
+    def device(self) -> str:
+        """The torch device the energy computes on (``cpu``, or a
+        callback's ``device``): tensor arguments on another non-CPU device
+        are refused."""
     def callback_stats(self) -> Optional[Tuple[int, float, float]]:
         """(calls, seconds inside fn, seconds of the whole evaluations) of a
         callback energy; None for native energies."""
@@ -55,7 +60,9 @@ class CallbackEnergy(Energy):
     divergences. ``binary=True``: states are 0/1 vectors (Gibbs).
     ``leapfrog(y, p, g, eps, inv_mass, h_max, steps) -> (ys, ps, gs, es)``: the
     energy's own integrator (NUTS and HMC call it once per trajectory
-    segment instead of ``fn`` once per leapfrog step)."""
+    segment instead of ``fn`` once per leapfrog step). ``device``: the
+    torch device ``fn`` computes on (default ``cpu``; ``torch_energy``
+    sets its module's), whose tensors calls then take."""
 
     def __init__(
         self,
@@ -65,6 +72,7 @@ class CallbackEnergy(Energy):
         binary: bool = False,
         name: Optional[str] = None,
         leapfrog: Optional[Callable[..., Tuple[npt.NDArray[np.float64], ...]]] = None,
+        device: Optional[str] = None,
     ) -> None: ...
 
 class Negatives:

@@ -6,7 +6,6 @@ import json as _json
 import os as _os
 from typing import Any, Dict, Optional, Tuple, Union
 
-import numpy as _np
 
 from . import _native
 from ._args import (
@@ -16,6 +15,7 @@ from ._args import (
     _dumps,
     _energy,
     _f64_2d,
+    _like,
     _opt_float,
     _pair,
     _with_kernel_names,
@@ -141,8 +141,10 @@ class Negatives:
         data: Optional[_Array] = None,
         context: Optional[_Array] = None,
         chains: Optional[int] = None,
-    ) -> _np.ndarray:
-        """One call: negatives of shape (chains, dim).
+    ) -> Any:
+        """One call: negatives of shape (chains, dim), float64 numpy, or a
+        tensor of ``data``'s dtype and device when ``data`` is a torch
+        tensor (on the CPU or the energy's ``device``).
 
         ``data`` (chains, dim): the positives (CD starts from them; every
         method reports the energy gap with them). ``chains`` defaults to the
@@ -154,9 +156,9 @@ class Negatives:
         only gives the energy gap). ``context``: for a conditional energy,
         one row or one per chain.
         """
-        d = _f64_2d(data, "data", self.energy.dim)
+        d = _f64_2d(data, "data", self.energy.dim, device=self.energy.device)
         c = _context(self.energy, context)
-        return self._n.sample(d, c, None if chains is None else _count(chains, "chains"))
+        return _like(self._n.sample(d, c, None if chains is None else _count(chains, "chains")), data)
 
     def state_dict(self) -> Dict[str, Any]:
         """The complete state as a dict of plain values (JSON-serialisable)."""

@@ -62,7 +62,7 @@ def torch_energy(
     forward and backward of the module, the kernels' arithmetic done by
     torch op by op (the same draws as without it).
     """
-    import torch  # noqa: F401  (imported only here)
+    import torch  # imported only here
 
     # the module's dtype and device: its parameters', else its floating
     # buffers' (a density whose data are float64 buffers runs in float64)
@@ -126,6 +126,7 @@ def torch_energy(
         dim,
         x_dim=x_dim,
         name=name or type(module).__name__,
+        device=str(torch.device(dev)),
         leapfrog=_leapfrog(run, dev, dtype, check) if leapfrog and x_dim == 0 and dtype == torch.float64 else None,
     )
 
