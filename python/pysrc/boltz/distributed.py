@@ -155,8 +155,8 @@ def logz(
         kernel=kernel, steps_per_temp=steps_per_temp, step_size=step_size, beta=beta,
         reverse=False, resample=resample, base_scale=base_scale,
     ))
-    ctx = _f64_2d(context, "context", e.x_dim) if context is not None else None
-    dat = _f64_2d(data, "data", e.dim)
+    ctx = _f64_2d(context, "context", e.x_dim, device=e.device) if context is not None else None
+    dat = _f64_2d(data, "data", e.dim, device=e.device)
     r, _, _ = _run(client, spec, "logz", job, _shards(shards), ctx, dat, workdir=workdir,
                    retries=_retries(retries))
     return _logz_arrays(_listify(_json.loads(r)))
@@ -190,8 +190,8 @@ def log_prob(
         kernel=kernel, steps_per_temp=1, step_size=None, beta=beta, reverse=False,
         resample=None, base_scale=base_scale,
     ))
-    ctx = _f64_2d(context, "context", e.x_dim) if context is not None else None
-    pts = _f64_2d(points, "points", e.dim)
+    ctx = _f64_2d(context, "context", e.x_dim, device=e.device) if context is not None else None
+    pts = _f64_2d(points, "points", e.dim, device=e.device)
     r, _, lp = _run(client, spec, "logz", job, _shards(shards), ctx, None, pts, bool(paired),
                     workdir=workdir, retries=_retries(retries))
     lp = _np.asarray(lp)
