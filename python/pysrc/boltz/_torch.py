@@ -101,13 +101,22 @@ def torch_energy(
         if moded and not warned[0]:  # once warned, nothing more to look at
             check_mode()
 
+    # A float64 module on the CPU reads boltz's buffer and hands its own
+    # results back without a conversion (a few us a call of the boundary).
+    host64 = torch.device(dev).type == "cpu" and dtype == torch.float64
+
+    def tensor(a: np.ndarray) -> Any:
+        t = torch.from_numpy(a)
+        return t if host64 else t.to(device=dev, dtype=dtype)
+
+    def array(t: Any) -> np.ndarray:
+        t = t.detach()
+        return (t if host64 else t.to(device="cpu", dtype=torch.float64)).numpy()
+
     def call(y: np.ndarray, x: Optional[np.ndarray] = None):
         check()
-        yt = torch.from_numpy(y).to(device=dev, dtype=dtype).detach().requires_grad_(True)
-        if x is not None:
-            inp = torch.cat([torch.from_numpy(x).to(device=dev, dtype=dtype), yt], dim=1)
-        else:
-            inp = yt
+        yt = tensor(y).requires_grad_(True)
+        inp = yt if x is None else torch.cat([tensor(x), yt], dim=1)
         with torch.enable_grad():
             e = run(inp)
             if e.numel() != y.shape[0]:
@@ -116,10 +125,10 @@ def torch_energy(
                     "rows; expected (n,) or (n, 1) energies"
                 )
             e = e.reshape(-1)
-            (g,) = torch.autograd.grad(e.sum(), yt)
-        en = e.detach().to(device="cpu", dtype=torch.float64).numpy()
-        gn = g.detach().to(device="cpu", dtype=torch.float64).numpy()
-        return np.ascontiguousarray(en), np.ascontiguousarray(gn)
+            # rows are independent: ones as the energies' gradient give
+            # each row's (e.sum()'s backward, without the sum: ~8 us)
+            (g,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
+        return array(e), array(g)
 
     return CallbackEnergy(
         call if x_dim > 0 else (lambda y: call(y)),
@@ -157,7 +166,7 @@ def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
             yt = y1.detach().requires_grad_(True)
             with torch.enable_grad():
                 e = run(yt).reshape(-1)
-                (g1,) = torch.autograd.grad(e.sum(), yt)
+                (g1,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
             e = e.detach()
             p1 = p1 - half * g1
             h = e + 0.5 * (p1 * p1 * w).sum(1)
