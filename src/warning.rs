@@ -50,6 +50,8 @@ warning_kinds! {
     LowEss,
     /// Chains run off (a density not normalisable along some direction).
     Drift,
+    /// Chains never moved after warm-up (every proposal rejected).
+    Stuck,
     /// Transitions diverged (after warm-up, over 1% of them; in negatives,
     /// any).
     Divergences,

@@ -54,6 +54,11 @@ pub fn warnings(
     if let Some(msg) = drift(out.samples.view()) {
         w.push(Warning::new(WarningKind::Drift, msg));
     }
+    if energy.space() == crate::energy::StateSpace::Continuous
+        && let Some(msg) = stuck(out)
+    {
+        w.push(Warning::new(WarningKind::Stuck, msg));
+    }
     let (chains, draws, _) = out.samples.dim();
     let divergent: usize = out.stats.divergences.iter().sum();
     if divergent * 100 > chains * draws {
@@ -117,6 +122,54 @@ fn exact_check(
             ex.mean().unwrap_or(f64::NAN)
         )
     }))
+}
+
+/// Energies beyond this magnitude are resolved coarser than one nat in
+/// float64 (2^53: one rounding step of the energy is 1 or more).
+const ENERGY_RESOLVED: f64 = 9_007_199_254_740_992.0;
+
+/// Chains that never moved after warm-up: 20 draws or more, every one
+/// equal to the chain's first (every proposal rejected; on a continuous
+/// space a chain that moves never repeats a point). Where such a chain's
+/// energy is beyond [`ENERGY_RESOLVED`], the message says why no kernel
+/// decides there: a Metropolis test is then decided by rounding (kernels
+/// that choose their step from the energy error, as AutoStep's, find none).
+fn stuck(out: &SampleOutput) -> Option<String> {
+    let (c, n, _) = out.samples.dim();
+    if n < 20 {
+        return None;
+    }
+    let frozen: Vec<usize> = (0..c)
+        .filter(|&i| {
+            let first = out.samples.slice(s![i, 0, ..]);
+            (1..n).all(|t| out.samples.slice(s![i, t, ..]) == first)
+        })
+        .collect();
+    if frozen.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = frozen.iter().take(8).map(usize::to_string).collect();
+    let more = if frozen.len() > 8 { ", ..." } else { "" };
+    let mut msg = format!(
+        "{} of {c} chains never moved after warm-up (chain {}{more}: every draw is the chain's first, every proposal rejected), so their draws are one point each",
+        frozen.len(),
+        shown.join(", ")
+    );
+    let coarse: Vec<f64> = frozen
+        .iter()
+        .map(|&i| out.final_state.energy[i])
+        .filter(|e| e.abs() > ENERGY_RESOLVED)
+        .collect();
+    if let Some(&e) = coarse.iter().max_by(|a, b| a.abs().total_cmp(&b.abs())) {
+        msg.push_str(&format!(
+            "; {} of them sit at energies up to {e:.3e}, where float64 resolves energy differences only to {:.1e} nats, so every Metropolis test there is decided by rounding: start them elsewhere (init) or sample with nuts, whose trajectories go downhill from there",
+            coarse.len(),
+            e.abs() * f64::EPSILON
+        ));
+    } else {
+        msg.push_str(": lower the step size or check the kernel's settings");
+    }
+    Some(msg)
 }
 
 /// Chains that run off: in every chain the mean norm of the last quarter of
