@@ -543,3 +543,18 @@ fn pt_negatives_persist_their_replicas() {
     modes.iter().for_each(|m| seen[*m] += 1);
     assert!(seen.iter().all(|n| *n >= 2), "negatives per mode {seen:?}");
 }
+
+#[test]
+fn a_sample_job_asking_draw_stats_of_tempering_is_refused() {
+    // Parallel tempering's draws come from swaps as well as moves: it has
+    // no per-draw transition statistics to give, and says so rather than
+    // returning none.
+    let model = boltz::model::load("gauss-ill").unwrap();
+    let mut job = boltz::jobs::SampleJob::new("pt");
+    (job.chains, job.warmup, job.draws, job.record_draw_stats) = (2, 10, 10, true);
+    let control = boltz::run::Control::default();
+    let err = boltz::jobs::sample(&model, None, &job, None, &mut NoObserver, &control, None)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("record_draw_stats"), "{err}");
+}

@@ -541,6 +541,9 @@ def test_sample_stats_per_draw_reach_arviz():
     # not asked for: a report without it (JSON-clean)
     _, plain = boltz.sample("gauss-ill", "nuts", chains=2, warmup=50, draws=20, seed=4)
     assert "sample_stats" not in plain
+    # parallel tempering has none to give: refused, not dropped
+    with pytest.raises(boltz.BoltzError, match="`sample_stats`: parallel tempering records no"):
+        boltz.sample("gauss-ill", "pt", chains=2, warmup=10, draws=10, sample_stats=True)
 
 
 def test_mass_windows_reach_the_run_and_a_bad_name_is_refused():

@@ -130,6 +130,25 @@ def test_torch_energy_float32_and_conditional():
     assert all(p.grad is None for p in net.parameters())
 
 
+def test_torch_energy_takes_results_of_another_dtype_than_its_input():
+    # A float64 module (its buffer) whose forward ends in float32: the
+    # energies are cast back to float64 for boltz, the gradient is float64.
+    torch = pytest.importorskip("torch")
+
+    class Mixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("c", torch.tensor(0.5, dtype=torch.float64))
+
+        def forward(self, y):
+            return (self.c * (y * y).sum(1)).float()
+
+    y = np.array([[0.5, -1.0], [2.0, 0.25]])
+    e, g = boltz.torch_energy(Mixed(), 2).energy_and_grad(y)
+    np.testing.assert_allclose(e, 0.5 * (y * y).sum(1), rtol=1e-7)
+    np.testing.assert_allclose(g, y, rtol=1e-7)
+
+
 def test_torch_energy_compiled_gives_the_eager_values():
     torch = pytest.importorskip("torch")
     torch.manual_seed(1)

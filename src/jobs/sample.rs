@@ -60,7 +60,7 @@ pub struct SampleJob {
     /// Record each draw's energy (default true).
     pub record_energies: bool,
     /// Record each draw's transition statistics ([`DrawStats`]; default
-    /// false; kernels' runs, not parallel tempering's).
+    /// false; kernels' runs: parallel tempering refuses it).
     ///
     /// [`DrawStats`]: crate::sampler::DrawStats
     #[serde(default)]
@@ -272,6 +272,12 @@ fn run_pt(
         return Err(Error::param(
             "sampler",
             "parallel tempering runs on one target: give one context, not one per chain",
+        ));
+    }
+    if config.record_draw_stats {
+        return Err(Error::param(
+            "record_draw_stats",
+            "parallel tempering records no per-draw transition statistics (its draws come from swaps as well as the kernel's moves)",
         ));
     }
     let settings = crate::pt::PtSettings {

@@ -249,6 +249,11 @@ def _sample_job(**kw: Any) -> Dict[str, Any]:
         "diagnostics": bool(kw["diagnostics"]),
         "record_draw_stats": bool(kw["sample_stats"]),
     }
+    if job["record_draw_stats"] and job["sampler"] == "pt":
+        raise BoltzError(
+            "invalid value for `sample_stats`: parallel tempering records no per-draw "
+            "transition statistics (its draws come from swaps as well as the kernel's moves)"
+        )
     return job
 
 

@@ -101,8 +101,8 @@ def torch_energy(
         if moded and not warned[0]:  # once warned, nothing more to look at
             check_mode()
 
-    # A float64 module on the CPU reads boltz's buffer and hands its own
-    # results back without a conversion (a few us a call of the boundary).
+    # A float64 module on the CPU reads boltz's buffer, and float64 results
+    # on the CPU go back without a conversion (a few us a call).
     host64 = torch.device(dev).type == "cpu" and dtype == torch.float64
 
     def tensor(a: np.ndarray) -> Any:
@@ -111,7 +111,9 @@ def torch_energy(
 
     def array(t: Any) -> np.ndarray:
         t = t.detach()
-        return (t if host64 else t.to(device="cpu", dtype=torch.float64)).numpy()
+        if t.dtype != torch.float64 or t.device.type != "cpu":
+            t = t.to(device="cpu", dtype=torch.float64)
+        return t.numpy()
 
     def call(y: np.ndarray, x: Optional[np.ndarray] = None):
         check()
