@@ -1,6 +1,7 @@
 //! Running jobs: on a worker thread with the interpreter lock released, Ctrl-C polled, panics caught.
 
 use super::*;
+use std::sync::atomic::AtomicPtr;
 
 /// Progress on stderr, a few times a second (`progress=True`).
 pub(crate) struct StderrProgress {
@@ -48,11 +49,31 @@ struct ProcessPool {
 /// is nothing to join or free). One atomic pointer, no lock, so a fork at
 /// any moment leaves nothing locked.
 pub(crate) fn pool() -> PyResult<&'static rayon::ThreadPool> {
-    use std::sync::atomic::AtomicPtr;
     static POOL: AtomicPtr<ProcessPool> = AtomicPtr::new(std::ptr::null_mut());
+    process_pool(&POOL, None)
+}
+
+/// The pool jobs on Python callbacks run on: one thread. Such a job's time
+/// is the callback's (which holds the interpreter lock, and whose numpy,
+/// torch or XLA code runs threads of its own); a second boltz thread only
+/// spins while it runs, taking a core from it: on 2 cores a trivial torch
+/// module's forward took 120-136 us inside a run on two threads against
+/// 39-42 us on one. Draws do not depend on the thread count.
+pub(crate) fn callback_pool() -> PyResult<&'static rayon::ThreadPool> {
+    static POOL: AtomicPtr<ProcessPool> = AtomicPtr::new(std::ptr::null_mut());
+    process_pool(&POOL, Some(1))
+}
+
+/// This process's pool in `slot` ([`pool`]'s rules), made at the first
+/// call: `threads` threads, else rayon's default (`RAYON_NUM_THREADS` or
+/// one per core).
+fn process_pool(
+    slot: &'static AtomicPtr<ProcessPool>,
+    threads: Option<usize>,
+) -> PyResult<&'static rayon::ThreadPool> {
     let pid = std::process::id();
     loop {
-        let current = POOL.load(Ordering::Acquire);
+        let current = slot.load(Ordering::Acquire);
         // SAFETY: a non-null pointer here was made by Box::into_raw below
         // and is never freed (pools live as long as the process).
         if let Some(p) = unsafe { current.as_ref() }
@@ -62,10 +83,11 @@ pub(crate) fn pool() -> PyResult<&'static rayon::ThreadPool> {
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("boltz-{i}"))
+            .num_threads(threads.unwrap_or(0))
             .build()
             .map_err(|e| BoltzError::new_err(format!("cannot start the thread pool: {e}")))?;
         let fresh = Box::into_raw(Box::new(ProcessPool { pid, pool }));
-        if POOL
+        if slot
             .compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
@@ -82,8 +104,9 @@ pub(crate) fn pool() -> PyResult<&'static rayon::ThreadPool> {
 /// switch of the lock).
 pub(crate) const POLL: Duration = Duration::from_millis(100);
 
-/// Runs `job` on a worker thread, in this process's [`pool`], with the
-/// interpreter lock released;
+/// Runs `job` on a worker thread, in this process's [`pool`] (the
+/// [`callback_pool`] when `callbacks` has any), with the interpreter lock
+/// released;
 /// Ctrl-C (checked every 100 ms) sets the stop flag and raises
 /// `KeyboardInterrupt`; the first error of a callback energy is raised as
 /// it is; a panic becomes a `BoltzError`.
@@ -97,7 +120,11 @@ pub(crate) fn run_job<T: Send + 'static>(
         c.arm(stop.clone());
     }
     let s2 = stop.clone();
-    let pool = pool()?;
+    let pool = if callbacks.is_empty() {
+        pool()?
+    } else {
+        callback_pool()?
+    };
     // The worker says it is done on a channel: the wait below wakes at
     // once (a 1 ms sleep-and-check loop returned a 10 ms call 0.5 ms late
     // on average), and every POLL to look at signals.

@@ -146,7 +146,11 @@ def kernels() -> List[Dict[str, Any]]:
 
 
 def threads() -> int:
-    """Worker threads boltz computes on (``RAYON_NUM_THREADS`` sets it)."""
+    """Worker threads boltz computes on (``RAYON_NUM_THREADS`` sets it).
+    Jobs on a Python callback energy (``CallbackEnergy``, ``jax_energy``,
+    ``torch_energy``) run on one: their time is the callback's, which has
+    threads of its own, and a second thread would only spin beside it.
+    The draws do not depend on the thread count."""
     return _native.threads()
 
 
