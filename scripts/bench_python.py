@@ -141,9 +141,11 @@ def torch_module_seconds(module, y, reps=200):
 
 class TimedTorch:
     """The user's function as torch runs it, timed inside each call of a
-    torch_energy: the module's forward (a wrapper module around it) and
-    its backward (``torch.autograd.grad``, wrapped while the timer is
-    entered). ``total()`` is (seconds, forward calls)."""
+    torch_energy: the module's forward (its ``forward`` run inside a
+    wrapper module's, so one module call is made, as without the timer,
+    and counted outside) and its backward (``torch.autograd.grad``,
+    wrapped while the timer is entered). ``total()`` is (seconds, forward
+    calls)."""
 
     def __init__(self, inner):
         import torch
@@ -157,7 +159,7 @@ class TimedTorch:
 
             def forward(self, y):
                 t = time.perf_counter()
-                out = self.inner(y)
+                out = self.inner.forward(y)
                 timer.seconds += time.perf_counter() - t
                 timer.calls += 1
                 return out
