@@ -126,9 +126,11 @@ def torch_energy(
                     f"torch_energy: the module returned shape {tuple(e.shape)} for {y.shape[0]} "
                     "rows; expected (n,) or (n, 1) energies"
                 )
-            e = e.reshape(-1)
+            if e.dim() != 1:
+                e = e.reshape(-1)
             # rows are independent: ones as the energies' gradient give
-            # each row's (e.sum()'s backward, without the sum: ~8 us)
+            # each row's (e.sum()'s backward, without the sum: ~8 us); a
+            # fresh seed each call, which no backward can have modified
             (g,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
         return array(e), array(g)
 
