@@ -61,39 +61,40 @@ pub(crate) fn sample<'py>(
             return Err(boltz::Error::Interrupted("sampling was stopped".into()));
         }
         let out = run.output;
-        let stats = out.draw_stats.map(|s| {
-            // (chains, draws, 5): acceptance, divergent (0/1), evaluations,
-            // step size, tree depth
-            ndarray::Array3::from_shape_fn(
-                (s.accept_prob.nrows(), s.accept_prob.ncols(), 5),
-                |(c, k, j)| match j {
-                    0 => s.accept_prob[[c, k]],
-                    1 => f64::from(u8::from(s.diverging[[c, k]])),
-                    2 => f64::from(s.n_evals[[c, k]]),
-                    3 => s.step_size[[c, k]],
-                    _ => f64::from(s.tree_depth[[c, k]]),
-                },
-            )
-        });
-        Ok((out.samples, (run.report, out.energies, stats)))
+        Ok((out.samples, (run.report, out.energies, out.draw_stats)))
     })?;
     let (report, energies, stats) = report;
     Ok((
         samples.into_pyarray(py),
         json(&report)?,
         energies.map(|e| e.into_pyarray(py)),
-        stats.map(|s| s.into_pyarray(py)),
+        stats.map(|s| draw_stats(py, s)).transpose()?,
     ))
+}
+
+/// Each draw's transition statistics under ArviZ's names, (chains, draws)
+/// arrays each.
+fn draw_stats(
+    py: Python<'_>,
+    s: boltz::sampler::DrawStats,
+) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("acceptance_rate", s.accept_prob.into_pyarray(py))?;
+    d.set_item("diverging", s.diverging.into_pyarray(py))?;
+    d.set_item("n_steps", s.n_evals.mapv(i64::from).into_pyarray(py))?;
+    d.set_item("step_size", s.step_size.into_pyarray(py))?;
+    d.set_item("tree_depth", s.tree_depth.mapv(i64::from).into_pyarray(py))?;
+    Ok(d)
 }
 
 /// `sample`'s result: the draws, the JSON report, and when the job asked
 /// for them the draws' energies (chains, draws) and transition statistics
-/// (chains, draws, 5).
+/// ([`draw_stats`]).
 type SampleResult<'py> = (
     Bound<'py, numpy::PyArray3<f64>>,
     String,
     Option<Bound<'py, PyArray2<f64>>>,
-    Option<Bound<'py, numpy::PyArray3<f64>>>,
+    Option<Bound<'py, pyo3::types::PyDict>>,
 );
 
 /// log Z (a JSON report, per-context arrays) of a `LogzJob` given as JSON,

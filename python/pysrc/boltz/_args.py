@@ -258,18 +258,13 @@ def _sample_job(**kw: Any) -> Dict[str, Any]:
 
 
 def _sample_stats(
-    report: Dict[str, Any], energies: Optional[_np.ndarray], stats: Optional[_np.ndarray]
+    report: Dict[str, Any], energies: Optional[_np.ndarray], stats: Optional[Dict[str, Any]]
 ) -> Dict[str, Any]:
     """``report`` with ``sample_stats`` (ArviZ's names, (chains, draws)
-    each) from the draws' energies and transition statistics, when recorded."""
+    each): the transition statistics the run recorded, named by the native
+    module, and ``lp`` from the draws' energies."""
     if stats is not None:
-        out = {
-            "acceptance_rate": stats[:, :, 0].copy(),
-            "diverging": stats[:, :, 1] != 0.0,
-            "n_steps": stats[:, :, 2].astype(_np.int64),
-            "step_size": stats[:, :, 3].copy(),
-            "tree_depth": stats[:, :, 4].astype(_np.int64),
-        }
+        out = dict(stats)
         if energies is not None:
             out["lp"] = -float(report.get("beta", 1.0) or 1.0) * energies
         report["sample_stats"] = out

@@ -1,7 +1,7 @@
 """Type stubs of boltz's native module (the Python layer in boltz/__init__.py
 wraps the job functions with defaults and docstrings)."""
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -111,7 +111,7 @@ def sample(
     npt.NDArray[np.float64],
     str,
     Optional[npt.NDArray[np.float64]],
-    Optional[npt.NDArray[np.float64]],
+    Optional[Dict[str, npt.NDArray[Any]]],
 ]: ...
 def check_memory(what: str, shape: List[int], bytes_each: int) -> None: ...
 def logz(
