@@ -119,19 +119,7 @@ def torch_energy(
         check()
         yt = tensor(y).requires_grad_(True)
         inp = yt if x is None else torch.cat([tensor(x), yt], dim=1)
-        with torch.enable_grad():
-            e = run(inp)
-            if e.numel() != y.shape[0]:
-                raise BoltzError(
-                    f"torch_energy: the module returned shape {tuple(e.shape)} for {y.shape[0]} "
-                    "rows; expected (n,) or (n, 1) energies"
-                )
-            if e.dim() != 1:
-                e = e.reshape(-1)
-            # rows are independent: ones as the energies' gradient give
-            # each row's (e.sum()'s backward, without the sum: ~8 us); a
-            # fresh seed each call, which no backward can have modified
-            (g,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
+        e, g = _energy_grad(run, inp, yt)
         return array(e), array(g)
 
     return CallbackEnergy(
@@ -142,6 +130,29 @@ def torch_energy(
         device=str(torch.device(dev)),
         leapfrog=_leapfrog(run, dev, dtype, check) if leapfrog and x_dim == 0 and dtype == torch.float64 else None,
     )
+
+
+def _energy_grad(run: Any, inp: Any, yt: Any) -> Tuple[Any, Any]:
+    """The module's energies (n,) at ``inp`` and their gradients in ``yt``
+    (the rows of ``inp``'s positions, requiring grad); a result that is not
+    one energy a row is a ``BoltzError``."""
+    import torch
+
+    with torch.enable_grad():
+        e = run(inp)
+        n = yt.shape[0]
+        if e.numel() != n:
+            raise BoltzError(
+                f"torch_energy: the module returned shape {tuple(e.shape)} for {n} "
+                "rows; expected (n,) or (n, 1) energies"
+            )
+        if e.dim() != 1:
+            e = e.reshape(-1)
+        # rows are independent: ones as the energies' gradient give each
+        # row's (e.sum()'s backward, without the sum: ~8 us); a fresh seed
+        # each call, which no backward can have modified
+        (g,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
+    return e, g
 
 
 def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
@@ -168,9 +179,7 @@ def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
             p1 = p - half * g
             y1 = torch.where(m, y + ew * p1, y)  # a stopped row is evaluated where it was
             yt = y1.detach().requires_grad_(True)
-            with torch.enable_grad():
-                e = run(yt).reshape(-1)
-                (g1,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
+            e, g1 = _energy_grad(run, yt, yt)
             e = e.detach()
             p1 = p1 - half * g1
             h = e + 0.5 * (p1 * p1 * w).sum(1)
