@@ -177,6 +177,7 @@ fn sample_job(args: &SampleArgs) -> Result<boltz::jobs::SampleJob> {
         shared_step: args.shared_step,
         adapt_mass: !args.no_adapt_mass,
         pooled_mass: args.pooled_mass,
+        dense_mass: args.dense_mass,
         mass_windows: boltz::kernels::MassWindows::parse(&args.mass_windows)?,
         init: parse_init_spec(args.init.as_deref())?,
         record_energies: true,

@@ -92,6 +92,11 @@ pub struct SampleArgs {
     /// instead of one per chain from its own (refused with --shard).
     #[arg(long, conflicts_with = "no_adapt_mass")]
     pub pooled_mass: bool,
+    /// Adapt a dense mass matrix (one for all chains, from the within-chain
+    /// covariances of their warm-up draws and gradients) instead of a diagonal: for
+    /// strongly correlated targets (refused with --shard).
+    #[arg(long, conflicts_with = "no_adapt_mass")]
+    pub dense_mass: bool,
     /// Where warm-up's mass windows lie: proportional (15%-40% and 40%-90%
     /// of warm-up) or expanding (Stan's: 75 steps, then windows of 25, 50,
     /// 100, ... steps, the last 50 for the step alone; for NUTS on

@@ -559,3 +559,27 @@ def test_mass_windows_reach_the_run_and_a_bad_name_is_refused():
     assert np.all(np.isfinite(de)) and isinstance(r["warnings"], list)
     with pytest.raises(boltz.BoltzError, match="mass_windows|proportional"):
         boltz.sample(e, mass_windows="stan", **kw)
+
+
+def test_dense_mass_reaches_the_run_and_gives_the_covariance():
+    # A ridge (correlation -0.9999, scales 1 and 50) as a NumPy callback:
+    # AutoStep HMC with a dense mass gives the moments (4 MCSE) and the
+    # report's inverse mass is the adapted matrix's diagonal; shards and
+    # tempering refuse it by its Python name.
+    cov = np.array([[1.0, -0.9999 * 50], [-0.9999 * 50, 2500.0]])
+    prec = np.linalg.inv(cov)
+
+    def ridge(y):
+        g = y @ prec
+        return 0.5 * np.einsum("ij,ij->i", y, g), g
+
+    e = boltz.CallbackEnergy(ridge, 2)
+    d, r = boltz.sample(e, "autohmc", chains=4, warmup=1000, draws=1000, seed=2, dense_mass=True)
+    assert r["warnings"] == []
+    diag = boltz.diagnose(d)
+    for j in range(2):
+        mcse = math.sqrt(cov[j, j] / diag["ess_bulk"][j])
+        assert abs(d[..., j].mean()) < 4 * mcse
+    assert np.allclose(r["inv_mass"], np.diag(cov), rtol=0.05)
+    with pytest.raises(boltz.BoltzError, match="dense_mass"):
+        boltz.sample(e, "pt", chains=2, warmup=10, draws=10, dense_mass=True)

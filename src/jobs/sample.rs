@@ -50,6 +50,13 @@ pub struct SampleJob {
     /// (default false). It couples the chains, so a shard refuses it.
     #[serde(default)]
     pub pooled_mass: bool,
+    /// Adapt a dense mass matrix instead of a diagonal (default false):
+    /// one for all chains, from the within-chain covariances of their
+    /// warm-up draws and gradients
+    /// ([`crate::kernels::Adaptation::dense_mass`]). It
+    /// couples the chains, so a shard refuses it.
+    #[serde(default)]
+    pub dense_mass: bool,
     /// Where warm-up's mass windows lie (default proportional;
     /// `expanding`: Stan's, for NUTS on ill-conditioned targets).
     #[serde(default)]
@@ -123,6 +130,7 @@ impl SampleJob {
             shared_step: false,
             adapt_mass: true,
             pooled_mass: false,
+            dense_mass: false,
             mass_windows: crate::kernels::MassWindows::default(),
             init: Init::default(),
             record_energies: true,
@@ -170,6 +178,12 @@ impl SampleJob {
 
     /// The driver's configuration (of this job's shard, if any).
     pub fn config(&self, dim: usize) -> Result<SampleConfig> {
+        if self.sampler == "pt" && self.dense_mass {
+            return Err(Error::param(
+                "dense_mass",
+                "parallel tempering adapts no mass matrix: `dense_mass` is for the other samplers",
+            ));
+        }
         if self.sampler == "pt" && self.shared_step {
             return Err(Error::param(
                 "shared_step",
@@ -190,6 +204,12 @@ impl SampleJob {
                     return Err(Error::param(
                         "shard",
                         "a pooled mass is adapted on all chains at once: shards need `shard` without `pooled_mass`",
+                    ));
+                }
+                if self.dense_mass && self.adapt_mass {
+                    return Err(Error::param(
+                        "shard",
+                        "a dense mass is adapted on all chains at once: shards need `shard` without `dense_mass`",
                     ));
                 }
                 if self.sampler == "pt" && self.ladder != crate::pt::LadderMode::PerChain {
@@ -215,6 +235,7 @@ impl SampleJob {
             shared_step_size: self.shared_step,
             adapt_mass: self.adapt_mass,
             pooled_mass: self.pooled_mass,
+            dense_mass: self.dense_mass,
             mass_windows: self.mass_windows,
             record_energies: self.record_energies,
             record_draw_stats: self.record_draw_stats,

@@ -56,7 +56,10 @@ impl MassAdapter {
 use super::step_size::{
     ChosenSteps, DualAveraging, GAMMA, StepAdapter, initial_step_sizes, start_dual,
 };
-use super::{ChainState, ChainStep, InvMass, Kernel, StepSizes, Tuning};
+use super::{
+    ChainState, ChainStep, DenseAdapter, DenseMetric, InvMass, Kernel, Moved, StepSizes, Tuning,
+    Whitened,
+};
 use crate::energy::Energy;
 use crate::rng::ChainRng;
 
@@ -78,6 +81,13 @@ pub struct Adaptation {
     /// Where the mass windows lie.
     #[serde(default)]
     pub windows: MassWindows,
+    /// Adapt a dense inverse mass instead of a diagonal (with `mass`): one
+    /// for all chains, from the within-chain covariances of their draws
+    /// and gradients ([`DenseAdapter`], as nutpie adapts); the chains move
+    /// in its whitened coordinates ([`super::Whitened`]). For targets whose coordinates
+    /// are strongly correlated, where a diagonal leaves a long ridge.
+    #[serde(default)]
+    pub dense_mass: bool,
 }
 
 /// Warm-up adaptation as a value apart from the kernel: it reads each
@@ -116,6 +126,12 @@ pub struct Tuner {
     /// existed used the proportional windows).
     #[serde(default)]
     windows: MassWindows,
+    /// A dense mass is adapted ([`Adaptation::dense_mass`]), its window
+    /// in `dense_window` (and `mass` stays empty).
+    #[serde(default)]
+    dense: bool,
+    #[serde(default)]
+    dense_window: Option<DenseAdapter>,
 }
 
 /// Where warm-up's mass windows lie (the inverse mass is re-estimated at
@@ -267,7 +283,11 @@ impl Tuner {
             });
         let chosen_ok = (self.chosen.is_empty() || self.chosen.len() == n_chains)
             && self.chosen.iter().all(|c| c.0.is_finite());
-        self.warmup == warmup && dual_ok && mass_ok && chosen_ok
+        let dense_ok = match &self.dense_window {
+            None => true,
+            Some(a) => self.dense && a.fits(n_chains, dim),
+        } && (!self.dense || self.mass.is_empty());
+        self.warmup == warmup && dual_ok && mass_ok && chosen_ok && dense_ok
     }
 
     /// The mass windows' first start and every end (none without mass
@@ -330,6 +350,7 @@ impl Tuner {
             self.pooled_mass,
             self.adapt_base,
             self.windows,
+            self.dense,
         ) == (
             fresh.warmup,
             fresh.target,
@@ -338,6 +359,7 @@ impl Tuner {
             fresh.pooled_mass,
             fresh.adapt_base,
             fresh.windows,
+            fresh.dense,
         );
         let w = self.warmup;
         let done = t.min(w);
@@ -369,7 +391,8 @@ impl Tuner {
             && self
                 .mass
                 .iter()
-                .all(|m| m.n == first && m.m2.iter().all(|v| *v >= 0.0));
+                .all(|m| m.n == first && m.m2.iter().all(|v| *v >= 0.0))
+            && self.dense_window.as_ref().is_none_or(|a| a.count() <= done);
         same && dual_ok && mass_ok && self.steps_agree(t, tuning)
     }
 
@@ -387,7 +410,7 @@ impl Tuner {
             .filter(|_| adaptation.step_size && warmup > 0);
         let adapt_mass = adaptation.mass && warmup >= 20 && kernel.uses_mass();
         let mut tuning = kernel.initial_tuning();
-        if adapt_mass {
+        if adapt_mass && !adaptation.dense_mass {
             tuning = tuning
                 .with_inv_mass(vec![1.0; dim])
                 .expect("ones are valid");
@@ -405,12 +428,15 @@ impl Tuner {
             adapt_base: kernel.chooses_step() && adaptation.step_size && warmup > 0,
             chosen: Vec::new(),
             windows: adaptation.windows,
+            dense: adapt_mass && adaptation.dense_mass,
+            dense_window: None,
         };
         (tuner, tuning)
     }
 
     /// Searches the initial step sizes at the starting state (no chain
-    /// moves; the streams are copied).
+    /// moves; the streams are copied). `energy` is the target itself, and
+    /// `state` in the tuning's whitened coordinates if it has a dense mass.
     pub fn start(
         &mut self,
         kernel: &dyn Kernel,
@@ -420,20 +446,24 @@ impl Tuner {
         tuning: &mut Tuning,
     ) {
         if let Some(t) = self.target {
-            let eps = initial_step_sizes(kernel, energy, state, rngs, t, tuning);
+            let dense = tuning.dense().cloned();
+            let moved = Moved::new(energy, dense.as_ref());
+            let eps = initial_step_sizes(kernel, moved.energy(), state, rngs, t, tuning);
             self.dual = Some(start_dual(eps, t, self.shared));
         }
     }
 
     /// Feeds warm-up step `t` (0-based; the chains have moved and `steps`
-    /// holds their records) and updates `tuning`.
+    /// holds their records) and updates `tuning`. `energy` is the target
+    /// itself; where a window sets a new dense mass, `state` moves into its
+    /// coordinates (re-evaluated there: one evaluation per chain).
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         t: usize,
         kernel: &dyn Kernel,
         energy: &dyn Energy,
-        state: &ChainState,
+        state: &mut ChainState,
         rngs: &[ChainRng],
         steps: &[ChainStep],
         tuning: &mut Tuning,
@@ -456,8 +486,11 @@ impl Tuner {
             };
             tuning.set_step_size(StepSizes::per_chain(eps));
             if window_end {
-                end_window(&mut self.mass, tuning);
-                let eps = initial_step_sizes(kernel, energy, state, rngs, tg, tuning);
+                let windows = (self.dense, &mut self.mass, &mut self.dense_window);
+                Self::close_window(windows, energy, state, tuning);
+                let dense = tuning.dense().cloned();
+                let moved = Moved::new(energy, dense.as_ref());
+                let eps = initial_step_sizes(kernel, moved.energy(), state, rngs, tg, tuning);
                 *da = start_dual(eps, tg, self.shared);
             }
             if t + 1 == w {
@@ -466,10 +499,18 @@ impl Tuner {
                 ));
             }
         } else if window_end {
-            end_window(&mut self.mass, tuning);
+            let windows = (self.dense, &mut self.mass, &mut self.dense_window);
+            Self::close_window(windows, energy, state, tuning);
         }
         if self.adapt_mass && t >= first && t < last {
-            self.add_window(state.position.view());
+            match tuning.dense() {
+                _ if !self.dense => self.add_window(state.position.view()),
+                Some(m) => {
+                    let y = m.to_state(state.position.view());
+                    self.add_dense(y.view(), m.grad_to_state(state.grad.view()).view());
+                }
+                None => self.add_dense(state.position.view(), state.grad.view()),
+            }
         }
         if self.adapt_base {
             self.base_step(t, steps, tuning);
@@ -480,6 +521,37 @@ impl Tuner {
         // energy is lowest (a funnel's neck) rather than where they belong.
         if t + 1 >= (w * 15 / 100).max(1) {
             tuning.set_warmup(false);
+        }
+    }
+
+    /// Adds the chains' positions and gradients (state coordinates) to
+    /// the dense window.
+    fn add_dense(&mut self, y: ndarray::ArrayView2<f64>, g: ndarray::ArrayView2<f64>) {
+        let (n, d) = y.dim();
+        self.dense_window
+            .get_or_insert_with(|| DenseAdapter::new(n, d))
+            .add(y, g);
+    }
+
+    /// Ends a mass window: a diagonal mass goes into `tuning`
+    /// ([`end_window`]); a dense one too, the chains moving into its
+    /// coordinates. A dense window whose covariance is not positive
+    /// definite leaves the mass as it was.
+    fn close_window(
+        (dense, mass, window): (bool, &mut Vec<MassAdapter>, &mut Option<DenseAdapter>),
+        energy: &dyn Energy,
+        state: &mut ChainState,
+        tuning: &mut Tuning,
+    ) {
+        if !dense {
+            return end_window(mass, tuning);
+        }
+        let Some(metric) = window.take().and_then(|a| a.metric()) else {
+            return;
+        };
+        if let Some(moved) = rebase(energy, state, tuning.dense(), &metric) {
+            *state = moved;
+            tuning.set_dense(metric);
         }
     }
 
@@ -540,6 +612,23 @@ impl Tuner {
             .iter_mut()
             .for_each(|c| *c = ChosenSteps::default());
     }
+}
+
+/// `state` (in `old`'s whitened coordinates, or the target's without
+/// one) moved into `new`'s and evaluated there; `None` if a chain's energy
+/// there is not finite.
+fn rebase(
+    energy: &dyn Energy,
+    state: &ChainState,
+    old: Option<&DenseMetric>,
+    new: &DenseMetric,
+) -> Option<ChainState> {
+    let y = match old {
+        Some(m) => m.to_state(state.position.view()),
+        None => state.position.clone(),
+    };
+    let z = new.to_whitened(y.view());
+    ChainState::new(&Whitened::new(energy, new), z).ok()
 }
 
 /// Ends a mass window: its inverse mass (one, or one per chain) goes

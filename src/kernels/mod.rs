@@ -12,6 +12,7 @@
 
 mod adapt;
 mod automala;
+mod dense;
 mod gibbs;
 mod hmc;
 mod mala;
@@ -24,6 +25,8 @@ mod spec;
 
 pub use adapt::{Adaptation, MassAdapter, MassWindows, Tuner, WindowBounds, mass_windows};
 pub use automala::AutoMala;
+pub use dense::{DenseAdapter, DenseMetric, Whitened};
+
 pub use gibbs::Gibbs;
 pub use hmc::Hmc;
 pub use mala::Mala;
@@ -295,6 +298,11 @@ pub struct Tuning {
     /// and in every sampling or AIS step.
     #[serde(default)]
     warmup: bool,
+    /// A dense inverse mass, shared by all chains (warm-up sets it with
+    /// [`Adaptation::dense_mass`]): the chains then move in the whitened
+    /// coordinates `z = L^-1 y` on [`Whitened`], with no diagonal mass.
+    #[serde(default)]
+    dense: Option<DenseMetric>,
 }
 
 impl Tuning {
@@ -304,6 +312,7 @@ impl Tuning {
             step_size: StepSizes::uniform(step_size),
             inv_mass: None,
             warmup: false,
+            dense: None,
         }
     }
 
@@ -313,6 +322,7 @@ impl Tuning {
             step_size,
             inv_mass: None,
             warmup: false,
+            dense: None,
         }
     }
 
@@ -352,6 +362,29 @@ impl Tuning {
                     && (m.values.len() == dim || m.values.len() == n_chains * dim)
                     && check_inv_mass(&m.values)
             })
+            && self
+                .dense
+                .as_ref()
+                .is_none_or(|m| m.dim() == dim && m.is_valid() && self.inv_mass.is_none())
+    }
+
+    /// The dense inverse mass, if any: the chains' positions are then in
+    /// its whitened coordinates.
+    pub fn dense(&self) -> Option<&DenseMetric> {
+        self.dense.as_ref()
+    }
+
+    /// Sets a dense inverse mass (and drops any diagonal one). The caller
+    /// moves the chains' positions into its coordinates.
+    pub fn set_dense(&mut self, metric: DenseMetric) {
+        self.inv_mass = None;
+        self.dense = Some(metric);
+    }
+
+    /// `energy` as the kernels move on it under this tuning: whitened by
+    /// the dense mass, if one is set.
+    pub fn moved<'a>(&'a self, energy: &'a dyn Energy) -> Moved<'a> {
+        Moved::new(energy, self.dense.as_ref())
     }
 
     /// Chain `chain`'s diagonal inverse mass matrix, if any (the shared one
@@ -390,6 +423,32 @@ impl Tuning {
     /// first 15%.
     pub fn set_warmup(&mut self, on: bool) {
         self.warmup = on;
+    }
+}
+
+/// An energy as a tuning's kernels move on it ([`Tuning::moved`]).
+pub enum Moved<'a> {
+    /// The energy itself.
+    Plain(&'a dyn Energy),
+    /// In a dense mass's whitened coordinates.
+    Whitened(Whitened<'a>),
+}
+
+impl<'a> Moved<'a> {
+    /// `energy`, whitened by `dense` if given.
+    pub fn new(energy: &'a dyn Energy, dense: Option<&'a DenseMetric>) -> Self {
+        match dense {
+            Some(m) => Moved::Whitened(Whitened::new(energy, m)),
+            None => Moved::Plain(energy),
+        }
+    }
+
+    /// The energy to step on.
+    pub fn energy(&self) -> &dyn Energy {
+        match self {
+            Moved::Plain(e) => *e,
+            Moved::Whitened(w) => w,
+        }
     }
 }
 

@@ -536,7 +536,7 @@ impl<'a> Ladder<'a> {
 
     /// Feeds warm-up step `t` to `tuner` (after [`Ladder::local_move`]).
     pub(crate) fn update_tuner(
-        &self,
+        &mut self,
         tuner: &mut crate::kernels::Tuner,
         t: usize,
         tuning: &mut Tuning,
@@ -547,7 +547,7 @@ impl<'a> Ladder<'a> {
                 t,
                 g.kernel.as_ref(),
                 &tempered,
-                &self.state,
+                &mut self.state,
                 &self.rngs,
                 &self.steps,
                 tuning,

@@ -345,10 +345,17 @@ pub fn sample(
             shared_step: false,
             mass: false,
             pooled_mass: false,
+            dense_mass: false,
             windows: crate::kernels::MassWindows::default(),
         };
         let (mut tuner, mut tuning) = Tuner::new(kernel, adaptation, config.warmup, d);
         if let Some(t) = &config.tuning {
+            if t.dense().is_some() {
+                return Err(Error::param(
+                    "tuning",
+                    "parallel tempering takes no dense mass (a sampling run's adapted one)",
+                ));
+            }
             tuning = t.clone();
         } else if let Some(s) = spec.settings.step_size {
             tuning.set_step_size(crate::kernels::StepSizes::uniform(s));

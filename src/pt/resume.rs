@@ -87,6 +87,7 @@ pub fn resume(
             shared_step: false,
             mass: false,
             pooled_mass: false,
+            dense_mass: false,
             windows: crate::kernels::MassWindows::default(),
         };
         let fresh = Tuner::new(kernel, adaptation, cfg.warmup, d).0;

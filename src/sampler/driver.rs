@@ -115,7 +115,7 @@ impl Transition for KernelMoves<'_> {
         self.moved_unevaluated |= unevaluated;
         if !unevaluated {
             self.kernel.step(
-                self.target,
+                self.tuning.moved(self.target).energy(),
                 &self.tuning,
                 &mut self.state,
                 &mut self.rngs,
@@ -127,7 +127,7 @@ impl Transition for KernelMoves<'_> {
                 t,
                 self.kernel,
                 self.target,
-                &self.state,
+                &mut self.state,
                 &self.rngs,
                 &self.steps,
                 &mut self.tuning,
@@ -155,8 +155,15 @@ impl Transition for KernelMoves<'_> {
         let Some(c) = &self.config else {
             return;
         };
-        for (o, v) in out[0].iter_mut().zip(self.state.position.iter()) {
-            *o = *v;
+        match self.tuning.dense() {
+            Some(m) => out[0].copy_from_slice(
+                m.to_state(self.state.position.view())
+                    .as_slice()
+                    .expect("standard layout"),
+            ),
+            None => {
+                out[0].copy_from_slice(self.state.position.as_slice().expect("standard layout"))
+            }
         }
         let mut next = 1;
         if c.record_energies {
@@ -272,11 +279,30 @@ pub fn sample_with(
         Some(y) => y,
         None => initial_positions(target, &config.init, &mut rngs)?,
     };
-    let state = ChainState::new(target, y0)?;
     let (mut tuner, mut tuning) = Tuner::new(kernel, config.adaptation(), config.warmup, d);
     if let Some(t) = &config.tuning {
         tuning = t.clone();
     }
+    // Under a given dense mass the chains start in its coordinates; a
+    // diagonal adapted on top would mix the two.
+    if tuning.dense().is_some() && config.adapt_mass && !config.dense_mass && config.warmup > 0 {
+        return Err(Error::param(
+            "tuning",
+            "a dense mass cannot be adapted further as a diagonal: set dense_mass, or adapt_mass off",
+        ));
+    }
+    let y0 = match tuning.dense() {
+        Some(m) if m.dim() != d => {
+            return Err(Error::shape(
+                "tuning's dense mass",
+                format!("{d} x {d}"),
+                format!("{0} x {0}", m.dim()),
+            ));
+        }
+        Some(m) => m.to_whitened(y0.view()),
+        None => y0,
+    };
+    let state = ChainState::new(tuning.moved(target).energy(), y0)?;
     tuner.start(kernel, target, &state, &rngs, &mut tuning);
     let moves = KernelMoves {
         target,
@@ -353,12 +379,13 @@ pub fn resume(
     let scaled = Scaled::new(energy, c.beta)?;
     let target: &dyn Energy = &scaled;
     let positions = Array2::from_shape_vec((c.n_chains, d), run.positions).expect("checked size");
+    let state = ChainState::new(run.tuning.moved(target).energy(), positions)?;
     let moves = KernelMoves {
         target,
         kernel,
         tuning: run.tuning,
         tuner: Some(run.tuner),
-        state: ChainState::new(target, positions)?,
+        state,
         rngs: run.rngs.iter().map(restore_rng).collect(),
         steps: vec![ChainStep::default(); c.n_chains],
         config: Some(c.clone()),
@@ -417,7 +444,10 @@ fn output(done: Finished<KernelMoves<'_>>, complete: bool) -> SampleOutput {
         warmup_divergences: tally.warmup_divergences,
         step_size: moves.tuning.step_size().median(),
         step_sizes: moves.tuning.step_size().expand(n),
-        inv_mass: moves.tuning.inv_masses().map(InvMass::median),
+        inv_mass: match moves.tuning.dense() {
+            Some(m) => Some(m.variances()),
+            None => moves.tuning.inv_masses().map(InvMass::median),
+        },
         tuning: moves.tuning.clone(),
         grad_evals: steps_total * kernel.grad_evals_per_step() as u64
             + n as u64
@@ -443,7 +473,10 @@ fn output(done: Finished<KernelMoves<'_>>, complete: bool) -> SampleOutput {
         energies,
         draw_stats,
         stats,
-        final_state: moves.state,
+        final_state: match moves.tuning.dense() {
+            Some(m) => moves.state.unwhitened(m),
+            None => moves.state,
+        },
         complete,
     }
 }

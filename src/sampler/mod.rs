@@ -53,6 +53,12 @@ pub struct SampleConfig {
     /// into shards adapts differently).
     #[serde(default)]
     pub pooled_mass: bool,
+    /// Adapt a dense inverse mass (one for all chains, from the
+    /// within-chain covariances of their warm-up draws and gradients,
+    /// [`crate::kernels::DenseAdapter`]) instead of a diagonal: for strongly correlated targets. Needs `adapt_mass`;
+    /// costs `O(d^2)` memory and `O(n d^2)` per evaluation.
+    #[serde(default)]
+    pub dense_mass: bool,
     /// Where warm-up's mass windows lie (default proportional: 15%-40% and
     /// 40%-90% of warm-up; [`crate::kernels::MassWindows::Expanding`] for Stan's).
     #[serde(default)]
@@ -120,6 +126,7 @@ impl SampleConfig {
             shared_step_size: false,
             adapt_mass: true,
             pooled_mass: false,
+            dense_mass: false,
             mass_windows: crate::kernels::MassWindows::default(),
             tuning: None,
             init: Init::default(),
@@ -139,6 +146,7 @@ impl SampleConfig {
             mass: self.adapt_mass,
             pooled_mass: self.pooled_mass,
             windows: self.mass_windows,
+            dense_mass: self.dense_mass,
         }
     }
 
@@ -240,9 +248,10 @@ pub struct RunStats {
     pub step_size: f64,
     /// Each chain's step size used for sampling.
     pub step_sizes: Vec<f64>,
-    /// The diagonal inverse mass matrix used for sampling, if any: per
-    /// coordinate the median over chains when each chain adapted its own
-    /// (every chain's is in `tuning`).
+    /// The inverse mass matrix used for sampling, if any, as its diagonal:
+    /// per coordinate the median over chains when each chain adapted its
+    /// own (every chain's is in `tuning`), the variances of a dense one
+    /// (the whole matrix is in `tuning`).
     pub inv_mass: Option<Vec<f64>>,
     /// The tuning used for sampling (what warm-up adapted): hand it to
     /// another run ([`SampleConfig::tuning`]) or to AIS.

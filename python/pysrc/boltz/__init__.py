@@ -178,6 +178,7 @@ def sample(
     shared_step: bool = False,
     adapt_mass: bool = True,
     pooled_mass: bool = False,
+    dense_mass: bool = False,
     mass_windows: str = "proportional",
     replicas: int = 8,
     kernel: Optional[str] = None,
@@ -210,8 +211,10 @@ def sample(
             do; a run split into shards then gives the same draws);
             ``shared_step`` adapts one step on the chains' mean acceptance,
             ``pooled_mass`` one mass from all chains' draws (more draws
-            behind it when every chain is in one mode), ``adapt_mass=False``
-            none. ``mass_windows``: ``"proportional"`` (two windows,
+            behind it when every chain is in one mode), ``dense_mass`` one
+            dense mass from the chains' draws and gradients (for
+            strongly correlated posteriors; O(dim^2) per evaluation),
+            ``adapt_mass=False`` none. ``mass_windows``: ``"proportional"`` (two windows,
             15%-40% and 40%-90% of warm-up) or ``"expanding"`` (Stan's: 75
             steps, then windows of 25, 50, 100, ... steps, the last 50 for
             the step alone: an early mass for NUTS on ill-conditioned
@@ -263,7 +266,8 @@ def sample(
         step_size=step_size, beta=beta, thin=thin, leapfrog=leapfrog,
         max_depth=max_depth, jitter=jitter, noise=noise, grad_clip=grad_clip,
         clamp=clamp, target_accept=target_accept, shared_step=shared_step,
-        adapt_mass=adapt_mass, pooled_mass=pooled_mass, mass_windows=mass_windows,
+        adapt_mass=adapt_mass, pooled_mass=pooled_mass, dense_mass=dense_mass,
+        mass_windows=mass_windows,
         replicas=replicas, kernel=kernel, ladder=ladder, diagnostics=diagnostics,
         sample_stats=sample_stats,
     )

@@ -242,6 +242,7 @@ def _sample_job(**kw: Any) -> Dict[str, Any]:
         "shared_step": bool(kw["shared_step"]),
         "adapt_mass": bool(kw["adapt_mass"]),
         "pooled_mass": bool(kw["pooled_mass"]),
+        "dense_mass": bool(kw["dense_mass"]),
         "mass_windows": str(kw["mass_windows"]),
         "replicas": _count(kw["replicas"], "replicas"),
         "kernel": None if kw["kernel"] is None else str(kw["kernel"]),

@@ -114,6 +114,25 @@ impl AutoMala {
     /// Most doublings or halvings of the base step per step (`2^±20`).
     pub const MAX_DOUBLINGS: i32 = 20;
 
+    /// AutoStep HMC's jitter of the base step, `eps0 (1 + 0.2 u)` with
+    /// `u ~ U(-1, 1)` drawn with the momentum (an auxiliary variable: the
+    /// backward search reuses it, so the move stays exact). Without it the
+    /// step grid `eps0 2^j` is fixed, and on a target the mass makes
+    /// isotropic (a dense mass on a Gaussian) every trajectory can turn by
+    /// the same angle: near pi the chain flips `z -> -z` with its radius
+    /// never changing (R-hat 1.2-1.3 seen). autoMALA (one step) takes none.
+    pub const HMC_JITTER: f64 = 0.2;
+
+    /// The base step's jitter: [`AutoMala::HMC_JITTER`] for trajectories
+    /// of more than one step.
+    fn jitter(&self) -> f64 {
+        if self.leapfrog > 1 {
+            Self::HMC_JITTER
+        } else {
+            0.0
+        }
+    }
+
     /// autoMALA with base leapfrog step `step_size` (> 0).
     pub fn new(step_size: f64) -> Result<Self> {
         check_positive("step_size", step_size)?;
@@ -384,10 +403,11 @@ impl Kernel for AutoMala {
         let (n, d) = (state.n_chains(), state.dim());
         let w = tuning.inv_masses();
         let lf = self.leapfrog;
-        let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
+        let mut eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
         let warm = tuning.in_warmup();
-        // Momentum p ~ N(0, M), M = 1 / w, and the bracket, from each chain's stream.
-        let bracket = draw_aux(state, w, true, rngs);
+        // Momentum p ~ N(0, M), M = 1 / w, the jittered base step and the
+        // bracket, from each chain's stream.
+        let bracket = draw_aux(state, w, Some((&mut eps0, self.jitter())), rngs);
         let mut scratch = Ends::new(n, d);
         let start = From {
             y: state.position.view(),
@@ -484,21 +504,22 @@ fn values_where(pick: &[bool], yes: &Array1<f64>, no: &Array1<f64>) -> Array1<f6
 }
 
 /// Each chain's auxiliary normal vector (in `state.momentum`: a momentum
-/// `p ~ N(0, M)`, `M = 1 / w`, drawn as HMC draws it, or for the random
-/// walk `z ~ N(0, I)`) and acceptance bracket `(log a, log b)`, from its
-/// own stream.
+/// `p ~ N(0, M)`, `M = 1 / w`, drawn as HMC draws it, each chain's base
+/// step jittered as HMC jitters its step, or for the random walk
+/// `z ~ N(0, I)`) and acceptance bracket `(log a, log b)`, from its own
+/// stream.
 fn draw_aux(
     state: &mut ChainState,
     w: Option<&InvMass>,
-    momentum: bool,
+    mut momentum: Option<(&mut [f64], f64)>,
     rngs: &mut [ChainRng],
 ) -> Vec<(f64, f64)> {
     let mut bracket = Vec::with_capacity(rngs.len());
     for (i, rng) in rngs.iter_mut().enumerate() {
         let mut row = state.momentum.row_mut(i);
         let p = row.as_slice_mut().expect("standard layout");
-        if momentum {
-            draw_momentum(rng, p, w.map(|m| m.of(i)), 1.0, 0.0);
+        if let Some((eps0, jitter)) = momentum.as_mut() {
+            eps0[i] = draw_momentum(rng, p, w.map(|m| m.of(i)), eps0[i], *jitter);
         } else {
             fill_standard_normal(rng, p);
         }
@@ -523,7 +544,7 @@ impl AutoMala {
         let w = tuning.inv_masses();
         let eps0: Vec<f64> = (0..n).map(|i| tuning.step_size().get(i)).collect();
         let warm = tuning.in_warmup();
-        let bracket = draw_aux(state, w, false, rngs);
+        let bracket = draw_aux(state, w, None, rngs);
         let (mut trial, mut trial_e) = (Array2::zeros((n, d)), Array1::zeros(n));
         let z = state.momentum.clone();
         let (j, fwd) = select_walk(

@@ -132,10 +132,10 @@ impl AutoMala {
         let lf = self.leapfrog;
         let warm = tuning.in_warmup();
         for_each_chain_row(state, rngs, steps, |mut c| {
-            let eps0 = tuning.step_size().get(c.index);
+            let mut eps0 = tuning.step_size().get(c.index);
             let w = tuning.inv_mass(c.index);
             if lf > 0 {
-                draw_momentum(c.rng, c.scratch, w, 1.0, 0.0);
+                eps0 = draw_momentum(c.rng, c.scratch, w, eps0, self.jitter());
             } else {
                 fill_standard_normal(c.rng, c.scratch);
             }
