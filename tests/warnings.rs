@@ -89,3 +89,46 @@ fn right_runs_are_never_called_stuck() {
         }
     }
 }
+
+#[test]
+fn warm_up_moves_chains_from_starts_float64_cannot_resolve() {
+    // Started at 1e9 (energy 1e18 > 2^53) the chains of every kernel,
+    // AutoStep HMC's included, first descend in warm-up: none is stuck,
+    // and the draws are N(0, 1) (|z| < 4 on the mean and variance over
+    // 4 x 1000 draws, ESS-based), the descent's evaluations counted.
+    let kernels: Vec<Box<dyn Kernel>> = vec![
+        Box::new(boltz::kernels::AutoMala::hmc(0.5, 8).unwrap()),
+        Box::new(Mala::new(0.5).unwrap()),
+        Box::new(Nuts::new(0.5, 6).unwrap()),
+    ];
+    let e = gauss();
+    for k in &kernels {
+        let mut c = SampleConfig::new();
+        (c.n_chains, c.warmup, c.draws, c.seed) = (4, 300, 1000, 3);
+        c.init = Init::Uniform {
+            lo: 1e9,
+            hi: 1e9 + 1.0,
+        };
+        let out = sample(&e, k.as_ref(), &c, None, &mut NoObserver).unwrap();
+        let w = warnings(&e, &out, None, None).unwrap();
+        assert!(w.is_empty(), "{}: {w:?}", k.name());
+        let x = out.samples.index_axis(ndarray::Axis(2), 0).to_owned();
+        let ess = boltz::diagnostics::ess_mean(x.view());
+        let zm = x.mean().unwrap() / (1.0 / ess.sqrt());
+        let x2 = x.mapv(|v| v * v);
+        let ess2 = boltz::diagnostics::ess_mean(x2.view());
+        let zv = (x2.mean().unwrap() - 1.0) / (2f64.sqrt() / ess2.sqrt());
+        assert!(
+            zm.abs() < 4.0 && zv.abs() < 4.0,
+            "{}: z {zm} {zv}",
+            k.name()
+        );
+        if k.name() == "mala" {
+            // MALA's steps cost one gradient each, and the start one: the
+            // rest is the descent's (each chain's rounds and its state
+            // evaluated again, 4 chains at least 2 each).
+            let extra = out.stats.grad_evals - 4 * 1300 - 4;
+            assert!(extra >= 8, "{extra}");
+        }
+    }
+}

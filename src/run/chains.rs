@@ -147,6 +147,11 @@ pub trait Transition {
     fn save(&self) -> Result<serde_json::Value>;
 }
 
+/// The most evaluations of one row a run may make before its first step
+/// ([`ChainRun::with_extra_evals`]: the sampler's descent from far starts,
+/// [`crate::sampler::MAX_ROUNDS`] rounds and one more).
+pub const PRESTART_EVALS: usize = 401;
+
 /// What the executor counts as a run goes; saved in checkpoints.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
@@ -186,7 +191,7 @@ impl Tally {
     /// the draws recorded for it, per-chain sums within the steps done, at
     /// most one divergence per row and step, at most 2^20 extra
     /// evaluations per row and step (NUTS at its deepest tree makes
-    /// 2^max_depth).
+    /// 2^max_depth) and [`PRESTART_EVALS`] per row before the first step.
     pub fn fits(&self, schedule: &Schedule, rows: usize, chains: usize) -> bool {
         let warm = self.t.min(schedule.warmup);
         let after = self.t - warm;
@@ -203,7 +208,10 @@ impl Tally {
             && self.warmup_divergences <= per_rows(warm)
             && self.divergences <= per_rows(after)
             && (chain_divs == self.divergences || (rows > chains && chain_divs <= self.divergences))
-            && self.extra_evals <= (per_rows(self.t) as u64).saturating_mul(1 << 20)
+            && self.extra_evals
+                <= (per_rows(self.t) as u64)
+                    .saturating_mul(1 << 20)
+                    .saturating_add(per_rows(PRESTART_EVALS) as u64)
             && self.elapsed_s.is_finite()
             && self.elapsed_s >= 0.0
     }
@@ -291,6 +299,13 @@ impl<T: Transition> ChainRun<T> {
         }
         run.tally = tally;
         Ok(run)
+    }
+
+    /// Counts `n` row evaluations made before the first step (warm-up's
+    /// descent from far starts) with the extra evaluations.
+    pub fn with_extra_evals(mut self, n: u64) -> Self {
+        self.tally.extra_evals += n;
+        self
     }
 
     /// Counts the run's wall time from `at` (a caller's set-up before the

@@ -9,7 +9,9 @@
 
 mod chains;
 
-pub use chains::{ChainRun, Finished, Schedule, Tally, Transition, by_chain, energies_by_chain};
+pub use chains::{
+    ChainRun, Finished, PRESTART_EVALS, Schedule, Tally, Transition, by_chain, energies_by_chain,
+};
 
 use crate::error::Result;
 use std::path::PathBuf;

@@ -162,7 +162,7 @@ fn stuck(out: &SampleOutput) -> Option<String> {
         .collect();
     if let Some(&e) = coarse.iter().max_by(|a, b| a.abs().total_cmp(&b.abs())) {
         msg.push_str(&format!(
-            "; {} of them sit at energies up to {e:.3e}, where float64 resolves energy differences only to {:.1e} nats, so every Metropolis test there is decided by rounding: start them elsewhere (init) or sample with nuts, whose trajectories go downhill from there",
+            "; {} of them sit at energies up to {e:.3e}, where float64 resolves energy differences only to {:.1e} nats, so every Metropolis test there is decided by rounding: run a warm-up (it first moves chains above 2^53 downhill), start them elsewhere (init) or sample with nuts, whose trajectories go downhill from there",
             coarse.len(),
             e.abs() * f64::EPSILON
         ));

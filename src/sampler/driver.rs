@@ -3,7 +3,7 @@
 //! and resume.
 
 use super::{DRAW_STATS, DrawStats, RunStats, SampleConfig, SampleOutput, initial_positions};
-use crate::energy::{Energy, Scaled};
+use crate::energy::{Energy, Scaled, StateSpace};
 use crate::error::{Error, Result};
 use crate::io::read_checkpoint;
 use crate::kernels::{ChainState, ChainStep, InvMass, Kernel, Tuner, Tuning};
@@ -302,7 +302,23 @@ pub fn sample_with(
         Some(m) => m.to_whitened(y0.view()),
         None => y0,
     };
-    let state = ChainState::new(tuning.moved(target).energy(), y0)?;
+    let moved = tuning.moved(target);
+    let mut state = ChainState::new(moved.energy(), y0)?;
+    // Warm-up first moves chains too far for float64 downhill.
+    let mut descent = 0;
+    if config.warmup > 0 && target.space() == StateSpace::Continuous {
+        let rounds = super::descend_far_starts(moved.energy(), &mut state);
+        // Each chain's rounds and its state evaluated again after them
+        // (its own count: a shard's chains count the same).
+        descent = rounds
+            .iter()
+            .filter(|r| **r > 0)
+            .map(|r| *r as u64 + 1)
+            .sum();
+        if descent > 0 {
+            state = ChainState::new(moved.energy(), state.position)?;
+        }
+    }
     tuner.start(kernel, target, &state, &rngs, &mut tuning);
     let moves = KernelMoves {
         target,
@@ -318,6 +334,7 @@ pub fn sample_with(
     };
     in_pool(|| {
         let run = ChainRun::new(moves, schedule(config), KIND)?;
+        let run = run.with_extra_evals(descent);
         finish(run, observer, control, start)
     })
 }

@@ -3,10 +3,12 @@
 //! and knows nothing about terminals.
 
 mod checks;
+mod descent;
 mod driver;
 
 pub use crate::run::{Control, NoObserver, Observer, Phase, Progress};
 pub use checks::{EXACT_CHECK_P, diagnostic_warnings, warnings};
+pub use descent::{FAR_ENERGY, MAX_ROUNDS, descend_far_starts};
 pub(crate) use driver::KernelMoves;
 pub use driver::{resume, sample, sample_with};
 
