@@ -147,6 +147,11 @@ def test_torch_energy_takes_results_of_another_dtype_than_its_input():
     e, g = boltz.torch_energy(Mixed(), 2).energy_and_grad(y)
     np.testing.assert_allclose(e, 0.5 * (y * y).sum(1), rtol=1e-7)
     np.testing.assert_allclose(g, y, rtol=1e-7)
+    # under the caller's torch.no_grad() the gradient is still taken
+    with torch.no_grad():
+        e2, g2 = boltz.torch_energy(Mixed(), 2).energy_and_grad(y)
+    np.testing.assert_array_equal(e2, e)
+    np.testing.assert_array_equal(g2, g)
 
 
 def test_torch_energy_compiled_gives_the_eager_values():

@@ -120,7 +120,9 @@ def torch_energy(
         yt = tensor(y).requires_grad_(True)
         inp = yt if x is None else torch.cat([tensor(x), yt], dim=1)
         e, g = _energy_grad(run, inp, yt)
-        return array(e), array(g)
+        # g is yt's gradient: no graph, and on the CPU in float64 already
+        # when yt is (host64), so it goes back as it is
+        return array(e), (g.numpy() if host64 else array(g))
 
     return CallbackEnergy(
         call if x_dim > 0 else (lambda y: call(y)),
@@ -138,20 +140,22 @@ def _energy_grad(run: Any, inp: Any, yt: Any) -> Tuple[Any, Any]:
     one energy a row is a ``BoltzError``."""
     import torch
 
-    with torch.enable_grad():
-        e = run(inp)
-        n = yt.shape[0]
-        if e.numel() != n:
-            raise BoltzError(
-                f"torch_energy: the module returned shape {tuple(e.shape)} for {n} "
-                "rows; expected (n,) or (n, 1) energies"
-            )
-        if e.dim() != 1:
-            e = e.reshape(-1)
-        # rows are independent: ones as the energies' gradient give each
-        # row's (e.sum()'s backward, without the sum: ~8 us); a fresh seed
-        # each call, which no backward can have modified
-        (g,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
+    if not torch.is_grad_enabled():  # under torch.no_grad(): turned on here
+        with torch.enable_grad():
+            return _energy_grad(run, inp, yt)
+    e = run(inp)
+    n = yt.shape[0]
+    if e.numel() != n:
+        raise BoltzError(
+            f"torch_energy: the module returned shape {tuple(e.shape)} for {n} "
+            "rows; expected (n,) or (n, 1) energies"
+        )
+    if e.dim() != 1:
+        e = e.reshape(-1)
+    # rows are independent: ones as the energies' gradient give each
+    # row's (e.sum()'s backward, without the sum: ~8 us); a fresh seed
+    # each call, which no backward can have modified
+    (g,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
     return e, g
 
 
