@@ -137,12 +137,7 @@ fn a_given_dense_mass_keeps_exact_draws_exact() {
     )
     .unwrap();
     let y = out.samples.index_axis(Axis(1), 0).to_owned();
-    let moved = y
-        .rows()
-        .into_iter()
-        .zip(start.rows())
-        .filter(|(a, b)| a != b)
-        .count();
+    let moved = common::moved_rows(y.view(), start.view());
     assert!(moved > n / 2, "only {moved} chains moved");
     // Narrow direction: y0 + y1 / 50 has variance 2 (1 + rho).
     let narrow: Vec<f64> = y.rows().into_iter().map(|r| r[0] + r[1] / SD[1]).collect();
@@ -223,33 +218,23 @@ fn dense_mass_is_refused_where_it_cannot_apply() {
     job.dense_mass = true;
     let err = job.config(2).unwrap_err().to_string();
     assert!(err.contains("dense_mass"), "{err}");
-    // A dense mass of another dimension is refused at the start, and one
-    // that a diagonal adaptation would continue.
-    let mut c = config(1, false);
-    let mut t = boltz::kernels::Tuning::new(0.1);
-    t.set_dense(DenseMetric::from_cov(&[1.0, 0.0, 0.0, 1.0], 2).unwrap());
-    c.tuning = Some(t);
-    let err = sample(
-        &ridge(),
-        &Hmc::new(0.1, 4, 0.0).unwrap(),
-        &c,
-        None,
-        &mut NoObserver,
-    );
-    assert!(err.unwrap_err().to_string().contains("dense_mass"));
-    c.adapt_mass = false;
-    let mut t = boltz::kernels::Tuning::new(0.1);
-    t.set_dense(DenseMetric::from_cov(&[1.0], 1).unwrap());
-    c.tuning = Some(t);
-    let err = sample(
-        &ridge(),
-        &Hmc::new(0.1, 4, 0.0).unwrap(),
-        &c,
-        None,
-        &mut NoObserver,
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("dense mass"), "{err}");
+    // A dense mass that a diagonal adaptation would continue is refused
+    // at the start, and one of another dimension.
+    let refusal = |cov: &[f64], dim: usize, adapt_mass: bool| {
+        let mut c = config(1, false);
+        c.adapt_mass = adapt_mass;
+        let mut t = boltz::kernels::Tuning::new(0.1);
+        t.set_dense(DenseMetric::from_cov(cov, dim).unwrap());
+        c.tuning = Some(t);
+        let k = Hmc::new(0.1, 4, 0.0).unwrap();
+        sample(&ridge(), &k, &c, None, &mut NoObserver)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = refusal(&[1.0, 0.0, 0.0, 1.0], 2, true);
+    assert!(err.contains("dense_mass"), "{err}");
+    let err = refusal(&[1.0], 1, false);
+    assert!(err.contains("dense mass"), "{err}");
 }
 
 #[test]

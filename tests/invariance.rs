@@ -12,6 +12,7 @@
 //! test shows the tests' power: a kernel that is not invariant (ULA at a
 //! large step, the unadjusted MALA proposal) is caught.
 
+mod common;
 use boltz::diagnostics::{chi_square_test, ks_test};
 use boltz::energy::{Energy, FnEnergy, log_sum_exp};
 use boltz::kernels::{Invariance, KERNELS, Kernel, KernelSpec, Ula};
@@ -40,12 +41,7 @@ fn step(
     c.adapt_mass = false;
     let out = sample(energy, kernel, &c, Some(start.clone()), &mut NoObserver).unwrap();
     let y = out.samples.index_axis(ndarray::Axis(1), 0).to_owned();
-    let moved = y
-        .rows()
-        .into_iter()
-        .zip(start.rows())
-        .filter(|(a, b)| a != b)
-        .count();
+    let moved = common::moved_rows(y.view(), start.view());
     let frac = moved as f64 / y.nrows() as f64;
     assert!(
         frac > 0.3,

@@ -77,3 +77,13 @@ impl boltz::run::Observer for StopAfter {
         }
     }
 }
+
+/// How many rows of `y` differ from those of `start` (chains that moved:
+/// an invariance test needs enough of them not to be vacuous).
+pub fn moved_rows(y: ArrayView2<f64>, start: ArrayView2<f64>) -> usize {
+    y.rows()
+        .into_iter()
+        .zip(start.rows())
+        .filter(|(a, b)| a != b)
+        .count()
+}
