@@ -2,6 +2,7 @@
 //! `GaussianMixture(covariance_type="full")`), with closed-form log Z and
 //! exact draws.
 
+use super::gaussian::{solve_lower, solve_lower_t};
 use super::{RowEnergy, log_sum_exp};
 use crate::error::{Error, Result, check_finite, check_positive};
 use ndarray::{Array2, Array3};
@@ -153,13 +154,11 @@ impl FullMixture {
         let mut diag = vec![0.0; d];
         let mut w = vec![0.0; d];
         for (j, dj) in diag.iter_mut().enumerate() {
-            for i in (0..d).rev() {
-                let mut s = if i == j { 1.0 } else { 0.0 };
-                for (l, wl) in w.iter().enumerate().skip(i + 1) {
-                    s -= u[[i, l]] * wl;
-                }
-                w[i] = s / u[[i, i]];
-            }
+            // U = L^T with L = U^T lower triangular.
+            w.iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = f64::from(u8::from(i == j)));
+            solve_lower_t(u.t(), &mut w);
             *dj = w.iter().map(|v| v * v).sum();
         }
         diag
@@ -179,17 +178,11 @@ impl FullMixture {
                 break;
             }
         }
-        let d = out.len();
-        let z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
-        let uk = self.chol.index_axis(ndarray::Axis(0), k);
-        // U^T is lower triangular: (U^T x)_i = sum_{l <= i} U[l, i] x_l.
-        for i in 0..d {
-            let mut s = z[i];
-            for (l, o) in out.iter().enumerate().take(i) {
-                s -= uk[[l, i]] * o;
-            }
-            out[i] = s / uk[[i, i]];
+        for o in out.iter_mut() {
+            *o = StandardNormal.sample(rng);
         }
+        // U^T is lower triangular.
+        solve_lower(self.chol.index_axis(ndarray::Axis(0), k).t(), out);
         for (j, o) in out.iter_mut().enumerate() {
             *o += self.means[[k, j]];
         }

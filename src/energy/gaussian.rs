@@ -103,6 +103,30 @@ pub struct FullGaussian {
     chol: Array2<f64>,
 }
 
+/// Solves `L x = b` in place (`x` holds `b`) for a lower-triangular `L`
+/// with a non-zero diagonal (forward substitution).
+pub(crate) fn solve_lower(l: ArrayView2<f64>, x: &mut [f64]) {
+    for i in 0..x.len() {
+        let mut s = x[i];
+        for k in 0..i {
+            s -= l[[i, k]] * x[k];
+        }
+        x[i] = s / l[[i, i]];
+    }
+}
+
+/// Solves `L^T x = b` in place (`x` holds `b`) for a lower-triangular `L`
+/// with a non-zero diagonal (back substitution).
+pub(crate) fn solve_lower_t(l: ArrayView2<f64>, x: &mut [f64]) {
+    for i in (0..x.len()).rev() {
+        let mut s = x[i];
+        for k in i + 1..x.len() {
+            s -= l[[k, i]] * x[k];
+        }
+        x[i] = s / l[[i, i]];
+    }
+}
+
 /// Lower Cholesky factor of a symmetric positive-definite matrix.
 pub fn cholesky(a: &Array2<f64>) -> Result<Array2<f64>> {
     let n = a.nrows();
@@ -181,14 +205,11 @@ impl FullGaussian {
         let mut var = vec![0.0; d];
         let mut col = vec![0.0; d];
         for i in 0..d {
-            // Solve L c = e_i by forward substitution; var_i = |c|^2.
-            for r in 0..d {
-                let mut s = if r == i { 1.0 } else { 0.0 };
-                for k in 0..r {
-                    s -= self.chol[[r, k]] * col[k];
-                }
-                col[r] = s / self.chol[[r, r]];
-            }
+            // Solve L c = e_i; var_i = |c|^2.
+            col.iter_mut()
+                .enumerate()
+                .for_each(|(r, c)| *c = f64::from(u8::from(r == i)));
+            solve_lower(self.chol.view(), &mut col);
             var[i] = col.iter().map(|c| c * c).sum();
         }
         var
@@ -197,14 +218,10 @@ impl FullGaussian {
     /// One exact draw: solves `L^T u = z` and returns `mean + u`.
     pub fn sample_exact<R: Rng + ?Sized>(&self, rng: &mut R, out: &mut [f64]) {
         let d = self.mean.len();
-        let z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
-        for i in (0..d).rev() {
-            let mut s = z[i];
-            for k in i + 1..d {
-                s -= self.chol[[k, i]] * out[k];
-            }
-            out[i] = s / self.chol[[i, i]];
+        for o in out.iter_mut() {
+            *o = StandardNormal.sample(rng);
         }
+        solve_lower_t(self.chol.view(), out);
         for i in 0..d {
             out[i] += self.mean[i];
         }

@@ -39,6 +39,7 @@ pub use conditioned::Conditioned;
 pub use full_mixture::FullMixture;
 pub use funnel::Funnel;
 pub use gaussian::{DiagGaussian, FullGaussian};
+pub(crate) use gaussian::{cholesky, solve_lower, solve_lower_t};
 pub use leapfrog::{
     Leapfrog, LeapfrogPath, LeapfrogStart, SEGMENT_BYTES, StepwiseLeapfrog, kick, kick_drift,
     max_segment_steps,

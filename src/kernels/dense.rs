@@ -10,7 +10,7 @@
 //! change of coordinates bypasses). Warm-up estimates `Sigma` from the
 //! window's draws and gradients ([`DenseAdapter`]).
 
-use crate::energy::{Energy, StateSpace};
+use crate::energy::{Energy, StateSpace, cholesky, solve_lower, solve_lower_t};
 use crate::linalg::matmul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
@@ -28,25 +28,12 @@ impl DenseMetric {
     /// The Cholesky factor of the symmetric `cov` (`dim x dim`, row-major);
     /// `None` unless it is positive definite with finite entries.
     pub fn from_cov(cov: &[f64], dim: usize) -> Option<Self> {
-        if cov.len() != dim.checked_mul(dim)? {
-            return None;
-        }
-        let mut l = vec![0.0; dim * dim];
-        for i in 0..dim {
-            for j in 0..=i {
-                let s: f64 = (0..j).map(|k| l[i * dim + k] * l[j * dim + k]).sum();
-                let v = cov[i * dim + j] - s;
-                if i == j {
-                    if !(v > 0.0 && v.is_finite()) {
-                        return None;
-                    }
-                    l[i * dim + i] = v.sqrt();
-                } else {
-                    l[i * dim + j] = v / l[j * dim + j];
-                }
-            }
-        }
-        let m = DenseMetric { dim, chol: l };
+        let cov = Array2::from_shape_vec((dim, dim), cov.to_vec()).ok()?;
+        let l = cholesky(&cov).ok()?;
+        let m = DenseMetric {
+            dim,
+            chol: l.iter().copied().collect(),
+        };
         m.is_valid().then_some(m)
     }
 
@@ -88,13 +75,9 @@ impl DenseMetric {
 
     /// `z = L^-1 y` for every row `y` (forward substitution).
     pub fn to_whitened(&self, y: ArrayView2<f64>) -> Array2<f64> {
-        let d = self.dim;
-        let mut z = y.to_owned();
+        let mut z = y.as_standard_layout().into_owned();
         for mut row in z.rows_mut() {
-            for i in 0..d {
-                let s: f64 = (0..i).map(|k| self.chol[i * d + k] * row[k]).sum();
-                row[i] = (row[i] - s) / self.chol[i * d + i];
-            }
+            solve_lower(self.factor(), row.as_slice_mut().expect("standard layout"));
         }
         z
     }
@@ -102,13 +85,9 @@ impl DenseMetric {
     /// `g_y = L^-T g_z` for every row (a whitened gradient back in the
     /// state's coordinates; back substitution).
     pub fn grad_to_state(&self, g: ArrayView2<f64>) -> Array2<f64> {
-        let d = self.dim;
-        let mut out = g.to_owned();
+        let mut out = g.as_standard_layout().into_owned();
         for mut row in out.rows_mut() {
-            for i in (0..d).rev() {
-                let s: f64 = (i + 1..d).map(|k| self.chol[k * d + i] * row[k]).sum();
-                row[i] = (row[i] - s) / self.chol[i * d + i];
-            }
+            solve_lower_t(self.factor(), row.as_slice_mut().expect("standard layout"));
         }
         out
     }
@@ -163,14 +142,19 @@ impl Energy for Whitened<'_> {
         &self,
         z: ArrayView2<f64>,
         energy: ArrayViewMut1<f64>,
-        grad: ArrayViewMut2<f64>,
+        mut grad: ArrayViewMut2<f64>,
     ) {
         let y = self.metric.to_state(z);
-        let mut gy = Array2::zeros(y.raw_dim());
         self.inner
-            .energy_grad_batch(y.view(), energy, gy.view_mut());
-        // Each row: g_z = L^T g_y, i.e. the row vector g_y L.
-        matmul(gy.view(), self.metric.factor(), grad, false);
+            .energy_grad_batch(y.view(), energy, grad.view_mut());
+        // Each row in place: g_z = L^T g_y, g_z[j] = sum_{i >= j} L[i, j]
+        // g_y[i], ascending j (entries i >= j still hold g_y's).
+        let l = self.metric.factor();
+        for mut g in grad.rows_mut() {
+            for j in 0..g.len() {
+                g[j] = (j..g.len()).map(|i| l[[i, j]] * g[i]).sum();
+            }
+        }
     }
     fn log_z(&self) -> Option<f64> {
         self.inner.log_z().map(|z| z - self.metric.log_det())
