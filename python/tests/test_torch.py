@@ -154,6 +154,50 @@ def test_torch_energy_takes_results_of_another_dtype_than_its_input():
     np.testing.assert_array_equal(g2, g)
 
 
+def test_torch_energy_calls_see_only_their_own_batch():
+    # torch_energy reuses its leaf tensor over boltz's buffer and the
+    # backward's seed of ones from call to call: every call's results are
+    # still its batch's, across batch sizes, and after a custom backward
+    # wrote to its incoming gradient in place (the seed is replaced).
+    torch = pytest.importorskip("torch")
+
+    class Triple(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, e):
+            return e.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad.mul_(3.0)  # in place, into the seed
+
+    class Quad(torch.nn.Module):
+        def __init__(self, triple):
+            super().__init__()
+            self.triple = triple
+            self.register_buffer("c", torch.tensor(0.5, dtype=torch.float64))
+
+        def forward(self, y):
+            e = self.c * (y * y).sum(1)
+            return Triple.apply(e) if self.triple else e
+
+    rng = np.random.default_rng(5)
+    module = Quad(False)
+    te = boltz.torch_energy(module, 3)
+    for n, triple in [(4, False), (4, False), (7, False), (4, True), (4, True), (4, False), (7, False)]:
+        module.triple = triple
+        y = rng.normal(size=(n, 3))
+        e, g = te.energy_and_grad(y)
+        np.testing.assert_allclose(e, 0.5 * (y * y).sum(1), rtol=1e-14)
+        np.testing.assert_allclose(g, (3.0 if triple else 1.0) * y, rtol=1e-14)
+    # and through a sampler (one buffer refilled every step): the draws of
+    # the same run through a NumPy callback, bit for bit
+    module.triple = False
+    ce = boltz.CallbackEnergy(lambda y: (0.5 * (y * y).sum(1), y.copy()), 3)
+    a, _ = boltz.sample(te, "mala", chains=4, warmup=20, draws=30, seed=2)
+    b, _ = boltz.sample(ce, "mala", chains=4, warmup=20, draws=30, seed=2)
+    np.testing.assert_array_equal(a, b)
+
+
 def test_torch_energy_compiled_gives_the_eager_values():
     torch = pytest.importorskip("torch")
     torch.manual_seed(1)

@@ -104,22 +104,38 @@ def torch_energy(
     # A float64 module on the CPU reads boltz's buffer, and float64 results
     # on the CPU go back without a conversion (a few us a call).
     host64 = torch.device(dev).type == "cpu" and dtype == torch.float64
+    # host64: boltz refills one buffer for every call of a batch size, so
+    # the leaf tensor over it (requiring grad) is made once and reused:
+    # (buffer, tensor), replaced as one object (calls on other threads get
+    # buffers of their own, each its own tensor).
+    leaf: List[Any] = [None]
+    seeds: List[Any] = [None]
+
+    def positions(y: np.ndarray) -> Any:
+        if not host64:
+            return torch.from_numpy(y).to(device=dev, dtype=dtype).requires_grad_(True)
+        c = leaf[0]
+        if c is not None and c[0] is y:
+            return c[1]
+        t = torch.from_numpy(y).requires_grad_(True)
+        leaf[0] = (y, t)
+        return t
 
     def tensor(a: np.ndarray) -> Any:
         t = torch.from_numpy(a)
         return t if host64 else t.to(device=dev, dtype=dtype)
 
     def array(t: Any) -> np.ndarray:
-        t = t.detach()
-        if t.dtype != torch.float64 or t.device.type != "cpu":
-            t = t.to(device="cpu", dtype=torch.float64)
-        return t.numpy()
+        if t.dtype is torch.float64 and t.is_cpu:
+            return t.detach().numpy()
+        return t.detach().to(device="cpu", dtype=torch.float64).numpy()
 
     def call(y: np.ndarray, x: Optional[np.ndarray] = None):
-        check()
-        yt = tensor(y).requires_grad_(True)
+        if moded:
+            check()
+        yt = positions(y)
         inp = yt if x is None else torch.cat([tensor(x), yt], dim=1)
-        e, g = _energy_grad(run, inp, yt)
+        e, g = _energy_grad(run, inp, yt, seeds)
         # g is yt's gradient: no graph, and on the CPU in float64 already
         # when yt is (host64), so it goes back as it is
         return array(e), (g.numpy() if host64 else array(g))
@@ -134,15 +150,16 @@ def torch_energy(
     )
 
 
-def _energy_grad(run: Any, inp: Any, yt: Any) -> Tuple[Any, Any]:
+def _energy_grad(run: Any, inp: Any, yt: Any, seeds: Optional[List[Any]] = None) -> Tuple[Any, Any]:
     """The module's energies (n,) at ``inp`` and their gradients in ``yt``
     (the rows of ``inp``'s positions, requiring grad); a result that is not
-    one energy a row is a ``BoltzError``."""
+    one energy a row is a ``BoltzError``. ``seeds``, a one-item list, keeps
+    the backward's seed from call to call (see :func:`_ones`)."""
     import torch
 
     if not torch.is_grad_enabled():  # under torch.no_grad(): turned on here
         with torch.enable_grad():
-            return _energy_grad(run, inp, yt)
+            return _energy_grad(run, inp, yt, seeds)
     e = run(inp)
     n = yt.shape[0]
     if e.numel() != n:
@@ -153,10 +170,32 @@ def _energy_grad(run: Any, inp: Any, yt: Any) -> Tuple[Any, Any]:
     if e.dim() != 1:
         e = e.reshape(-1)
     # rows are independent: ones as the energies' gradient give each
-    # row's (e.sum()'s backward, without the sum: ~8 us); a fresh seed
-    # each call, which no backward can have modified
-    (g,) = torch.autograd.grad(e, yt, grad_outputs=torch.ones_like(e))
+    # row's (e.sum()'s backward, without the sum: ~8 us)
+    (g,) = torch.autograd.grad(e, yt, grad_outputs=_ones(e, seeds))
     return e, g
+
+
+def _ones(e: Any, seeds: Optional[List[Any]]) -> Any:
+    """Ones of ``e``'s shape, dtype and device: the seed of a backward.
+    With a cache (``seeds``, a one-item list) the last one is reused while
+    it fits and its version counter says nothing wrote to it (a custom
+    backward may write to its incoming gradient in place); a fresh
+    ``ones_like`` costs 1-4 us a call."""
+    import torch
+
+    if seeds is None:
+        return torch.ones_like(e)
+    o = seeds[0]
+    if (
+        o is not None
+        and o._version == 0
+        and o.dtype is e.dtype
+        and o.shape == e.shape
+        and o.device == e.device
+    ):
+        return o
+    o = seeds[0] = torch.ones_like(e)
+    return o
 
 
 def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
