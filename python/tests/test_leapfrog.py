@@ -153,6 +153,48 @@ def test_jax_energy_nuts_with_its_integrator_samples_the_law(x64):
     assert plain.callback_stats()[0] >= r2["grad_evals"] / 4
 
 
+def test_torch_integrator_follows_the_kernels_arithmetic():
+    # torch's loop against the NumPy steps, bit for bit: segments of the
+    # lengths NUTS asks, a row that stops (NaN after), one that stands
+    # (eps 0), and every row stopped before the segment's end.
+    torch = pytest.importorskip("torch")
+    from boltz._torch import _leapfrog
+
+    class Quartic(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("s", torch.tensor(SCALE))  # float64
+
+        def forward(self, y):
+            return 0.5 * ((y / self.s) ** 2).sum(1) + 0.1 * (y**4).sum(1)
+
+    # the reference steps take the same module's energies and gradients
+    # (autograd's rounding), through the per-step path
+    batch = boltz.torch_energy(Quartic(), 3, leapfrog=False).energy_and_grad
+    seg = _leapfrog(Quartic(), "cpu", torch.float64, lambda: None)
+    ref, _ = numpy_leapfrog(batch)
+    rng = np.random.default_rng(1)
+    y, p = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    g = batch(y)[1]
+    eps = np.array([0.1, -0.1, 0.0, 0.05, -0.8])
+    w = rng.uniform(0.5, 2.0, (5, 3))
+    h0 = batch(y)[0] + 0.5 * (p * p * w).sum(1)
+    h_max = np.where(np.arange(5) == 4, h0[4] + 1e-3, np.inf)
+    for steps in (1, 2, 4, 9, 64):
+        got, want = seg(y, p, g, eps, w, h_max, steps), ref(y, p, g, eps, w, h_max, steps)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and a.dtype == np.float64
+            np.testing.assert_array_equal(a, b)
+    stopped = np.isnan(got[3][:, 4])
+    assert 0 < stopped.sum() < 64 and not np.isnan(got[3][:, :4]).any()
+    # every row stops within a few steps of a 9-step segment
+    tight, big = h0 + 1e-9, np.array([0.8, -0.8, 0.8, 0.4, -0.8])
+    got, want = seg(y, p, g, big, w, tight, 9), ref(y, p, g, big, w, tight, 9)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(got[3][-1]).all()
+
+
 @pytest.mark.parametrize("sampler", ["nuts", "hmc"])
 def test_torch_energy_integrator_gives_the_same_draws(sampler):
     # torch's loop does the kernels' arithmetic op by op: the draws equal

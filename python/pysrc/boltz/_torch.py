@@ -205,6 +205,8 @@ def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
     warning)."""
     import torch
 
+    seeds: List[Any] = [None]  # the backward's seed, kept across steps and calls
+
     def segment(y, p, g, eps, inv_mass, h_max, steps):
         check()
         steps = int(steps)
@@ -213,25 +215,35 @@ def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
         )
         half = (0.5 * eps)[:, None]  # the kernels' arithmetic: (0.5 e) g, (e W) p
         ew = eps[:, None] * w
-        n = y.shape[0]
-        ys, ps, gs = (torch.full((steps,) + tuple(y.shape), float("nan"), dtype=dtype, device=dev) for _ in range(3))
-        es = torch.full((steps, n), float("nan"), dtype=dtype, device=dev)
-        live = torch.ones(n, dtype=torch.bool, device=dev)
-        for k in range(steps):
+        live = torch.ones(y.shape[0], dtype=torch.bool, device=dev)
+        # each step's states and the rows live at its start, masked once at
+        # the end (a masked store per array and step cost ~4 ops each)
+        ys, ps, gs, es, lives = [], [], [], [], []
+        for _ in range(steps):
             m = live[:, None]
             p1 = p - half * g
-            y1 = torch.where(m, y + ew * p1, y)  # a stopped row is evaluated where it was
-            yt = y1.detach().requires_grad_(True)
-            e, g1 = _energy_grad(run, yt, yt)
+            y = torch.where(m, y + ew * p1, y)  # a stopped row is evaluated where it was
+            yt = y.detach().requires_grad_(True)
+            e, g = _energy_grad(run, yt, yt, seeds)
             e = e.detach()
-            p1 = p1 - half * g1
-            h = e + 0.5 * (p1 * p1 * w).sum(1)
-            ys[k][live], ps[k][live], gs[k][live], es[k][live] = y1[live], p1[live], g1[live], e[live]
-            y, p, g = torch.where(m, y1, y), torch.where(m, p1, p), torch.where(m, g1, g)
-            live &= h < h_max
+            # a stopped row's momentum runs on (its states are NaN, and it
+            # stays stopped): no masked update needed
+            p = p1 - half * g
+            for out, v in zip((ys, ps, gs, es, lives), (y, p, g, e, live)):
+                out.append(v)
+            live = live & (e + 0.5 * (p * p * w).sum(1) < h_max)
             if not bool(live.any()):
                 break
-        return tuple(np.ascontiguousarray(a.to(device="cpu", dtype=torch.float64).numpy()) for a in (ys, ps, gs, es))
+        kept = torch.stack(lives)
+        nan = torch.tensor(float("nan"), dtype=dtype, device=dev)
+        result = []
+        for parts in (ys, ps, gs, es):
+            a = torch.stack(parts)
+            a = torch.where(kept if a.dim() == 2 else kept[..., None], a, nan)
+            if len(parts) < steps:  # all rows stopped early: NaN after
+                a = torch.cat([a, nan.expand((steps - len(parts),) + tuple(a.shape[1:]))])
+            result.append(np.ascontiguousarray(a.to(device="cpu", dtype=torch.float64).numpy()))
+        return tuple(result)
 
     return segment
 
