@@ -189,6 +189,21 @@ def test_torch_energy_calls_see_only_their_own_batch():
         e, g = te.energy_and_grad(y)
         np.testing.assert_allclose(e, 0.5 * (y * y).sum(1), rtol=1e-14)
         np.testing.assert_allclose(g, (3.0 if triple else 1.0) * y, rtol=1e-14)
+    # a module that hooks its input at every call (here: doubling its
+    # gradient) gets a fresh tensor after such a call: hooks never pile up
+    class Hooked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("c", torch.tensor(1.0, dtype=torch.float64))
+
+        def forward(self, y):
+            y.register_hook(lambda g: 2.0 * g)
+            return self.c * (y * y).sum(1)
+
+    th = boltz.torch_energy(Hooked(), 3)
+    for _ in range(3):
+        y = rng.normal(size=(4, 3))
+        np.testing.assert_allclose(th.energy_and_grad(y)[1], 4.0 * y, rtol=1e-14)
     # and through a sampler (one buffer refilled every step): the draws of
     # the same run through a NumPy callback, bit for bit
     module.triple = False

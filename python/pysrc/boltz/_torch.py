@@ -39,6 +39,10 @@ def torch_energy(
     to float64) and on their device unless ``device`` is given. Every
     evaluation is one batched call for all chains; the module is read at
     each call, so an energy made once follows the weights as they train.
+    A float64 module on the CPU reads the positions in place: successive
+    calls of one batch size get the same leaf tensor, its values rewritten
+    by boltz between calls (a module that keeps its input sees later
+    positions; one that hooks it gets a fresh tensor at the next call).
 
     An ``nn.Sequential`` whose first layer is ``Linear`` is checked here:
     its ``in_features`` must be ``x_dim + dim``. A module with dropout or
@@ -136,6 +140,8 @@ def torch_energy(
         yt = positions(y)
         inp = yt if x is None else torch.cat([tensor(x), yt], dim=1)
         e, g = _energy_grad(run, inp, yt, seeds)
+        if host64 and yt._backward_hooks:  # the module hooked its input:
+            leaf[0] = None  # the next call gets a fresh tensor (hooks would pile up)
         # g is yt's gradient: no graph, and on the CPU in float64 already
         # when yt is (host64), so it goes back as it is
         return array(e), (g.numpy() if host64 else array(g))
