@@ -85,6 +85,36 @@ def test_a_bad_integrator_is_refused_or_named():
         )
 
 
+def compare_segments(seg, batch, exact):
+    """An integrator ``seg`` against the NumPy protocol on ``batch``'s
+    energy, for the segment lengths NUTS asks (1, 2, 4, ...) and one past a
+    bucket: bit for bit when ``exact``, else up to XLA's rounding
+    (contracted multiply-adds). Five rows; row 2 stands (eps 0), row 4's big
+    steps miss its energy by more than its bound of 1e-3 within a few
+    steps: it stops there, NaN after; the others never stop. Returns the
+    start (y, p, g, w, h0)."""
+    ref, _ = numpy_leapfrog(batch)
+    rng = np.random.default_rng(1)
+    y, p = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    g = batch(y)[1]
+    eps = np.array([0.1, -0.1, 0.0, 0.05, -0.8])
+    w = rng.uniform(0.5, 2.0, (5, 3))
+    h0 = batch(y)[0] + 0.5 * (p * p * w).sum(1)
+    h_max = np.where(np.arange(5) == 4, h0[4] + 1e-3, np.inf)
+    for steps in (1, 2, 4, 9, 64):
+        got, want = seg(y, p, g, eps, w, h_max, steps), ref(y, p, g, eps, w, h_max, steps)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and a.dtype == np.float64
+            if exact:
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+        np.testing.assert_array_equal(got[0][:, 2], np.broadcast_to(y[2], (steps, 3)))
+    stopped = np.isnan(got[3][:, 4])
+    assert 0 < stopped.sum() < 64 and not np.isnan(got[3][:, :4]).any()
+    return y, p, g, w, h0
+
+
 @pytest.fixture
 def x64():
     jax = pytest.importorskip("jax")
@@ -95,9 +125,7 @@ def x64():
 
 
 def test_jax_integrator_follows_the_kernels_arithmetic(x64):
-    # The compiled loop against the NumPy steps:
-    # equal up to XLA's rounding (contracted multiply-adds), for the segment
-    # lengths NUTS asks (1, 2, 4, ...) and one past a bucket.
+    # The compiled loop against the NumPy steps, up to XLA's rounding.
     from boltz._jax import _leapfrog
 
     jnp = x64.numpy
@@ -108,26 +136,7 @@ def test_jax_integrator_follows_the_kernels_arithmetic(x64):
     def batch(y):
         return 0.5 * ((y / SCALE) ** 2).sum(1) + 0.1 * (y**4).sum(1), y / SCALE**2 + 0.4 * y**3
 
-    seg = _leapfrog(x64.vmap(x64.value_and_grad(row)))
-    ref, _ = numpy_leapfrog(batch)
-    rng = np.random.default_rng(1)
-    y, p = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
-    g = batch(y)[1]
-    eps = np.array([0.1, -0.1, 0.0, 0.05, -0.8])
-    w = rng.uniform(0.5, 2.0, (5, 3))
-    # Row 4's big steps miss its energy by more than its bound of 1e-3
-    # within a few steps: it stops there, NaN after; the others never stop.
-    h0 = batch(y)[0] + 0.5 * (p * p * w).sum(1)
-    h_max = np.where(np.arange(5) == 4, h0[4] + 1e-3, np.inf)
-    for steps in (1, 2, 4, 9, 64):
-        got, want = seg(y, p, g, eps, w, h_max, steps), ref(y, p, g, eps, w, h_max, steps)
-        for a, b in zip(got, want):
-            assert a.shape == b.shape and a.dtype == np.float64
-            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
-        # eps 0: the row stays where it is.
-        np.testing.assert_array_equal(got[0][:, 2], np.broadcast_to(y[2], (steps, 3)))
-    stopped = np.isnan(got[3][:, 4])
-    assert 0 < stopped.sum() < 64 and not np.isnan(got[3][:, :4]).any()
+    compare_segments(_leapfrog(x64.vmap(x64.value_and_grad(row))), batch, exact=False)
 
 
 def test_jax_energy_nuts_with_its_integrator_samples_the_law(x64):
@@ -154,9 +163,8 @@ def test_jax_energy_nuts_with_its_integrator_samples_the_law(x64):
 
 
 def test_torch_integrator_follows_the_kernels_arithmetic():
-    # torch's loop against the NumPy steps, bit for bit: segments of the
-    # lengths NUTS asks, a row that stops (NaN after), one that stands
-    # (eps 0), and every row stopped before the segment's end.
+    # torch's loop against the NumPy steps, bit for bit; and a segment
+    # that every row leaves before its end (NaN after).
     torch = pytest.importorskip("torch")
     from boltz._torch import _leapfrog
 
@@ -172,21 +180,8 @@ def test_torch_integrator_follows_the_kernels_arithmetic():
     # (autograd's rounding), through the per-step path
     batch = boltz.torch_energy(Quartic(), 3, leapfrog=False).energy_and_grad
     seg = _leapfrog(Quartic(), "cpu", torch.float64, lambda: None)
+    y, p, g, w, h0 = compare_segments(seg, batch, exact=True)
     ref, _ = numpy_leapfrog(batch)
-    rng = np.random.default_rng(1)
-    y, p = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
-    g = batch(y)[1]
-    eps = np.array([0.1, -0.1, 0.0, 0.05, -0.8])
-    w = rng.uniform(0.5, 2.0, (5, 3))
-    h0 = batch(y)[0] + 0.5 * (p * p * w).sum(1)
-    h_max = np.where(np.arange(5) == 4, h0[4] + 1e-3, np.inf)
-    for steps in (1, 2, 4, 9, 64):
-        got, want = seg(y, p, g, eps, w, h_max, steps), ref(y, p, g, eps, w, h_max, steps)
-        for a, b in zip(got, want):
-            assert a.shape == b.shape and a.dtype == np.float64
-            np.testing.assert_array_equal(a, b)
-    stopped = np.isnan(got[3][:, 4])
-    assert 0 < stopped.sum() < 64 and not np.isnan(got[3][:, :4]).any()
     # every row stops within a few steps of a 9-step segment
     tight, big = h0 + 1e-9, np.array([0.8, -0.8, 0.8, 0.4, -0.8])
     got, want = seg(y, p, g, big, w, tight, 9), ref(y, p, g, big, w, tight, 9)
