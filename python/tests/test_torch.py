@@ -213,6 +213,23 @@ def test_torch_energy_calls_see_only_their_own_batch():
     np.testing.assert_array_equal(a, b)
 
 
+def test_the_backwards_seed_is_each_threads_own():
+    # one energy evaluated on two threads: each keeps its own seed of ones,
+    # so a backward that writes its seed in place is seen by no other
+    torch = pytest.importorskip("torch")
+    import threading
+
+    from boltz._torch import _ones
+
+    seeds, e, got = threading.local(), torch.zeros(4, dtype=torch.float64), []
+    first = _ones(e, seeds)
+    assert _ones(e, seeds) is first  # reused on one thread
+    t = threading.Thread(target=lambda: got.append(_ones(e, seeds)))
+    t.start()
+    t.join()
+    assert got[0] is not first and torch.equal(got[0], first)
+
+
 def test_torch_energy_compiled_gives_the_eager_values():
     torch = pytest.importorskip("torch")
     torch.manual_seed(1)

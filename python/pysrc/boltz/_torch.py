@@ -3,6 +3,7 @@ as boltz's native MLP. torch is imported only when these are called."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -113,7 +114,7 @@ def torch_energy(
     # (buffer, tensor), replaced as one object (calls on other threads get
     # buffers of their own, each its own tensor).
     leaf: List[Any] = [None]
-    seeds: List[Any] = [None]
+    seeds = threading.local()  # the backward's seed, one per thread
 
     def positions(y: np.ndarray) -> Any:
         if not host64:
@@ -156,11 +157,11 @@ def torch_energy(
     )
 
 
-def _energy_grad(run: Any, inp: Any, yt: Any, seeds: Optional[List[Any]] = None) -> Tuple[Any, Any]:
+def _energy_grad(run: Any, inp: Any, yt: Any, seeds: Optional[threading.local] = None) -> Tuple[Any, Any]:
     """The module's energies (n,) at ``inp`` and their gradients in ``yt``
     (the rows of ``inp``'s positions, requiring grad); a result that is not
-    one energy a row is a ``BoltzError``. ``seeds``, a one-item list, keeps
-    the backward's seed from call to call (see :func:`_ones`)."""
+    one energy a row is a ``BoltzError``. ``seeds`` (a ``threading.local``)
+    keeps the backward's seed from call to call (see :func:`_ones`)."""
     import torch
 
     if not torch.is_grad_enabled():  # under torch.no_grad(): turned on here
@@ -181,17 +182,18 @@ def _energy_grad(run: Any, inp: Any, yt: Any, seeds: Optional[List[Any]] = None)
     return e, g
 
 
-def _ones(e: Any, seeds: Optional[List[Any]]) -> Any:
+def _ones(e: Any, seeds: Optional[threading.local]) -> Any:
     """Ones of ``e``'s shape, dtype and device: the seed of a backward.
-    With a cache (``seeds``, a one-item list) the last one is reused while
-    it fits and its version counter says nothing wrote to it (a custom
-    backward may write to its incoming gradient in place); a fresh
-    ``ones_like`` costs 1-4 us a call."""
+    With a cache (``seeds``, a ``threading.local``: each thread its own,
+    so no backward reads a seed another thread's backward writes to) the
+    last one is reused while it fits and its version counter says nothing
+    wrote to it (a custom backward may write to its incoming gradient in
+    place); a fresh ``ones_like`` costs 1-4 us a call."""
     import torch
 
     if seeds is None:
         return torch.ones_like(e)
-    o = seeds[0]
+    o = getattr(seeds, "ones", None)
     if (
         o is not None
         and o._version == 0
@@ -200,7 +202,7 @@ def _ones(e: Any, seeds: Optional[List[Any]]) -> Any:
         and o.device == e.device
     ):
         return o
-    o = seeds[0] = torch.ones_like(e)
+    o = seeds.ones = torch.ones_like(e)
     return o
 
 
@@ -211,7 +213,7 @@ def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
     warning)."""
     import torch
 
-    seeds: List[Any] = [None]  # the backward's seed, kept across steps and calls
+    seeds = threading.local()  # the backward's seed, kept across steps and calls
 
     def segment(y, p, g, eps, inv_mass, h_max, steps):
         check()
