@@ -344,11 +344,11 @@ impl Callback {
                     (&gs, &mut path.g, "leapfrog gradients"),
                 ] {
                     let a = checked(arr, what, &[steps, n, d])?;
-                    out.assign(&a.cast::<PyArray3<f64>>()?.readonly().as_array());
+                    out.assign(&returned(a.cast::<PyArray3<f64>>()?));
                 }
                 let e = checked(&es, "leapfrog energies", &[steps, n])?;
                 path.e
-                    .assign(&e.cast::<PyArray2<f64>>()?.readonly().as_array());
+                    .assign(&returned(e.cast::<PyArray2<f64>>()?));
                 Ok(())
             });
         if !ok {

@@ -69,8 +69,13 @@ impl DenseMetric {
     /// `y = z L^T` for every row `z` (positions from whitened coordinates).
     pub fn to_state(&self, z: ArrayView2<f64>) -> Array2<f64> {
         let mut y = Array2::zeros(z.raw_dim());
-        matmul(z, self.factor().t(), y.view_mut(), false);
+        self.to_state_into(z, y.view_mut());
         y
+    }
+
+    /// [`DenseMetric::to_state`] written into `y` (of `z`'s shape).
+    pub fn to_state_into(&self, z: ArrayView2<f64>, y: ArrayViewMut2<f64>) {
+        matmul(z, self.factor().t(), y, false);
     }
 
     /// `z = L^-1 y` for every row `y` (forward substitution).

@@ -156,10 +156,11 @@ impl Transition for KernelMoves<'_> {
             return;
         };
         match self.tuning.dense() {
-            Some(m) => out[0].copy_from_slice(
-                m.to_state(self.state.position.view())
-                    .as_slice()
-                    .expect("standard layout"),
+            // straight into the record, in the target's coordinates
+            Some(m) => m.to_state_into(
+                self.state.position.view(),
+                ndarray::ArrayViewMut2::from_shape(self.state.position.raw_dim(), &mut *out[0])
+                    .expect("a position record of n x d"),
             ),
             None => {
                 out[0].copy_from_slice(self.state.position.as_slice().expect("standard layout"))

@@ -118,7 +118,7 @@ def torch_energy(
 
     def positions(y: np.ndarray) -> Any:
         if not host64:
-            return torch.from_numpy(y).to(device=dev, dtype=dtype).requires_grad_(True)
+            return tensor(y).requires_grad_(True)
         c = leaf[0]
         if c is not None and c[0] is y:
             return c[1]
@@ -133,7 +133,7 @@ def torch_energy(
     def array(t: Any) -> np.ndarray:
         if t.dtype is torch.float64 and t.is_cpu:
             return t.detach().numpy()
-        return t.detach().to(device="cpu", dtype=torch.float64).numpy()
+        return _np64(t)
 
     def call(y: np.ndarray, x: Optional[np.ndarray] = None):
         if moded:
@@ -157,7 +157,7 @@ def torch_energy(
     )
 
 
-def _energy_grad(run: Any, inp: Any, yt: Any, seeds: Optional[threading.local] = None) -> Tuple[Any, Any]:
+def _energy_grad(run: Any, inp: Any, yt: Any, seeds: threading.local) -> Tuple[Any, Any]:
     """The module's energies (n,) at ``inp`` and their gradients in ``yt``
     (the rows of ``inp``'s positions, requiring grad); a result that is not
     one energy a row is a ``BoltzError``. ``seeds`` (a ``threading.local``)
@@ -182,17 +182,15 @@ def _energy_grad(run: Any, inp: Any, yt: Any, seeds: Optional[threading.local] =
     return e, g
 
 
-def _ones(e: Any, seeds: Optional[threading.local]) -> Any:
+def _ones(e: Any, seeds: threading.local) -> Any:
     """Ones of ``e``'s shape, dtype and device: the seed of a backward.
-    With a cache (``seeds``, a ``threading.local``: each thread its own,
-    so no backward reads a seed another thread's backward writes to) the
-    last one is reused while it fits and its version counter says nothing
+    The last one in ``seeds`` (a ``threading.local``: each thread its
+    own, so no backward reads a seed another thread's backward writes to)
+    is reused while it fits and its version counter says nothing
     wrote to it (a custom backward may write to its incoming gradient in
     place); a fresh ``ones_like`` costs 1-4 us a call."""
     import torch
 
-    if seeds is None:
-        return torch.ones_like(e)
     o = getattr(seeds, "ones", None)
     if (
         o is not None
@@ -250,7 +248,7 @@ def _leapfrog(run: Any, dev: Any, dtype: Any, check: Any) -> Any:
             a = torch.where(kept if a.dim() == 2 else kept[..., None], a, nan)
             if len(parts) < steps:  # all rows stopped early: NaN after
                 a = torch.cat([a, nan.expand((steps - len(parts),) + tuple(a.shape[1:]))])
-            result.append(np.ascontiguousarray(a.to(device="cpu", dtype=torch.float64).numpy()))
+            result.append(_np64(a))
         return tuple(result)
 
     return segment
