@@ -57,8 +57,7 @@ use super::step_size::{
     ChosenSteps, DualAveraging, GAMMA, StepAdapter, initial_step_sizes, start_dual,
 };
 use super::{
-    ChainState, ChainStep, DenseAdapter, DenseMetric, InvMass, Kernel, Moved, StepSizes, Tuning,
-    Whitened,
+    ChainState, ChainStep, DenseAdapter, DenseMetric, InvMass, Kernel, StepSizes, Tuning, Whitened,
 };
 use crate::energy::Energy;
 use crate::rng::ChainRng;
@@ -447,7 +446,7 @@ impl Tuner {
     ) {
         if let Some(t) = self.target {
             self.dual = Some(start_dual(
-                searched_steps(kernel, energy, state, rngs, t, tuning),
+                initial_step_sizes(kernel, energy, state, rngs, t, tuning),
                 t,
                 self.shared,
             ));
@@ -489,7 +488,7 @@ impl Tuner {
             if window_end {
                 let windows = (self.dense, &mut self.mass, &mut self.dense_window);
                 Self::close_window(windows, energy, state, tuning);
-                let eps = searched_steps(kernel, energy, state, rngs, tg, tuning);
+                let eps = initial_step_sizes(kernel, energy, state, rngs, tg, tuning);
                 *da = start_dual(eps, tg, self.shared);
             }
             if t + 1 == w {
@@ -611,22 +610,6 @@ impl Tuner {
             .iter_mut()
             .for_each(|c| *c = ChosenSteps::default());
     }
-}
-
-/// [`initial_step_sizes`] on `energy` as the chains move on it under
-/// `tuning` (whitened by its dense mass, if any; the metric is cloned, as
-/// the search writes to `tuning`).
-fn searched_steps(
-    kernel: &dyn Kernel,
-    energy: &dyn Energy,
-    state: &ChainState,
-    rngs: &[ChainRng],
-    target: f64,
-    tuning: &mut Tuning,
-) -> Vec<f64> {
-    let dense = tuning.dense().cloned();
-    let moved = Moved::new(energy, dense.as_ref());
-    initial_step_sizes(kernel, moved.energy(), state, rngs, target, tuning)
 }
 
 /// `state` (in `old`'s whitened coordinates, or the target's without

@@ -202,7 +202,9 @@ pub(super) fn start_dual(eps: Vec<f64>, target: f64, shared: bool) -> Vec<DualAv
 /// For each chain, doubles or halves its step size until one trial step's
 /// acceptance probability crosses `target` (at most 30 trials; each trial
 /// starts from the same state with copies of the streams, so it moves
-/// nothing). Returns the per-chain steps, also set in `tuning`.
+/// nothing). `energy` is the target itself: the trials step on it as the
+/// chains move under `tuning` (whitened by its dense mass, if any).
+/// Returns the per-chain steps, also set in `tuning`.
 pub(super) fn initial_step_sizes(
     kernel: &dyn Kernel,
     energy: &dyn Energy,
@@ -211,6 +213,10 @@ pub(super) fn initial_step_sizes(
     target: f64,
     tuning: &mut Tuning,
 ) -> Vec<f64> {
+    // the metric cloned: the trials write the step sizes into `tuning`
+    let dense = tuning.dense().cloned();
+    let moved = super::Moved::new(energy, dense.as_ref());
+    let energy = moved.energy();
     let n = state.n_chains();
     let mut steps = vec![ChainStep::default(); n];
     let mut trial = |tuning: &mut Tuning, eps: &[f64]| -> Vec<f64> {
